@@ -1,0 +1,243 @@
+"""The raw session: one collector recording (metadata, snapshots, deltas) as Arrow tables.
+
+This module is the typed mirror of the collector's three Postgres tables (DESIGN.md
+section 2). Every source returns a :class:`RawSession`; everything downstream (book
+reconstruction, views) reads only this representation.
+
+Schema
+------
+``RawSession.info`` (:class:`SessionInfo`) mirrors one ``rl_orderbook_sessions`` row.
+
+``RawSession.snapshots`` mirrors ``rl_orderbook_snapshots`` (:data:`SNAPSHOT_SCHEMA`):
+
+=================  ========================  ================================================
+column             type                      meaning
+=================  ========================  ================================================
+id                 int64                     the collector's row id (storage order)
+session_id         int64
+market_ticker      string
+timestamp_ms       int64                     collector receive time, ms since the epoch
+sequence_number    int64                     session-wide exchange sequence
+yes_bids           map<int32, int64>         the JSONB map ``{"<price_cents>": size}``,
+no_bids            map<int32, int64>         decoded: price in cents -> resting size
+yes_asks           map<int32, int64>         as stored; never trusted (asks derive from bids)
+no_asks            map<int32, int64>
+map_error          string (nullable)         why a stored map could not be decoded; the
+                                             four maps of that row are then null
+=================  ========================  ================================================
+
+``RawSession.deltas`` mirrors ``rl_orderbook_deltas`` (:data:`DELTA_SCHEMA`): ``id``,
+``session_id``, ``market_ticker``, ``timestamp_ms``, ``sequence_number`` as above, then
+``side`` (``"yes"``/``"no"``: the bid book that changed), ``action``
+(``"add"|"remove"|"update"``, informative), ``price`` (int32 cents, the collector's INT),
+``old_size`` (int64, informative) and ``new_size`` (int64: the absolute size now resting
+at ``price``).
+
+The stored ``yes_spread``, ``no_spread``, ``*_mid_price`` and ``total_volume`` columns
+are deliberately not carried: the collector often leaves them NULL or 0.
+
+Rows are kept in storage order (by ``id``), not sequence order: detecting and repairing
+out-of-order storage is the job of :mod:`kalshi_pipeline.market.cleaning`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+PRICE_MAP_TYPE = pa.map_(pa.int32(), pa.int64())
+PRICE_MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
+
+SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("session_id", pa.int64()),
+        ("market_ticker", pa.string()),
+        ("timestamp_ms", pa.int64()),
+        ("sequence_number", pa.int64()),
+        *[(name, PRICE_MAP_TYPE) for name in PRICE_MAP_COLUMNS],
+        ("map_error", pa.string()),
+    ]
+)
+
+DELTA_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("session_id", pa.int64()),
+        ("market_ticker", pa.string()),
+        ("timestamp_ms", pa.int64()),
+        ("sequence_number", pa.int64()),
+        ("side", pa.string()),
+        ("action", pa.string()),
+        ("price", pa.int32()),
+        ("old_size", pa.int64()),
+        ("new_size", pa.int64()),
+    ]
+)
+
+SESSION_STATUSES = ("active", "closed", "error")
+ENVIRONMENTS = ("local", "production", "paper", "test")
+
+
+class SessionNotComplete(RuntimeError):
+    """Raised when asked to ingest a session that is still recording."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One ``rl_orderbook_sessions`` row: what ``list_sessions()`` returns per session.
+
+    ``snapshots_count``/``deltas_count``/``messages_received`` are the collector's own
+    counters, which may over-count; the tables are the truth.
+    """
+
+    session_id: int
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    market_tickers: tuple[str, ...]
+    environment: str = "local"
+    websocket_url: str = ""
+    messages_received: int = 0
+    snapshots_count: int = 0
+    deltas_count: int = 0
+    last_message_at: datetime | None = None
+    error_message: str | None = None
+    connection_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_complete(self) -> bool:
+        """Closed (or given an end time): safe to ingest. A crashed session stays active."""
+        return self.status == "closed" or self.ended_at is not None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with ISO-8601 UTC timestamps (stable across runs)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> SessionInfo:
+        values = dict(data)
+        for name in ("started_at", "ended_at", "last_message_at"):
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        values["market_tickers"] = tuple(values.get("market_tickers") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RawSession:
+    """One session as recorded: metadata plus the snapshot and delta tables."""
+
+    info: SessionInfo
+    snapshots: pa.Table
+    deltas: pa.Table
+
+    def __post_init__(self) -> None:
+        if not self.snapshots.schema.equals(SNAPSHOT_SCHEMA):
+            raise ValueError(
+                f"session {self.info.session_id}: snapshots do not have SNAPSHOT_SCHEMA:\n"
+                f"{self.snapshots.schema}"
+            )
+        if not self.deltas.schema.equals(DELTA_SCHEMA):
+            raise ValueError(
+                f"session {self.info.session_id}: deltas do not have DELTA_SCHEMA:\n"
+                f"{self.deltas.schema}"
+            )
+
+    @property
+    def session_id(self) -> int:
+        return self.info.session_id
+
+    @property
+    def num_events(self) -> int:
+        return self.snapshots.num_rows + self.deltas.num_rows
+
+
+class PriceMapError(ValueError):
+    """A stored price map that is not ``{"<price_cents>": integer size}``."""
+
+
+def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[int, int]]:
+    """Decode one collector price map into ``[(price_cents, size), ...]``.
+
+    Accepts JSON text or an already parsed mapping; ``None`` is an empty book side.
+    Range checks (price 1..99, size >= 0) are not done here: they are repairs counted
+    by the cleaning step, which knows the session, market and sequence number.
+    """
+    if raw is None:
+        return []
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PriceMapError(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(raw, Mapping):
+        raise PriceMapError(f"expected an object of price -> size, got {type(raw).__name__}")
+    levels = []
+    for key, size in raw.items():
+        try:
+            price = int(key)
+        except (TypeError, ValueError):
+            raise PriceMapError(f"price key {key!r} is not an integer") from None
+        if isinstance(size, bool) or not isinstance(size, int | float) or size != int(size):
+            raise PriceMapError(f"size {size!r} at price {key!r} is not an integer")
+        if not -(2**31) <= price < 2**31:
+            raise PriceMapError(f"price key {key!r} is not a price in cents")
+        levels.append((price, int(size)))
+    levels.sort()
+    return levels
+
+
+def encode_price_map(levels: list[tuple[int, int]] | None) -> str:
+    """The collector's JSON form of a price map (keys are price strings)."""
+    return json.dumps({str(p): int(s) for p, s in (levels or [])}, separators=(",", ":"))
+
+
+def empty_snapshots() -> pa.Table:
+    return SNAPSHOT_SCHEMA.empty_table()
+
+
+def empty_deltas() -> pa.Table:
+    return DELTA_SCHEMA.empty_table()
+
+
+def snapshot_table(rows: list[tuple]) -> pa.Table:
+    """Build the snapshots table from collector-shaped rows.
+
+    Each row is ``(id, session_id, market_ticker, timestamp_ms, sequence_number,
+    yes_bids, no_bids, yes_asks, no_asks)`` with the maps as JSON text or mappings. A map
+    that cannot be decoded does not stop the session: its row keeps null maps and the
+    reason in ``map_error``, and the cleaning step rejects that market by name.
+    """
+    columns: dict[str, list] = {name: [] for name in SNAPSHOT_SCHEMA.names}
+    for row in rows:
+        for name, value in zip(SNAPSHOT_SCHEMA.names[:5], row[:5], strict=True):
+            columns[name].append(value)
+        decoded, error = [], None
+        for name, raw in zip(PRICE_MAP_COLUMNS, row[5:9], strict=True):
+            try:
+                decoded.append(decode_price_map(raw))
+            except PriceMapError as exc:
+                error = f"{name}: {exc}"
+                break
+        if error is not None:
+            decoded = [None] * len(PRICE_MAP_COLUMNS)
+        for name, levels in zip(PRICE_MAP_COLUMNS, decoded, strict=True):
+            columns[name].append(levels)
+        columns["map_error"].append(error)
+    return pa.Table.from_pydict(columns, schema=SNAPSHOT_SCHEMA)

@@ -176,6 +176,11 @@ def _simulate_market(
     step_offsets = _event_times(rng, steps, duration_ms)
     changed_step, changed_level = np.nonzero(books[1:] != books[:-1])
     changed_step += 1
+    # Within one book change, levels are cleared before others are set, so that the book
+    # never crosses between the deltas of one millisecond.
+    sets = books[changed_step, changed_level] > 0
+    within = np.lexsort((changed_level, sets, changed_step))
+    changed_step, changed_level = changed_step[within], changed_level[within]
     is_snapshot = np.zeros(len(changed_step) + 1, dtype=bool)
     is_snapshot[0] = True
     step_of_event = np.concatenate([[0], changed_step])

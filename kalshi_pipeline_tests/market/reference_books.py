@@ -1,0 +1,49 @@
+"""The plain per-event reference for book reconstruction: obviously right, slow.
+
+It replays the cleaned events one at a time on dict books and reads off the same columns
+as :func:`kalshi_pipeline.market.books.books_from_events`; the fast path must equal it
+exactly. ``benchmarks/bench_reconstruction.py`` times the two on the same events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kalshi_pipeline.market.cleaning import LEVELS, CleanEvents
+
+
+def reference_books(events: CleanEvents, top_levels: int = 5) -> dict[str, np.ndarray]:
+    n = len(events)
+    out = {
+        "best_yes_bid": np.zeros(n, np.int16),
+        "best_no_bid": np.zeros(n, np.int16),
+        "yes_bid_depth": np.zeros((n, top_levels), np.int64),
+        "no_bid_depth": np.zeros((n, top_levels), np.int64),
+        "yes_bid_volume": np.zeros(n, np.int64),
+        "no_bid_volume": np.zeros(n, np.int64),
+    }
+    books: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
+    for i in range(n):
+        market = int(events.market[i])
+        if events.is_snapshot[i]:
+            row = events.snapshot_books[events.snapshot_index[i]]
+            books[market] = (
+                {p: int(row[p - 1]) for p in range(1, LEVELS + 1) if row[p - 1] > 0},
+                {p: int(row[LEVELS + p - 1]) for p in range(1, LEVELS + 1) if row[LEVELS + p - 1] > 0},
+            )
+        else:
+            level = int(events.level[i])
+            side, price = divmod(level, LEVELS)
+            book = books[market][side]
+            size = int(events.new_size[i])
+            if size > 0:
+                book[price + 1] = size
+            else:
+                book.pop(price + 1, None)
+        for name, book in zip(("yes", "no"), books[market], strict=True):
+            prices = sorted(book, reverse=True)
+            out[f"best_{name}_bid"][i] = prices[0] if prices else 0
+            for j, price in enumerate(prices[:top_levels]):
+                out[f"{name}_bid_depth"][i, j] = book[price]
+            out[f"{name}_bid_volume"][i] = sum(book.values())
+    return out

@@ -80,8 +80,15 @@ class ParquetSessionStore:
             if final.exists():
                 retired = self.path / f".old-{session_id}-{uuid.uuid4().hex}"
                 final.rename(retired)
-                staging.rename(final)
-                shutil.rmtree(retired)
+                try:
+                    staging.rename(final)
+                except BaseException:
+                    # The catalog still lists this session: put the previous version back.
+                    retired.rename(final)
+                    raise
+                # The new version is in place; failing to delete the old copy must not
+                # abort the write before the catalog is updated.
+                shutil.rmtree(retired, ignore_errors=True)
             else:
                 staging.rename(final)
         except BaseException:

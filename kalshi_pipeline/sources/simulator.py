@@ -8,7 +8,7 @@ What a simulated session looks like
 * A pool of ``1.5 x markets`` tickers per seed; each session records ``markets`` of them,
   so the same market appears in several sessions (which the market-grouped split needs).
   A ticker keeps its character across sessions: about 20% are *liquid* (half-spread
-  0.5-1.5 cents, so spreads of 1-3 cents, eight displayed levels, sizes around 200) and
+  0.2-0.9 cents, so spreads of 1-3 cents, eight displayed levels, sizes around 200) and
   the rest *illiquid* (spreads of 20-60 cents, three levels, sizes around 20).
 * Markets open and close inside the session (half of them cover all of it), so
   ``market_coverage`` varies. Each market's activity is log-normal: with the default
@@ -23,19 +23,23 @@ What a simulated session looks like
 The learnable signal
 --------------------
 Every market carries a hidden *order-flow pressure* ``x`` (an AR(1) process, persistence
-``pressure_persistence``, unit variance). Resting sizes are refreshed with a tilt
-``exp(+imbalance_sensitivity * x)`` on the YES bids and ``exp(-imbalance_sensitivity * x)``
-on the NO bids, so the displayed book imbalance reveals ``x``; and the fair price drifts
-by ``drift_cents_per_step * x`` per book change. Book imbalance therefore predicts the
-next mid moves, as in real order books. With the defaults a pressure of one standard
-deviation is worth about ``drift / (1 - persistence)`` = 7 cents of expected move: more
-than a round trip costs on a liquid market near 50 cents (1-3 cents of spread plus about
-3.5 cents of taker fees), far less than crossing a 20-60 cent spread costs on an illiquid
-one, so a good agent must learn where to trade, not only how.
+``pressure_persistence``, unit variance). Each book change refreshes the best level of one
+side with its size tilted by ``exp(+imbalance_sensitivity * x)`` on the YES bids or
+``exp(-imbalance_sensitivity * x)`` on the NO bids, so the top-of-book imbalance reveals
+``x``; and the fair price drifts by ``drift_cents_per_step * x`` per book change. Book
+imbalance therefore predicts the next mid moves, as in real order books. With the
+defaults a pressure of one standard deviation is worth about ``drift / (1 - persistence)``
+= 7 cents of expected move, two deviations 14: enough to pay a round trip on a liquid
+market near 50 cents (1-3 cents of spread plus about 3.6 cents of taker fees) when the
+book is clearly lopsided, never enough to cross a 20-60 cent spread on an illiquid one.
+A good agent must learn where to trade, not only how. (Measured on liquid markets: buying
+the side a top-of-book imbalance beyond 0.5 favours and selling 60 events later gains
+about 2.5 cents per contract more than the same rule on the control, before fees.)
 
-With ``signal=False`` (the control) the price drifts with an independent pressure of the
-same law: the same trends, volatility and imbalance statistics, but the book tells
-nothing about the future, and no agent should beat always-HOLD after fees.
+With ``signal=False`` (the control) the pressure still tilts the book exactly as above,
+but the price is a martingale: independent moves whose variance over 20 book changes
+matches the signal run's. Neither the book nor past moves tell anything about the future,
+so no agent should beat always-HOLD after fees.
 
 Everything is a function of ``(seed, session_id, config)``: the same arguments give the
 same tables bit for bit.
@@ -43,11 +47,13 @@ same tables bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+from tqdm.auto import tqdm
 
 from kalshi_pipeline.sources.raw import (
     DELTA_SCHEMA,
@@ -73,7 +79,7 @@ class SimulatorConfig:
     drift_cents_per_step: float = 0.35
     pressure_persistence: float = 0.95
     noise_cents_per_step: float = 0.6
-    imbalance_sensitivity: float = 0.8
+    imbalance_sensitivity: float = 1.5
     ticker_pool_factor: float = 1.5
     resnapshot_probability: float = 0.2
 
@@ -101,7 +107,7 @@ def ticker_pool(seed: int, config: SimulatorConfig) -> list[_MarketTraits]:
                 ticker=f"{series[index % len(series)]}-26JAN-S{index:04d}",
                 liquid=liquid,
                 start_price_cents=float(rng.uniform(8, 92)),
-                half_spread_cents=float(rng.uniform(0.5, 1.5) if liquid else rng.uniform(10, 30)),
+                half_spread_cents=float(rng.uniform(0.2, 0.9) if liquid else rng.uniform(10, 30)),
                 depth_levels=8 if liquid else 3,
                 log_size=float(np.log(200.0) if liquid else np.log(20.0)),
             )
@@ -110,9 +116,16 @@ def ticker_pool(seed: int, config: SimulatorConfig) -> list[_MarketTraits]:
 
 
 def simulate_session(
-    session_id: int, seed: int, config: SimulatorConfig | None = None
+    session_id: int,
+    seed: int,
+    config: SimulatorConfig | None = None,
+    *,
+    on_market: Callable[[], None] | None = None,
 ) -> RawSession:
-    """One closed session of ``config.markets`` markets in the raw schema."""
+    """One closed session of ``config.markets`` markets in the raw schema.
+
+    ``on_market`` is called after each market is simulated (for progress bars).
+    """
     config = config or SimulatorConfig()
     pool = ticker_pool(seed, config)
     rng = np.random.default_rng(np.random.SeedSequence([seed, session_id]))
@@ -122,8 +135,22 @@ def simulate_session(
     for index in chosen:
         market_rng = np.random.default_rng(np.random.SeedSequence([seed, session_id, int(index)]))
         markets.append(_simulate_market(market_rng, pool[index], config, duration_ms))
+        if on_market is not None:
+            on_market()
     started_at = _BASE_TIME + timedelta(days=int(session_id))
     return _assemble(session_id, started_at, duration_ms, [pool[i].ticker for i in chosen], markets)
+
+
+def simulate_sessions(
+    sessions: int, seed: int, config: SimulatorConfig | None = None, *, progress: bool = False
+) -> Iterator[RawSession]:
+    """Sessions 1..``sessions`` one at a time (only one is held in memory)."""
+    config = config or SimulatorConfig()
+    with tqdm(
+        total=sessions * config.markets, unit="market", desc="simulating", disable=not progress
+    ) as bar:
+        for session_id in range(1, sessions + 1):
+            yield simulate_session(session_id, seed, config, on_market=bar.update)
 
 
 # -- one market ------------------------------------------------------------------------
@@ -145,14 +172,12 @@ def _simulate_market(
     target_events = config.median_events_per_market * np.exp(config.events_sigma * rng.normal())
     # One book change causes about 2.5 deltas on average (measured); aim for the target.
     steps = int(np.clip(round(target_events / 2.5), 4, 200_000))
-    # Both paths are always drawn so that the control differs from the signal run only
-    # in what drives the price.
     pressure = _ar1(rng, steps, config.pressure_persistence)
-    independent = _ar1(rng, steps, config.pressure_persistence)
-    driver = pressure if config.signal else independent
-    moves = config.drift_cents_per_step * driver + config.noise_cents_per_step * rng.normal(
-        size=steps
-    )
+    shocks = rng.normal(size=steps)
+    if config.signal:
+        moves = config.drift_cents_per_step * pressure + config.noise_cents_per_step * shocks
+    else:
+        moves = _control_move_scale(config) * shocks
     moves[0] = 0.0
     fair = _reflect(traits.start_price_cents + np.cumsum(moves), 1.5, 98.5)
 
@@ -207,28 +232,57 @@ def _simulate_market(
     )
 
 
+def _control_move_scale(config: SimulatorConfig, horizon: int = 20) -> float:
+    """Per-step move size of the control: a martingale as volatile as the signal run.
+
+    The control's price moves are independent (nothing observable, not even past moves,
+    predicts them); their size matches the signal run's variance over ``horizon`` steps.
+    """
+    rho = config.pressure_persistence
+    lags = np.arange(1, horizon)
+    summed_pressure_var = horizon + 2 * np.sum((horizon - lags) * rho**lags)
+    variance = config.drift_cents_per_step**2 * summed_pressure_var / horizon
+    return float(np.sqrt(variance + config.noise_cents_per_step**2))
+
+
 def _resting_sizes(rng, traits, config, pressure, best_yes, best_no) -> np.ndarray:
     """Resting size at every price of both bid books for every step, int64[T, 198].
 
-    Sizes are sticky: each book change refreshes one level near the top of one side,
-    tilted by the pressure (YES bids grow with it, NO bids shrink); about one refresh in
-    twenty empties its level, leaving holes in the ladder.
+    Sizes are sticky: each book change refreshes the best level of one side, tilted by
+    the pressure (YES bids grow with it, NO bids shrink), and one deeper level of either
+    side, which one time in twenty is emptied, leaving a hole in the ladder.
     """
     steps = len(pressure)
     initial = np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, 2 * LEVELS))))
-    side = rng.integers(0, 2, size=steps)
-    depth = np.minimum(rng.geometric(0.5, size=steps) - 1, traits.depth_levels - 1)
-    price = np.where(side == 0, best_yes, best_no) - depth
-    tilt = np.exp(np.where(side == 0, 1.0, -1.0) * config.imbalance_sensitivity * pressure)
-    refreshed = np.round(np.exp(rng.normal(traits.log_size, 0.8, steps)) * tilt)
-    refreshed = np.where(rng.random(steps) < 0.05, 0, np.maximum(refreshed, 1))
     updates = np.full((steps, 2 * LEVELS), -1, dtype=np.int64)
     updates[0] = initial
-    rows = np.flatnonzero((price >= 1) & (np.arange(steps) > 0))
-    updates[rows, side[rows] * LEVELS + price[rows] - 1] = refreshed[rows]
+    best = np.stack([best_yes, best_no])
+    later = np.arange(1, steps)
+
+    top_side = rng.integers(0, 2, size=steps)
+    tilt = np.exp(np.where(top_side == 0, 1.0, -1.0) * config.imbalance_sensitivity * pressure)
+    top_size = np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, steps)) * tilt))
+    top_price = best[top_side, np.arange(steps)]
+    updates[later, top_side[later] * LEVELS + top_price[later] - 1] = top_size[later]
+
+    if traits.depth_levels > 1:
+        deep_side = rng.integers(0, 2, size=steps)
+        depth = rng.integers(1, traits.depth_levels, size=steps)
+        deep_price = best[deep_side, np.arange(steps)] - depth
+        deep_size = np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, steps))))
+        deep_size = np.where(rng.random(steps) < 0.05, 0, deep_size)
+        rows = later[deep_price[later] >= 1]
+        updates[rows, deep_side[rows] * LEVELS + deep_price[rows] - 1] = deep_size[rows]
+
     last_set = np.where(updates >= 0, np.arange(steps)[:, None], 0)
     np.maximum.accumulate(last_set, axis=0, out=last_set)
-    return np.take_along_axis(updates, last_set, axis=0)
+    sizes = np.take_along_axis(updates, last_set, axis=0)
+    # The best level always rests something (holes are only ever deeper).
+    rows = np.arange(steps)
+    for side in (0, 1):
+        column = side * LEVELS + best[side] - 1
+        sizes[rows, column] = np.maximum(sizes[rows, column], 1)
+    return sizes
 
 
 def _event_times(rng: np.random.Generator, steps: int, duration_ms: int) -> np.ndarray:

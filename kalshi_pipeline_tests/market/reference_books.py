@@ -27,9 +27,13 @@ def reference_books(events: CleanEvents, top_levels: int = 5) -> dict[str, np.nd
         market = int(events.market[i])
         if events.is_snapshot[i]:
             row = events.snapshot_books[events.snapshot_index[i]]
-            books[market] = (
-                {p: int(row[p - 1]) for p in range(1, LEVELS + 1) if row[p - 1] > 0},
-                {p: int(row[LEVELS + p - 1]) for p in range(1, LEVELS + 1) if row[LEVELS + p - 1] > 0},
+            books[market] = tuple(
+                {
+                    p: int(row[side * LEVELS + p - 1])
+                    for p in range(1, LEVELS + 1)
+                    if row[side * LEVELS + p - 1] > 0
+                }
+                for side in (0, 1)
             )
         else:
             level = int(events.level[i])

@@ -1,0 +1,28 @@
+"""Where things live on disk (DESIGN.md section 8): one place for the environment variables.
+
+``KALSHI_PIPELINE_HOME`` (default ``./.kalshi-pipeline``) holds the local session store in
+``sessions/`` and models and reports in ``artifacts/``. ``KALSHI_COLLECTOR_URL``, when set,
+makes the collector's Postgres the session source.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "KALSHI_PIPELINE_HOME"
+COLLECTOR_URL_ENV = "KALSHI_COLLECTOR_URL"
+DEFAULT_HOME = ".kalshi-pipeline"
+
+
+def pipeline_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """``home`` if given, else ``$KALSHI_PIPELINE_HOME``, else ``./.kalshi-pipeline``."""
+    return Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+
+
+def sessions_dir(home: Path) -> Path:
+    return home / "sessions"
+
+
+def artifacts_dir(home: Path) -> Path:
+    return home / "artifacts"

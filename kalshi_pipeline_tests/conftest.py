@@ -1,0 +1,73 @@
+"""Shared fixtures: a scratch database on the local PostgreSQL server.
+
+The collector tests run against a real server (127.0.0.1:5432, user ``postgres``, trust
+auth). Each test gets its own database, created from the maintenance database ``test``
+and dropped afterwards, so tests never see each other's sessions or ids. A server that is
+not running fails the tests loudly: skipping would hide that the Postgres source went
+untested.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from kalshi_pipeline.sources.postgres import collector_ddl
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+MAINTENANCE_DB = "test"
+START_SERVER_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+def _maintenance_connection() -> psycopg2.extensions.connection:
+    try:
+        conn = psycopg2.connect(f"{PG_SERVER}/{MAINTENANCE_DB}", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        reason = str(exc).strip()
+    else:
+        conn.autocommit = True
+        return conn
+    pytest.fail(
+        f"the local PostgreSQL server ({PG_SERVER}/{MAINTENANCE_DB}) is not reachable:\n"
+        f"{reason}\nStart it with:\n    {START_SERVER_HINT}",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def collector_db() -> Iterator[str]:
+    """The URL of a new, empty scratch database; dropped when the test ends."""
+    name = f"kp_test_{uuid.uuid4().hex}"
+    with closing(_maintenance_connection()) as admin:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield f"{PG_SERVER}/{name}"
+        finally:
+            with admin.cursor() as cur:
+                # A connection a test forgot to close must not keep the database alive.
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(name)
+                    )
+                )
+
+
+@pytest.fixture
+def collector_tables(collector_db: str) -> str:
+    """A scratch database holding the collector's three (empty) tables."""
+    with closing(psycopg2.connect(collector_db)) as conn:
+        with conn.cursor() as cur:
+            cur.execute(collector_ddl())
+        conn.commit()
+    return collector_db

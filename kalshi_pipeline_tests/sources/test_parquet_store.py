@@ -1,0 +1,203 @@
+"""The local Parquet session store: round trips, the catalog, determinism, atomic writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kalshi_pipeline.sources import parquet_store
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
+from kalshi_pipeline.sources.raw import RawSession, SessionNotComplete
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline_tests.factories import delta, make_session, snapshot
+
+SMALL = SimulatorConfig(markets=6)
+
+
+def small_session(session_id: int, seed: int = 7) -> RawSession:
+    return simulate_session(session_id, seed=seed, config=SMALL)
+
+
+def assert_same_session(loaded: RawSession, expected: RawSession) -> None:
+    assert loaded.info == expected.info
+    for table in ("snapshots", "deltas"):
+        got, want = getattr(loaded, table), getattr(expected, table)
+        assert got.schema.equals(want.schema), table
+        for name in want.column_names:
+            assert got[name].equals(want[name]), f"{table}.{name}"
+
+
+def file_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones included) by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_simulated_session_round_trips(tmp_path):
+    store = ParquetSessionStore(tmp_path / "sessions")
+    session = small_session(3)
+
+    store.write_session(session)
+
+    assert_same_session(store.load_session(3), session)
+
+
+def test_an_undecodable_map_round_trips_as_null_maps_with_its_reason(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    session = make_session(
+        snapshot("MKT-A", seq=1, yes_bids='{"abc": 5}', no_bids={55: 7}),
+        snapshot("MKT-B", seq=2, yes_bids={40: 10}, no_bids={}),
+        delta("MKT-B", seq=3, side="yes", price=41, new_size=3),
+    )
+
+    store.write_session(session)
+    loaded = store.load_session(1)
+
+    assert_same_session(loaded, session)
+    assert loaded.snapshots["map_error"].to_pylist()[0].startswith("yes_bids:")
+    assert loaded.snapshots["yes_bids"].to_pylist() == [None, [(40, 10)]]
+    # An empty book side stays an empty map, distinct from "could not be decoded".
+    assert loaded.snapshots["no_bids"].to_pylist() == [None, []]
+
+
+def test_list_sessions_describes_every_written_session_sorted_by_id(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    assert store.list_sessions() == []  # the directory does not even exist yet
+
+    recording = make_session(
+        snapshot("MKT-Z", seq=1, yes_bids={30: 4}),
+        delta("MKT-Z", seq=2, side="no", price=60, new_size=9),
+        session_id=5,
+        status="active",
+    )
+    for session in (small_session(9), recording, small_session(2)):
+        store.write_session(session)
+
+    listed = store.list_sessions()
+
+    assert [info.session_id for info in listed] == [2, 5, 9]
+    assert [info.status for info in listed] == ["closed", "active", "closed"]
+    assert [info.is_complete for info in listed] == [True, False, True]
+    by_id = {info.session_id: info for info in listed}
+    assert by_id[5].started_at == datetime(2026, 1, 5, tzinfo=UTC)
+    assert by_id[5].ended_at is None
+    assert by_id[5].market_tickers == ("MKT-Z",)
+    assert (by_id[5].snapshots_count, by_id[5].deltas_count) == (1, 1)
+    nine = small_session(9)
+    assert by_id[9] == nine.info
+    assert by_id[9].ended_at > by_id[9].started_at
+    assert len(by_id[9].market_tickers) == SMALL.markets
+    assert by_id[9].deltas_count == nine.deltas.num_rows
+
+
+def test_an_active_session_is_not_loaded_unless_asked(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    recording = make_session(
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=3),
+        session_id=8,
+        status="active",
+    )
+    store.write_session(recording)
+
+    with pytest.raises(SessionNotComplete, match="session 8 is still active"):
+        store.load_session(8)
+
+    assert_same_session(store.load_session(8, allow_incomplete=True), recording)
+
+
+def test_a_missing_session_raises_key_error_naming_it(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    store.write_session(small_session(1))
+
+    with pytest.raises(KeyError, match="session 42"):
+        store.load_session(42)
+
+
+def test_writing_the_same_session_twice_gives_byte_identical_files(tmp_path):
+    session = small_session(4)
+    store = ParquetSessionStore(tmp_path / "a")
+    store.write_session(session)
+    first = file_bytes(store.path)
+
+    store.write_session(session)
+    again = file_bytes(store.path)
+    # A second store fed the same session (another run, another machine) agrees too.
+    elsewhere = ParquetSessionStore(tmp_path / "b")
+    elsewhere.write_session(small_session(4))
+
+    assert sorted(first) == [
+        "catalog.json",
+        "session-4/deltas.parquet",
+        "session-4/metadata.json",
+        "session-4/snapshots.parquet",
+    ]
+    assert again == first
+    assert file_bytes(elsewhere.path) == first
+
+
+def test_overwriting_a_session_replaces_its_content(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    store.write_session(small_session(6, seed=1))
+    replacement = small_session(6, seed=2)
+    assert not replacement.deltas.equals(small_session(6, seed=1).deltas)
+
+    store.write_session(replacement)
+
+    assert_same_session(store.load_session(6), replacement)
+    assert store.list_sessions() == [replacement.info]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-6"]
+
+
+def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
+    tmp_path, monkeypatch
+):
+    store = ParquetSessionStore(tmp_path)
+    previous = small_session(4, seed=1)
+    store.write_session(previous)
+    catalog_before = (tmp_path / "catalog.json").read_bytes()
+
+    real_write_parquet = parquet_store._write_parquet
+
+    def crash_on_deltas(table, path):
+        if path.name == "deltas.parquet":
+            raise OSError("disk full")
+        real_write_parquet(table, path)
+
+    monkeypatch.setattr(parquet_store, "_write_parquet", crash_on_deltas)
+    for session in (small_session(4, seed=2), small_session(5)):
+        with pytest.raises(OSError, match="disk full"):
+            store.write_session(session)
+    monkeypatch.undo()
+
+    # The new session never became visible...
+    assert [info.session_id for info in store.list_sessions()] == [4]
+    with pytest.raises(KeyError, match="session 5"):
+        store.load_session(5)
+    # ...no staging directory was left behind...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-4"]
+    # ...and the session being overwritten is still the previous version, whole.
+    assert (tmp_path / "catalog.json").read_bytes() == catalog_before
+    assert_same_session(store.load_session(4), previous)
+
+
+def test_a_failed_swap_puts_the_previous_version_back(tmp_path, monkeypatch):
+    store = ParquetSessionStore(tmp_path)
+    previous = small_session(4, seed=1)
+    store.write_session(previous)
+
+    real_rename = Path.rename
+
+    def refuse_to_swap_in(self, target):
+        if self.name.startswith(".tmp-"):
+            raise OSError("rename refused")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse_to_swap_in)
+    with pytest.raises(OSError, match="rename refused"):
+        store.write_session(small_session(4, seed=2))
+    monkeypatch.undo()
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-4"]
+    assert_same_session(store.load_session(4), previous)

@@ -112,8 +112,13 @@ class SessionInfo:
 
     @property
     def is_complete(self) -> bool:
-        """Closed (or given an end time): safe to ingest. A crashed session stays active."""
-        return self.status == "closed" or self.ended_at is not None
+        """No longer recording: ``closed`` or ``error``, or given an end time.
+
+        A collector that crashed leaves its session ``active`` with no end time: that one
+        is skipped until it closes. An ``error`` session is complete but is only used if
+        it passes the data-quality checks downstream (DESIGN.md section 2).
+        """
+        return self.status != "active" or self.ended_at is not None
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO-8601 UTC timestamps (stable across runs)."""
@@ -186,6 +191,8 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise PriceMapError(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if raw is None:  # JSON null, like SQL NULL: no map stored for this side
+            return []
     if not isinstance(raw, Mapping):
         raise PriceMapError(f"expected an object of price -> size, got {type(raw).__name__}")
     levels = []

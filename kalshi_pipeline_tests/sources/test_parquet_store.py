@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from kalshi_pipeline.sources import parquet_store
-from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.sources.raw import RawSession, SessionNotComplete
+from kalshi_pipeline.sources import (
+    ParquetSessionStore,
+    RawSession,
+    SessionNotComplete,
+    parquet_store,
+)
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 

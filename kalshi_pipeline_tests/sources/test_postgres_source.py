@@ -13,16 +13,16 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
-from kalshi_pipeline.sources.postgres import PostgresSessionSource, write_collector_session
-from kalshi_pipeline.sources.raw import RawSession, SessionNotComplete
+from kalshi_pipeline.sources import PostgresSessionSource, RawSession, SessionNotComplete
+from kalshi_pipeline.sources.postgres import write_collector_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
 SMALL = SimulatorConfig(markets=6)
 
 
-def small_session(session_id: int, seed: int = 7, markets: int = 6) -> RawSession:
-    return simulate_session(session_id, seed=seed, config=SimulatorConfig(markets=markets))
+def small_session(session_id: int, seed: int = 7, config: SimulatorConfig = SMALL) -> RawSession:
+    return simulate_session(session_id, seed=seed, config=config)
 
 
 def store(url: str, *sessions: RawSession) -> None:
@@ -173,9 +173,7 @@ def test_sessions_inserted_as_the_collector_writes_them(collector_tables):
     session = source.load_session(1)
     snaps = session.snapshots
     assert snaps["id"].to_pylist() == [1, 3, 4]
-    assert snaps["market_ticker"].to_pylist() == ["KXFED-26JAN-A", "KXCPI-26JAN-B"] + [
-        "KXFED-26JAN-A"
-    ]
+    assert snaps["market_ticker"].to_pylist() == ["KXFED-26JAN-A", "KXCPI-26JAN-B", "KXFED-26JAN-A"]
     assert snaps["sequence_number"].to_pylist() == [1, 2, 7]
     assert snaps["timestamp_ms"].to_pylist() == [1767621600000, 1767621600001, 1767621600500]
     assert snaps["yes_bids"].to_pylist() == [[(44, 3), (45, 10)], [], [(46, 4)]]
@@ -227,9 +225,7 @@ def test_an_unknown_session_raises_key_error_naming_it(collector_tables):
         ("yes_asks", '{"45": 2.5}'),
     ],
 )
-def test_a_malformed_price_map_marks_its_row_and_spares_the_rest(
-    collector_tables, column, stored
-):
+def test_a_malformed_price_map_marks_its_row_and_spares_the_rest(collector_tables, column, stored):
     run_sql(collector_tables, COLLECTOR_SESSIONS_SQL)
     run_sql(collector_tables, COLLECTOR_SNAPSHOTS_SQL)
     run_sql(
@@ -249,7 +245,7 @@ def test_a_malformed_price_map_marks_its_row_and_spares_the_rest(
 
 
 def test_small_batches_give_the_same_tables(collector_tables):
-    session = small_session(1, markets=8)
+    session = small_session(1, config=SimulatorConfig(markets=8))
     store(collector_tables, session)
     # Enough rows that batches of 7 take several server-side cursor fetches per table.
     assert session.snapshots.num_rows > 7 and session.deltas.num_rows > 7
@@ -276,3 +272,29 @@ def test_the_url_is_never_shown(collector_tables):
         assert "hunter2-secret" not in shown
         assert url not in shown
         assert collector_tables.rsplit("/", 1)[1] not in shown  # not even the database
+
+
+def test_an_error_session_without_end_time_is_complete_and_json_null_is_an_empty_side(
+    collector_tables,
+):
+    run_sql(
+        collector_tables,
+        "INSERT INTO rl_orderbook_sessions (market_tickers, status, environment) "
+        "VALUES (ARRAY['KXFED-26JAN-A'], 'error', 'production')",
+    )
+    run_sql(
+        collector_tables,
+        "INSERT INTO rl_orderbook_snapshots (session_id, market_ticker, timestamp_ms, "
+        "sequence_number, yes_bids, no_bids, yes_asks, no_asks) VALUES "
+        "(1, 'KXFED-26JAN-A', 1767621600000, 1, '{\"45\": 3}', 'null', 'null', NULL)",
+    )
+    source = PostgresSessionSource(collector_tables)
+
+    (info,) = source.list_sessions()
+    assert info.status == "error" and info.ended_at is None and info.is_complete
+
+    snaps = source.load_session(1).snapshots
+    assert snaps["map_error"].to_pylist() == [None]
+    assert snaps["yes_bids"].to_pylist() == [[(45, 3)]]
+    assert snaps["no_bids"].to_pylist() == [[]]
+    assert snaps["no_asks"].to_pylist() == [[]]

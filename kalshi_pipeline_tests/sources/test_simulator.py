@@ -1,0 +1,141 @@
+"""The simulator: deterministic, realistic in shape, clean, and carrying its signal."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from kalshi_pipeline.market.books import reconstruct_books
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    config = SimulatorConfig(markets=40)
+    return [simulate_session(session_id, 5, config) for session_id in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def books(sessions):
+    return [reconstruct_books(session) for session in sessions]
+
+
+def test_same_arguments_give_identical_sessions():
+    config = SimulatorConfig(markets=12)
+    first, again = simulate_session(3, 9, config), simulate_session(3, 9, config)
+    assert first.snapshots.equals(again.snapshots)
+    assert first.deltas.equals(again.deltas)
+    assert first.info == again.info
+    other_seed = simulate_session(3, 10, config)
+    assert not first.deltas.equals(other_seed.deltas)
+
+
+def test_rows_follow_the_collectors_conventions(sessions):
+    for session in sessions:
+        deltas = session.deltas
+        prices = deltas.column("price").to_numpy()
+        assert prices.min() >= 1 and prices.max() <= 99
+        assert pc.min(deltas.column("new_size")).as_py() >= 0
+        assert set(deltas.column("side").to_pylist()) == {"yes", "no"}
+        sequences = np.sort(
+            np.concatenate(
+                [
+                    session.snapshots.column("sequence_number").to_numpy(),
+                    deltas.column("sequence_number").to_numpy(),
+                ]
+            )
+        )
+        # One session-wide sequence without gaps or repeats.
+        assert np.array_equal(sequences, np.arange(1, len(sequences) + 1))
+        start_ms = session.info.started_at.timestamp() * 1000
+        end_ms = session.info.ended_at.timestamp() * 1000
+        stamps = deltas.column("timestamp_ms").to_numpy()
+        assert stamps.min() >= start_ms and stamps.max() <= end_ms
+        assert session.info.status == "closed"
+
+
+def test_simulated_sessions_need_no_repair_and_never_cross(books):
+    for session_books in books:
+        assert dict(session_books.report.repairs) == {}
+        assert session_books.report.rejected == {}
+        assert not session_books.crossed.any()
+
+
+def test_markets_are_mostly_illiquid_with_a_liquid_minority(books):
+    median_spreads = np.array(
+        [
+            np.median(
+                b.best_yes_ask[b.market_rows(t)].astype(int) - b.best_yes_bid[b.market_rows(t)]
+            )
+            for b in books
+            for t in b.tickers
+        ]
+    )
+    wide = np.mean(median_spreads > 20)
+    tight = np.mean(median_spreads <= 3)
+    assert 0.65 <= wide <= 0.92
+    assert 0.05 <= tight <= 0.35
+
+
+def test_episode_lengths_coverage_and_bursts_vary_like_real_sessions(books):
+    lengths = np.array(
+        [len(range(*b.market_rows(t).indices(len(b)))) for b in books for t in b.tickers]
+    )
+    assert lengths.min() < 25 and lengths.max() > 400
+    assert 30 <= np.median(lengths) <= 150
+
+    coverage, gap_dispersion, same_ms = [], [], 0
+    for b in books:
+        span = b.timestamp_ms.max() - b.timestamp_ms.min()
+        for t in b.tickers:
+            stamps = b.timestamp_ms[b.market_rows(t)]
+            coverage.append((stamps[-1] - stamps[0]) / span)
+            gaps = np.diff(stamps)
+            same_ms += int((gaps == 0).sum())
+            if len(gaps) > 20:
+                gap_dispersion.append(gaps.std() / max(gaps.mean(), 1e-9))
+    coverage = np.array(coverage)
+    assert coverage.min() < 0.3 and coverage.max() > 0.9
+    # Bursts and quiet periods: inter-arrival times far more dispersed than a Poisson
+    # process (whose coefficient of variation is 1).
+    assert np.median(gap_dispersion) > 1.5
+    assert same_ms > 100  # several events in one millisecond are common
+
+
+def test_stored_asks_are_derived_from_the_opposite_bids(sessions):
+    row = sessions[0].snapshots.slice(0, 1).to_pylist()[0]
+    assert dict(row["yes_asks"]) == {100 - p: s for p, s in row["no_bids"]}
+    assert dict(row["no_asks"]) == {100 - p: s for p, s in row["yes_bids"]}
+
+
+def _imbalance_edge(config: SimulatorConfig, horizon: int = 60) -> tuple[float, int]:
+    """Mean gain (cents) of buying the side top-of-book imbalance favours on liquid markets."""
+    gains = []
+    for session_id in (1, 2, 3, 4):
+        b = reconstruct_books(simulate_session(session_id, 3, config))
+        for ticker in b.tickers:
+            rows = b.market_rows(ticker)
+            yes_bid, no_bid = b.best_yes_bid[rows].astype(float), b.best_no_bid[rows].astype(float)
+            if np.median(100 - no_bid - yes_bid) > 5 or len(yes_bid) <= horizon:
+                continue
+            yes_top, no_top = b.best_yes_bid_size[rows], b.best_no_bid_size[rows]
+            imbalance = (yes_top - no_top) / np.maximum(yes_top + no_top, 1)
+            now, later = slice(None, -horizon), slice(horizon, None)
+            buy_yes = imbalance[now] > 0.5
+            buy_no = imbalance[now] < -0.5
+            gains.append((yes_bid[later] - (100 - no_bid[now]))[buy_yes])
+            gains.append((no_bid[later] - (100 - yes_bid[now]))[buy_no])
+    gains = np.concatenate(gains)
+    return float(gains.mean()), len(gains)
+
+
+def test_book_imbalance_predicts_moves_only_with_the_signal_on():
+    config = SimulatorConfig(markets=40)
+    with_signal, n_signal = _imbalance_edge(config)
+    control, n_control = _imbalance_edge(replace(config, signal=False))
+    assert n_signal > 500 and n_control > 500
+    # The same trading rule earns clearly more where the signal exists.
+    assert with_signal - control > 1.5

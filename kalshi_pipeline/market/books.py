@@ -25,6 +25,7 @@ YES ask); such steps are kept, flagged in ``crossed`` and counted as a repair.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 
 import numba
@@ -134,7 +135,8 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
     crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
     rows = np.flatnonzero(crossed)
     names = np.array(events.tickers, dtype=object)
-    events.report.repair(
+    report = copy.deepcopy(events.report)  # the events' own report stays as cleaning left it
+    report.repair(
         "crossed_book",
         names[events.market[rows]],
         events.sequence_number[rows],
@@ -161,7 +163,7 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
         yes_bid_volume=out["yes_bid_volume"],
         no_bid_volume=out["no_bid_volume"],
         crossed=crossed,
-        report=events.report,
+        report=report,
     )
 
 

@@ -26,7 +26,9 @@ gap in the session-wide sequence           repair ``sequence_gap`` (counted per 
                                            per-market gaps are normal and not counted
 crossed book after applying deltas         repair ``crossed_book``: the step is kept and
                                            flagged ``crossed`` (see ``books.py``)
-malformed JSON price map                   rejection of that market at that snapshot
+malformed JSON bid map                     rejection of that market at that snapshot
+malformed JSON ask map                     repair ``malformed_ask_map``: ignored (asks
+                                           are always derived from bids)
 stored asks that disagree with the bids    repair ``stored_asks_disagree``: asks are
                                            always derived from bids (older rows: 99 - p)
 several events in one millisecond          ordered by sequence number; none lost
@@ -208,11 +210,23 @@ def _snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict
     seq = table.column("sequence_number").to_numpy()
     ts = table.column("timestamp_ms").to_numpy()
 
-    errors = table.column("map_error")
-    bad = np.flatnonzero(errors.is_valid().to_numpy(zero_copy_only=False))
-    error_text = errors.to_pylist()
-    for row in bad:
+    # A map that could not be decoded is null. Without its bids the book is unknown;
+    # a stored ask map is never used, so a bad one is only counted.
+    failed = table.column("map_error").is_valid().to_numpy(zero_copy_only=False)
+    bad_bids = failed & (
+        table.column("yes_bids").is_null().to_numpy(zero_copy_only=False)
+        | table.column("no_bids").is_null().to_numpy(zero_copy_only=False)
+    )
+    error_text = table.column("map_error").to_pylist()
+    for row in np.flatnonzero(bad_bids):
         report.reject(names[market[row]], seq[row], f"malformed price map: {error_text[row]}")
+    bad_asks = np.flatnonzero(failed & ~bad_bids)
+    report.repair(
+        "malformed_ask_map",
+        names[market[bad_asks]],
+        seq[bad_asks],
+        "malformed stored ask map ignored (asks are derived from the bids)",
+    )
 
     books = np.zeros((len(seq), BOOK_WIDTH), dtype=np.int64)
     for side, column in ((YES, "yes_bids"), (NO, "no_bids")):
@@ -255,7 +269,7 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         stored[row[ok], price[ok]] = size[ok]
         disagree |= (stored != derived).any(axis=1)
         disagree[np.unique(row[~ok])] = True
-    disagree &= table.column("map_error").is_null().to_numpy(zero_copy_only=False)
+    disagree &= table.column("map_error").is_null().to_numpy(zero_copy_only=False)  # counted
     rows = np.flatnonzero(disagree)
     report.repair(
         "stored_asks_disagree",
@@ -285,15 +299,17 @@ def _delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
     market = _codes(table.column("market_ticker"), code)
     seq = table.column("sequence_number").to_numpy()
     ts = table.column("timestamp_ms").to_numpy()
-    price = table.column("price").to_numpy().astype(np.int64)
+    price = table.column("price").fill_null(0).to_numpy().astype(np.int64)  # NULL: out of range
     new_size = table.column("new_size")
     size = new_size.fill_null(-1).to_numpy().astype(np.int64)
     # `remove` clears the level whatever new_size says (DESIGN.md section 2).
     size = np.where(
         pc.equal(table.column("action"), "remove").to_numpy(zero_copy_only=False), 0, size
     )
-    is_yes = pc.equal(table.column("side"), "yes").to_numpy(zero_copy_only=False)
-    is_no = pc.equal(table.column("side"), "no").to_numpy(zero_copy_only=False)
+    # A NULL side is an unknown side (fill_null: a null comparison would be None).
+    side = table.column("side")
+    is_yes = pc.equal(side, "yes").fill_null(False).to_numpy(zero_copy_only=False)
+    is_no = pc.equal(side, "no").fill_null(False).to_numpy(zero_copy_only=False)
 
     keep = np.ones(len(seq), dtype=bool)
     for kind, bad, message in (

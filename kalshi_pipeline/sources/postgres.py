@@ -156,10 +156,18 @@ def write_collector_session(conn, session: RawSession) -> None:
             "messages_received, snapshots_count, deltas_count, last_message_at, error_message)"
             " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (
-                info.session_id, list(info.market_tickers), info.started_at, info.ended_at,
-                info.status, info.websocket_url, info.environment,
-                psycopg2.extras.Json(dict(info.connection_metadata)), info.messages_received,
-                info.snapshots_count, info.deltas_count, info.last_message_at,
+                info.session_id,
+                list(info.market_tickers),
+                info.started_at,
+                info.ended_at,
+                info.status,
+                info.websocket_url,
+                info.environment,
+                psycopg2.extras.Json(dict(info.connection_metadata)),
+                info.messages_received,
+                info.snapshots_count,
+                info.deltas_count,
+                info.last_message_at,
                 info.error_message,
             ),
         )
@@ -174,9 +182,14 @@ def write_collector_session(conn, session: RawSession) -> None:
             "sequence_number, yes_bids, no_bids, yes_asks, no_asks) VALUES %s",
             [
                 (
-                    s["session_id"], s["market_ticker"], s["timestamp_ms"], s["sequence_number"],
-                    encode_price_map(s["yes_bids"]), encode_price_map(s["no_bids"]),
-                    encode_price_map(s["yes_asks"]), encode_price_map(s["no_asks"]),
+                    s["session_id"],
+                    s["market_ticker"],
+                    s["timestamp_ms"],
+                    s["sequence_number"],
+                    encode_price_map(s["yes_bids"]),
+                    encode_price_map(s["no_bids"]),
+                    encode_price_map(s["yes_asks"]),
+                    encode_price_map(s["no_asks"]),
                 )
                 for s in snaps
             ],
@@ -186,7 +199,8 @@ def write_collector_session(conn, session: RawSession) -> None:
         delta_columns = DELTA_SCHEMA.names[1:]
         buffer = io.BytesIO()
         pa_csv.write_csv(
-            session.deltas.select(delta_columns), buffer,
+            session.deltas.select(delta_columns),
+            buffer,
             pa_csv.WriteOptions(include_header=False),
         )
         buffer.seek(0)

@@ -22,8 +22,9 @@ yes_bids           map<int32, int64>         the JSONB map ``{"<price_cents>": s
 no_bids            map<int32, int64>         decoded: price in cents -> resting size
 yes_asks           map<int32, int64>         as stored; never trusted (asks derive from bids)
 no_asks            map<int32, int64>
-map_error          string (nullable)         why a stored map could not be decoded; the
-                                             four maps of that row are then null
+map_error          string (nullable)         why stored maps could not be decoded
+                                             (``"<column>: <reason>; ..."``); each map
+                                             that failed is null
 =================  ========================  ================================================
 
 ``RawSession.deltas`` mirrors ``rl_orderbook_deltas`` (:data:`DELTA_SCHEMA`): ``id``,
@@ -228,23 +229,20 @@ def snapshot_table(rows: list[tuple]) -> pa.Table:
 
     Each row is ``(id, session_id, market_ticker, timestamp_ms, sequence_number,
     yes_bids, no_bids, yes_asks, no_asks)`` with the maps as JSON text or mappings. A map
-    that cannot be decoded does not stop the session: its row keeps null maps and the
-    reason in ``map_error``, and the cleaning step rejects that market by name.
+    that cannot be decoded does not stop the session: that map is null, the reason is in
+    ``map_error``, and the cleaning step decides (a bad bid map rejects the market by
+    name; a bad ask map is ignored, asks being derived from bids).
     """
     columns: dict[str, list] = {name: [] for name in SNAPSHOT_SCHEMA.names}
     for row in rows:
         for name, value in zip(SNAPSHOT_SCHEMA.names[:5], row[:5], strict=True):
             columns[name].append(value)
-        decoded, error = [], None
+        errors = []
         for name, raw in zip(PRICE_MAP_COLUMNS, row[5:9], strict=True):
             try:
-                decoded.append(decode_price_map(raw))
+                columns[name].append(decode_price_map(raw))
             except PriceMapError as exc:
-                error = f"{name}: {exc}"
-                break
-        if error is not None:
-            decoded = [None] * len(PRICE_MAP_COLUMNS)
-        for name, levels in zip(PRICE_MAP_COLUMNS, decoded, strict=True):
-            columns[name].append(levels)
-        columns["map_error"].append(error)
+                columns[name].append(None)
+                errors.append(f"{name}: {exc}")
+        columns["map_error"].append("; ".join(errors) or None)
     return pa.Table.from_pydict(columns, schema=SNAPSHOT_SCHEMA)

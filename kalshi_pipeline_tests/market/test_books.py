@@ -280,7 +280,9 @@ def test_fast_equals_reference_on_random_sessions(rows):
         if row["sequence_number"] >= first_snapshot.get(row["market_ticker"], np.inf)
     )
     assert events.tickers == sorted(first_snapshot)
-    assert [(events.tickers[m], s) for m, s in zip(events.market, events.sequence_number, strict=True)] == kept
+    assert [
+        (events.tickers[m], s) for m, s in zip(events.market, events.sequence_number, strict=True)
+    ] == kept
     assert events.report.repairs["delta_before_snapshot"] == sum(
         row["sequence_number"] < first_snapshot.get(row["market_ticker"], np.inf) for row in rows
     )

@@ -30,6 +30,11 @@ GOOD = (
 )
 
 
+def beside_good(*rows):
+    """A session of the good market and ``rows``, stored in sequence order."""
+    return make_session(*sorted((*GOOD, *rows), key=lambda row: row["sequence_number"]))
+
+
 def market_books(session, ticker="MKT-A"):
     """Every per-event column of one market's reconstructed books."""
     books = reconstruct_books(session)
@@ -45,7 +50,7 @@ def assert_same_books(actual, expected):
 
 def assert_good_market_unaffected(*bad_rows):
     """MKT-A's books beside ``bad_rows`` are exactly its books alone."""
-    assert_same_books(market_books(make_session(*GOOD, *bad_rows)), market_books(make_session(*GOOD)))
+    assert_same_books(market_books(beside_good(*bad_rows)), market_books(beside_good()))
 
 
 def example(report, kind):
@@ -68,7 +73,7 @@ def test_delta_price_out_of_range_is_dropped(price):
         delta("MKT-B", seq=5, side="yes", price=31, new_size=4),
         delta("MKT-B", seq=7, side="yes", price=price, new_size=9),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["price_out_of_range"] == 1
     assert_names(example(books.report, "price_out_of_range"), "MKT-B", 7)
@@ -76,8 +81,8 @@ def test_delta_price_out_of_range_is_dropped(price):
     assert books.sequence_number[b].tolist() == [2, 5]  # seq 7 dropped, market kept
     assert books.best_yes_bid[b].tolist() == [30, 31]
     assert "MKT-B" not in books.report.rejected
-    # A dropped message was still received: it leaves no gap in the sequence.
-    assert books.report.repairs["sequence_gap"] == 0
+    # A dropped message was still received: 9 and 11 are missing, 7 is not.
+    assert books.report.missing_sequence_numbers == 2
     assert_good_market_unaffected(*bad)
 
 
@@ -93,7 +98,7 @@ def test_snapshot_level_price_out_of_range_is_dropped(price):
             no_asks={70: 2},  # the asks derived from the valid bids
         ),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["price_out_of_range"] == 1
     assert_names(example(books.report, "price_out_of_range"), "MKT-B", 7)
@@ -110,7 +115,7 @@ def test_delta_negative_or_missing_size_is_dropped(new_size):
         snapshot("MKT-B", seq=2, yes_bids={30: 2}),
         delta("MKT-B", seq=7, side="yes", price=30, new_size=new_size, action="update"),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["negative_size"] == 1
     assert_names(example(books.report, "negative_size"), "MKT-B", 7)
@@ -125,7 +130,7 @@ def test_remove_without_a_size_clears_the_level():
         snapshot("MKT-B", seq=2, yes_bids={30: 2, 29: 1}),
         delta("MKT-B", seq=7, side="yes", price=30, new_size=None, action="remove"),
     )
-    books = reconstruct_books(make_session(*GOOD, *rows))
+    books = reconstruct_books(beside_good(*rows))
 
     assert books.report.repairs["negative_size"] == 0
     assert books.best_yes_bid[books.market_rows("MKT-B")].tolist() == [30, 29]
@@ -142,7 +147,7 @@ def test_snapshot_level_with_negative_size_is_dropped():
             no_asks={70: 2},
         ),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["negative_size"] == 1
     assert_names(example(books.report, "negative_size"), "MKT-B", 7)
@@ -158,7 +163,7 @@ def test_delta_with_unknown_side_is_dropped(side):
         snapshot("MKT-B", seq=2, yes_bids={30: 2}, no_bids={60: 1}),
         delta("MKT-B", seq=7, side=side, price=31, new_size=4),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["unknown_side"] == 1
     assert_names(example(books.report, "unknown_side"), "MKT-B", 7)
@@ -173,15 +178,16 @@ def test_identical_duplicates_keep_one_copy():
         delta("MKT-B", seq=7, side="yes", price=31, new_size=4),
     )
     twice = (*once, once[0], once[1], once[1])  # the snapshot twice, the delta three times
-    books = reconstruct_books(make_session(*GOOD, *twice))
+    books = reconstruct_books(beside_good(*twice))
 
     assert books.report.repairs["duplicate_sequence"] == 3
     assert_names(example(books.report, "duplicate_sequence"), "MKT-B", 2)
-    assert {issue.sequence_number for issue in books.report.examples} == {2, 7}
+    copies = [i for i in books.report.examples if i.kind == "duplicate_sequence"]
+    assert sorted(i.sequence_number for i in copies) == [2, 7, 7]
     assert not books.report.rejected
     assert_same_books(
-        market_books(make_session(*GOOD, *twice), "MKT-B"),
-        market_books(make_session(*GOOD, *once), "MKT-B"),
+        market_books(beside_good(*twice), "MKT-B"),
+        market_books(beside_good(*once), "MKT-B"),
     )
     assert_good_market_unaffected(*twice)
 
@@ -200,7 +206,7 @@ def test_conflicting_duplicates_reject_the_market(conflicting):
         delta("MKT-B", seq=7, side="yes", price=31, new_size=4),
         conflicting,
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     issue = books.report.rejected["MKT-B"]
     assert_names(issue, "MKT-B", 7)
@@ -214,7 +220,7 @@ def test_conflicting_duplicate_snapshots_reject_the_market():
         snapshot("MKT-B", seq=7, yes_bids={30: 2}),
         snapshot("MKT-B", seq=7, yes_bids={30: 3}),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert_names(books.report.rejected["MKT-B"], "MKT-B", 7)
     assert books.tickers == ["MKT-A"]
@@ -222,34 +228,26 @@ def test_conflicting_duplicate_snapshots_reject_the_market():
 
 # -- rows stored out of sequence order -------------------------------------------------
 def test_rows_stored_out_of_order_give_the_same_books_as_sorted_storage():
-    in_order = (
-        *GOOD[:3],
-        delta("MKT-B", seq=5, side="yes", price=31, new_size=4),  # before B's snapshot
-        snapshot("MKT-B", seq=7, yes_bids={30: 2}, no_bids={60: 1}),
-        delta("MKT-B", seq=9, side="yes", price=31, new_size=4),
-        delta("MKT-B", seq=11, side="yes", price=31, new_size=0),
-        *GOOD[3:],
-    )
-    # MKT-B's deltas 11 and 9 swapped; MKT-A's seq 12 delta stored before its seq 10.
-    stored = list(in_order)
-    i, j = stored.index(in_order[5]), stored.index(in_order[6])
-    stored[i], stored[j] = stored[j], stored[i]
-    stored.remove(GOOD[6])
-    stored.insert(stored.index(GOOD[5]), GOOD[6])
+    b5 = delta("MKT-B", seq=5, side="yes", price=31, new_size=4)  # before B's snapshot
+    b7 = snapshot("MKT-B", seq=7, yes_bids={30: 2}, no_bids={60: 1})
+    b9 = delta("MKT-B", seq=9, side="yes", price=31, new_size=4)
+    b11 = delta("MKT-B", seq=11, side="yes", price=31, new_size=0)
+    a1, a3, a4, a6, a8, a10, a12 = GOOD
+    in_order = (a1, a3, a4, b5, a6, b7, a8, b9, a10, b11, a12)
+    # Snapshot table stored as 1, 8, 7; delta table as 3, 4, 5, 6, 11, 12, 10, 9.
+    stored = (a1, a3, a4, b5, a6, a8, b7, b11, a12, a10, b9)
     expected = reconstruct_books(make_session(*in_order))
     books = reconstruct_books(make_session(*stored))
 
-    # Late rows: delta 9 (after 11) and delta 10 (after 12).
-    assert books.report.repairs["stored_out_of_order"] == 2
-    assert {str(i) for i in books.report.examples if i.kind == "stored_out_of_order"} >= {
-        str(example(books.report, "stored_out_of_order"))
-    }
-    late = sorted(
-        (i.market_ticker, i.sequence_number)
-        for i in books.report.examples
-        if i.kind == "stored_out_of_order"
-    )
-    assert late == [("MKT-A", 10), ("MKT-B", 9)]
+    # Late rows (stored after a higher number of their table): snapshot 7, deltas 10, 9.
+    assert books.report.repairs["stored_out_of_order"] == 3
+    late = [i for i in books.report.examples if i.kind == "stored_out_of_order"]
+    assert sorted((i.market_ticker, i.sequence_number) for i in late) == [
+        ("MKT-A", 10),
+        ("MKT-B", 7),
+        ("MKT-B", 9),
+    ]
+    assert_names(late[0], "MKT-B", 7)
     assert "stored_out_of_order" not in expected.report.repairs
     assert books.tickers == expected.tickers
     for name, values in expected.columns().items():
@@ -263,7 +261,7 @@ def test_delta_before_the_first_snapshot_is_dropped():
         snapshot("MKT-B", seq=5, yes_bids={30: 2}, no_bids={60: 1}),
         delta("MKT-B", seq=7, side="yes", price=31, new_size=4),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert books.report.repairs["delta_before_snapshot"] == 1
     assert_names(example(books.report, "delta_before_snapshot"), "MKT-B", 2)
@@ -278,7 +276,7 @@ def test_market_without_any_snapshot_is_rejected():
         delta("MKT-B", seq=7, side="yes", price=31, new_size=4),
         delta("MKT-B", seq=9, side="no", price=60, new_size=1),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     assert_names(books.report.rejected["MKT-B"], "MKT-B", 7)
     assert books.tickers == ["MKT-A"]
@@ -292,7 +290,7 @@ def test_gaps_in_the_session_wide_sequence_are_counted_and_data_kept():
         snapshot("MKT-B", seq=2, yes_bids={30: 2}, no_bids={60: 1}),
         delta("MKT-B", seq=9, side="yes", price=31, new_size=4),
     )
-    session = make_session(*GOOD, *bad)
+    session = beside_good(*bad)
     books = reconstruct_books(session)
 
     assert books.report.repairs["sequence_gap"] == 3
@@ -343,7 +341,7 @@ def test_crossed_book_steps_are_flagged_and_kept():
         delta("MKT-B", seq=11, side="yes", price=52, new_size=2),  # 52 + 50 = 102: crossed
         delta("MKT-B", seq=13, side="yes", price=52, new_size=0),  # back to 45 + 50
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [2, 5, 7, 9, 11, 13]
@@ -358,8 +356,8 @@ def test_crossed_book_steps_are_flagged_and_kept():
 
 # -- malformed JSON price maps ---------------------------------------------------------
 @pytest.mark.parametrize("text", ['{"45": "x"}', "[1, 2]", "not json", '{"4a": 3}'])
-@pytest.mark.parametrize("column", ["yes_bids", "no_bids", "no_asks"])
-def test_malformed_price_map_rejects_the_market(text, column):
+@pytest.mark.parametrize("column", ["yes_bids", "no_bids"])
+def test_malformed_bid_map_rejects_the_market(text, column):
     maps = {"yes_bids": {30: 2}, "no_bids": {60: 1}, column: text}
     bad = (
         snapshot("MKT-B", seq=2, yes_bids={30: 2}, no_bids={60: 1}),
@@ -367,13 +365,38 @@ def test_malformed_price_map_rejects_the_market(text, column):
         snapshot("MKT-B", seq=7, **maps),
         delta("MKT-B", seq=9, side="yes", price=31, new_size=0),
     )
-    books = reconstruct_books(make_session(*GOOD, *bad))
+    books = reconstruct_books(beside_good(*bad))
 
     issue = books.report.rejected["MKT-B"]
     assert_names(issue, "MKT-B", 7)
     assert "malformed" in str(issue) and column in str(issue)
     assert books.tickers == ["MKT-A"]
     assert_good_market_unaffected(*bad)
+
+
+@pytest.mark.parametrize("text", ['{"45": "x"}', "[1, 2]", "not json"])
+@pytest.mark.parametrize("column", ["yes_asks", "no_asks"])
+def test_malformed_ask_map_is_ignored_and_counted(text, column):
+    """Asks are derived from bids, so a bad stored ask map loses nothing."""
+
+    def market_b(**ask_maps):
+        return (
+            snapshot("MKT-B", seq=2, yes_bids={30: 2}, no_bids={60: 1}),
+            delta("MKT-B", seq=5, side="yes", price=31, new_size=4),
+            snapshot("MKT-B", seq=7, yes_bids={33: 2}, no_bids={61: 1}, **ask_maps),
+            delta("MKT-B", seq=9, side="yes", price=33, new_size=0),
+        )
+
+    books = reconstruct_books(beside_good(*market_b(**{column: text})))
+
+    assert "MKT-B" not in books.report.rejected
+    assert books.report.repairs["malformed_ask_map"] == 1
+    assert_names(example(books.report, "malformed_ask_map"), "MKT-B", 7)
+    assert_same_books(
+        market_books(beside_good(*market_b(**{column: text})), "MKT-B"),
+        market_books(beside_good(*market_b()), "MKT-B"),
+    )
+    assert_good_market_unaffected(*market_b(**{column: text}))
 
 
 # -- stored asks that disagree with the bids -------------------------------------------
@@ -473,12 +496,11 @@ def test_repairs_log_a_warning_naming_the_place(caplog):
         delta("MKT-B", seq=7, side="yes", price=104, new_size=4),
     )
     with caplog.at_level(logging.WARNING, logger="kalshi_pipeline.market.cleaning"):
-        clean_session(make_session(*GOOD, *bad))
+        clean_session(beside_good(*bad))
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
-        "session 1" in m and "market MKT-B" in m and "seq 7" in m and "1..99" in m
-        for m in warnings
+        "session 1" in m and "market MKT-B" in m and "seq 7" in m and "1..99" in m for m in warnings
     ), warnings
 
 
@@ -488,7 +510,7 @@ def test_rejections_log_an_error_naming_the_place(caplog):
         snapshot("MKT-B", seq=7, yes_bids="not json"),
     )
     with caplog.at_level(logging.WARNING, logger="kalshi_pipeline.market.cleaning"):
-        clean_session(make_session(*GOOD, *bad))
+        clean_session(beside_good(*bad))
 
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("session 1" in m and "market MKT-B" in m and "seq 7" in m for m in errors)

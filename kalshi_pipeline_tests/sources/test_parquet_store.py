@@ -46,7 +46,7 @@ def test_a_simulated_session_round_trips(tmp_path):
     assert_same_session(store.load_session(3), session)
 
 
-def test_an_undecodable_map_round_trips_as_null_maps_with_its_reason(tmp_path):
+def test_an_undecodable_map_round_trips_as_a_null_map_with_its_reason(tmp_path):
     store = ParquetSessionStore(tmp_path)
     session = make_session(
         snapshot("MKT-A", seq=1, yes_bids='{"abc": 5}', no_bids={55: 7}),
@@ -61,7 +61,7 @@ def test_an_undecodable_map_round_trips_as_null_maps_with_its_reason(tmp_path):
     assert loaded.snapshots["map_error"].to_pylist()[0].startswith("yes_bids:")
     assert loaded.snapshots["yes_bids"].to_pylist() == [None, [(40, 10)]]
     # An empty book side stays an empty map, distinct from "could not be decoded".
-    assert loaded.snapshots["no_bids"].to_pylist() == [None, []]
+    assert loaded.snapshots["no_bids"].to_pylist() == [[(55, 7)], []]
 
 
 def test_list_sessions_describes_every_written_session_sorted_by_id(tmp_path):

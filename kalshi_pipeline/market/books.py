@@ -105,10 +105,9 @@ def reconstruct_books(raw: RawSession, *, top_levels: int = TOP_LEVELS) -> Sessi
     return books_from_events(clean_session(raw), top_levels=top_levels)
 
 
-def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> SessionBooks:
-    """Replay cleaned events (each market starts with a snapshot) into per-event books."""
-    n = len(events)
-    out = {
+def empty_replay_columns(n: int, top_levels: int) -> dict[str, np.ndarray]:
+    """Zeroed arrays for what a replay computes per event (an empty side reads 0)."""
+    return {
         "best_yes_bid": np.zeros(n, np.int16),
         "best_no_bid": np.zeros(n, np.int16),
         "yes_bid_depth": np.zeros((n, top_levels), np.int64),
@@ -116,6 +115,12 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
         "yes_bid_volume": np.zeros(n, np.int64),
         "no_bid_volume": np.zeros(n, np.int64),
     }
+
+
+def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> SessionBooks:
+    """Replay cleaned events (each market starts with a snapshot) into per-event books."""
+    n = len(events)
+    out = empty_replay_columns(n, top_levels)
     if n:
         _replay(
             events.is_snapshot,

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from kalshi_pipeline.market.books import empty_replay_columns
 from kalshi_pipeline.market.cleaning import LEVELS, CleanEvents
 
 
 def reference_books(events: CleanEvents, top_levels: int = 5) -> dict[str, np.ndarray]:
-    n = len(events)
-    out = {
-        "best_yes_bid": np.zeros(n, np.int16),
-        "best_no_bid": np.zeros(n, np.int16),
-        "yes_bid_depth": np.zeros((n, top_levels), np.int64),
-        "no_bid_depth": np.zeros((n, top_levels), np.int64),
-        "yes_bid_volume": np.zeros(n, np.int64),
-        "no_bid_volume": np.zeros(n, np.int64),
-    }
+    out = empty_replay_columns(len(events), top_levels)
     books: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
-    for i in range(n):
+    for i in range(len(events)):
         market = int(events.market[i])
         if events.is_snapshot[i]:
             row = events.snapshot_books[events.snapshot_index[i]]

@@ -67,6 +67,8 @@ class SessionBooks:
     best_no_ask_size: np.ndarray  # int64[N] = best_yes_bid_size
     yes_bid_depth: np.ndarray  # int64[N, K] sizes of the K best YES bid levels, best first
     no_bid_depth: np.ndarray  # int64[N, K]
+    yes_bid_prices: np.ndarray  # int16[N, K] prices of those levels (0 past the last level)
+    no_bid_prices: np.ndarray  # int16[N, K]
     yes_bid_volume: np.ndarray  # int64[N] total resting YES bid size
     no_bid_volume: np.ndarray  # int64[N]
     crossed: np.ndarray  # bool[N]
@@ -112,6 +114,8 @@ def empty_replay_columns(n: int, top_levels: int) -> dict[str, np.ndarray]:
         "best_no_bid": np.zeros(n, np.int16),
         "yes_bid_depth": np.zeros((n, top_levels), np.int64),
         "no_bid_depth": np.zeros((n, top_levels), np.int64),
+        "yes_bid_prices": np.zeros((n, top_levels), np.int16),
+        "no_bid_prices": np.zeros((n, top_levels), np.int16),
         "yes_bid_volume": np.zeros(n, np.int64),
         "no_bid_volume": np.zeros(n, np.int64),
     }
@@ -132,6 +136,8 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
             out["best_no_bid"],
             out["yes_bid_depth"],
             out["no_bid_depth"],
+            out["yes_bid_prices"],
+            out["no_bid_prices"],
             out["yes_bid_volume"],
             out["no_bid_volume"],
         )
@@ -165,6 +171,8 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
         best_no_ask_size=out["yes_bid_depth"][:, 0].copy(),
         yes_bid_depth=out["yes_bid_depth"],
         no_bid_depth=out["no_bid_depth"],
+        yes_bid_prices=out["yes_bid_prices"],
+        no_bid_prices=out["no_bid_prices"],
         yes_bid_volume=out["yes_bid_volume"],
         no_bid_volume=out["no_bid_volume"],
         crossed=crossed,
@@ -183,6 +191,8 @@ def _replay(
     best_no,
     yes_depth,
     no_depth,
+    yes_prices,
+    no_prices,
     yes_volume,
     no_volume,
 ):  # pragma: no cover - compiled; equality with the reference is tested
@@ -224,6 +234,7 @@ def _replay(
         no_volume[i] = volume[1]
         for side in range(2):
             depth = yes_depth if side == 0 else no_depth
+            prices = yes_prices if side == 0 else no_prices
             found = 0
             price = best[side]
             wanted = min(top, occupied[side])
@@ -231,5 +242,6 @@ def _replay(
                 size = book[side * LEVELS + price - 1]
                 if size > 0:
                     depth[i, found] = size
+                    prices[i, found] = price
                     found += 1
                 price -= 1

@@ -42,5 +42,6 @@ def reference_books(events: CleanEvents, top_levels: int = 5) -> dict[str, np.nd
             out[f"best_{name}_bid"][i] = prices[0] if prices else 0
             for j, price in enumerate(prices[:top_levels]):
                 out[f"{name}_bid_depth"][i, j] = book[price]
+                out[f"{name}_bid_prices"][i, j] = price
             out[f"{name}_bid_volume"][i] = sum(book.values())
     return out

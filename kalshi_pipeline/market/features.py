@@ -1,0 +1,260 @@
+"""The 36 data-only features of the observation: 26 market + 10 temporal, computed once.
+
+:func:`compute_features` turns a session's reconstructed books into a float32 matrix with
+one row per event (the rows of :class:`~kalshi_pipeline.market.books.SessionBooks`, all
+markets at once), using whole-column operations only. Every row depends only on its own
+market's events up to and including that row: no value looks ahead, not even at the
+session's end; time gaps, activity and momentum are the market's own.
+
+Notation: prices in cents. ``yb`` best YES bid (0 if none), ``nb`` best NO bid,
+``ya = 100 - nb`` the YES ask (100 if there is no NO bid: nothing to buy below $1),
+``spread = ya - yb``, ``mid = (yb + ya) / 2``; ``bs``/``as`` the sizes at the best YES bid
+and at the YES ask (the best NO bid); ``K`` the number of top levels kept (5);
+``yes_vol``/``no_vol`` total resting size per side. Receive times that go backwards within
+a market are clamped to the latest time seen (``ts``). Windows of n steps reach back at
+most to the market's first event. Asks are derived from bids, so the NO-side mirrors
+(NO bid = 1 - YES ask, NO ask = 1 - YES bid, NO spread = YES spread, NO mid = 1 - YES mid)
+are left out.
+
+=====  ====================  ===========================================================  ==========
+index  name                  formula                                                      range
+=====  ====================  ===========================================================  ==========
+0      yes_bid               yb / 100                                                     [0, 0.99]
+1      yes_ask               ya / 100                                                     [0.01, 1]
+2      spread                spread / 100                                                 [0, 1]
+3      relative_spread       spread / (yb + ya)                                           [0, 1]
+4      spread_regime         0 if spread <= 3c, 0.5 if <= 10c, else 1                     {0,.5,1}
+5      mid                   mid / 100                                                    [0, 1]
+6      microprice            (yb * as + ya * bs) / (bs + as) / 100 (mid if both empty)    [0, 1]
+7      micro_edge            (microprice - mid) in cents / 20, clipped                    [-1, 1]
+8      top_imbalance         (bs - as) / (bs + as), 0 if both empty                       [-1, 1]
+9      depth_imbalance       same over the sizes of the top K levels of each side         [-1, 1]
+10     volume_imbalance      (yes_vol - no_vol) / (yes_vol + no_vol)                      [-1, 1]
+11     log_yes_bid_size      log1p(bs) / 10                                               [0, ~2]
+12     log_yes_ask_size      log1p(as) / 10                                               [0, ~2]
+13     log_yes_depth         log1p(sum of top-K YES bid sizes) / 12                       [0, ~2]
+14     log_no_depth          log1p(sum of top-K NO bid sizes) / 12                        [0, ~2]
+15     log_total_volume      log1p(yes_vol + no_vol) / 14                                 [0, ~2]
+16     yes_concentration     bs / yes_vol (0 if no YES bids)                              [0, 1]
+17     no_concentration      as / no_vol (0 if no NO bids)                                [0, 1]
+18     yes_levels            occupied YES levels among the top K / K                      [0, 1]
+19     no_levels             occupied NO levels among the top K / K                       [0, 1]
+20     taker_fee             Kalshi fee of 1 contract at ya, ceil(7 P (1 - P)) cents / 2  [0, 1]
+21     log_ask_depth_2c      log1p(YES ask size within 2c of ya: NO bids >= nb - 2) / 10  [0, ~2]
+22     yes_level_gap         (best - second YES bid price) / 100, 0 without a second      [0, 0.98]
+23     no_level_gap          the same on the NO bids                                      [0, 0.98]
+24     yes_depth_center      (yb - size-weighted mean price of top-K YES bids) / 100      [0, 0.98]
+25     no_depth_center       the same on the NO bids                                      [0, 0.98]
+26     log_gap               log1p(ms since this market's previous event) / 15            [0, ~1.2]
+27     activity_10s          log1p(this market's events in the last 10 s) / 5             [0, ~2]
+28     activity_5min         log1p(this market's events in the last 5 min) / 8            [0, ~2]
+29     activity_burst        log(rate over 10 s / rate over 5 min) / 4, clipped           [-1, 1]
+30     log_mean_gap          log1p(mean ms between the last 20 events) / 15               [0, ~1.2]
+31     momentum_short        (mid - mid 5 steps ago) / 10, clipped                        [-1, 1]
+32     momentum_long         (mid - mid 30 steps ago) / 30, clipped                       [-1, 1]
+33     volatility_regime     std of mid changes over the last 20 steps / 5, clipped       [0, 2]
+34     price_stability       share of the last 20 steps whose mid did not change          [0, 1]
+35     market_age            log1p(seconds since this market's first event) / 10          [0, ~1.2]
+=====  ====================  ===========================================================  ==========
+
+Every feature is finite (ratios have guarded denominators; clipped where unbounded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kalshi_pipeline.market.books import SessionBooks
+
+FEATURE_LAYOUT = "kalshi-market-agnostic-36"
+FEATURE_LAYOUT_VERSION = 1
+MARKET_FEATURES = (
+    "yes_bid", "yes_ask", "spread", "relative_spread", "spread_regime", "mid", "microprice",
+    "micro_edge", "top_imbalance", "depth_imbalance", "volume_imbalance", "log_yes_bid_size",
+    "log_yes_ask_size", "log_yes_depth", "log_no_depth", "log_total_volume",
+    "yes_concentration", "no_concentration", "yes_levels", "no_levels", "taker_fee",
+    "log_ask_depth_2c", "yes_level_gap", "no_level_gap", "yes_depth_center", "no_depth_center",
+)  # fmt: skip
+TEMPORAL_FEATURES = (
+    "log_gap", "activity_10s", "activity_5min", "activity_burst", "log_mean_gap",
+    "momentum_short", "momentum_long", "volatility_regime", "price_stability", "market_age",
+)  # fmt: skip
+FEATURE_NAMES = MARKET_FEATURES + TEMPORAL_FEATURES
+NUM_FEATURES = len(FEATURE_NAMES)
+assert NUM_FEATURES == 36
+
+_SHORT_WINDOW_MS, _LONG_WINDOW_MS = 10_000, 300_000
+_GAP_STEPS, _MOMENTUM_SHORT, _MOMENTUM_LONG, _VOLATILITY_STEPS = 20, 5, 30, 20
+
+
+def kalshi_taker_fee_cents(price_cents: np.ndarray, contracts: np.ndarray | int = 1) -> np.ndarray:
+    """Kalshi's taker fee ``ceil(0.07 * C * P * (1 - P))`` dollars, rounded up to the cent.
+
+    Exact integer arithmetic: 0.07 * C * P(1 - P) dollars = 7 * C * p * (100 - p) / 10^4
+    cents for a price of p cents.
+    """
+    p = np.asarray(price_cents, dtype=np.int64)
+    numerator = 7 * np.asarray(contracts, dtype=np.int64) * p * (100 - p)
+    return -(-numerator // 10_000)
+
+
+def market_start_rows(books: SessionBooks) -> np.ndarray:
+    """For each row, the row index of its market's first event."""
+    counts = np.diff(books.market_offsets)
+    return np.repeat(books.market_offsets[:-1], counts)
+
+
+def market_of_rows(books: SessionBooks) -> np.ndarray:
+    """For each row, the index of its market in ``books.tickers``."""
+    return np.repeat(np.arange(len(books.tickers)), np.diff(books.market_offsets))
+
+
+def clamped_times(books: SessionBooks) -> np.ndarray:
+    """Receive times made non-decreasing within each market (never looking ahead)."""
+    ts = books.timestamp_ms.astype(np.int64)
+    if not len(ts):
+        return ts
+    market = market_of_rows(books)
+    # Offsetting each market far above the previous one lets one running maximum work
+    # across the whole session without carrying a market's time into the next.
+    stride = int(ts.max() - ts.min()) + 1
+    key = np.maximum.accumulate(market * stride + (ts - ts.min()))
+    return key - market * stride + ts.min()
+
+
+def quotes(books: SessionBooks) -> tuple[np.ndarray, np.ndarray]:
+    """YES bid and YES ask in cents per row (an absent ask is 100, an absent bid 0)."""
+    yes_bid = books.best_yes_bid.astype(np.int64)
+    yes_ask = np.where(books.best_no_bid > 0, 100 - books.best_no_bid, 100).astype(np.int64)
+    return yes_bid, yes_ask
+
+
+def compute_features(books: SessionBooks) -> np.ndarray:
+    """float32[N, 36] for every row of ``books`` (see the module table)."""
+    n = len(books)
+    out = np.zeros((n, NUM_FEATURES), dtype=np.float32)
+    if n == 0:
+        return out
+    _market_features(books, out)
+    _temporal_features(books, out)
+    return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    safe = np.where(den == 0, 1, den)
+    return np.where(den == 0, empty, num / safe)
+
+
+def _market_features(b: SessionBooks, out: np.ndarray) -> None:
+    yb, ya = (q.astype(np.float64) for q in quotes(b))
+    mid, spread = (yb + ya) / 2, ya - yb
+    bid_size = b.best_yes_bid_size.astype(np.float64)
+    ask_size = b.best_no_bid_size.astype(np.float64)
+    yes_depth = b.yes_bid_depth.sum(axis=1).astype(np.float64)
+    no_depth = b.no_bid_depth.sum(axis=1).astype(np.float64)
+    yes_vol, no_vol = b.yes_bid_volume.astype(np.float64), b.no_bid_volume.astype(np.float64)
+    k = b.yes_bid_depth.shape[1]
+    microprice = np.where(
+        bid_size + ask_size > 0, _ratio(yb * ask_size + ya * bid_size, bid_size + ask_size), mid
+    )
+    fee = kalshi_taker_fee_cents(ya.astype(np.int64)).astype(np.float64)
+    no_prices = b.no_bid_prices.astype(np.int64)
+    near = (no_prices > 0) & (no_prices >= no_prices[:, :1] - 2)
+    near_ask = np.where(near, b.no_bid_depth, 0).sum(axis=1).astype(np.float64)
+
+    def level_gap(prices: np.ndarray) -> np.ndarray:
+        return np.where(prices[:, 1] > 0, prices[:, 0] - prices[:, 1], 0) / 100
+
+    def depth_center(prices: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        total = sizes.sum(axis=1)
+        weighted = _ratio((prices * sizes).sum(axis=1), total, 0.0)
+        return np.where(total > 0, prices[:, 0] - weighted, 0) / 100
+
+    columns = {
+        "yes_bid": yb / 100,
+        "yes_ask": ya / 100,
+        "spread": spread / 100,
+        "relative_spread": spread / (yb + ya),
+        "spread_regime": np.select([spread <= 3, spread <= 10], [0.0, 0.5], 1.0),
+        "mid": mid / 100,
+        "microprice": microprice / 100,
+        "micro_edge": np.clip((microprice - mid) / 20, -1, 1),
+        "top_imbalance": _ratio(bid_size - ask_size, bid_size + ask_size),
+        "depth_imbalance": _ratio(yes_depth - no_depth, yes_depth + no_depth),
+        "volume_imbalance": _ratio(yes_vol - no_vol, yes_vol + no_vol),
+        "log_yes_bid_size": np.log1p(bid_size) / 10,
+        "log_yes_ask_size": np.log1p(ask_size) / 10,
+        "log_yes_depth": np.log1p(yes_depth) / 12,
+        "log_no_depth": np.log1p(no_depth) / 12,
+        "log_total_volume": np.log1p(yes_vol + no_vol) / 14,
+        "yes_concentration": _ratio(bid_size, yes_vol),
+        "no_concentration": _ratio(ask_size, no_vol),
+        "yes_levels": (b.yes_bid_depth > 0).sum(axis=1) / k,
+        "no_levels": (b.no_bid_depth > 0).sum(axis=1) / k,
+        "taker_fee": fee / 2,
+        "log_ask_depth_2c": np.log1p(near_ask) / 10,
+        "yes_level_gap": level_gap(b.yes_bid_prices.astype(np.float64)),
+        "no_level_gap": level_gap(b.no_bid_prices.astype(np.float64)),
+        "yes_depth_center": depth_center(
+            b.yes_bid_prices.astype(np.float64), b.yes_bid_depth.astype(np.float64)
+        ),
+        "no_depth_center": depth_center(
+            b.no_bid_prices.astype(np.float64), b.no_bid_depth.astype(np.float64)
+        ),
+    }
+    for index, name in enumerate(MARKET_FEATURES):
+        out[:, index] = columns[name]
+
+
+def _temporal_features(b: SessionBooks, out: np.ndarray) -> None:
+    n = len(b)
+    rows = np.arange(n)
+    start = market_start_rows(b)
+    ts = clamped_times(b)
+    yes_bid, yes_ask = quotes(b)
+    mid_x2 = yes_bid + yes_ask  # twice the mid: integer, so window sums below are exact
+
+    def back(steps: int) -> np.ndarray:
+        """Row index ``steps`` events earlier in the same market (or its first row)."""
+        return np.maximum(rows - steps, start)
+
+    def events_within(window_ms: int) -> np.ndarray:
+        """This market's events in (ts - window, ts], the current one included."""
+        stride = int(ts.max() - ts.min()) + window_ms + 1
+        key = market_of_rows(b) * stride + (ts - ts.min())
+        return rows - np.searchsorted(key, key - window_ms, side="right") + 1
+
+    def window_sum(values: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of integer ``values`` over the market's last ``steps`` rows, and their count.
+
+        Integer cumulative sums are exact, so a row's sum never depends on rows outside
+        its window (floating-point sums would carry rounding from earlier markets).
+        """
+        cumulative = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+        low = np.maximum(rows - steps + 1, start)
+        return cumulative[rows + 1] - cumulative[low], rows - low + 1
+
+    gap = ts - ts[back(1)]
+    recent_short, recent_long = events_within(_SHORT_WINDOW_MS), events_within(_LONG_WINDOW_MS)
+    burst = np.log((recent_short / _SHORT_WINDOW_MS) / (recent_long / _LONG_WINDOW_MS))
+    earlier = back(_GAP_STEPS)
+    mean_gap = (ts - ts[earlier]) / np.maximum(rows - earlier, 1)
+    change_x2 = mid_x2 - mid_x2[back(1)]
+    change_sum, count = window_sum(change_x2, _VOLATILITY_STEPS)
+    square_sum, _ = window_sum(change_x2**2, _VOLATILITY_STEPS)
+    variance_x4 = np.maximum(square_sum / count - (change_sum / count) ** 2, 0)
+    unchanged, _ = window_sum((change_x2 == 0).astype(np.int64), _VOLATILITY_STEPS)
+    columns = {
+        "log_gap": np.log1p(gap) / 15,
+        "activity_10s": np.log1p(recent_short) / 5,
+        "activity_5min": np.log1p(recent_long) / 8,
+        "activity_burst": np.clip(burst / 4, -1, 1),
+        "log_mean_gap": np.log1p(mean_gap) / 15,
+        "momentum_short": np.clip((mid_x2 - mid_x2[back(_MOMENTUM_SHORT)]) / 20, -1, 1),
+        "momentum_long": np.clip((mid_x2 - mid_x2[back(_MOMENTUM_LONG)]) / 60, -1, 1),
+        "volatility_regime": np.clip(np.sqrt(variance_x4) / 2 / 5, 0, 2),
+        "price_stability": unchanged / count,
+        "market_age": np.log1p((ts - ts[start]) / 1000) / 10,
+    }
+    for offset, name in enumerate(TEMPORAL_FEATURES):
+        out[:, len(MARKET_FEATURES) + offset] = columns[name]

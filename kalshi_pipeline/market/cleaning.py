@@ -86,7 +86,14 @@ class IngestReport:
     examples: list[DataIssue] = field(default_factory=list)
     rejected: dict[str, DataIssue] = field(default_factory=dict)
     missing_sequence_numbers: int = 0
+    sequence_span: int = 0  # highest - lowest sequence number + 1
     empty: bool = False
+    market_repairs: Counter = field(default_factory=Counter)  # ticker -> repairs of any kind
+
+    @property
+    def missing_fraction(self) -> float:
+        """Share of the session-wide sequence that never arrived."""
+        return self.missing_sequence_numbers / self.sequence_span if self.sequence_span else 0.0
 
     def repair(self, kind: str, tickers, sequences, message: str) -> None:
         """Count ``len(sequences)`` repairs of one kind, keeping a few named examples."""
@@ -94,6 +101,7 @@ class IngestReport:
         if count == 0:
             return
         self.repairs[kind] += count
+        self.market_repairs.update(t for t in tickers if t is not None)
         room = MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples)
         for ticker, seq in list(zip(tickers, sequences, strict=True))[: max(room, 0)]:
             self.examples.append(DataIssue(kind, self.session_id, ticker, int(seq), message))
@@ -370,6 +378,7 @@ def _count_gaps(all_sequences: np.ndarray, report: IngestReport) -> None:
     unique = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
     if len(unique) < 2:
         return
+    report.sequence_span = int(unique[-1] - unique[0] + 1)
     step = np.diff(unique)
     gaps = np.flatnonzero(step > 1)
     report.missing_sequence_numbers = int((step[gaps] - 1).sum())

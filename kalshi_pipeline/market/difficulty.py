@@ -1,0 +1,102 @@
+"""Difficulty scores and training filters, from the small per-view statistics only.
+
+Difficulty (in [0, 1], higher = harder) blends the three things that make a market hard
+to trade profitably, each mapped to [0, 1) by a saturating curve:
+
+    difficulty = 0.5 * s / (s + 10)      s = avg_spread in cents (10 cents -> 0.25)
+               + 0.3 * v / (v + 1)       v = volatility_score, cents per step (1 -> 0.15)
+               + 0.2 * (1 - c)           c = market_coverage in [0, 1]
+
+Tighter, calmer and better-covered markets are easier; the score is monotone in each
+input and deterministic. Spread weighs most: crossing it is what every trade pays.
+
+Filters exclude a view from training, each with a reason a person can read: fewer steps
+than ``min_episode_length`` (default 50), coverage below ``min_coverage`` (default 0.10)
+and data quality below ``min_data_quality`` (default 0.5). Excluded views stay in the
+table, flagged, so that nothing disappears without a trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+SPREAD_HALF_POINT_CENTS = 10.0
+VOLATILITY_HALF_POINT_CENTS = 1.0
+WEIGHTS = {"spread": 0.5, "volatility": 0.3, "coverage": 0.2}
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which views are fit for training."""
+
+    min_episode_length: int = 50
+    min_coverage: float = 0.10
+    min_data_quality: float = 0.5
+
+
+def difficulty_score(avg_spread, volatility_score, market_coverage) -> np.ndarray:
+    """Vectorised difficulty in [0, 1] (see the module docstring)."""
+    spread = np.maximum(np.asarray(avg_spread, dtype=np.float64), 0)
+    volatility = np.maximum(np.asarray(volatility_score, dtype=np.float64), 0)
+    coverage = np.clip(np.asarray(market_coverage, dtype=np.float64), 0, 1)
+    return (
+        WEIGHTS["spread"] * spread / (spread + SPREAD_HALF_POINT_CENTS)
+        + WEIGHTS["volatility"] * volatility / (volatility + VOLATILITY_HALF_POINT_CENTS)
+        + WEIGHTS["coverage"] * (1 - coverage)
+    )
+
+
+def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
+    """Why a view is unfit for training (empty when it passes)."""
+    reasons = []
+    if description["length"] < config.min_episode_length:
+        reasons.append(f"too short: {description['length']} steps < {config.min_episode_length}")
+    if description["market_coverage"] < config.min_coverage:
+        reasons.append(
+            f"low coverage: {description['market_coverage']:.3f} < {config.min_coverage}"
+        )
+    if description["data_quality_score"] < config.min_data_quality:
+        reasons.append(
+            f"poor data quality: {description['data_quality_score']:.3f} "
+            f"< {config.min_data_quality}"
+        )
+    return reasons
+
+
+def score_views(descriptions: Iterable[Mapping], config: FilterConfig | None = None) -> pa.Table:
+    """The difficulty table: one row per view description, with filter flags and reasons.
+
+    ``descriptions`` are the per-view dicts of
+    :func:`kalshi_pipeline.market.views.view_descriptions` (or ``view.describe()``), so this never
+    needs the views' step data. Rows are sorted by (session_id, market_ticker).
+    """
+    config = config or FilterConfig()
+    rows = sorted(descriptions, key=lambda d: (d["session_id"], d["market_ticker"]))
+    reasons = [exclusion_reasons(d, config) for d in rows]
+
+    def column(name):
+        return [d[name] for d in rows]
+
+    difficulty = difficulty_score(
+        column("avg_spread"), column("volatility_score"), column("market_coverage")
+    )
+    return pa.table(
+        {
+            "session_id": pa.array(column("session_id"), pa.int64()),
+            "market_ticker": pa.array(column("market_ticker"), pa.string()),
+            "length": pa.array(column("length"), pa.int64()),
+            "avg_spread": pa.array(column("avg_spread"), pa.float64()),
+            "volatility_score": pa.array(column("volatility_score"), pa.float64()),
+            "market_coverage": pa.array(column("market_coverage"), pa.float64()),
+            "data_quality_score": pa.array(column("data_quality_score"), pa.float64()),
+            "activity_bursts": pa.array(column("activity_bursts"), pa.int64()),
+            "quiet_periods": pa.array(column("quiet_periods"), pa.int64()),
+            "difficulty": pa.array(difficulty, pa.float64()),
+            "passes_filters": pa.array([not r for r in reasons], pa.bool_()),
+            "exclusion_reasons": pa.array(["; ".join(r) for r in reasons], pa.string()),
+        }
+    )

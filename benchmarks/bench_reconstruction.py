@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kalshi_pipeline.market.books import books_from_events  # noqa: E402
 from kalshi_pipeline.market.cleaning import clean_session  # noqa: E402
+from kalshi_pipeline.runtime import keep_freed_memory  # noqa: E402
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
 from kalshi_pipeline_tests.market.reference_books import reference_books  # noqa: E402
 
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--median-events", type=float, default=2200.0)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    print(f"allocator keeps freed memory: {keep_freed_memory()}")
 
     config = SimulatorConfig(markets=args.markets, median_events_per_market=args.median_events)
     raw = simulate_session(1, args.seed, config)

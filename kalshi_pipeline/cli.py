@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from kalshi_pipeline.market.books import reconstruct_books
+from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.settings import pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    keep_freed_memory()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "generate":
         if (args.out is None) == (args.postgres is None):

@@ -129,132 +129,159 @@ def quotes(books: SessionBooks) -> tuple[np.ndarray, np.ndarray]:
     return yes_bid, yes_ask
 
 
-def compute_features(books: SessionBooks) -> np.ndarray:
-    """float32[N, 36] for every row of ``books`` (see the module table)."""
+def compute_features(books: SessionBooks, *, chunk_rows: int = 32_768) -> np.ndarray:
+    """float32[N, 36] for every row of ``books`` (see the module table).
+
+    Rows are computed in chunks: the temporaries of a chunk stay small and hot in cache,
+    and each chunk is written to the output in one contiguous block.
+    """
     n = len(books)
-    out = np.zeros((n, NUM_FEATURES), dtype=np.float32)
-    if n == 0:
-        return out
-    _market_features(books, out)
-    _temporal_features(books, out)
+    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    session = _SessionColumns(books)
+    block = np.empty((NUM_FEATURES, min(chunk_rows, n)), dtype=np.float32)
+    for start in range(0, n, chunk_rows):
+        rows = slice(start, min(start + chunk_rows, n))
+        width = rows.stop - rows.start
+        _market_features(books, rows, block[: len(MARKET_FEATURES), :width])
+        _temporal_features(session, rows, block[len(MARKET_FEATURES) :, :width])
+        out[rows] = block[:, :width].T
     return out
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
-    safe = np.where(den == 0, 1, den)
-    return np.where(den == 0, empty, num / safe)
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0."""
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
 
 
-def _market_features(b: SessionBooks, out: np.ndarray) -> None:
-    yb, ya = (q.astype(np.float64) for q in quotes(b))
+def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
+    yb = b.best_yes_bid[rows].astype(np.float64)
+    ya = np.where(b.best_no_bid[rows] > 0, 100 - b.best_no_bid[rows], 100).astype(np.float64)
     mid, spread = (yb + ya) / 2, ya - yb
-    bid_size = b.best_yes_bid_size.astype(np.float64)
-    ask_size = b.best_no_bid_size.astype(np.float64)
-    yes_depth = b.yes_bid_depth.sum(axis=1).astype(np.float64)
-    no_depth = b.no_bid_depth.sum(axis=1).astype(np.float64)
-    yes_vol, no_vol = b.yes_bid_volume.astype(np.float64), b.no_bid_volume.astype(np.float64)
-    k = b.yes_bid_depth.shape[1]
-    microprice = np.where(
-        bid_size + ask_size > 0, _ratio(yb * ask_size + ya * bid_size, bid_size + ask_size), mid
-    )
+    bid_size = b.best_yes_bid_size[rows].astype(np.float64)
+    ask_size = b.best_no_bid_size[rows].astype(np.float64)
+    yes_sizes, no_sizes = b.yes_bid_depth[rows], b.no_bid_depth[rows]
+    yes_prices, no_prices = b.yes_bid_prices[rows].astype(np.int64), b.no_bid_prices[rows]
+    yes_depth = yes_sizes.sum(axis=1).astype(np.float64)
+    no_depth = no_sizes.sum(axis=1).astype(np.float64)
+    yes_vol = b.yes_bid_volume[rows].astype(np.float64)
+    no_vol = b.no_bid_volume[rows].astype(np.float64)
+    k = yes_sizes.shape[1]
+    top = bid_size + ask_size
+    microprice = np.where(top > 0, _ratio(yb * ask_size + ya * bid_size, top), mid)
     fee = kalshi_taker_fee_cents(ya.astype(np.int64)).astype(np.float64)
-    no_prices = b.no_bid_prices.astype(np.int64)
-    near = (no_prices > 0) & (no_prices >= no_prices[:, :1] - 2)
-    near_ask = np.where(near, b.no_bid_depth, 0).sum(axis=1).astype(np.float64)
+    near = (no_prices > 0) & (no_prices >= no_prices[:, :1].astype(np.int64) - 2)
+    near_ask = np.where(near, no_sizes, 0).sum(axis=1).astype(np.float64)
 
     def level_gap(prices: np.ndarray) -> np.ndarray:
-        return np.where(prices[:, 1] > 0, prices[:, 0] - prices[:, 1], 0) / 100
+        gap = prices[:, 0].astype(np.int64) - prices[:, 1]
+        return np.where(prices[:, 1] > 0, gap, 0) / 100
 
-    def depth_center(prices: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        total = sizes.sum(axis=1)
-        weighted = _ratio((prices * sizes).sum(axis=1), total, 0.0)
+    def depth_center(prices: np.ndarray, sizes: np.ndarray, total: np.ndarray) -> np.ndarray:
+        weighted = _ratio((prices.astype(np.int64) * sizes).sum(axis=1).astype(np.float64), total)
         return np.where(total > 0, prices[:, 0] - weighted, 0) / 100
 
-    columns = {
-        "yes_bid": yb / 100,
-        "yes_ask": ya / 100,
-        "spread": spread / 100,
-        "relative_spread": spread / (yb + ya),
-        "spread_regime": np.select([spread <= 3, spread <= 10], [0.0, 0.5], 1.0),
-        "mid": mid / 100,
-        "microprice": microprice / 100,
-        "micro_edge": np.clip((microprice - mid) / 20, -1, 1),
-        "top_imbalance": _ratio(bid_size - ask_size, bid_size + ask_size),
-        "depth_imbalance": _ratio(yes_depth - no_depth, yes_depth + no_depth),
-        "volume_imbalance": _ratio(yes_vol - no_vol, yes_vol + no_vol),
-        "log_yes_bid_size": np.log1p(bid_size) / 10,
-        "log_yes_ask_size": np.log1p(ask_size) / 10,
-        "log_yes_depth": np.log1p(yes_depth) / 12,
-        "log_no_depth": np.log1p(no_depth) / 12,
-        "log_total_volume": np.log1p(yes_vol + no_vol) / 14,
-        "yes_concentration": _ratio(bid_size, yes_vol),
-        "no_concentration": _ratio(ask_size, no_vol),
-        "yes_levels": (b.yes_bid_depth > 0).sum(axis=1) / k,
-        "no_levels": (b.no_bid_depth > 0).sum(axis=1) / k,
-        "taker_fee": fee / 2,
-        "log_ask_depth_2c": np.log1p(near_ask) / 10,
-        "yes_level_gap": level_gap(b.yes_bid_prices.astype(np.float64)),
-        "no_level_gap": level_gap(b.no_bid_prices.astype(np.float64)),
-        "yes_depth_center": depth_center(
-            b.yes_bid_prices.astype(np.float64), b.yes_bid_depth.astype(np.float64)
-        ),
-        "no_depth_center": depth_center(
-            b.no_bid_prices.astype(np.float64), b.no_bid_depth.astype(np.float64)
-        ),
-    }
-    for index, name in enumerate(MARKET_FEATURES):
-        out[:, index] = columns[name]
+    columns = (
+        yb / 100,  # yes_bid
+        ya / 100,  # yes_ask
+        spread / 100,  # spread
+        spread / (yb + ya),  # relative_spread
+        np.where(spread <= 3, 0.0, np.where(spread <= 10, 0.5, 1.0)),  # spread_regime
+        mid / 100,  # mid
+        microprice / 100,  # microprice
+        np.clip((microprice - mid) / 20, -1, 1),  # micro_edge
+        _ratio(bid_size - ask_size, top),  # top_imbalance
+        _ratio(yes_depth - no_depth, yes_depth + no_depth),  # depth_imbalance
+        _ratio(yes_vol - no_vol, yes_vol + no_vol),  # volume_imbalance
+        np.log1p(bid_size) / 10,  # log_yes_bid_size
+        np.log1p(ask_size) / 10,  # log_yes_ask_size
+        np.log1p(yes_depth) / 12,  # log_yes_depth
+        np.log1p(no_depth) / 12,  # log_no_depth
+        np.log1p(yes_vol + no_vol) / 14,  # log_total_volume
+        _ratio(bid_size, yes_vol),  # yes_concentration
+        _ratio(ask_size, no_vol),  # no_concentration
+        (yes_sizes > 0).sum(axis=1) / k,  # yes_levels
+        (no_sizes > 0).sum(axis=1) / k,  # no_levels
+        fee / 2,  # taker_fee
+        np.log1p(near_ask) / 10,  # log_ask_depth_2c
+        level_gap(yes_prices),  # yes_level_gap
+        level_gap(no_prices),  # no_level_gap
+        depth_center(yes_prices, yes_sizes, yes_depth),  # yes_depth_center
+        depth_center(no_prices, no_sizes, no_depth),  # no_depth_center
+    )
+    for index, column in enumerate(columns):
+        out[index] = column
 
 
-def _temporal_features(b: SessionBooks, out: np.ndarray) -> None:
-    n = len(b)
-    rows = np.arange(n)
-    start = market_start_rows(b)
-    ts = clamped_times(b)
-    yes_bid, yes_ask = quotes(b)
-    mid_x2 = yes_bid + yes_ask  # twice the mid: integer, so window sums below are exact
+class _SessionColumns:
+    """Session-wide arrays the temporal features look back into (computed once)."""
+
+    def __init__(self, b: SessionBooks) -> None:
+        self.start = market_start_rows(b)
+        self.ts = clamped_times(b)
+        yes_bid, yes_ask = quotes(b)
+        self.mid_x2 = yes_bid + yes_ask  # twice the mid: integer, so sums below are exact
+        n = len(b)
+        rows = np.arange(n)
+        change_x2 = self.mid_x2 - self.mid_x2[np.maximum(rows - 1, self.start)]
+        self.change_x2 = change_x2
+
+        def cumulative(values: np.ndarray) -> np.ndarray:
+            # Integer cumulative sums are exact, so a window's sum never depends on rows
+            # outside it (float sums would carry rounding from earlier markets).
+            return np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+
+        self.change_sums = cumulative(change_x2)
+        self.square_sums = cumulative(change_x2**2)
+        self.unchanged_sums = cumulative(change_x2 == 0)
+        market = market_of_rows(b)
+        span = int(self.ts.max() - self.ts.min()) if n else 0
+        self.ts_min = int(self.ts.min()) if n else 0
+        # One sorted key per (market, time): a window never reaches into another market.
+        self.stride = span + _LONG_WINDOW_MS + 1
+        self.time_key = market * self.stride + (self.ts - self.ts_min)
+
+
+def _temporal_features(s: _SessionColumns, rows: slice, out: np.ndarray) -> None:
+    index = np.arange(rows.start, rows.stop)
+    start, ts, mid_x2 = s.start[rows], s.ts[rows], s.mid_x2[rows]
 
     def back(steps: int) -> np.ndarray:
         """Row index ``steps`` events earlier in the same market (or its first row)."""
-        return np.maximum(rows - steps, start)
+        return np.maximum(index - steps, start)
 
     def events_within(window_ms: int) -> np.ndarray:
         """This market's events in (ts - window, ts], the current one included."""
-        stride = int(ts.max() - ts.min()) + window_ms + 1
-        key = market_of_rows(b) * stride + (ts - ts.min())
-        return rows - np.searchsorted(key, key - window_ms, side="right") + 1
+        # Search only from the chunk's first market start: a small, cache-resident slice.
+        low = int(start[0])
+        keys = s.time_key[low : rows.stop]
+        found = np.searchsorted(keys, s.time_key[rows] - window_ms, side="right") + low
+        return index - found + 1
 
-    def window_sum(values: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sum of integer ``values`` over the market's last ``steps`` rows, and their count.
+    def window_sum(cumulative: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sum over the market's last ``steps`` rows (from a cumulative sum), and count."""
+        low = np.maximum(index - steps + 1, start)
+        return cumulative[index + 1] - cumulative[low], index - low + 1
 
-        Integer cumulative sums are exact, so a row's sum never depends on rows outside
-        its window (floating-point sums would carry rounding from earlier markets).
-        """
-        cumulative = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
-        low = np.maximum(rows - steps + 1, start)
-        return cumulative[rows + 1] - cumulative[low], rows - low + 1
-
-    gap = ts - ts[back(1)]
+    gap = ts - s.ts[back(1)]
     recent_short, recent_long = events_within(_SHORT_WINDOW_MS), events_within(_LONG_WINDOW_MS)
     burst = np.log((recent_short / _SHORT_WINDOW_MS) / (recent_long / _LONG_WINDOW_MS))
     earlier = back(_GAP_STEPS)
-    mean_gap = (ts - ts[earlier]) / np.maximum(rows - earlier, 1)
-    change_x2 = mid_x2 - mid_x2[back(1)]
-    change_sum, count = window_sum(change_x2, _VOLATILITY_STEPS)
-    square_sum, _ = window_sum(change_x2**2, _VOLATILITY_STEPS)
+    mean_gap = (ts - s.ts[earlier]) / np.maximum(index - earlier, 1)
+    change_sum, count = window_sum(s.change_sums, _VOLATILITY_STEPS)
+    square_sum, _ = window_sum(s.square_sums, _VOLATILITY_STEPS)
     variance_x4 = np.maximum(square_sum / count - (change_sum / count) ** 2, 0)
-    unchanged, _ = window_sum((change_x2 == 0).astype(np.int64), _VOLATILITY_STEPS)
-    columns = {
-        "log_gap": np.log1p(gap) / 15,
-        "activity_10s": np.log1p(recent_short) / 5,
-        "activity_5min": np.log1p(recent_long) / 8,
-        "activity_burst": np.clip(burst / 4, -1, 1),
-        "log_mean_gap": np.log1p(mean_gap) / 15,
-        "momentum_short": np.clip((mid_x2 - mid_x2[back(_MOMENTUM_SHORT)]) / 20, -1, 1),
-        "momentum_long": np.clip((mid_x2 - mid_x2[back(_MOMENTUM_LONG)]) / 60, -1, 1),
-        "volatility_regime": np.clip(np.sqrt(variance_x4) / 2 / 5, 0, 2),
-        "price_stability": unchanged / count,
-        "market_age": np.log1p((ts - ts[start]) / 1000) / 10,
-    }
-    for offset, name in enumerate(TEMPORAL_FEATURES):
-        out[:, len(MARKET_FEATURES) + offset] = columns[name]
+    unchanged, _ = window_sum(s.unchanged_sums, _VOLATILITY_STEPS)
+    columns = (
+        np.log1p(gap) / 15,  # log_gap
+        np.log1p(recent_short) / 5,  # activity_10s
+        np.log1p(recent_long) / 8,  # activity_5min
+        np.clip(burst / 4, -1, 1),  # activity_burst
+        np.log1p(mean_gap) / 15,  # log_mean_gap
+        np.clip((mid_x2 - s.mid_x2[back(_MOMENTUM_SHORT)]) / 20, -1, 1),  # momentum_short
+        np.clip((mid_x2 - s.mid_x2[back(_MOMENTUM_LONG)]) / 60, -1, 1),  # momentum_long
+        np.clip(np.sqrt(variance_x4) / 2 / 5, 0, 2),  # volatility_regime
+        unchanged / count,  # price_stability
+        np.log1p((ts - s.ts[start]) / 1000) / 10,  # market_age
+    )
+    for offset, column in enumerate(columns):
+        out[offset] = column

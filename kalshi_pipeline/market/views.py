@@ -186,7 +186,7 @@ def views_from_books(
     two_sided = (books.best_yes_bid > 0) & (books.best_no_bid > 0)
     spread = (yes_ask - yes_bid).astype(np.float64)
     mid_change = (yes_bid + yes_ask - (yes_bid + yes_ask)[_previous_row(books)]) / 2
-    session_times = np.sort(ts)
+    session_times = np.sort(ts, kind="stable")  # merges the markets' sorted runs
     quality_factor = 1.0 - books.report.missing_fraction
 
     views = []
@@ -203,17 +203,17 @@ def views_from_books(
             MarketSessionView(
                 session_id=books.session_id,
                 market_ticker=ticker,
-                timestamps_ms=books.timestamp_ms[rows].copy(),
-                sequence_numbers=books.sequence_number[rows].copy(),
-                best_yes_bid=books.best_yes_bid[rows].copy(),
-                best_yes_ask=books.best_yes_ask[rows].copy(),
-                best_no_bid=books.best_no_bid[rows].copy(),
-                best_no_ask=books.best_no_ask[rows].copy(),
-                yes_bid_prices=books.yes_bid_prices[rows].copy(),
-                yes_bid_sizes=books.yes_bid_depth[rows].copy(),
-                no_bid_prices=books.no_bid_prices[rows].copy(),
-                no_bid_sizes=books.no_bid_depth[rows].copy(),
-                features=features[rows].copy(),
+                timestamps_ms=books.timestamp_ms[rows],
+                sequence_numbers=books.sequence_number[rows],
+                best_yes_bid=books.best_yes_bid[rows],
+                best_yes_ask=books.best_yes_ask[rows],
+                best_no_bid=books.best_no_bid[rows],
+                best_no_ask=books.best_no_ask[rows],
+                yes_bid_prices=books.yes_bid_prices[rows],
+                yes_bid_sizes=books.yes_bid_depth[rows],
+                no_bid_prices=books.no_bid_prices[rows],
+                no_bid_sizes=books.no_bid_depth[rows],
+                features=features[rows],
                 avg_spread=float(spread[rows][quoted].mean()) if quoted.any() else 100.0,
                 volatility_score=float(moves.std()) if len(moves) > 1 else 0.0,
                 market_coverage=float(inside / len(session_times)),
@@ -294,12 +294,20 @@ def views_from_table(table: pa.Table) -> list[MarketSessionView]:
 
 
 def write_views(views: list[MarketSessionView], path: str | os.PathLike[str]) -> Path:
-    """Write views to one Parquet file atomically (temporary file, then rename)."""
+    """Write views to one Parquet file atomically (temporary file, then rename).
+
+    A failed write leaves the previous file as it was and no temporary file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    table = views_to_table(views)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(views_to_table(views), tmp, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

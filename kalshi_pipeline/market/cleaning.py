@@ -56,6 +56,12 @@ LEVELS = 99  # prices 1..99 on each bid book; level = side * 99 + price - 1
 BOOK_WIDTH = 2 * LEVELS
 YES, NO = 0, 1
 MAX_EXAMPLES_PER_KIND = 20
+# Repairs that mean a market's own data was wrong (dropped events, crossed books). The
+# others fix the storage without losing or doubting anything (sorting rows, dropping an
+# exact copy, ignoring stored asks) and do not lower a view's data quality.
+DEFECTS = frozenset(
+    {"price_out_of_range", "negative_size", "unknown_side", "delta_before_snapshot", "crossed_book"}
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class IngestReport:
     missing_sequence_numbers: int = 0
     sequence_span: int = 0  # highest - lowest sequence number + 1
     empty: bool = False
-    market_repairs: Counter = field(default_factory=Counter)  # ticker -> repairs of any kind
+    market_defects: Counter = field(default_factory=Counter)  # ticker -> DEFECTS repaired
 
     @property
     def missing_fraction(self) -> float:
@@ -101,7 +107,8 @@ class IngestReport:
         if count == 0:
             return
         self.repairs[kind] += count
-        self.market_repairs.update(t for t in tickers if t is not None)
+        if kind in DEFECTS:
+            self.market_defects.update(t for t in tickers if t is not None)
         room = MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples)
         for ticker, seq in list(zip(tickers, sequences, strict=True))[: max(room, 0)]:
             self.examples.append(DataIssue(kind, self.session_id, ticker, int(seq), message))

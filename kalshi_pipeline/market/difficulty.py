@@ -57,12 +57,12 @@ def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
         reasons.append(f"too short: {description['length']} steps < {config.min_episode_length}")
     if description["market_coverage"] < config.min_coverage:
         reasons.append(
-            f"low coverage: {description['market_coverage']:.3f} < {config.min_coverage}"
+            f"low coverage: {description['market_coverage']:.4g} < {config.min_coverage:.4g}"
         )
     if description["data_quality_score"] < config.min_data_quality:
         reasons.append(
-            f"poor data quality: {description['data_quality_score']:.3f} "
-            f"< {config.min_data_quality}"
+            f"poor data quality: {description['data_quality_score']:.4g} "
+            f"< {config.min_data_quality:.4g}"
         )
     return reasons
 

@@ -19,9 +19,10 @@ observation):
   two-sided steps (0 with fewer than two).
 * ``market_coverage``: the share of the session's time steps (events of all its
   markets) that fall within this market's first and last event.
-* ``data_quality_score``: ``T / (T + repairs of this market)`` times the share of the
-  session-wide sequence that arrived; 1.0 for clean data. Repairs include dropped bad
-  events, duplicates, reordered rows, ignored ask maps and crossed steps.
+* ``data_quality_score``: ``T / (T + defects of this market)`` times the share of the
+  session-wide sequence that arrived; 1.0 for clean data. Defects are the repairs that
+  mean the market's own data was wrong (``cleaning.DEFECTS``: dropped bad events and
+  crossed steps); sorting rows, dropping exact copies and ignoring stored asks are not.
 * ``activity_bursts``: runs of at least ``burst_min_events`` events each within
   ``burst_gap_ms`` of the previous one; ``quiet_periods``: gaps longer than
   ``quiet_gap_ms``.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -231,7 +233,7 @@ def _previous_row(books: SessionBooks) -> np.ndarray:
 
 
 def _quality(report: IngestReport, ticker: str, length: int) -> float:
-    return length / (length + report.market_repairs[ticker])
+    return length / (length + report.market_defects[ticker])
 
 
 def _bursts(gaps: np.ndarray, config: ViewConfig) -> int:
@@ -301,7 +303,7 @@ def write_views(views: list[MarketSessionView], path: str | os.PathLike[str]) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = views_to_table(views)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)

@@ -152,8 +152,8 @@ def test_a_good_view_passes():
     ("stats", "reason"),
     [
         ({"length": 49}, "too short: 49 steps < 50"),
-        ({"market_coverage": 0.05}, "low coverage: 0.050 < 0.1"),
-        ({"data_quality_score": 0.25}, "poor data quality: 0.250 < 0.5"),
+        ({"market_coverage": 0.05}, "low coverage: 0.05 < 0.1"),
+        ({"data_quality_score": 0.25}, "poor data quality: 0.25 < 0.5"),
     ],
 )
 def test_each_filter_names_the_value_and_the_threshold(stats, reason):
@@ -168,7 +168,7 @@ def test_every_failing_filter_gives_its_reason():
     assert reasons == [
         "too short: 12 steps < 50",
         "low coverage: 0.031 < 0.1",
-        "poor data quality: 0.400 < 0.5",
+        "poor data quality: 0.4 < 0.5",
     ]
 
 
@@ -185,9 +185,9 @@ def test_thresholds_are_configurable():
     assert exclusion_reasons(short_and_narrow, FilterConfig(min_episode_length=20)) == []
     assert exclusion_reasons(
         short_and_narrow, FilterConfig(min_episode_length=10, min_coverage=0.5)
-    ) == ["low coverage: 0.300 < 0.5"]
+    ) == ["low coverage: 0.3 < 0.5"]
     assert exclusion_reasons(description(), FilterConfig(min_data_quality=0.99)) == [
-        "poor data quality: 0.980 < 0.99"
+        "poor data quality: 0.98 < 0.99"
     ]
 
 
@@ -265,7 +265,7 @@ def test_several_reasons_are_joined_in_one_row():
 
     assert table["passes_filters"].to_pylist() == [False]
     assert table["exclusion_reasons"].to_pylist() == [
-        "too short: 3 steps < 50; low coverage: 0.020 < 0.1"
+        "too short: 3 steps < 50; low coverage: 0.02 < 0.1"
     ]
 
 
@@ -313,3 +313,8 @@ def test_liquid_markets_are_easier_on_average(simulated_descriptions):
     assert np.mean(easy) < np.mean(hard)
     # Their spreads alone (1-3 cents against 20-60) put them well apart.
     assert np.mean(easy) + 0.15 < np.mean(hard)
+
+
+def test_a_value_just_under_a_threshold_reads_as_under_it():
+    reasons = exclusion_reasons(description(market_coverage=0.0999), FilterConfig())
+    assert reasons == ["low coverage: 0.0999 < 0.1"]

@@ -331,6 +331,21 @@ def test_dropped_bad_deltas_lower_that_markets_quality():
     assert views["MKT-B"].data_quality_score == 1.0
 
 
+def test_storage_repairs_that_lose_nothing_keep_quality_one():
+    """Sorting rows, dropping an exact copy and ignoring stored asks doubt no data."""
+    benign = (
+        delta("MKT-A", seq=7, side="yes", price=41, new_size=5),  # stored before seq 6
+        delta("MKT-A", seq=6, side="yes", price=38, new_size=1),
+        delta("MKT-A", seq=7, side="yes", price=41, new_size=5),  # an exact copy
+        snapshot("MKT-A", seq=8, yes_bids={40: 2}, no_bids={55: 1}, yes_asks={44: 1}),
+    )
+    views = views_by_ticker(make_session(*CLEAN, *benign))
+
+    repairs = reconstruct_books(make_session(*CLEAN, *benign)).report.repairs
+    assert {"stored_out_of_order", "duplicate_sequence", "stored_asks_disagree"} <= set(repairs)
+    assert views["MKT-A"].data_quality_score == 1.0
+
+
 def test_crossed_steps_lower_quality():
     crossing = (
         delta("MKT-A", seq=6, side="no", price=60, new_size=1),  # 40 + 60 = 100: crossed

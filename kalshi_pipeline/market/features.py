@@ -21,8 +21,8 @@ index  name                  formula                                            
 =====  ====================  ===========================================================  ==========
 0      yes_bid               yb / 100                                                     [0, 0.99]
 1      yes_ask               ya / 100                                                     [0.01, 1]
-2      spread                spread / 100                                                 [0, 1]
-3      relative_spread       spread / (yb + ya)                                           [0, 1]
+2      spread                spread / 100 (negative only on a crossed book)               [-1, 1]
+3      relative_spread       spread / (yb + ya)                                           [-1, 1]
 4      spread_regime         0 if spread <= 3c, 0.5 if <= 10c, else 1                     {0,.5,1}
 5      mid                   mid / 100                                                    [0, 1]
 6      microprice            (yb * as + ya * bs) / (bs + as) / 100 (mid if both empty)    [0, 1]
@@ -49,7 +49,7 @@ index  name                  formula                                            
 27     activity_10s          log1p(this market's events in the last 10 s) / 5             [0, ~2]
 28     activity_5min         log1p(this market's events in the last 5 min) / 8            [0, ~2]
 29     activity_burst        log(rate over 10 s / rate over 5 min) / 4, clipped           [-1, 1]
-30     log_mean_gap          log1p(mean ms between the last 20 events) / 15               [0, ~1.2]
+30     log_mean_gap          log1p(mean of this market's last 20 gaps, ms) / 15           [0, ~1.2]
 31     momentum_short        (mid - mid 5 steps ago) / 10, clipped                        [-1, 1]
 32     momentum_long         (mid - mid 30 steps ago) / 30, clipped                       [-1, 1]
 33     volatility_regime     std of mid changes over the last 20 steps / 5, clipped       [0, 2]
@@ -58,6 +58,9 @@ index  name                  formula                                            
 =====  ====================  ===========================================================  ==========
 
 Every feature is finite (ratios have guarded denominators; clipped where unbounded).
+A market's first event counts as a step whose mid did not change, so the 20-step windows
+of ``volatility_regime`` and ``price_stability`` start from it. Crossed books are kept
+(and flagged by reconstruction): only there is the spread negative.
 """
 
 from __future__ import annotations

@@ -1,0 +1,410 @@
+"""MarketAgnosticKalshiEnv: trade one Kalshi market through one recorded session."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from kalshi_pipeline.env.execution import (
+    ACTION_NAMES,
+    HOLD,
+    execute,
+)
+from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
+from kalshi_pipeline.market.features import (
+    FEATURE_LAYOUT,
+    FEATURE_LAYOUT_VERSION,
+    FEATURE_NAMES,
+    NUM_FEATURES,
+)
+from kalshi_pipeline.market.views import MarketSessionView
+
+PORTFOLIO_FEATURES = (
+    "cash_ratio", "exposure", "signed_position", "unrealized_pnl", "total_return",
+    "average_entry", "entry_edge", "holding_time", "drawdown", "fees_paid", "buying_power",
+)  # fmt: skip
+ORDER_FEATURES = (
+    "last_action", "last_fill_ratio", "last_fill_price", "last_fee", "steps_since_fill",
+)  # fmt: skip
+OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES + ORDER_FEATURES
+OBSERVATION_SIZE = len(OBSERVATION_NAMES)
+assert OBSERVATION_SIZE == 52
+_MIN_TRADE_CENTS = 2  # one contract at 1 cent plus its 1 cent fee
+# Finite bounds (Gymnasium's checker warns about infinite ones). The data features stay
+# within [-1, 2.8] by construction; the unbounded portfolio ratios are clipped to it.
+OBSERVATION_BOUND = 5.0
+
+
+def _clip(x: float) -> float:
+    return OBSERVATION_BOUND if x > OBSERVATION_BOUND else max(x, -OBSERVATION_BOUND)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Arguments of the environment (see the class docstring)."""
+
+    starting_cash_cents: int = 10_000
+    order_size: int = 10
+    max_position: int = 100
+    limit_slippage_cents: int = 2
+    reward_scale: float = 1.0
+
+
+class MarketAgnosticKalshiEnv(gym.Env):
+    """
+    ## Description
+
+    One episode trades one market (a :class:`MarketSessionView`) through one recorded
+    session, step by step, against the real displayed book. The agent never sees the
+    ticker: observations are market-agnostic, so one policy trades any market. Given
+    several views, the env plays a new one at every ``reset()``, chosen by its view
+    sampler (:mod:`kalshi_pipeline.env.samplers`).
+
+    ## Action Space
+
+    ``Discrete(5)``: 0 HOLD, 1 BUY_YES, 2 SELL_YES, 3 BUY_NO, 4 SELL_NO, each for up to
+    ``order_size`` contracts.
+
+    ## Execution and Fees
+
+    Exactly DESIGN.md section 5, implemented in :mod:`kalshi_pipeline.env.execution`:
+    buys walk the displayed asks (YES asks are ``100 - NO bid``) up to
+    ``best ask + limit_slippage_cents`` and cancel the rest; buying a side nets held
+    contracts of the other side first; sells only sell contracts actually held, walking
+    the bids down to ``best bid - limit_slippage_cents``; buys are sized down to cash
+    (fees included) and ``max_position``; each level filled pays Kalshi's taker fee
+    ``ceil(0.07 * C * P * (1 - P))`` dollars rounded up to the cent; liquidity taken is
+    gone for the rest of the step. Positive position = YES contracts, negative = NO.
+    Cash is integer cents and never goes negative.
+
+    ## Observation Space
+
+    ``Box(-5, 5, (52,), float32)`` (finite, so that Gymnasium's checker is content; the
+    unbounded portfolio ratios are clipped to it). Rows 0-35 are the view's precomputed features
+    (their formulas and ranges: :mod:`kalshi_pipeline.market.features`); rows 36-51 are
+    computed per step from the portfolio and the last order. "Order" below is
+    ``order_size * 100`` cents, the most one order can move.
+
+    | Num | Observation        | Meaning                                                 |
+    |-----|--------------------|---------------------------------------------------------|
+    | 0   | yes_bid            | best YES bid / 100                                      |
+    | 1   | yes_ask            | YES ask (100 - best NO bid) / 100                       |
+    | 2   | spread             | (ask - bid) / 100                                       |
+    | 3   | relative_spread    | spread / (bid + ask)                                    |
+    | 4   | spread_regime      | 0 tight (<= 3c), 0.5 medium (<= 10c), 1 wide           |
+    | 5   | mid                | mid / 100                                               |
+    | 6   | microprice         | size-weighted mid / 100                                 |
+    | 7   | micro_edge         | (microprice - mid) / 20 cents                           |
+    | 8   | top_imbalance      | (bid size - ask size) / sum at the top of book          |
+    | 9   | depth_imbalance    | the same over the top 5 levels                          |
+    | 10  | volume_imbalance   | the same over all resting size                          |
+    | 11  | log_yes_bid_size   | log1p(best YES bid size) / 10                           |
+    | 12  | log_yes_ask_size   | log1p(YES ask size) / 10                                |
+    | 13  | log_yes_depth      | log1p(top-5 YES bid size) / 12                          |
+    | 14  | log_no_depth       | log1p(top-5 NO bid size) / 12                           |
+    | 15  | log_total_volume   | log1p(all resting size) / 14                            |
+    | 16  | yes_concentration  | best YES bid size / all YES bid size                    |
+    | 17  | no_concentration   | best NO bid size / all NO bid size                      |
+    | 18  | yes_levels         | occupied top-5 YES levels / 5                           |
+    | 19  | no_levels          | occupied top-5 NO levels / 5                            |
+    | 20  | taker_fee          | fee of one contract at the ask, cents / 2               |
+    | 21  | log_ask_depth_2c   | log1p(size buyable within 2c of the ask) / 10           |
+    | 22  | yes_level_gap      | best - second YES bid price, / 100                      |
+    | 23  | no_level_gap       | best - second NO bid price, / 100                       |
+    | 24  | yes_depth_center   | best - size-weighted top-5 YES bid price, / 100         |
+    | 25  | no_depth_center    | the same on the NO bids                                 |
+    | 26  | log_gap            | log1p(ms since the market's previous update) / 15       |
+    | 27  | activity_10s       | log1p(updates in the last 10 s) / 5                     |
+    | 28  | activity_5min      | log1p(updates in the last 5 min) / 8                    |
+    | 29  | activity_burst     | log(10 s rate / 5 min rate) / 4                         |
+    | 30  | log_mean_gap       | log1p(mean of the last 20 gaps, ms) / 15                |
+    | 31  | momentum_short     | mid change over 5 steps, cents / 10                     |
+    | 32  | momentum_long      | mid change over 30 steps, cents / 30                    |
+    | 33  | volatility_regime  | std of mid changes over 20 steps, cents / 5             |
+    | 34  | price_stability    | share of the last 20 steps without a mid change         |
+    | 35  | market_age         | log1p(seconds since the market's first update) / 10     |
+    | 36  | cash_ratio         | cash / starting cash                                    |
+    | 37  | exposure           | position value / portfolio value                        |
+    | 38  | signed_position    | position / max_position (YES > 0, NO < 0)               |
+    | 39  | unrealized_pnl     | (position value - its cost) / order                     |
+    | 40  | total_return       | (portfolio value - starting cash) / starting cash      |
+    | 41  | average_entry      | average price paid for the position / 100 (0 if flat)  |
+    | 42  | entry_edge         | (held side's bid - average entry) / 100 (0 if flat)     |
+    | 43  | holding_time       | log1p(steps since the position was opened) / 5          |
+    | 44  | drawdown           | (peak portfolio value - value) / starting cash          |
+    | 45  | fees_paid          | fees paid this episode / order                          |
+    | 46  | buying_power       | min(cash / order, 1)                                    |
+    | 47  | last_action        | last action / 4                                         |
+    | 48  | last_fill_ratio    | contracts filled / requested by the last action         |
+    | 49  | last_fill_price    | average price of the last fill / 100 (0 if none)        |
+    | 50  | last_fee           | fee of the last fill, cents / 10                        |
+    | 51  | steps_since_fill   | log1p(steps since the last fill) / 5                    |
+
+    ## Rewards
+
+    The change in portfolio value since the previous step, in dollars, times
+    ``reward_scale``, from the very first step. Portfolio value = cash + the position
+    valued at the bid of the held side (YES at the YES bid, NO at the NO bid): never at
+    the mid, and never written off at the last step. Rewards therefore sum to the final
+    value minus the starting cash; HOLD on an unchanged book earns exactly 0; a round trip
+    at unchanged prices loses exactly the spread plus fees.
+
+    ## Starting State
+
+    Flat (no position), ``starting_cash_cents`` in cash, at the view's first step.
+
+    ## Episode End
+
+    1. Termination: the view's last step has been traded (an episode has ``len(view)``
+       steps; the action at step ``t`` meets the book of step ``t``, and the reward values
+       the portfolio at step ``t + 1``, or at the last step after the last action).
+    2. Termination: the portfolio can no longer trade (flat with under 2 cents).
+    There is no truncation.
+
+    ## Arguments
+
+    ``MarketAgnosticKalshiEnv(view, config=None, sampler=None, render_mode=None)``:
+    ``view`` is one view or a sequence of views; ``config`` an :class:`EnvConfig`
+    (``starting_cash_cents=10_000``, ``order_size=10``, ``max_position=100``,
+    ``limit_slippage_cents=2``, ``reward_scale=1.0``); ``sampler`` a
+    :class:`~kalshi_pipeline.env.samplers.ViewSampler` over the views (default:
+    sequential, one episode per view). ``set_market_view(view)`` plays that view at the
+    next ``reset()``. Every view must carry the feature layout this env was built for.
+    Registered with Gymnasium as ``kalshi_pipeline/MarketAgnosticKalshi-v0``.
+
+    ``info`` of ``reset()`` and ``step()``: ``portfolio_value_cents``, ``cash_cents``,
+    ``position``, ``step`` and ``view`` (``"<session>/<ticker>"``); ``step()`` adds
+    ``filled`` (signed contracts) and ``fees_cents``.
+
+    ## Example
+
+    >>> from kalshi_pipeline.env import MarketAgnosticKalshiEnv
+    >>> from kalshi_pipeline.market import build_market_views
+    >>> from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+    >>> views = build_market_views(simulate_session(1, seed=0, config=SimulatorConfig(markets=3)))
+    >>> env = MarketAgnosticKalshiEnv(views)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, obs.dtype, info["cash_cents"], info["position"]
+    ((52,), dtype('float32'), 10000, 0)
+    >>> obs, reward, terminated, truncated, info = env.step(0)
+    >>> reward
+    0.0
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        view: MarketSessionView | Sequence[MarketSessionView],
+        config: EnvConfig | None = None,
+        sampler: ViewSampler | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        self.config = config or EnvConfig()
+        self.render_mode = render_mode
+        self.observation_space = spaces.Box(
+            -OBSERVATION_BOUND, OBSERVATION_BOUND, (OBSERVATION_SIZE,), np.float32
+        )
+        self.action_space = spaces.Discrete(len(ACTION_NAMES))
+        self.views: list[MarketSessionView] = []
+        self.set_views([view] if isinstance(view, MarketSessionView) else list(view), sampler)
+        self._load(self.views[0])
+
+    # -- views -------------------------------------------------------------------------
+    def set_views(
+        self, views: Sequence[MarketSessionView], sampler: ViewSampler | None = None
+    ) -> None:
+        """Replace the views (and their sampler) from the next ``reset()`` on."""
+        if not views:
+            raise ValueError("the environment needs at least one view")
+        for v in views:
+            _check_layout(v)
+        self.views = list(views)
+        self.sampler = sampler or SequentialSampler(len(self.views))
+        if self.sampler.n_views != len(self.views):
+            raise ValueError(f"sampler covers {self.sampler.n_views} views, not {len(views)}")
+        self._next_view: MarketSessionView | None = None
+
+    def set_sampler(self, sampler: ViewSampler) -> None:
+        if sampler.n_views != len(self.views):
+            raise ValueError(f"sampler covers {sampler.n_views} views, not {len(self.views)}")
+        self.sampler = sampler
+
+    def set_market_view(self, view: MarketSessionView) -> None:
+        """Play ``view`` at the next ``reset()`` (then the sampler takes over again)."""
+        _check_layout(view)
+        self._next_view = view
+
+    def sampler_call(self, method: str, *args):
+        """Call a sampler method, e.g. ``vec_env.env_method("sampler_call", "set_stage", 2)``."""
+        return getattr(self.sampler, method)(*args)
+
+    @property
+    def episode_counts(self) -> np.ndarray:
+        """Episodes started per view so far (index = position in ``views``)."""
+        return self.sampler.episode_counts.copy()
+
+    # -- gymnasium API ---------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.sampler.restart()
+        if self._next_view is not None:
+            view, self._next_view = self._next_view, None
+        else:
+            view = self.views[self.sampler.next_index(self.np_random)]
+        self._load(view)
+        c = self.config
+        self._cash = c.starting_cash_cents
+        self._position = 0
+        self._cost_basis = 0
+        self._fees_paid = 0
+        self._value = self._peak = c.starting_cash_cents
+        self._opened_at = 0
+        self._last = (0.0, 0.0, 0.0, 0.0)  # action, fill ratio, fill price, fee
+        self._last_fill_step = -1
+        self._t = 0
+        return self._observation(0), self._info(0)
+
+    def step(self, action):
+        action = int(action)
+        t = self._t
+        c = self.config
+        filled = fees = 0
+        if action != HOLD:
+            yes_bids = self._levels(self._yes_prices, self._yes_sizes, t)
+            no_bids = self._levels(self._no_prices, self._no_sizes, t)
+            fill = execute(
+                action, self._position, self._cash, yes_bids, no_bids,
+                order_size=c.order_size, max_position=c.max_position,
+                limit_slippage_cents=c.limit_slippage_cents,
+            )  # fmt: skip
+            filled, fees = fill.contracts, fill.fees_cents
+            if filled:
+                self._apply(fill, t)
+            self._last = (
+                action / 4,
+                fill.filled / fill.requested if fill.requested else 0.0,
+                fill.average_price_cents / 100,
+                fees / 10,
+            )
+        else:
+            self._last = (0.0, 0.0, 0.0, 0.0)
+        terminated = t + 1 >= self._length
+        self._t = now = t if terminated else t + 1
+        value = self._portfolio_value(now)
+        reward = (value - self._value) / 100 * c.reward_scale
+        self._value = value
+        self._peak = max(self._peak, value)
+        if self._position == 0 and self._cash < _MIN_TRADE_CENTS:
+            terminated = True
+        info = self._info(now)
+        info["filled"], info["fees_cents"] = filled, fees
+        return self._observation(now), float(reward), terminated, False, info
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        t = self._t
+        return (
+            f"{self._view_key} step {t}/{self._length - 1}: YES bid {self._yes_bid[t]} "
+            f"NO bid {self._no_bid[t]} | position {self._position:+d} cash "
+            f"{self._cash / 100:.2f} value {self._value / 100:.2f}"
+        )
+
+    # -- internals -------------------------------------------------------------------------
+    def _load(self, view: MarketSessionView) -> None:
+        self._view_key = view.key
+        self._length = len(view)
+        self._features = view.features
+        self._yes_bid = view.best_yes_bid.tolist()
+        self._no_bid = view.best_no_bid.tolist()
+        self._yes_prices, self._yes_sizes = view.yes_bid_prices, view.yes_bid_sizes
+        self._no_prices, self._no_sizes = view.no_bid_prices, view.no_bid_sizes
+
+    @staticmethod
+    def _levels(prices: np.ndarray, sizes: np.ndarray, t: int) -> list[tuple[int, int]]:
+        return [(p, s) for p, s in zip(prices[t].tolist(), sizes[t].tolist(), strict=True) if s > 0]
+
+    def _apply(self, fill, t: int) -> None:
+        before = self._position
+        after = before + fill.contracts
+        self._cash += fill.cash_change_cents
+        self._fees_paid += fill.fees_cents
+        if after == 0:
+            self._cost_basis = 0
+        elif before == 0 or (before > 0) != (after > 0):
+            # Opened or flipped: what is held now was bought in this fill.
+            self._cost_basis = round(fill.average_price_cents * abs(after))
+            self._opened_at = t
+        elif abs(after) > abs(before):
+            self._cost_basis += fill.notional_cents
+        else:  # partly closed: the rest keeps its average price
+            self._cost_basis = self._cost_basis * abs(after) // abs(before)
+        self._position = after
+        self._last_fill_step = t
+
+    def _portfolio_value(self, t: int) -> int:
+        position = self._position
+        if position > 0:
+            return self._cash + position * self._yes_bid[t]
+        if position < 0:
+            return self._cash - position * self._no_bid[t]
+        return self._cash
+
+    def _observation(self, t: int) -> np.ndarray:
+        c = self.config
+        position, cash, value = self._position, self._cash, self._value
+        order = c.order_size * 100
+        held = value - cash
+        if position:
+            mark = self._yes_bid[t] if position > 0 else self._no_bid[t]
+            entry = self._cost_basis / abs(position)
+            portfolio = (held - self._cost_basis) / order, entry / 100, (mark - entry) / 100
+        else:
+            portfolio = 0.0, 0.0, 0.0
+        obs = np.empty(OBSERVATION_SIZE, dtype=np.float32)
+        obs[:NUM_FEATURES] = self._features[t]
+        since_fill = t - self._last_fill_step if self._last_fill_step >= 0 else t + 1
+        obs[NUM_FEATURES:] = (
+            _clip(cash / c.starting_cash_cents),
+            held / value if value else 0.0,
+            position / c.max_position,
+            _clip(portfolio[0]),
+            _clip((value - c.starting_cash_cents) / c.starting_cash_cents),
+            portfolio[1],
+            portfolio[2],
+            math.log1p(t - self._opened_at) / 5 if position else 0.0,
+            _clip((self._peak - value) / c.starting_cash_cents),
+            _clip(self._fees_paid / order),
+            min(cash / order, 1.0),
+            *self._last,
+            math.log1p(since_fill) / 5,
+        )
+        return obs
+
+    def _info(self, t: int) -> dict:
+        return {
+            "portfolio_value_cents": self._value,
+            "cash_cents": self._cash,
+            "position": self._position,
+            "step": t,
+            "view": self._view_key,
+        }
+
+
+def _check_layout(view: MarketSessionView) -> None:
+    if (view.feature_layout, view.feature_layout_version) != (
+        FEATURE_LAYOUT,
+        FEATURE_LAYOUT_VERSION,
+    ):
+        raise ValueError(
+            f"view {view.key} has feature layout {view.feature_layout} "
+            f"v{view.feature_layout_version}; this environment needs {FEATURE_LAYOUT} "
+            f"v{FEATURE_LAYOUT_VERSION}"
+        )

@@ -1,0 +1,86 @@
+"""SB3 callbacks: curriculum stages and per-view episode statistics.
+
+Both talk to the environments only through ``env_method`` (curriculum) or the ``infos``
+SB3 hands every callback (statistics), so they work the same under ``DummyVecEnv`` and
+``SubprocVecEnv``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class CurriculumCallback(BaseCallback):
+    """Advances the curriculum: stage ``s`` of ``stages`` for the s-th equal share of
+    ``total_timesteps``; logs ``curriculum/stage`` to TensorBoard."""
+
+    def __init__(self, total_timesteps: int, stages: int, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.total_timesteps = max(total_timesteps, 1)
+        self.stages = stages
+        self.stage = -1
+
+    def _on_training_start(self) -> None:
+        # num_timesteps counts this phase only (and survives a resume from a checkpoint).
+        self._update()
+
+    def _on_step(self) -> bool:
+        self._update()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logger.record("curriculum/stage", self.stage)
+
+    def _update(self) -> None:
+        done = self.model.num_timesteps
+        stage = min(done * self.stages // self.total_timesteps, self.stages - 1)
+        if stage != self.stage:
+            self.stage = stage
+            self.training_env.env_method("sampler_call", "set_stage", stage)
+            if self.verbose:
+                print(f"curriculum: stage {stage + 1}/{self.stages} at {done} timesteps")
+
+
+class ViewStatsCallback(BaseCallback):
+    """Collects every finished episode's reward and length per view.
+
+    Needs ``Monitor``-wrapped envs (their ``info["episode"]``) and the env's
+    ``info["view"]``. :meth:`summary` gives per-view count/mean/min/max; with ``path`` the
+    summary is written there as JSON when training ends.
+    """
+
+    def __init__(self, path: str | Path | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.path = Path(path) if path else None
+        self.rewards: dict[str, list[float]] = defaultdict(list)
+        self.lengths: dict[str, list[int]] = defaultdict(list)
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")
+            if episode is not None and "view" in info:
+                self.rewards[info["view"]].append(float(episode["r"]))
+                self.lengths[info["view"]].append(int(episode["l"]))
+        return True
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            view: {
+                "episodes": len(rewards),
+                "mean_reward": float(np.mean(rewards)),
+                "min_reward": float(np.min(rewards)),
+                "max_reward": float(np.max(rewards)),
+                "mean_length": float(np.mean(self.lengths[view])),
+            }
+            for view, rewards in sorted(self.rewards.items())
+        }
+
+    def _on_training_end(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.summary(), indent=1, sort_keys=True))

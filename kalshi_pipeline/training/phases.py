@@ -1,0 +1,236 @@
+"""The three training phases on Stable-Baselines3 (DESIGN.md section 6).
+
+* Phase 1: all training views, balanced sampling: a baseline.
+* Phase 2: curriculum by difficulty (easiest 20% first, then the next 20%, ...,
+  revisiting easy views), warm-started from phase 1. A :class:`CurriculumCallback`
+  moves the stage through ``env_method``.
+* Phase 3: balanced over all views plus extra episodes on the views where the phase-2
+  model does worst (a deterministic rollout per view picks the worst
+  ``struggle_fraction``), warm-started from phase 2.
+
+Each phase writes into ``<out>/phase<N>/``: ``model.zip`` (``model.save()``: any SB3 user
+can ``PPO.load()`` it), ``model.json`` (lineage: layout, views, config, seed, parent),
+``checkpoints/`` every ``checkpoint_every`` timesteps, ``view_stats.json`` (per-view
+episode statistics), ``progress.csv`` and TensorBoard event files (episode reward,
+entropy, value loss, curriculum stage: ``tensorboard --logdir <out>``). A phase that finds checkpoints
+of an unfinished run resumes from the newest readable one with its timestep count; a
+phase whose ``model.zip`` exists is done and is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from kalshi_pipeline.env.samplers import BalancedSampler, CurriculumSampler, ViewSampler
+from kalshi_pipeline.env.trading_env import MarketAgnosticKalshiEnv
+from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
+from kalshi_pipeline.market.views import MarketSessionView
+from kalshi_pipeline.training.callbacks import CurriculumCallback, ViewStatsCallback
+from kalshi_pipeline.training.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
+MODEL_FILE, LINEAGE_FILE = "model.zip", "model.json"
+_CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: int
+    model_path: Path
+    timesteps: int
+    resumed_from: Path | None
+
+
+def train_phases(
+    views: Sequence[MarketSessionView],
+    difficulties: Sequence[float],
+    config: TrainingConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = False,
+    phases: Sequence[int] = (1, 2, 3),
+) -> list[PhaseResult]:
+    """Run the requested phases in order, each warm-started from the one before."""
+    results = []
+    for phase in phases:
+        parent = Path(out_dir) / f"phase{phase - 1}" / MODEL_FILE if phase > 1 else None
+        results.append(
+            train_phase(phase, views, difficulties, config, out_dir, parent, progress=progress)
+        )
+    return results
+
+
+def train_phase(
+    phase: int,
+    views: Sequence[MarketSessionView],
+    difficulties: Sequence[float],
+    config: TrainingConfig,
+    out_dir: str | Path,
+    parent: Path | None = None,
+    *,
+    progress: bool = False,
+) -> PhaseResult:
+    """Train one phase (1, 2 or 3) into ``<out_dir>/phase<N>/``."""
+    if len(views) != len(difficulties):
+        raise ValueError("one difficulty per view is needed")
+    out = Path(out_dir) / f"phase{phase}"
+    final = out / MODEL_FILE
+    total = config.phase_timesteps(phase)
+    if final.exists():
+        log.info("phase %d already trained: %s", phase, final)
+        return PhaseResult(phase, final, _load(config, final).num_timesteps, None)
+    torch.set_num_threads(config.torch_threads)
+    weights = struggle_weights(_load(config, parent), views, config) if phase == 3 else None
+
+    def sampler() -> ViewSampler:
+        if phase == 2:
+            return CurriculumSampler(
+                difficulties, config.curriculum_stages, config.revisit_fraction
+            )
+        return BalancedSampler(len(views), extra_weight=weights)
+
+    env = make_vec_env(views, config, sampler)
+    checkpoint = latest_checkpoint(out / "checkpoints")
+    if checkpoint is not None:
+        model = _load(config, checkpoint, env)
+        log.info(
+            "phase %d: resuming from %s at %d timesteps", phase, checkpoint, model.num_timesteps
+        )
+    elif parent is not None:
+        model = _load(config, parent, env)
+        model.num_timesteps = 0
+    else:
+        model = new_model(config, env)
+    model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
+    callbacks = [
+        CheckpointCallback(
+            max(config.checkpoint_every // config.n_envs, 1), str(out / "checkpoints"), "model"
+        ),
+        ViewStatsCallback(out / "view_stats.json"),
+    ]
+    if phase == 2:
+        callbacks.append(CurriculumCallback(total, config.curriculum_stages))
+    remaining = max(total - model.num_timesteps, 0)
+    model.learn(
+        remaining,
+        callback=CallbackList(callbacks),
+        reset_num_timesteps=False,
+        progress_bar=progress,
+        tb_log_name=f"phase{phase}",
+    )
+    model.save(final)
+    write_lineage(out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps)
+    env.close()
+    return PhaseResult(phase, final, model.num_timesteps, checkpoint)
+
+
+def make_vec_env(
+    views: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    sampler: Callable[[], ViewSampler],
+) -> VecEnv:
+    """``n_envs`` Monitor-wrapped envs over ``views``, each with its own sampler."""
+
+    def factory() -> Callable[[], Monitor]:
+        return lambda: Monitor(MarketAgnosticKalshiEnv(list(views), config.env, sampler()))
+
+    factories = [factory() for _ in range(config.n_envs)]
+    if config.n_envs == 1:
+        return DummyVecEnv(factories)
+    return SubprocVecEnv(factories, start_method="forkserver")
+
+
+def new_model(config: TrainingConfig, env: VecEnv) -> BaseAlgorithm:
+    h = config.hyperparameters
+    options = {
+        "learning_rate": h.learning_rate,
+        "n_steps": h.n_steps,
+        "gamma": h.gamma,
+        "gae_lambda": h.gae_lambda,
+        "ent_coef": h.ent_coef,
+        "policy_kwargs": {"net_arch": list(h.net_arch)},
+    }
+    if config.algorithm == "ppo":
+        options.update(batch_size=h.batch_size, n_epochs=h.n_epochs, clip_range=h.clip_range)
+    algorithm = ALGORITHM_CLASSES[config.algorithm]
+    return algorithm("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0, **options)
+
+
+def _load(config: TrainingConfig, path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
+    return ALGORITHM_CLASSES[config.algorithm].load(path, env=env, device="cpu")
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint that loads (a kill can leave the newest one half-written)."""
+    if not directory.is_dir():
+        return None
+    found = sorted(
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := _CHECKPOINT.search(p.name))
+    )
+    for _, path in reversed(found):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if archive.testzip() is None:
+                    return path
+        except (zipfile.BadZipFile, OSError):
+            log.warning("checkpoint %s is unreadable; trying an older one", path)
+    return None
+
+
+def struggle_weights(
+    model: BaseAlgorithm, views: Sequence[MarketSessionView], config: TrainingConfig
+) -> np.ndarray:
+    """Extra sampling weight for the ``struggle_fraction`` of views the model does worst on."""
+    from kalshi_pipeline.training.evaluation import model_policy, rollout
+
+    rewards = np.array(
+        [rollout(model_policy(model), view, config.env).total_reward for view in views]
+    )
+    worst = np.argsort(rewards, kind="stable")[: max(1, int(len(views) * config.struggle_fraction))]
+    weights = np.zeros(len(views))
+    weights[worst] = config.struggle_weight
+    return weights
+
+
+def write_lineage(
+    path: Path,
+    phase: int,
+    views: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    parent: Path | None,
+    timesteps: int,
+) -> None:
+    """What produced a model: layout, views (and their sessions), config, seed, parent."""
+    lineage = {
+        "phase": phase,
+        "algorithm": config.algorithm,
+        "timesteps": timesteps,
+        "seed": config.seed,
+        "feature_layout": FEATURE_LAYOUT,
+        "feature_layout_version": FEATURE_LAYOUT_VERSION,
+        "sessions": sorted({v.session_id for v in views}),
+        "views": [v.key for v in views],
+        "parent_model": str(parent) if parent else None,
+        "config": config.to_dict(),
+    }
+    path.write_text(json.dumps(lineage, indent=1, sort_keys=True, default=str))
+
+
+def read_lineage(model_path: Path) -> dict:
+    return json.loads((Path(model_path).parent / LINEAGE_FILE).read_text())

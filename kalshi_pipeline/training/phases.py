@@ -12,9 +12,9 @@ Each phase writes into ``<out>/phase<N>/``: ``model.zip`` (``model.save()``: any
 can ``PPO.load()`` it), ``model.json`` (lineage: layout, views, config, seed, parent),
 ``checkpoints/`` every ``checkpoint_every`` timesteps, ``view_stats.json`` (per-view
 episode statistics), ``progress.csv`` and TensorBoard event files (episode reward,
-entropy, value loss, curriculum stage: ``tensorboard --logdir <out>``). A phase that finds checkpoints
-of an unfinished run resumes from the newest readable one with its timestep count; a
-phase whose ``model.zip`` exists is done and is not trained again.
+entropy, value loss, curriculum stage: ``tensorboard --logdir <out>``). A phase that
+finds checkpoints of an unfinished run resumes from the newest readable one with its
+timestep count; a phase whose ``model.zip`` exists is done and is not trained again.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.settings import pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.training.config import PROFILES
 
 DEMO_SESSIONS, DEMO_MARKETS, DEMO_SEED = 4, 40, 0
 
@@ -44,6 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         "--no-signal", action="store_true", help="the control: book imbalance predicts nothing"
     )
 
+    train = commands.add_parser(
+        "train", help="train the three phases on a session store and write the report"
+    )
+    train.add_argument("--store", type=Path, help="Parquet session store (default: the home's)")
+    train.add_argument("--out", type=Path, required=True, help="models and report go here")
+    train.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    train.add_argument("--phases", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    train.add_argument("--timesteps", type=int, help="timesteps per phase (overrides profile)")
+    train.add_argument("--checkpoint-every", type=int, help="timesteps between checkpoints")
+    train.add_argument("--algorithm", choices=["ppo", "a2c"], help="default: the profile's")
+    train.add_argument("--seed", type=int, help="default: the profile's")
+    train.add_argument("--holdout-fraction", type=float, default=0.2)
+
     demo = commands.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument(
         "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
@@ -61,7 +75,38 @@ def main(argv: list[str] | None = None) -> int:
             signal=not args.no_signal,
         )
         return generate(args.out, args.postgres, args.sessions, args.seed, config)
+    if args.command == "train":
+        return run_train(args)
     return run_demo(pipeline_home(args.home))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kalshi_pipeline.training.config import profile
+    from kalshi_pipeline.training.run import train_and_evaluate
+
+    changes = {}
+    if args.timesteps:
+        changes.update(
+            phase1_timesteps=args.timesteps,
+            phase2_timesteps=args.timesteps,
+            phase3_timesteps=args.timesteps,
+        )
+    if args.checkpoint_every:
+        changes["checkpoint_every"] = args.checkpoint_every
+    if args.algorithm:
+        changes["algorithm"] = args.algorithm
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    config = profile(args.profile, **changes)
+    store = ParquetSessionStore(args.store or sessions_dir(pipeline_home(None)))
+    report = train_and_evaluate(
+        store, args.out, config, holdout_fraction=args.holdout_fraction,
+        phases=args.phases, progress=True,
+    )  # fmt: skip
+    print(f"models: {args.out / 'models'}")
+    if report is not None:
+        print(f"report: {report}")
+    return 0
 
 
 def generate(

@@ -46,6 +46,8 @@ class SequentialSampler(ViewSampler):
 
     def __init__(self, n_views: int, episodes_per_view: int = 1) -> None:
         super().__init__(n_views)
+        if episodes_per_view < 1:
+            raise ValueError(f"episodes_per_view must be at least 1, not {episodes_per_view}")
         self.episodes_per_view = episodes_per_view
         self._started = 0
 
@@ -68,14 +70,13 @@ class BalancedSampler(ViewSampler):
 
     def __init__(self, n_views: int, extra_weight: Sequence[float] | None = None) -> None:
         super().__init__(n_views)
-        self.extra_weight = (
-            np.zeros(n_views)
-            if extra_weight is None
-            else np.asarray(extra_weight, dtype=np.float64)
-        )
+        self.set_extra_weight(np.zeros(n_views) if extra_weight is None else extra_weight)
 
     def set_extra_weight(self, extra_weight: Sequence[float]) -> None:
-        self.extra_weight = np.asarray(extra_weight, dtype=np.float64)
+        weights = np.asarray(extra_weight, dtype=np.float64)
+        if weights.shape != (self.n_views,) or (weights < 0).any():
+            raise ValueError(f"extra_weight needs {self.n_views} non-negative numbers")
+        self.extra_weight = weights
 
     def _choose(self, rng: np.random.Generator) -> int:
         weights = 1.0 / (1.0 + self.episode_counts) + self.extra_weight
@@ -100,6 +101,7 @@ class CurriculumSampler(ViewSampler):
         episodes_per_stage: int | None = None,
     ) -> None:
         super().__init__(len(difficulties))
+        _check_fraction("revisit_fraction", revisit_fraction)
         order = np.lexsort((np.arange(len(difficulties)), np.asarray(difficulties)))
         self.stages = min(stages, len(difficulties))
         self.bands = np.array_split(order, self.stages)
@@ -137,6 +139,7 @@ class HybridSampler(ViewSampler):
         **curriculum_options,
     ) -> None:
         super().__init__(len(difficulties))
+        _check_fraction("balanced_fraction", balanced_fraction)
         self.curriculum = CurriculumSampler(difficulties, **curriculum_options)
         self.balanced = BalancedSampler(len(difficulties))
         # One count per episode, whichever part chose it; the balanced part weighs by it.
@@ -156,3 +159,8 @@ class HybridSampler(ViewSampler):
     def _choose(self, rng: np.random.Generator) -> int:
         part = self.balanced if rng.random() < self.balanced_fraction else self.curriculum
         return part._choose(rng)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be within [0, 1], not {value}")

@@ -224,10 +224,12 @@ class MarketAgnosticKalshiEnv(gym.Env):
             raise ValueError("the environment needs at least one view")
         for v in views:
             _check_layout(v)
+        sampler = sampler or SequentialSampler(len(views))
+        # Check before assigning: a refused call must leave the env as it was.
+        if sampler.n_views != len(views):
+            raise ValueError(f"sampler covers {sampler.n_views} views, not {len(views)}")
         self.views = list(views)
-        self.sampler = sampler or SequentialSampler(len(self.views))
-        if self.sampler.n_views != len(self.views):
-            raise ValueError(f"sampler covers {self.sampler.n_views} views, not {len(views)}")
+        self.sampler = sampler
         self._next_view: MarketSessionView | None = None
 
     def set_sampler(self, sampler: ViewSampler) -> None:

@@ -47,6 +47,7 @@ class Fill:
     cash_change_cents: int = 0
     fees_cents: int = 0
     notional_cents: int = 0  # sum of contract prices paid or received (fees excluded)
+    opened_notional_cents: int = 0  # the part of it paid for newly opened contracts
 
     @property
     def filled(self) -> int:
@@ -105,7 +106,7 @@ def _buy(
     if wanted <= 0 or not opposite_bids:
         return Fill(requested=max(wanted, 0))
     limit = PAIR_PAYOUT_CENTS - opposite_bids[0][0] + slippage
-    filled = cash_change = fees = notional = 0
+    filled = cash_change = fees = notional = opened_notional = 0
     for bid_price, size in opposite_bids:
         price = PAIR_PAYOUT_CENTS - bid_price
         if price > limit or filled == wanted:
@@ -134,10 +135,11 @@ def _buy(
         cash_change += change
         fees += fee
         notional += take * price
+        opened_notional += max(take - netting, 0) * price
         filled += take
         if take < available:
             break  # cash ran out at this level
-    return Fill(direction * filled, wanted, cash_change, fees, notional)
+    return Fill(direction * filled, wanted, cash_change, fees, notional, opened_notional)
 
 
 def _sell(wanted: int, bids: list[tuple[int, int]], slippage: int, direction: int) -> Fill:

@@ -341,11 +341,11 @@ class MarketAgnosticKalshiEnv(gym.Env):
         if after == 0:
             self._cost_basis = 0
         elif before == 0 or (before > 0) != (after > 0):
-            # Opened or flipped: what is held now was bought in this fill.
-            self._cost_basis = round(fill.average_price_cents * abs(after))
+            # Opened or flipped: what is held now was opened in this fill.
+            self._cost_basis = fill.opened_notional_cents
             self._opened_at = t
         elif abs(after) > abs(before):
-            self._cost_basis += fill.notional_cents
+            self._cost_basis += fill.opened_notional_cents
         else:  # partly closed: the rest keeps its average price
             self._cost_basis = self._cost_basis * abs(after) // abs(before)
         self._position = after

@@ -250,7 +250,8 @@ def _resting_sizes(rng, traits, config, pressure, best_yes, best_no) -> np.ndarr
 
     Sizes are sticky: each book change refreshes the best level of one side, tilted by
     the pressure (YES bids grow with it, NO bids shrink), and one deeper level of either
-    side, which one time in twenty is emptied, leaving a hole in the ladder.
+    side, which one time in twenty is emptied, leaving a hole in the ladder. A best
+    price that moves arrives with a fresh tilted size.
     """
     steps = len(pressure)
     initial = np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, 2 * LEVELS))))
@@ -259,11 +260,19 @@ def _resting_sizes(rng, traits, config, pressure, best_yes, best_no) -> np.ndarr
     best = np.stack([best_yes, best_no])
     later = np.arange(1, steps)
 
+    def tilted_sizes(side: np.ndarray) -> np.ndarray:
+        tilt = np.exp(np.where(side == 0, 1.0, -1.0) * config.imbalance_sensitivity * pressure)
+        return np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, steps)) * tilt))
+
     top_side = rng.integers(0, 2, size=steps)
-    tilt = np.exp(np.where(top_side == 0, 1.0, -1.0) * config.imbalance_sensitivity * pressure)
-    top_size = np.maximum(1, np.round(np.exp(rng.normal(traits.log_size, 0.8, steps)) * tilt))
+    top_size = tilted_sizes(top_side)
     top_price = best[top_side, np.arange(steps)]
     updates[later, top_side[later] * LEVELS + top_price[later] - 1] = top_size[later]
+    # A new best price arrives as a fresh order, sized by the pressure of the moment.
+    for side in (0, 1):
+        fresh = tilted_sizes(np.full(steps, side))
+        moved = later[best[side, 1:] != best[side, :-1]]
+        updates[moved, side * LEVELS + best[side, moved] - 1] = fresh[moved]
 
     if traits.depth_levels > 1:
         deep_side = rng.integers(0, 2, size=steps)

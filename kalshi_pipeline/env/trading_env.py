@@ -10,11 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kalshi_pipeline.env.execution import (
-    ACTION_NAMES,
-    HOLD,
-    execute,
-)
+from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
@@ -279,8 +275,10 @@ class MarketAgnosticKalshiEnv(gym.Env):
         c = self.config
         filled = fees = 0
         if action != HOLD:
-            yes_bids = self._levels(self._yes_prices, self._yes_sizes, t)
-            no_bids = self._levels(self._no_prices, self._no_sizes, t)
+            # An order only ever touches one book: build just that one.
+            uses_yes_bids = action in (SELL_YES, BUY_NO)
+            yes_bids = self._levels(self._yes_prices, self._yes_sizes, t) if uses_yes_bids else []
+            no_bids = [] if uses_yes_bids else self._levels(self._no_prices, self._no_sizes, t)
             fill = execute(
                 action, self._position, self._cash, yes_bids, no_bids,
                 order_size=c.order_size, max_position=c.max_position,

@@ -1,0 +1,1 @@
+"""Dagster only: assets, checks, sensors, schedule and resources wiring the domain code."""

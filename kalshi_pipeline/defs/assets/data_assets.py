@@ -1,0 +1,123 @@
+"""Per-session assets: the raw session, normalised, and its market views (with checks)."""
+
+import dagster as dg
+
+from kalshi_pipeline.defs.partitions import sessions
+from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.defs.settings import FilterSettings
+from kalshi_pipeline.market.books import reconstruct_books
+from kalshi_pipeline.market.difficulty import score_views
+from kalshi_pipeline.market.views import views_from_books, write_views
+
+VIEW_CHECKS = [
+    dg.AssetCheckSpec(
+        "min_episode_length", asset="market_views", blocking=True,
+        description="Views shorter than min_episode_length are excluded from training.",
+    ),
+    dg.AssetCheckSpec(
+        "min_coverage", asset="market_views", blocking=True,
+        description="Views covering less than min_coverage of the session are excluded.",
+    ),
+    dg.AssetCheckSpec(
+        "data_quality", asset="market_views", blocking=True,
+        description="Fails when the session has no usable view; lists rejected markets and "
+        "views below min_data_quality.",
+    ),
+]  # fmt: skip
+
+
+@dg.asset(partitions_def=sessions, group_name="data", kinds={"parquet"})
+def raw_sessions(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource
+) -> dg.MaterializeResult:
+    """One closed session from the source, stored as normalised Parquet."""
+    raw = pipeline.source().load_session(int(context.partition_key))
+    pipeline.raw_store().write_session(raw)
+    info = raw.info
+    return dg.MaterializeResult(
+        metadata={
+            "status": info.status,
+            "markets": len(info.market_tickers),
+            "snapshots": raw.snapshots.num_rows,
+            "deltas": raw.deltas.num_rows,
+            "started_at": info.started_at.isoformat(),
+            "ended_at": info.ended_at.isoformat() if info.ended_at else "",
+            "source": pipeline.source_kind(),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=sessions, deps=[raw_sessions], check_specs=VIEW_CHECKS, group_name="data",
+    kinds={"parquet"},
+)  # fmt: skip
+def market_views(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, config: FilterSettings
+):
+    """One MarketSessionView per market of the session, with features and statistics."""
+    session_id = int(context.partition_key)
+    books = reconstruct_books(pipeline.raw_store().load_session(session_id))
+    views, report = views_from_books(books), books.report
+    path = write_views(views, pipeline.views_path(session_id))
+    scored = score_views([v.describe() for v in views], config.to_filter_config()).to_pylist()
+    yield dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "views": len(views),
+            "steps": sum(len(v) for v in views),
+            "passing_filters": sum(r["passes_filters"] for r in scored),
+            "rejected_markets": len(report.rejected),
+            "repairs": dg.MetadataValue.json(dict(report.repairs)),
+            "statistics": dg.MetadataValue.md(_markdown_table(scored)),
+        }
+    )
+    yield from _checks(scored, report, config)
+
+
+def _checks(scored: list[dict], report, config: FilterSettings):
+    def excluded(word: str) -> list[str]:
+        return [
+            f"{r['market_ticker']}: {reason}"
+            for r in scored
+            for reason in r["exclusion_reasons"].split("; ")
+            if reason.startswith(word)
+        ]
+
+    for name, word in (("min_episode_length", "too short"), ("min_coverage", "low coverage")):
+        listed = excluded(word)
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=True,  # a filter excludes views; it does not fail the session
+            metadata={"excluded": len(listed), "views": dg.MetadataValue.md(_bullets(listed))},
+        )
+    poor = excluded("poor data quality")
+    rejected = [str(issue) for issue in report.rejected.values()]
+    usable = sum(r["passes_filters"] for r in scored)
+    yield dg.AssetCheckResult(
+        check_name="data_quality",
+        passed=usable > 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None if usable else "no view of this session is usable for training",
+        metadata={
+            "usable_views": usable,
+            "rejected_markets": dg.MetadataValue.md(_bullets(rejected)),
+            "below_quality": dg.MetadataValue.md(_bullets(poor)),
+            "missing_sequence_numbers": report.missing_sequence_numbers,
+        },
+    )
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines) or "(none)"
+
+
+def _markdown_table(rows: list[dict]) -> str:
+    header = "| market | steps | spread | coverage | quality | difficulty | excluded because |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['market_ticker']} | {r['length']} | {r['avg_spread']:.1f} | "
+            f"{r['market_coverage']:.2f} | {r['data_quality_score']:.2f} | "
+            f"{r['difficulty']:.2f} | {r['exclusion_reasons'] or ''} |"
+        )
+    return "\n".join(lines)

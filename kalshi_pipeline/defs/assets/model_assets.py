@@ -1,0 +1,196 @@
+"""Cross-session assets: difficulty scores, the split, the three phase models, the report.
+
+They read the small per-view statistics of every session partition from the views files'
+footers (never all view data at once); only the training and evaluation steps load the
+views they use. Each training run writes under ``artifacts/models/run-<run id>/``, so a
+retrain never overwrites the model it warm-starts or compares with.
+"""
+
+import base64
+import json
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from kalshi_pipeline.defs.assets.data_assets import market_views
+from kalshi_pipeline.defs.partitions import sessions
+from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.defs.settings import FilterSettings, SplitSettings, TrainingSettings
+from kalshi_pipeline.market.difficulty import score_views
+from kalshi_pipeline.market.split import split_markets
+from kalshi_pipeline.market.views import read_views, view_descriptions
+from kalshi_pipeline.training.phases import read_lineage, train_phase
+from kalshi_pipeline.training.report import PLOTS
+from kalshi_pipeline.training.run import evaluate_model
+
+
+@dg.asset(deps=[market_views], group_name="training", kinds={"parquet"})
+def difficulty_scores(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, config: FilterSettings
+) -> dict:
+    """Difficulty and filter flags of every view of every registered session."""
+    keys = context.instance.get_dynamic_partitions(sessions.name)
+    paths = [pipeline.views_path(k) for k in keys if pipeline.views_path(k).exists()]
+    descriptions = [d for p in paths for d in view_descriptions(p)]
+    table = score_views(descriptions, config.to_filter_config())
+    out = pipeline.artifacts / "difficulty_scores.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    passing = sum(table.column("passes_filters").to_pylist())
+    context.add_output_metadata(
+        {
+            "path": dg.MetadataValue.path(str(out)),
+            "sessions": len(paths),
+            "views": table.num_rows,
+            "passing_filters": passing,
+            "dagster/row_count": table.num_rows,
+        }
+    )
+    return {"path": str(out), "sessions": sorted(int(k) for k in keys)}
+
+
+@dg.asset(group_name="training")
+def train_holdout_split(
+    context: dg.AssetExecutionContext, difficulty_scores: dict, config: SplitSettings
+) -> dict:
+    """Market-grouped, hash-based split of the views that pass the filters."""
+    rows = [r for r in pq.read_table(difficulty_scores["path"]).to_pylist() if r["passes_filters"]]
+    train, holdout = split_markets(
+        (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
+    )
+    held = set(holdout)
+    split = {
+        side: [
+            {"session_id": r["session_id"], "market_ticker": r["market_ticker"],
+             "difficulty": r["difficulty"]}
+            for r in rows
+            if (r["market_ticker"] in held) == (side == "holdout")
+        ]
+        for side in ("train", "holdout")
+    }  # fmt: skip
+    context.add_output_metadata(
+        {
+            "train_markets": len(train),
+            "holdout_markets": len(holdout),
+            "train_views": len(split["train"]),
+            "holdout_views": len(split["holdout"]),
+            "holdout_fraction": config.holdout_fraction,
+        }
+    )
+    return split
+
+
+def _load_split_views(pipeline: PipelineResource, entries: list[dict]):
+    wanted: dict[int, set[str]] = {}
+    for e in entries:
+        wanted.setdefault(e["session_id"], set()).add(e["market_ticker"])
+    views = []
+    for session_id, tickers in sorted(wanted.items()):
+        views += [
+            v for v in read_views(pipeline.views_path(session_id)) if v.market_ticker in tickers
+        ]
+    difficulty = {f"{e['session_id']}/{e['market_ticker']}": e["difficulty"] for e in entries}
+    return views, [difficulty[v.key] for v in views], difficulty
+
+
+def _train(
+    phase: int,
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    split: dict,
+    settings: TrainingSettings,
+    parent: str | None,
+) -> str:
+    views, difficulties, _ = _load_split_views(pipeline, split["train"])
+    if not views:
+        raise ValueError("no training view passes the filters: nothing to train on")
+    out = pipeline.artifacts / "models" / f"run-{context.run_id}"
+    result = train_phase(
+        phase, views, difficulties, settings.to_training_config(), out,
+        Path(parent) if parent else None,
+    )  # fmt: skip
+    lineage = read_lineage(result.model_path)
+    context.add_output_metadata(
+        {
+            "model_path": dg.MetadataValue.path(str(result.model_path)),
+            "timesteps": result.timesteps,
+            "sessions": dg.MetadataValue.json(lineage["sessions"]),
+            "views": len(lineage["views"]),
+            "parent_model": lineage["parent_model"] or "",
+            "seed": lineage["seed"],
+            "config": dg.MetadataValue.json(lineage["config"]),
+            "feature_layout": f"{lineage['feature_layout']} v{lineage['feature_layout_version']}",
+        }
+    )
+    return str(result.model_path)
+
+
+@dg.asset(group_name="training", kinds={"pytorch"})
+def phase1_model(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    train_holdout_split: dict,
+    config: TrainingSettings,
+) -> str:
+    """Phase 1: balanced over all training views."""
+    return _train(1, context, pipeline, train_holdout_split, config, None)
+
+
+@dg.asset(group_name="training", kinds={"pytorch"})
+def phase2_model(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    train_holdout_split: dict,
+    phase1_model: str,
+    config: TrainingSettings,
+) -> str:
+    """Phase 2: curriculum by difficulty, warm-started from phase 1."""
+    return _train(2, context, pipeline, train_holdout_split, config, phase1_model)
+
+
+@dg.asset(group_name="training", kinds={"pytorch"})
+def phase3_model(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    train_holdout_split: dict,
+    phase2_model: str,
+    config: TrainingSettings,
+) -> str:
+    """Phase 3: balanced plus extra episodes where phase 2 does worst, from phase 2."""
+    return _train(3, context, pipeline, train_holdout_split, config, phase2_model)
+
+
+@dg.asset(group_name="evaluation", kinds={"markdown"})
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    train_holdout_split: dict,
+    phase3_model: str,
+    config: TrainingSettings,
+) -> str:
+    """The phase-3 model against random, always-HOLD and the imbalance rule."""
+    train, _, difficulty = _load_split_views(pipeline, train_holdout_split["train"])
+    holdout, _, holdout_difficulty = _load_split_views(pipeline, train_holdout_split["holdout"])
+    model = Path(phase3_model)
+    out = pipeline.artifacts / "reports" / f"run-{context.run_id}"
+    progress = [model.parent.parent / f"phase{p}" / "progress.csv" for p in (1, 2, 3)]
+    report = evaluate_model(
+        model, config.to_training_config(), train, holdout,
+        {**difficulty, **holdout_difficulty}, out, progress,
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    images = "\n\n".join(
+        f"![{name}](data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()})"
+        for name in PLOTS
+    )
+    context.add_output_metadata(
+        {
+            "report": dg.MetadataValue.path(str(report)),
+            "model": dg.MetadataValue.path(phase3_model),
+            "summary": dg.MetadataValue.md(report.read_text().split("## Plots")[0]),
+            "plots": dg.MetadataValue.md(images),
+            "generalisation_gap": summary["generalisation_gap"] or 0.0,
+        }
+    )
+    return str(report)

@@ -1,0 +1,51 @@
+"""The pipeline's one resource: where sessions come from and where artifacts go.
+
+The session source is the local Parquet store under ``$KALSHI_PIPELINE_HOME/sessions``
+by default, or the collector's Postgres when ``KALSHI_COLLECTOR_URL`` is set. The URL is
+read from the environment when a source is needed and never stored in config, logs or
+metadata. Artifacts (normalised raw sessions, views, scores, models, reports) live under
+``$KALSHI_PIPELINE_HOME/artifacts``.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
+from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
+
+
+class PipelineResource(dg.ConfigurableResource):
+    """Paths and the session source. ``home`` empty = ``$KALSHI_PIPELINE_HOME``."""
+
+    home: str = ""
+
+    @property
+    def home_path(self) -> Path:
+        return pipeline_home(self.home or None)
+
+    @property
+    def artifacts(self) -> Path:
+        return artifacts_dir(self.home_path)
+
+    def source(self) -> SessionSource:
+        url = os.environ.get(COLLECTOR_URL_ENV)
+        if url:
+            return PostgresSessionSource(url)
+        return ParquetSessionStore(sessions_dir(self.home_path))
+
+    def source_kind(self) -> str:
+        return "collector postgres" if os.environ.get(COLLECTOR_URL_ENV) else "local parquet"
+
+    def raw_store(self) -> ParquetSessionStore:
+        """The normalised copies of ingested raw sessions (what ``raw_sessions`` writes)."""
+        return ParquetSessionStore(self.artifacts / "raw")
+
+    def views_path(self, session_id: int | str) -> Path:
+        return self.artifacts / "views" / f"session-{int(session_id)}.parquet"
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"pipeline": PipelineResource()})

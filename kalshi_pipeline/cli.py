@@ -1,9 +1,9 @@
 """The ``kalshi-pipeline`` command.
 
 ``generate`` writes simulated sessions to a Parquet store (or the collector's tables);
-``demo`` is the main job on the embedded default. Until the Dagster pipeline lands, the
-demo makes a simulated store under ``$KALSHI_PIPELINE_HOME/sessions`` when there is none
-and reconstructs every session's books, printing what it found.
+``train`` runs the three phases and the report outside Dagster; ``demo`` is the main job
+on the embedded default: the whole Dagster graph on a local instance
+(:mod:`kalshi_pipeline.defs.demo`).
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import argparse
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.settings import pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.config import PROFILES
-
-DEMO_SESSIONS, DEMO_MARKETS, DEMO_SEED = 4, 40, 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,30 +137,10 @@ def generate(
 
 
 def run_demo(home: Path) -> int:
-    store = ParquetSessionStore(sessions_dir(home))
-    if not store.list_sessions():
-        print(f"no session store at {store.path}: simulating {DEMO_SESSIONS} sessions")
-        config = SimulatorConfig(markets=DEMO_MARKETS)
-        for session in simulate_sessions(DEMO_SESSIONS, DEMO_SEED, config, progress=True):
-            store.write_session(session)
-    print(f"session store: {store.path}")
-    print(f"{'session':>8} {'status':>7} {'markets':>8} {'rejected':>8} {'events':>9}  repairs")
-    for info in store.list_sessions():
-        if not info.is_complete:
-            print(f"{info.session_id:>8} {info.status:>7}  skipped: still recording")
-            continue
-        books = reconstruct_books(store.load_session(info.session_id))
-        repairs = _repairs(books.report.repairs)
-        print(
-            f"{info.session_id:>8} {info.status:>7} {len(books.tickers):>8} "
-            f"{len(books.report.rejected):>8} {len(books):>9,}  {repairs or '-'}"
-        )
-    print("The Dagster pipeline (views, training, reports) is not wired yet: see README.")
+    from kalshi_pipeline.defs.demo import run_demo as run_pipeline
+
+    run_pipeline(home)
     return 0
-
-
-def _repairs(counter: Counter) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counter.items()))
 
 
 if __name__ == "__main__":

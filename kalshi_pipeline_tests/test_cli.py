@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kalshi_pipeline.cli import main
+from kalshi_pipeline.settings import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 
 
@@ -54,14 +56,15 @@ def test_generate_into_the_collector_tables(collector_db, tmp_path):
         assert got.drop_columns(["id"]).equals(want.drop_columns(["id"])), table
 
 
-def test_demo_builds_a_store_once_and_summarises_it(tmp_path):
+def test_demo_runs_the_whole_graph_on_a_fresh_home(tmp_path):
+    """The README's main-job command: simulated store, local instance, report."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", HOME_ENV)}
     command = [sys.executable, "-m", "kalshi_pipeline.cli", "demo", "--home", str(tmp_path)]
-    first = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "simulating" in first.stdout
-    assert (tmp_path / "sessions" / "catalog.json").exists()
-    rows = [line.split() for line in first.stdout.splitlines() if line.split()[:1] == ["1"]]
-    assert rows and rows[0][1] == "closed" and int(rows[0][2]) > 0
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
 
-    again = subprocess.run(command, capture_output=True, text=True, check=True)
-    assert "simulating" not in again.stdout
-    assert again.stdout.splitlines()[1:] == first.stdout.splitlines()[2:]
+    assert "simulating" in done.stdout
+    assert (tmp_path / "sessions" / "catalog.json").exists()
+    assert (tmp_path / "dagster" / "dagster.yaml").exists()  # the local instance
+    report = Path(done.stdout.strip().splitlines()[-1].split("report: ")[1])
+    assert report.is_file() and report.is_relative_to(tmp_path / "artifacts")
+    assert "model-vs-hold/holdout" in report.read_text()

@@ -14,7 +14,8 @@ can ``PPO.load()`` it), ``model.json`` (lineage: layout, views, config, seed, pa
 episode statistics), ``progress.csv`` and TensorBoard event files (episode reward,
 entropy, value loss, curriculum stage: ``tensorboard --logdir <out>``). A phase that
 finds checkpoints of an unfinished run resumes from the newest readable one with its
-timestep count; a phase whose ``model.zip`` exists is done and is not trained again.
+timestep count; a phase whose ``model.zip`` exists is done and is not trained again
+(``model.zip`` appears last, complete, after its ``model.json``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_FILE, LINEAGE_FILE = "model.zip", "model.json"
 _CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
+_SB3_MEMBERS = {"data", "policy.pth"}  # what every model.save() archive holds
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,12 @@ def train_phase(
         progress_bar=progress,
         tb_log_name=f"phase{phase}",
     )
-    model.save(final)
+    # Renamed into place last: a kill while saving leaves no model.zip (the phase is then
+    # unfinished and resumes), never a partial one or one without its lineage.
+    partial = out / "model.partial.zip"
+    model.save(partial)
     write_lineage(out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps)
+    partial.replace(final)
     env.close()
     return PhaseResult(phase, final, model.num_timesteps, checkpoint)
 
@@ -186,10 +192,13 @@ def latest_checkpoint(directory: Path) -> Path | None:
     for _, path in reversed(found):
         try:
             with zipfile.ZipFile(path) as archive:
-                if archive.testzip() is None:
+                # SB3 stores its members uncompressed and its .pth members are zip archives
+                # too: a checkpoint cut short can open as one of those, so check the names.
+                if set(archive.namelist()) >= _SB3_MEMBERS and archive.testzip() is None:
                     return path
         except (zipfile.BadZipFile, OSError):
-            log.warning("checkpoint %s is unreadable; trying an older one", path)
+            pass
+        log.warning("checkpoint %s is unreadable; trying an older one", path)
     return None
 
 

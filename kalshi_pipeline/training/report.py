@@ -76,12 +76,17 @@ def _markdown(episodes, summary, model_path, lineage) -> str:
             f"- trained on sessions {lineage['sessions']} ({len(lineage['views'])} views), "
             f"feature layout {lineage['feature_layout']} v{lineage['feature_layout_version']}",
             f"- parent model: `{lineage['parent_model']}`",
+            f"- training views: {', '.join(lineage['views'])}",
+            f"- config: `{json.dumps(lineage['config'], sort_keys=True)}`",
             "",
         ]
     for split in splits:
         views = sorted({(e.session_id, e.market_ticker) for e in episodes if e.split == split})
         sessions = sorted({s for s, _ in views})
-        lines.append(f"- {split}: {len(views)} views from sessions {sessions}")
+        lines.append(
+            f"- {split}: {len(views)} views from sessions {sessions}: "
+            + ", ".join(f"{s}/{t}" for s, t in views)
+        )
     lines += [
         "",
         "Every episode is in `episodes.csv`; per-market statistics in `per_market.csv`.",

@@ -1,0 +1,76 @@
+"""The training configuration: the plan's defaults, the demo profile, refusals, JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kalshi_pipeline.training.config import PROFILES, AlgorithmConfig, TrainingConfig, profile
+
+
+def test_the_default_config_is_the_plans_ppo():
+    config = TrainingConfig()
+
+    assert config.algorithm == "ppo"
+    h = config.hyperparameters
+    assert h.learning_rate == 3e-4
+    assert h.n_steps == 2048
+    assert h.batch_size == 64
+    assert h.n_epochs == 10
+    assert h.gamma == 0.99
+    assert h.gae_lambda == 0.95
+    assert h.clip_range == 0.2
+    assert PROFILES["default"] == config
+
+
+def test_the_demo_profile_trains_on_much_smaller_budgets():
+    default, demo = TrainingConfig(), profile("demo")
+
+    assert demo.algorithm == "ppo"
+    for phase in (1, 2, 3):
+        assert 0 < demo.phase_timesteps(phase) <= default.phase_timesteps(phase) / 5
+    assert demo.checkpoint_every < default.checkpoint_every
+    assert demo.hyperparameters.n_steps < default.hyperparameters.n_steps
+    # A checkpoint lands on a rollout boundary, so a resumed run ends on its budget exactly.
+    assert demo.checkpoint_every % demo.hyperparameters.n_steps == 0
+    assert demo.phase1_timesteps % demo.checkpoint_every == 0
+
+
+def test_profile_changes_only_the_fields_asked_for():
+    small = profile("demo", phase1_timesteps=1024, seed=7)
+
+    assert (small.phase1_timesteps, small.seed) == (1024, 7)
+    assert small.phase2_timesteps == PROFILES["demo"].phase2_timesteps
+    assert small.hyperparameters == PROFILES["demo"].hyperparameters
+    assert PROFILES["demo"].phase1_timesteps != 1024  # the profile itself is untouched
+    assert [small.phase_timesteps(p) for p in (1, 2, 3)] == [
+        1024,
+        small.phase2_timesteps,
+        small.phase3_timesteps,
+    ]
+
+
+def test_a2c_is_accepted_and_an_unknown_algorithm_refused():
+    assert TrainingConfig(algorithm="a2c").algorithm == "a2c"
+    with pytest.raises(ValueError, match="'dqn'"):
+        TrainingConfig(algorithm="dqn")
+    with pytest.raises(ValueError, match="'sac'"):
+        profile("demo", algorithm="sac")
+    with pytest.raises(KeyError):
+        profile("no-such-profile")
+
+
+def test_to_dict_is_json_and_keeps_every_setting():
+    config = profile(
+        "demo", algorithm="a2c", seed=3, hyperparameters=AlgorithmConfig(net_arch=(32, 16))
+    )
+
+    data = json.loads(json.dumps(config.to_dict()))
+
+    assert data["algorithm"] == "a2c"
+    assert data["seed"] == 3
+    assert data["phase1_timesteps"] == config.phase1_timesteps
+    assert data["hyperparameters"]["learning_rate"] == 3e-4
+    assert data["hyperparameters"]["net_arch"] == [32, 16]
+    assert data["env"]["starting_cash_cents"] == config.env.starting_cash_cents

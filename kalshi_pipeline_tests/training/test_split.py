@@ -1,0 +1,84 @@
+"""The train/holdout split: by market ticker, by hash, stable as data grows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.market.difficulty import FilterConfig
+from kalshi_pipeline.market.split import holdout_score, is_holdout, split_markets
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.run import prepare
+
+TICKERS = [f"KXTEST-{i:04d}" for i in range(2000)]
+
+
+def test_the_split_is_deterministic_and_sorted():
+    first = split_markets(reversed(TICKERS[:300]), 0.3)
+    second = split_markets(TICKERS[:300] + TICKERS[:50], 0.3)
+
+    assert first == second
+    train, holdout = first
+    assert train == sorted(train) and holdout == sorted(holdout)
+    assert set(train) | set(holdout) == set(TICKERS[:300])
+    assert not set(train) & set(holdout)
+    assert all(is_holdout(t, 0.3) for t in holdout)
+    assert all(0.0 <= holdout_score(t) < 1.0 for t in TICKERS)
+
+
+def test_markets_keep_their_side_as_new_tickers_arrive():
+    _, holdout_before = split_markets(TICKERS[:100], 0.2)
+    train_after, holdout_after = split_markets(TICKERS, 0.2)
+
+    assert set(holdout_before) == set(holdout_after) & set(TICKERS[:100])
+    assert set(TICKERS[:100]) - set(holdout_before) <= set(train_after)
+
+
+def test_the_holdout_share_is_the_fraction_over_many_markets():
+    for fraction in (0.1, 0.2, 0.5):
+        _, holdout = split_markets(TICKERS, fraction)
+        # About 4 standard deviations of a binomial share over 2000 markets at most.
+        assert abs(len(holdout) / len(TICKERS) - fraction) < 0.045
+    assert split_markets(TICKERS, 0.0)[1] == []
+    assert split_markets(TICKERS, 1.0)[0] == []
+
+
+def test_a_larger_fraction_only_adds_markets_to_the_holdout():
+    _, small = split_markets(TICKERS, 0.1)
+    _, large = split_markets(TICKERS, 0.3)
+
+    assert set(small) < set(large)
+
+
+def test_the_salt_changes_the_assignment():
+    _, default = split_markets(TICKERS[:200], 0.5)
+    _, salted = split_markets(TICKERS[:200], 0.5, salt="another-experiment")
+
+    assert salted != default
+    assert split_markets(TICKERS[:200], 0.5, salt="another-experiment")[1] == salted
+
+
+def test_every_view_of_a_market_lands_on_the_same_side():
+    views = [
+        view
+        for session_id in (1, 2, 3)
+        for view in build_market_views(
+            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=8))
+        )
+    ]
+    sessions_of = defaultdict(set)
+    for view in views:
+        sessions_of[view.market_ticker].add(view.session_id)
+    assert any(len(s) > 1 for s in sessions_of.values()), "some market should span sessions"
+
+    keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
+    train, holdout, difficulty = prepare(views, keep_all, 0.5)
+
+    train_tickers = {v.market_ticker for v in train}
+    holdout_tickers = {v.market_ticker for v in holdout}
+    assert train and holdout
+    assert not train_tickers & holdout_tickers
+    assert holdout_tickers == {t for t in sessions_of if is_holdout(t, 0.5)}
+    # Every view of a holdout market (from every session) is in the holdout.
+    assert len(holdout) == sum(len(sessions_of[t]) for t in holdout_tickers)
+    assert set(difficulty) == {v.key for v in views}

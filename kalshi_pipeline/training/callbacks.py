@@ -24,6 +24,7 @@ class CurriculumCallback(BaseCallback):
         self.total_timesteps = max(total_timesteps, 1)
         self.stages = stages
         self.stage = -1
+        self._rollout_stage = 0
 
     def _on_training_start(self) -> None:
         # num_timesteps counts this phase only (and survives a resume from a checkpoint).
@@ -33,8 +34,12 @@ class CurriculumCallback(BaseCallback):
         self._update()
         return True
 
+    def _on_rollout_start(self) -> None:
+        self._rollout_stage = self.stage
+
     def _on_rollout_end(self) -> None:
-        self.logger.record("curriculum/stage", self.stage)
+        # The stage this rollout was collected in (a switch mid-rollout shows next time).
+        self.logger.record("curriculum/stage", self._rollout_stage)
 
     def _update(self) -> None:
         done = self.model.num_timesteps
@@ -84,3 +89,34 @@ class ViewStatsCallback(BaseCallback):
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(self.summary(), indent=1, sort_keys=True))
+
+
+class RolloutCheckpointCallback(BaseCallback):
+    """Saves ``<path>/model_<timesteps>_steps.zip`` every ``every`` timesteps, at the start
+    of a rollout: the model then includes the update of the rollout just collected
+    (SB3's ``CheckpointCallback`` saves before it, so a resume would lose that update)."""
+
+    def __init__(self, every: int, path: str | Path, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.every = max(every, 1)
+        self.path = Path(path)
+        self._saved_at = 0
+
+    def _on_training_start(self) -> None:
+        self._saved_at = self.model.num_timesteps // self.every * self.every
+
+    def _on_rollout_start(self) -> None:
+        self._save_if_due()
+
+    def _on_training_end(self) -> None:
+        self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        done = self.model.num_timesteps
+        if done // self.every * self.every > self._saved_at:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.model.save(self.path / f"model_{done}_steps.zip")
+            self._saved_at = done // self.every * self.every
+
+    def _on_step(self) -> bool:
+        return True

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
@@ -41,7 +41,11 @@ from kalshi_pipeline.env.samplers import BalancedSampler, CurriculumSampler, Vie
 from kalshi_pipeline.env.trading_env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.training.callbacks import CurriculumCallback, ViewStatsCallback
+from kalshi_pipeline.training.callbacks import (
+    CurriculumCallback,
+    RolloutCheckpointCallback,
+    ViewStatsCallback,
+)
 from kalshi_pipeline.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -121,9 +125,7 @@ def train_phase(
         model = new_model(config, env)
     model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
     callbacks = [
-        CheckpointCallback(
-            max(config.checkpoint_every // config.n_envs, 1), str(out / "checkpoints"), "model"
-        ),
+        RolloutCheckpointCallback(config.checkpoint_every, out / "checkpoints"),
         ViewStatsCallback(out / "view_stats.json"),
     ]
     if phase == 2:
@@ -211,7 +213,8 @@ def struggle_weights(
     rewards = np.array(
         [rollout(model_policy(model), view, config.env).total_reward for view in views]
     )
-    worst = np.argsort(rewards, kind="stable")[: max(1, int(len(views) * config.struggle_fraction))]
+    count = int(len(views) * config.struggle_fraction + 1e-9)  # 100 x 0.29 is 29, not 28
+    worst = np.argsort(rewards, kind="stable")[: max(count, 1 if config.struggle_fraction else 0)]
     weights = np.zeros(len(views))
     weights[worst] = config.struggle_weight
     return weights

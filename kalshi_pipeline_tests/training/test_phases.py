@@ -253,3 +253,33 @@ def test_struggle_weights_go_to_the_views_the_model_does_worst_on(views, fractio
     assert struggling.sum() == max(1, int(len(views) * fraction))  # the share, rounded down
     assert set(weights[struggling]) == {3.0}
     assert rewards[struggling].max() <= rewards[~struggling].min()
+
+
+def test_a_checkpoint_holds_the_update_of_the_rollout_before_it(trained):
+    """Resuming from the last checkpoint must not lose a rollout's worth of learning."""
+    out, _ = trained
+    final = PPO.load(out / "phase1" / "model.zip")
+    checkpoint = PPO.load(out / "phase1" / "checkpoints" / f"model_{TIMESTEPS}_steps.zip")
+
+    assert checkpoint.num_timesteps == final.num_timesteps == TIMESTEPS
+    assert checkpoint._n_updates == final._n_updates
+    assert same_parameters(dict(checkpoint.policy.state_dict()), dict(final.policy.state_dict()))
+
+
+def test_rollouts_aligned_with_stage_switches_still_log_every_stage(views, difficulties, tmp_path):
+    # 1024 timesteps, rollouts of 256: four rollouts, five stages. The stage each rollout
+    # was collected in is logged, so stage 0 shows too.
+    config = profile(
+        "demo", phase2_timesteps=1024, checkpoint_every=1024,
+        hyperparameters=AlgorithmConfig(n_steps=256, batch_size=64, n_epochs=1),
+    )  # fmt: skip
+    train_phases(views, difficulties, config, tmp_path, phases=(1, 2))
+
+    stages = [value for _, value in sorted(scalars(tmp_path / "phase2")["curriculum/stage"])]
+    assert stages[0] == 0 and stages == sorted(stages)
+
+
+def test_no_struggle_fraction_gives_no_extra_weight(views):
+    model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=0, device="cpu")
+    weights = struggle_weights(model, views, profile("demo", struggle_fraction=0.0))
+    assert not weights.any()

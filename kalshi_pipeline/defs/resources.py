@@ -38,9 +38,13 @@ class PipelineResource(dg.ConfigurableResource):
     def source_kind(self) -> str:
         return "collector postgres" if os.environ.get(COLLECTOR_URL_ENV) else "local parquet"
 
-    def raw_store(self) -> ParquetSessionStore:
-        """The normalised copies of ingested raw sessions (what ``raw_sessions`` writes)."""
-        return ParquetSessionStore(self.artifacts / "raw")
+    def raw_store(self, session_id: int | str) -> ParquetSessionStore:
+        """The normalised copy of one ingested raw session (what ``raw_sessions`` writes).
+
+        One store per session: a store's catalog assumes a single writer, and ingest runs
+        of different sessions run concurrently.
+        """
+        return ParquetSessionStore(self.artifacts / "raw" / f"session-{int(session_id)}")
 
     def views_path(self, session_id: int | str) -> Path:
         return self.artifacts / "views" / f"session-{int(session_id)}.parquet"

@@ -32,7 +32,7 @@ def raw_sessions(
 ) -> dg.MaterializeResult:
     """One closed session from the source, stored as normalised Parquet."""
     raw = pipeline.source().load_session(int(context.partition_key))
-    pipeline.raw_store().write_session(raw)
+    pipeline.raw_store(raw.session_id).write_session(raw)
     info = raw.info
     return dg.MaterializeResult(
         metadata={
@@ -56,7 +56,7 @@ def market_views(
 ):
     """One MarketSessionView per market of the session, with features and statistics."""
     session_id = int(context.partition_key)
-    books = reconstruct_books(pipeline.raw_store().load_session(session_id))
+    books = reconstruct_books(pipeline.raw_store(session_id).load_session(session_id))
     views, report = views_from_books(books), books.report
     path = write_views(views, pipeline.views_path(session_id))
     scored = score_views([v.describe() for v in views], config.to_filter_config()).to_pylist()

@@ -40,7 +40,8 @@ def difficulty_scores(
     passing = sum(table.column("passes_filters").to_pylist())
     context.add_output_metadata(
         {
-            "path": dg.MetadataValue.path(str(out)),
+            # Not "path": the IO manager's own "path" (its pickle) would replace it.
+            "scores_path": dg.MetadataValue.path(str(out)),
             "sessions": len(paths),
             "views": table.num_rows,
             "passing_filters": passing,

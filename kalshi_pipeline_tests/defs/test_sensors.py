@@ -1,0 +1,194 @@
+"""Sensors and the schedule: new sessions are ingested once, models retrained in time.
+
+Sensors are evaluated with ``evaluate_tick`` on a real instance (which resolves the run
+requests against the job and its dynamic partitions), and once through the sensor
+daemon's own iteration, to see that the daemon never launches a session twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG
+from dagster._core.test_utils import (
+    InProcessTestWorkspaceLoadTarget,
+    create_test_daemon_workspace_context,
+    freeze_time,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._daemon.sensor import execute_sensor_iteration
+
+from kalshi_pipeline.defs.automation import (
+    RETRAIN_AFTER_ENV,
+    new_sessions_sensor,
+    retrain_sensor,
+    weekly_retrain,
+)
+from kalshi_pipeline.defs.partitions import sessions
+from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline_tests.defs.conftest import simulated, store_at
+
+
+def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, definitions, **resources):
+    context = dg.build_sensor_context(
+        instance_ref=instance.get_ref(), resources=resources or None, definitions=definitions
+    )
+    return sensor.evaluate_tick(context)
+
+
+def new_sessions_tick(instance, definitions):
+    return tick(new_sessions_sensor, instance, definitions, pipeline=PipelineResource())
+
+
+# -- new_sessions_sensor -----------------------------------------------------------------
+def test_new_sessions_sensor_requests_each_closed_session_once(
+    pipeline_home, instance, definitions
+):
+    store = store_at(pipeline_home)
+    store.write_session(simulated(3, status="active", ended_at=None))  # still recording
+    store.write_session(simulated(4, status="error"))  # complete: ingested, checks decide
+
+    first = new_sessions_tick(instance, definitions)
+    assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
+        ("1", "session-1"),
+        ("2", "session-2"),
+        ("4", "session-4"),
+    ]
+    assert all(r.job_name in (None, "ingest_session") for r in first.run_requests)
+    (add,) = first.dynamic_partitions_requests
+    assert isinstance(add, dg.AddDynamicPartitionsRequest)
+    assert (add.partitions_def_name, list(add.partition_keys)) == ("sessions", ["1", "2", "4"])
+
+    # What the daemon does with the request before launching the runs.
+    instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    second = new_sessions_tick(instance, definitions)
+    assert not second.run_requests and not second.dynamic_partitions_requests
+    assert second.skip_message
+
+    # Once session 3 closes, it alone is requested.
+    store.write_session(simulated(3))
+    third = new_sessions_tick(instance, definitions)
+    assert [(r.partition_key, r.run_key) for r in third.run_requests] == [("3", "session-3")]
+
+
+def test_new_sessions_sensor_skips_when_the_store_is_empty(tmp_path, monkeypatch, instance):
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "empty"))
+    monkeypatch.delenv(COLLECTOR_URL_ENV, raising=False)
+    result = tick(new_sessions_sensor, instance, None, pipeline=PipelineResource())
+    assert not result.run_requests and result.skip_message
+
+
+@contextmanager
+def sensor_daemon(instance: dg.DagsterInstance) -> Iterator:
+    """One iteration of the sensor daemon per call, over the project's code location."""
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="kalshi_pipeline.definitions", attribute="defs"),
+        location_name="kalshi_pipeline",
+    )
+    start = datetime.now(UTC)
+    with create_test_daemon_workspace_context(
+        InProcessTestWorkspaceLoadTarget(origin), instance
+    ) as workspace:
+
+        def iterate(minutes_later: int) -> None:
+            # Past the sensor's minimum interval, so each iteration evaluates it.
+            with freeze_time(start + timedelta(minutes=minutes_later)):
+                list(execute_sensor_iteration(workspace, logging.getLogger("sensor"), None, None))
+
+        yield iterate
+
+
+@pytest.fixture
+def queued_instance() -> Iterator[dg.DagsterInstance]:
+    """An instance whose run coordinator only records submitted runs (nothing executes)."""
+    coordinator = {"module": "dagster._core.test_utils", "class": "MockedRunCoordinator"}
+    with dg.instance_for_test(overrides={"run_coordinator": coordinator}) as test_instance:
+        yield test_instance
+
+
+def test_the_sensor_daemon_never_launches_a_session_twice(pipeline_home, queued_instance):
+    instance = queued_instance
+
+    def launched() -> list[tuple[str, str]]:
+        runs = instance.get_runs()
+        return sorted((r.tags[RUN_KEY_TAG], r.tags[PARTITION_NAME_TAG]) for r in runs)
+
+    with sensor_daemon(instance) as iterate:
+        iterate(0)
+        assert launched() == [("session-1", "1"), ("session-2", "2")]
+        assert all(r.job_name == "ingest_session" for r in instance.get_runs())
+        assert sorted(instance.get_dynamic_partitions(sessions.name)) == ["1", "2"]
+
+        iterate(2)  # nothing new
+        assert len(instance.get_runs()) == 2
+
+        # Even if the sensor asks again (here: the partition was deleted), the run key
+        # of a session that was launched keeps the daemon from launching it again.
+        instance.delete_dynamic_partition(sessions.name, "1")
+        iterate(4)
+        assert launched() == [("session-1", "1"), ("session-2", "2")]
+        assert sorted(instance.get_dynamic_partitions(sessions.name)) == ["1", "2"]
+
+        store_at(pipeline_home).write_session(simulated(3))
+        iterate(6)
+        assert launched() == [("session-1", "1"), ("session-2", "2"), ("session-3", "3")]
+
+
+# -- retrain_sensor ----------------------------------------------------------------------
+def test_retrain_sensor_waits_for_enough_sessions_the_model_did_not_see(
+    trained, definitions, monkeypatch
+):
+    instance = trained.instance
+    monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")
+    latest = instance.get_latest_materialization_event(dg.AssetKey("phase3_model"))
+    assert latest.asset_materialization.metadata["sessions"].value == [1, 2]
+
+    assert isinstance(tick(retrain_sensor, instance, definitions).skip_message, str)
+    instance.add_dynamic_partitions(sessions.name, ["3"])
+    skipped = tick(retrain_sensor, instance, definitions)
+    assert not skipped.run_requests and "1 new sessions" in skipped.skip_message
+
+    instance.add_dynamic_partitions(sessions.name, ["4"])
+    (request,) = tick(retrain_sensor, instance, definitions).run_requests
+    assert request.run_key == "retrain-3-4"
+    assert retrain_sensor.job_name == "train_and_evaluate"
+
+    # A model trained on 3 and 4 as well resets the count.
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "phase3_model", metadata={"sessions": dg.MetadataValue.json([1, 2, 3, 4])}
+        )
+    )
+    assert not tick(retrain_sensor, instance, definitions).run_requests
+
+
+def test_retrain_sensor_counts_every_session_before_the_first_model(
+    instance, definitions, monkeypatch
+):
+    instance.add_dynamic_partitions(sessions.name, ["1", "2"])
+    monkeypatch.setenv(RETRAIN_AFTER_ENV, "3")
+    assert not tick(retrain_sensor, instance, definitions).run_requests
+    monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")
+    (request,) = tick(retrain_sensor, instance, definitions).run_requests
+    assert request.run_key == "retrain-1-2"
+
+
+# -- weekly_retrain ----------------------------------------------------------------------
+def test_weekly_schedule_requests_train_and_evaluate(instance):
+    sunday = datetime(2026, 1, 4, 3, 0, tzinfo=UTC)
+    assert sunday.weekday() == 6
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday)
+    (request,) = weekly_retrain.evaluate_tick(context).run_requests
+    assert request.job_name in (None, "train_and_evaluate")
+    assert weekly_retrain.job_name == "train_and_evaluate"
+    assert (weekly_retrain.cron_schedule, weekly_retrain.execution_timezone) == (
+        "0 3 * * 0",
+        "UTC",
+    )

@@ -34,7 +34,8 @@ def difficulty_scores(
     paths = [pipeline.views_path(k) for k in keys if pipeline.views_path(k).exists()]
     descriptions = [d for p in paths for d in view_descriptions(p)]
     table = score_views(descriptions, config.to_filter_config())
-    out = pipeline.artifacts / "difficulty_scores.parquet"
+    # One file per run: a scheduled retrain and a sensor's retrain may overlap.
+    out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run_id}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     passing = sum(table.column("passes_filters").to_pylist())

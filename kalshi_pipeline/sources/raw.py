@@ -81,8 +81,6 @@ DELTA_SCHEMA = pa.schema(
     ]
 )
 
-SESSION_STATUSES = ("active", "closed", "error")
-ENVIRONMENTS = ("local", "production", "paper", "test")
 
 
 class SessionNotComplete(RuntimeError):
@@ -214,14 +212,6 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
 def encode_price_map(levels: list[tuple[int, int]] | None) -> str:
     """The collector's JSON form of a price map (keys are price strings)."""
     return json.dumps({str(p): int(s) for p, s in (levels or [])}, separators=(",", ":"))
-
-
-def empty_snapshots() -> pa.Table:
-    return SNAPSHOT_SCHEMA.empty_table()
-
-
-def empty_deltas() -> pa.Table:
-    return DELTA_SCHEMA.empty_table()
 
 
 def snapshot_table(rows: list[tuple]) -> pa.Table:

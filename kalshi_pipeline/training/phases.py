@@ -20,6 +20,7 @@ timestep count; a phase whose ``model.zip`` exists is done and is not trained ag
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
@@ -123,6 +124,8 @@ def train_phase(
         model.num_timesteps = 0
     else:
         model = new_model(config, env)
+    # SB3 rewrites progress.csv from scratch: keep the killed run's rows to merge back.
+    earlier_progress = _read_csv(out / "progress.csv") if checkpoint is not None else []
     model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
     callbacks = [
         RolloutCheckpointCallback(config.checkpoint_every, out / "checkpoints"),
@@ -140,6 +143,8 @@ def train_phase(
     )
     # Renamed into place last: a kill while saving leaves no model.zip (the phase is then
     # unfinished and resumes), never a partial one or one without its lineage.
+    if earlier_progress:
+        _prepend_progress(out / "progress.csv", earlier_progress, _checkpoint_steps(checkpoint))
     partial = out / "model.partial.zip"
     model.save(partial)
     write_lineage(out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps)
@@ -202,6 +207,29 @@ def latest_checkpoint(directory: Path) -> Path | None:
             pass
         log.warning("checkpoint %s is unreadable; trying an older one", path)
     return None
+
+
+def _checkpoint_steps(path: Path) -> int:
+    return int(_CHECKPOINT.search(path.name).group(1))
+
+
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def _prepend_progress(path: Path, earlier: list[dict], up_to_timesteps: int) -> None:
+    """Put the rows logged before the resume point back in front of the new ones."""
+    kept = [r for r in earlier if float(r.get("time/total_timesteps") or 0) <= up_to_timesteps]
+    rows = kept + _read_csv(path)
+    fields = list(dict.fromkeys(name for row in rows for name in row))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def struggle_weights(

@@ -9,6 +9,7 @@ model and writing its lineage.
 
 from __future__ import annotations
 
+import csv
 import logging
 import signal
 import subprocess
@@ -158,6 +159,11 @@ def test_a_killed_phase_resumes_from_its_newest_checkpoint(tmp_path, counted, ca
     assert sorted(checkpoint_steps(p) for p in checkpoints.iterdir()) == list(
         range(every, CONFIG.phase1_timesteps + 1, every)
     )
+    # The learning curve keeps the killed run's rows up to the resume point, then the rest.
+    with open(tmp_path / "phase1" / "progress.csv") as fh:
+        logged = [float(row["time/total_timesteps"]) for row in csv.DictReader(fh)]
+    assert logged == sorted(logged) and len(set(logged)) == len(logged)
+    assert logged[0] <= resumed_at < logged[-1] == CONFIG.phase1_timesteps
 
 
 def test_a_half_written_newest_checkpoint_is_skipped(tmp_path, counted):

@@ -82,7 +82,6 @@ DELTA_SCHEMA = pa.schema(
 )
 
 
-
 class SessionNotComplete(RuntimeError):
     """Raised when asked to ingest a session that is still recording."""
 

@@ -80,20 +80,11 @@ def run_train(args: argparse.Namespace) -> int:
     from kalshi_pipeline.training.config import profile
     from kalshi_pipeline.training.run import train_and_evaluate
 
-    changes = {}
-    if args.timesteps:
-        changes.update(
-            phase1_timesteps=args.timesteps,
-            phase2_timesteps=args.timesteps,
-            phase3_timesteps=args.timesteps,
-        )
-    if args.checkpoint_every:
-        changes["checkpoint_every"] = args.checkpoint_every
-    if args.algorithm:
-        changes["algorithm"] = args.algorithm
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    config = profile(args.profile, **changes)
+    changes = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
+    config = profile(
+        args.profile, timesteps_per_phase=args.timesteps, algorithm=args.algorithm,
+        seed=args.seed, **changes,
+    )  # fmt: skip
     store = ParquetSessionStore(args.store or sessions_dir(pipeline_home(None)))
     report = train_and_evaluate(
         store, args.out, config, holdout_fraction=args.holdout_fraction,

@@ -35,15 +35,9 @@ class TrainingSettings(dg.Config):
     seed: int = -1  # -1: the profile's
 
     def to_training_config(self) -> TrainingConfig:
-        changes: dict = {}
-        if self.timesteps_per_phase:
-            changes.update(
-                phase1_timesteps=self.timesteps_per_phase,
-                phase2_timesteps=self.timesteps_per_phase,
-                phase3_timesteps=self.timesteps_per_phase,
-            )
-        if self.algorithm:
-            changes["algorithm"] = self.algorithm
-        if self.seed >= 0:
-            changes["seed"] = self.seed
-        return profile(self.profile, **changes)
+        return profile(
+            self.profile,
+            timesteps_per_phase=self.timesteps_per_phase or None,
+            algorithm=self.algorithm or None,
+            seed=self.seed if self.seed >= 0 else None,
+        )

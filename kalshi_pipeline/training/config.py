@@ -71,6 +71,26 @@ PROFILES: dict[str, TrainingConfig] = {
 }
 
 
-def profile(name: str, **changes) -> TrainingConfig:
-    """A named profile, optionally with some fields changed."""
+def profile(
+    name: str,
+    *,
+    timesteps_per_phase: int | None = None,
+    algorithm: str | None = None,
+    seed: int | None = None,
+    **changes,
+) -> TrainingConfig:
+    """A named profile with some fields changed; ``None`` keeps the profile's value.
+
+    ``timesteps_per_phase`` sets the budget of all three phases at once.
+    """
+    if timesteps_per_phase:
+        changes.update(
+            phase1_timesteps=timesteps_per_phase,
+            phase2_timesteps=timesteps_per_phase,
+            phase3_timesteps=timesteps_per_phase,
+        )
+    if algorithm:
+        changes["algorithm"] = algorithm
+    if seed is not None:
+        changes["seed"] = seed
     return replace(PROFILES[name], **changes)

@@ -74,3 +74,12 @@ def test_to_dict_is_json_and_keeps_every_setting():
     assert data["hyperparameters"]["learning_rate"] == 3e-4
     assert data["hyperparameters"]["net_arch"] == [32, 16]
     assert data["env"]["starting_cash_cents"] == config.env.starting_cash_cents
+
+
+def test_profile_overrides_set_every_phase_and_keep_the_rest():
+    config = profile("demo", timesteps_per_phase=4096, algorithm="a2c", seed=7)
+    assert [config.phase_timesteps(p) for p in (1, 2, 3)] == [4096, 4096, 4096]
+    assert (config.algorithm, config.seed) == ("a2c", 7)
+    assert config.hyperparameters == PROFILES["demo"].hyperparameters
+    # None keeps the profile's value.
+    assert profile("demo", timesteps_per_phase=None, seed=None) == PROFILES["demo"]

@@ -28,12 +28,18 @@ best level of one side with its size tilted by ``exp(+imbalance_sensitivity * x)
 YES bids or ``exp(-imbalance_sensitivity * x)`` on the NO bids (a new best price arrives
 with such a size too), so the top-of-book imbalance reveals ``x``; and the fair price
 drifts by ``drift_cents_per_step * x`` per book change. Book imbalance therefore predicts
-the next mid moves, as in real order books. The size is set against real costs: a round
-trip on a liquid market near 50 cents costs its 1-3 cent spread plus about 3.6 cents of
-taker fees per contract, and with the defaults a top-of-book imbalance beyond 0.8
-predicts a mid move of about 7 cents over the next 120 events (measured on liquid
-markets; ``tests/sources/test_simulator.py``), while crossing a 20-60 cent spread on an
-illiquid market never pays. A good agent must learn where to trade, not only how.
+the next mid moves, as in real order books. Moves are sized at a 50-cent price and
+shrink towards the extremes (``_fair_path``), so prices stay inside 1..99 without ever
+being folded back at a bound, which would invert the signal there.
+
+The size is set against real costs. A taker round trip of 10 contracts on the side a
+top-of-book imbalance beyond 0.8 points to, sold 100 events later, pays the spread and
+Kalshi's fee both ways; with the defaults it nets about +7 cents per contract on liquid
+markets (1-3 cent spreads) and about -27 on illiquid ones (20-60 cent spreads), and in the
+control about -7 and -38 (measured in ``tests/sources/test_simulator.py``). A good agent
+must learn where to trade, not only how, and must hold a position for a while: the move
+builds over tens of book changes (a few times as many events), while crossing the spread
+costs at once.
 
 With ``signal=False`` (the control) the pressure still tilts the book exactly as above,
 but the price is a martingale: independent moves whose variance over 20 book changes
@@ -50,6 +56,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numba
 import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -75,8 +82,8 @@ class SimulatorConfig:
     liquid_fraction: float = 0.2
     session_minutes: float = 120.0
     signal: bool = True
-    drift_cents_per_step: float = 0.3
-    pressure_persistence: float = 0.99
+    drift_cents_per_step: float = 0.8
+    pressure_persistence: float = 0.97
     noise_cents_per_step: float = 0.2
     imbalance_sensitivity: float = 2.0
     ticker_pool_factor: float = 1.5
@@ -178,7 +185,7 @@ def _simulate_market(
     else:
         moves = _control_move_scale(config) * shocks
     moves[0] = 0.0
-    fair = _reflect(traits.start_price_cents + np.cumsum(moves), 1.5, 98.5)
+    fair = _fair_path(traits.start_price_cents, moves)
 
     h = traits.half_spread_cents
     best_yes = np.clip(np.floor(fair - h), 1, 98).astype(np.int64)
@@ -326,10 +333,23 @@ def _ar1(rng: np.random.Generator, steps: int, persistence: float) -> np.ndarray
     return out
 
 
-def _reflect(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    width = high - low
-    folded = np.mod(values - low, 2 * width)
-    return low + np.where(folded > width, 2 * width - folded, folded)
+@numba.njit(cache=True)
+def _fair_path(start_cents: float, moves_cents: np.ndarray) -> np.ndarray:
+    """The fair price (cents) after each move; moves are cents at a 50-cent price.
+
+    A move ``m`` at price ``p`` shifts it by ``m * p * (100 - p) / 2500``: full size at 50
+    cents, less towards the extremes, as in real prediction markets, so the price stays
+    inside (1.5, 98.5) without being folded back at a bound (folding would turn an upward
+    drift into a fall near 99 cents and invert the signal there). Zero-mean moves leave the
+    price a martingale (up to the clip at the bounds, which is almost never reached).
+    """
+    fair = np.empty(len(moves_cents))
+    price = start_cents
+    for step in range(len(moves_cents)):
+        price += moves_cents[step] * price * (100.0 - price) / 2500.0
+        price = min(max(price, 1.5), 98.5)
+        fair[step] = price
+    return fair
 
 
 # -- the session -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from kalshi_pipeline.env.execution import taker_fee_cents
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
@@ -111,33 +112,44 @@ def test_stored_asks_are_derived_from_the_opposite_bids(sessions):
     assert dict(row["no_asks"]) == {100 - p: s for p, s in row["yes_bids"]}
 
 
-def _move_after_imbalance(config: SimulatorConfig, horizon: int = 120) -> tuple[float, int]:
-    """Mean mid move (cents) over ``horizon`` events after a top-of-book imbalance beyond
-    0.8, in the direction it points, on liquid markets (median spread <= 3 cents)."""
-    moves = []
-    for session_id in (1, 2, 3, 4):
+def _round_trips(config: SimulatorConfig, horizon: int = 100, contracts: int = 10) -> dict:
+    """Mean net result (cents per contract) of a taker round trip on the side a top-of-book
+    imbalance beyond 0.8 points to: buy ``contracts`` at the ask, sell them at the bid
+    ``horizon`` events later, Kalshi's taker fee paid both ways. Keyed by market kind:
+    liquid (median spread <= 3 cents) or illiquid."""
+    fee = np.vectorize(taker_fee_cents)
+    results: dict[str, list[np.ndarray]] = {"liquid": [], "illiquid": []}
+    for session_id in (1, 2, 3, 4, 5, 6):
         b = reconstruct_books(simulate_session(session_id, 7, config))
         for ticker in b.tickers:
             rows = b.market_rows(ticker)
-            yes_bid, no_bid = b.best_yes_bid[rows].astype(float), b.best_no_bid[rows].astype(float)
-            if np.median(100 - no_bid - yes_bid) > 3 or len(yes_bid) <= horizon:
+            yes_bid, no_bid = b.best_yes_bid[rows].astype(int), b.best_no_bid[rows].astype(int)
+            if len(yes_bid) <= horizon:
                 continue
             yes_top, no_top = b.best_yes_bid_size[rows], b.best_no_bid_size[rows]
-            imbalance = (yes_top - no_top) / np.maximum(yes_top + no_top, 1)
-            mid = (yes_bid + 100 - no_bid) / 2
-            move = mid[horizon:] - mid[:-horizon]
-            strong = np.abs(imbalance[:-horizon]) > 0.8
-            moves.append((np.sign(imbalance[:-horizon]) * move)[strong])
-    moves = np.concatenate(moves)
-    return float(moves.mean()), len(moves)
+            quoted = (yes_bid > 0) & (no_bid > 0)
+            start, end = np.arange(len(yes_bid) - horizon), np.arange(horizon, len(yes_bid))
+            imbalance = ((yes_top - no_top) / np.maximum(yes_top + no_top, 1))[start]
+            buy_yes = (imbalance > 0.8) & quoted[start] & quoted[end]
+            buy_no = (imbalance < -0.8) & quoted[start] & quoted[end]
+            # YES: pay the YES ask (100 - NO bid), later get the YES bid; NO mirrors it.
+            paid = np.where(buy_yes, 100 - no_bid[start], 100 - yes_bid[start])
+            got = np.where(buy_yes, yes_bid[end], no_bid[end])
+            trade = buy_yes | buy_no
+            net = contracts * (got - paid) - fee(contracts, paid) - fee(contracts, got)
+            kind = "liquid" if np.median(100 - no_bid - yes_bid) <= 3 else "illiquid"
+            results[kind].append(net[trade] / contracts)
+    return {kind: np.concatenate(nets) for kind, nets in results.items()}
 
 
-def test_book_imbalance_predicts_moves_only_with_the_signal_on():
+def test_book_imbalance_pays_for_a_round_trip_only_on_liquid_markets_with_the_signal():
     config = SimulatorConfig(markets=40)
-    with_signal, n_signal = _move_after_imbalance(config)
-    control, n_control = _move_after_imbalance(replace(config, signal=False))
-    assert n_signal > 500 and n_control > 500
-    # With the signal, a lopsided book predicts a move larger than a liquid market's
-    # spread (2-3 cents); in the control it predicts nothing worth trading.
-    assert with_signal > 5.0
-    assert control < 1.0
+    signal = _round_trips(config)
+    control = _round_trips(replace(config, signal=False))
+    assert all(len(nets) > 500 for nets in (*signal.values(), *control.values()))
+    # With the signal, trading the imbalance on a tight book beats spread plus fees...
+    assert signal["liquid"].mean() > 4.0
+    # ...crossing a wide spread never pays, and without the signal nothing does.
+    assert signal["illiquid"].mean() < -10.0
+    assert control["liquid"].mean() < -2.0
+    assert control["illiquid"].mean() < -10.0

@@ -44,6 +44,7 @@ class TrainingConfig:
     struggle_fraction: float = 0.2  # phase 3: share of views, the worst, given extra episodes
     struggle_weight: float = 1.0  # phase 3: extra sampling weight of those views
     n_envs: int = 1
+    subprocess_envs: bool = False  # True: one process per env (SubprocVecEnv)
     seed: int = 0
     checkpoint_every: int = 50_000  # timesteps between checkpoints
     torch_threads: int = 1  # an MLP on a small CPU: one thread is usually fastest

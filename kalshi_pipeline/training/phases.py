@@ -158,15 +158,21 @@ def make_vec_env(
     config: TrainingConfig,
     sampler: Callable[[], ViewSampler],
 ) -> VecEnv:
-    """``n_envs`` Monitor-wrapped envs over ``views``, each with its own sampler."""
+    """``n_envs`` Monitor-wrapped envs over ``views``, each with its own sampler.
+
+    They step in this process (``DummyVecEnv``) unless ``config.subprocess_envs``: the env
+    is cheap next to the policy's forward pass, which one process runs for all envs at
+    once, so on a small CPU subprocesses only add IPC (measured on 2 cores: 8 envs in one
+    process train about 3x faster per timestep than 1 env).
+    """
 
     def factory() -> Callable[[], Monitor]:
         return lambda: Monitor(MarketAgnosticKalshiEnv(list(views), config.env, sampler()))
 
     factories = [factory() for _ in range(config.n_envs)]
-    if config.n_envs == 1:
-        return DummyVecEnv(factories)
-    return SubprocVecEnv(factories, start_method="forkserver")
+    if config.subprocess_envs and config.n_envs > 1:
+        return SubprocVecEnv(factories, start_method="forkserver")
+    return DummyVecEnv(factories)
 
 
 def new_model(config: TrainingConfig, env: VecEnv) -> BaseAlgorithm:

@@ -19,14 +19,20 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from kalshi_pipeline.env import MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import read_lineage, struggle_weights, train_phases
+from kalshi_pipeline.training.phases import (
+    make_vec_env,
+    read_lineage,
+    struggle_weights,
+    train_phases,
+)
 
 TIMESTEPS = 1024
 CONFIG = profile(
@@ -157,6 +163,37 @@ def test_a2c_can_be_chosen_instead_of_ppo(views, difficulties, tmp_path):
     assert isinstance(model.policy.optimizer, torch.optim.RMSprop)
     assert not hasattr(model, "n_epochs")
     assert read_lineage(result.model_path)["algorithm"] == "a2c"
+
+
+def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(views, tmp_path):
+    config = replace(CONFIG, n_envs=4)
+    sampler = lambda: BalancedSampler(len(views))  # noqa: E731
+
+    in_process = make_vec_env(views, config, sampler)
+    separate = make_vec_env(views, replace(config, subprocess_envs=True), sampler)
+    try:
+        assert isinstance(in_process, DummyVecEnv) and in_process.num_envs == 4
+        assert isinstance(separate, SubprocVecEnv) and separate.num_envs == 4
+        # Each env draws its own views: seeded apart, they do not play in lockstep.
+        in_process.seed(0)
+        in_process.reset()
+        first = in_process.get_attr("episode_counts")
+        assert any(not np.array_equal(first[0], other) for other in first[1:])
+    finally:
+        in_process.close()
+        separate.close()
+
+
+def test_phases_train_on_several_envs(views, difficulties, tmp_path):
+    config = replace(CONFIG, n_envs=4, phase1_timesteps=2 * 4 * 128)
+
+    (result,) = train_phases(views, difficulties, config, tmp_path, phases=(1,))
+
+    model = PPO.load(result.model_path, device="cpu")
+    assert model.num_timesteps == 2 * 4 * 128  # two rollouts of 4 envs x n_steps
+    stats = json.loads((tmp_path / "phase1" / "view_stats.json").read_text())
+    played = sum(s["episodes"] * s["mean_length"] for s in stats.values())
+    assert 0 < played <= model.num_timesteps
 
 
 def test_view_stats_count_the_episodes_each_view_played(trained, views):

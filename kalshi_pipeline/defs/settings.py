@@ -26,8 +26,8 @@ class SplitSettings(dg.Config):
 
 
 class TrainingSettings(dg.Config):
-    """A named training profile ("default" is the plan, "demo" a few minutes), with
-    optional overrides."""
+    """A named training profile ("default" learns, "plan" is DESIGN.md's, "demo" is
+    quick), with optional overrides."""
 
     profile: str = "default"
     timesteps_per_phase: int = 0  # 0: the profile's

@@ -188,7 +188,15 @@ def new_model(config: TrainingConfig, env: VecEnv) -> BaseAlgorithm:
     if config.algorithm == "ppo":
         options.update(batch_size=h.batch_size, n_epochs=h.n_epochs, clip_range=h.clip_range)
     algorithm = ALGORITHM_CLASSES[config.algorithm]
-    return algorithm("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0, **options)
+    model = algorithm("MlpPolicy", env, seed=config.seed, device="cpu", verbose=0, **options)
+    if h.initial_action_probabilities is not None:
+        # The action layer's weights start near zero (SB3 scales them by 0.01), so its
+        # bias sets the untrained policy's action probabilities in every state.
+        with torch.no_grad():
+            model.policy.action_net.bias.copy_(
+                torch.log(torch.tensor(h.initial_action_probabilities))
+            )
+    return model
 
 
 def _load(config: TrainingConfig, path: Path, env: VecEnv | None = None) -> BaseAlgorithm:

@@ -229,7 +229,7 @@ def test_each_phase_model_records_its_lineage(trained):
         assert meta["timesteps"] == TINY_TIMESTEPS
         config = meta["config"]
         assert config["phase1_timesteps"] == config["phase3_timesteps"] == TINY_TIMESTEPS
-        assert config["hyperparameters"]["n_steps"] == TINY_TIMESTEPS
+        assert config["hyperparameters"]["n_steps"] * config["n_envs"] == TINY_TIMESTEPS
         parent = str(model)
 
 

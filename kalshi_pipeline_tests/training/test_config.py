@@ -21,11 +21,28 @@ def test_the_default_config_is_the_plans_ppo():
     assert h.gamma == 0.99
     assert h.gae_lambda == 0.95
     assert h.clip_range == 0.2
-    assert PROFILES["default"] == config
+    assert PROFILES["plan"] == config
+
+
+def test_the_default_profile_starts_near_hold_on_several_envs():
+    default = PROFILES["default"]
+
+    assert default.n_envs > 1 and not default.subprocess_envs
+    start = default.hyperparameters.initial_action_probabilities
+    assert start[0] == max(start) and sum(start) == pytest.approx(1)
+    assert start[2] < start[1] and start[4] < start[3]  # exits rarer than entries
+
+
+@pytest.mark.parametrize(
+    "probabilities", [(0.5, 0.5), (0.9, 0.1, 0.0, 0.0, 0.0), (0.5, 0.2, 0.2, 0.2, 0.2)]
+)
+def test_initial_action_probabilities_must_be_a_distribution_over_the_actions(probabilities):
+    with pytest.raises(ValueError, match="initial_action_probabilities"):
+        AlgorithmConfig(initial_action_probabilities=probabilities)
 
 
 def test_the_demo_profile_trains_on_much_smaller_budgets():
-    default, demo = TrainingConfig(), profile("demo")
+    default, demo = PROFILES["default"], profile("demo")
 
     assert demo.algorithm == "ppo"
     for phase in (1, 2, 3):
@@ -33,7 +50,7 @@ def test_the_demo_profile_trains_on_much_smaller_budgets():
     assert demo.checkpoint_every < default.checkpoint_every
     assert demo.hyperparameters.n_steps < default.hyperparameters.n_steps
     # A checkpoint lands on a rollout boundary, so a resumed run ends on its budget exactly.
-    assert demo.checkpoint_every % demo.hyperparameters.n_steps == 0
+    assert demo.checkpoint_every % (demo.hyperparameters.n_steps * demo.n_envs) == 0
     assert demo.phase1_timesteps % demo.checkpoint_every == 0
 
 

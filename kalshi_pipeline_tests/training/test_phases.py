@@ -29,6 +29,7 @@ from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
 from kalshi_pipeline.training.phases import (
     make_vec_env,
+    new_model,
     read_lineage,
     struggle_weights,
     train_phases,
@@ -42,6 +43,7 @@ CONFIG = profile(
     phase3_timesteps=TIMESTEPS,
     checkpoint_every=512,
     hyperparameters=AlgorithmConfig(n_steps=128, batch_size=64, n_epochs=2),
+    n_envs=1,
 )
 
 
@@ -182,6 +184,34 @@ def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(view
     finally:
         in_process.close()
         separate.close()
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
+def test_a_new_model_starts_with_the_configured_action_probabilities(views, algorithm):
+    start = (0.9, 0.04, 0.01, 0.04, 0.01)
+    config = replace(
+        CONFIG,
+        algorithm=algorithm,
+        hyperparameters=replace(CONFIG.hyperparameters, initial_action_probabilities=start),
+    )
+    env = make_vec_env(views, config, lambda: BalancedSampler(len(views)))
+    observations = []
+    obs = env.reset()
+    for _ in range(200):
+        observations.append(obs[0])
+        obs, *_ = env.step(np.array([env.action_space.sample()]))
+
+    def probabilities(model) -> np.ndarray:
+        with torch.no_grad():
+            batch = torch.as_tensor(np.array(observations))
+            return model.policy.get_distribution(batch).distribution.probs.numpy()
+
+    shaped = probabilities(new_model(config, env))
+    uniform = probabilities(new_model(replace(config, hyperparameters=CONFIG.hyperparameters), env))
+    env.close()
+    # In every state, not only on average.
+    assert np.abs(shaped - np.array(start)).max() < 0.02
+    assert np.abs(uniform - 0.2).max() < 0.02
 
 
 def test_phases_train_on_several_envs(views, difficulties, tmp_path):

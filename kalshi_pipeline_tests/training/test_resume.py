@@ -36,6 +36,7 @@ CONFIG = profile(
     phase1_timesteps=8192,  # plenty left to train when the first checkpoint is seen
     checkpoint_every=512,  # a multiple of n_steps: checkpoints fall on rollout boundaries
     hyperparameters=AlgorithmConfig(n_steps=N_STEPS, batch_size=64, n_epochs=2),
+    n_envs=1,
 )
 STARTUP_LIMIT_S = 300  # only a guard against waiting forever on a broken child process
 

@@ -74,18 +74,19 @@ class TrainingConfig:
 
 
 # What learns on our markets (measured on simulated sessions: README "Does it learn?").
-# Two changes to the plan matter. (1) Eight envs in one process: each update sees ~16
+# Three changes to the plan matter. (1) Eight envs in one process: each update sees ~16
 # episodes instead of ~2, and the batched forward pass makes it ~3x faster per timestep.
 # (2) A start near always-HOLD with exits rarer than entries: from SB3's uniform start a
 # random buy on an illiquid market costs dollars at once and the policy unlearns buying
 # everywhere before it has held a position long enough (tens of steps) to see what the
 # book's signal pays; flat, the SELL actions do nothing, so their share of the start
-# would otherwise close every new position within a few steps.
+# would otherwise close every new position within a few steps. (3) No entropy bonus: it
+# only spreads probability over those free SELLs, which then close new positions again
+# (with ent_coef 0.01 the same run ended never trading).
 _LEARNING = AlgorithmConfig(
     n_steps=512,
     batch_size=256,
     gamma=0.995,
-    ent_coef=0.01,
     initial_action_probabilities=(0.95, 0.021, 0.004, 0.021, 0.004),
 )
 PROFILES: dict[str, TrainingConfig] = {
@@ -93,9 +94,9 @@ PROFILES: dict[str, TrainingConfig] = {
     "default": TrainingConfig(
         hyperparameters=_LEARNING,
         n_envs=8,
-        phase1_timesteps=204_800,  # 50 rollouts of 8 envs x 512 steps
-        phase2_timesteps=204_800,
-        phase3_timesteps=204_800,
+        phase1_timesteps=409_600,  # 100 rollouts of 8 envs x 512 steps
+        phase2_timesteps=409_600,
+        phase3_timesteps=409_600,
         checkpoint_every=40_960,
     ),
     "demo": TrainingConfig(

@@ -74,8 +74,8 @@ class TrainingConfig:
 
 
 # What learns on our markets (measured on simulated sessions: README "Does it learn?").
-# Three changes to the plan matter. (1) Eight envs in one process: each update sees ~16
-# episodes instead of ~2, and the batched forward pass makes it ~3x faster per timestep.
+# Three changes to the plan matter. (1) Eight envs in one process: each rollout mixes
+# eight episode streams, and the batched forward pass makes it ~3x faster per timestep.
 # (2) A start near always-HOLD with exits rarer than entries: from SB3's uniform start a
 # random buy on an illiquid market costs dollars at once and the policy unlearns buying
 # everywhere before it has held a position long enough (tens of steps) to see what the

@@ -49,25 +49,16 @@ def run_honesty_check(run: HonestyRun, root: Path) -> dict[str, dict]:
     options = ["--profile", run.profile, "--holdout-fraction", str(run.holdout_fraction)]
     if run.timesteps_per_phase:
         options += ["--timesteps", str(run.timesteps_per_phase)]
-    children = {
-        name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kalshi_pipeline.cli",
-                "train",
-                "--store",
-                str(root / name / "store"),
-                "--out",
-                str(root / name / "run"),
-                *options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+
+    def train(name: str) -> subprocess.Popen:
+        store, out = root / name / "store", root / name / "run"
+        command = [sys.executable, "-m", "kalshi_pipeline.cli", "train", "--store", str(store)]
+        return subprocess.Popen(
+            [*command, "--out", str(out), *options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        for name in STORES
-    }
+
+    children = {name: train(name) for name in STORES}
     failures = []
     for name, child in children.items():
         _, err = child.communicate()

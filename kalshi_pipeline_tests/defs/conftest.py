@@ -30,9 +30,9 @@ SMALL = SimulatorConfig(markets=MARKETS)
 # Every market of a session this size has far fewer than the 50 steps training needs.
 TOO_SHORT = SimulatorConfig(markets=4, median_events_per_market=8, events_sigma=0.2)
 
-# The demo profile collects PPO rollouts of n_steps; one rollout per phase is the least
-# that trains (a multiple of n_steps, so the model's timestep count is exactly this).
-TINY_TIMESTEPS = PROFILES["demo"].hyperparameters.n_steps * PROFILES["demo"].n_envs  # a rollout
+# The demo profile collects PPO rollouts of n_steps on each of n_envs envs; one rollout per
+# phase is the least that trains (so the model's timestep count is exactly this).
+TINY_TIMESTEPS = PROFILES["demo"].hyperparameters.n_steps * PROFILES["demo"].n_envs
 TRAINING_ASSETS = ("phase1_model", "phase2_model", "phase3_model", "evaluation_report")
 TINY_TRAINING = dg.RunConfig(
     ops={

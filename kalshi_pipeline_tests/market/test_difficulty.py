@@ -21,7 +21,12 @@ from kalshi_pipeline.market.difficulty import (
     exclusion_reasons,
     score_views,
 )
-from kalshi_pipeline.market.views import build_market_views, view_descriptions, write_views
+from kalshi_pipeline.market.views import (
+    STATISTICS,
+    build_market_views,
+    view_descriptions,
+    write_views,
+)
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session, ticker_pool
 
 
@@ -224,15 +229,7 @@ def test_rows_carry_the_views_statistics(simulated_descriptions):
 
     for row in rows:
         view = by_key[row["session_id"], row["market_ticker"]]
-        for name in (
-            "length",
-            "avg_spread",
-            "volatility_score",
-            "market_coverage",
-            "data_quality_score",
-            "activity_bursts",
-            "quiet_periods",
-        ):
+        for name in ("length", *STATISTICS):
             assert row[name] == view[name], name
 
 

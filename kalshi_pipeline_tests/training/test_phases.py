@@ -167,7 +167,7 @@ def test_a2c_can_be_chosen_instead_of_ppo(views, difficulties, tmp_path):
     assert read_lineage(result.model_path)["algorithm"] == "a2c"
 
 
-def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(views, tmp_path):
+def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(views):
     config = replace(CONFIG, n_envs=4)
     sampler = lambda: BalancedSampler(len(views))  # noqa: E731
 

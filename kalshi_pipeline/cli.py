@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument(
         "--median-events",
         type=float,
-        default=60.0,
-        help="median events per market (activity is log-normal around it)",
+        default=SimulatorConfig.median_events_per_market,
+        help="median events per market (activity is log-normal around it; about 2.5 "
+        "events make one book change, one view step)",
     )
     gen.add_argument(
         "--no-signal", action="store_true", help="the control: book imbalance predicts nothing"

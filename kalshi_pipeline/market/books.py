@@ -89,6 +89,19 @@ class SessionBooks:
             if f.name not in ("session_id", "tickers", "market_offsets", "report")
         }
 
+    def take(self, rows: np.ndarray) -> SessionBooks:
+        """The books at ``rows`` only (sorted row indices; every market keeps its place,
+        ``report`` is shared as it is)."""
+        kept = np.zeros(len(self) + 1, dtype=np.int64)
+        kept[1:] = np.bincount(rows, minlength=len(self)).cumsum()
+        return SessionBooks(
+            session_id=self.session_id,
+            tickers=list(self.tickers),
+            market_offsets=kept[self.market_offsets],
+            report=self.report,
+            **{name: values[rows] for name, values in self.columns().items()},
+        )
+
     def to_arrow(self) -> pa.Table:
         """One row per event, with ``market_ticker`` and depth as fixed-size lists."""
         counts = np.diff(self.market_offsets)

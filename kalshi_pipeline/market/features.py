@@ -1,9 +1,11 @@
 """The 36 data-only features of the observation: 26 market + 10 temporal, computed once.
 
 :func:`compute_features` turns a session's reconstructed books into a float32 matrix with
-one row per event (the rows of :class:`~kalshi_pipeline.market.books.SessionBooks`, all
-markets at once), using whole-column operations only. Every row depends only on its own
-market's events up to and including that row: no value looks ahead, not even at the
+one row per row of :class:`~kalshi_pipeline.market.books.SessionBooks` (all markets at
+once), using whole-column operations only. Views pass the books at their time steps
+(:func:`kalshi_pipeline.market.views.time_steps`), so "event" and "step" below mean such a
+row: activity counts book changes, not the deltas they arrived as. Every row depends only
+on its own market's rows up to and including it: no value looks ahead, not even at the
 session's end; time gaps, activity and momentum are the market's own.
 
 Notation: prices in cents. ``yb`` best YES bid (0 if none), ``nb`` best NO bid,
@@ -70,7 +72,7 @@ import numpy as np
 from kalshi_pipeline.market.books import SessionBooks
 
 FEATURE_LAYOUT = "kalshi-market-agnostic-36"
-FEATURE_LAYOUT_VERSION = 1
+FEATURE_LAYOUT_VERSION = 2  # 2: rows are time steps (views merge a millisecond's events)
 MARKET_FEATURES = (
     "yes_bid", "yes_ask", "spread", "relative_spread", "spread_regime", "mid", "microprice",
     "micro_edge", "top_imbalance", "depth_imbalance", "volume_imbalance", "log_yes_bid_size",

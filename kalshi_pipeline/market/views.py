@@ -1,14 +1,23 @@
 """MarketSessionView: one market within one session, one training episode.
 
 :func:`build_market_views` cleans a raw session, reconstructs every market's book after
-every event (:mod:`.books`), computes the 36 data-only features once (:mod:`.features`)
-and cuts the session's columns into one :class:`MarketSessionView` per accepted market.
+every event (:mod:`.books`), keeps the books at each market's time steps, computes the 36
+data-only features once on them (:mod:`.features`) and cuts the session's columns into
+one :class:`MarketSessionView` per accepted market.
 Everything is columnar; a session is processed as a whole and nothing outside it is held.
 
-A view's steps are the market's events in sequence order: the book changed at each one
-(several may share a millisecond; none is merged or lost). Per step it carries the top of
-both bid books with the derived asks, the prices and sizes of the top ``K`` levels of each
-side (what an order can walk), and the feature matrix.
+A view's steps are the market's *time steps*: the milliseconds at which its book changed,
+in order, each holding the book after the last event of that millisecond
+(:func:`time_steps`). One book change on Kalshi arrives as several deltas sharing a
+millisecond (a level cleared, another set); the half-applied books between them never
+existed for anyone to trade on, so they are not steps: an agent acts once per book change,
+and features such as momentum and activity count book changes, not deltas. Nothing is
+lost: each step's ``sequence_numbers`` entry is the last event it includes, and every
+event still goes through reconstruction and cleaning. Only consecutive events of a market
+with the same receive time merge (an event whose time went backwards is a step of its
+own), so a step never includes an event that arrived after the next step began. Per
+step a view carries the top of both bid books with the derived asks, the prices and sizes
+of the top ``K`` levels of each side (what an order can walk), and the feature matrix.
 
 Statistics (computed over the whole view; they describe the episode and never enter an
 observation):
@@ -17,13 +26,13 @@ observation):
   (100 when there are none).
 * ``volatility_score``: standard deviation of the per-step mid change in cents over
   two-sided steps (0 with fewer than two).
-* ``market_coverage``: the share of the session's time steps (events of all its
-  markets) that fall within this market's first and last event.
+* ``market_coverage``: the share of the session's time steps (those of all its
+  markets) that fall within this market's first and last step.
 * ``data_quality_score``: ``T / (T + defects of this market)`` times the share of the
   session-wide sequence that arrived; 1.0 for clean data. Defects are the repairs that
   mean the market's own data was wrong (``cleaning.DEFECTS``: dropped bad events and
   crossed steps); sorting rows, dropping exact copies and ignoring stored asks are not.
-* ``activity_bursts``: runs of at least ``burst_min_events`` events each within
+* ``activity_bursts``: runs of at least ``burst_min_events`` steps each within
   ``burst_gap_ms`` of the previous one; ``quiet_periods``: gaps longer than
   ``quiet_gap_ms``.
 
@@ -182,6 +191,7 @@ def views_from_books(
     """Cut reconstructed books into views (the part of :func:`build_market_views` after
     reconstruction)."""
     config = config or ViewConfig()
+    books = time_steps(books)
     features = compute_features(books)
     ts = clamped_times(books)
     yes_bid, yes_ask = quotes(books)
@@ -225,6 +235,16 @@ def views_from_books(
             )
         )
     return views
+
+
+def time_steps(books: SessionBooks) -> SessionBooks:
+    """The books at each market's time steps: the last of each run of its events that
+    share a receive time."""
+    ts = books.timestamp_ms
+    last = np.ones(len(books), dtype=bool)
+    last[:-1] = ts[1:] != ts[:-1]
+    last[books.market_offsets[1:] - 1] = True  # a market's last event ends its step
+    return books.take(np.flatnonzero(last))
 
 
 def _previous_row(books: SessionBooks) -> np.ndarray:

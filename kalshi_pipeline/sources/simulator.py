@@ -11,8 +11,10 @@ What a simulated session looks like
   0.2-0.9 cents, so spreads of 1-3 cents, eight displayed levels, sizes around 200) and
   the rest *illiquid* (spreads of 20-60 cents, three levels, sizes around 20).
 * Markets open and close inside the session (half of them cover all of it), so
-  ``market_coverage`` varies. Each market's activity is log-normal: with the default
-  ``median_events_per_market=60`` views run from about 10 to a few thousand steps.
+  ``market_coverage`` varies. Each market's activity is log-normal: the default
+  ``median_events_per_market=160`` is about 64 book changes, and as a view has one step
+  per book change (per millisecond with events), views run from about 10 to several
+  hundred steps with a median near 60.
 * Updates come in bursts and quiet periods (a two-state regime on inter-arrival times);
   all the deltas one book change causes share a millisecond, and the session-wide
   sequence number orders them.
@@ -77,7 +79,7 @@ class SimulatorConfig:
     """Knobs of the simulator; defaults give DESIGN.md section 7's shape of session."""
 
     markets: int = 40
-    median_events_per_market: float = 60.0
+    median_events_per_market: float = 160.0
     events_sigma: float = 1.0
     liquid_fraction: float = 0.2
     session_minutes: float = 120.0

@@ -19,6 +19,7 @@ from kalshi_pipeline.market.books import TOP_LEVELS, reconstruct_books
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,
+    FEATURE_NAMES,
     NUM_FEATURES,
 )
 from kalshi_pipeline.market.views import (
@@ -78,22 +79,45 @@ def test_one_view_per_accepted_market_sorted_by_ticker():
     assert list(reconstruct_books(session).report.rejected) == ["MKT-C"]
     assert [v.market_ticker for v in views] == ["MKT-A", "MKT-B"]
     assert all(v.session_id == 12 for v in views)
-    assert [len(v) for v in views] == [5, 2]
+    assert [len(v) for v in views] == [3, 2]
     assert [v.key for v in views] == ["12/MKT-A", "12/MKT-B"]
 
 
-def test_view_steps_are_the_markets_events_in_sequence_order():
+def test_view_steps_are_the_markets_milliseconds_with_the_book_after_the_last_event():
     a = views_by_ticker(make_session(*SHAPE_ROWS))["MKT-A"]
 
-    np.testing.assert_array_equal(a.sequence_numbers, [2, 5, 6, 7, 9])
-    # The three events of one millisecond are three steps, none merged.
-    np.testing.assert_array_equal(a.timestamps_ms - T0_MS, [2, 100, 100, 100, 200])
+    # The three events of one millisecond (seq 5, 6, 7) are one step: the book after seq 7.
+    np.testing.assert_array_equal(a.sequence_numbers, [2, 7, 9])
+    np.testing.assert_array_equal(a.timestamps_ms - T0_MS, [2, 100, 200])
     assert (a.start_ms, a.end_ms) == (T0_MS + 2, T0_MS + 200)
-    #                       snapshot  +41 YES  +56 NO  -41 YES  -56 NO
-    np.testing.assert_array_equal(a.best_yes_bid, [40, 41, 41, 40, 40])
-    np.testing.assert_array_equal(a.best_no_bid, [55, 55, 56, 56, 55])
-    np.testing.assert_array_equal(a.best_yes_ask, [45, 45, 44, 44, 45])  # 100 - NO bid
-    np.testing.assert_array_equal(a.best_no_ask, [60, 59, 59, 60, 60])  # 100 - YES bid
+    #               snapshot  +41 YES +56 NO -41 YES  -56 NO
+    np.testing.assert_array_equal(a.best_yes_bid, [40, 40, 40])
+    np.testing.assert_array_equal(a.best_no_bid, [55, 56, 55])
+    np.testing.assert_array_equal(a.best_yes_ask, [45, 44, 45])  # 100 - NO bid
+    np.testing.assert_array_equal(a.best_no_ask, [60, 60, 60])  # 100 - YES bid
+
+
+def test_temporal_features_count_steps_not_events():
+    a = views_by_ticker(make_session(*SHAPE_ROWS))["MKT-A"]
+    log_gap, activity = FEATURE_NAMES.index("log_gap"), FEATURE_NAMES.index("activity_10s")
+
+    # At T0 + 100 the market has had two steps (T0 + 2 and T0 + 100), not four events,
+    # and the gap is the one since the previous step.
+    assert a.features[1, activity] == pytest.approx(math.log1p(2) / 5)
+    assert a.features[1, log_gap] == pytest.approx(math.log1p(98) / 15)
+    assert a.features[2, activity] == pytest.approx(math.log1p(3) / 5)
+
+
+def test_an_event_whose_time_goes_backwards_is_a_step_of_its_own():
+    rows = (
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}, ts=T0_MS + 100),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 90),
+        delta("MKT-A", seq=3, side="yes", price=42, new_size=3, ts=T0_MS + 100),
+    )
+    (a,) = build_market_views(make_session(*rows))
+
+    np.testing.assert_array_equal(a.sequence_numbers, [1, 2, 3])
+    np.testing.assert_array_equal(a.best_yes_bid, [40, 41, 42])
 
 
 def test_view_fields_have_the_contracts_dtypes_and_shapes():
@@ -134,14 +158,14 @@ def test_an_empty_side_reads_zero_and_so_does_its_derived_ask():
 def test_view_carries_the_top_levels_prices_and_sizes_best_first():
     a = views_by_ticker(make_session(*SHAPE_ROWS))["MKT-A"]
 
-    # Step 1 (seq 5): YES bids 41 x3, 40 x10, 38 x5; NO bids 55 x7.
-    np.testing.assert_array_equal(a.yes_bid_prices[1], [41, 40, 38, 0, 0])
-    np.testing.assert_array_equal(a.yes_bid_sizes[1], [3, 10, 5, 0, 0])
-    np.testing.assert_array_equal(a.no_bid_prices[1], [55, 0, 0, 0, 0])
-    np.testing.assert_array_equal(a.no_bid_sizes[1], [7, 0, 0, 0, 0])
-    # Step 2 (seq 6): NO bids 56 x1, 55 x7.
-    np.testing.assert_array_equal(a.no_bid_prices[2], [56, 55, 0, 0, 0])
-    np.testing.assert_array_equal(a.no_bid_sizes[2], [1, 7, 0, 0, 0])
+    # Step 1 (after seq 7): YES bids 40 x10, 38 x5; NO bids 56 x1, 55 x7.
+    np.testing.assert_array_equal(a.yes_bid_prices[1], [40, 38, 0, 0, 0])
+    np.testing.assert_array_equal(a.yes_bid_sizes[1], [10, 5, 0, 0, 0])
+    np.testing.assert_array_equal(a.no_bid_prices[1], [56, 55, 0, 0, 0])
+    np.testing.assert_array_equal(a.no_bid_sizes[1], [1, 7, 0, 0, 0])
+    # Step 2 (seq 9): NO bids 55 x7.
+    np.testing.assert_array_equal(a.no_bid_prices[2], [55, 0, 0, 0, 0])
+    np.testing.assert_array_equal(a.no_bid_sizes[2], [7, 0, 0, 0, 0])
     # The best level is the first column.
     np.testing.assert_array_equal(a.yes_bid_prices[:, 0], a.best_yes_bid)
     np.testing.assert_array_equal(a.no_bid_prices[:, 0], a.best_no_bid)
@@ -150,9 +174,9 @@ def test_view_carries_the_top_levels_prices_and_sizes_best_first():
 def test_view_config_sets_the_number_of_levels():
     a = views_by_ticker(make_session(*SHAPE_ROWS), ViewConfig(top_levels=2))["MKT-A"]
 
-    assert a.yes_bid_prices.shape == a.yes_bid_sizes.shape == (5, 2)
-    np.testing.assert_array_equal(a.yes_bid_prices[1], [41, 40])
-    np.testing.assert_array_equal(a.no_bid_sizes[2], [1, 7])
+    assert a.yes_bid_prices.shape == a.yes_bid_sizes.shape == (3, 2)
+    np.testing.assert_array_equal(a.yes_bid_prices[1], [40, 38])
+    np.testing.assert_array_equal(a.no_bid_sizes[1], [1, 7])
 
 
 def test_describe_is_the_small_summary():
@@ -161,7 +185,7 @@ def test_describe_is_the_small_summary():
     assert a.describe() == {
         "session_id": 4,
         "market_ticker": "MKT-A",
-        "length": 5,
+        "length": 3,
         "start_ms": T0_MS + 2,
         "end_ms": T0_MS + 200,
         "feature_layout": FEATURE_LAYOUT,
@@ -540,7 +564,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path
 
 
 # -- scale and determinism -----------------------------------------------------------------
-def test_every_reconstructed_event_is_a_step_of_exactly_one_view():
+def test_every_reconstructed_event_is_in_exactly_one_step_of_one_view():
     raw = simulate_session(
         4, seed=21, config=SimulatorConfig(markets=60, median_events_per_market=200)
     )
@@ -548,15 +572,26 @@ def test_every_reconstructed_event_is_a_step_of_exactly_one_view():
     books = reconstruct_books(raw)
 
     assert len(views) == 60
-    assert sum(len(v) for v in views) == len(books)
     # The simulator's data is clean: every raw event is reconstructed.
     assert len(books) == raw.snapshots.num_rows + raw.deltas.num_rows
+    assert sum(len(v) for v in views) < len(books) / 2  # a book change is several events
+    covered = []
     for view in views:
-        np.testing.assert_array_equal(
-            view.sequence_numbers, books.sequence_number[books.market_rows(view.market_ticker)]
-        )
-    # The sequence numbers of all views together are the session's, each once.
-    all_sequences = np.sort(np.concatenate([v.sequence_numbers for v in views]))
+        rows = books.market_rows(view.market_ticker)
+        sequences, times = books.sequence_number[rows], books.timestamp_ms[rows]
+        ends = np.searchsorted(sequences, view.sequence_numbers)
+        np.testing.assert_array_equal(sequences[ends], view.sequence_numbers)
+        assert ends[-1] == len(sequences) - 1, view.market_ticker
+        # Each step is the run of events up to its last one, all of its millisecond, and
+        # the next event starts a new millisecond.
+        step_of_event = np.searchsorted(ends, np.arange(len(sequences)))
+        np.testing.assert_array_equal(times, view.timestamps_ms[step_of_event])
+        assert (times[ends[:-1] + 1] != times[ends[:-1]]).all(), view.market_ticker
+        np.testing.assert_array_equal(view.best_yes_bid, books.best_yes_bid[rows][ends])
+        np.testing.assert_array_equal(view.no_bid_sizes, books.no_bid_depth[rows][ends])
+        covered.append(sequences)
+    # The events of all views together are the session's, each once.
+    all_sequences = np.sort(np.concatenate(covered))
     raw_sequences = np.sort(
         np.concatenate(
             [

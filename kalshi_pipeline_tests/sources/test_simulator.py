@@ -10,6 +10,7 @@ import pytest
 
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.features import kalshi_taker_fee_cents as fee
+from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, _fair_path, simulate_session
 
 
@@ -81,12 +82,11 @@ def test_markets_are_mostly_illiquid_with_a_liquid_minority(books):
     assert 0.05 <= tight <= 0.35
 
 
-def test_episode_lengths_coverage_and_bursts_vary_like_real_sessions(books):
-    lengths = np.array(
-        [len(range(*b.market_rows(t).indices(len(b)))) for b in books for t in b.tickers]
-    )
-    assert lengths.min() < 25 and lengths.max() > 400
-    assert 30 <= np.median(lengths) <= 150
+def test_episode_lengths_coverage_and_bursts_vary_like_real_sessions(sessions, books):
+    # DESIGN section 7: real views run from about 20 to 2,500 steps, median near 60.
+    lengths = np.array([len(v) for s in sessions for v in build_market_views(s)])
+    assert lengths.min() < 20 and lengths.max() > 250
+    assert 45 <= np.median(lengths) <= 80
 
     coverage, gap_dispersion, same_ms = [], [], 0
     for b in books:

@@ -35,7 +35,7 @@ def difficulty_scores(
     descriptions = [d for p in paths for d in view_descriptions(p)]
     table = score_views(descriptions, config.to_filter_config())
     # One file per run: a scheduled retrain and a sensor's retrain may overlap.
-    out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run_id}.parquet"
+    out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run.run_id}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     passing = sum(table.column("passes_filters").to_pylist())
@@ -107,7 +107,7 @@ def _train(
     views, difficulties, _ = _load_split_views(pipeline, split["train"])
     if not views:
         raise ValueError("no training view passes the filters: nothing to train on")
-    out = pipeline.artifacts / "models" / f"run-{context.run_id}"
+    out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
     result = train_phase(
         phase, views, difficulties, settings.to_training_config(), out,
         Path(parent) if parent else None,
@@ -175,7 +175,7 @@ def evaluation_report(
     train, _, difficulty = _load_split_views(pipeline, train_holdout_split["train"])
     holdout, _, holdout_difficulty = _load_split_views(pipeline, train_holdout_split["holdout"])
     model = Path(phase3_model)
-    out = pipeline.artifacts / "reports" / f"run-{context.run_id}"
+    out = pipeline.artifacts / "reports" / f"run-{context.run.run_id}"
     progress = [model.parent.parent / f"phase{p}" / "progress.csv" for p in (1, 2, 3)]
     report = evaluate_model(
         model, config.to_training_config(), train, holdout,

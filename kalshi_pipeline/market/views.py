@@ -28,10 +28,11 @@ observation):
   two-sided steps (0 with fewer than two).
 * ``market_coverage``: the share of the session's time steps (those of all its
   markets) that fall within this market's first and last step.
-* ``data_quality_score``: ``T / (T + defects of this market)`` times the share of the
-  session-wide sequence that arrived; 1.0 for clean data. Defects are the repairs that
-  mean the market's own data was wrong (``cleaning.DEFECTS``: dropped bad events and
-  crossed steps); sorting rows, dropping exact copies and ignoring stored asks are not.
+* ``data_quality_score``: ``T / (T + defects of this market)`` (``T`` steps, defects
+  counted per event) times the share of the session-wide sequence that arrived; 1.0 for
+  clean data. Defects are the repairs that mean the market's own data was wrong
+  (``cleaning.DEFECTS``: dropped bad events and events after which the book crossed);
+  sorting rows, dropping exact copies and ignoring stored asks are not.
 * ``activity_bursts``: runs of at least ``burst_min_events`` steps each within
   ``burst_gap_ms`` of the previous one; ``quiet_periods``: gaps longer than
   ``quiet_gap_ms``.

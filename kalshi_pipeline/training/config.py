@@ -82,7 +82,8 @@ class TrainingConfig:
 # book's signal pays; flat, the SELL actions do nothing, so their share of the start
 # would otherwise close every new position within a few steps. (3) No entropy bonus: it
 # only spreads probability over those free SELLs, which then close new positions again
-# (with ent_coef 0.01 the same run ended never trading).
+# (with ent_coef 0.01 the same run ended never trading). gae_lambda stays the plan's
+# 0.95: 0.99 rescued runs that tie HOLD but then traded the no-signal control at a loss.
 _LEARNING = AlgorithmConfig(
     n_steps=512,
     batch_size=256,

@@ -92,12 +92,10 @@ class SessionBooks:
     def take(self, rows: np.ndarray) -> SessionBooks:
         """The books at ``rows`` only (sorted row indices; every market keeps its place,
         ``report`` is shared as it is)."""
-        kept = np.zeros(len(self) + 1, dtype=np.int64)
-        kept[1:] = np.bincount(rows, minlength=len(self)).cumsum()
         return SessionBooks(
             session_id=self.session_id,
             tickers=list(self.tickers),
-            market_offsets=kept[self.market_offsets],
+            market_offsets=np.searchsorted(rows, self.market_offsets).astype(np.int64),
             report=self.report,
             **{name: values[rows] for name, values in self.columns().items()},
         )

@@ -6,7 +6,11 @@ and ``load_session(session_id)`` returning a :class:`RawSession`.
 
 from typing import Protocol
 
-from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
+from kalshi_pipeline.sources.parquet_store import (
+    ParquetSessionStore,
+    SessionExists,
+    StoreCorrupt,
+)
 from kalshi_pipeline.sources.postgres import PostgresSessionSource
 from kalshi_pipeline.sources.raw import RawSession, SessionInfo, SessionNotComplete
 
@@ -21,7 +25,9 @@ __all__ = [
     "ParquetSessionStore",
     "PostgresSessionSource",
     "RawSession",
+    "SessionExists",
     "SessionInfo",
     "SessionNotComplete",
     "SessionSource",
+    "StoreCorrupt",
 ]

@@ -3,25 +3,58 @@
 Layout under the store's root::
 
     catalog.json                      one entry per session (SessionInfo), sorted by id
+    .lock                             locked (flock) by every write
     session-<id>/metadata.json        that session's SessionInfo
-    session-<id>/snapshots.parquet    SNAPSHOT_SCHEMA
-    session-<id>/deltas.parquet       DELTA_SCHEMA
+    session-<id>/snapshots.parquet    SNAPSHOT_SCHEMA, with Parquet page checksums
+    session-<id>/deltas.parquet       DELTA_SCHEMA, with Parquet page checksums
+    session-<id>/digests.json         the SHA-256 of each of the three files above
 
-Writes are atomic: a session is written into a hidden temporary directory and renamed into
-place, and the catalog is replaced with ``os.replace``; a session becomes visible only
-once it is in the catalog, so a crash never leaves a half-written session visible.
-Overwriting a session swaps the new directory in (the old one is moved aside first, then
-deleted). Writing the same session twice gives byte-identical files. The store assumes a
-single writer at a time; readers may run concurrently.
+The store never loses a session and never returns one silently changed:
+
+- **A stored session is never overwritten.** ``write_session`` of a session already
+  stored does nothing if the content (info and both tables) is the same, and raises
+  :class:`SessionExists` if it differs. ``write_session(..., replace=True)`` swaps the new
+  version in instead; it is only for derived copies that can be made again (the
+  pipeline's own normalised copy of an ingested session), never for the store of record.
+- **Writes are atomic and one at a time.** A write holds an exclusive ``flock`` on
+  ``.lock`` from staging to catalog update, so writers in other processes never lose each
+  other's catalog entries. A session is written into a hidden ``.tmp-*`` directory and
+  renamed into place; a replaced version is first moved aside to ``.old-*`` and deleted
+  once the catalog describes the new one; the catalog is replaced through a
+  ``.catalog.json.*`` temporary and ``os.replace``. A writer killed mid-write leaves
+  only such hidden leftovers, which the next writer clears with the lock held (so never
+  a live writer's): staging is deleted, a moved-aside version whose replacement never
+  arrived is put back, and a session renamed into place before its catalog entry was
+  written gets its entry. Writing the same session into two stores gives byte-identical
+  files.
+- **The catalog can always be rebuilt** from the session directories
+  (:meth:`ParquetSessionStore.rebuild_catalog`); the store does so itself when
+  ``catalog.json`` is missing but sessions exist. A catalog that cannot be parsed or has
+  the wrong shape raises :class:`StoreCorrupt` naming the file; it never reads as empty.
+- **Corruption is detected on load.** ``digests.json`` lives beside the files it
+  describes, so it survives a lost catalog, and ``load_session`` checks every file
+  against it (a change to ``digests.json`` itself shows as a mismatch or as unreadable).
+  A mismatch raises :class:`StoreCorrupt` naming the session and the file. Sessions
+  written before digests existed have no ``digests.json``: they still load, unverified,
+  so that existing stores keep working; write them into a new store to get digests.
+
+Readers take no lock: they read a session's files through one descriptor of its
+directory, so they see one version whole even while a writer swaps another in; only if
+the directory moves under them do they wait for the writer's lock and read again.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,7 +68,21 @@ from kalshi_pipeline.sources.raw import (
 )
 
 CATALOG = "catalog.json"
-_PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True}
+LOCK = ".lock"
+METADATA, SNAPSHOTS, DELTAS = "metadata.json", "snapshots.parquet", "deltas.parquet"
+DIGESTS = "digests.json"
+SESSION_FILES = (METADATA, SNAPSHOTS, DELTAS)  # the files digests.json covers
+_PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True, "write_page_checksum": True}
+
+T = TypeVar("T")
+
+
+class SessionExists(FileExistsError):
+    """A different version of this session is already stored; the store never overwrites it."""
+
+
+class StoreCorrupt(ValueError):
+    """A store file that is missing, unreadable, or not what was written."""
 
 
 class ParquetSessionStore:
@@ -50,88 +97,342 @@ class ParquetSessionStore:
     # -- reading -----------------------------------------------------------------------
     def list_sessions(self) -> list[SessionInfo]:
         """Every session in the catalog, active ones included (check ``is_complete``)."""
-        return [SessionInfo.from_json_dict(entry) for entry in self._read_catalog()]
+        return [SessionInfo.from_json_dict(entry) for entry in self._catalog().values()]
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
-        """The raw session; a session still recording raises :class:`SessionNotComplete`."""
-        info = self._info(session_id)
-        if not info.is_complete and not allow_incomplete:
+        """The raw session, verified; one still recording raises :class:`SessionNotComplete`."""
+        if session_id not in self._catalog():
+            raise KeyError(f"session {session_id} is not in the store at {self.path}")
+        session = self._load(session_id)
+        if not session.info.is_complete and not allow_incomplete:
             raise SessionNotComplete(
-                f"session {session_id} is still {info.status} (no end time): not ingested"
+                f"session {session_id} is still {session.info.status} (no end time): not ingested"
             )
-        directory = self._session_dir(session_id)
-        snapshots = pq.read_table(directory / "snapshots.parquet", schema=SNAPSHOT_SCHEMA)
-        deltas = pq.read_table(directory / "deltas.parquet", schema=DELTA_SCHEMA)
-        return RawSession(info, snapshots.combine_chunks(), deltas.combine_chunks())
+        return session
 
     # -- writing -----------------------------------------------------------------------
-    def write_session(self, session: RawSession) -> Path:
-        """Write (or replace) one session atomically and add it to the catalog."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def write_session(self, session: RawSession, *, replace: bool = False) -> Path:
+        """Store one session atomically and add it to the catalog; returns its directory.
+
+        A session already stored with the same content is left untouched; with different
+        content it raises :class:`SessionExists`, unless ``replace=True`` (derived copies
+        only, see the module docstring).
+        """
         session_id = session.session_id
         final = self._session_dir(session_id)
-        staging = self.path / f".tmp-{session_id}-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            _write_json(staging / "metadata.json", session.info.to_json_dict())
-            _write_parquet(session.snapshots, staging / "snapshots.parquet")
-            _write_parquet(session.deltas, staging / "deltas.parquet")
-            _fsync_dir(staging)
+        with self._lock():
+            catalog = self._synced_catalog()
+            retired = None
             if final.exists():
+                if self._holds(session, replace=replace):
+                    return final
+                if not replace:
+                    raise SessionExists(
+                        f"session {session_id} is already stored at {final} with different "
+                        "content; nothing was written. A store never overwrites a session: "
+                        "write this one under a new session id, or, if the stored copy is "
+                        f"known to be wrong, move {final} out of the store first."
+                    )
                 retired = self.path / f".old-{session_id}-{uuid.uuid4().hex}"
-                final.rename(retired)
-                try:
+            staging = self.path / f".tmp-{session_id}-{uuid.uuid4().hex}"
+            try:
+                _write_session_files(session, staging)
+                if retired is not None:
+                    final.rename(retired)
+                    try:
+                        staging.rename(final)
+                    except BaseException:
+                        retired.rename(final)  # the catalog still describes this version
+                        raise
+                else:
                     staging.rename(final)
-                except BaseException:
-                    # The catalog still lists this session: put the previous version back.
-                    retired.rename(final)
-                    raise
-                # The new version is in place; failing to delete the old copy must not
-                # abort the write before the catalog is updated.
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            catalog[session_id] = session.info.to_json_dict()
+            self._write_catalog(catalog)
+            if retired is not None:
+                # The new version is in place and catalogued: a failure here loses nothing,
+                # and what it leaves is cleared by the next write.
                 shutil.rmtree(retired, ignore_errors=True)
-            else:
-                staging.rename(final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        catalog = {entry["session_id"]: entry for entry in self._read_catalog()}
-        catalog[session_id] = session.info.to_json_dict()
-        _write_json(self.path / CATALOG, [catalog[key] for key in sorted(catalog)])
         return final
+
+    def rebuild_catalog(self) -> list[SessionInfo]:
+        """Write catalog.json afresh from the session directories (each verified)."""
+        with self._lock():
+            catalog = self._synced_catalog(rebuild=True)
+        return [SessionInfo.from_json_dict(entry) for entry in catalog.values()]
 
     # -- internals ---------------------------------------------------------------------
     def _session_dir(self, session_id: int) -> Path:
         return self.path / f"session-{int(session_id)}"
 
-    def _read_catalog(self) -> list[dict]:
-        try:
-            return json.loads((self.path / CATALOG).read_text())
-        except FileNotFoundError:
+    def _session_ids_on_disk(self) -> list[int]:
+        if not self.path.is_dir():
             return []
+        names = (p.name.removeprefix("session-") for p in self.path.glob("session-*"))
+        return sorted(int(name) for name in names if name.isdigit())
 
-    def _info(self, session_id: int) -> SessionInfo:
-        for entry in self._read_catalog():
-            if entry["session_id"] == session_id:
-                return SessionInfo.from_json_dict(entry)
-        raise KeyError(f"session {session_id} is not in the store at {self.path}")
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold the store's write lock (the kernel releases it if the process dies)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / LOCK, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def _catalog(self) -> dict[int, dict]:
+        """The catalog by session id; rebuilt if missing while session directories exist."""
+        catalog = self._read_catalog()
+        if catalog is None and self._session_ids_on_disk():
+            with self._lock():
+                catalog = self._synced_catalog()
+        return catalog or {}
+
+    def _read_catalog(self) -> dict[int, dict] | None:
+        """catalog.json by session id, None if there is none."""
+        path = self.path / CATALOG
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        hint = f" (rebuild it from the session directories: {self!r}.rebuild_catalog())"
+        return _decoded("the catalog", path, _parse_catalog, raw, hint)
+
+    def _write_catalog(self, catalog: dict[int, dict]) -> None:
+        _replace_file(self.path / CATALOG, _json_bytes([catalog[key] for key in sorted(catalog)]))
+
+    def _synced_catalog(self, *, rebuild: bool = False) -> dict[int, dict]:
+        """The catalog made to agree with the session directories; hold the lock to call.
+
+        Clears what killed writers left (module docstring), then takes the entry of each
+        session directory the catalog lacks, or whose replacement was interrupted, from
+        its own verified metadata.json; ``rebuild`` does so for every directory.
+        """
+        interrupted = self._clear_leftovers()
+        catalog = {} if rebuild else (self._read_catalog() or {})
+        before = dict(catalog)
+        for session_id in self._session_ids_on_disk():
+            if session_id not in catalog or session_id in interrupted:
+                files = self._verified_files(session_id, locked=True)
+                info = _decode_info(session_id, self._session_dir(session_id), files[METADATA])
+                catalog[session_id] = info.to_json_dict()
+        if rebuild or catalog != before:
+            self._write_catalog(catalog)
+        return {key: catalog[key] for key in sorted(catalog)}
+
+    def _clear_leftovers(self) -> set[int]:
+        """Remove dead writers' temporaries; the ids whose replacement was interrupted.
+
+        Only called with the lock held: no live writer owns any of these then.
+        """
+        interrupted = set()
+        for retired in self.path.glob(".old-*"):
+            session_id = int(retired.name.split("-")[1])
+            final = self._session_dir(session_id)
+            if final.exists():
+                shutil.rmtree(retired)
+            else:  # killed between its two renames: the previous version stays
+                retired.rename(final)
+            interrupted.add(session_id)
+        for staging in self.path.glob(".tmp-*"):
+            shutil.rmtree(staging)
+        for temporary in self.path.glob(f".{CATALOG}.*"):
+            temporary.unlink()
+        return interrupted
+
+    def _verified_files(self, session_id: int, *, locked: bool = False) -> dict[str, bytes]:
+        """The session's files from one version of its directory, checked against digests."""
+        directory = self._session_dir(session_id)
+        files = _read_directory(directory)
+        if files is None and not locked:
+            # Moved while we read (a writer swapping versions, or one killed mid-swap):
+            # wait for the lock, which also finishes a dead writer's swap, and read again.
+            with self._lock():
+                self._synced_catalog()
+                files = _read_directory(directory)
+        if files is None:
+            raise StoreCorrupt(f"session {session_id}: its directory {directory} is missing")
+        _check_digests(session_id, directory, files)
+        return files
+
+    def _load(self, session_id: int, *, locked: bool = False) -> RawSession:
+        directory = self._session_dir(session_id)
+        files = self._verified_files(session_id, locked=locked)
+        info = _decode_info(session_id, directory, files[METADATA])
+        where = f"session {session_id}"
+        snapshots = _decoded(
+            where, directory / SNAPSHOTS, _table(SNAPSHOT_SCHEMA), files[SNAPSHOTS]
+        )
+        deltas = _decoded(where, directory / DELTAS, _table(DELTA_SCHEMA), files[DELTAS])
+        return RawSession(info, snapshots, deltas)
+
+    def _holds(self, session: RawSession, *, replace: bool) -> bool:
+        """Whether the stored copy of this session has the same content (hold the lock)."""
+        try:
+            stored = self._load(session.session_id, locked=True)
+        except StoreCorrupt:
+            if replace:  # a broken derived copy is simply made again
+                return False
+            raise
+        return (
+            stored.info == session.info
+            and stored.snapshots.equals(session.snapshots)
+            and stored.deltas.equals(session.deltas)
+        )
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    pq.write_table(table, path, **_PARQUET_OPTIONS)
+# -- files -------------------------------------------------------------------------------
+def _write_session_files(session: RawSession, directory: Path) -> None:
+    """The session's files plus digests.json of the bytes meant, not of what reads back."""
+    directory.mkdir()
+    digests = {
+        METADATA: _write_file(directory / METADATA, _json_bytes(session.info.to_json_dict())),
+        SNAPSHOTS: _write_file(directory / SNAPSHOTS, _parquet_bytes(session.snapshots)),
+        DELTAS: _write_file(directory / DELTAS, _parquet_bytes(session.deltas)),
+    }
+    _write_file(directory / DIGESTS, _json_bytes({"sha256": digests}))
 
 
-def _write_json(path: Path, data: object) -> None:
-    """Write JSON through a temporary file and ``os.replace``: readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+def _write_file(path: Path, data: bytes) -> str:
+    """Write and fsync ``data``; returns its SHA-256."""
+    with open(path, "wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write through a temporary file and ``os.replace``: readers see old or new."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    _write_file(tmp, data)
     os.replace(tmp, path)
 
 
-def _fsync_dir(directory: Path) -> None:
-    for child in directory.iterdir():
-        with open(child, "rb") as fh:
-            os.fsync(fh.fileno())
+def _json_bytes(data: object) -> bytes:
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **_PARQUET_OPTIONS)
+    return sink.getvalue().to_pybytes()
+
+
+def _read_directory(directory: Path) -> dict[str, bytes | None] | None:
+    """Every session file (None if absent), or None if the directory moved under us.
+
+    Files are opened relative to one descriptor of the directory, so all come from the
+    same version; a file missing from a version that has since been swapped out means
+    the writer deleted it, not that it was never there.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return None
+    try:
+        files = {name: _read_at(fd, name) for name in (*SESSION_FILES, DIGESTS)}
+        if None in files.values():
+            try:
+                live = os.stat(directory)
+            except FileNotFoundError:
+                return None
+            here = os.fstat(fd)
+            if (live.st_dev, live.st_ino) != (here.st_dev, here.st_ino):
+                return None
+        return files
+    finally:
+        os.close(fd)
+
+
+def _read_at(directory_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY, dir_fd=directory_fd)
+    except FileNotFoundError:
+        return None
+    with open(fd, "rb") as fh:
+        return fh.read()
+
+
+# -- decoding and verifying --------------------------------------------------------------
+def _decoded(
+    where: str, path: Path, decode: Callable[[bytes], T], data: bytes, hint: str = ""
+) -> T:
+    """``decode(data)``, any failure raised as :class:`StoreCorrupt` naming the file."""
+    try:
+        return decode(data)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, pa.ArrowException) as exc:
+        raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}{hint}") from exc
+
+
+def _check_digests(session_id: int, directory: Path, files: dict[str, bytes | None]) -> None:
+    """Raise unless every file is present and matches digests.json (if there is one)."""
+    for name in SESSION_FILES:
+        if files[name] is None:
+            raise StoreCorrupt(f"session {session_id}: {directory / name} is missing")
+    if files[DIGESTS] is None:
+        return  # written before digests existed: loads unverified (module docstring)
+    recorded = _decoded(
+        f"session {session_id}", directory / DIGESTS, _parse_digests, files[DIGESTS]
+    )
+    for name in SESSION_FILES:
+        actual = hashlib.sha256(files[name]).hexdigest()
+        if actual != recorded[name]:
+            raise StoreCorrupt(
+                f"session {session_id}: {directory / name} is corrupt: its SHA-256 {actual} "
+                f"differs from {recorded[name]} recorded in {directory / DIGESTS}"
+            )
+
+
+def _parse_digests(raw: bytes) -> dict[str, str]:
+    data = json.loads(raw)
+    digests = data.get("sha256") if isinstance(data, dict) else None
+    if not (
+        isinstance(digests, dict)
+        and sorted(digests) == sorted(SESSION_FILES)
+        and all(isinstance(value, str) for value in digests.values())
+    ):
+        raise ValueError(f'expected {{"sha256": {{file: hex digest}}}} for {SESSION_FILES}')
+    return digests
+
+
+def _parse_catalog(raw: bytes) -> dict[int, dict]:
+    entries = json.loads(raw)
+    if not isinstance(entries, list):
+        raise ValueError(f"expected a list of sessions, got {type(entries).__name__}")
+    catalog: dict[int, dict] = {}
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"entry {position} is a {type(entry).__name__}, not an object")
+        try:
+            session_id = SessionInfo.from_json_dict(entry).session_id
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"entry {position}: {exc}") from None
+        if not isinstance(session_id, int) or session_id in catalog:
+            raise ValueError(f"entry {position}: session_id {session_id!r} is not a new integer")
+        catalog[session_id] = entry
+    return catalog
+
+
+def _decode_info(session_id: int, directory: Path, raw: bytes) -> SessionInfo:
+    path = directory / METADATA
+    info = _decoded(f"session {session_id}", path, _parse_info, raw)
+    if info.session_id != session_id:
+        raise StoreCorrupt(f"session {session_id}: {path} describes session {info.session_id}")
+    return info
+
+
+def _parse_info(raw: bytes) -> SessionInfo:
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object, got {type(data).__name__}")
+    return SessionInfo.from_json_dict(data)
+
+
+def _table(schema: pa.Schema) -> Callable[[bytes], pa.Table]:
+    def read(raw: bytes) -> pa.Table:
+        table = pq.read_table(pa.BufferReader(raw), schema=schema, page_checksum_verification=True)
+        return table.combine_chunks()
+
+    return read

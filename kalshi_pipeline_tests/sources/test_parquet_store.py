@@ -1,4 +1,9 @@
-"""The local Parquet session store: round trips, the catalog, determinism, atomic writes."""
+"""The local Parquet session store: round trips, the catalog, determinism, atomic writes,
+never overwriting a stored session, a lost or corrupt catalog.
+
+Faults with real processes (concurrent writers, SIGKILL, bit flips) are in
+test_store_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import pytest
 from kalshi_pipeline.sources import (
     ParquetSessionStore,
     RawSession,
+    SessionExists,
     SessionNotComplete,
+    StoreCorrupt,
     parquet_store,
 )
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
@@ -131,8 +138,10 @@ def test_writing_the_same_session_twice_gives_byte_identical_files(tmp_path):
     elsewhere.write_session(small_session(4))
 
     assert sorted(first) == [
+        ".lock",
         "catalog.json",
         "session-4/deltas.parquet",
+        "session-4/digests.json",
         "session-4/metadata.json",
         "session-4/snapshots.parquet",
     ]
@@ -140,17 +149,17 @@ def test_writing_the_same_session_twice_gives_byte_identical_files(tmp_path):
     assert file_bytes(elsewhere.path) == first
 
 
-def test_overwriting_a_session_replaces_its_content(tmp_path):
+def test_replace_swaps_in_a_new_version_of_a_derived_copy(tmp_path):
     store = ParquetSessionStore(tmp_path)
     store.write_session(small_session(6, seed=1))
     replacement = small_session(6, seed=2)
     assert not replacement.deltas.equals(small_session(6, seed=1).deltas)
 
-    store.write_session(replacement)
+    store.write_session(replacement, replace=True)
 
     assert_same_session(store.load_session(6), replacement)
     assert store.list_sessions() == [replacement.info]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-6"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "catalog.json", "session-6"]
 
 
 def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
@@ -161,17 +170,17 @@ def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
     store.write_session(previous)
     catalog_before = (tmp_path / "catalog.json").read_bytes()
 
-    real_write_parquet = parquet_store._write_parquet
+    real_write_file = parquet_store._write_file
 
-    def crash_on_deltas(table, path):
+    def crash_on_deltas(path, data):
         if path.name == "deltas.parquet":
             raise OSError("disk full")
-        real_write_parquet(table, path)
+        return real_write_file(path, data)
 
-    monkeypatch.setattr(parquet_store, "_write_parquet", crash_on_deltas)
+    monkeypatch.setattr(parquet_store, "_write_file", crash_on_deltas)
     for session in (small_session(4, seed=2), small_session(5)):
         with pytest.raises(OSError, match="disk full"):
-            store.write_session(session)
+            store.write_session(session, replace=True)
     monkeypatch.undo()
 
     # The new session never became visible...
@@ -179,7 +188,7 @@ def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
     with pytest.raises(KeyError, match="session 5"):
         store.load_session(5)
     # ...no staging directory was left behind...
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "catalog.json", "session-4"]
     # ...and the session being overwritten is still the previous version, whole.
     assert (tmp_path / "catalog.json").read_bytes() == catalog_before
     assert_same_session(store.load_session(4), previous)
@@ -199,8 +208,89 @@ def test_a_failed_swap_puts_the_previous_version_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "rename", refuse_to_swap_in)
     with pytest.raises(OSError, match="rename refused"):
-        store.write_session(small_session(4, seed=2))
+        store.write_session(small_session(4, seed=2), replace=True)
     monkeypatch.undo()
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.json", "session-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "catalog.json", "session-4"]
     assert_same_session(store.load_session(4), previous)
+
+
+# -- a stored session is never overwritten --------------------------------------------------
+def test_a_different_version_of_a_stored_session_is_refused_and_nothing_changes(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    original = small_session(4, seed=1)
+    store.write_session(original)
+    before = file_bytes(tmp_path)
+
+    with pytest.raises(SessionExists) as refused:
+        store.write_session(small_session(4, seed=2))
+
+    assert isinstance(refused.value, FileExistsError)
+    message = str(refused.value)
+    assert "session 4" in message and str(tmp_path / "session-4") in message
+    assert "new session id" in message  # says how to proceed
+    assert file_bytes(tmp_path) == before
+    assert_same_session(store.load_session(4), original)
+
+
+def test_writing_the_same_content_again_leaves_the_files_untouched(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    session = small_session(4)
+    path = store.write_session(session)
+    stamps = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in path.iterdir()}
+
+    for replace in (False, True):
+        assert store.write_session(small_session(4), replace=replace) == path
+
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in path.iterdir()} == stamps
+    assert path.stat().st_ino == (tmp_path / "session-4").stat().st_ino
+
+
+# -- the catalog ------------------------------------------------------------------------------
+def test_a_lost_catalog_is_rebuilt_and_its_sessions_are_never_overwritten(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    real = [small_session(1, seed=11), small_session(2, seed=12)]
+    for session in real:
+        store.write_session(session)
+    catalog = (tmp_path / "catalog.json").read_bytes()
+    (tmp_path / "catalog.json").unlink()
+
+    # What the demo does: a store that lists no session gets simulated ones.
+    assert store.list_sessions() == [session.info for session in real]
+    assert (tmp_path / "catalog.json").read_bytes() == catalog
+    (tmp_path / "catalog.json").unlink()
+    with pytest.raises(SessionExists, match="session 2"):
+        store.write_session(small_session(2, seed=99))
+
+    for session in real:
+        assert_same_session(store.load_session(session.session_id), session)
+    assert store.rebuild_catalog() == [session.info for session in real]
+    assert (tmp_path / "catalog.json").read_bytes() == catalog
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('[{"session_id": 1, ', "cannot be read: Expecting"),
+        ('{"session_id": 1}', "expected a list of sessions, got dict"),
+        ("[3]", "entry 0 is a int"),
+        ('[{"session_id": 1, "status": "closed"}]', "entry 0: .*started_at"),
+        ('[{"session_id": 1, "started_at": "yesterday", "status": "closed", '
+         '"ended_at": null, "market_tickers": []}]', "entry 0: Invalid isoformat"),
+        ("", "cannot be read"),
+    ],
+)  # fmt: skip
+def test_a_corrupt_catalog_raises_naming_the_file_and_can_be_rebuilt(tmp_path, content, problem):
+    store = ParquetSessionStore(tmp_path)
+    session = small_session(1)
+    store.write_session(session)
+    (tmp_path / "catalog.json").write_text(content)
+
+    for read in (store.list_sessions, lambda: store.load_session(1)):
+        with pytest.raises(StoreCorrupt, match=problem) as corrupt:
+            read()
+        assert str(tmp_path / "catalog.json") in str(corrupt.value)
+        assert "rebuild_catalog()" in str(corrupt.value)
+
+    assert store.rebuild_catalog() == [session.info]
+    assert_same_session(store.load_session(1), session)

@@ -1,0 +1,216 @@
+"""The local Parquet store under real faults: concurrent writer processes, a writer killed
+(SIGKILL) in the middle of a write, and single-bit flips in the stored files.
+
+A killed writer is stopped at a chosen point of its write (it touches a marker file and
+sleeps there), so the kill always lands mid-write; nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline_tests.factories import delta, make_session, snapshot
+
+SPAWN = multiprocessing.get_context("spawn")
+LEFTOVERS = (".tmp-*", ".old-*", ".catalog.json.*")
+
+
+def tiny_session(session_id: int, version: int = 0) -> RawSession:
+    """A two-event session whose content depends on its id and version."""
+    return make_session(
+        snapshot("MKT-A", seq=1, yes_bids={40: session_id + version}, no_bids={55: 7}),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=100 * version + session_id),
+        session_id=session_id,
+    )
+
+
+def same_content(loaded: RawSession, expected: RawSession) -> bool:
+    return (
+        loaded.info == expected.info
+        and loaded.snapshots.equals(expected.snapshots)
+        and loaded.deltas.equals(expected.deltas)
+    )
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for pattern in LEFTOVERS for p in root.glob(pattern))
+
+
+# -- concurrent writers ---------------------------------------------------------------------
+def write_sessions(root: str, session_ids: list[int], start) -> None:
+    """Child process: write the given sessions once both writers are ready."""
+    start.wait()
+    store = ParquetSessionStore(root)
+    for session_id in session_ids:
+        store.write_session(tiny_session(session_id))
+
+
+def test_two_writer_processes_lose_no_catalog_entry(tmp_path):
+    start = SPAWN.Event()
+    writers = [
+        SPAWN.Process(target=write_sessions, args=(str(tmp_path), list(ids), start))
+        for ids in (range(1, 81, 2), range(2, 81, 2))
+    ]
+    for writer in writers:
+        writer.start()
+    start.set()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+
+    store = ParquetSessionStore(tmp_path)
+    assert [info.session_id for info in store.list_sessions()] == list(range(1, 81))
+    for session_id in range(1, 81):
+        assert same_content(store.load_session(session_id), tiny_session(session_id))
+    assert leftovers(tmp_path) == []
+
+
+# -- a writer killed mid-write --------------------------------------------------------------
+def stop_here(marker: str) -> None:
+    Path(marker).touch()
+    time.sleep(600)  # until the test kills this process
+
+
+def write_until_stopped(root: str, where: str, marker: str) -> None:
+    """Child process: one write that stops for good at ``where``.
+
+    ``staging``: writing the deltas of new session 4; ``swap``: replacing session 3,
+    between moving the old version aside and renaming the new one in; ``catalog``:
+    replacing session 3, with the new version in place and the catalog not yet updated.
+    """
+    store = ParquetSessionStore(root)
+    if where == "staging":
+        write_table = pq.write_table
+
+        def stopping_write_table(table, sink, **options):
+            if "side" in table.column_names:
+                stop_here(marker)
+            write_table(table, sink, **options)
+
+        pq.write_table = stopping_write_table
+        store.write_session(tiny_session(4))
+    elif where == "swap":
+        rename = Path.rename
+
+        def stopping_rename(self, target):
+            moved = rename(self, target)
+            if Path(target).name.startswith(".old-"):
+                stop_here(marker)
+            return moved
+
+        Path.rename = stopping_rename
+        store.write_session(tiny_session(3, version=1), replace=True)
+    else:
+        replace = os.replace
+
+        def stopping_replace(source, target):
+            if Path(target).name == "catalog.json":
+                stop_here(marker)
+            replace(source, target)
+
+        os.replace = stopping_replace
+        store.write_session(tiny_session(3, version=1), replace=True)
+
+
+def kill_mid_write(root: Path, where: str) -> None:
+    marker = root.parent / f"{root.name}.stopped"
+    writer = SPAWN.Process(target=write_until_stopped, args=(str(root), where, str(marker)))
+    writer.start()
+    deadline = time.monotonic() + 120  # a hung test fails instead of hanging the suite
+    while not marker.exists():
+        assert writer.is_alive(), f"the writer exited ({writer.exitcode}) before {where}"
+        assert time.monotonic() < deadline, f"the writer never reached {where}"
+        time.sleep(0.01)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    assert writer.exitcode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("where", ["staging", "swap", "catalog"])
+def test_a_writer_killed_mid_write_leaves_no_half_session_and_the_next_write_tidies(
+    tmp_path, where
+):
+    root = tmp_path / "store"
+    store = ParquetSessionStore(root)
+    for session_id in (1, 2, 3):
+        store.write_session(tiny_session(session_id))
+
+    kill_mid_write(root, where)
+
+    assert leftovers(root)  # the kill did land mid-write
+    # Every listed session is whole: the old version of 3, or (its files having been
+    # renamed into place before the kill) the new one.
+    assert [info.session_id for info in store.list_sessions()] == [1, 2, 3]
+    for session_id in (1, 2):
+        assert same_content(store.load_session(session_id), tiny_session(session_id))
+    three = tiny_session(3, version=1) if where == "catalog" else tiny_session(3)
+    assert same_content(store.load_session(3), three)
+
+    store.write_session(tiny_session(5))
+
+    assert leftovers(root) == []
+    assert store.list_sessions() == [tiny_session(i).info for i in (1, 2)] + [
+        three.info,
+        tiny_session(5).info,
+    ]
+    assert same_content(store.load_session(3), three)
+    store.write_session(tiny_session(4))  # the killed write of session 4 left no trace
+    assert same_content(store.load_session(4), tiny_session(4))
+
+
+# -- bit flips --------------------------------------------------------------------------------
+def test_every_single_bit_flip_in_a_session_raises_naming_the_file(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    session = simulate_session(3, seed=5, config=SimulatorConfig(markets=3))
+    directory = store.write_session(session)
+    catalog = tmp_path / "catalog.json"
+    catalog_bytes = catalog.read_bytes()
+    files = {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+    rng = random.Random(11)
+    outcomes = {"raised": 0, "identical": 0, "silently changed": 0}
+
+    for _ in range(200):
+        name = rng.choice(sorted(files))
+        flipped = bytearray(files[name])
+        bit = rng.randrange(len(flipped) * 8)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        (directory / name).write_bytes(flipped)
+        # Loading through the catalog, and rebuilding a lost catalog, both verify.
+        for read in (lambda: [store.load_session(3)], lambda: rebuilt(store, catalog)):
+            try:
+                loaded = read()[0]
+            except StoreCorrupt as corrupt:
+                assert "session 3" in str(corrupt) and str(directory / name) in str(corrupt)
+                outcomes["raised"] += 1
+            else:
+                same = same_content(loaded, session)
+                outcomes["identical" if same else "silently changed"] += 1
+            catalog.write_bytes(catalog_bytes)
+        (directory / name).write_bytes(files[name])
+
+    assert outcomes["silently changed"] == 0, outcomes
+    assert sorted(files) == [
+        "deltas.parquet",
+        "digests.json",
+        "metadata.json",
+        "snapshots.parquet",
+    ]
+    assert outcomes["raised"] >= 390, outcomes
+    # A session written before digests existed still loads, unverified.
+    (directory / "digests.json").unlink()
+    assert same_content(store.load_session(3), session)
+
+
+def rebuilt(store: ParquetSessionStore, catalog: Path) -> list[RawSession]:
+    catalog.unlink()
+    return [store.load_session(info.session_id) for info in store.list_sessions()]

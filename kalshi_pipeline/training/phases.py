@@ -16,13 +16,21 @@ entropy, value loss, curriculum stage: ``tensorboard --logdir <out>``). A phase 
 finds checkpoints of an unfinished run resumes from the newest readable one with its
 timestep count; a phase whose ``model.zip`` exists is done and is not trained again
 (``model.zip`` appears last, complete, after its ``model.json``).
+
+Resuming and skipping are only right for the same job: each phase directory records the
+fingerprint of what it trains on (the view keys, a SHA-256 digest of the views' step
+data, and the config) in ``fingerprint.json`` before training starts and in
+``model.json`` after. A phase whose directory holds a model or checkpoints of other views
+or another config raises :class:`TrainedOnOtherData` instead of reusing them.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
 import re
 import zipfile
 from collections.abc import Callable, Sequence
@@ -41,7 +49,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from kalshi_pipeline.env.samplers import BalancedSampler, CurriculumSampler, ViewSampler
 from kalshi_pipeline.env.trading_env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.views import MarketSessionView
+from kalshi_pipeline.market.views import STEP_ARRAYS, MarketSessionView
 from kalshi_pipeline.training.callbacks import (
     CurriculumCallback,
     RolloutCheckpointCallback,
@@ -51,7 +59,7 @@ from kalshi_pipeline.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
-MODEL_FILE, LINEAGE_FILE = "model.zip", "model.json"
+MODEL_FILE, LINEAGE_FILE, FINGERPRINT_FILE = "model.zip", "model.json", "fingerprint.json"
 _CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
 _SB3_MEMBERS = {"data", "policy.pth"}  # what every model.save() archive holds
 
@@ -99,6 +107,8 @@ def train_phase(
     out = Path(out_dir) / f"phase{phase}"
     final = out / MODEL_FILE
     total = config.phase_timesteps(phase)
+    fingerprint = training_fingerprint(views, config)
+    check_fingerprint(out, fingerprint)  # before anything in ``out`` is reused or written
     if final.exists():
         log.info("phase %d already trained: %s", phase, final)
         return PhaseResult(phase, final, _load(config, final).num_timesteps, None)
@@ -112,6 +122,9 @@ def train_phase(
             )
         return BalancedSampler(len(views), extra_weight=weights)
 
+    if not (out / FINGERPRINT_FILE).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
     env = make_vec_env(views, config, sampler)
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
@@ -147,7 +160,10 @@ def train_phase(
         _prepend_progress(out / "progress.csv", earlier_progress, _checkpoint_steps(checkpoint))
     partial = out / "model.partial.zip"
     model.save(partial)
-    write_lineage(out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps)
+    write_lineage(
+        out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps,
+        views_sha256=fingerprint["views_sha256"],
+    )  # fmt: skip
     partial.replace(final)
     env.close()
     return PhaseResult(phase, final, model.num_timesteps, checkpoint)
@@ -269,8 +285,14 @@ def write_lineage(
     config: TrainingConfig,
     parent: Path | None,
     timesteps: int,
+    *,
+    views_sha256: str | None = None,
 ) -> None:
-    """What produced a model: layout, views (and their sessions), config, seed, parent."""
+    """What produced a model: layout, views (and their sessions), config, seed, parent.
+
+    ``views``, ``views_sha256`` and ``config`` are also the model's fingerprint
+    (:func:`training_fingerprint`; the digest is computed here unless given).
+    """
     lineage = {
         "phase": phase,
         "algorithm": config.algorithm,
@@ -280,6 +302,7 @@ def write_lineage(
         "feature_layout_version": FEATURE_LAYOUT_VERSION,
         "sessions": sorted({v.session_id for v in views}),
         "views": [v.key for v in views],
+        "views_sha256": views_sha256 or views_digest(views),
         "parent_model": str(parent) if parent else None,
         "config": config.to_dict(),
     }
@@ -288,3 +311,127 @@ def write_lineage(
 
 def read_lineage(model_path: Path) -> dict:
     return json.loads((Path(model_path).parent / LINEAGE_FILE).read_text())
+
+
+class TrainedOnOtherData(FileExistsError):
+    """A phase directory holds a model or checkpoints of other views or another config."""
+
+
+def views_digest(views: Sequence[MarketSessionView]) -> str:
+    """SHA-256 over every view's key, length, feature layout and step arrays, by key.
+
+    Sorted by key, so the order a source lists its views in does not matter; hashing the
+    arrays' buffers directly costs about a second per GB, little next to building views.
+    """
+    digest = hashlib.sha256()
+    for view in sorted(views, key=lambda v: v.key):
+        header = f"{view.key}\0{len(view)}\0{view.feature_layout}:{view.feature_layout_version}\0"
+        digest.update(header.encode())
+        for name in STEP_ARRAYS:
+            digest.update(np.ascontiguousarray(getattr(view, name)).data)
+    return digest.hexdigest()
+
+
+def training_fingerprint(views: Sequence[MarketSessionView], config: TrainingConfig) -> dict:
+    """What a phase trains on: the view keys, a digest of their data, the config as JSON."""
+    return {
+        "views": sorted(v.key for v in views),
+        "views_sha256": views_digest(views),
+        "config": _as_json(config.to_dict()),
+    }
+
+
+def recorded_fingerprint(phase_dir: Path) -> dict | None:
+    """The fingerprint a phase directory was trained with; None if nothing was trained.
+
+    A finished model's lineage wins over ``fingerprint.json`` (both agree when one run
+    wrote them). A model or checkpoints without either were written by a version that
+    recorded no fingerprint: they count as trained on unknown data (an empty fingerprint).
+    """
+    if (phase_dir / MODEL_FILE).exists():
+        lineage = read_lineage(phase_dir / MODEL_FILE)
+        if "views_sha256" in lineage:
+            return {
+                "views": sorted(lineage["views"]),
+                "views_sha256": lineage["views_sha256"],
+                "config": lineage["config"],
+            }
+    if (phase_dir / FINGERPRINT_FILE).exists():
+        return json.loads((phase_dir / FINGERPRINT_FILE).read_text())
+    trained = (phase_dir / MODEL_FILE).exists() or any(
+        _CHECKPOINT.search(p.name) for p in _listing(phase_dir / "checkpoints")
+    )
+    return {} if trained else None
+
+
+def check_fingerprint(phase_dir: Path, fingerprint: dict) -> None:
+    """Raise :class:`TrainedOnOtherData` unless ``phase_dir`` is new or holds this job."""
+    recorded = recorded_fingerprint(phase_dir)
+    if recorded is None or recorded == fingerprint:
+        return
+    if not recorded:
+        differences = ["its model or checkpoints record no fingerprint (an older version)"]
+    else:
+        differences = _view_differences(recorded, fingerprint) + _config_differences(
+            recorded["config"], fingerprint["config"]
+        )
+    raise TrainedOnOtherData(
+        f"{phase_dir} holds a model trained on other data: {'; '.join(differences)} "
+        f"(train into a new directory (--out), or delete {phase_dir.parent} to train afresh)"
+    )
+
+
+def _view_differences(recorded: dict, current: dict) -> list[str]:
+    there, here = set(recorded["views"]), set(current["views"])
+    if there != here:
+        missing, new = len(there - here), len(here - there)
+        if missing:
+            return [
+                f"trained on {_views(len(there))}, {missing} of them not among these {len(here)}"
+            ]
+        return [f"trained on {_views(len(there))}, without {new} of these {len(here)}"]
+    if recorded["views_sha256"] != current["views_sha256"]:
+        return [
+            f"trained on the same {len(here)} view keys with other data (another store, "
+            "or views built by other code)"
+        ]
+    return []
+
+
+def _views(count: int) -> str:
+    return f"{count} view{'s' * (count != 1)}"
+
+
+def _config_differences(recorded: dict, current: dict, shown: int = 4) -> list[str]:
+    there, here = _flatten(recorded), _flatten(current)
+    changed = [k for k in sorted(there.keys() | here.keys()) if there.get(k) != here.get(k)]
+    if not changed:
+        return []
+    listed = ", ".join(f"{k} {here.get(k)} here vs {there.get(k)} there" for k in changed[:shown])
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return [f"config differs: {listed}{more}"]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _as_json(value):
+    """``value`` as it reads back from JSON (tuples become lists), to compare like with like."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _listing(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []
+
+
+def _write_json_atomically(path: Path, value) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=1, sort_keys=True))
+    os.replace(partial, path)

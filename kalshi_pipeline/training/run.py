@@ -3,7 +3,10 @@
 Builds the views of every complete session, filters them (:class:`FilterConfig`), splits
 markets into train and holdout (:mod:`kalshi_pipeline.market.split`), trains the three
 phases and writes the evaluation report of the phase-3 model. The Dagster assets run the
-same steps one asset at a time.
+same steps one asset at a time. Models already in the output directory are reused only if
+they were trained on the same views with the same config (:func:`check_fingerprint`),
+the phases before the first one asked for included, since later phases warm-start from
+them.
 """
 
 from __future__ import annotations
@@ -22,15 +25,29 @@ from kalshi_pipeline.training.evaluation import (
     per_market_table,
     summarise,
 )
-from kalshi_pipeline.training.phases import ALGORITHM_CLASSES, read_lineage, train_phases
+from kalshi_pipeline.training.phases import (
+    ALGORITHM_CLASSES,
+    check_fingerprint,
+    read_lineage,
+    train_phases,
+    training_fingerprint,
+)
 from kalshi_pipeline.training.report import write_report
 
 
 def load_views(source, session_ids: Sequence[int] | None = None) -> list[MarketSessionView]:
-    """Views of every complete session of ``source`` (or of ``session_ids``)."""
-    infos = [i for i in source.list_sessions() if i.is_complete]
+    """Views of every complete session of ``source`` (or of ``session_ids``).
+
+    A source without a complete session is an error naming it: training on nothing would
+    only fail later, further from the cause.
+    """
+    listed = source.list_sessions()
+    infos = [i for i in listed if i.is_complete]
     if session_ids is not None:
         infos = [i for i in infos if i.session_id in set(session_ids)]
+    if not infos:
+        active = f" ({len(listed)} still recording)" if listed else ""
+        raise ValueError(f"{source!r} holds no complete session{active}: nothing to train on")
     return [v for info in infos for v in build_market_views(source.load_session(info.session_id))]
 
 
@@ -86,12 +103,20 @@ def train_and_evaluate(
 ) -> Path | None:
     """The whole training job on ``source``; returns the report path (after phase 3)."""
     out = Path(out_dir)
-    train, holdout, difficulty = prepare(
-        load_views(source), filters or FilterConfig(), holdout_fraction
-    )
+    views = load_views(source)
+    train, holdout, difficulty = prepare(views, filters or FilterConfig(), holdout_fraction)
     if not train:
-        raise ValueError("no view passes the filters: nothing to train on")
+        raise ValueError(
+            f"none of the {len(views)} views in {source!r} passes the filters and is outside "
+            f"the holdout: nothing to train on (more or longer sessions, or a smaller "
+            f"holdout fraction)"
+        )
     difficulties = [difficulty[v.key] for v in train]
+    # Every phase directory the run reuses: the ones it trains and the parents they
+    # warm-start from. Checked before any phase writes, so a refusal changes nothing.
+    fingerprint = training_fingerprint(train, config)
+    for phase in range(1, max(phases) + 1):
+        check_fingerprint(out / "models" / f"phase{phase}", fingerprint)
     results = train_phases(
         train, difficulties, config, out / "models", progress=progress, phases=phases
     )

@@ -1,0 +1,162 @@
+"""A phase directory is reused only for the job that wrote it.
+
+One module-scoped run trains phase 1 (a few hundred timesteps) on the views of store A.
+With another store's views, altered view data or another config, training into the same
+directory is refused with an error naming the directory and what differs, and nothing
+there changes; the same views and config still reuse the model (test_phases and
+test_resume rely on that too). Checkpoints of an unfinished run are guarded the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.config import AlgorithmConfig, profile
+from kalshi_pipeline.training.phases import (
+    TrainedOnOtherData,
+    read_lineage,
+    train_phase,
+    views_digest,
+)
+
+CONFIG = profile(
+    "demo",
+    phase1_timesteps=256,
+    checkpoint_every=128,
+    hyperparameters=AlgorithmConfig(n_steps=128, batch_size=64, n_epochs=1),
+    n_envs=1,
+)
+
+
+def store_views(seed: int) -> list:
+    """The trainable views of one simulated session: one store per seed."""
+    raw = simulate_session(1, seed=seed, config=SimulatorConfig(markets=8))
+    return [v for v in build_market_views(raw) if len(v) >= 50]
+
+
+def train(views, out: Path, config=CONFIG):
+    return train_phase(1, views, [0.5] * len(views), config, out)
+
+
+def snapshot(root: Path) -> dict[Path, tuple[int, bytes]]:
+    return {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def views_a():
+    return store_views(seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(views_a, tmp_path_factory):
+    """(models directory, result) of phase 1 trained on store A."""
+    out = tmp_path_factory.mktemp("models")
+    return out, train(views_a, out)
+
+
+@pytest.fixture
+def out(trained, tmp_path):
+    """A copy of the trained directory a test may change."""
+    copy = tmp_path / "models"
+    shutil.copytree(trained[0], copy)
+    return copy
+
+
+def test_another_stores_views_are_refused_and_the_same_job_still_reuses(out, views_a):
+    views_b = store_views(seed=3)
+    others = {v.key for v in views_a} - {v.key for v in views_b}
+    assert others, "store B must lack some of store A's markets"
+    before = snapshot(out)
+
+    with pytest.raises(TrainedOnOtherData) as refused:
+        train(views_b, out)
+
+    message = str(refused.value)
+    assert str(out / "phase1") in message
+    assert f"trained on {len(views_a)} views, {len(others)} of them not among these " in message
+    assert "new directory (--out)" in message and f"delete {out}" in message
+    assert snapshot(out) == before
+    # The job that wrote the model finds it done and changes nothing either.
+    again = train(views_a, out)
+    assert (again.model_path, again.timesteps) == (out / "phase1" / "model.zip", 256)
+    assert snapshot(out) == before
+
+
+def test_the_same_view_keys_with_other_data_are_refused(out, views_a):
+    altered = [replace(views_a[0], features=views_a[0].features + 1), *views_a[1:]]
+
+    with pytest.raises(TrainedOnOtherData, match=f"same {len(views_a)} view keys with other"):
+        train(altered, out)
+
+
+def test_more_views_than_the_model_saw_are_refused(out, views_a):
+    keys = {v.key for v in views_a}
+    extra = next(v for v in store_views(seed=3) if v.key not in keys)
+
+    with pytest.raises(TrainedOnOtherData, match=f"without 1 of these {len(views_a) + 1}"):
+        train([*views_a, extra], out)
+
+
+def test_another_config_is_refused_naming_what_differs(out, views_a):
+    before = snapshot(out)
+
+    with pytest.raises(TrainedOnOtherData) as refused:
+        train(views_a, out, replace(CONFIG, seed=7))
+
+    assert "config differs: seed 7 here vs 0 there" in str(refused.value)
+    assert snapshot(out) == before
+
+
+def test_checkpoints_of_an_unfinished_run_resume_only_for_the_same_job(out, views_a):
+    # As if killed before the final model was saved: checkpoints and fingerprint.json stay.
+    (out / "phase1" / "model.zip").unlink()
+    (out / "phase1" / "model.json").unlink()
+    assert list((out / "phase1" / "checkpoints").glob("model_*_steps.zip"))
+    before = snapshot(out)
+
+    with pytest.raises(TrainedOnOtherData, match="trained on other data"):
+        train(store_views(seed=3), out)
+    assert snapshot(out) == before
+
+    resumed = train(views_a, out)
+    assert resumed.resumed_from == out / "phase1" / "checkpoints" / "model_256_steps.zip"
+
+
+def test_a_model_without_a_fingerprint_is_not_reused(out, views_a):
+    """Models written before fingerprints were recorded: their data is unknown."""
+    (out / "phase1" / "fingerprint.json").unlink()
+    lineage = read_lineage(out / "phase1" / "model.zip")
+    del lineage["views_sha256"]
+    (out / "phase1" / "model.json").write_text(json.dumps(lineage))
+
+    with pytest.raises(TrainedOnOtherData, match="record no fingerprint"):
+        train(views_a, out)
+
+
+def test_the_fingerprint_is_recorded_before_training_and_with_the_model(trained, views_a):
+    out, result = trained
+    recorded = json.loads((out / "phase1" / "fingerprint.json").read_text())
+    lineage = read_lineage(result.model_path)
+
+    assert recorded["views"] == sorted(v.key for v in views_a)
+    assert recorded["views_sha256"] == lineage["views_sha256"] == views_digest(views_a)
+    assert recorded["config"] == lineage["config"] == json.loads(json.dumps(CONFIG.to_dict()))
+
+
+def test_the_views_digest_covers_the_data_not_the_listing_order(views_a):
+    digest = views_digest(views_a)
+    sizes = views_a[0].yes_bid_sizes.copy()
+    sizes[-1, -1] += 1
+
+    assert views_digest(list(reversed(views_a))) == digest
+    assert views_digest([replace(views_a[0], yes_bid_sizes=sizes), *views_a[1:]]) != digest
+    assert views_digest(views_a[1:]) != digest

@@ -72,6 +72,7 @@ class SessionBooks:
     yes_bid_volume: np.ndarray  # int64[N] total resting YES bid size
     no_bid_volume: np.ndarray  # int64[N]
     crossed: np.ndarray  # bool[N]
+    time_repaired: np.ndarray  # bool[N]: the receive time was replaced by cleaning
     report: IngestReport
 
     def __len__(self) -> int:
@@ -187,6 +188,7 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
         yes_bid_volume=out["yes_bid_volume"],
         no_bid_volume=out["no_bid_volume"],
         crossed=crossed,
+        time_repaired=events.time_repaired,
         report=report,
     )
 

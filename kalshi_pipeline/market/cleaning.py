@@ -2,40 +2,89 @@
 
 :func:`clean_session` turns a :class:`~kalshi_pipeline.sources.raw.RawSession` into
 :class:`CleanEvents`: the snapshot and delta events of every usable market, sorted by
-(market, sequence number), with snapshots expanded to full 198-level books. It works on
-whole columns (sorts, masks, ``searchsorted``), never on one event at a time.
+(market, segment, sequence number), with snapshots expanded to full 198-level books. It
+works on whole columns (sorts, masks, ``searchsorted``, two small compiled scans), never
+on one event at a time in Python.
 
-What happens to bad input (each case is tested in ``tests/market/test_cleaning.py``).
+What happens to bad input (each case is tested in
+``kalshi_pipeline_tests/market/test_cleaning.py`` and ``test_cleaning_faults.py``).
 *Repairs* are counted in :class:`IngestReport` and logged, with an example naming the
-session, market and sequence number; *rejections* exclude one market with an error that
-names the same. Good markets of the same session are always kept.
+session, market and sequence number (and the row id where the sequence number is the
+problem); *rejections* exclude one market with an error that names the same. Good
+markets of the same session are always kept: no check compares one market's data with
+another's, except the session-wide sequence (gaps, outliers), which no single market can
+move far.
 
-=========================================  ===============================================
-input                                      outcome
-=========================================  ===============================================
-price outside 1..99 (delta or map level)   repair ``price_out_of_range``: dropped
-negative (or missing) size                 repair ``negative_size``: dropped
-unknown delta side                         repair ``unknown_side``: dropped
-duplicate sequence number, same event      repair ``duplicate_sequence``: one copy kept
-duplicate sequence number, other event     rejection of that market (ambiguous book)
-rows stored out of sequence order          repair ``stored_out_of_order``: sorted
-delta before the market's first snapshot   repair ``delta_before_snapshot``: dropped; a
-                                           market with no snapshot at all is rejected
-gap in the session-wide sequence           repair ``sequence_gap`` (counted per gap;
-                                           ``missing_sequence_numbers`` in the report);
-                                           per-market gaps are normal and not counted
-crossed book after applying deltas         repair ``crossed_book``: the step is kept and
-                                           flagged ``crossed`` (see ``books.py``)
-malformed JSON bid map                     rejection of that market at that snapshot
-malformed JSON ask map                     repair ``malformed_ask_map``: ignored (asks
-                                           are always derived from bids)
-stored asks that disagree with the bids    repair ``stored_asks_disagree``: asks are
-                                           always derived from bids (older rows: 99 - p)
-several events in one millisecond          ordered by sequence number; none lost
-empty session                              ``report.empty``; no markets, no error
-session still ``active``                   never reaches here: sources raise
-                                           ``SessionNotComplete`` and callers skip it
-=========================================  ===============================================
+==========================================  ==============================================
+input                                       outcome
+==========================================  ==============================================
+NULL ticker, sequence number or timestamp   repair ``missing_market_ticker`` /
+                                            ``missing_sequence_number`` /
+                                            ``missing_timestamp``: row dropped (named by
+                                            its row id)
+sequence number far outside the session's   repair ``sequence_outlier``: row dropped; the
+range (more than ``max(100 N, 10^6)`` from  other rows, their gaps and order are as
+the median of its N rows: 9e15, int64       without it
+extremes)
+price outside 1..99 (delta or map level,    repair ``price_out_of_range``: dropped
+oversized keys included)
+negative or missing size (delta, or a       repair ``negative_size``: dropped
+NULL size in a map)
+size above ``MAX_SIZE`` (1e20 in a map,     repair ``size_out_of_range``: dropped
+int64 extremes)
+unknown delta side                          repair ``unknown_side``: dropped
+duplicate sequence number, same event       repair ``duplicate_sequence``: one copy kept
+duplicate sequence number, other event      rejection of that market (ambiguous book)
+same sequence number in two markets         repair ``sequence_shared``: counted, data
+                                            kept; a market's book uses its own events
+                                            only, so nothing changes (the collector's seq
+                                            is per subscription: two subscriptions, or a
+                                            replayed message, give this)
+sequence restart inside the session: a      repair ``sequence_restart``: a new segment
+snapshot, stored after the market's         starts at that snapshot; the market's events
+earlier ones, numbered at or below the      are ordered by segment, then sequence number
+snapshot that began its segment, received   (the collector kept one session open across
+more than ``TIME_TOLERANCE_MS`` after it    websocket reconnects; Kalshi's seq is per
+(see ``_segments``)                         subscription)
+rows stored out of sequence order           repair ``stored_out_of_order`` (a row stored
+                                            after a higher number of the same market and
+                                            segment, in its own table): sorted
+delta before the market's first snapshot    repair ``delta_before_snapshot``: dropped; a
+                                            market with no snapshot at all is rejected
+gap in the session-wide sequence            repair ``sequence_gap`` (counted per gap,
+                                            within each segment;
+                                            ``missing_sequence_numbers`` in the report);
+                                            per-market gaps are normal and not counted
+timestamp outside the session's recorded    repair ``timestamp_out_of_window``: the time
+window (``started_at`` - 10 min to          becomes the market's previous valid time
+``ended_at`` + 10 min; see                  (the session's start for its leading rows):
+:func:`recorded_window`)                    the event and its book are kept
+timestamp earlier than the market's latest  repair ``timestamp_backwards``: the time is
+time by more than ``TIME_TOLERANCE_MS``     raised to that latest time; the event is kept
+timestamp earlier by at most the tolerance  repair ``timestamp_jitter``: counted and kept
+                                            as received (concurrent receipt; the features
+                                            clamp it)
+crossed book after applying deltas          repair ``crossed_book``: the step is kept and
+                                            flagged ``crossed`` (see ``books.py``)
+malformed JSON bid map (not JSON, not an    rejection of that market at that snapshot
+object, a key that is not a plain integer
+such as ``"6_3"`` or ``" 64"``, a size that
+is not an integer)
+malformed JSON ask map                      repair ``malformed_ask_map``: ignored (asks
+                                            are always derived from bids)
+stored asks that disagree with the bids     repair ``stored_asks_disagree``: asks are
+                                            always derived from bids (older rows: 99 - p)
+several events in one millisecond           ordered by sequence number; none lost
+a view whose features or statistics are     rejection of that market when the view is
+not finite                                  built (:mod:`.views`); the ``data_quality``
+                                            check fails on any non-finite value
+empty session                               ``report.empty``; no markets, no error
+session still ``active``                    never reaches here: sources raise
+                                            ``SessionNotComplete`` and callers skip it
+==========================================  ==============================================
+
+Repairs in :data:`DEFECTS` mean the market's own data was wrong and lower its view's data
+quality; the others fix storage or timing without doubting the book.
 """
 
 from __future__ import annotations
@@ -44,11 +93,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.sources.raw import RawSession
+from kalshi_pipeline.sources.raw import RawSession, SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +106,38 @@ LEVELS = 99  # prices 1..99 on each bid book; level = side * 99 + price - 1
 BOOK_WIDTH = 2 * LEVELS
 YES, NO = 0, 1
 MAX_EXAMPLES_PER_KIND = 20
-# Repairs that mean a market's own data was wrong (dropped events, crossed books). The
-# others fix the storage without losing or doubting anything (sorting rows, dropping an
-# exact copy, ignoring stored asks) and do not lower a view's data quality.
+# Sizes above this are not real orders. Bounding them keeps every sum over a book (198
+# levels) and every price * size far inside int64.
+MAX_SIZE = 2**40
+# Receive times of one market may step back this much (concurrent receipt); more is a
+# timestamp that went backwards, and a reconnect is at least this long.
+TIME_TOLERANCE_MS = 1_000
+# Receive times must fall in the session's recorded window, give or take this much.
+WINDOW_TOLERANCE_MS = 10 * 60_000
+# A session with neither an end time nor a last message time gets this long a window.
+OPEN_SESSION_SPAN_MS = 30 * 24 * 3_600_000
+# A sequence number further than this from the session's median (or 100 per row, if that
+# is more) is an outlier: recorded sessions span at most a few times their row count.
+MIN_OUTLIER_DISTANCE = 1_000_000
+OUTLIER_DISTANCE_PER_ROW = 100
+# Repairs that mean a market's own data was wrong (dropped events, crossed books, times
+# that had to be replaced). The others fix the storage without losing or doubting
+# anything (sorting rows, dropping an exact copy, ignoring stored asks, new segments) and
+# do not lower a view's data quality.
 DEFECTS = frozenset(
-    {"price_out_of_range", "negative_size", "unknown_side", "delta_before_snapshot", "crossed_book"}
+    {
+        "price_out_of_range",
+        "negative_size",
+        "size_out_of_range",
+        "unknown_side",
+        "delta_before_snapshot",
+        "crossed_book",
+        "missing_sequence_number",
+        "missing_timestamp",
+        "sequence_outlier",
+        "timestamp_out_of_window",
+        "timestamp_backwards",
+    }
 )
 
 
@@ -73,6 +150,7 @@ class DataIssue:
     market_ticker: str | None
     sequence_number: int | None
     message: str
+    row_id: int | None = None
 
     def __str__(self) -> str:
         where = [f"session {self.session_id}"]
@@ -80,6 +158,8 @@ class DataIssue:
             where.append(f"market {self.market_ticker}")
         if self.sequence_number is not None:
             where.append(f"seq {self.sequence_number}")
+        if self.row_id is not None:
+            where.append(f"row id {self.row_id}")
         return f"{', '.join(where)}: {self.message}"
 
 
@@ -92,7 +172,7 @@ class IngestReport:
     examples: list[DataIssue] = field(default_factory=list)
     rejected: dict[str, DataIssue] = field(default_factory=dict)
     missing_sequence_numbers: int = 0
-    sequence_span: int = 0  # highest - lowest sequence number + 1
+    sequence_span: int = 0  # highest - lowest sequence number + 1, summed over segments
     empty: bool = False
     market_defects: Counter = field(default_factory=Counter)  # ticker -> DEFECTS repaired
 
@@ -101,38 +181,55 @@ class IngestReport:
         """Share of the session-wide sequence that never arrived."""
         return self.missing_sequence_numbers / self.sequence_span if self.sequence_span else 0.0
 
-    def repair(self, kind: str, tickers, sequences, message: str) -> None:
-        """Count ``len(sequences)`` repairs of one kind, keeping a few named examples."""
+    def repair(self, kind: str, tickers, sequences, message: str, row_ids=None) -> None:
+        """Count ``len(sequences)`` repairs of one kind, keeping a few named examples.
+
+        ``tickers`` and ``sequences`` may hold ``None`` (unknown); ``row_ids`` names the
+        rows where the sequence number cannot.
+        """
         count = len(sequences)
         if count == 0:
             return
         self.repairs[kind] += count
         if kind in DEFECTS:
             self.market_defects.update(t for t in tickers if t is not None)
-        room = MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples)
-        for ticker, seq in list(zip(tickers, sequences, strict=True))[: max(room, 0)]:
-            self.examples.append(DataIssue(kind, self.session_id, ticker, int(seq), message))
-        first = DataIssue(kind, self.session_id, tickers[0], int(sequences[0]), message)
+        ids = [None] * count if row_ids is None else row_ids
+        room = max(MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples), 0)
+        for ticker, seq, row_id in list(zip(tickers, sequences, ids, strict=True))[:room]:
+            self.examples.append(
+                DataIssue(kind, self.session_id, ticker, _int(seq), message, _int(row_id))
+            )
+        first = DataIssue(
+            kind, self.session_id, tickers[0], _int(sequences[0]), message, _int(ids[0])
+        )
         log.warning("%s (%d in this session)", first, count)
 
     def reject(self, ticker: str, sequence_number: int | None, message: str) -> None:
         """Exclude one market; the first reason given is the one kept."""
         if ticker in self.rejected:
             return
-        seq = None if sequence_number is None else int(sequence_number)
-        issue = DataIssue("rejected_market", self.session_id, ticker, seq, message)
+        issue = DataIssue(
+            "rejected_market", self.session_id, ticker, _int(sequence_number), message
+        )
         self.rejected[ticker] = issue
         log.error("%s; market excluded", issue)
+
+
+def _int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass
 class CleanEvents:
     """Ordered events of the accepted markets of one session.
 
-    Events are sorted by (market, sequence number); ``market`` indexes ``tickers``.
-    ``level`` is the delta's bid level (``side * 99 + price - 1``) and ``new_size`` its
-    size; for snapshots ``level`` is -1 and the book is row ``snapshot_index`` of
-    ``snapshot_books`` (int64[S, 198]).
+    Events are sorted by (market, segment, sequence number); ``market`` indexes
+    ``tickers``. ``level`` is the delta's bid level (``side * 99 + price - 1``) and
+    ``new_size`` its size; for snapshots ``level`` is -1 and the book is row
+    ``snapshot_index`` of ``snapshot_books`` (int64[S, 198]). ``timestamp_ms`` holds the
+    receive times, repaired where they were outside the recorded window or far behind the
+    market's latest; ``time_repaired`` marks those (a repaired time is not a receive
+    time, so such an event never shares a step with its neighbours).
     """
 
     session_id: int
@@ -145,85 +242,172 @@ class CleanEvents:
     new_size: np.ndarray
     snapshot_index: np.ndarray
     snapshot_books: np.ndarray
+    time_repaired: np.ndarray
     report: IngestReport
 
     def __len__(self) -> int:
         return len(self.sequence_number)
 
 
+def recorded_window(info: SessionInfo) -> tuple[int, int]:
+    """The receive times (ms) a session's events may carry: from its start to its end.
+
+    The end is ``ended_at``, else ``last_message_at`` (a session that crashed), else
+    :data:`OPEN_SESSION_SPAN_MS` after the start; both ends get
+    :data:`WINDOW_TOLERANCE_MS` of slack for clock skew.
+    """
+    start = int(info.started_at.timestamp() * 1000)
+    end_time = info.ended_at or info.last_message_at
+    end = int(end_time.timestamp() * 1000) if end_time else start + OPEN_SESSION_SPAN_MS
+    return start - WINDOW_TOLERANCE_MS, max(end, start) + WINDOW_TOLERANCE_MS
+
+
 def clean_session(raw: RawSession) -> CleanEvents:
     """Validate, repair and order the events of one raw session (see the module table)."""
     report = IngestReport(raw.session_id)
+    snapshot_table = _usable_rows(raw.snapshots, "snapshot", report)
+    delta_table = _usable_rows(raw.deltas, "delta", report)
     tickers = sorted(
-        set(raw.snapshots.column("market_ticker").to_pylist())
-        | set(pc.unique(raw.deltas.column("market_ticker")).to_pylist())
+        set(pc.unique(snapshot_table.column("market_ticker")).to_pylist())
+        | set(pc.unique(delta_table.column("market_ticker")).to_pylist())
     )
     if not tickers:
-        report.empty = True
-        log.warning("session %d is empty: no snapshots and no deltas", raw.session_id)
+        report.empty = not report.repairs
+        log.warning("session %d has no usable rows: no snapshots and no deltas", raw.session_id)
         return _empty_events(raw.session_id, report)
     code = {ticker: i for i, ticker in enumerate(tickers)}
     names = np.array(tickers, dtype=object)
 
-    snaps = _snapshot_events(raw.snapshots, code, names, report)
-    deltas = _delta_events(raw.deltas, code, names, report)
-    _count_gaps(np.concatenate([snaps["seq_all"], deltas["seq_all"]]), report)
-
-    n_snap = len(snaps["seq"])
-    market = np.concatenate([snaps["market"], deltas["market"]])
-    seq = np.concatenate([snaps["seq"], deltas["seq"]])
-    ts = np.concatenate([snaps["ts"], deltas["ts"]])
-    is_snapshot = np.concatenate([np.ones(n_snap, bool), np.zeros(len(deltas["seq"]), bool)])
-    level = np.concatenate([np.full(n_snap, -1, np.int16), deltas["level"]])
-    size = np.concatenate([np.zeros(n_snap, np.int64), deltas["size"]])
-    snapshot_index = np.concatenate(
-        [np.arange(n_snap, dtype=np.int64), np.full(len(deltas["seq"]), -1, np.int64)]
+    all_seq = np.concatenate(
+        [_ints(snapshot_table, "sequence_number"), _ints(delta_table, "sequence_number")]
     )
+    center, reach = float(np.median(all_seq)), _outlier_distance(len(all_seq))
+    snapshot_table = _drop_outliers(snapshot_table, center, reach, code, names, report)
+    delta_table = _drop_outliers(delta_table, center, reach, code, names, report)
+    snaps = _snapshot_events(snapshot_table, code, names, report)
+    deltas = _delta_events(delta_table, code, names, report)
+
+    n_snap, n_delta = len(snaps["seq"]), len(deltas["seq"])
+    ev = {
+        "market": np.concatenate([snaps["market"], deltas["market"]]),
+        "seq": np.concatenate([snaps["seq"], deltas["seq"]]),
+        "ts": np.concatenate([snaps["ts"], deltas["ts"]]),
+        "is_snapshot": np.concatenate([np.ones(n_snap, bool), np.zeros(n_delta, bool)]),
+        "level": np.concatenate([np.full(n_snap, -1, np.int16), deltas["level"]]),
+        "size": np.concatenate([np.zeros(n_snap, np.int64), deltas["size"]]),
+        "snapshot_index": np.concatenate(
+            [np.arange(n_snap, dtype=np.int64), np.full(n_delta, -1, np.int64)]
+        ),
+        "row_id": np.concatenate([snaps["row_id"], deltas["row_id"]]),
+        "valid": np.concatenate([np.ones(n_snap, bool), deltas["valid"]]),
+    }
     books = snaps["books"]
+    window = recorded_window(raw.info)
 
-    # Stable sort keeps storage order among equals: the first stored copy wins.
-    order = np.lexsort((seq, market))
-    market, seq, ts = market[order], seq[order], ts[order]
-    is_snapshot, level, size = is_snapshot[order], level[order], size[order]
-    snapshot_index = snapshot_index[order]
+    # Stable sorts keep storage order among equals: the first stored copy wins.
+    ev = _take(ev, np.lexsort((ev["seq"], ev["market"])))
+    ev["segment"] = _segments(ev, window, names, report)
+    if ev["segment"].any():
+        ev = _take(ev, np.lexsort((ev["seq"], ev["segment"], ev["market"])))
+    _count_stored_out_of_order(ev, names, report)
+    _count_gaps(ev["segment"], ev["seq"], report)
 
-    keep = _resolve_duplicates(
-        market, seq, is_snapshot, level, size, snapshot_index, books, names, report
-    )
-    keep &= ~np.isin(market, [code[t] for t in report.rejected])
-    keep &= _after_first_snapshot(market, seq, is_snapshot, keep, names, report)
+    ev = _take(ev, np.flatnonzero(ev["valid"]))
+    keep = _resolve_duplicates(ev, books, names, report)
+    _count_shared_sequences(ev, keep, names, report)
+    keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected])
+    keep &= _after_first_snapshot(ev["market"], ev["seq"], ev["is_snapshot"], keep, names, report)
+    ev = _take(ev, np.flatnonzero(keep))
+    ts, time_repaired = _repair_times(ev["market"], ev["seq"], ev["ts"], window, names, report)
 
-    market, seq, ts = market[keep], seq[keep], ts[keep]
-    is_snapshot, level, size = is_snapshot[keep], level[keep], size[keep]
-    snapshot_index = snapshot_index[keep]
-
+    market = ev["market"]
     accepted = np.flatnonzero(np.bincount(market, minlength=len(tickers)))
     accepted_tickers = [tickers[i] for i in accepted]
     market = np.searchsorted(accepted, market).astype(np.int32)
-    used = np.flatnonzero(is_snapshot)
+    snapshot_index = ev["snapshot_index"]
+    used = np.flatnonzero(ev["is_snapshot"])
     books = books[snapshot_index[used]]
     snapshot_index[used] = np.arange(len(used))
     return CleanEvents(
         session_id=raw.session_id,
         tickers=accepted_tickers,
         market=market,
-        sequence_number=seq,
+        sequence_number=ev["seq"],
         timestamp_ms=ts,
-        is_snapshot=is_snapshot,
-        level=level,
-        new_size=size,
+        is_snapshot=ev["is_snapshot"],
+        level=ev["level"],
+        new_size=ev["size"],
         snapshot_index=snapshot_index,
         snapshot_books=books,
+        time_repaired=time_repaired,
         report=report,
     )
 
 
+def _take(ev: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[rows] for name, values in ev.items()}
+
+
+# -- rows that cannot be placed ----------------------------------------------------------
+_KEY_FIELDS = (
+    ("market_ticker", "missing_market_ticker"),
+    ("sequence_number", "missing_sequence_number"),
+    ("timestamp_ms", "missing_timestamp"),
+)
+
+
+def _usable_rows(table: pa.Table, what: str, report: IngestReport) -> pa.Table:
+    """Drop rows with no ticker, sequence number or timestamp (a database without the
+    collector's NOT NULL constraints): such a row has no place in any book."""
+    missing = np.zeros(table.num_rows, dtype=bool)
+    for column, kind in _KEY_FIELDS:
+        null = table.column(column).is_null().to_numpy(zero_copy_only=False) & ~missing
+        rows = np.flatnonzero(null)
+        if len(rows):
+            report.repair(
+                kind,
+                table.column("market_ticker").take(rows).to_pylist(),
+                table.column("sequence_number").take(rows).to_pylist(),
+                f"{what} row with no {column.replace('_', ' ')} dropped",
+                row_ids=table.column("id").take(rows).to_pylist(),
+            )
+        missing |= null
+    return table.filter(pa.array(~missing)) if missing.any() else table
+
+
+def _ints(table: pa.Table, column: str) -> np.ndarray:
+    return table.column(column).to_numpy().astype(np.int64, copy=False)
+
+
+def _outlier_distance(rows: int) -> float:
+    return float(max(OUTLIER_DISTANCE_PER_ROW * rows, MIN_OUTLIER_DISTANCE))
+
+
+def _drop_outliers(table, center: float, reach: float, code, names, report) -> pa.Table:
+    """Drop rows whose sequence number is far outside the session's (one bad row must not
+    make the whole sequence look gapped or out of order)."""
+    seq = _ints(table, "sequence_number")
+    # In float: the distance of an int64 extreme from the median would overflow int64.
+    outlier = np.abs(seq.astype(np.float64) - center) > reach
+    rows = np.flatnonzero(outlier)
+    if not len(rows):
+        return table
+    market = _codes(table.column("market_ticker").take(rows), code)
+    report.repair(
+        "sequence_outlier",
+        names[market],
+        seq[rows],
+        f"sequence number far outside the session's (median {center:.0f}): row dropped",
+        row_ids=table.column("id").take(rows).to_pylist(),
+    )
+    return table.filter(pa.array(~outlier))
+
+
 # -- snapshots -------------------------------------------------------------------------
 def _snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict:
-    table = _in_storage_order(table, names, code, report)
     market = _codes(table.column("market_ticker"), code)
-    seq = table.column("sequence_number").to_numpy()
-    ts = table.column("timestamp_ms").to_numpy()
+    seq = _ints(table, "sequence_number")
+    ts = _ints(table, "timestamp_ms")
 
     # A map that could not be decoded is null. Without its bids the book is unknown;
     # a stored ask map is never used, so a bad one is only counted.
@@ -249,27 +433,34 @@ def _snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict
         valid = _valid_levels(row, price, size, market, seq, names, report)
         books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
     _check_stored_asks(table, books, market, seq, names, report)
-    return {"market": market, "seq": seq, "ts": ts, "books": books, "seq_all": seq}
+    return {
+        "market": market,
+        "seq": seq,
+        "ts": ts,
+        "books": books,
+        "row_id": _row_ids(table),
+    }
 
 
 def _valid_levels(row, price, size, market, seq, names, report) -> np.ndarray:
-    in_range = (price >= 1) & (price <= LEVELS)
-    out = np.flatnonzero(~in_range)
-    report.repair(
-        "price_out_of_range",
-        names[market[row[out]]],
-        seq[row[out]],
-        "snapshot level with price outside 1..99 dropped",
-    )
-    negative = in_range & (size < 0)
-    neg = np.flatnonzero(negative)
-    report.repair(
-        "negative_size",
-        names[market[row[neg]]],
-        seq[row[neg]],
-        "snapshot level with negative size dropped",
-    )
-    return in_range & ~negative
+    keep = np.ones(len(row), dtype=bool)
+    for kind, bad, message in (
+        (
+            "price_out_of_range",
+            (price < 1) | (price > LEVELS),
+            "snapshot level with price outside 1..99 dropped",
+        ),
+        ("negative_size", size < 0, "snapshot level with a negative or missing size dropped"),
+        (
+            "size_out_of_range",
+            size > MAX_SIZE,
+            f"snapshot level with a size above {MAX_SIZE} dropped",
+        ),
+    ):
+        out = np.flatnonzero(keep & bad)
+        report.repair(kind, names[market[row[out]]], seq[row[out]], message)
+        keep &= ~bad
+    return keep
 
 
 def _check_stored_asks(table, books, market, seq, names, report) -> None:
@@ -295,38 +486,38 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
 
 
 def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, price, size) for every entry of a map<int32, int64> column."""
+    """(row, price, size) for every entry of a map<int32, int64> column (a NULL size
+    reads -1: missing)."""
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     offsets = array.offsets.to_numpy()
     start, end = offsets[0], offsets[-1]
-    keys = array.keys.to_numpy(zero_copy_only=False)[start:end] if end > start else None
-    if keys is None:
+    if end <= start:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    items = array.items.to_numpy(zero_copy_only=False)[start:end]
+    keys = array.keys.to_numpy(zero_copy_only=False)[start:end]
+    items = pc.fill_null(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
     row = np.repeat(np.arange(len(array)), np.diff(offsets))
     return row, keys.astype(np.int64), items.astype(np.int64)
 
 
 # -- deltas ----------------------------------------------------------------------------
 def _delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
-    table = _in_storage_order(table, names, code, report)
+    """Delta columns, with ``valid`` false for the deltas dropped as repairs (they still
+    count as received for the sequence checks)."""
     market = _codes(table.column("market_ticker"), code)
-    seq = table.column("sequence_number").to_numpy()
-    ts = table.column("timestamp_ms").to_numpy()
+    seq = _ints(table, "sequence_number")
+    ts = _ints(table, "timestamp_ms")
     price = table.column("price").fill_null(0).to_numpy().astype(np.int64)  # NULL: out of range
-    new_size = table.column("new_size")
-    size = new_size.fill_null(-1).to_numpy().astype(np.int64)
+    size = table.column("new_size").fill_null(-1).to_numpy().astype(np.int64)
     # `remove` clears the level whatever new_size says (DESIGN.md section 2).
-    size = np.where(
-        pc.equal(table.column("action"), "remove").to_numpy(zero_copy_only=False), 0, size
-    )
+    removes = pc.equal(table.column("action"), "remove").fill_null(False)
+    size = np.where(removes.to_numpy(zero_copy_only=False), 0, size)
     # A NULL side is an unknown side (fill_null: a null comparison would be None).
     side = table.column("side")
     is_yes = pc.equal(side, "yes").fill_null(False).to_numpy(zero_copy_only=False)
     is_no = pc.equal(side, "no").fill_null(False).to_numpy(zero_copy_only=False)
 
-    keep = np.ones(len(seq), dtype=bool)
+    valid = np.ones(len(seq), dtype=bool)
     for kind, bad, message in (
         ("unknown_side", ~(is_yes | is_no), "delta with a side other than yes/no dropped"),
         (
@@ -335,39 +526,27 @@ def _delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
             "delta with price outside 1..99 dropped",
         ),
         ("negative_size", size < 0, "delta with a negative or missing size dropped"),
+        ("size_out_of_range", size > MAX_SIZE, f"delta with a size above {MAX_SIZE} dropped"),
     ):
-        rows = np.flatnonzero(keep & bad)
+        rows = np.flatnonzero(valid & bad)
         report.repair(kind, names[market[rows]], seq[rows], message)
-        keep &= ~bad
-    level = (np.where(is_yes, YES, NO) * LEVELS + price - 1).astype(np.int16)
+        valid &= ~bad
+    level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)
     return {
-        "market": market[keep],
-        "seq": seq[keep],
-        "ts": ts[keep],
-        "level": level[keep],
-        "size": size[keep],
-        "seq_all": seq,
+        "market": market,
+        "seq": seq,
+        "ts": ts,
+        "level": level,
+        "size": size,
+        "row_id": _row_ids(table),
+        "valid": valid,
     }
 
 
 # -- shared steps ----------------------------------------------------------------------
-def _in_storage_order(table: pa.Table, names, code, report: IngestReport) -> pa.Table:
-    """Sort by the collector's row id and count rows stored out of sequence order."""
-    ids = table.column("id").to_numpy()
-    if len(ids) and (np.diff(ids) < 0).any():
-        table = table.take(np.argsort(ids, kind="stable"))
-    seq = table.column("sequence_number").to_numpy()
-    if len(seq):
-        late = np.flatnonzero(seq < np.maximum.accumulate(seq))
-        if len(late):
-            market = _codes(table.column("market_ticker").take(late), code)
-            report.repair(
-                "stored_out_of_order",
-                names[market],
-                seq[late],
-                "row stored after a higher sequence number; events sorted by sequence",
-            )
-    return table
+def _row_ids(table: pa.Table) -> np.ndarray:
+    """The collector's row ids (storage order); a row without one counts as stored last."""
+    return table.column("id").fill_null(np.iinfo(np.int64).max).to_numpy().astype(np.int64)
 
 
 def _codes(column: pa.Array | pa.ChunkedArray, code: dict[str, int]) -> np.ndarray:
@@ -379,15 +558,133 @@ def _codes(column: pa.Array | pa.ChunkedArray, code: dict[str, int]) -> np.ndarr
     return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _count_gaps(all_sequences: np.ndarray, report: IngestReport) -> None:
-    """Gaps in the session-wide sequence: messages the collector never received."""
-    ordered = np.sort(all_sequences)  # np.unique hashes: slower than a sort here
-    unique = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """True where a run of equal keys starts (the arrays are sorted by those keys)."""
+    start = np.ones(len(keys[0]), dtype=bool)
+    if len(start):
+        start[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
+    return start
+
+
+def _segments(ev: dict, window: tuple[int, int], names, report: IngestReport) -> np.ndarray:
+    """Segment of every event (``ev`` sorted by market, then sequence number).
+
+    Scanning a market's snapshots in receive order, one starts a new segment (the
+    collector reconnected and Kalshi began a new subscription, whose numbers start again)
+    when its number is at or below that of the snapshot that began the current segment,
+    it arrived more than ``TIME_TOLERANCE_MS`` after that snapshot, and it was stored (row
+    id) after every earlier snapshot of the market. A snapshot with a higher number is an
+    ordinary re-snapshot; one at the same time is a stored copy. Times outside the
+    recorded window are skipped (they say nothing about arrival). Only markets whose
+    receive times step back in sequence order can hold a restart, so only their events
+    are scanned. Within a segment, nothing depends on later numbers; a restart orders
+    by receive time, which is what "later" means across a reconnect.
+    """
+    market, seq, ts = ev["market"], ev["seq"], ev["ts"]
+    segment = np.zeros(len(seq), dtype=np.int32)
+    back = np.flatnonzero((market[1:] == market[:-1]) & (ts[1:] < ts[:-1] - TIME_TOLERANCE_MS))
+    if not len(back):
+        return segment
+    rows = np.flatnonzero(np.isin(market, np.unique(market[back + 1])))
+    by_time = rows[np.lexsort((seq[rows], ts[rows], market[rows]))]
+    group_start = _group_starts(market[by_time])
+    restart = _restarts(
+        group_start,
+        ev["is_snapshot"][by_time],
+        seq[by_time],
+        ts[by_time],
+        ev["row_id"][by_time],
+        (ts[by_time] >= window[0]) & (ts[by_time] <= window[1]),
+        TIME_TOLERANCE_MS,
+    )
+    starts = by_time[restart]
+    report.repair(
+        "sequence_restart",
+        names[market[starts]],
+        seq[starts],
+        "the sequence restarts at this snapshot (a reconnect): a new segment begins",
+    )
+    # Every event of a market received at or after a restart belongs to its segment.
+    segment[by_time] = _segment_numbers(group_start, restart)
+    return segment
+
+
+@numba.njit(cache=True)
+def _restarts(
+    group_start, is_snapshot, seq, ts, row_id, ts_valid, tolerance
+):  # pragma: no cover - compiled; tested through clean_session
+    """Per event in receive order: does a new segment start here (see ``_segments``)."""
+    restart = np.zeros(len(seq), dtype=np.bool_)
+    first_seq = first_ts = last_snapshot_id = 0
+    has_snapshot = False
+    for i in range(len(seq)):
+        if group_start[i]:
+            has_snapshot = False
+        if not (ts_valid[i] and is_snapshot[i]):
+            continue
+        if not has_snapshot:
+            has_snapshot = True
+            first_seq, first_ts, last_snapshot_id = seq[i], ts[i], row_id[i]
+        elif seq[i] <= first_seq and ts[i] > first_ts + tolerance and row_id[i] > last_snapshot_id:
+            restart[i] = True
+            first_seq, first_ts, last_snapshot_id = seq[i], ts[i], row_id[i]
+        else:
+            last_snapshot_id = max(last_snapshot_id, row_id[i])
+    return restart
+
+
+def _segment_numbers(group_start: np.ndarray, restart: np.ndarray) -> np.ndarray:
+    """Running count of restarts within each group."""
+    total = np.cumsum(restart)
+    at_start = total[group_start] - restart[group_start]
+    counts = np.diff(np.r_[np.flatnonzero(group_start), len(total)])
+    return (total - np.repeat(at_start, counts)).astype(np.int32)
+
+
+def _count_stored_out_of_order(ev: dict, names, report: IngestReport) -> None:
+    """Rows stored (by id, in their own table) after a higher number of their market and
+    segment: the sort repairs them; counted so storage problems are visible."""
+    for table_rows in (np.flatnonzero(ev["is_snapshot"]), np.flatnonzero(~ev["is_snapshot"])):
+        market, segment = ev["market"][table_rows], ev["segment"][table_rows]
+        stored = table_rows[np.lexsort((ev["row_id"][table_rows], segment, market))]
+        seq = ev["seq"][stored]
+        late = seq < _previous_max(_group_starts(ev["market"][stored], ev["segment"][stored]), seq)
+        rows = stored[late]
+        report.repair(
+            "stored_out_of_order",
+            names[ev["market"][rows]],
+            ev["seq"][rows],
+            "row stored after a higher sequence number; events sorted by sequence",
+        )
+
+
+@numba.njit(cache=True)
+def _previous_max(group_start, values):  # pragma: no cover - compiled; tested through callers
+    """The largest of the earlier values of each row's group (the row's own if first)."""
+    out = np.empty_like(values)
+    top = values[0] if len(values) else 0
+    for i in range(len(values)):
+        if group_start[i]:
+            top = values[i]
+        out[i] = top
+        if values[i] > top:
+            top = values[i]
+    return out
+
+
+def _count_gaps(segment: np.ndarray, seq: np.ndarray, report: IngestReport) -> None:
+    """Gaps in the session-wide sequence (within each segment): messages never received."""
+    order = np.lexsort((seq, segment))
+    seg, ordered = segment[order], seq[order]
+    first = _group_starts(seg, ordered)
+    seg, unique = seg[first], ordered[first]
     if len(unique) < 2:
         return
-    report.sequence_span = int(unique[-1] - unique[0] + 1)
+    segment_start = _group_starts(seg)
+    ends = np.r_[np.flatnonzero(segment_start)[1:] - 1, len(unique) - 1]
+    report.sequence_span = int((unique[ends] - unique[segment_start] + 1).sum())
     step = np.diff(unique)
-    gaps = np.flatnonzero(step > 1)
+    gaps = np.flatnonzero((step > 1) & ~segment_start[1:])
     report.missing_sequence_numbers = int((step[gaps] - 1).sum())
     report.repair(
         "sequence_gap",
@@ -397,21 +694,21 @@ def _count_gaps(all_sequences: np.ndarray, report: IngestReport) -> None:
     )
 
 
-def _resolve_duplicates(
-    market, seq, is_snapshot, level, size, snapshot_index, books, names, report
-) -> np.ndarray:
-    """Drop exact repeats of (market, sequence); reject markets whose repeats disagree."""
+def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarray:
+    """Drop exact repeats of (market, segment, sequence); reject markets whose repeats
+    disagree."""
+    market, seq, segment = ev["market"], ev["seq"], ev["segment"]
+    is_snapshot, level, size, snapshot_index = (
+        ev["is_snapshot"], ev["level"], ev["size"], ev["snapshot_index"]
+    )  # fmt: skip
     keep = np.ones(len(seq), dtype=bool)
-    same = np.flatnonzero((market[1:] == market[:-1]) & (seq[1:] == seq[:-1])) + 1
-    if len(same) == 0:
+    same = ~_group_starts(market, segment, seq)
+    if not same.any():
         return keep
-    first = same - 1
-    # Walk back to the first of a run of copies, so that all compare to the first one.
-    while True:
-        back = np.isin(first, same)
-        if not back.any():
-            break
-        first = np.where(back, first - 1, first)
+    same = np.flatnonzero(same)
+    # The first of each run of copies: all compare to it.
+    first = np.flatnonzero(_group_starts(market, segment, seq))
+    first = first[np.searchsorted(first, same, side="right") - 1]
     identical = (
         (is_snapshot[same] == is_snapshot[first])
         & (level[same] == level[first])
@@ -438,10 +735,26 @@ def _resolve_duplicates(
     return keep
 
 
+def _count_shared_sequences(ev: dict, keep: np.ndarray, names, report: IngestReport) -> None:
+    """Sequence numbers (within a segment) that two or more markets carry."""
+    rows = np.flatnonzero(keep)
+    order = rows[np.lexsort((ev["market"][rows], ev["seq"][rows], ev["segment"][rows]))]
+    seq, segment, market = ev["seq"][order], ev["segment"][order], ev["market"][order]
+    again = np.flatnonzero(~_group_starts(segment, seq) & (market != np.r_[-1, market[:-1]]))
+    report.repair(
+        "sequence_shared",
+        names[market[again]],
+        seq[again],
+        "another market carries the same sequence number; each market keeps its own events",
+    )
+
+
 def _after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.ndarray:
     """Mask of events at or after their market's first (kept) snapshot."""
     snap_count = np.cumsum(is_snapshot & keep)
-    starts = np.flatnonzero(np.r_[True, market[1:] != market[:-1]])
+    if not len(market):
+        return np.ones(0, dtype=bool)
+    starts = np.flatnonzero(_group_starts(market))
     before_start = np.r_[0, snap_count][starts]
     seen = snap_count - np.repeat(before_start, np.diff(np.r_[starts, len(market)]))
     early = keep & (seen == 0)
@@ -462,6 +775,62 @@ def _after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.n
     return ~early
 
 
+def _repair_times(
+    market, seq, ts, window, names, report: IngestReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Receive times inside the recorded window, never far behind the market's latest.
+
+    A time outside the window takes the market's previous valid time (the session's
+    start for a market's leading rows), so the event and its book stay and no time is
+    taken from later data. A time more than
+    ``TIME_TOLERANCE_MS`` behind the market's latest becomes that latest time. Returns
+    the times and which of them were replaced.
+    """
+    n = len(ts)
+    repaired = np.zeros(n, dtype=bool)
+    if not n:
+        return ts, repaired
+    ts = ts.copy()
+    group_start = _group_starts(market)
+    starts = np.flatnonzero(group_start)
+    first_row = np.repeat(starts, np.diff(np.r_[starts, n]))
+    outside = (ts < window[0]) | (ts > window[1])
+    if outside.any():
+        previous = np.maximum.accumulate(np.where(outside, -1, np.arange(n)))
+        session_start = window[0] + WINDOW_TOLERANCE_MS
+        replacement = np.where(previous >= first_row, ts[np.maximum(previous, 0)], session_start)
+        bad = np.flatnonzero(outside)
+        report.repair(
+            "timestamp_out_of_window",
+            names[market[bad]],
+            seq[bad],
+            f"receive time outside the session's recorded window ({window[0]}..{window[1]} "
+            "ms): replaced by the market's previous valid time",
+        )
+        ts[bad] = replacement[bad]
+        repaired[bad] = True
+    latest = _previous_max(group_start, ts)
+    behind = latest - ts
+    far = np.flatnonzero(behind > TIME_TOLERANCE_MS)
+    report.repair(
+        "timestamp_backwards",
+        names[market[far]],
+        seq[far],
+        f"receive time more than {TIME_TOLERANCE_MS} ms before an earlier event's: raised "
+        "to that time",
+    )
+    ts[far] = latest[far]
+    repaired[far] = True
+    jitter = np.flatnonzero((behind > 0) & (behind <= TIME_TOLERANCE_MS))
+    report.repair(
+        "timestamp_jitter",
+        names[market[jitter]],
+        seq[jitter],
+        f"receive time up to {TIME_TOLERANCE_MS} ms before an earlier event's: kept",
+    )
+    return ts, repaired
+
+
 def _empty_events(session_id: int, report: IngestReport) -> CleanEvents:
     return CleanEvents(
         session_id=session_id,
@@ -474,5 +843,6 @@ def _empty_events(session_id: int, report: IngestReport) -> CleanEvents:
         new_size=np.zeros(0, np.int64),
         snapshot_index=np.zeros(0, np.int64),
         snapshot_books=np.zeros((0, BOOK_WIDTH), np.int64),
+        time_repaired=np.zeros(0, bool),
         report=report,
     )

@@ -241,9 +241,10 @@ def views_from_books(
 def time_steps(books: SessionBooks) -> SessionBooks:
     """The books at each market's time steps: the last of each run of its events that
     share a receive time."""
-    ts = books.timestamp_ms
+    ts, repaired = books.timestamp_ms, books.time_repaired
     last = np.ones(len(books), dtype=bool)
-    last[:-1] = ts[1:] != ts[:-1]
+    # A repaired time is not when the event arrived: such an event is a step of its own.
+    last[:-1] = (ts[1:] != ts[:-1]) | repaired[1:] | repaired[:-1]
     last[books.market_offsets[1:] - 1] = True  # a market's last event ends its step
     return books.take(np.flatnonzero(last))
 

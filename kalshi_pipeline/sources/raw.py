@@ -44,6 +44,8 @@ out-of-order storage is the job of :mod:`kalshi_pipeline.market.cleaning`.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,12 +177,18 @@ class PriceMapError(ValueError):
     """A stored price map that is not ``{"<price_cents>": integer size}``."""
 
 
-def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[int, int]]:
+def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[int, int | None]]:
     """Decode one collector price map into ``[(price_cents, size), ...]``.
 
     Accepts JSON text or an already parsed mapping; ``None`` is an empty book side.
-    Range checks (price 1..99, size >= 0) are not done here: they are repairs counted
-    by the cleaning step, which knows the session, market and sequence number.
+    A key must be a plain decimal integer (``"64"``, ``"-3"``): ``"6_3"``, ``" 64"`` or
+    ``"1e2"``, which Python's ``int()`` would take, make the map malformed. A size must be
+    an integer (``5`` or ``5.0``) or null. Range checks are not done here: they are
+    repairs counted by the cleaning step, which knows the session, market and sequence
+    number. So that the cleaning step can see them, a null size stays ``None`` (a missing
+    size), and a price or size too large for its column is clamped to the column's limit
+    (``PRICE_LIMIT``, ``SIZE_LIMIT``), far outside any valid value, instead of failing
+    the whole session with an overflow.
     """
     if raw is None:
         return []
@@ -195,22 +203,37 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
         raise PriceMapError(f"expected an object of price -> size, got {type(raw).__name__}")
     levels = []
     for key, size in raw.items():
-        try:
-            price = int(key)
-        except (TypeError, ValueError):
-            raise PriceMapError(f"price key {key!r} is not an integer") from None
-        if isinstance(size, bool) or not isinstance(size, int | float) or size != int(size):
-            raise PriceMapError(f"size {size!r} at price {key!r} is not an integer")
-        if not -(2**31) <= price < 2**31:
-            raise PriceMapError(f"price key {key!r} is not a price in cents")
-        levels.append((price, int(size)))
-    levels.sort()
+        if not isinstance(key, str) or not _INTEGER_KEY.fullmatch(key):
+            raise PriceMapError(f"price key {key!r} is not an integer")
+        levels.append((_clamp(int(key), PRICE_LIMIT), _size(key, size)))
+    levels.sort(key=lambda level: level[0])
     return levels
+
+
+_INTEGER_KEY = re.compile(r"-?[0-9]+")
+PRICE_LIMIT = 2**31 - 1  # the map's int32 price column
+SIZE_LIMIT = 2**63 - 1  # the map's int64 size column
+
+
+def _clamp(value: int, limit: int) -> int:
+    return max(-limit, min(value, limit))
+
+
+def _size(key: str, size: Any) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, float) and math.isfinite(size) and size == int(size):
+        size = int(size)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise PriceMapError(f"size {size!r} at price {key!r} is not an integer")
+    return _clamp(size, SIZE_LIMIT)
 
 
 def encode_price_map(levels: list[tuple[int, int]] | None) -> str:
     """The collector's JSON form of a price map (keys are price strings)."""
-    return json.dumps({str(p): int(s) for p, s in (levels or [])}, separators=(",", ":"))
+    return json.dumps(
+        {str(p): None if s is None else int(s) for p, s in (levels or [])}, separators=(",", ":")
+    )
 
 
 def snapshot_table(rows: list[tuple]) -> pa.Table:

@@ -4,36 +4,110 @@
 ``train`` runs the three phases and the report outside Dagster; ``demo`` is the main job
 on the embedded default: the whole Dagster graph on a local instance
 (:mod:`kalshi_pipeline.defs.demo`).
+
+An expected failure (a bad argument, a missing or empty store, an unreachable database,
+an unusable directory, an error our own code raises on bad input) prints one line to
+stderr, ``error: <what> (<what to do>)``, and exits 2 for usage errors, 1 otherwise.
+Anything else prints one line too, with a pointer to ``--debug``; ``--debug`` (before or
+after the command) prints the full traceback. No line ever shows a database password:
+database errors name host, port and database only, and every message is redacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from kalshi_pipeline.runtime import keep_freed_memory
-from kalshi_pipeline.settings import pipeline_home, sessions_dir
+from kalshi_pipeline.settings import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.config import PROFILES
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONNECT_TIMEOUT_S = 10  # generate --postgres: an unreachable host fails instead of hanging
+MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
+DEBUG_HINT = "run with --debug for the traceback"
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kalshi-pipeline", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="write simulated sessions in the raw schema")
+class CommandError(Exception):
+    """An expected failure the user can fix: what went wrong, and what to do about it."""
+
+    def __init__(self, what: str, todo: str) -> None:
+        super().__init__(what)
+        self.what, self.todo = what, todo
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our one-line usage errors (subcommand parsers are of this class too)."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top-level parser's subcommands
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction in [0, 1)")
+    return value
+
+
+def build_parser() -> _Parser:
+    # --debug is accepted before and after the command: every parser gets it, and only an
+    # explicit flag sets it (SUPPRESS), so a subcommand's default cannot undo a global one.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="print the full traceback of an error",
+    )  # fmt: skip
+    parser = _Parser(prog="kalshi-pipeline", description=__doc__.split("\n")[0], parents=[debug])
+    # Not required here: argparse would report a missing command before an unknown flag.
+    commands = parser.add_subparsers(dest="command", metavar="{generate,train,demo}")
+
+    gen = commands.add_parser(
+        "generate", help="write simulated sessions in the raw schema", parents=[debug]
+    )
     gen.add_argument("--out", type=Path, help="Parquet session store directory")
     gen.add_argument("--postgres", metavar="URL", help="write into the collector's tables")
-    gen.add_argument("--sessions", type=int, default=4)
-    gen.add_argument("--markets", type=int, default=40)
+    gen.add_argument("--sessions", type=positive_int, default=4)
+    gen.add_argument("--markets", type=positive_int, default=40)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument(
         "--median-events",
-        type=float,
+        type=positive_float,
         default=SimulatorConfig.median_events_per_market,
         help="median events per market (activity is log-normal around it; about 2.5 "
         "events make one book change, one view step)",
@@ -43,29 +117,66 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     train = commands.add_parser(
-        "train", help="train the three phases on a session store and write the report"
+        "train",
+        help="train the three phases on a session store and write the report",
+        parents=[debug],
     )
     train.add_argument("--store", type=Path, help="Parquet session store (default: the home's)")
-    train.add_argument("--out", type=Path, required=True, help="models and report go here")
+    train.add_argument(
+        "--out", type=Path, required=True,
+        help="models and report go here; models already there are reused only if trained "
+        "on the same views with the same config",
+    )  # fmt: skip
     train.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     train.add_argument("--phases", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
-    train.add_argument("--timesteps", type=int, help="timesteps per phase (overrides profile)")
-    train.add_argument("--checkpoint-every", type=int, help="timesteps between checkpoints")
+    train.add_argument(
+        "--timesteps", type=positive_int, help="timesteps per phase (overrides profile)"
+    )
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, help="timesteps between checkpoints"
+    )
     train.add_argument("--algorithm", choices=["ppo", "a2c"], help="default: the profile's")
     train.add_argument("--seed", type=int, help="default: the profile's")
-    train.add_argument("--holdout-fraction", type=float, default=0.2)
+    train.add_argument("--holdout-fraction", type=fraction, default=0.2)
 
-    demo = commands.add_parser("demo", help="the main job on the embedded default")
+    demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
     demo.add_argument(
         "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
     )
+    parser.commands = commands.choices
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # The command's own parser reports a usage error, so its --help is the one pointed to.
+    usage = parser.commands.get(args.command, parser)
+    if unknown:
+        usage.error(f"unrecognised argument{'s' * (len(unknown) > 1)}: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("a command is needed: generate, train or demo")
+    debug = getattr(args, "debug", False)
     keep_freed_memory()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
+    try:
+        return run(usage, args)
+    except Exception as exc:
+        line, code = explain(exc, database_url(args))
+        if debug:
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        sys.stderr.write(line + "\n")
+        return code
+
+
+def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "generate":
         if (args.out is None) == (args.postgres is None):
-            parser.error("generate needs exactly one of --out DIR or --postgres URL")
+            usage.error("generate needs exactly one of --out DIR or --postgres URL")
+        if args.postgres is not None and database_location(args.postgres) is None:
+            usage.error("--postgres is not a PostgreSQL URL like postgresql://USER@HOST:PORT/DB")
         config = SimulatorConfig(
             markets=args.markets,
             median_events_per_market=args.median_events,
@@ -74,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return generate(args.out, args.postgres, args.sessions, args.seed, config)
     if args.command == "train":
         return run_train(args)
-    return run_demo(pipeline_home(args.home))
+    return run_demo(usable_home(args.home))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -86,7 +197,9 @@ def run_train(args: argparse.Namespace) -> int:
         args.profile, timesteps_per_phase=args.timesteps, algorithm=args.algorithm,
         seed=args.seed, **changes,
     )  # fmt: skip
-    store = ParquetSessionStore(args.store or sessions_dir(pipeline_home(None)))
+    if args.out.exists() and not args.out.is_dir():
+        raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
+    store = existing_store(args.store or sessions_dir(pipeline_home(None)))
     report = train_and_evaluate(
         store, args.out, config, holdout_fraction=args.holdout_fraction,
         phases=args.phases, progress=True,
@@ -97,12 +210,43 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def existing_store(path: Path) -> ParquetSessionStore:
+    """The store at ``path``, which must exist and hold sessions (training needs some)."""
+    if not path.exists():
+        raise CommandError(f"no session store at {path}", MAKE_A_STORE)
+    if not path.is_dir():
+        raise CommandError(f"the session store {path} is not a directory", MAKE_A_STORE)
+    store = ParquetSessionStore(path)
+    if not store.list_sessions():
+        raise CommandError(
+            f"the session store {path} holds no sessions",
+            f"write some with: kalshi-pipeline generate --out {path}",
+        )
+    return store
+
+
+def usable_home(home: Path | None) -> Path:
+    """The pipeline home, created if missing; it must be a directory we can write in."""
+    path = pipeline_home(home)
+    todo = "give --home a writable directory, or set KALSHI_PIPELINE_HOME to one"
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"the home {path} is a file, not a directory", todo)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CommandError(f"the home {path} is not usable: {exc.strerror}", todo) from None
+    return path
+
+
 def generate(
     out: Path | None, postgres_url: str | None, sessions: int, seed: int, config: SimulatorConfig
 ) -> int:
     started = time.perf_counter()
     events = 0
-    simulated = simulate_sessions(sessions, seed, config, progress=True)
+    # A progress bar only on a terminal: in a log it is noise around the one error line.
+    simulated = simulate_sessions(sessions, seed, config, progress=sys.stderr.isatty())
     if out is not None:
         store = ParquetSessionStore(out)
         for session in simulated:
@@ -111,14 +255,25 @@ def generate(
         where = str(out)
     else:
         import psycopg2
+        from psycopg2.extensions import parse_dsn
 
         from kalshi_pipeline.sources.postgres import collector_ddl, write_collector_session
 
-        with psycopg2.connect(postgres_url) as conn:
+        bounded = {} if "connect_timeout" in parse_dsn(postgres_url) else {
+            "connect_timeout": CONNECT_TIMEOUT_S
+        }  # fmt: skip
+        with psycopg2.connect(postgres_url, **bounded) as conn:
             with conn.cursor() as cur:
                 cur.execute(collector_ddl())
             for session in simulated:
-                write_collector_session(conn, session)
+                try:
+                    write_collector_session(conn, session)
+                except psycopg2.errors.UniqueViolation:
+                    where = database_location(postgres_url)
+                    raise CommandError(
+                        f"session {session.session_id} is already in the database at {where}",
+                        "generate into an empty database",
+                    ) from None
                 events += session.num_events
         where = "the collector database"
     print(
@@ -133,6 +288,113 @@ def run_demo(home: Path) -> int:
 
     run_pipeline(home)
     return 0
+
+
+# -- errors ------------------------------------------------------------------------------
+# What to do about an operating-system error, by type (the first match wins).
+_OS_ERROR_TODO: list[tuple[type[OSError], str]] = [
+    (FileNotFoundError, "check the path"),
+    (FileExistsError, "choose another path, or delete what is there"),
+    (NotADirectoryError, "give a directory, not a file"),
+    (IsADirectoryError, "give a file, not a directory"),
+    (PermissionError, "choose another path, or fix its permissions"),
+]
+
+
+def explain(exc: Exception, database: str | None) -> tuple[str, int]:
+    """The one line (``error: <what> (<what to do>)``) and exit code for ``exc``.
+
+    ``database`` is the URL the command talks to, if any: database errors name its host,
+    port and database, never the exception's text (libpq may quote the URL).
+    """
+    if isinstance(exc, CommandError):
+        return _line(exc.what, exc.todo), 1
+    psycopg2 = sys.modules.get("psycopg2")  # imported only by commands that use it
+    connection_errors = (ConnectionError, TimeoutError) + (
+        (psycopg2.OperationalError, psycopg2.InterfaceError) if psycopg2 else ()
+    )
+    where = database_location(database) if database else None
+    at = f" at {where}" if where else ""
+    if isinstance(exc, connection_errors):
+        reason = _database_reason(exc)
+        return _line(
+            f"cannot reach the database{at}{f': {reason}' if reason else ''}",
+            "start the server, or check the host, port, database and user of the URL",
+        ), 1
+    if psycopg2 and isinstance(exc, psycopg2.Error):
+        from psycopg2 import errorcodes
+
+        code = errorcodes.lookup(exc.pgcode) if exc.pgcode else type(exc).__name__
+        return _line(f"the database{at} refused the command: {code}", DEBUG_HINT), 1
+    if isinstance(exc, OSError):
+        todo = next((t for kind, t in _OS_ERROR_TODO if isinstance(exc, kind)), None)
+        if todo is not None:
+            what = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            return _line(what, todo), 1
+    if _ours(type(exc)) or (isinstance(exc, ValueError | KeyError) and _raised_by_us(exc)):
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return _line(str(text), DEBUG_HINT), 1
+    what = redact(" ".join(f"unexpected {type(exc).__name__}: {exc}".split()))
+    return f"error: {what} ({DEBUG_HINT})", 1
+
+
+def _line(what: str, todo: str) -> str:
+    """One line; messages ending in ``(...)`` or a full stop already say what to do."""
+    what = redact(" ".join(what.split()))
+    return f"error: {what}" if what.endswith((")", ".")) else f"error: {what} ({todo})"
+
+
+def _ours(kind: type) -> bool:
+    return kind.__module__.split(".")[0] == "kalshi_pipeline"
+
+
+def _raised_by_us(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def _database_reason(exc: BaseException) -> str:
+    """A few words on why, from a fixed list (the exception's own text is never shown)."""
+    text = str(exc).lower()
+    for clue, reason in (
+        ("connection refused", "connection refused"),
+        ("timeout expired", "connection timed out"),
+        ("could not translate host name", "unknown host"),
+        ("password authentication failed", "authentication failed"),
+        ("does not exist", "no such database or role"),
+        ("server closed the connection", "connection lost"),
+    ):
+        if clue in text:
+            return reason
+    return "timed out" if isinstance(exc, TimeoutError) else ""
+
+
+def database_url(args: argparse.Namespace) -> str | None:
+    """The database the command talks to: ``--postgres``, else the collector's, if set."""
+    return getattr(args, "postgres", None) or os.environ.get(COLLECTOR_URL_ENV)
+
+
+def database_location(url: str) -> str | None:
+    """``host:port/database`` of a libpq URL or DSN (user and password left out)."""
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        dsn = parse_dsn(url)
+    except ProgrammingError:
+        return None
+    host = dsn.get("host") or dsn.get("hostaddr") or "localhost"
+    return f"{host}:{dsn.get('port') or 5432}/{dsn.get('dbname') or '(default database)'}"
+
+
+# user:password@ in URLs, password=... in key=value DSNs.
+_URL_PASSWORD = re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(?P<keep>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password in a URL or DSN replaced by ``***``."""
+    return _DSN_PASSWORD.sub(r"\g<keep>***", _URL_PASSWORD.sub(r"\g<keep>:***@", text))
 
 
 if __name__ == "__main__":

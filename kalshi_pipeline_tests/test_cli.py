@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kalshi_pipeline.cli import main
+from kalshi_pipeline.cli import explain, main, redact
 from kalshi_pipeline.settings import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 
@@ -68,3 +68,205 @@ def test_demo_runs_the_whole_graph_on_a_fresh_home(tmp_path):
     report = Path(done.stdout.strip().splitlines()[-1].split("report: ")[1])
     assert report.is_file() and report.is_relative_to(tmp_path / "artifacts")
     assert "model-vs-hold/holdout" in report.read_text()
+
+
+# -- errors: one line, `error: <what> (<what to do>)`, exit 2 for usage, 1 otherwise --------
+
+
+def one_error_line(capsys) -> str:
+    """The single line the command wrote to stderr (it must be exactly one)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and lines[0].endswith(")"), lines[0]
+    return lines[0]
+
+
+def usage_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (
+            ["generate", "--out", "s", "--sessions", "-1"],
+            "argument --sessions: -1 is not a positive",
+        ),
+        (["generate", "--out", "s", "--markets", "0"], "argument --markets: 0 is not a positive"),
+        (["--bogus"], "unrecognised argument: --bogus"),
+        (["train", "--bogus", "--store", "s", "--out", "o"], "unrecognised argument: --bogus"),
+        (["train", "--out", "o", "--timesteps", "0"], "argument --timesteps: 0 is not"),
+        (["generate", "--postgres", "not a url"], "--postgres is not a PostgreSQL URL"),
+        ([], "a command is needed"),
+    ],
+)
+def test_usage_errors_name_the_argument_on_one_line_and_exit_2(argv, named, capsys, tmp_path):
+    line = usage_error(argv, capsys)
+
+    assert named in line
+    assert "--help)" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_missing_store_is_named_with_how_to_make_one(tmp_path, capsys):
+    missing, out = tmp_path / "nonexistent", tmp_path / "out"
+
+    assert main(["train", "--store", str(missing), "--out", str(out)]) == 1
+
+    line = one_error_line(capsys)
+    assert f"no session store at {missing}" in line
+    assert "kalshi-pipeline generate --out DIR" in line
+    assert not out.exists()
+
+
+def test_an_empty_store_is_named(tmp_path, capsys):
+    empty = tmp_path / "store"
+    empty.mkdir()
+
+    assert main(["train", "--store", str(empty), "--out", str(tmp_path / "out")]) == 1
+
+    line = one_error_line(capsys)
+    assert f"the session store {empty} holds no sessions" in line
+    assert f"kalshi-pipeline generate --out {empty}" in line
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_prints_the_traceback(where, tmp_path, capsys):
+    command = ["train", "--store", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "o")]
+    argv = ["--debug", *command] if where == "before" else [*command, "--debug"]
+
+    assert main(argv) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().splitlines()[-1].startswith("error: no session store at ")
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1:1/x", "connection refused"),  # nothing listens on port 1
+        ("127.0.0.1:5432/kp_no_such_database", "no such database or role"),
+    ],
+)
+def test_an_unreachable_database_is_named_without_its_password(address, reason, capsys):
+    url = f"postgresql://postgres:s3cret-pw@{address}"
+    argv = ["generate", "--postgres", url, "--sessions", "1", "--markets", "2"]
+
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: cannot reach the database at {address}: {reason} (")
+    assert "s3cret" not in line and "postgres:" not in line
+
+    assert main([*argv, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "s3cret" not in err
+
+
+def test_an_unreachable_database_exits_1_from_the_shell():
+    url = "postgresql://postgres:s3cret-pw@127.0.0.1:1/x"
+    command = [sys.executable, "-m", "kalshi_pipeline.cli", "generate", "--postgres", url]
+
+    done = subprocess.run(command, capture_output=True, text=True)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: cannot reach the database at 127.0.0.1:1/x: connection refused "
+        "(start the server, or check the host, port, database and user of the URL)"
+    ]
+
+
+def test_a_home_that_is_a_regular_file_is_refused(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.write_text("not a directory")
+
+    assert main(["demo", "--home", str(home)]) == 1
+
+    line = one_error_line(capsys)
+    assert f"the home {home} is a file, not a directory" in line
+    assert home.read_text() == "not a directory"
+
+
+def test_a_damaged_session_file_is_one_line_unless_debugging(tmp_path, capsys):
+    """A damaged store ends as one line too, with the traceback on demand."""
+    store = tmp_path / "store"
+    assert main(["generate", "--out", str(store), "--sessions", "1", "--markets", "3"]) == 0
+    (store / "session-1" / "deltas.parquet").write_bytes(b"PAR1 cut short")
+    capsys.readouterr()
+    argv = ["train", "--store", str(store), "--out", str(tmp_path / "out")]
+
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+
+    assert main(["--debug", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == line
+
+
+def test_an_unexpected_error_points_to_debug():
+    line, code = explain(RuntimeError("boom\nsecond line"), None)
+
+    assert (line, code) == (
+        "error: unexpected RuntimeError: boom second line (run with --debug for the traceback)",
+        1,
+    )
+
+
+def test_passwords_in_urls_and_dsns_are_redacted():
+    text = "at postgresql://kalshi:pa:ss@db:5432/c and host=db password='x y' user=k"
+
+    assert redact(text) == "at postgresql://kalshi:***@db:5432/c and host=db password=*** user=k"
+
+
+def test_train_refuses_an_out_directory_trained_on_another_store(tmp_path, capsys):
+    for name, seed in (("a", 1), ("b", 3)):
+        args = ["--sessions", "1", "--markets", "8", "--seed", str(seed)]
+        assert main(["generate", "--out", str(tmp_path / name), *args]) == 0
+    out = tmp_path / "out"
+    train = ["train", "--out", str(out), "--timesteps", "256", "--phases"]
+    assert main([*train, "1", "--store", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    before = files_and_bytes(out)
+
+    assert main([*train, "1", "--store", str(tmp_path / "b")]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"error: {out / 'models' / 'phase1'} holds a model trained on other")
+    assert f"delete {out / 'models'} to train afresh)" in line
+    # Phase 2 would warm-start from store A's phase 1: refused before anything is written.
+    assert main([*train, "2", "--store", str(tmp_path / "b")]) == 1
+    assert f"{out / 'models' / 'phase1'} holds a model" in one_error_line(capsys)
+    assert files_and_bytes(out) == before
+    # The same store and settings find phase 1 done.
+    assert main([*train, "1", "--store", str(tmp_path / "a")]) == 0
+    assert files_and_bytes(out) == before
+
+
+def test_sessions_already_in_the_database_are_named(collector_db, capsys):
+    argv = ["generate", "--postgres", collector_db, "--sessions", "1", "--markets", "2"]
+    assert main(argv) == 0
+    capsys.readouterr()
+
+    assert main(argv) == 1
+
+    database = collector_db.rsplit("/", 1)[1]
+    assert one_error_line(capsys) == (
+        f"error: session 1 is already in the database at 127.0.0.1:5432/{database} "
+        "(generate into an empty database)"
+    )
+
+
+def test_an_out_that_is_a_regular_file_is_refused(tmp_path, capsys):
+    store, out = tmp_path / "store", tmp_path / "out"
+    assert main(["generate", "--out", str(store), "--sessions", "1", "--markets", "2"]) == 0
+    out.write_text("not a directory")
+    capsys.readouterr()
+
+    assert main(["train", "--store", str(store), "--out", str(out)]) == 1
+
+    assert (
+        one_error_line(capsys)
+        == f"error: --out {out} is a file (give a directory for models and report)"
+    )

@@ -18,6 +18,7 @@ table, flagged, so that nothing disappears without a trace.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -51,8 +52,17 @@ def difficulty_score(avg_spread, volatility_score, market_coverage) -> np.ndarra
 
 
 def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
-    """Why a view is unfit for training (empty when it passes)."""
-    reasons = []
+    """Why a view is unfit for training (empty when it passes).
+
+    A statistic that is NaN or infinite compares false with every threshold, so it is a
+    reason of its own (views are checked when built; this guards descriptions from
+    elsewhere).
+    """
+    reasons = [
+        f"non-finite {name}: {description[name]}"
+        for name in ("market_coverage", "data_quality_score", "avg_spread", "volatility_score")
+        if not math.isfinite(description[name])
+    ]
     if description["length"] < config.min_episode_length:
         reasons.append(f"too short: {description['length']} steps < {config.min_episode_length}")
     if description["market_coverage"] < config.min_coverage:

@@ -45,6 +45,7 @@ metadata.
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass, fields
@@ -59,6 +60,7 @@ from kalshi_pipeline.market.cleaning import IngestReport
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,
+    FEATURE_NAMES,
     NUM_FEATURES,
     clamped_times,
     compute_features,
@@ -212,30 +214,51 @@ def views_from_books(
         inside = np.searchsorted(session_times, ts[rows][-1], side="right") - np.searchsorted(
             session_times, ts[rows][0], side="left"
         )
-        views.append(
-            MarketSessionView(
-                session_id=books.session_id,
-                market_ticker=ticker,
-                timestamps_ms=books.timestamp_ms[rows],
-                sequence_numbers=books.sequence_number[rows],
-                best_yes_bid=books.best_yes_bid[rows],
-                best_yes_ask=books.best_yes_ask[rows],
-                best_no_bid=books.best_no_bid[rows],
-                best_no_ask=books.best_no_ask[rows],
-                yes_bid_prices=books.yes_bid_prices[rows],
-                yes_bid_sizes=books.yes_bid_depth[rows],
-                no_bid_prices=books.no_bid_prices[rows],
-                no_bid_sizes=books.no_bid_depth[rows],
-                features=features[rows],
-                avg_spread=float(spread[rows][quoted].mean()) if quoted.any() else 100.0,
-                volatility_score=float(moves.std()) if len(moves) > 1 else 0.0,
-                market_coverage=float(inside / len(session_times)),
-                data_quality_score=_quality(books.report, ticker, length) * quality_factor,
-                activity_bursts=_bursts(gaps, config),
-                quiet_periods=int((gaps > config.quiet_gap_ms).sum()),
-            )
+        view = MarketSessionView(
+            session_id=books.session_id,
+            market_ticker=ticker,
+            timestamps_ms=books.timestamp_ms[rows],
+            sequence_numbers=books.sequence_number[rows],
+            best_yes_bid=books.best_yes_bid[rows],
+            best_yes_ask=books.best_yes_ask[rows],
+            best_no_bid=books.best_no_bid[rows],
+            best_no_ask=books.best_no_ask[rows],
+            yes_bid_prices=books.yes_bid_prices[rows],
+            yes_bid_sizes=books.yes_bid_depth[rows],
+            no_bid_prices=books.no_bid_prices[rows],
+            no_bid_sizes=books.no_bid_depth[rows],
+            features=features[rows],
+            avg_spread=float(spread[rows][quoted].mean()) if quoted.any() else 100.0,
+            volatility_score=float(moves.std()) if len(moves) > 1 else 0.0,
+            market_coverage=float(inside / len(session_times)),
+            data_quality_score=_quality(books.report, ticker, length) * quality_factor,
+            activity_bursts=_bursts(gaps, config),
+            quiet_periods=int((gaps > config.quiet_gap_ms).sum()),
         )
+        problem = non_finite(view)
+        if problem is None:
+            views.append(view)
+        else:
+            books.report.reject(ticker, problem[0], problem[1])
     return views
+
+
+def non_finite(view: MarketSessionView) -> tuple[int | None, str] | None:
+    """``(sequence number, reason)`` if a feature or statistic of ``view`` is NaN or
+    infinite, else None. Cleaning bounds every input so this should never happen; a view
+    that slips through would poison training (NaN logits), so it is rejected by name."""
+    bad_rows, bad_columns = np.nonzero(~np.isfinite(view.features))
+    if len(bad_rows):
+        step, column = int(bad_rows[0]), int(bad_columns[0])
+        return (
+            int(view.sequence_numbers[step]),
+            f"feature {FEATURE_NAMES[column]} is {view.features[step, column]} at step {step} "
+            f"({len(bad_rows)} non-finite values): view rejected",
+        )
+    for name, value in view.statistics().items():
+        if not math.isfinite(value):
+            return None, f"statistic {name} is {value}: view rejected"
+    return None
 
 
 def time_steps(books: SessionBooks) -> SessionBooks:

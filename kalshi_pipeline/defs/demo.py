@@ -1,12 +1,23 @@
 """The main job on the embedded default: ``kalshi-pipeline demo``.
 
-Makes a simulated session store under ``<home>/sessions`` if there is none, uses the
-local Dagster instance in ``$DAGSTER_HOME`` (``<home>/dagster`` when unset, with the
-repository's instance settings: SQLite, no services), registers every complete session as
-a ``sessions`` partition, materialises ``raw_sessions`` and ``market_views`` for each new
-partition, then the training graph with the demo profile, and prints where the report is.
-Runs are recorded in the instance, so ``dagster dev`` with the same ``DAGSTER_HOME`` shows
-them. Sessions already ingested are not ingested again.
+One source decides both which sessions exist and where they are loaded from: the
+pipeline resource's (:meth:`PipelineResource.source`), which is the collector's Postgres
+when ``KALSHI_COLLECTOR_URL`` is set and the local Parquet store under ``<home>/sessions``
+otherwise. Only in the local case, and only when that store is empty, does the demo
+simulate sessions; with a collector it simulates nothing and writes nothing to the local
+store. It prints which source it uses, never the URL.
+
+It uses the local Dagster instance in ``$DAGSTER_HOME`` (``<home>/dagster`` when unset,
+with the repository's instance settings: SQLite, no services), registers every complete
+session as a ``sessions`` partition and ingests every complete session that is not yet
+ingested, i.e. whose ``market_views`` partition is not materialised (see
+:mod:`kalshi_pipeline.defs.automation`): new sessions, and sessions whose earlier ingest
+failed or was killed. An ingest run left unfinished by a process that no longer exists is
+marked failed first; one still running in another live process is left to it. The demo
+does not bound attempts (it is the by-hand path): a session that fails here fails the demo
+before training, naming the session and its run. Then it runs the training graph with the
+demo profile and prints where the report is. Runs are recorded in the instance, so
+``dagster dev`` with the same ``DAGSTER_HOME`` shows them.
 """
 
 from __future__ import annotations
@@ -17,15 +28,20 @@ from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.defs.automation import DEMO_RUN_CONFIG
+from kalshi_pipeline.defs.automation import DEMO_RUN_CONFIG, ingest_states, run_ingest
 from kalshi_pipeline.defs.partitions import session_key, sessions
+from kalshi_pipeline.defs.resources import PipelineResource, redact
 from kalshi_pipeline.settings import HOME_ENV, sessions_dir
-from kalshi_pipeline.sources import ParquetSessionStore
+from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 
 DEMO_SESSIONS, DEMO_MARKETS, DEMO_SEED = 4, 40, 0
 INSTANCE_SETTINGS = Path(__file__).resolve().parents[2] / "dagster.yaml"
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class IngestFailed(RuntimeError):
+    """Some sessions could not be ingested; training was not started."""
 
 
 def prepare_instance(home: Path) -> dg.DagsterInstance:
@@ -53,43 +69,105 @@ def ensure_store(home: Path) -> ParquetSessionStore:
     return store
 
 
-def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
-    """The whole graph on the embedded default; returns the report's path."""
+def demo_source(home: Path) -> SessionSource:
+    """The session source the demo and the assets share (a local store is filled if empty)."""
     os.environ[HOME_ENV] = str(home)
-    store = ensure_store(home)
-    instance = prepare_instance(home)
-    from kalshi_pipeline.definitions import defs
+    pipeline = PipelineResource()
+    print(f"sessions from: {pipeline.source_kind()}")
+    if isinstance(pipeline.source(), ParquetSessionStore):
+        ensure_store(home)
+    return pipeline.source()
 
-    definitions = defs()
+
+def ingest_missing(
+    home: Path, instance: dg.DagsterInstance, definitions: dg.Definitions
+) -> list[str]:
+    """Ingest every complete session of the demo's source that is not ingested yet.
+
+    Returns the keys ingested by this call; raises :class:`IngestFailed` naming each
+    session that failed (with its run id and error) after trying all of them.
+    """
+    source = demo_source(home)
+    keys = [session_key(s.session_id) for s in source.list_sessions() if s.is_complete]
+    if not keys:
+        raise IngestFailed("the session source lists no complete session: nothing to train on")
     registered = set(instance.get_dynamic_partitions(sessions.name))
-    keys = [session_key(s.session_id) for s in store.list_sessions() if s.is_complete]
-    new = [k for k in keys if k not in registered]
-    instance.add_dynamic_partitions(sessions.name, new)
-    print(f"instance: {instance.root_directory}; sessions: {len(keys)} ({len(new)} new)")
-    ingest = definitions.resolve_job_def("ingest_session")
-    for number, key in enumerate(new, 1):
-        started = time.perf_counter()
-        result = ingest.execute_in_process(
-            instance=instance, partition_key=key, run_config=_QUIET, raise_on_error=True
+    instance.add_dynamic_partitions(sessions.name, [k for k in keys if k not in registered])
+    states = ingest_states(instance, keys)
+    busy = [k for k in keys if not states[k].ingested and states[k].running]
+    missing = [k for k in keys if not states[k].ingested and not states[k].running]
+    print(
+        f"instance: {instance.root_directory}; complete sessions: {len(keys)} "
+        f"({len(missing)} to ingest)"
+    )
+    for key in busy:
+        print(
+            f"session {key}: being ingested by another process (run "
+            f"{', '.join(states[key].running)}); not waited for"
         )
+    failed = []
+    for number, key in enumerate(missing, 1):
+        started = time.perf_counter()
+        result = run_ingest(definitions, instance, key, run_config=_QUIET)
+        if not result.success:
+            failed.append(f"session {key} (run {result.run_id}): {_first_error(result)}")
+            print(f"[{number}/{len(missing)}] session {key}: FAILED")
+            continue
         views = _metadata(result, "market_views", "views")
         print(
-            f"[{number}/{len(new)}] session {key}: {views} views "
+            f"[{number}/{len(missing)}] session {key}: {views} views "
             f"({time.perf_counter() - started:.1f}s)"
         )
+    if failed:
+        raise IngestFailed(
+            f"{len(failed)} of {len(missing)} sessions failed to ingest; training not started "
+            "(run the demo again to retry them):\n" + "\n".join(failed)
+        )
+    return missing
+
+
+def train(
+    instance: dg.DagsterInstance, definitions: dg.Definitions, run_config: dg.RunConfig
+) -> Path:
+    """``train_and_evaluate`` in process; returns the report's path."""
     print("training phases 1-3 (demo profile) and evaluating ...")
     started = time.perf_counter()
-    config = run_config or DEMO_RUN_CONFIG
     result = definitions.resolve_job_def("train_and_evaluate").execute_in_process(
-        instance=instance, run_config=_with_quiet_logs(config), raise_on_error=True
+        instance=instance, run_config=_with_quiet_logs(run_config), raise_on_error=True
     )
     report = Path(result.output_for_node("evaluation_report"))
     print(f"done in {time.perf_counter() - started:.0f}s; report: {report}")
     return report
 
 
+def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
+    """The whole graph on the embedded default; returns the report's path."""
+    os.environ[HOME_ENV] = str(home)
+    instance = prepare_instance(home)
+    from kalshi_pipeline.definitions import defs
+
+    definitions = defs()
+    ingest_missing(home, instance, definitions)
+    return train(instance, definitions, run_config or DEMO_RUN_CONFIG)
+
+
 def _with_quiet_logs(config: dg.RunConfig) -> dict:
     return {**config.to_config_dict(), **_QUIET}
+
+
+def _first_error(result: dg.ExecuteInProcessResult) -> str:
+    """The reason of the run's first step failure (the user's error, not Dagster's wrapper)."""
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return redact(data.user_failure_data.description)
+        error = data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        return redact(error.message.strip()) if error is not None else "step failed"
+    return "run failed"
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str, key: str):

@@ -5,15 +5,52 @@ by default, or the collector's Postgres when ``KALSHI_COLLECTOR_URL`` is set. Th
 read from the environment when a source is needed and never stored in config, logs or
 metadata. Artifacts (normalised raw sessions, views, scores, models, reports) live under
 ``$KALSHI_PIPELINE_HOME/artifacts``.
+
+Reading the source may fail for a while (the collector restarts, the network drops):
+``raw_sessions`` retries a failed read with ``SOURCE_RETRY_POLICY``, after
+``KALSHI_SOURCE_RETRY_DELAY_SECONDS`` (default 10; read at import) and then three times that
+(Dagster's exponential backoff), so an outage of up to ~40 s does not fail the run.
+Tests set a tiny delay so that a failing ingest fails fast.
 """
 
+import contextlib
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
+
+SOURCE_RETRY_DELAY_ENV = "KALSHI_SOURCE_RETRY_DELAY_SECONDS"
+SOURCE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2,
+    delay=float(os.environ.get(SOURCE_RETRY_DELAY_ENV, "10")),
+    backoff=dg.Backoff.EXPONENTIAL,
+)
+
+
+def redact_source_error(exc: BaseException) -> str:
+    """``Type: message`` of a source failure, with the collector URL and password removed.
+
+    The sources already keep the URL out of their errors; this is the second lock on the
+    door, for messages that come from a driver unchanged.
+    """
+    return redact(f"{type(exc).__name__}: {exc}".strip())
+
+
+def redact(text: str) -> str:
+    """``text`` without the collector URL, its password or any ``password=...``."""
+    url = os.environ.get(COLLECTOR_URL_ENV)
+    if url:
+        secrets = [url]
+        with contextlib.suppress(ValueError):  # not a URL (a DSN): the regex below
+            secrets.append(urlsplit(url).password or "")
+        for secret in filter(None, secrets):
+            text = text.replace(secret, "<hidden>")
+    return re.sub(r"(password\s*=\s*)\S+", r"\1<hidden>", text, flags=re.IGNORECASE)
 
 
 class PipelineResource(dg.ConfigurableResource):

@@ -5,9 +5,17 @@ Parquet store of two closed simulated sessions (ten markets each); ``instance`` 
 (SQLite, temporary) Dagster instance. ``trained`` runs the whole graph once per test
 module (two sessions ingested, then ``train_and_evaluate`` with ``TINY_TRAINING``: the
 demo profile cut to one PPO rollout per phase) and is shared by that module's tests.
+
+A failing source read is retried by ``raw_sessions``'s retry policy; its delay is read
+when the assets are imported, so it is cut to a hundredth of a second here, before they
+are, to keep tests of failing ingests fast.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KALSHI_SOURCE_RETRY_DELAY_SECONDS", "0.01")
 
 import dataclasses
 from collections.abc import Iterator

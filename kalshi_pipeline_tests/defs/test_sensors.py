@@ -1,4 +1,4 @@
-"""Sensors and the schedule: new sessions are ingested once, models retrained in time.
+"""Sensors and the schedule: sessions are requested until ingested, models retrained in time.
 
 Sensors are evaluated with ``evaluate_tick`` on a real instance (which resolves the run
 requests against the job and its dynamic partitions), and once through the sensor
@@ -33,7 +33,7 @@ from kalshi_pipeline.defs.automation import (
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV
-from kalshi_pipeline_tests.defs.conftest import simulated, store_at
+from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 
 
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, definitions, **resources):
@@ -57,25 +57,30 @@ def test_new_sessions_sensor_requests_each_closed_session_once(
 
     first = new_sessions_tick(instance, definitions)
     assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
-        ("1", "session-1"),
-        ("2", "session-2"),
-        ("4", "session-4"),
+        ("1", "session-1-attempt-1"),
+        ("2", "session-2-attempt-1"),
+        ("4", "session-4-attempt-1"),
     ]
     assert all(r.job_name in (None, "ingest_session") for r in first.run_requests)
     (add,) = first.dynamic_partitions_requests
     assert isinstance(add, dg.AddDynamicPartitionsRequest)
     assert (add.partitions_def_name, list(add.partition_keys)) == ("sessions", ["1", "2", "4"])
 
-    # What the daemon does with the request before launching the runs.
+    # What the daemon does with the request before launching the runs; here the runs
+    # then succeed.
     instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    ingest(definitions, instance, "1", "2", "4")
     second = new_sessions_tick(instance, definitions)
     assert not second.run_requests and not second.dynamic_partitions_requests
     assert second.skip_message
 
-    # Once session 3 closes, it alone is requested.
-    store.write_session(simulated(3))
+    # Once session 3 closes (the recording's final version replaces the active one), it
+    # alone is requested.
+    store.write_session(simulated(3), replace=True)
     third = new_sessions_tick(instance, definitions)
-    assert [(r.partition_key, r.run_key) for r in third.run_requests] == [("3", "session-3")]
+    assert [(r.partition_key, r.run_key) for r in third.run_requests] == [
+        ("3", "session-3-attempt-1")
+    ]
 
 
 def test_new_sessions_sensor_skips_when_the_store_is_empty(tmp_path, monkeypatch, instance):
@@ -122,23 +127,24 @@ def test_the_sensor_daemon_never_launches_a_session_twice(pipeline_home, queued_
 
     with sensor_daemon(instance) as iterate:
         iterate(0)
-        assert launched() == [("session-1", "1"), ("session-2", "2")]
+        first = [("session-1-attempt-1", "1"), ("session-2-attempt-1", "2")]
+        assert launched() == first
         assert all(r.job_name == "ingest_session" for r in instance.get_runs())
         assert sorted(instance.get_dynamic_partitions(sessions.name)) == ["1", "2"]
 
-        iterate(2)  # nothing new
+        iterate(2)  # the runs are queued (in progress): nothing is asked again
         assert len(instance.get_runs()) == 2
 
-        # Even if the sensor asks again (here: the partition was deleted), the run key
-        # of a session that was launched keeps the daemon from launching it again.
+        # Even if the partition is deleted and registered again, a session whose run is
+        # in progress is not launched a second time.
         instance.delete_dynamic_partition(sessions.name, "1")
         iterate(4)
-        assert launched() == [("session-1", "1"), ("session-2", "2")]
+        assert launched() == first
         assert sorted(instance.get_dynamic_partitions(sessions.name)) == ["1", "2"]
 
         store_at(pipeline_home).write_session(simulated(3))
         iterate(6)
-        assert launched() == [("session-1", "1"), ("session-2", "2"), ("session-3", "3")]
+        assert launched() == [*first, ("session-3-attempt-1", "3")]
 
 
 # -- retrain_sensor ----------------------------------------------------------------------
@@ -149,30 +155,33 @@ def test_retrain_sensor_waits_for_enough_sessions_the_model_did_not_see(
     monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")
     latest = instance.get_latest_materialization_event(dg.AssetKey("phase3_model"))
     assert latest.asset_materialization.metadata["sessions"].value == [1, 2]
+    assert latest.asset_materialization.metadata["scored_sessions"].value == [1, 2]
 
     assert isinstance(tick(retrain_sensor, instance, definitions).skip_message, str)
-    instance.add_dynamic_partitions(sessions.name, ["3"])
+    for session_id in (3, 4):
+        store_at(trained.home).write_session(simulated(session_id))
+    ingest(definitions, instance, "3")
     skipped = tick(retrain_sensor, instance, definitions)
     assert not skipped.run_requests and "1 new sessions" in skipped.skip_message
 
-    instance.add_dynamic_partitions(sessions.name, ["4"])
+    ingest(definitions, instance, "4")
     (request,) = tick(retrain_sensor, instance, definitions).run_requests
     assert request.run_key == "retrain-3-4"
     assert retrain_sensor.job_name == "train_and_evaluate"
 
-    # A model trained on 3 and 4 as well resets the count.
+    # A model that considered 3 and 4 as well resets the count.
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
-            "phase3_model", metadata={"sessions": dg.MetadataValue.json([1, 2, 3, 4])}
+            "phase3_model", metadata={"scored_sessions": dg.MetadataValue.json([1, 2, 3, 4])}
         )
     )
     assert not tick(retrain_sensor, instance, definitions).run_requests
 
 
 def test_retrain_sensor_counts_every_session_before_the_first_model(
-    instance, definitions, monkeypatch
+    pipeline_home, instance, definitions, monkeypatch
 ):
-    instance.add_dynamic_partitions(sessions.name, ["1", "2"])
+    ingest(definitions, instance, "1", "2")
     monkeypatch.setenv(RETRAIN_AFTER_ENV, "3")
     assert not tick(retrain_sensor, instance, definitions).run_requests
     monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")

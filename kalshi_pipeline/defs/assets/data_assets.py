@@ -3,11 +3,12 @@
 import dagster as dg
 
 from kalshi_pipeline.defs.partitions import sessions
-from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.defs.resources import SOURCE_RETRY_POLICY, PipelineResource
 from kalshi_pipeline.defs.settings import FilterSettings
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.views import views_from_books, write_views
+from kalshi_pipeline.sources import SessionNotComplete
 
 VIEW_CHECKS = [
     dg.AssetCheckSpec(
@@ -26,13 +27,29 @@ VIEW_CHECKS = [
 ]  # fmt: skip
 
 
-@dg.asset(partitions_def=sessions, group_name="data", kinds={"parquet"})
+@dg.asset(
+    partitions_def=sessions, group_name="data", kinds={"parquet"}, retry_policy=SOURCE_RETRY_POLICY
+)
 def raw_sessions(
     context: dg.AssetExecutionContext, pipeline: PipelineResource
 ) -> dg.MaterializeResult:
-    """One closed session from the source, stored as normalised Parquet."""
-    raw = pipeline.source().load_session(int(context.partition_key))
-    pipeline.raw_store(raw.session_id).write_session(raw)
+    """One closed session from the source, stored as normalised Parquet.
+
+    A failed read is retried (``SOURCE_RETRY_POLICY``: the collector may be back in a
+    moment), except when the source says the session is not there or not complete:
+    retrying cannot change that.
+    """
+    session_id = int(context.partition_key)
+    try:
+        raw = pipeline.source().load_session(session_id)
+    except (KeyError, SessionNotComplete) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise dg.Failure(
+            f"session {session_id} ({pipeline.source_kind()} source): {reason}",
+            allow_retries=False,
+        ) from exc
+    # The pipeline's own normalised copy: a new ingest of the session replaces it.
+    pipeline.raw_store(raw.session_id).write_session(raw, replace=True)
     info = raw.info
     return dg.MaterializeResult(
         metadata={

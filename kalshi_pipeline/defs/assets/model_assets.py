@@ -29,27 +29,52 @@ from kalshi_pipeline.training.run import evaluate_model
 def difficulty_scores(
     context: dg.AssetExecutionContext, pipeline: PipelineResource, config: FilterSettings
 ) -> dict:
-    """Difficulty and filter flags of every view of every registered session."""
-    keys = context.instance.get_dynamic_partitions(sessions.name)
-    paths = [pipeline.views_path(k) for k in keys if pipeline.views_path(k).exists()]
-    descriptions = [d for p in paths for d in view_descriptions(p)]
+    """Difficulty and filter flags of every view of every ingested session.
+
+    A session is read when its ``market_views`` partition is materialised and its views
+    file exists. Registered sessions that fail either test are left out, named in the
+    ``sessions_without_views`` metadata and in a warning: a retrain never quietly runs on
+    fewer sessions than were registered.
+    """
+    registered = sorted(context.instance.get_dynamic_partitions(sessions.name), key=int)
+    ingested = context.instance.get_materialized_partitions(market_views.key)
+    used, without = [], {}
+    for key in registered:
+        path = pipeline.views_path(key)
+        if key not in ingested:
+            without[key] = "not ingested (its market_views partition is not materialised)"
+        elif not path.exists():
+            without[key] = f"ingested, but its views file {path} is missing"
+        else:
+            used.append(key)
+    descriptions = [d for k in used for d in view_descriptions(pipeline.views_path(k))]
     table = score_views(descriptions, config.to_filter_config())
     # One file per run: a scheduled retrain and a sensor's retrain may overlap.
     out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run.run_id}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     passing = sum(table.column("passes_filters").to_pylist())
+    left_out = [f"session {k}: {why}" for k, why in without.items()]
+    if left_out:
+        context.log.warning(
+            f"{len(left_out)} of {len(registered)} registered sessions have no views and are "
+            "left out of training: " + "; ".join(left_out)
+        )
     context.add_output_metadata(
         {
             # Not "path": the IO manager's own "path" (its pickle) would replace it.
             "scores_path": dg.MetadataValue.path(str(out)),
-            "sessions": len(paths),
+            "sessions": len(used),
+            "session_ids": dg.MetadataValue.json([int(k) for k in used]),
+            "sessions_without_views": dg.MetadataValue.md(
+                "\n".join(f"- {line}" for line in left_out) or "(none)"
+            ),
             "views": table.num_rows,
             "passing_filters": passing,
             "dagster/row_count": table.num_rows,
         }
     )
-    return {"path": str(out), "sessions": sorted(int(k) for k in keys)}
+    return {"path": str(out), "sessions": [int(k) for k in used]}
 
 
 @dg.asset(group_name="training")
@@ -96,6 +121,26 @@ def _load_split_views(pipeline: PipelineResource, entries: list[dict]):
     return views, [difficulty[v.key] for v in views], difficulty
 
 
+def _scored_sessions(context: dg.AssetExecutionContext) -> list[int]:
+    """The sessions ``difficulty_scores`` read for this training: its materialisation in
+    this run, else its latest. Unlike a model's lineage ("sessions": those of its training
+    views) this includes sessions with no view in training, so the retrain sensor does not
+    count them as new forever."""
+    events = [
+        e.asset_materialization
+        for e in context.instance.all_logs(
+            context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        if e.asset_materialization is not None
+        and e.asset_materialization.asset_key == difficulty_scores.key
+    ]
+    if not events:
+        latest = context.instance.get_latest_materialization_event(difficulty_scores.key)
+        events = [latest.asset_materialization] if latest and latest.asset_materialization else []
+    value = events[-1].metadata.get("session_ids") if events else None
+    return list(value.value) if value is not None else []
+
+
 def _train(
     phase: int,
     context: dg.AssetExecutionContext,
@@ -118,6 +163,7 @@ def _train(
             "model_path": dg.MetadataValue.path(str(result.model_path)),
             "timesteps": result.timesteps,
             "sessions": dg.MetadataValue.json(lineage["sessions"]),
+            "scored_sessions": dg.MetadataValue.json(_scored_sessions(context)),
             "views": len(lineage["views"]),
             "parent_model": lineage["parent_model"] or "",
             "seed": lineage["seed"],

@@ -1,6 +1,9 @@
 """Per-session assets: the raw session, normalised, and its market views (with checks)."""
 
+import math
+
 import dagster as dg
+import numpy as np
 
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import SOURCE_RETRY_POLICY, PipelineResource
@@ -21,8 +24,8 @@ VIEW_CHECKS = [
     ),
     dg.AssetCheckSpec(
         "data_quality", asset="market_views", blocking=True,
-        description="Fails when the session has no usable view; lists rejected markets and "
-        "views below min_data_quality.",
+        description="Fails when the session has no usable view or any non-finite feature or "
+        "statistic; lists rejected markets and views below min_data_quality.",
     ),
 ]  # fmt: skip
 
@@ -88,10 +91,27 @@ def market_views(
             "statistics": dg.MetadataValue.md(_markdown_table(scored)),
         }
     )
-    yield from _checks(scored, report, config)
+    yield from _checks(scored, report, config, _non_finite(views, scored))
 
 
-def _checks(scored: list[dict], report, config: FilterSettings):
+def _non_finite(views, scored: list[dict]) -> list[str]:
+    """Every view with a NaN or infinite feature or statistic, by name (views are checked
+    when built, so this is the last line of defence before training)."""
+    bad = [
+        f"{v.market_ticker}: non-finite features"
+        for v in views
+        if not np.isfinite(v.features).all()
+    ]
+    bad += [
+        f"{r['market_ticker']}: non-finite {name} ({r[name]})"
+        for r in scored
+        for name in ("avg_spread", "volatility_score", "market_coverage", "data_quality_score")
+        if not math.isfinite(r[name])
+    ]
+    return bad
+
+
+def _checks(scored: list[dict], report, config: FilterSettings, non_finite: list[str]):
     def excluded(word: str) -> list[str]:
         return [
             f"{r['market_ticker']}: {reason}"
@@ -110,13 +130,18 @@ def _checks(scored: list[dict], report, config: FilterSettings):
     poor = excluded("poor data quality")
     rejected = [str(issue) for issue in report.rejected.values()]
     usable = sum(r["passes_filters"] for r in scored)
+    if non_finite:
+        problem = f"non-finite values in {len(non_finite)} views: " + "; ".join(non_finite[:5])
+    else:
+        problem = None if usable else "no view of this session is usable for training"
     yield dg.AssetCheckResult(
         check_name="data_quality",
-        passed=usable > 0,
+        passed=problem is None,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=None if usable else "no view of this session is usable for training",
+        description=problem,
         metadata={
             "usable_views": usable,
+            "non_finite": dg.MetadataValue.md(_bullets(non_finite)),
             "rejected_markets": dg.MetadataValue.md(_bullets(rejected)),
             "below_quality": dg.MetadataValue.md(_bullets(poor)),
             "missing_sequence_numbers": report.missing_sequence_numbers,

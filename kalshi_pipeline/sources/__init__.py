@@ -11,7 +11,13 @@ from kalshi_pipeline.sources.parquet_store import (
     SessionExists,
     StoreCorrupt,
 )
-from kalshi_pipeline.sources.postgres import PostgresSessionSource
+from kalshi_pipeline.sources.postgres import (
+    ConnectionSettings,
+    PostgresSessionSource,
+    SourceMisconfigured,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from kalshi_pipeline.sources.raw import RawSession, SessionInfo, SessionNotComplete
 
 
@@ -22,6 +28,7 @@ class SessionSource(Protocol):
 
 
 __all__ = [
+    "ConnectionSettings",
     "ParquetSessionStore",
     "PostgresSessionSource",
     "RawSession",
@@ -30,4 +37,7 @@ __all__ = [
     "SessionNotComplete",
     "SessionSource",
     "StoreCorrupt",
+    "SourceMisconfigured",
+    "SourceTimeout",
+    "SourceUnavailable",
 ]

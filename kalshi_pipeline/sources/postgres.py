@@ -8,17 +8,42 @@ held once, as Arrow columns, never also as a list of Python rows. JSONB price ma
 fetched as text and decoded by :func:`~kalshi_pipeline.sources.raw.snapshot_table`, so a
 malformed map marks its row instead of failing the whole session.
 
-The connection URL is never logged or put in error messages (it may hold a password).
+No wait is unbounded (:class:`ConnectionSettings`, one set of defaults):
+
+* the connect timeout ends a connection attempt to a server that accepts TCP but never
+  answers (a hung server, a firewall that swallows packets);
+* the statement timeout ends a statement the server runs too long: a lock the collector
+  or a migration holds on a table, a runaway query; it applies to every round trip of the
+  server-side cursors too (DECLARE and each FETCH);
+* TCP keepalives notice a peer that vanished mid-read (a network cut, a crashed host),
+  which neither the server's timeout nor a silent socket would ever report.
+
+Every psycopg2 error becomes :class:`SourceUnavailable` (:class:`SourceTimeout` for the
+timeouts, :class:`SourceMisconfigured` for a URL libpq cannot parse), naming the host,
+port and database, the timeout and its value, and what was being read (listing sessions,
+loading session N: snapshots or deltas). The URL may hold a password and libpq quotes
+malformed URLs back, so messages pass through
+:func:`~kalshi_pipeline.sources.redaction.redact`, and the psycopg2 error is neither the
+cause nor the context of the new one. The two timeouts can be set with
+``KALSHI_COLLECTOR_CONNECT_TIMEOUT_S`` and ``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``
+(seconds); the URL itself is never logged or shown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
-from collections.abc import Iterator
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
+from typing import TypeVar
 
 import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -32,12 +57,82 @@ from kalshi_pipeline.sources.raw import (
     encode_price_map,
     snapshot_table,
 )
+from kalshi_pipeline.sources.redaction import describe_url, redact
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_ENV = "KALSHI_COLLECTOR_CONNECT_TIMEOUT_S"
+STATEMENT_TIMEOUT_ENV = "KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S"
+
+
+class SourceUnavailable(RuntimeError):
+    """The collector's database could not be read; the message says where and why."""
+
+
+class SourceTimeout(SourceUnavailable):
+    """A connect or statement timeout expired; the message names it and its value."""
+
+
+class SourceMisconfigured(SourceUnavailable):
+    """libpq cannot parse the URL: retrying cannot help until it is fixed."""
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Bounds on every wait of a collector connection, in seconds (see the module doc).
+
+    They override the same parameters given in the URL. ``application_name`` is how the
+    connection shows in ``pg_stat_activity``.
+    """
+
+    connect_timeout_s: float = 10
+    statement_timeout_s: float = 600
+    keepalives_idle_s: int = 30
+    keepalives_interval_s: int = 10
+    keepalives_count: int = 5
+    application_name: str = "kalshi-pipeline"
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name != "application_name" and not value > 0:
+                raise ValueError(f"ConnectionSettings.{field.name} must be > 0, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConnectionSettings:
+        """Defaults, with the two timeouts from ``KALSHI_COLLECTOR_*_TIMEOUT_S`` if set."""
+        changes = {}
+        for name, field in ((CONNECT_TIMEOUT_ENV, "connect_timeout_s"),
+                            (STATEMENT_TIMEOUT_ENV, "statement_timeout_s")):  # fmt: skip
+            if text := environ.get(name, "").strip():
+                try:
+                    changes[field] = float(text)
+                except ValueError:
+                    raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+        return cls(**changes)
+
+    def libpq_parameters(self, url: str) -> dict[str, object]:
+        """Keyword arguments for ``psycopg2.connect(url, ...)``; keeps the URL's options."""
+        options = psycopg2.extensions.parse_dsn(url).get("options", "")
+        statement_ms = math.ceil(self.statement_timeout_s * 1000)
+        return {
+            "connect_timeout": math.ceil(self.connect_timeout_s),
+            "keepalives": 1,
+            "keepalives_idle": self.keepalives_idle_s,
+            "keepalives_interval": self.keepalives_interval_s,
+            "keepalives_count": self.keepalives_count,
+            "application_name": self.application_name,
+            "options": f"{options} -c statement_timeout={statement_ms}".strip(),
+        }
+
 
 _SESSION_COLUMNS = (
     "session_id, status, started_at, ended_at, market_tickers, environment, websocket_url, "
     "messages_received, snapshots_count, deltas_count, last_message_at, error_message, "
     "connection_metadata"
 )
+_SESSIONS_QUERY = f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions ORDER BY session_id"
+_SESSION_QUERY = f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s"
 _SNAPSHOT_QUERY = (
     "SELECT id, session_id, market_ticker, timestamp_ms, sequence_number, "
     "yes_bids::text, no_bids::text, yes_asks::text, no_asks::text "
@@ -55,64 +150,139 @@ def collector_ddl() -> str:
 
 
 class PostgresSessionSource:
-    """Sessions from the collector's database at ``url`` (a libpq URL or DSN)."""
+    """Sessions from the collector's database at ``url`` (a libpq URL or DSN).
 
-    def __init__(self, url: str, *, batch_rows: int = 100_000) -> None:
+    ``settings`` bounds every wait (default: :meth:`ConnectionSettings.from_env`). Any
+    database error comes out as :class:`SourceUnavailable` or a subclass, naming what was
+    being read, with the credentials redacted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_rows: int = 100_000,
+        settings: ConnectionSettings | None = None,
+    ) -> None:
         self._url = url
         self.batch_rows = batch_rows
+        self.settings = settings or ConnectionSettings.from_env()
 
     def __repr__(self) -> str:
         return "PostgresSessionSource(<url hidden>)"
 
-    @contextmanager
-    def _connect(self) -> Iterator[psycopg2.extensions.connection]:
-        conn = psycopg2.connect(self._url)
-        try:
-            conn.set_session(readonly=True)
-            yield conn
-        finally:
-            conn.close()
-
     def list_sessions(self) -> list[SessionInfo]:
         """Every session, active ones included (check ``is_complete``), by id."""
-        with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions ORDER BY session_id")
-            return [_session_info(row) for row in cur.fetchall()]
+        doing = "listing sessions"
+        with self._connection(doing) as conn:
+            rows = self._read(doing, _fetch_all, conn, _SESSIONS_QUERY, ())
+        return [_session_info(row) for row in rows]
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
         """The raw session; a session still recording raises :class:`SessionNotComplete`."""
-        with self._connect() as conn:
-            with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s",
-                    (session_id,),
-                )
-                row = cur.fetchone()
-            if row is None:
+        doing = f"loading session {session_id}"
+        with self._connection(doing) as conn:
+            rows = self._read(doing, _fetch_all, conn, _SESSION_QUERY, (session_id,))
+            if not rows:
                 raise KeyError(f"session {session_id} is not in rl_orderbook_sessions")
-            info = _session_info(row)
+            info = _session_info(rows[0])
             if not info.is_complete and not allow_incomplete:
                 raise SessionNotComplete(
                     f"session {session_id} is still {info.status} (no end time): not ingested"
                 )
-            snapshots = pa.concat_tables(
-                [snapshot_table(rows) for rows in self._batches(conn, _SNAPSHOT_QUERY, session_id)]
-                or [SNAPSHOT_SCHEMA.empty_table()]
-            )
-            delta_batches = [
-                _delta_batch(rows) for rows in self._batches(conn, _DELTA_QUERY, session_id)
-            ]
-            deltas = pa.Table.from_batches(delta_batches, schema=DELTA_SCHEMA)
-        return RawSession(info, snapshots.combine_chunks(), deltas.combine_chunks())
+            snapshots = self._read(f"{doing}: snapshots", self._snapshots, conn, session_id)
+            deltas = self._read(f"{doing}: deltas", self._deltas, conn, session_id)
+        return RawSession(info, snapshots, deltas)
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[psycopg2.extensions.connection]:
+        conn = connect(self._url, self.settings, doing=doing)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _read(self, doing: str, read: Callable[..., T], *args) -> T:
+        try:
+            return read(*args)
+        except psycopg2.Error as exc:
+            error = source_error(exc, self._url, self.settings, doing)
+        # Raised outside the except block: see source_error.
+        raise error
+
+    def _snapshots(self, conn, session_id: int) -> pa.Table:
+        tables = [snapshot_table(rows) for rows in self._batches(conn, _SNAPSHOT_QUERY, session_id)]
+        return pa.concat_tables(tables or [SNAPSHOT_SCHEMA.empty_table()]).combine_chunks()
+
+    def _deltas(self, conn, session_id: int) -> pa.Table:
+        batches = [_delta_batch(rows) for rows in self._batches(conn, _DELTA_QUERY, session_id)]
+        return pa.Table.from_batches(batches, schema=DELTA_SCHEMA).combine_chunks()
 
     def _batches(self, conn, query: str, session_id: int) -> Iterator[list[tuple]]:
         # A named cursor is a server-side cursor: Postgres keeps the result set and hands
-        # over batch_rows rows per round trip.
+        # over batch_rows rows per round trip. The statement timeout bounds each round trip
+        # (DECLARE, then every FETCH), not the whole read.
         with conn.cursor(name=f"kalshi_pipeline_{session_id}") as cur:
             cur.itersize = self.batch_rows
             cur.execute(query, (session_id,))
             while rows := cur.fetchmany(self.batch_rows):
                 yield rows
+
+
+def connect(
+    url: str,
+    settings: ConnectionSettings | None = None,
+    *,
+    doing: str = "connecting",
+    readonly: bool = True,
+) -> psycopg2.extensions.connection:
+    """A connection to ``url`` bounded by ``settings`` (default: from the environment).
+
+    Fails with :class:`SourceTimeout` or :class:`SourceUnavailable`, whose message says
+    ``doing`` and never holds the password.
+    """
+    settings = settings or ConnectionSettings.from_env()
+    try:
+        conn = psycopg2.connect(url, **settings.libpq_parameters(url))
+        conn.set_session(readonly=readonly)
+        return conn
+    except psycopg2.Error as exc:
+        error = source_error(exc, url, settings, f"{doing}: connecting")
+    raise error
+
+
+def source_error(
+    exc: psycopg2.Error, url: str, settings: ConnectionSettings, doing: str
+) -> SourceUnavailable:
+    """The clear, redacted error for a psycopg2 error raised while ``doing``.
+
+    Raise the result outside the ``except`` block that caught ``exc`` (or ``from None``
+    at least): ``exc`` may quote the URL, so it must be neither the new error's
+    ``__cause__`` nor its ``__context__``, which Dagster and tracebacks print.
+    """
+    where = f"collector database {describe_url(url)}"
+    reason = redact(" ".join(str(exc).split()), url) or type(exc).__name__
+    if isinstance(exc, psycopg2.errors.QueryCanceled) and "statement timeout" in reason:
+        return SourceTimeout(
+            f"{where}: statement timeout ({settings.statement_timeout_s:g} s, "
+            f"{STATEMENT_TIMEOUT_ENV}) expired while {doing}"
+        )
+    if "timeout expired" in reason:  # libpq's words for connect_timeout
+        return SourceTimeout(
+            f"{where}: connect timeout ({settings.connect_timeout_s:g} s, "
+            f"{CONNECT_TIMEOUT_ENV}) expired while {doing}"
+        )
+    if isinstance(exc, psycopg2.ProgrammingError) and reason.startswith("invalid dsn"):
+        return SourceMisconfigured(f"{where}: the URL is malformed, while {doing}: {reason}")
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return SourceUnavailable(f"{where}: connection failed or lost while {doing}: {reason}")
+    return SourceUnavailable(f"{where}: error while {doing}: {reason}")
+
+
+def _fetch_all(conn, query: str, params: tuple) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
 
 
 def _delta_batch(rows: list[tuple]) -> pa.RecordBatch:

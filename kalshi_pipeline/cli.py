@@ -18,21 +18,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
 import traceback
+from contextlib import closing
 from pathlib import Path
 
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
+from kalshi_pipeline.sources.postgres import SourceMisconfigured, SourceUnavailable
+from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url, redact
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.config import PROFILES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONNECT_TIMEOUT_S = 10  # generate --postgres: an unreachable host fails instead of hanging
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
 DEBUG_HINT = "run with --debug for the traceback"
 
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         line, code = explain(exc, database_url(args))
         if debug:
-            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            sys.stderr.write(redact("".join(traceback.format_exception(exc)), database_url(args)))
         sys.stderr.write(line + "\n")
         return code
 
@@ -175,7 +176,7 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "generate":
         if (args.out is None) == (args.postgres is None):
             usage.error("generate needs exactly one of --out DIR or --postgres URL")
-        if args.postgres is not None and database_location(args.postgres) is None:
+        if args.postgres is not None and describe_url(args.postgres) == MALFORMED_URL:
             usage.error("--postgres is not a PostgreSQL URL like postgresql://USER@HOST:PORT/DB")
         config = SimulatorConfig(
             markets=args.markets,
@@ -255,21 +256,22 @@ def generate(
         where = str(out)
     else:
         import psycopg2
-        from psycopg2.extensions import parse_dsn
 
-        from kalshi_pipeline.sources.postgres import collector_ddl, write_collector_session
+        from kalshi_pipeline.sources.postgres import (
+            collector_ddl,
+            connect,
+            write_collector_session,
+        )
 
-        bounded = {} if "connect_timeout" in parse_dsn(postgres_url) else {
-            "connect_timeout": CONNECT_TIMEOUT_S
-        }  # fmt: skip
-        with psycopg2.connect(postgres_url, **bounded) as conn:
+        # The source's connection: bounded by its timeouts, errors without the password.
+        with closing(connect(postgres_url, doing="writing sessions", readonly=False)) as conn:
             with conn.cursor() as cur:
                 cur.execute(collector_ddl())
             for session in simulated:
                 try:
                     write_collector_session(conn, session)
                 except psycopg2.errors.UniqueViolation:
-                    where = database_location(postgres_url)
+                    where = describe_url(postgres_url)
                     raise CommandError(
                         f"session {session.session_id} is already in the database at {where}",
                         "generate into an empty database",
@@ -308,16 +310,18 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
     port and database, never the exception's text (libpq may quote the URL).
     """
     if isinstance(exc, CommandError):
-        return _line(exc.what, exc.todo), 1
+        return _line(database, exc.what, exc.todo), 1
+    if isinstance(exc, SourceMisconfigured):  # a URL libpq cannot read: its message says so
+        return _line(database, str(exc), "fix the URL; percent-encode % @ / : in the password"), 2
     psycopg2 = sys.modules.get("psycopg2")  # imported only by commands that use it
-    connection_errors = (ConnectionError, TimeoutError) + (
+    connection_errors = (ConnectionError, TimeoutError, SourceUnavailable) + (
         (psycopg2.OperationalError, psycopg2.InterfaceError) if psycopg2 else ()
     )
-    where = database_location(database) if database else None
-    at = f" at {where}" if where else ""
+    at = f" at {describe_url(database)}" if database else ""
     if isinstance(exc, connection_errors):
         reason = _database_reason(exc)
         return _line(
+            database,
             f"cannot reach the database{at}{f': {reason}' if reason else ''}",
             "start the server, or check the host, port, database and user of the URL",
         ), 1
@@ -325,22 +329,22 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
         from psycopg2 import errorcodes
 
         code = errorcodes.lookup(exc.pgcode) if exc.pgcode else type(exc).__name__
-        return _line(f"the database{at} refused the command: {code}", DEBUG_HINT), 1
+        return _line(database, f"the database{at} refused the command: {code}", DEBUG_HINT), 1
     if isinstance(exc, OSError):
         todo = next((t for kind, t in _OS_ERROR_TODO if isinstance(exc, kind)), None)
         if todo is not None:
             what = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
-            return _line(what, todo), 1
+            return _line(database, what, todo), 1
     if _ours(type(exc)) or (isinstance(exc, ValueError | KeyError) and _raised_by_us(exc)):
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return _line(str(text), DEBUG_HINT), 1
-    what = redact(" ".join(f"unexpected {type(exc).__name__}: {exc}".split()))
+        return _line(database, str(text), DEBUG_HINT), 1
+    what = redact(" ".join(f"unexpected {type(exc).__name__}: {exc}".split()), database)
     return f"error: {what} ({DEBUG_HINT})", 1
 
 
-def _line(what: str, todo: str) -> str:
+def _line(database: str | None, what: str, todo: str) -> str:
     """One line; messages ending in ``(...)`` or a full stop already say what to do."""
-    what = redact(" ".join(what.split()))
+    what = redact(" ".join(what.split()), database)
     return f"error: {what}" if what.endswith((")", ".")) else f"error: {what} ({todo})"
 
 
@@ -372,29 +376,6 @@ def _database_reason(exc: BaseException) -> str:
 def database_url(args: argparse.Namespace) -> str | None:
     """The database the command talks to: ``--postgres``, else the collector's, if set."""
     return getattr(args, "postgres", None) or os.environ.get(COLLECTOR_URL_ENV)
-
-
-def database_location(url: str) -> str | None:
-    """``host:port/database`` of a libpq URL or DSN (user and password left out)."""
-    from psycopg2 import ProgrammingError
-    from psycopg2.extensions import parse_dsn
-
-    try:
-        dsn = parse_dsn(url)
-    except ProgrammingError:
-        return None
-    host = dsn.get("host") or dsn.get("hostaddr") or "localhost"
-    return f"{host}:{dsn.get('port') or 5432}/{dsn.get('dbname') or '(default database)'}"
-
-
-# user:password@ in URLs, password=... in key=value DSNs.
-_URL_PASSWORD = re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", re.IGNORECASE)
-_DSN_PASSWORD = re.compile(r"(?P<keep>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with every password in a URL or DSN replaced by ``***``."""
-    return _DSN_PASSWORD.sub(r"\g<keep>***", _URL_PASSWORD.sub(r"\g<keep>:***@", text))
 
 
 if __name__ == "__main__":

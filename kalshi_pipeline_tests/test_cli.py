@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kalshi_pipeline.cli import explain, main, redact
+from kalshi_pipeline.cli import explain, main
 from kalshi_pipeline.settings import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 
@@ -213,12 +213,6 @@ def test_an_unexpected_error_points_to_debug():
         "error: unexpected RuntimeError: boom second line (run with --debug for the traceback)",
         1,
     )
-
-
-def test_passwords_in_urls_and_dsns_are_redacted():
-    text = "at postgresql://kalshi:pa:ss@db:5432/c and host=db password='x y' user=k"
-
-    assert redact(text) == "at postgresql://kalshi:***@db:5432/c and host=db password=*** user=k"
 
 
 def test_train_refuses_an_out_directory_trained_on_another_store(tmp_path, capsys):

@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG, PARTITION_NAME_TAG
 
 from kalshi_pipeline.defs.assets.data_assets import market_views, raw_sessions
 from kalshi_pipeline.defs.assets.model_assets import (
@@ -75,6 +74,9 @@ MAX_INGEST_ATTEMPTS = 3
 INGEST_MAX_RUNTIME_SECONDS = 1800
 INGEST_JOB = "ingest_session"
 WORKER_TAG = "kalshi_pipeline/worker"
+# Dagster's own run tags (public names; the constants live in a private module).
+PARTITION_NAME_TAG = "dagster/partition"
+MAX_RUNTIME_SECONDS_TAG = "dagster/max_runtime"
 RETRAIN_AFTER_ENV = "KALSHI_RETRAIN_AFTER_SESSIONS"
 TRAINING_ASSETS = [
     difficulty_scores, train_holdout_split, phase1_model, phase2_model, phase3_model,

@@ -30,7 +30,7 @@ import dagster as dg
 
 from kalshi_pipeline.defs.automation import DEMO_RUN_CONFIG, ingest_states, run_ingest
 from kalshi_pipeline.defs.partitions import session_key, sessions
-from kalshi_pipeline.defs.resources import PipelineResource, redact
+from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.settings import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
@@ -162,11 +162,11 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str:
             continue
         data = event.step_failure_data
         if data.user_failure_data is not None and data.user_failure_data.description:
-            return redact(data.user_failure_data.description)
+            return redact_collector(data.user_failure_data.description)
         error = data.error
         while error is not None and error.cause is not None:
             error = error.cause
-        return redact(error.message.strip()) if error is not None else "step failed"
+        return redact_collector(error.message.strip()) if error is not None else "step failed"
     return "run failed"
 
 

@@ -13,16 +13,14 @@ Reading the source may fail for a while (the collector restarts, the network dro
 Tests set a tiny delay so that a failing ingest fails fast.
 """
 
-import contextlib
 import os
-import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dagster as dg
 
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
+from kalshi_pipeline.sources.redaction import redact
 
 SOURCE_RETRY_DELAY_ENV = "KALSHI_SOURCE_RETRY_DELAY_SECONDS"
 SOURCE_RETRY_POLICY = dg.RetryPolicy(
@@ -33,24 +31,17 @@ SOURCE_RETRY_POLICY = dg.RetryPolicy(
 
 
 def redact_source_error(exc: BaseException) -> str:
-    """``Type: message`` of a source failure, with the collector URL and password removed.
+    """``Type: message`` of a source failure, without the collector's credentials.
 
     The sources already keep the URL out of their errors; this is the second lock on the
     door, for messages that come from a driver unchanged.
     """
-    return redact(f"{type(exc).__name__}: {exc}".strip())
+    return redact_collector(f"{type(exc).__name__}: {exc}".strip())
 
 
-def redact(text: str) -> str:
-    """``text`` without the collector URL, its password or any ``password=...``."""
-    url = os.environ.get(COLLECTOR_URL_ENV)
-    if url:
-        secrets = [url]
-        with contextlib.suppress(ValueError):  # not a URL (a DSN): the regex below
-            secrets.append(urlsplit(url).password or "")
-        for secret in filter(None, secrets):
-            text = text.replace(secret, "<hidden>")
-    return re.sub(r"(password\s*=\s*)\S+", r"\1<hidden>", text, flags=re.IGNORECASE)
+def redact_collector(text: str) -> str:
+    """``text`` without the collector URL's credentials (or any other visible password)."""
+    return redact(text, os.environ.get(COLLECTOR_URL_ENV))
 
 
 class PipelineResource(dg.ConfigurableResource):

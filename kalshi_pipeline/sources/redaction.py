@@ -26,14 +26,18 @@ import psycopg2
 import psycopg2.extensions
 
 MASK = "***"
+MALFORMED_URL = "(malformed URL)"
 
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*:)[^@\s]*@")
 _PASSWORD_KEY = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
 
 
-def redact(text: str, url: str) -> str:
-    """``text`` with the credentials of ``url`` (and any other visible password) masked."""
-    for secret in sorted(_secrets(url), key=len, reverse=True):
+def redact(text: str, url: str | None) -> str:
+    """``text`` with the credentials of ``url`` (and any other visible password) masked.
+
+    With no ``url`` only the patterns are applied (a password in some URL or DSN the text
+    quotes)."""
+    for secret in sorted(_secrets(url) if url else (), key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     return _PASSWORD_KEY.sub(rf"\1{MASK}", text)
@@ -44,7 +48,7 @@ def describe_url(url: str) -> str:
     try:
         params = psycopg2.extensions.parse_dsn(url)
     except psycopg2.Error:
-        return "(malformed URL)"
+        return MALFORMED_URL
     host = params.get("host") or params.get("hostaddr") or "(local socket)"
     port = params.get("port") or "5432"
     database = params.get("dbname") or "(default database)"

@@ -11,7 +11,7 @@ from kalshi_pipeline.defs.settings import FilterSettings
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.views import views_from_books, write_views
-from kalshi_pipeline.sources import SessionNotComplete
+from kalshi_pipeline.sources import SessionNotComplete, SourceMisconfigured
 
 VIEW_CHECKS = [
     dg.AssetCheckSpec(
@@ -39,13 +39,13 @@ def raw_sessions(
     """One closed session from the source, stored as normalised Parquet.
 
     A failed read is retried (``SOURCE_RETRY_POLICY``: the collector may be back in a
-    moment), except when the source says the session is not there or not complete:
-    retrying cannot change that.
+    moment), except when the source says the session is not there or not complete, or
+    its URL cannot be read: retrying cannot change that.
     """
     session_id = int(context.partition_key)
     try:
         raw = pipeline.source().load_session(session_id)
-    except (KeyError, SessionNotComplete) as exc:
+    except (KeyError, SessionNotComplete, SourceMisconfigured) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise dg.Failure(
             f"session {session_id} ({pipeline.source_kind()} source): {reason}",

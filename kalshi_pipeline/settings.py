@@ -2,7 +2,11 @@
 
 ``KALSHI_PIPELINE_HOME`` (default ``./.kalshi-pipeline``) holds the local session store in
 ``sessions/`` and models and reports in ``artifacts/``. ``KALSHI_COLLECTOR_URL``, when set,
-makes the collector's Postgres the session source.
+makes the collector's Postgres the session source. Settings of one concern live beside it:
+the collector's timeouts (``KALSHI_COLLECTOR_CONNECT_TIMEOUT_S``,
+``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``) in :mod:`kalshi_pipeline.sources.postgres`, the
+ingest retry delay (``KALSHI_SOURCE_RETRY_DELAY_SECONDS``) in
+:mod:`kalshi_pipeline.defs.resources`.
 """
 
 from __future__ import annotations

@@ -56,34 +56,24 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
-    return value
+def _checked(parse, kind: str, ok, wanted: str):
+    """An argparse type: ``parse`` the text as ``kind``, then require ``ok(value)``."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
+        return value
+
+    return convert
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a fraction in [0, 1)")
-    return value
+positive_int = _checked(int, "a whole number", lambda v: v >= 1, "a positive whole number")
+positive_float = _checked(float, "a number", lambda v: v > 0, "a positive number")
+fraction = _checked(float, "a number", lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 def build_parser() -> _Parser:

@@ -2,7 +2,8 @@
 
 Layout under the store's root::
 
-    catalog.json                      one entry per session (SessionInfo), sorted by id
+    catalog.json                      {"sessions": one SessionInfo per session, sorted by
+                                       id, "sha256": the SHA-256 of those entries}
     .lock                             locked (flock) by every write
     session-<id>/metadata.json        that session's SessionInfo
     session-<id>/snapshots.parquet    SNAPSHOT_SCHEMA, with Parquet page checksums
@@ -31,6 +32,17 @@ The store never loses a session and never returns one silently changed:
   (:meth:`ParquetSessionStore.rebuild_catalog`); the store does so itself when
   ``catalog.json`` is missing but sessions exist. A catalog that cannot be parsed or has
   the wrong shape raises :class:`StoreCorrupt` naming the file; it never reads as empty.
+- **The catalog verifies itself.** The sensor and ``demo`` decide from ``list_sessions()``
+  alone which sessions exist and are complete, so a flipped bit there (an environment,
+  a ticker, an end time) would silently change what gets ingested. ``catalog.json``
+  therefore holds, beside its entries, the SHA-256 of their canonical JSON (sorted keys,
+  no whitespace); every read recomputes it, and a mismatch raises :class:`StoreCorrupt`
+  naming the file and saying how to rebuild it. The digest is over the parsed entries,
+  not the file's bytes, so it does not depend on layout. This is simpler than checking
+  each entry against its session's metadata.json, which would make listing read every
+  session directory. A catalog written by earlier versions is a bare list of entries:
+  it is still read, unverified, so that existing stores keep working, and the next write
+  or ``rebuild_catalog()`` replaces it with a verified one.
 - **Corruption is detected on load.** ``digests.json`` lives beside the files it
   describes, so it survives a lost catalog, and ``load_session`` checks every file
   against it (a change to ``digests.json`` itself shows as a mismatch or as unreadable).
@@ -75,6 +87,7 @@ SESSION_FILES = (METADATA, SNAPSHOTS, DELTAS)  # the files digests.json covers
 _PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True, "write_page_checksum": True}
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 class SessionExists(FileExistsError):
@@ -190,17 +203,27 @@ class ParquetSessionStore:
         return catalog or {}
 
     def _read_catalog(self) -> dict[int, dict] | None:
-        """catalog.json by session id, None if there is none."""
+        """catalog.json by session id, verified against its digest; None if there is none."""
         path = self.path / CATALOG
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
             return None
         hint = f" (rebuild it from the session directories: {self!r}.rebuild_catalog())"
-        return _decoded("the catalog", path, _parse_catalog, raw, hint)
+        entries, recorded = _decoded("the catalog", path, _parse_catalog_file, raw, hint)
+        if recorded is not None:  # None: a bare list from earlier versions (module docstring)
+            actual = _entries_digest(entries)
+            if actual != recorded:
+                raise StoreCorrupt(
+                    f"the catalog: {path} is corrupt: the SHA-256 of its entries {actual} "
+                    f"differs from {recorded} recorded in it{hint}"
+                )
+        return _decoded("the catalog", path, _catalog_by_id, entries, hint)
 
     def _write_catalog(self, catalog: dict[int, dict]) -> None:
-        _replace_file(self.path / CATALOG, _json_bytes([catalog[key] for key in sorted(catalog)]))
+        entries = [catalog[key] for key in sorted(catalog)]
+        data = {"sessions": entries, "sha256": _entries_digest(entries)}
+        _replace_file(self.path / CATALOG, _json_bytes(data))
 
     def _synced_catalog(self, *, rebuild: bool = False) -> dict[int, dict]:
         """The catalog made to agree with the session directories; hold the lock to call.
@@ -356,9 +379,7 @@ def _read_at(directory_fd: int, name: str) -> bytes | None:
 
 
 # -- decoding and verifying --------------------------------------------------------------
-def _decoded(
-    where: str, path: Path, decode: Callable[[bytes], T], data: bytes, hint: str = ""
-) -> T:
+def _decoded(where: str, path: Path, decode: Callable[[D], T], data: D, hint: str = "") -> T:
     """``decode(data)``, any failure raised as :class:`StoreCorrupt` naming the file."""
     try:
         return decode(data)
@@ -397,10 +418,29 @@ def _parse_digests(raw: bytes) -> dict[str, str]:
     return digests
 
 
-def _parse_catalog(raw: bytes) -> dict[int, dict]:
-    entries = json.loads(raw)
-    if not isinstance(entries, list):
-        raise ValueError(f"expected a list of sessions, got {type(entries).__name__}")
+def _entries_digest(entries: list) -> str:
+    """SHA-256 of the catalog entries' canonical JSON (independent of the file's layout)."""
+    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _parse_catalog_file(raw: bytes) -> tuple[list, str | None]:
+    """The entries and their recorded SHA-256 (None for an earlier version's bare list)."""
+    data = json.loads(raw)
+    if isinstance(data, list):
+        return data, None
+    if not (
+        isinstance(data, dict)
+        and sorted(data) == ["sessions", "sha256"]
+        and isinstance(data["sessions"], list)
+        and isinstance(data["sha256"], str)
+    ):
+        got = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f'expected {{"sessions": [...], "sha256": hex digest}}, got {got}')
+    return data["sessions"], data["sha256"]
+
+
+def _catalog_by_id(entries: list) -> dict[int, dict]:
     catalog: dict[int, dict] = {}
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):

@@ -1,5 +1,5 @@
 """The local Parquet session store: round trips, the catalog, determinism, atomic writes,
-never overwriting a stored session, a lost or corrupt catalog.
+never overwriting a stored session, a lost, corrupt or changed catalog.
 
 Faults with real processes (concurrent writers, SIGKILL, bit flips) are in
 test_store_faults.py.
@@ -7,6 +7,7 @@ test_store_faults.py.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -272,7 +273,9 @@ def test_a_lost_catalog_is_rebuilt_and_its_sessions_are_never_overwritten(tmp_pa
     ("content", "problem"),
     [
         ('[{"session_id": 1, ', "cannot be read: Expecting"),
-        ('{"session_id": 1}', "expected a list of sessions, got dict"),
+        ('{"session_id": 1}', r'expected \{"sessions": \[...\], "sha256": hex digest\}'),
+        ('"sessions"', "got str"),
+        ('{"sessions": [], "sha256": "00"}', "is corrupt: the SHA-256 of its entries"),
         ("[3]", "entry 0 is a int"),
         ('[{"session_id": 1, "status": "closed"}]', "entry 0: .*started_at"),
         ('[{"session_id": 1, "started_at": "yesterday", "status": "closed", '
@@ -294,3 +297,38 @@ def test_a_corrupt_catalog_raises_naming_the_file_and_can_be_rebuilt(tmp_path, c
 
     assert store.rebuild_catalog() == [session.info]
     assert_same_session(store.load_session(1), session)
+
+
+def test_a_changed_catalog_entry_raises_naming_the_file_instead_of_listing_it(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    store.write_session(small_session(1))
+    catalog = tmp_path / "catalog.json"
+    text = catalog.read_text()
+    assert text.count('"environment": "local"') == 1
+    catalog.write_text(text.replace('"environment": "local"', '"environment": "docal"'))
+
+    for read in (store.list_sessions, lambda: store.load_session(1)):
+        with pytest.raises(StoreCorrupt, match="is corrupt: the SHA-256 of its entries") as bad:
+            read()
+        assert str(catalog) in str(bad.value) and "rebuild_catalog()" in str(bad.value)
+
+    assert store.rebuild_catalog() == [small_session(1).info]
+    assert catalog.read_text() == text
+
+
+def test_a_catalog_of_earlier_versions_is_still_read_and_the_next_write_verifies_it(tmp_path):
+    """Earlier versions wrote a bare list of entries, with no digest: read it unverified."""
+    store = ParquetSessionStore(tmp_path)
+    first = small_session(1)
+    store.write_session(first)
+    catalog = tmp_path / "catalog.json"
+    entries = json.loads(catalog.read_text())["sessions"]
+    catalog.write_text(json.dumps(entries))
+
+    assert store.list_sessions() == [first.info]
+    assert_same_session(store.load_session(1), first)
+
+    store.write_session(small_session(2))
+    data = json.loads(catalog.read_text())
+    assert [entry["session_id"] for entry in data["sessions"]] == [1, 2]
+    assert sorted(data) == ["sessions", "sha256"]

@@ -10,13 +10,18 @@ an unusable directory, an error our own code raises on bad input) prints one lin
 stderr, ``error: <what> (<what to do>)``, and exits 2 for usage errors, 1 otherwise.
 Anything else prints one line too, with a pointer to ``--debug``; ``--debug`` (before or
 after the command) prints the full traceback. No line ever shows a database password:
-database errors name host, port and database only, and every message is redacted.
+the collector source's own errors (:class:`SourceUnavailable` and its subclasses) are
+shown as they are, since they name host, port and database only, the timeout and its
+variable, and what was being done, with what to do added by kind; a raw driver error is
+named by host, port and database and a reason from a fixed list, never by its text; and
+every message is redacted again.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -28,13 +33,22 @@ from pathlib import Path
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.sources.postgres import SourceMisconfigured, SourceUnavailable
+from kalshi_pipeline.sources.postgres import (
+    CONNECT_TIMEOUT_ENV,
+    STATEMENT_TIMEOUT_ENV,
+    SourceMisconfigured,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url, redact
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.config import PROFILES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
+PERCENT_ENCODE = (
+    "percent-encode the password's special characters, e.g. %25 for %, %40 for @ and %2F for /"
+)
 DEBUG_HINT = "run with --debug for the traceback"
 
 
@@ -72,7 +86,11 @@ def _checked(parse, kind: str, ok, wanted: str):
 
 
 positive_int = _checked(int, "a whole number", lambda v: v >= 1, "a positive whole number")
-positive_float = _checked(float, "a number", lambda v: v > 0, "a positive number")
+non_negative_int = _checked(int, "a whole number", lambda v: v >= 0, "a non-negative whole number")
+# float() reads "inf" and "nan" too: neither is a count of events (inf overflowed later).
+positive_float = _checked(
+    float, "a number", lambda v: math.isfinite(v) and v > 0, "a finite positive number"
+)
 fraction = _checked(float, "a number", lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
@@ -95,7 +113,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--postgres", metavar="URL", help="write into the collector's tables")
     gen.add_argument("--sessions", type=positive_int, default=4)
     gen.add_argument("--markets", type=positive_int, default=40)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=non_negative_int, default=0)
     gen.add_argument(
         "--median-events",
         type=positive_float,
@@ -127,7 +145,7 @@ def build_parser() -> _Parser:
         "--checkpoint-every", type=positive_int, help="timesteps between checkpoints"
     )
     train.add_argument("--algorithm", choices=["ppo", "a2c"], help="default: the profile's")
-    train.add_argument("--seed", type=int, help="default: the profile's")
+    train.add_argument("--seed", type=non_negative_int, help="default: the profile's")
     train.add_argument("--holdout-fraction", type=fraction, default=0.2)
 
     demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
@@ -167,7 +185,11 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if (args.out is None) == (args.postgres is None):
             usage.error("generate needs exactly one of --out DIR or --postgres URL")
         if args.postgres is not None and describe_url(args.postgres) == MALFORMED_URL:
-            usage.error("--postgres is not a PostgreSQL URL like postgresql://USER@HOST:PORT/DB")
+            # libpq's reason quotes the URL, so only our own words are shown.
+            usage.error(
+                "--postgres cannot be read as a PostgreSQL URL like "
+                f"postgresql://USER:PASSWORD@HOST:PORT/DB; {PERCENT_ENCODE}"
+            )
         config = SimulatorConfig(
             markets=args.markets,
             median_events_per_market=args.median_events,
@@ -296,15 +318,18 @@ _OS_ERROR_TODO: list[tuple[type[OSError], str]] = [
 def explain(exc: Exception, database: str | None) -> tuple[str, int]:
     """The one line (``error: <what> (<what to do>)``) and exit code for ``exc``.
 
-    ``database`` is the URL the command talks to, if any: database errors name its host,
-    port and database, never the exception's text (libpq may quote the URL).
+    ``database`` is the URL the command talks to, if any: the source's errors are shown
+    (redacted), a raw driver error only by host, port and database and a fixed reason,
+    never by its text (libpq may quote the URL).
     """
     if isinstance(exc, CommandError):
         return _line(database, exc.what, exc.todo), 1
-    if isinstance(exc, SourceMisconfigured):  # a URL libpq cannot read: its message says so
-        return _line(database, str(exc), "fix the URL; percent-encode % @ / : in the password"), 2
+    if isinstance(exc, SourceUnavailable):  # says where, what and why; we add what to do
+        what = redact(" ".join(str(exc).split()), database)
+        code = 2 if isinstance(exc, SourceMisconfigured) else 1
+        return f"error: {what} ({_source_todo(exc)})", code
     psycopg2 = sys.modules.get("psycopg2")  # imported only by commands that use it
-    connection_errors = (ConnectionError, TimeoutError, SourceUnavailable) + (
+    connection_errors = (ConnectionError, TimeoutError) + (
         (psycopg2.OperationalError, psycopg2.InterfaceError) if psycopg2 else ()
     )
     at = f" at {describe_url(database)}" if database else ""
@@ -336,6 +361,32 @@ def _line(database: str | None, what: str, todo: str) -> str:
     """One line; messages ending in ``(...)`` or a full stop already say what to do."""
     what = redact(" ".join(what.split()), database)
     return f"error: {what}" if what.endswith((")", ".")) else f"error: {what} ({todo})"
+
+
+def _source_todo(exc: SourceUnavailable) -> str:
+    """What to do about a collector source error, by its kind and the reason it gives."""
+    text = str(exc)
+    if isinstance(exc, SourceMisconfigured):
+        return f"fix the URL; {PERCENT_ENCODE}"
+    if isinstance(exc, SourceTimeout) and STATEMENT_TIMEOUT_ENV in text:
+        return (
+            "a lock or a long query held the statement: retry later, or raise "
+            f"{STATEMENT_TIMEOUT_ENV}"
+        )
+    if isinstance(exc, SourceTimeout):
+        return (
+            f"check that the server answers and the network to it, or raise {CONNECT_TIMEOUT_ENV}"
+        )
+    if 'relation "rl_orderbook_' in text and "does not exist" in text:
+        return (
+            "point the URL at the collector's database, or create its tables with the "
+            "collector's schema (kalshi_pipeline/sources/collector_schema.sql)"
+        )
+    if "password authentication failed" in text:
+        return "check the user and password of the URL"
+    if "does not exist" in text:  # the database or the role
+        return "check the database and user of the URL, or create them"
+    return "start the server, or check the host, port, database and user of the URL"
 
 
 def _ours(kind: type) -> bool:

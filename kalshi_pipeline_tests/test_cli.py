@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+from contextlib import closing
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from kalshi_pipeline.cli import explain, main
 from kalshi_pipeline.settings import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
+from kalshi_pipeline.sources.postgres import ConnectionSettings, SourceUnavailable
 
 
 def files_and_bytes(root: Path) -> dict[str, bytes]:
@@ -99,7 +104,12 @@ def usage_error(argv: list[str], capsys) -> str:
         (["--bogus"], "unrecognised argument: --bogus"),
         (["train", "--bogus", "--store", "s", "--out", "o"], "unrecognised argument: --bogus"),
         (["train", "--out", "o", "--timesteps", "0"], "argument --timesteps: 0 is not"),
-        (["generate", "--postgres", "not a url"], "--postgres is not a PostgreSQL URL"),
+        (["generate", "--postgres", "not a url"], "--postgres cannot be read as a PostgreSQL"),
+        (["generate", "--out", "s", "--median-events", "inf"], "inf is not a finite positive"),
+        (["generate", "--out", "s", "--median-events", "nan"], "nan is not a finite positive"),
+        (["generate", "--out", "s", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
+        (["generate", "--out", "s", "--seed", "1.5"], "--seed: '1.5' is not a whole number"),
+        (["train", "--out", "o", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
         ([], "a command is needed"),
     ],
 )
@@ -146,19 +156,32 @@ def test_debug_before_or_after_the_command_prints_the_traceback(where, tmp_path,
 
 
 @pytest.mark.parametrize(
-    ("address", "reason"),
+    ("address", "reason", "todo"),
     [
-        ("127.0.0.1:1/x", "connection refused"),  # nothing listens on port 1
-        ("127.0.0.1:5432/kp_no_such_database", "no such database or role"),
+        # nothing listens on port 1
+        (
+            "127.0.0.1:1/x",
+            "Connection refused",
+            "start the server, or check the host, port, database and user of the URL",
+        ),
+        (
+            "127.0.0.1:5432/kp_no_such_database",
+            'database "kp_no_such_database" does not exist',
+            "check the database and user of the URL, or create them",
+        ),
     ],
 )
-def test_an_unreachable_database_is_named_without_its_password(address, reason, capsys):
+def test_an_unreachable_database_is_named_without_its_password(address, reason, todo, capsys):
     url = f"postgresql://postgres:s3cret-pw@{address}"
     argv = ["generate", "--postgres", url, "--sessions", "1", "--markets", "2"]
 
     assert main(argv) == 1
     line = one_error_line(capsys)
-    assert line.startswith(f"error: cannot reach the database at {address}: {reason} (")
+    assert line.startswith(
+        f"error: collector database {address}: connection failed or lost while writing "
+        "sessions: connecting: "
+    )
+    assert reason in line and line.endswith(f"({todo})")
     assert "s3cret" not in line and "postgres:" not in line
 
     assert main([*argv, "--debug"]) == 1
@@ -173,10 +196,94 @@ def test_an_unreachable_database_exits_1_from_the_shell():
     done = subprocess.run(command, capture_output=True, text=True)
 
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [
-        "error: cannot reach the database at 127.0.0.1:1/x: connection refused "
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: collector database 127.0.0.1:1/x: connection failed")
+    assert line.endswith(
         "(start the server, or check the host, port, database and user of the URL)"
-    ]
+    )
+    assert "s3cret" not in line
+
+
+@pytest.fixture
+def stalled_server() -> str:
+    """``host:port`` of a server on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept_and_keep() -> None:
+        try:
+            while True:
+                accepted.append(listener.accept()[0])
+        except OSError:  # the listener was closed: the test is over
+            pass
+
+    thread = threading.Thread(target=accept_and_keep, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_stalled_server_names_the_connect_timeout_and_its_variable(
+    stalled_server, monkeypatch, capsys
+):
+    monkeypatch.setenv("KALSHI_COLLECTOR_CONNECT_TIMEOUT_S", "1")
+    url = f"postgresql://postgres:s3cret-pw@{stalled_server}/x"
+
+    assert main(["generate", "--postgres", url, "--sessions", "1", "--markets", "2"]) == 1
+
+    line = one_error_line(capsys)
+    assert line.startswith(
+        f"error: collector database {stalled_server}/x: connect timeout (1 s, "
+        "KALSHI_COLLECTOR_CONNECT_TIMEOUT_S) expired while writing sessions: connecting ("
+    )
+    assert line.endswith("or raise KALSHI_COLLECTOR_CONNECT_TIMEOUT_S)")
+    assert "s3cret" not in line
+
+
+def test_a_statement_held_by_a_lock_names_the_statement_timeout(collector_tables):
+    settings = ConnectionSettings(statement_timeout_s=0.2)
+    with closing(psycopg2.connect(collector_tables)) as holder:
+        with holder.cursor() as cur:  # the transaction stays open: the lock is held
+            cur.execute("LOCK TABLE rl_orderbook_sessions IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(SourceUnavailable) as raised:
+            PostgresSessionSource(collector_tables, settings=settings).list_sessions()
+
+    line, code = explain(raised.value, collector_tables)
+
+    assert code == 1
+    assert "statement timeout (0.2 s, KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S) expired" in line
+    assert line.endswith("(a lock or a long query held the statement: retry later, or raise "
+                         "KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S)")  # fmt: skip
+
+
+def test_a_database_without_the_collector_tables_points_at_the_schema(collector_db):
+    with pytest.raises(SourceUnavailable) as raised:
+        PostgresSessionSource(collector_db).list_sessions()
+
+    line, code = explain(raised.value, collector_db)
+
+    assert code == 1
+    assert 'relation "rl_orderbook_sessions" does not exist' in line
+    assert line.endswith(
+        "(point the URL at the collector's database, or create its tables with the "
+        "collector's schema (kalshi_pipeline/sources/collector_schema.sql))"
+    )
+
+
+def test_a_percent_in_the_password_is_explained_without_the_password(capsys):
+    url = "postgresql://postgres:50%off-pw@127.0.0.1:5432/x"
+
+    line = usage_error(["generate", "--postgres", url, "--sessions", "1"], capsys)
+
+    assert line.startswith("error: --postgres cannot be read as a PostgreSQL URL")
+    assert "percent-encode the password's special characters, e.g. %25 for %" in line
+    assert "50%off" not in line and "off-pw" not in line
 
 
 def test_a_home_that_is_a_regular_file_is_refused(tmp_path, capsys):

@@ -42,10 +42,12 @@ same sequence number in two markets         repair ``sequence_shared``: counted,
                                             replayed message, give this)
 sequence restart inside the session: a      repair ``sequence_restart``: a new segment
 snapshot, stored after the market's         starts at that snapshot; the market's events
-earlier ones, numbered at or below the      are ordered by segment, then sequence number
-snapshot that began its segment, received   (the collector kept one session open across
-more than ``TIME_TOLERANCE_MS`` after it    websocket reconnects; Kalshi's seq is per
-(see ``_segments``)                         subscription)
+earlier ones, numbered far below the        are ordered by segment, then sequence number
+highest its market received, more than      (the collector kept one session open across
+``TIME_TOLERANCE_MS`` after it (see         websocket reconnects; Kalshi's seq is per
+``_segments``)                              subscription); a small step back is left to
+                                            the duplicate check (a market with two
+                                            different events under one number is rejected)
 rows stored out of sequence order           repair ``stored_out_of_order`` (a row stored
                                             after a higher number of the same market and
                                             segment, in its own table): sorted
@@ -59,8 +61,9 @@ timestamp outside the session's recorded    repair ``timestamp_out_of_window``: 
 window (``started_at`` - 10 min to          becomes the market's previous valid time
 ``ended_at`` + 10 min; see                  (the session's start for its leading rows):
 :func:`recorded_window`)                    the event and its book are kept
-timestamp earlier than the market's latest  repair ``timestamp_backwards``: the time is
-time by more than ``TIME_TOLERANCE_MS``     raised to that latest time; the event is kept
+timestamp earlier than the market's         repair ``timestamp_backwards``: counted where
+previous event's by more than               it steps back, kept as received (the features
+``TIME_TOLERANCE_MS``                       clamp it); the event is kept
 timestamp earlier by at most the tolerance  repair ``timestamp_jitter``: counted and kept
                                             as received (concurrent receipt; the features
                                             clamp it)
@@ -112,6 +115,9 @@ MAX_SIZE = 2**40
 # Receive times of one market may step back this much (concurrent receipt); more is a
 # timestamp that went backwards, and a reconnect is at least this long.
 TIME_TOLERANCE_MS = 1_000
+# A restart sends a market's numbers back at least this far (or to where its segment
+# began): a new subscription numbers from 1, far below where the old one stopped.
+RESTART_MIN_DROP = 1_000
 # Receive times must fall in the session's recorded window, give or take this much.
 WINDOW_TOLERANCE_MS = 10 * 60_000
 # A session with neither an end time nor a last message time gets this long a window.
@@ -227,9 +233,9 @@ class CleanEvents:
     ``tickers``. ``level`` is the delta's bid level (``side * 99 + price - 1``) and
     ``new_size`` its size; for snapshots ``level`` is -1 and the book is row
     ``snapshot_index`` of ``snapshot_books`` (int64[S, 198]). ``timestamp_ms`` holds the
-    receive times, repaired where they were outside the recorded window or far behind the
-    market's latest; ``time_repaired`` marks those (a repaired time is not a receive
-    time, so such an event never shares a step with its neighbours).
+    receive times, replaced where they were outside the recorded window;
+    ``time_repaired`` marks those (a replaced time is not a receive time, so such an
+    event never shares a step with its neighbours).
     """
 
     session_id: int
@@ -569,16 +575,26 @@ def _group_starts(*keys: np.ndarray) -> np.ndarray:
 def _segments(ev: dict, window: tuple[int, int], names, report: IngestReport) -> np.ndarray:
     """Segment of every event (``ev`` sorted by market, then sequence number).
 
-    Scanning a market's snapshots in receive order, one starts a new segment (the
+    Scanning a market's events in receive order, a snapshot starts a new segment (the
     collector reconnected and Kalshi began a new subscription, whose numbers start again)
-    when its number is at or below that of the snapshot that began the current segment,
-    it arrived more than ``TIME_TOLERANCE_MS`` after that snapshot, and it was stored (row
-    id) after every earlier snapshot of the market. A snapshot with a higher number is an
-    ordinary re-snapshot; one at the same time is a stored copy. Times outside the
-    recorded window are skipped (they say nothing about arrival). Only markets whose
-    receive times step back in sequence order can hold a restart, so only their events
-    are scanned. Within a segment, nothing depends on later numbers; a restart orders
-    by receive time, which is what "later" means across a reconnect.
+    when all of these hold:
+
+    * its number is at or below the highest its market received in the current segment,
+      and it arrived more than ``TIME_TOLERANCE_MS`` after that highest one;
+    * it was stored (row id) after every earlier snapshot of the market;
+    * the number went back far: to or below the snapshot that began the segment, or by
+      at least ``RESTART_MIN_DROP`` (a new subscription numbers from 1; a small step back
+      with a late time is more likely a clock glitch);
+    * until then the segment's numbers and receive times agreed: no event arrived more
+      than the tolerance after an event with a higher number. Where they already
+      disagree, the times are not to be trusted (a clock that jumps), a restart cannot be
+      told from a glitch, and the duplicate and time checks decide instead.
+
+    Times outside the recorded window are skipped (they say nothing about arrival), and
+    so are events before a segment's first snapshot. Only markets whose receive times step
+    back in sequence order can hold a restart, so only their events are scanned. Across a
+    restart, "later" means later received: the market's events are ordered by segment,
+    then number.
     """
     market, seq, ts = ev["market"], ev["seq"], ev["ts"]
     segment = np.zeros(len(seq), dtype=np.int32)
@@ -596,6 +612,7 @@ def _segments(ev: dict, window: tuple[int, int], names, report: IngestReport) ->
         ev["row_id"][by_time],
         (ts[by_time] >= window[0]) & (ts[by_time] <= window[1]),
         TIME_TOLERANCE_MS,
+        RESTART_MIN_DROP,
     )
     starts = by_time[restart]
     report.repair(
@@ -611,24 +628,40 @@ def _segments(ev: dict, window: tuple[int, int], names, report: IngestReport) ->
 
 @numba.njit(cache=True)
 def _restarts(
-    group_start, is_snapshot, seq, ts, row_id, ts_valid, tolerance
+    group_start, is_snapshot, seq, ts, row_id, ts_valid, tolerance, min_drop
 ):  # pragma: no cover - compiled; tested through clean_session
     """Per event in receive order: does a new segment start here (see ``_segments``)."""
     restart = np.zeros(len(seq), dtype=np.bool_)
-    first_seq = first_ts = last_snapshot_id = 0
-    has_snapshot = False
+    first_seq = top_seq = top_ts = last_snapshot_id = 0
+    has_snapshot = in_order = False
     for i in range(len(seq)):
         if group_start[i]:
             has_snapshot = False
-        if not (ts_valid[i] and is_snapshot[i]):
+        if not ts_valid[i]:
             continue
         if not has_snapshot:
-            has_snapshot = True
-            first_seq, first_ts, last_snapshot_id = seq[i], ts[i], row_id[i]
-        elif seq[i] <= first_seq and ts[i] > first_ts + tolerance and row_id[i] > last_snapshot_id:
+            if is_snapshot[i]:  # events before a segment's first snapshot say nothing
+                has_snapshot = in_order = True
+                first_seq = top_seq = seq[i]
+                top_ts, last_snapshot_id = ts[i], row_id[i]
+            continue
+        late_and_lower = seq[i] <= top_seq and ts[i] > top_ts + tolerance
+        far_back = seq[i] <= first_seq or top_seq - seq[i] >= min_drop
+        if (
+            late_and_lower
+            and far_back
+            and in_order
+            and is_snapshot[i]
+            and row_id[i] > last_snapshot_id
+        ):
             restart[i] = True
-            first_seq, first_ts, last_snapshot_id = seq[i], ts[i], row_id[i]
-        else:
+            first_seq = top_seq = seq[i]
+            top_ts = ts[i]
+        elif seq[i] > top_seq:
+            top_seq, top_ts = seq[i], ts[i]
+        elif late_and_lower:
+            in_order = False  # numbers and times disagree: no restart can be told apart
+        if is_snapshot[i]:
             last_snapshot_id = max(last_snapshot_id, row_id[i])
     return restart
 
@@ -778,13 +811,17 @@ def _after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.n
 def _repair_times(
     market, seq, ts, window, names, report: IngestReport
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Receive times inside the recorded window, never far behind the market's latest.
+    """Receive times inside the recorded window; times that step back are counted.
 
     A time outside the window takes the market's previous valid time (the session's
     start for a market's leading rows), so the event and its book stay and no time is
-    taken from later data. A time more than
-    ``TIME_TOLERANCE_MS`` behind the market's latest becomes that latest time. Returns
-    the times and which of them were replaced.
+    taken from later data. A time before its market's previous event's is kept as
+    received and counted once, where it steps back (``timestamp_backwards`` beyond
+    ``TIME_TOLERANCE_MS``, ``timestamp_jitter`` within it): raising times to the latest
+    would let one event with a time far ahead rewrite every later time of its market,
+    and the features clamp times anyway
+    (:func:`kalshi_pipeline.market.features.clamped_times`). Returns the times and which
+    of them were replaced.
     """
     n = len(ts)
     repaired = np.zeros(n, dtype=bool)
@@ -809,24 +846,22 @@ def _repair_times(
         )
         ts[bad] = replacement[bad]
         repaired[bad] = True
-    latest = _previous_max(group_start, ts)
-    behind = latest - ts
+    behind = np.zeros(n, dtype=np.int64)
+    behind[1:] = np.where(group_start[1:], 0, ts[:-1] - ts[1:])
     far = np.flatnonzero(behind > TIME_TOLERANCE_MS)
     report.repair(
         "timestamp_backwards",
         names[market[far]],
         seq[far],
-        f"receive time more than {TIME_TOLERANCE_MS} ms before an earlier event's: raised "
-        "to that time",
+        f"receive time more than {TIME_TOLERANCE_MS} ms before the previous event's: kept "
+        "as received (features clamp it)",
     )
-    ts[far] = latest[far]
-    repaired[far] = True
     jitter = np.flatnonzero((behind > 0) & (behind <= TIME_TOLERANCE_MS))
     report.repair(
         "timestamp_jitter",
         names[market[jitter]],
         seq[jitter],
-        f"receive time up to {TIME_TOLERANCE_MS} ms before an earlier event's: kept",
+        f"receive time up to {TIME_TOLERANCE_MS} ms before the previous event's: kept",
     )
     return ts, repaired
 

@@ -27,7 +27,7 @@ observation):
 * ``volatility_score``: standard deviation of the per-step mid change in cents over
   two-sided steps (0 with fewer than two).
 * ``market_coverage``: the share of the session's time steps (those of all its
-  markets) that fall within this market's first and last step.
+  markets) whose receive times fall within this market's earliest and latest.
 * ``data_quality_score``: ``T / (T + defects of this market)`` (``T`` steps, defects
   counted per event) times the share of the session-wide sequence that arrived; 1.0 for
   clean data. Defects are the repairs that mean the market's own data was wrong
@@ -201,7 +201,11 @@ def views_from_books(
     two_sided = (books.best_yes_bid > 0) & (books.best_no_bid > 0)
     spread = (yes_ask - yes_bid).astype(np.float64)
     mid_change = (yes_bid + yes_ask - (yes_bid + yes_ask)[_previous_row(books)]) / 2
-    session_times = np.sort(ts, kind="stable")  # merges the markets' sorted runs
+    # Coverage counts receive times as recorded: a market's time that jumped ahead moves
+    # its own span, never the session's other steps (the clamped times would carry the
+    # jump into every later step of that market).
+    received = books.timestamp_ms
+    session_times = np.sort(received)
     quality_factor = 1.0 - books.report.missing_fraction
 
     views = []
@@ -211,8 +215,9 @@ def views_from_books(
         quoted = two_sided[rows]
         moves = mid_change[rows][quoted & np.r_[False, quoted[:-1]]]
         length = rows.stop - rows.start
-        inside = np.searchsorted(session_times, ts[rows][-1], side="right") - np.searchsorted(
-            session_times, ts[rows][0], side="left"
+        first, last = received[rows].min(), received[rows].max()
+        inside = np.searchsorted(session_times, last, side="right") - np.searchsorted(
+            session_times, first, side="left"
         )
         view = MarketSessionView(
             session_id=books.session_id,

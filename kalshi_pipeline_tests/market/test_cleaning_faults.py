@@ -15,6 +15,7 @@ from contextlib import closing
 import numpy as np
 import psycopg2
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 from kalshi_pipeline.defs.assets.data_assets import _checks, _non_finite
@@ -27,6 +28,7 @@ from kalshi_pipeline.market.cleaning import (
     recorded_window,
 )
 from kalshi_pipeline.market.difficulty import score_views
+from kalshi_pipeline.market.features import FEATURE_NAMES
 from kalshi_pipeline.market.views import STEP_ARRAYS, build_market_views
 from kalshi_pipeline.sources import PostgresSessionSource
 from kalshi_pipeline.sources.postgres import collector_ddl, write_collector_session
@@ -325,7 +327,7 @@ def test_a_sequence_number_shared_by_two_markets_is_counted_and_changes_no_book(
     assert_good_market_unaffected(*bad)
 
 
-def test_times_going_back_are_clamped_beyond_the_tolerance_and_counted_within_it():
+def test_times_going_back_are_counted_where_they_step_back_and_kept():
     far, near = TIME_TOLERANCE_MS + 500, TIME_TOLERANCE_MS // 2
     bad = (
         snapshot("MKT-B", seq=2, yes_bids={30: 2}, no_bids={60: 1}, ts=T0_MS + 10_000),
@@ -341,11 +343,33 @@ def test_times_going_back_are_clamped_beyond_the_tolerance_and_counted_within_it
     assert books.report.repairs["timestamp_jitter"] == 1
     assert_names(example(books.report, "timestamp_jitter"), "MKT-B", 9)
     offsets = (books.timestamp_ms[b] - T0_MS).tolist()
-    assert offsets == [10_000, 10_000, 20_000, 20_000 - near]
+    assert offsets == [10_000, 10_000 - far, 20_000, 20_000 - near]  # as received
     assert books.best_yes_bid[b].tolist() == [30, 31, 32, 33]  # no event lost
     view = next(v for v in build_market_views(beside_good(*bad)) if v.market_ticker == "MKT-B")
-    assert len(view) == 4  # a repaired time never merges its event into another step
+    assert len(view) == 4
+    assert view.features[1, FEATURE_NAMES.index("log_gap")] == 0  # clamped: no negative gap
     assert_good_market_unaffected(*bad)
+
+
+def test_one_time_far_ahead_inside_the_window_is_one_repair_and_moves_no_other_market(
+    session, clean_views
+):
+    """A single receive time 50 minutes ahead (still inside the recorded window)."""
+    ts = session.deltas.column("timestamp_ms").to_numpy()
+    tickers = session.deltas.column("market_ticker").to_numpy(zero_copy_only=False)
+    row = 400
+    ticker = tickers[row]
+    later = np.flatnonzero((tickers == ticker) & (np.arange(len(ts)) > row))
+    assert len(later) > 20  # the market goes on after the jump
+    bad = with_delta_values(session, row, timestamp_ms=int(ts[row]) + 50 * 60_000)
+
+    views = {v.market_ticker: v for v in build_market_views(bad)}
+    report = reconstruct_books(bad).report
+
+    assert report.repairs["timestamp_backwards"] == 1  # where the market steps back
+    # Only the jumped event leaves the step of its millisecond; nothing else is split.
+    assert len(clean_views[ticker]) <= len(views[ticker]) <= len(clean_views[ticker]) + 1
+    assert_other_markets_unchanged(views, clean_views, ticker)
 
 
 # -- 8. sequence numbers restarting inside one session ------------------------------------------
@@ -393,3 +417,43 @@ def test_the_same_snapshot_stored_twice_at_once_is_a_copy_not_a_restart():
 
     assert books.report.repairs["sequence_restart"] == 0
     assert books.report.repairs["duplicate_sequence"] == 1
+
+
+def test_a_whole_session_replayed_after_a_reconnect_is_rebuilt_market_by_market(session):
+    """The collector kept the session open across a reconnect: every market's snapshot
+    and deltas arrive again, numbered from the start again, a minute after the last
+    message and stored after it. Every market is rebuilt as its first subscription
+    followed by its second, exactly as each alone."""
+    span = session.info.ended_at - session.info.started_at
+    shift_ms = int(span.total_seconds() * 1000) + 60_000
+    tables = {}
+    for name in ("snapshots", "deltas"):
+        first = getattr(session, name)
+        again = first.set_column(
+            first.schema.get_field_index("id"),
+            "id",
+            pa.compute.add(first.column("id"), first.num_rows),
+        )
+        again = again.set_column(
+            again.schema.get_field_index("timestamp_ms"),
+            "timestamp_ms",
+            pa.compute.add(again.column("timestamp_ms"), shift_ms),
+        )
+        tables[name] = pa.concat_tables([first, again])
+    info = dataclasses.replace(session.info, ended_at=session.info.ended_at + 2 * span)
+    replayed = RawSession(info, tables["snapshots"], tables["deltas"])
+
+    books = reconstruct_books(replayed)
+    once = reconstruct_books(session)
+
+    assert not books.report.rejected
+    assert books.report.repairs["sequence_restart"] == len(once.tickers)
+    assert books.report.repairs["duplicate_sequence"] == 0
+    assert books.tickers == once.tickers
+    for ticker in once.tickers:
+        rows, alone = books.market_rows(ticker), once.market_rows(ticker)
+        for column in ("sequence_number", "best_yes_bid", "best_no_bid", "yes_bid_volume"):
+            single = getattr(once, column)[alone]
+            np.testing.assert_array_equal(
+                getattr(books, column)[rows], np.concatenate([single, single]), ticker
+            )

@@ -64,7 +64,11 @@ from kalshi_pipeline.defs.assets.model_assets import (
     train_holdout_split,
 )
 from kalshi_pipeline.defs.partitions import session_key, sessions
-from kalshi_pipeline.defs.resources import PipelineResource, redact_source_error
+from kalshi_pipeline.defs.resources import (
+    PipelineResource,
+    SourceMismatch,
+    redact_source_error,
+)
 from kalshi_pipeline.defs.settings import TrainingSettings
 
 MAX_SESSIONS_PER_TICK = 25
@@ -222,6 +226,11 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
         )
         context.log.warning(reason)
         return dg.SkipReason(reason)
+    try:
+        pipeline.check_source()
+    except SourceMismatch as exc:
+        context.log.error(str(exc))
+        return dg.SkipReason(f"nothing requested: {exc}")
     complete = [session_key(s.session_id) for s in listed if s.is_complete]
     registered = set(context.instance.get_dynamic_partitions(sessions.name))
     unregistered = [k for k in complete if k not in registered]

@@ -74,6 +74,7 @@ def demo_source(home: Path) -> SessionSource:
     os.environ[HOME_ENV] = str(home)
     pipeline = PipelineResource()
     print(f"sessions from: {pipeline.source_kind()}")
+    pipeline.check_source()  # a home filled from another source is never mixed with this one
     if isinstance(pipeline.source(), ParquetSessionStore):
         ensure_store(home)
     return pipeline.source()

@@ -4,7 +4,9 @@ The session source is the local Parquet store under ``$KALSHI_PIPELINE_HOME/sess
 by default, or the collector's Postgres when ``KALSHI_COLLECTOR_URL`` is set. The URL is
 read from the environment when a source is needed and never stored in config, logs or
 metadata. Artifacts (normalised raw sessions, views, scores, models, reports) live under
-``$KALSHI_PIPELINE_HOME/artifacts``.
+``$KALSHI_PIPELINE_HOME/artifacts``. A home holds the sessions of one source: the first
+successful ingest records it (``artifacts/source.json``), and a home used with another
+source fails with :class:`SourceMismatch` before anything is read or counted as ingested.
 
 Reading the source may fail for a while (the collector restarts, the network drops):
 ``raw_sessions`` retries a failed read with ``SOURCE_RETRY_POLICY``, after
@@ -13,6 +15,7 @@ Reading the source may fail for a while (the collector restarts, the network dro
 Tests set a tiny delay so that a failing ingest fails fast.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import dagster as dg
 
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
-from kalshi_pipeline.sources.redaction import redact
+from kalshi_pipeline.sources.redaction import describe_url, redact
 
 SOURCE_RETRY_DELAY_ENV = "KALSHI_SOURCE_RETRY_DELAY_SECONDS"
 SOURCE_RETRY_POLICY = dg.RetryPolicy(
@@ -44,6 +47,13 @@ def redact_collector(text: str) -> str:
     return redact(text, os.environ.get(COLLECTOR_URL_ENV))
 
 
+class SourceMismatch(RuntimeError):
+    """The pipeline home was filled from another session source."""
+
+
+SOURCE_FILE = "source.json"  # in artifacts/: the source this home's sessions came from
+
+
 class PipelineResource(dg.ConfigurableResource):
     """Paths and the session source. ``home`` empty = ``$KALSHI_PIPELINE_HOME``."""
 
@@ -65,6 +75,45 @@ class PipelineResource(dg.ConfigurableResource):
 
     def source_kind(self) -> str:
         return "collector postgres" if os.environ.get(COLLECTOR_URL_ENV) else "local parquet"
+
+    def source_identity(self) -> str:
+        """Which source this is, without credentials: the collector's host:port/database,
+        or the home's own local store."""
+        url = os.environ.get(COLLECTOR_URL_ENV)
+        if url:
+            return f"collector postgres {describe_url(url)}"
+        return "local parquet store <home>/sessions"
+
+    def check_source(self) -> None:
+        """Raise :class:`SourceMismatch` if this home's artifacts came from another source.
+
+        Session ids are the source's own: sessions of two sources in one home (views,
+        raw copies, the instance's partitions) would be taken for each other.
+        """
+        claimed = self._claim_path()
+        if not claimed.exists():
+            return
+        recorded = json.loads(claimed.read_text())["source"]
+        if recorded != self.source_identity():
+            raise SourceMismatch(
+                f"the pipeline home {self.home_path} holds sessions ingested from {recorded}, "
+                f"and the source is now {self.source_identity()}: their session ids would mix "
+                "(use another home for this source: --home or KALSHI_PIPELINE_HOME, and "
+                "another DAGSTER_HOME)"
+            )
+
+    def claim_source(self) -> None:
+        """Record this home's source (after its first successful ingest)."""
+        claimed = self._claim_path()
+        if claimed.exists():
+            return
+        claimed.parent.mkdir(parents=True, exist_ok=True)
+        tmp = claimed.with_name(f".{claimed.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"source": self.source_identity()}) + "\n")
+        os.replace(tmp, claimed)
+
+    def _claim_path(self) -> Path:
+        return self.artifacts / SOURCE_FILE
 
     def raw_store(self, session_id: int | str) -> ParquetSessionStore:
         """The normalised copy of one ingested raw session (what ``raw_sessions`` writes).

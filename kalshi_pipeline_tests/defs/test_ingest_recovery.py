@@ -19,12 +19,13 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
-from dagster._core.storage.tags import PARTITION_NAME_TAG
+import pytest
 
 from kalshi_pipeline.defs import demo
 from kalshi_pipeline.defs.assets.model_assets import difficulty_scores
 from kalshi_pipeline.defs.automation import (
     MAX_INGEST_ATTEMPTS,
+    PARTITION_NAME_TAG,
     RETRAIN_AFTER_ENV,
     WORKER_TAG,
     ingested_sessions,
@@ -32,9 +33,11 @@ from kalshi_pipeline.defs.automation import (
     retrain_sensor,
 )
 from kalshi_pipeline.defs.partitions import sessions
-from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch
+from kalshi_pipeline.market.views import view_descriptions
 from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
 from kalshi_pipeline.sources.postgres import write_collector_session
+from kalshi_pipeline.sources.simulator import SimulatorConfig
 from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -310,3 +313,28 @@ def test_the_demo_with_a_collector_ingests_exactly_its_closed_sessions(
     assert collector_tables not in out
     latest = instance.get_latest_materialization_event(dg.AssetKey("raw_sessions"))
     assert latest.asset_materialization.metadata["source"].value == "collector postgres"
+
+
+# -- one home, one source ----------------------------------------------------------------
+def test_a_home_filled_from_the_local_store_refuses_the_collector(
+    pipeline_home, collector_tables, monkeypatch, instance, definitions
+):
+    """Session ids are the source's own: the collector's session 1 is not the local
+    store's session 1, so a home that ingested one is never taken to hold the other."""
+    assert demo.ingest_missing(pipeline_home, instance, definitions) == ["1", "2"]
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, simulated(1, config=SimulatorConfig(markets=3)))
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+
+    with pytest.raises(SourceMismatch) as refused:
+        demo.ingest_missing(pipeline_home, instance, definitions)
+    message = str(refused.value)
+    assert "local parquet" in message and "collector postgres 127.0.0.1:5432/" in message
+    assert "postgres@" not in message
+
+    tick = sensor_tick(instance, definitions)
+    assert not tick.run_requests and "their session ids would mix" in tick.skip_message
+    (run,) = ingest(definitions, instance, "1", raise_on_error=False)
+    assert not run.success  # the partition is not overwritten from the other source
+    views = PipelineResource().views_path(1)
+    assert len(view_descriptions(views)) == 10  # still the local session's ten markets

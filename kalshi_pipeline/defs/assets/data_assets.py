@@ -43,6 +43,7 @@ def raw_sessions(
     its URL cannot be read: retrying cannot change that.
     """
     session_id = int(context.partition_key)
+    pipeline.check_source()
     try:
         raw = pipeline.source().load_session(session_id)
     except (KeyError, SessionNotComplete, SourceMisconfigured) as exc:
@@ -53,6 +54,7 @@ def raw_sessions(
         ) from exc
     # The pipeline's own normalised copy: a new ingest of the session replaces it.
     pipeline.raw_store(raw.session_id).write_session(raw, replace=True)
+    pipeline.claim_source()
     info = raw.info
     return dg.MaterializeResult(
         metadata={

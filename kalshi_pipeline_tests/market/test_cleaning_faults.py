@@ -457,3 +457,28 @@ def test_a_whole_session_replayed_after_a_reconnect_is_rebuilt_market_by_market(
             np.testing.assert_array_equal(
                 getattr(books, column)[rows], np.concatenate([single, single]), ticker
             )
+
+
+def test_a_view_that_is_not_finite_is_rejected_by_name_when_built(session, monkeypatch):
+    """Cleaning bounds every input, so no real session reaches this guard; poison the
+    feature computation to check the guard itself."""
+    import kalshi_pipeline.market.views as views_module
+
+    clean = views_module.compute_features
+
+    def poisoned(books):
+        features = clean(books)
+        row = int(books.market_offsets[3]) + 2  # the fourth market's third step
+        features[row, FEATURE_NAMES.index("micro_edge")] = np.inf
+        return features
+
+    monkeypatch.setattr(views_module, "compute_features", poisoned)
+    books = reconstruct_books(session)
+    bad_ticker = books.tickers[3]
+
+    views = views_module.views_from_books(books)
+
+    assert bad_ticker not in {v.market_ticker for v in views}
+    assert len(views) == len(books.tickers) - 1
+    issue = books.report.rejected[bad_ticker]
+    assert "micro_edge" in str(issue) and "step 2" in str(issue) and "seq " in str(issue)

@@ -316,14 +316,16 @@ def clean_session(raw: RawSession) -> CleanEvents:
     if ev["segment"].any():
         ev = _take(ev, np.lexsort((ev["seq"], ev["segment"], ev["market"])))
     _count_stored_out_of_order(ev, names, report)
-    _count_gaps(ev["segment"], ev["seq"], report)
+    pairs = _count_gaps(ev["segment"], ev["seq"], report)
+    _count_shared_sequences(ev, pairs, names, report)
 
-    ev = _take(ev, np.flatnonzero(ev["valid"]))
+    if not ev["valid"].all():
+        ev = _take(ev, np.flatnonzero(ev["valid"]))
     keep = _resolve_duplicates(ev, books, names, report)
-    _count_shared_sequences(ev, keep, names, report)
     keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected])
     keep &= _after_first_snapshot(ev["market"], ev["seq"], ev["is_snapshot"], keep, names, report)
-    ev = _take(ev, np.flatnonzero(keep))
+    if not keep.all():
+        ev = _take(ev, np.flatnonzero(keep))
     ts, time_repaired = _repair_times(ev["market"], ev["seq"], ev["ts"], window, names, report)
 
     market = ev["market"]
@@ -679,6 +681,11 @@ def _count_stored_out_of_order(ev: dict, names, report: IngestReport) -> None:
     segment: the sort repairs them; counted so storage problems are visible."""
     for table_rows in (np.flatnonzero(ev["is_snapshot"]), np.flatnonzero(~ev["is_snapshot"])):
         market, segment = ev["market"][table_rows], ev["segment"][table_rows]
+        ids = ev["row_id"][table_rows]
+        # ``ev`` is in (market, segment, number) order: if ids rise within every group
+        # there, numbers rise in storage order too, and nothing was stored late.
+        if not (np.diff(ids) < 0)[~_group_starts(market, segment)[1:]].any():
+            continue
         stored = table_rows[np.lexsort((ev["row_id"][table_rows], segment, market))]
         seq = ev["seq"][stored]
         late = seq < _previous_max(_group_starts(ev["market"][stored], ev["segment"][stored]), seq)
@@ -705,14 +712,19 @@ def _previous_max(group_start, values):  # pragma: no cover - compiled; tested t
     return out
 
 
-def _count_gaps(segment: np.ndarray, seq: np.ndarray, report: IngestReport) -> None:
-    """Gaps in the session-wide sequence (within each segment): messages never received."""
-    order = np.lexsort((seq, segment))
-    seg, ordered = segment[order], seq[order]
+def _count_gaps(segment: np.ndarray, seq: np.ndarray, report: IngestReport) -> int:
+    """Gaps in the session-wide sequence (within each segment): messages never received.
+
+    Returns the number of distinct (segment, number) pairs."""
+    if segment.any():
+        order = np.lexsort((seq, segment))
+        seg, ordered = segment[order], seq[order]
+    else:
+        seg, ordered = segment, np.sort(seq)  # np.unique hashes: slower than a sort here
     first = _group_starts(seg, ordered)
     seg, unique = seg[first], ordered[first]
     if len(unique) < 2:
-        return
+        return len(unique)
     segment_start = _group_starts(seg)
     ends = np.r_[np.flatnonzero(segment_start)[1:] - 1, len(unique) - 1]
     report.sequence_span = int((unique[ends] - unique[segment_start] + 1).sum())
@@ -725,6 +737,7 @@ def _count_gaps(segment: np.ndarray, seq: np.ndarray, report: IngestReport) -> N
         unique[gaps + 1],
         "gap in the session-wide sequence before this number (messages missed); data kept",
     )
+    return len(unique)
 
 
 def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarray:
@@ -768,11 +781,19 @@ def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarra
     return keep
 
 
-def _count_shared_sequences(ev: dict, keep: np.ndarray, names, report: IngestReport) -> None:
-    """Sequence numbers (within a segment) that two or more markets carry."""
-    rows = np.flatnonzero(keep)
-    order = rows[np.lexsort((ev["market"][rows], ev["seq"][rows], ev["segment"][rows]))]
-    seq, segment, market = ev["seq"][order], ev["segment"][order], ev["market"][order]
+def _count_shared_sequences(ev: dict, pairs: int, names, report: IngestReport) -> None:
+    """Sequence numbers (within a segment) that two or more markets carry.
+
+    ``ev`` is in (market, segment, number) order and ``pairs`` is the number of distinct
+    (segment, number) pairs: each pair carried by k markets adds k - 1 to the distinct
+    (market, segment, number) triples. Only when some are shared is it worth sorting by
+    number to name them.
+    """
+    market, seq, segment = ev["market"], ev["seq"], ev["segment"]
+    if not len(seq) or int(_group_starts(market, segment, seq).sum()) == pairs:
+        return
+    order = np.lexsort((market, seq, segment))
+    seq, segment, market = seq[order], segment[order], market[order]
     again = np.flatnonzero(~_group_starts(segment, seq) & (market != np.r_[-1, market[:-1]]))
     report.repair(
         "sequence_shared",

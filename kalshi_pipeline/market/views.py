@@ -196,6 +196,7 @@ def views_from_books(
     config = config or ViewConfig()
     books = time_steps(books)
     features = compute_features(books)
+    finite_rows = np.isfinite(features).all(axis=1)  # one pass; a view is named below
     ts = clamped_times(books)
     yes_bid, yes_ask = quotes(books)
     two_sided = (books.best_yes_bid > 0) & (books.best_no_bid > 0)
@@ -240,7 +241,9 @@ def views_from_books(
             activity_bursts=_bursts(gaps, config),
             quiet_periods=int((gaps > config.quiet_gap_ms).sum()),
         )
-        problem = non_finite(view)
+        problem = None
+        if not finite_rows[rows].all() or not np.isfinite(list(view.statistics().values())).all():
+            problem = non_finite(view)
         if problem is None:
             views.append(view)
         else:

@@ -12,10 +12,12 @@ most ``MAX_SESSIONS_PER_TICK`` requests per tick):
 
 * waits while an ``ingest_session`` run of that partition is in progress (see below);
 * otherwise counts its attempts, i.e. its ``ingest_session`` runs recorded in the instance
-  (counted there, not in the sensor's memory, so a restarted daemon counts the same). With
-  fewer than ``MAX_INGEST_ATTEMPTS`` it requests attempt ``n`` = attempts + 1 with run key
-  ``session-<id>-attempt-<n>``: a new key per attempt, and the daemon never launches one key
-  twice. A session that used its attempts is named in the tick's skip reason and log: fix
+  (counted there, not in the sensor's memory, so a restarted daemon counts the same). A
+  run that failed only because the collector could not be reached (tagged
+  ``SOURCE_DOWN_TAG`` by ``raw_sessions``) is not the session's fault and uses no attempt
+  (at most ``MAX_OUTAGE_RUNS`` of them). With fewer than ``MAX_INGEST_ATTEMPTS`` attempts
+  it requests run ``n`` = runs so far + 1 with run key ``session-<id>-attempt-<n>``: a new
+  key per run, and the daemon never launches one key twice. A session that used its attempts is named in the tick's skip reason and log: fix
   the cause, then materialise its partition by hand (job ``ingest_session``, partition
   ``<id>``); a successful run by hand makes it ingested.
 * When listing the source fails (the collector is down), the tick skips with the source's
@@ -65,6 +67,7 @@ from kalshi_pipeline.defs.assets.model_assets import (
 )
 from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.resources import (
+    SOURCE_DOWN_TAG,
     PipelineResource,
     SourceMismatch,
     redact_source_error,
@@ -73,6 +76,9 @@ from kalshi_pipeline.defs.settings import TrainingSettings
 
 MAX_SESSIONS_PER_TICK = 25
 MAX_INGEST_ATTEMPTS = 3
+# Runs that failed only because the collector was unreachable do not use an attempt; this
+# bounds them separately, in case the collector answers listings but never loads.
+MAX_OUTAGE_RUNS = 20
 # An ingest of a large recorded session takes minutes; one still running after this long
 # is taken for dead (run monitoring ends it) and its session becomes missing again.
 INGEST_MAX_RUNTIME_SECONDS = 1800
@@ -109,12 +115,18 @@ class IngestState:
 
     ingested: bool = False
     running: list[str] = field(default_factory=list)  # run ids in progress
-    attempts: int = 0  # ingest_session runs of the partition (any outcome)
+    attempts: int = 0  # ingest_session runs of the partition, but for those below
+    outages: int = 0  # runs that failed because the collector could not be reached
     failed_runs: list[str] = field(default_factory=list)
 
     @property
+    def runs(self) -> int:
+        return self.attempts + self.outages
+
+    @property
     def exhausted(self) -> bool:
-        return not self.ingested and not self.running and self.attempts >= MAX_INGEST_ATTEMPTS
+        used = self.attempts >= MAX_INGEST_ATTEMPTS or self.outages >= MAX_OUTAGE_RUNS
+        return not self.ingested and not self.running and used
 
 
 def ingested_sessions(instance: dg.DagsterInstance) -> set[str]:
@@ -140,7 +152,10 @@ def ingest_states(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, In
         state = states.get(run.tags.get(PARTITION_NAME_TAG, ""))
         if state is None:
             continue
-        state.attempts += 1
+        if run.tags.get(SOURCE_DOWN_TAG):
+            state.outages += 1
+        else:
+            state.attempts += 1
         if not run.is_finished and _worker_is_gone(run.tags.get(WORKER_TAG)):
             instance.report_run_failed(
                 run,
@@ -246,7 +261,7 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
         elif state.exhausted:
             exhausted.append(key)
         elif len(requests) < MAX_SESSIONS_PER_TICK:
-            attempt = state.attempts + 1
+            attempt = state.runs + 1  # a new run key for every run
             requests.append(
                 dg.RunRequest(partition_key=key, run_key=f"session-{key}-attempt-{attempt}")
             )

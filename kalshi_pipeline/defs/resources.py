@@ -25,6 +25,9 @@ from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
 from kalshi_pipeline.sources.redaction import describe_url, redact
 
+# Tags an ingest run that failed because the collector could not be reached at all: the
+# session is not at fault, so the sensor does not count the run as one of its attempts.
+SOURCE_DOWN_TAG = "kalshi_pipeline/source_down"
 SOURCE_RETRY_DELAY_ENV = "KALSHI_SOURCE_RETRY_DELAY_SECONDS"
 SOURCE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2,

@@ -28,6 +28,7 @@ from kalshi_pipeline.defs.automation import (
     PARTITION_NAME_TAG,
     RETRAIN_AFTER_ENV,
     WORKER_TAG,
+    ingest_states,
     ingested_sessions,
     new_sessions_sensor,
     retrain_sensor,
@@ -140,6 +141,9 @@ def test_a_collector_outage_uses_no_attempt_and_the_sessions_come_back(
         assert "not-a-real-secret" not in skipped.skip_message
         assert down not in skipped.skip_message
     assert [len(ingest_runs(instance, k)) for k in ("1", "2")] == [1, 1]
+    # Those runs failed because the collector was unreachable: no attempt is used up.
+    states = ingest_states(instance, ["1", "2"])
+    assert [(states[k].attempts, states[k].outages) for k in ("1", "2")] == [(0, 1), (0, 1)]
 
     # Back: both are requested again (attempt 2), and ingested.
     monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)

@@ -6,12 +6,17 @@ import dagster as dg
 import numpy as np
 
 from kalshi_pipeline.defs.partitions import sessions
-from kalshi_pipeline.defs.resources import SOURCE_RETRY_POLICY, PipelineResource
+from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG, SOURCE_RETRY_POLICY, PipelineResource
 from kalshi_pipeline.defs.settings import FilterSettings
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.views import views_from_books, write_views
-from kalshi_pipeline.sources import SessionNotComplete, SourceMisconfigured
+from kalshi_pipeline.sources import (
+    SessionNotComplete,
+    SourceMisconfigured,
+    SourceTimeout,
+    SourceUnavailable,
+)
 
 VIEW_CHECKS = [
     dg.AssetCheckSpec(
@@ -40,7 +45,9 @@ def raw_sessions(
 
     A failed read is retried (``SOURCE_RETRY_POLICY``: the collector may be back in a
     moment), except when the source says the session is not there or not complete, or
-    its URL cannot be read: retrying cannot change that.
+    its URL cannot be read: retrying cannot change that. A run that fails because the
+    collector cannot be reached is tagged ``SOURCE_DOWN_TAG``, so that the sensor does
+    not count it against the session.
     """
     session_id = int(context.partition_key)
     pipeline.check_source()
@@ -52,6 +59,10 @@ def raw_sessions(
             f"session {session_id} ({pipeline.source_kind()} source): {reason}",
             allow_retries=False,
         ) from exc
+    except SourceUnavailable as exc:
+        if not isinstance(exc, SourceTimeout):  # unreachable, not slow: not this session's fault
+            context.instance.add_run_tags(context.run.run_id, {SOURCE_DOWN_TAG: "true"})
+        raise
     # The pipeline's own normalised copy: a new ingest of the session replaces it.
     pipeline.raw_store(raw.session_id).write_session(raw, replace=True)
     pipeline.claim_source()

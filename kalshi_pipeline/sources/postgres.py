@@ -82,7 +82,9 @@ class ConnectionSettings:
     """Bounds on every wait of a collector connection, in seconds (see the module doc).
 
     They override the same parameters given in the URL. ``application_name`` is how the
-    connection shows in ``pg_stat_activity``.
+    connection shows in ``pg_stat_activity``. libpq takes the connect timeout in whole
+    seconds and waits at least 2 s, whatever smaller value is asked for. The keepalives
+    are set here only (no environment variable): they rarely need changing.
     """
 
     connect_timeout_s: float = 10

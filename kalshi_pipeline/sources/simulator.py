@@ -38,7 +38,8 @@ The size is set against real costs. A taker round trip of 10 contracts on the si
 top-of-book imbalance beyond 0.8 points to, sold 100 events later, pays the spread and
 Kalshi's fee both ways; with the defaults it nets about +6 cents per contract on liquid
 markets (1-3 cent spreads) and about -28 on illiquid ones (20-60 cent spreads), and in the
-control about -6 and -37 (measured in ``tests/sources/test_simulator.py``). A good agent
+control about -6 and -37 (measured in ``kalshi_pipeline_tests/sources/test_simulator.py``).
+A good agent
 must learn where to trade, not only how, and must hold a position for a while: the move
 builds over tens of book changes (a few times as many events), while crossing the spread
 costs at once.

@@ -2,7 +2,7 @@
 
 Simulates one session of at least 1M events (300 markets), cleans it once, then times
 ``books_from_events`` (best of 3, after a warm-up that loads the compiled replay) and the
-reference in ``kalshi_pipeline_tests/market/reference_books.py`` on the same events, and
+reference in ``benchmarks/reference_books.py`` on the same events, and
 checks they agree. Prints delta events per second and the ratio (target: at least 20x).
 
     python benchmarks/bench_reconstruction.py [--markets 300] [--median-events 2200]
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+# The repository root, for ``benchmarks.reference_books`` when run as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.reference_books import reference_books  # noqa: E402
 from kalshi_pipeline.market.books import books_from_events  # noqa: E402
 from kalshi_pipeline.market.cleaning import clean_session  # noqa: E402
 from kalshi_pipeline.runtime import keep_freed_memory  # noqa: E402
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
-from kalshi_pipeline_tests.market.reference_books import reference_books  # noqa: E402
 
 
 def best_of(runs: int, fn) -> tuple[float, object]:

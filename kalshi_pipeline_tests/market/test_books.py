@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.reference_books import reference_books
 from kalshi_pipeline.market.books import books_from_events, reconstruct_books
 from kalshi_pipeline.market.cleaning import CleanEvents, clean_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
-from kalshi_pipeline_tests.market.reference_books import reference_books
 
 # -- a tiny session, computed by hand ----------------------------------------------------
 # MKT-A and MKT-B interleave in the session-wide sequence.

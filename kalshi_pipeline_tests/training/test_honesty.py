@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from kalshi_pipeline.training.honesty import HonestyRun, run_honesty_check, verdict
+from benchmarks.honesty_check import HonestyRun, run_honesty_check, verdict
 
 pytestmark = pytest.mark.slow
 

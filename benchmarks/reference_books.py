@@ -2,7 +2,9 @@
 
 It replays the cleaned events one at a time on dict books and reads off the same columns
 as :func:`kalshi_pipeline.market.books.books_from_events`; the fast path must equal it
-exactly. ``benchmarks/bench_reconstruction.py`` times the two on the same events.
+exactly. ``benchmarks/bench_reconstruction.py`` times the two on the same events, and
+``kalshi_pipeline_tests/market/test_books.py`` checks they agree; it lives here, beside the
+benchmark, so that no benchmark imports the tests.
 """
 
 from __future__ import annotations

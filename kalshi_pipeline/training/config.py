@@ -2,9 +2,10 @@
 
 ``TrainingConfig()`` (``PROFILES["plan"]``) is DESIGN.md section 6's plan (PPO:
 learning_rate 3e-4, n_steps 2048, batch_size 64, n_epochs 10, gamma 0.99, gae_lambda
-0.95, clip_range 0.2). ``PROFILES["default"]`` is what learns on our markets (the plan
-with the changes explained at ``_LEARNING``); ``PROFILES["demo"]`` runs all three phases
-in a minute or two on two CPU cores.
+0.95, clip_range 0.2). ``PROFILES["default"]`` is what learns on our markets: the plan
+with ``_LEARNING``'s hyperparameters and eight envs (why, and what else was tried:
+docs/learning.md); ``PROFILES["demo"]`` runs all three phases in a minute or two on two
+CPU cores.
 """
 
 from __future__ import annotations
@@ -73,17 +74,8 @@ class TrainingConfig:
         return asdict(self)
 
 
-# What learns on our markets (measured on simulated sessions: README "Does it learn?").
-# Three changes to the plan matter. (1) Eight envs in one process: each rollout mixes
-# eight episode streams, and the batched forward pass makes it ~3x faster per timestep.
-# (2) A start near always-HOLD with exits rarer than entries: from SB3's uniform start a
-# random buy on an illiquid market costs dollars at once and the policy unlearns buying
-# everywhere before it has held a position long enough (tens of steps) to see what the
-# book's signal pays; flat, the SELL actions do nothing, so their share of the start
-# would otherwise close every new position within a few steps. (3) No entropy bonus: it
-# only spreads probability over those free SELLs, which then close new positions again
-# (with ent_coef 0.01 the same run ended never trading). gae_lambda stays the plan's
-# 0.95: 0.99 rescued runs that tie HOLD but then traded the no-signal control at a loss.
+# The plan's PPO changed where it had to be to learn on our markets: shorter rollouts in
+# bigger batches, gamma 0.995, a start near always-HOLD. Why: docs/learning.md.
 _LEARNING = AlgorithmConfig(
     n_steps=512,
     batch_size=256,

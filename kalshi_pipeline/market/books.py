@@ -15,7 +15,7 @@ reference on realistic books, which hold a handful of levels. So the replay is o
 loop compiled to machine code by numba (:func:`_replay`): no Python code runs per
 event, the best price is maintained incrementally, and the top levels are found by
 walking down from it. ``benchmarks/bench_reconstruction.py`` measures it against the
-plain per-event reference in the tests.
+plain per-event reference in ``benchmarks/reference_books.py``.
 
 Kalshi's book holds bids only: ``yes_ask = 100 - best_no_bid`` with the NO bid's size,
 and ``no_ask = 100 - best_yes_bid``. Prices are cents; 0 means "that side is empty".

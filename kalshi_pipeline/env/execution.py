@@ -18,8 +18,8 @@ Rules
   SELL_NO mirrors it. Selling never credits cash for contracts not held.
 * A buy is sized down to what cash can pay, fees included, and to ``max_position``.
 * Each price level filled is one fill, charged Kalshi's taker fee
-  ``ceil(0.07 * C * P * (1 - P))`` dollars rounded up to the cent (P in dollars); an
-  unfilled order costs nothing.
+  ``ceil(0.07 * C * P * (1 - P))`` dollars rounded up to the cent (P in dollars;
+  :func:`kalshi_pipeline.market.fees.taker_fee_cents`); an unfilled order costs nothing.
 * Liquidity taken is gone for the rest of the step: a walk consumes each level once
   (the next step shows the recorded book again: the model has no market impact).
 """
@@ -28,14 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kalshi_pipeline.market.fees import taker_fee_cents
+
 HOLD, BUY_YES, SELL_YES, BUY_NO, SELL_NO = range(5)
 ACTION_NAMES = ("HOLD", "BUY_YES", "SELL_YES", "BUY_NO", "SELL_NO")
 PAIR_PAYOUT_CENTS = 100
-
-
-def taker_fee_cents(contracts: int, price_cents: int) -> int:
-    """Kalshi's taker fee for one fill: ceil(0.07 * C * P * (1 - P)) dollars, in cents."""
-    return -(-7 * contracts * price_cents * (100 - price_cents) // 10_000)
 
 
 @dataclass(frozen=True, slots=True)

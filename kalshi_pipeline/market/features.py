@@ -70,6 +70,7 @@ from __future__ import annotations
 import numpy as np
 
 from kalshi_pipeline.market.books import SessionBooks
+from kalshi_pipeline.market.fees import taker_fee_cents
 
 FEATURE_LAYOUT = "kalshi-market-agnostic-36"
 FEATURE_LAYOUT_VERSION = 2  # 2: rows are time steps (views merge a millisecond's events)
@@ -90,17 +91,6 @@ assert NUM_FEATURES == 36
 
 _SHORT_WINDOW_MS, _LONG_WINDOW_MS = 10_000, 300_000
 _GAP_STEPS, _MOMENTUM_SHORT, _MOMENTUM_LONG, _VOLATILITY_STEPS = 20, 5, 30, 20
-
-
-def kalshi_taker_fee_cents(price_cents: np.ndarray, contracts: np.ndarray | int = 1) -> np.ndarray:
-    """Kalshi's taker fee ``ceil(0.07 * C * P * (1 - P))`` dollars, rounded up to the cent.
-
-    Exact integer arithmetic: 0.07 * C * P(1 - P) dollars = 7 * C * p * (100 - p) / 10^4
-    cents for a price of p cents.
-    """
-    p = np.asarray(price_cents, dtype=np.int64)
-    numerator = 7 * np.asarray(contracts, dtype=np.int64) * p * (100 - p)
-    return -(-numerator // 10_000)
 
 
 def market_start_rows(books: SessionBooks) -> np.ndarray:
@@ -173,7 +163,7 @@ def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
     k = yes_sizes.shape[1]
     top = bid_size + ask_size
     microprice = np.where(top > 0, _ratio(yb * ask_size + ya * bid_size, top), mid)
-    fee = kalshi_taker_fee_cents(ya.astype(np.int64)).astype(np.float64)
+    fee = taker_fee_cents(1, ya.astype(np.int64)).astype(np.float64)
     near = (no_prices > 0) & (no_prices >= no_prices[:, :1].astype(np.int64) - 2)
     near_ask = np.where(near, no_sizes, 0).sum(axis=1).astype(np.float64)
 

@@ -21,8 +21,8 @@ from kalshi_pipeline.env.execution import (
     SELL_YES,
     Fill,
     execute,
-    taker_fee_cents,
 )
+from kalshi_pipeline.market.fees import taker_fee_cents
 
 
 def ladder(levels: dict[int, int]) -> list[tuple[int, int]]:
@@ -54,24 +54,6 @@ def order(
 
 
 # -- fees ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("contracts", "price_cents", "fee_cents"),
-    [
-        (10, 50, 18),  # 0.07 * 10 * 0.25 = $0.175 -> 18c
-        (1, 50, 2),  # $0.0175 -> 2c
-        (100, 50, 175),  # $1.75 exactly: no rounding
-        (3, 1, 1),  # 0.07 * 3 * 0.01 * 0.99 = $0.002079 -> 1c
-        (10, 97, 3),  # 0.07 * 10 * 0.97 * 0.03 = $0.02037 -> 3c
-        (1, 99, 1),  # $0.000693 -> 1c: a fill is never free
-        (10, 40, 17),  # $0.168 -> 17c
-        (10, 60, 17),  # symmetric in P and 1 - P
-        (0, 50, 0),
-    ],
-)
-def test_taker_fee_is_kalshis_formula_rounded_up_to_the_cent(contracts, price_cents, fee_cents):
-    assert taker_fee_cents(contracts, price_cents) == fee_cents
-
-
 def test_a_fill_pays_the_fee_of_its_contracts_at_their_price():
     # 1 YES at 50c: pays 50 + fee(1, 50) = 2.
     fill = order(BUY_YES, no_bids={50: 5}, order_size=1)

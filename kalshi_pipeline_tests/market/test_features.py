@@ -30,7 +30,6 @@ from kalshi_pipeline.market.features import (
     NUM_FEATURES,
     TEMPORAL_FEATURES,
     compute_features,
-    kalshi_taker_fee_cents,
 )
 from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.sources.raw import RawSession
@@ -295,25 +294,6 @@ def test_spread_regime_boundaries_are_inclusive():
     rows = feature_rows(session, "MKT-A")
     assert rows[:, F["spread"]].tolist() == pytest.approx([0.03, 0.04, 0.10, 0.11])
     assert rows[:, F["spread_regime"]].tolist() == [0.0, 0.5, 0.5, 1.0]
-
-
-def test_kalshi_taker_fee_rounds_up_to_the_cent_exactly():
-    # ceil(0.07 * C * P * (1 - P)) dollars, rounded up to the cent.
-    assert kalshi_taker_fee_cents(50) == 2  # 1.75c
-    assert kalshi_taker_fee_cents(10) == 1  # 0.63c
-    assert kalshi_taker_fee_cents(50, 100) == 175  # exactly 175c: not rounded up to 176
-    assert kalshi_taker_fee_cents(1) == 1
-    assert kalshi_taker_fee_cents(99) == 1
-    assert kalshi_taker_fee_cents(100) == 0
-    prices = np.arange(1, 101)
-    for contracts in (1, 3, 10, 100, 1000):
-        expected = [
-            math.ceil(
-                Fraction(7, 100) * contracts * Fraction(p, 100) * Fraction(100 - p, 100) * 100
-            )
-            for p in prices
-        ]
-        assert kalshi_taker_fee_cents(prices, contracts).tolist() == expected, contracts
 
 
 def test_temporal_features_of_the_tiny_session():

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 from kalshi_pipeline.market.books import reconstruct_books
-from kalshi_pipeline.market.features import kalshi_taker_fee_cents as fee
+from kalshi_pipeline.market.fees import taker_fee_cents as fee
 from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, _fair_path, simulate_session
 
@@ -135,7 +135,7 @@ def _round_trips(config: SimulatorConfig, horizon: int = 100, contracts: int = 1
             paid = np.where(buy_yes, 100 - no_bid[start], 100 - yes_bid[start])
             got = np.where(buy_yes, yes_bid[end], no_bid[end])
             trade = buy_yes | buy_no
-            net = contracts * (got - paid) - fee(paid, contracts) - fee(got, contracts)
+            net = contracts * (got - paid) - fee(contracts, paid) - fee(contracts, got)
             kind = "liquid" if np.median(100 - no_bid - yes_bid) <= 3 else "illiquid"
             results[kind].append(net[trade] / contracts)
     return {kind: np.concatenate(nets) for kind, nets in results.items()}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from kalshi_pipeline.market.books import empty_replay_columns
-from kalshi_pipeline.market.cleaning import LEVELS, CleanEvents
+from kalshi_pipeline.market.cleaning import CleanEvents
+from kalshi_pipeline.sources.raw import LEVELS
 
 
 def reference_books(events: CleanEvents, top_levels: int = 5) -> dict[str, np.ndarray]:

@@ -5,10 +5,13 @@ training), that the domain never imports Dagster or ``defs/``, and that neither 
 library nor the benchmarks import the tests. These tests run import-linter on the
 checkout, and show that each contract has teeth: the same linter, run on a copy of the
 package with one forbidden import added, fails and names the module that broke it.
+
+Also here: the facts that used to be written twice are defined once.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -117,3 +120,33 @@ def test_a_forbidden_import_breaks_the_contract_naming_its_module(checkout, modu
     result = lint_imports(checkout)
     assert result.returncode == 1, result.stdout + result.stderr
     assert broken in result.stdout, result.stdout
+
+
+def module_level_definitions(matches) -> list[str]:
+    """``path:line name`` of every module-level function or assignment in the library
+    whose name ``matches``."""
+    found = []
+    for path in sorted((REPO / "kalshi_pipeline").rglob("*.py")):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.FunctionDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            where = path.relative_to(REPO)
+            found += [f"{where}:{node.lineno} {name}" for name in names if matches(name)]
+    return found
+
+
+def test_the_number_of_price_levels_is_defined_once_beside_the_raw_schema():
+    assert [d.split(":")[0] for d in module_level_definitions(lambda n: n == "LEVELS")] == [
+        "kalshi_pipeline/sources/raw.py"
+    ]
+
+
+def test_the_fee_formula_is_defined_once():
+    definitions = module_level_definitions(lambda name: name.endswith("fee_cents"))
+    assert [d.split(":")[0] for d in definitions] == ["kalshi_pipeline/market/fees.py"], definitions

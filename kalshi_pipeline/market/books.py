@@ -34,12 +34,11 @@ import pyarrow as pa
 
 from kalshi_pipeline.market.cleaning import (
     BOOK_WIDTH,
-    LEVELS,
     CleanEvents,
     IngestReport,
     clean_session,
 )
-from kalshi_pipeline.sources.raw import RawSession
+from kalshi_pipeline.sources.raw import LEVELS, RawSession
 
 TOP_LEVELS = 5
 

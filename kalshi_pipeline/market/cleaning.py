@@ -101,12 +101,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.sources.raw import RawSession, SessionInfo
+from kalshi_pipeline.sources.raw import LEVELS, RawSession, SessionInfo
 
 log = logging.getLogger(__name__)
 
-LEVELS = 99  # prices 1..99 on each bid book; level = side * 99 + price - 1
-BOOK_WIDTH = 2 * LEVELS
+BOOK_WIDTH = 2 * LEVELS  # both bid books, prices 1..99: level = side * LEVELS + price - 1
 YES, NO = 0, 1
 MAX_EXAMPLES_PER_KIND = 20
 # Sizes above this are not real orders. Bounding them keeps every sum over a book (198

@@ -53,6 +53,12 @@ from typing import Any
 
 import pyarrow as pa
 
+# A Kalshi contract trades at 1..99 cents: the price levels of each side's bid book. It
+# lives with the raw schema because every layer above reads prices against it (cleaning,
+# books, the simulator). The raw tables keep any price the collector stored; cleaning
+# counts and drops those outside 1..LEVELS.
+LEVELS = 99
+
 PRICE_MAP_TYPE = pa.map_(pa.int32(), pa.int64())
 PRICE_MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
 

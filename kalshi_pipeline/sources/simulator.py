@@ -66,12 +66,12 @@ from tqdm.auto import tqdm
 
 from kalshi_pipeline.sources.raw import (
     DELTA_SCHEMA,
+    LEVELS,
     SNAPSHOT_SCHEMA,
     RawSession,
     SessionInfo,
 )
 
-LEVELS = 99  # price levels per side, 1..99 cents
 _BASE_TIME = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
 

@@ -36,9 +36,13 @@ BOOTSTRAP_SAMPLES = 2000
 
 @dataclass(frozen=True)
 class Episode:
+    """One policy's episode on one view. ``view_key`` is the view's ``key``
+    (``"{session}/{ticker}"``), the string that names it in reports and ``episodes.csv``,
+    not the view itself."""
+
     policy: str
     split: str
-    view: str
+    view_key: str
     market_ticker: str
     session_id: int
     total_reward: float  # dollars

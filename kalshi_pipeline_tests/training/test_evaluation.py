@@ -191,7 +191,7 @@ def test_always_hold_earns_exactly_nothing_on_every_view(views):
         assert result.total_reward == 0.0, view.key
         assert result.final_value_cents == EnvConfig().starting_cash_cents
         assert result.length == len(view)
-        assert (result.view, result.market_ticker, result.session_id) == (
+        assert (result.view_key, result.market_ticker, result.session_id) == (
             view.key,
             view.market_ticker,
             view.session_id,
@@ -244,7 +244,7 @@ def test_evaluate_policies_plays_every_policy_on_every_view_reproducibly(views):
     episodes = evaluate_policies(policies, splits, seed=1)
 
     assert len(episodes) == 2 * 5
-    assert {(e.policy, e.split, e.view) for e in episodes} == {
+    assert {(e.policy, e.split, e.view_key) for e in episodes} == {
         (policy, split, view.key) for policy in policies for split in splits
         for view in splits[split]
     }  # fmt: skip

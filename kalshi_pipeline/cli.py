@@ -30,8 +30,9 @@ import traceback
 from contextlib import closing
 from pathlib import Path
 
+from kalshi_pipeline.market.difficulty import FilterConfig
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
 from kalshi_pipeline.runtime import keep_freed_memory
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import (
     CONNECT_TIMEOUT_ENV,
@@ -42,7 +43,8 @@ from kalshi_pipeline.sources.postgres import (
 )
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url, redact
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
-from kalshi_pipeline.training.config import PROFILES
+from kalshi_pipeline.training.config import ALGORITHMS, PROFILES
+from kalshi_pipeline.workflow import PHASES, PipelineConfig, SplitConfig, TrainingChoice
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
@@ -129,24 +131,17 @@ def build_parser() -> _Parser:
         "train",
         help="train the three phases on a session store and write the report",
         parents=[debug],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--store", type=Path, help="Parquet session store (default: the home's)")
     train.add_argument(
-        "--out", type=Path, required=True,
+        "--store", type=Path, help="Parquet session store (unset: the home's sessions/)"
+    )
+    train.add_argument(
+        "--out", type=Path, required=True, default=argparse.SUPPRESS,
         help="models and report go here; models already there are reused only if trained "
         "on the same views with the same config",
     )  # fmt: skip
-    train.add_argument("--profile", default="demo", choices=sorted(PROFILES))
-    train.add_argument("--phases", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
-    train.add_argument(
-        "--timesteps", type=positive_int, help="timesteps per phase (overrides profile)"
-    )
-    train.add_argument(
-        "--checkpoint-every", type=positive_int, help="timesteps between checkpoints"
-    )
-    train.add_argument("--algorithm", choices=["ppo", "a2c"], help="default: the profile's")
-    train.add_argument("--seed", type=non_negative_int, help="default: the profile's")
-    train.add_argument("--holdout-fraction", type=fraction, default=0.2)
+    add_pipeline_arguments(train)
 
     demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
     demo.add_argument(
@@ -201,22 +196,63 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return run_demo(usable_home(args.home))
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from kalshi_pipeline.training.config import profile
-    from kalshi_pipeline.training.run import train_and_evaluate
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that map onto :class:`~kalshi_pipeline.workflow.PipelineConfig`;
+    their defaults are its defaults (unset: the profile's value)."""
+    filters, split, training = FilterConfig(), SplitConfig(), TrainingChoice()
+    group = parser.add_argument_group("filters")
+    group.add_argument(
+        "--min-episode-length", type=positive_int, default=filters.min_episode_length
+    )
+    group.add_argument("--min-coverage", type=fraction, default=filters.min_coverage)
+    group.add_argument("--min-data-quality", type=fraction, default=filters.min_data_quality)
+    group = parser.add_argument_group("split")
+    group.add_argument("--holdout-fraction", type=fraction, default=split.holdout_fraction)
+    group.add_argument("--split-salt", default=split.salt, help="markets hash with this salt")
+    group = parser.add_argument_group("training (unset: the profile's value)")
+    group.add_argument("--profile", default=training.profile, choices=sorted(PROFILES))
+    group.add_argument("--phases", type=int, nargs="+", default=list(PHASES), choices=PHASES)
+    group.add_argument("--timesteps", type=positive_int, help="timesteps of each phase")
+    group.add_argument("--algorithm", choices=list(ALGORITHMS))
+    group.add_argument("--seed", type=non_negative_int)
+    group.add_argument("--learning-rate", type=positive_float)
+    group.add_argument("--gamma", type=fraction)
+    group.add_argument("--n-envs", type=positive_int, help="environments per rollout")
+    group.add_argument(
+        "--net-arch", type=positive_int, nargs="+", help="hidden layer sizes, e.g. 64 64"
+    )
+    group.add_argument(
+        "--checkpoint-every", type=positive_int, help="timesteps between checkpoints"
+    )
 
-    changes = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
-    config = profile(
-        args.profile, timesteps_per_phase=args.timesteps, algorithm=args.algorithm,
-        seed=args.seed, **changes,
-    )  # fmt: skip
+
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The :class:`PipelineConfig` the arguments of ``add_pipeline_arguments`` say."""
+    return PipelineConfig(
+        filters=FilterConfig(args.min_episode_length, args.min_coverage, args.min_data_quality),
+        split=SplitConfig(args.holdout_fraction, args.split_salt),
+        training=TrainingChoice(
+            profile=args.profile,
+            timesteps_per_phase=args.timesteps,
+            algorithm=args.algorithm,
+            seed=args.seed,
+            learning_rate=args.learning_rate,
+            gamma=args.gamma,
+            n_envs=args.n_envs,
+            net_arch=tuple(args.net_arch) if args.net_arch else None,
+            checkpoint_every=args.checkpoint_every,
+        ),
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kalshi_pipeline.workflow import run
+
+    config = pipeline_config(args)
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
     store = existing_store(args.store or sessions_dir(pipeline_home(None)))
-    report = train_and_evaluate(
-        store, args.out, config, holdout_fraction=args.holdout_fraction,
-        phases=args.phases, progress=True,
-    )  # fmt: skip
+    report = run(store, args.out, config, phases=args.phases, progress=True)
     print(f"models: {args.out / 'models'}")
     if report is not None:
         print(f"report: {report}")

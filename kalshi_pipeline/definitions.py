@@ -1,17 +1,16 @@
-"""The one Definitions object ``dagster dev`` loads (through ``workspace.yaml``)."""
+"""The one Definitions object ``dagster dev`` loads (through ``workspace.yaml``).
+
+Everything in ``kalshi_pipeline/defs/`` is loaded: assets, checks, jobs, sensors,
+schedules and resources (the project is described by ``kalshi_pipeline/dg.toml``).
+Importing this module changes no process setting; the resource applies the memory setting
+where runs execute (:meth:`kalshi_pipeline.defs.resources.PipelineResource.setup_for_execution`).
+"""
 
 from pathlib import Path
 
 import dagster as dg
 
-import kalshi_pipeline.defs
-from kalshi_pipeline.runtime import keep_freed_memory
-
-keep_freed_memory()
-
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    # load_defs, not load_from_defs_folder: it needs no [tool.dg] table, which would take
-    # precedence over workspace.yaml, and works from an installed (non-editable) package.
-    return dg.load_defs(kalshi_pipeline.defs, project_root=Path(__file__).parent.parent)
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

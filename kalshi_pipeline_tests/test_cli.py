@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from kalshi_pipeline.cli import explain, main
-from kalshi_pipeline.settings import HOME_ENV
+from kalshi_pipeline.paths import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 from kalshi_pipeline.sources.postgres import ConnectionSettings, SourceUnavailable
 

@@ -11,7 +11,7 @@ It uses the local Dagster instance in ``$DAGSTER_HOME`` (``<home>/dagster`` when
 with the repository's instance settings: SQLite, no services), registers every complete
 session as a ``sessions`` partition and ingests every complete session that is not yet
 ingested, i.e. whose ``market_views`` partition is not materialised (see
-:mod:`kalshi_pipeline.defs.automation`): new sessions, and sessions whose earlier ingest
+:mod:`kalshi_pipeline.defs.ingest_runs`): new sessions, and sessions whose earlier ingest
 failed or was killed. An ingest run left unfinished by a process that no longer exists is
 marked failed first; one still running in another live process is left to it. The demo
 does not bound attempts (it is the by-hand path): a session that fails here fails the demo
@@ -28,10 +28,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.defs.automation import DEMO_RUN_CONFIG, ingest_states, run_ingest
+from kalshi_pipeline.defs.ingest_runs import ingest_states, run_ingest
+from kalshi_pipeline.defs.jobs import DEMO_RUN_CONFIG
 from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
-from kalshi_pipeline.settings import HOME_ENV, sessions_dir
+from kalshi_pipeline.paths import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 

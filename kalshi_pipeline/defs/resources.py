@@ -21,7 +21,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
+from kalshi_pipeline.market.views import MarketSessionView, read_views
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
+from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
 from kalshi_pipeline.sources.redaction import describe_url, redact
 
@@ -61,6 +63,10 @@ class PipelineResource(dg.ConfigurableResource):
     """Paths and the session source. ``home`` empty = ``$KALSHI_PIPELINE_HOME``."""
 
     home: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Where runs execute: keep freed buffers for the next array (see runtime.py).
+        keep_freed_memory()
 
     @property
     def home_path(self) -> Path:
@@ -128,6 +134,10 @@ class PipelineResource(dg.ConfigurableResource):
 
     def views_path(self, session_id: int | str) -> Path:
         return self.artifacts / "views" / f"session-{int(session_id)}.parquet"
+
+    def session_views(self, session_id: int) -> list[MarketSessionView]:
+        """The views ``market_views`` wrote for one session."""
+        return read_views(self.views_path(session_id))
 
 
 @dg.definitions

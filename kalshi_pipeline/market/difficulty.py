@@ -51,6 +51,32 @@ def difficulty_score(avg_spread, volatility_score, market_coverage) -> np.ndarra
     )
 
 
+# One boolean column per filter in the scores table: (column, the statistic, the reason
+# a view fails it). A NaN or infinite statistic fails every filter it takes part in.
+FILTERS = (
+    ("long_enough", "length", "too short: {value} steps < {limit}"),
+    ("covered", "market_coverage", "low coverage: {value:.4g} < {limit:.4g}"),
+    ("good_quality", "data_quality_score", "poor data quality: {value:.4g} < {limit:.4g}"),
+)
+_LIMITS = {
+    "long_enough": "min_episode_length",
+    "covered": "min_coverage",
+    "good_quality": "min_data_quality",
+}
+_MUST_BE_FINITE = ("market_coverage", "data_quality_score", "avg_spread", "volatility_score")
+
+
+def filter_flags(description: Mapping, config: FilterConfig) -> dict[str, bool]:
+    """Whether a view passes each filter (``FILTERS``), and ``finite`` statistics."""
+    flags = {
+        column: math.isfinite(description[stat])
+        and description[stat] >= getattr(config, _LIMITS[column])
+        for column, stat, _ in FILTERS
+    }
+    flags["finite"] = all(math.isfinite(description[name]) for name in _MUST_BE_FINITE)
+    return flags
+
+
 def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
     """Why a view is unfit for training (empty when it passes).
 
@@ -58,27 +84,23 @@ def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
     reason of its own (views are checked when built; this guards descriptions from
     elsewhere).
     """
+    flags = filter_flags(description, config)
     reasons = [
         f"non-finite {name}: {description[name]}"
-        for name in ("market_coverage", "data_quality_score", "avg_spread", "volatility_score")
+        for name in _MUST_BE_FINITE
         if not math.isfinite(description[name])
     ]
-    if description["length"] < config.min_episode_length:
-        reasons.append(f"too short: {description['length']} steps < {config.min_episode_length}")
-    if description["market_coverage"] < config.min_coverage:
-        reasons.append(
-            f"low coverage: {description['market_coverage']:.4g} < {config.min_coverage:.4g}"
-        )
-    if description["data_quality_score"] < config.min_data_quality:
-        reasons.append(
-            f"poor data quality: {description['data_quality_score']:.4g} "
-            f"< {config.min_data_quality:.4g}"
-        )
+    for column, stat, reason in FILTERS:
+        if not flags[column] and math.isfinite(description[stat]):
+            limit = getattr(config, _LIMITS[column])
+            reasons.append(reason.format(value=description[stat], limit=limit))
     return reasons
 
 
 def score_views(descriptions: Iterable[Mapping], config: FilterConfig | None = None) -> pa.Table:
-    """The difficulty table: one row per view description, with filter flags and reasons.
+    """The difficulty table: one row per view description, with one boolean column per
+    filter (``long_enough``, ``covered``, ``good_quality``; ``finite``), ``passes_filters``
+    and the reasons.
 
     ``descriptions`` are the per-view dicts of
     :func:`kalshi_pipeline.market.views.view_descriptions` (or ``view.describe()``), so this never
@@ -87,6 +109,7 @@ def score_views(descriptions: Iterable[Mapping], config: FilterConfig | None = N
     config = config or FilterConfig()
     rows = sorted(descriptions, key=lambda d: (d["session_id"], d["market_ticker"]))
     reasons = [exclusion_reasons(d, config) for d in rows]
+    flags = [filter_flags(d, config) for d in rows]
 
     def column(name):
         return [d[name] for d in rows]
@@ -106,6 +129,10 @@ def score_views(descriptions: Iterable[Mapping], config: FilterConfig | None = N
             "activity_bursts": pa.array(column("activity_bursts"), pa.int64()),
             "quiet_periods": pa.array(column("quiet_periods"), pa.int64()),
             "difficulty": pa.array(difficulty, pa.float64()),
+            **{
+                name: pa.array([f[name] for f in flags], pa.bool_())
+                for name in (*(column for column, _, _ in FILTERS), "finite")
+            },
             "passes_filters": pa.array([not r for r in reasons], pa.bool_()),
             "exclusion_reasons": pa.array(["; ".join(r) for r in reasons], pa.string()),
         }

@@ -149,8 +149,8 @@ class MarketSessionView:
 
     @property
     def key(self) -> str:
-        """``<session>/<ticker>``: unique across sessions."""
-        return f"{self.session_id}/{self.market_ticker}"
+        """``<session>/<ticker>``: unique across sessions (:func:`view_key`)."""
+        return view_key(self.session_id, self.market_ticker)
 
     def statistics(self) -> dict[str, float | int]:
         return {name: getattr(self, name) for name in STATISTICS}
@@ -177,6 +177,12 @@ class MarketSessionView:
             else getattr(self, f.name) == getattr(other, f.name)
             for f in fields(self)
         )
+
+
+def view_key(session_id: int, market_ticker: str) -> str:
+    """The key of the view of ``market_ticker`` in session ``session_id``: the one way
+    every step, table and file names a view."""
+    return f"{int(session_id)}/{market_ticker}"
 
 
 def build_market_views(

@@ -19,13 +19,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from kalshi_pipeline.training.evaluation import Episode  # noqa: E402
+from kalshi_pipeline.training.evaluation import Episode
 
 PLOTS = ("reward_histogram.png", "learning_curve.png", "difficulty_vs_performance.png")
 
@@ -128,7 +125,8 @@ def _markdown(episodes, summary, model_path, lineage) -> str:
 
 
 def _reward_histogram(path: Path, episodes: Sequence[Episode]) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # no pyplot: no GUI backend, no global state
+    ax = fig.subplots()
     holdout = [e for e in episodes if e.split == "holdout"] or list(episodes)
     for policy in sorted({e.policy for e in holdout}):
         rewards = [e.total_reward for e in holdout if e.policy == policy]
@@ -139,11 +137,11 @@ def _reward_histogram(path: Path, episodes: Sequence[Episode]) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _learning_curve(path: Path, progress_files: Sequence[Path]) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # no pyplot: no GUI backend, no global state
+    ax = fig.subplots()
     offset = 0
     for index, file in enumerate(progress_files):
         steps, rewards = _read_progress(file)
@@ -157,7 +155,6 @@ def _learning_curve(path: Path, progress_files: Sequence[Path]) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _read_progress(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -174,12 +171,13 @@ def _read_progress(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _difficulty_plot(path: Path, episodes: Sequence[Episode], difficulties: dict) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # no pyplot: no GUI backend, no global state
+    ax = fig.subplots()
     policy = "model" if any(e.policy == "model" for e in episodes) else "imbalance_rule"
     for split, marker in (("train", "o"), ("holdout", "x")):
         chosen = [e for e in episodes if e.policy == policy and e.split == split]
         ax.scatter(
-            [difficulties.get(e.view, np.nan) for e in chosen],
+            [difficulties.get(e.view_key, np.nan) for e in chosen],
             [e.total_reward for e in chosen],
             marker=marker,
             label=f"{policy} / {split}",
@@ -192,4 +190,3 @@ def _difficulty_plot(path: Path, episodes: Sequence[Episode], difficulties: dict
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -25,9 +25,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kalshi_pipeline.defs.config import TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
-from kalshi_pipeline.defs.settings import TrainingSettings
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import PROFILES

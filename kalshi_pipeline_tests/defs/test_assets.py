@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from kalshi_pipeline.defs.automation import new_sessions_sensor
+from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.defs.settings import FilterSettings
+from kalshi_pipeline.defs.sensors import new_sessions_sensor
 from kalshi_pipeline.market.views import read_views
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, artifacts_dir
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir
 from kalshi_pipeline.sources.postgres import write_collector_session
 from kalshi_pipeline_tests.defs.conftest import (
     MARKETS,
@@ -214,7 +214,7 @@ def test_difficulty_scores_point_at_their_parquet_table(trained):
 
 def test_each_phase_model_records_its_lineage(trained):
     split = trained.training.output_for_node("train_holdout_split")
-    train_views = {f"{e['session_id']}/{e['market_ticker']}" for e in split["train"]}
+    train_views = set(split.train)
     models_dir = artifacts_dir(trained.home) / "models" / f"run-{trained.training.run_id}"
     parent = ""
     for phase, name in enumerate(PHASES, 1):
@@ -286,8 +286,9 @@ def test_a_holdout_market_stays_in_holdout_as_sessions_are_added(
         """The markets on each side, and "views": every (session, market) split."""
         result = training.execute_in_process(instance=instance, asset_selection=scores_and_split)
         split = result.output_for_node("train_holdout_split")
-        markets = {side: {e["market_ticker"] for e in split[side]} for side in ("train", "holdout")}
-        views = {(e["session_id"], e["market_ticker"]) for side in split.values() for e in side}
+        sides = {"train": split.train, "holdout": split.holdout}
+        markets = {side: {k.split("/", 1)[1] for k in keys} for side, keys in sides.items()}
+        views = {(int(k.split("/", 1)[0]), k.split("/", 1)[1]) for k in split.train + split.holdout}
         return {**markets, "views": views}
 
     ingest(definitions, instance, "1", "2")

@@ -25,9 +25,9 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from kalshi_pipeline.defs.automation import new_sessions_sensor
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV
+from kalshi_pipeline.defs.sensors import new_sessions_sensor
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV
 from kalshi_pipeline.sources import PostgresSessionSource
 from kalshi_pipeline_tests.defs.conftest import ingest
 

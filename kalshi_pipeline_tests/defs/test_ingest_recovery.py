@@ -23,20 +23,18 @@ import pytest
 
 from kalshi_pipeline.defs import demo
 from kalshi_pipeline.defs.assets.model_assets import difficulty_scores
-from kalshi_pipeline.defs.automation import (
+from kalshi_pipeline.defs.ingest_runs import (
     MAX_INGEST_ATTEMPTS,
     PARTITION_NAME_TAG,
-    RETRAIN_AFTER_ENV,
     WORKER_TAG,
     ingest_states,
     ingested_sessions,
-    new_sessions_sensor,
-    retrain_sensor,
 )
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch
+from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor, retrain_sensor
 from kalshi_pipeline.market.views import view_descriptions
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
 from kalshi_pipeline.sources.postgres import write_collector_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig
 from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
@@ -285,7 +283,7 @@ def test_difficulty_scores_name_registered_sessions_without_views(
     without = meta["sessions_without_views"].splitlines()
     assert [line.split(":")[0] for line in without] == ["- session 2", "- session 3"]
     assert all("not ingested" in line for line in without)
-    assert result.output_for_node("difficulty_scores")["sessions"] == [1]
+    assert set(result.output_for_node("difficulty_scores").column("session_id").to_pylist()) == {1}
 
     warnings = [
         e.user_message

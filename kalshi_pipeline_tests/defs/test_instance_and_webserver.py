@@ -25,7 +25,7 @@ import requests
 from dagster_graphql import DagsterGraphQLClient
 
 from kalshi_pipeline.defs.partitions import session_key, sessions
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 

@@ -24,15 +24,11 @@ from dagster._core.test_utils import (
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.sensor import execute_sensor_iteration
 
-from kalshi_pipeline.defs.automation import (
-    RETRAIN_AFTER_ENV,
-    new_sessions_sensor,
-    retrain_sensor,
-    weekly_retrain,
-)
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.settings import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline.defs.schedules import weekly_retrain
+from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor, retrain_sensor
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
 from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 
 

@@ -18,13 +18,10 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
-from kalshi_pipeline.defs.assets.data_assets import _checks, _non_finite
-from kalshi_pipeline.defs.settings import FilterSettings
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.cleaning import (
     MAX_SIZE,
     TIME_TOLERANCE_MS,
-    clean_session,
     recorded_window,
 )
 from kalshi_pipeline.market.difficulty import score_views
@@ -109,26 +106,6 @@ def test_an_absurd_timestamp_is_a_counted_repair_and_poisons_nothing(session, cl
         assert all(np.isfinite(list(view.statistics().values())))
     assert views[ticker].data_quality_score < clean_views[ticker].data_quality_score
     assert_other_markets_unchanged(views, clean_views, ticker)
-
-
-def test_the_data_quality_check_fails_on_a_non_finite_value(clean_views):
-    views = list(clean_views.values())
-    poisoned = dataclasses.replace(views[0], features=views[0].features.copy())
-    poisoned.features[3, 7] = np.nan
-    scored = score_views([v.describe() for v in views]).to_pylist()
-    report = clean_session(make_session()).report
-
-    results = {
-        r.check_name: r
-        for r in _checks(
-            scored, report, FilterSettings(), _non_finite([poisoned, *views[1:]], scored)
-        )
-    }
-    clean = {r.check_name: r for r in _checks(scored, report, FilterSettings(), [])}
-
-    assert not results["data_quality"].passed
-    assert views[0].market_ticker in results["data_quality"].description
-    assert clean["data_quality"].passed
 
 
 def test_a_non_finite_statistic_excludes_the_view():

@@ -39,7 +39,7 @@ from kalshi_pipeline.training.evaluation import (
 )
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.report import PLOTS
-from kalshi_pipeline.training.run import evaluate_model
+from kalshi_pipeline.workflow import Split, evaluate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMBALANCE = FEATURE_NAMES.index("top_imbalance")
@@ -295,8 +295,8 @@ def test_the_report_traces_every_number_to_the_model_and_the_data(views, tmp_pat
     )
     difficulty = {v.key: i / len(views) for i, v in enumerate(views)}
 
-    report = evaluate_model(
-        model_path, config, train, holdout, difficulty, tmp_path / "report", [progress]
+    report = evaluate(
+        model_path, config, train, holdout, scored(difficulty), tmp_path / "report", [progress]
     )
 
     out = report.parent
@@ -362,5 +362,10 @@ def test_a_model_of_another_feature_layout_is_refused(views, tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(lineage))
 
     with pytest.raises(ValueError, match="feature layout"):
-        evaluate_model(model_path, config, views, [], {}, tmp_path / "report")
+        evaluate(model_path, config, views, [], scored({}), tmp_path / "report")
     assert not Path(tmp_path / "report").exists()
+
+
+def scored(difficulty: dict[str, float]) -> Split:
+    """A split that only carries the views' difficulty (what the report plots)."""
+    return Split(train=(), holdout=(), difficulty=difficulty, train_markets=0, holdout_markets=0)

@@ -8,7 +8,7 @@ from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.split import holdout_score, is_holdout, split_markets
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.training.run import prepare
+from kalshi_pipeline.workflow import SplitConfig, select_views, split_views, views_for
 
 TICKERS = [f"KXTEST-{i:04d}" for i in range(2000)]
 
@@ -72,7 +72,13 @@ def test_every_view_of_a_market_lands_on_the_same_side():
     assert any(len(s) > 1 for s in sessions_of.values()), "some market should span sessions"
 
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
-    train, holdout, difficulty = prepare(views, keep_all, 0.5)
+    split = split_views(select_views([v.describe() for v in views], keep_all), SplitConfig(0.5))
+    by_session = defaultdict(list)
+    for view in views:
+        by_session[view.session_id].append(view)
+    train = views_for(split.train, by_session.__getitem__)
+    holdout = views_for(split.holdout, by_session.__getitem__)
+    difficulty = split.difficulty
 
     train_tickers = {v.market_ticker for v in train}
     holdout_tickers = {v.market_ticker for v in holdout}

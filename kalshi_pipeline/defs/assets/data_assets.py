@@ -1,15 +1,12 @@
 """Per-session assets: the raw session, normalised, and its market views (with checks)."""
 
-import math
-
 import dagster as dg
-import numpy as np
 
+from kalshi_pipeline.defs.checks import VIEW_CHECKS, non_finite, statistics_table, view_checks
+from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG, SOURCE_RETRY_POLICY, PipelineResource
-from kalshi_pipeline.defs.settings import FilterSettings
 from kalshi_pipeline.market.books import reconstruct_books
-from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.views import views_from_books, write_views
 from kalshi_pipeline.sources import (
     SessionNotComplete,
@@ -17,22 +14,7 @@ from kalshi_pipeline.sources import (
     SourceTimeout,
     SourceUnavailable,
 )
-
-VIEW_CHECKS = [
-    dg.AssetCheckSpec(
-        "min_episode_length", asset="market_views", blocking=True,
-        description="Views shorter than min_episode_length are excluded from training.",
-    ),
-    dg.AssetCheckSpec(
-        "min_coverage", asset="market_views", blocking=True,
-        description="Views covering less than min_coverage of the session are excluded.",
-    ),
-    dg.AssetCheckSpec(
-        "data_quality", asset="market_views", blocking=True,
-        description="Fails when the session has no usable view or any non-finite feature or "
-        "statistic; lists rejected markets and views below min_data_quality.",
-    ),
-]  # fmt: skip
+from kalshi_pipeline.workflow import select_views
 
 
 @dg.asset(
@@ -92,87 +74,16 @@ def market_views(
     books = reconstruct_books(pipeline.raw_store(session_id).load_session(session_id))
     views, report = views_from_books(books), books.report
     path = write_views(views, pipeline.views_path(session_id))
-    scored = score_views([v.describe() for v in views], config.to_filter_config()).to_pylist()
+    selected = select_views([v.describe() for v in views], config.to_domain()).to_pylist()
     yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "views": len(views),
             "steps": sum(len(v) for v in views),
-            "passing_filters": sum(r["passes_filters"] for r in scored),
+            "passing_filters": sum(r["passes_filters"] for r in selected),
             "rejected_markets": len(report.rejected),
             "repairs": dg.MetadataValue.json(dict(report.repairs)),
-            "statistics": dg.MetadataValue.md(_markdown_table(scored)),
+            "statistics": dg.MetadataValue.md(statistics_table(selected)),
         }
     )
-    yield from _checks(scored, report, config, _non_finite(views, scored))
-
-
-def _non_finite(views, scored: list[dict]) -> list[str]:
-    """Every view with a NaN or infinite feature or statistic, by name (views are checked
-    when built, so this is the last line of defence before training)."""
-    bad = [
-        f"{v.market_ticker}: non-finite features"
-        for v in views
-        if not np.isfinite(v.features).all()
-    ]
-    bad += [
-        f"{r['market_ticker']}: non-finite {name} ({r[name]})"
-        for r in scored
-        for name in ("avg_spread", "volatility_score", "market_coverage", "data_quality_score")
-        if not math.isfinite(r[name])
-    ]
-    return bad
-
-
-def _checks(scored: list[dict], report, config: FilterSettings, non_finite: list[str]):
-    def excluded(word: str) -> list[str]:
-        return [
-            f"{r['market_ticker']}: {reason}"
-            for r in scored
-            for reason in r["exclusion_reasons"].split("; ")
-            if reason.startswith(word)
-        ]
-
-    for name, word in (("min_episode_length", "too short"), ("min_coverage", "low coverage")):
-        listed = excluded(word)
-        yield dg.AssetCheckResult(
-            check_name=name,
-            passed=True,  # a filter excludes views; it does not fail the session
-            metadata={"excluded": len(listed), "views": dg.MetadataValue.md(_bullets(listed))},
-        )
-    poor = excluded("poor data quality")
-    rejected = [str(issue) for issue in report.rejected.values()]
-    usable = sum(r["passes_filters"] for r in scored)
-    if non_finite:
-        problem = f"non-finite values in {len(non_finite)} views: " + "; ".join(non_finite[:5])
-    else:
-        problem = None if usable else "no view of this session is usable for training"
-    yield dg.AssetCheckResult(
-        check_name="data_quality",
-        passed=problem is None,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=problem,
-        metadata={
-            "usable_views": usable,
-            "non_finite": dg.MetadataValue.md(_bullets(non_finite)),
-            "rejected_markets": dg.MetadataValue.md(_bullets(rejected)),
-            "below_quality": dg.MetadataValue.md(_bullets(poor)),
-            "missing_sequence_numbers": report.missing_sequence_numbers,
-        },
-    )
-
-
-def _bullets(lines: list[str]) -> str:
-    return "\n".join(f"- {line}" for line in lines) or "(none)"
-
-
-def _markdown_table(rows: list[dict]) -> str:
-    header = "| market | steps | spread | coverage | quality | difficulty | excluded because |"
-    lines = [header, "|---|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['market_ticker']} | {r['length']} | {r['avg_spread']:.1f} | "
-            f"{r['market_coverage']:.2f} | {r['data_quality_score']:.2f} | "
-            f"{r['difficulty']:.2f} | {r['exclusion_reasons'] or ''} |"
-        )
-    return "\n".join(lines)
+    yield from view_checks(selected, report, non_finite(views, selected))

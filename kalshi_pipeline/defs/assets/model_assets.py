@@ -1,5 +1,8 @@
 """Cross-session assets: difficulty scores, the split, the three phase models, the report.
 
+Each asset reads its config, calls one step of :mod:`kalshi_pipeline.workflow` (the steps
+``kalshi-pipeline train`` runs too) and attaches metadata.
+
 They read the small per-view statistics of every session partition from the views files'
 footers (never all view data at once); only the training and evaluation steps load the
 views they use. Each training run writes under ``artifacts/models/run-<run id>/``, so a
@@ -11,25 +14,33 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kalshi_pipeline.defs.assets.data_assets import market_views
+from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.defs.settings import FilterSettings, SplitSettings, TrainingSettings
-from kalshi_pipeline.market.difficulty import score_views
-from kalshi_pipeline.market.split import split_markets
-from kalshi_pipeline.market.views import read_views, view_descriptions
-from kalshi_pipeline.training.phases import read_lineage, train_phase
+from kalshi_pipeline.market.views import view_descriptions
+from kalshi_pipeline.training.phases import read_lineage
 from kalshi_pipeline.training.report import PLOTS
-from kalshi_pipeline.training.run import evaluate_model
+from kalshi_pipeline.workflow import (
+    Split,
+    evaluate,
+    progress_files,
+    select_views,
+    split_views,
+    train_phase,
+    views_for,
+)
 
 
 @dg.asset(deps=[market_views], group_name="training", kinds={"parquet"})
 def difficulty_scores(
     context: dg.AssetExecutionContext, pipeline: PipelineResource, config: FilterSettings
-) -> dict:
-    """Difficulty and filter flags of every view of every ingested session.
+) -> pa.Table:
+    """Difficulty and filter flags of every view of every ingested session (the
+    selection of :func:`kalshi_pipeline.workflow.select_views`).
 
     A session is read when its ``market_views`` partition is materialised and its views
     file exists. Registered sessions that fail either test are left out, named in the
@@ -48,7 +59,7 @@ def difficulty_scores(
         else:
             used.append(key)
     descriptions = [d for k in used for d in view_descriptions(pipeline.views_path(k))]
-    table = score_views(descriptions, config.to_filter_config())
+    table = select_views(descriptions, config.to_domain())
     # One file per run: a scheduled retrain and a sensor's retrain may overlap.
     out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run.run_id}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,51 +85,25 @@ def difficulty_scores(
             "dagster/row_count": table.num_rows,
         }
     )
-    return {"path": str(out), "sessions": [int(k) for k in used]}
+    return table
 
 
 @dg.asset(group_name="training")
 def train_holdout_split(
-    context: dg.AssetExecutionContext, difficulty_scores: dict, config: SplitSettings
-) -> dict:
+    context: dg.AssetExecutionContext, difficulty_scores: pa.Table, config: SplitSettings
+) -> Split:
     """Market-grouped, hash-based split of the views that pass the filters."""
-    rows = [r for r in pq.read_table(difficulty_scores["path"]).to_pylist() if r["passes_filters"]]
-    train, holdout = split_markets(
-        (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
-    )
-    held = set(holdout)
-    split = {
-        side: [
-            {"session_id": r["session_id"], "market_ticker": r["market_ticker"],
-             "difficulty": r["difficulty"]}
-            for r in rows
-            if (r["market_ticker"] in held) == (side == "holdout")
-        ]
-        for side in ("train", "holdout")
-    }  # fmt: skip
+    split = split_views(difficulty_scores, config.to_domain())
     context.add_output_metadata(
         {
-            "train_markets": len(train),
-            "holdout_markets": len(holdout),
-            "train_views": len(split["train"]),
-            "holdout_views": len(split["holdout"]),
+            "train_markets": split.train_markets,
+            "holdout_markets": split.holdout_markets,
+            "train_views": len(split.train),
+            "holdout_views": len(split.holdout),
             "holdout_fraction": config.holdout_fraction,
         }
     )
     return split
-
-
-def _load_split_views(pipeline: PipelineResource, entries: list[dict]):
-    wanted: dict[int, set[str]] = {}
-    for e in entries:
-        wanted.setdefault(e["session_id"], set()).add(e["market_ticker"])
-    views = []
-    for session_id, tickers in sorted(wanted.items()):
-        views += [
-            v for v in read_views(pipeline.views_path(session_id)) if v.market_ticker in tickers
-        ]
-    difficulty = {f"{e['session_id']}/{e['market_ticker']}": e["difficulty"] for e in entries}
-    return views, [difficulty[v.key] for v in views], difficulty
 
 
 def _scored_sessions(context: dg.AssetExecutionContext) -> list[int]:
@@ -145,18 +130,15 @@ def _train(
     phase: int,
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
-    split: dict,
+    split: Split,
     settings: TrainingSettings,
     parent: str | None,
 ) -> str:
-    views, difficulties, _ = _load_split_views(pipeline, split["train"])
-    if not views:
-        raise ValueError("no training view passes the filters: nothing to train on")
+    views = views_for(split.train, pipeline.session_views)
     out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
     result = train_phase(
-        phase, views, difficulties, settings.to_training_config(), out,
-        Path(parent) if parent else None,
-    )  # fmt: skip
+        phase, views, split, settings.to_domain().resolve(), out, Path(parent) if parent else None
+    )
     lineage = read_lineage(result.model_path)
     context.add_output_metadata(
         {
@@ -178,7 +160,7 @@ def _train(
 def phase1_model(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
-    train_holdout_split: dict,
+    train_holdout_split: Split,
     config: TrainingSettings,
 ) -> str:
     """Phase 1: balanced over all training views."""
@@ -189,7 +171,7 @@ def phase1_model(
 def phase2_model(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
-    train_holdout_split: dict,
+    train_holdout_split: Split,
     phase1_model: str,
     config: TrainingSettings,
 ) -> str:
@@ -201,7 +183,7 @@ def phase2_model(
 def phase3_model(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
-    train_holdout_split: dict,
+    train_holdout_split: Split,
     phase2_model: str,
     config: TrainingSettings,
 ) -> str:
@@ -213,20 +195,23 @@ def phase3_model(
 def evaluation_report(
     context: dg.AssetExecutionContext,
     pipeline: PipelineResource,
-    train_holdout_split: dict,
+    train_holdout_split: Split,
     phase3_model: str,
     config: TrainingSettings,
 ) -> str:
     """The phase-3 model against random, always-HOLD and the imbalance rule."""
-    train, _, difficulty = _load_split_views(pipeline, train_holdout_split["train"])
-    holdout, _, holdout_difficulty = _load_split_views(pipeline, train_holdout_split["holdout"])
+    split = train_holdout_split
     model = Path(phase3_model)
     out = pipeline.artifacts / "reports" / f"run-{context.run.run_id}"
-    progress = [model.parent.parent / f"phase{p}" / "progress.csv" for p in (1, 2, 3)]
-    report = evaluate_model(
-        model, config.to_training_config(), train, holdout,
-        {**difficulty, **holdout_difficulty}, out, progress,
-    )  # fmt: skip
+    report = evaluate(
+        model,
+        config.to_domain().resolve(),
+        views_for(split.train, pipeline.session_views),
+        views_for(split.holdout, pipeline.session_views),
+        split,
+        out,
+        progress_files(model.parent.parent),
+    )
     summary = json.loads((out / "summary.json").read_text())
     images = "\n\n".join(
         f"![{name}](data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()})"

@@ -1,0 +1,38 @@
+"""The two jobs: ``ingest_session`` (one session partition) and ``train_and_evaluate``.
+
+``DEMO_RUN_CONFIG`` is :data:`kalshi_pipeline.workflow.DEMO` as run config: the demo
+profile on every training asset.
+"""
+
+import dagster as dg
+
+from kalshi_pipeline.defs.assets.data_assets import market_views, raw_sessions
+from kalshi_pipeline.defs.assets.model_assets import (
+    difficulty_scores,
+    evaluation_report,
+    phase1_model,
+    phase2_model,
+    phase3_model,
+    train_holdout_split,
+)
+from kalshi_pipeline.defs.config import run_config
+from kalshi_pipeline.workflow import DEMO
+
+# An ingest of a large recorded session takes minutes; one still running after this long
+# is taken for dead (run monitoring ends it) and its session becomes missing again.
+INGEST_MAX_RUNTIME_SECONDS = 1800
+INGEST_JOB = "ingest_session"
+MAX_RUNTIME_SECONDS_TAG = "dagster/max_runtime"  # Dagster's public run tag
+TRAINING_ASSETS = [
+    difficulty_scores, train_holdout_split, phase1_model, phase2_model, phase3_model,
+    evaluation_report,
+]  # fmt: skip
+
+ingest_session_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=[raw_sessions, market_views],  # partitioned by sessions, as they are
+    tags={MAX_RUNTIME_SECONDS_TAG: str(INGEST_MAX_RUNTIME_SECONDS)},
+)
+train_and_evaluate_job = dg.define_asset_job("train_and_evaluate", selection=TRAINING_ASSETS)
+
+DEMO_RUN_CONFIG = run_config(DEMO)

@@ -1,0 +1,126 @@
+"""The sensors: sessions are ingested until they succeed; models retrained on new data.
+
+``new_sessions_sensor`` (every minute) lists the source's complete sessions, registers the
+unregistered ones and, for each complete session that is not ingested
+(:mod:`.ingest_runs`; oldest first, at most ``MAX_SESSIONS_PER_TICK`` requests per tick):
+
+* waits while an ``ingest_session`` run of that partition is in progress;
+* otherwise, with fewer than ``MAX_INGEST_ATTEMPTS`` attempts, requests run ``n`` = runs
+  so far + 1 with run key ``session-<id>-attempt-<n>``: a new key per run, and the daemon
+  never launches one key twice. A session that used its attempts is named in the tick's
+  skip reason and log: fix the cause, then materialise its partition by hand (job
+  ``ingest_session``, partition ``<id>``); a successful run by hand makes it ingested.
+* When listing the source fails (the collector is down), the tick skips with the source's
+  error (sources redact their URL; the sensor scrubs it again) and requests nothing, so an
+  outage consumes no attempt; the first tick after it requests the missing sessions again.
+  Inside a run, ``raw_sessions`` retries a failed source read (``SOURCE_RETRY_POLICY`` in
+  :mod:`kalshi_pipeline.defs.resources`), so a short outage does not fail the run at all.
+
+``retrain_sensor`` requests ``train_and_evaluate`` once at least ``retrain_after``
+ingested sessions (``KALSHI_RETRAIN_AFTER_SESSIONS``, default 3) were not considered by the
+latest phase-3 model (run key: the sorted new session ids). Failed or missing sessions do
+not count.
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from kalshi_pipeline.defs.assets.model_assets import phase3_model
+from kalshi_pipeline.defs.ingest_runs import (
+    MAX_INGEST_ATTEMPTS,
+    ingest_states,
+    ingested_sessions,
+)
+from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
+from kalshi_pipeline.defs.partitions import session_key, sessions
+from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
+
+MAX_SESSIONS_PER_TICK = 25
+RETRAIN_AFTER_ENV = "KALSHI_RETRAIN_AFTER_SESSIONS"
+
+
+@dg.sensor(
+    job=ingest_session_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
+    try:
+        listed = pipeline.source().list_sessions()
+    except Exception as exc:  # any source failure: skip, request nothing, retry next tick
+        reason = (
+            f"cannot list sessions from the {pipeline.source_kind()} source "
+            f"({redact_source_error(exc)}); nothing requested, no attempt used; "
+            "missing sessions are requested again once it answers"
+        )
+        context.log.warning(reason)
+        return dg.SkipReason(reason)
+    try:
+        pipeline.check_source()
+    except SourceMismatch as exc:
+        context.log.error(str(exc))
+        return dg.SkipReason(f"nothing requested: {exc}")
+    complete = [session_key(s.session_id) for s in listed if s.is_complete]
+    registered = set(context.instance.get_dynamic_partitions(sessions.name))
+    unregistered = [k for k in complete if k not in registered]
+    states = ingest_states(context.instance, complete)
+
+    requests, running, exhausted = [], [], []
+    for key in complete:
+        state = states[key]
+        if state.ingested:
+            continue
+        if state.running:
+            running.append(key)
+        elif state.exhausted:
+            exhausted.append(key)
+        elif len(requests) < MAX_SESSIONS_PER_TICK:
+            attempt = state.runs + 1  # a new run key for every run
+            requests.append(
+                dg.RunRequest(partition_key=key, run_key=f"session-{key}-attempt-{attempt}")
+            )
+    notes = []
+    if running:
+        notes.append(f"being ingested: sessions {', '.join(running)}")
+    if exhausted:
+        notes.append(
+            f"sessions {', '.join(exhausted)} failed {MAX_INGEST_ATTEMPTS} ingest attempts and "
+            "are not requested again: fix the cause (see their failed runs), then materialise "
+            "each by hand (job ingest_session, its partition)"
+        )
+        context.log.warning(notes[-1])
+    if not requests and not unregistered:
+        return dg.SkipReason("; ".join(["no session to ingest", *notes]))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[sessions.build_add_request(unregistered)]
+        if unregistered
+        else [],
+    )
+
+
+def retrain_after() -> int:
+    return int(os.environ.get(RETRAIN_AFTER_ENV, "3"))
+
+
+@dg.sensor(job=train_and_evaluate_job, minimum_interval_seconds=300)
+def retrain_sensor(context: dg.SensorEvaluationContext):
+    registered = set(context.instance.get_dynamic_partitions(sessions.name))
+    ingested = {int(k) for k in ingested_sessions(context.instance) & registered}
+    considered = set()
+    event = context.instance.get_latest_materialization_event(phase3_model.key)
+    if event is not None and event.asset_materialization is not None:
+        metadata = event.asset_materialization.metadata
+        # Models since this change record every session whose views training read
+        # ("scored_sessions"); older ones only the sessions of their training views.
+        value = metadata.get("scored_sessions") or metadata.get("sessions")
+        considered = set(json.loads(json.dumps(value.value))) if value is not None else set()
+    new = sorted(ingested - considered)
+    if len(new) < retrain_after():
+        return dg.SkipReason(
+            f"{len(new)} new sessions since the last model; waiting for {retrain_after()} "
+            "(only sessions whose ingest succeeded count)"
+        )
+    return dg.RunRequest(run_key="retrain-" + "-".join(map(str, new)))

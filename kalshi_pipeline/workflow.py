@@ -1,0 +1,312 @@
+"""The pipeline's steps, typed, and its one configuration: what the CLI and Dagster share.
+
+``kalshi-pipeline train`` (:func:`run`) and the Dagster assets (``kalshi_pipeline.defs``)
+call the same steps with the same :class:`PipelineConfig`, so the same data, config and
+seed give the same split and the same model either way::
+
+    view descriptions --select_views--> selection (Arrow table: one row per view,
+                                         one boolean column per filter, the reasons)
+                      --split_views---> Split (train and holdout view keys, difficulty)
+    training views    --train_phase---> PhaseResult (phases 1, 2, 3, each from the last)
+    model + views     --evaluate------> the report directory
+
+A view is known everywhere by its key (:func:`kalshi_pipeline.market.views.view_key`,
+``"<session>/<ticker>"``); training views are always taken in key order (session, then
+ticker), which is what makes both paths train on the same sequence of episodes.
+
+Every default lives once, in these dataclasses; "unset" is always ``None`` (the
+profile's value). The Dagster ``Config`` classes are made from them
+(:mod:`kalshi_pipeline.defs.config`) and the CLI's arguments map onto them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pyarrow as pa
+
+from kalshi_pipeline.env.trading_env import EnvConfig
+from kalshi_pipeline.market.difficulty import FilterConfig, score_views
+from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
+from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets
+from kalshi_pipeline.market.views import MarketSessionView, build_market_views, view_key
+from kalshi_pipeline.training import phases as training_phases
+from kalshi_pipeline.training.config import PROFILES, TrainingConfig, profile
+from kalshi_pipeline.training.evaluation import (
+    baseline_policies,
+    evaluate_policies,
+    per_market_table,
+    summarise,
+)
+from kalshi_pipeline.training.phases import (
+    ALGORITHM_CLASSES,
+    PhaseResult,
+    check_fingerprint,
+    read_lineage,
+    training_fingerprint,
+)
+from kalshi_pipeline.training.report import write_report
+
+PHASES = (1, 2, 3)
+
+
+# -- configuration -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitConfig:
+    """How markets are split between training and holdout (:mod:`kalshi_pipeline.market.split`)."""
+
+    holdout_fraction: float = 0.2
+    salt: str = DEFAULT_SALT
+
+
+@dataclass(frozen=True)
+class TrainingChoice:
+    """A named training profile and what is changed from it (``None``: the profile's).
+
+    ``timesteps_per_phase`` sets all three phases' budgets; the hyperparameters
+    (``learning_rate``, ``gamma``, ``net_arch``) change the profile's PPO/A2C settings.
+    """
+
+    profile: str = "default"
+    timesteps_per_phase: int | None = None
+    algorithm: str | None = None
+    seed: int | None = None
+    learning_rate: float | None = None
+    gamma: float | None = None
+    n_envs: int | None = None
+    net_arch: tuple[int, ...] | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
+
+    def resolve(self, env: EnvConfig | None = None) -> TrainingConfig:
+        """The profile with the set fields changed (and ``env``, if given)."""
+        base = PROFILES[self.profile]
+        hyper = {
+            name: value
+            for name in ("learning_rate", "gamma", "net_arch")
+            if (value := getattr(self, name)) is not None
+        }
+        changes = {
+            name: value
+            for name in ("n_envs", "checkpoint_every")
+            if (value := getattr(self, name)) is not None
+        }
+        if hyper:
+            changes["hyperparameters"] = replace(base.hyperparameters, **hyper)
+        if env is not None:
+            changes["env"] = env
+        return profile(
+            self.profile,
+            timesteps_per_phase=self.timesteps_per_phase,
+            algorithm=self.algorithm,
+            seed=self.seed,
+            **changes,
+        )
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a training run is configured by: filters, split, training, env
+    (``None``: the profile's)."""
+
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    training: TrainingChoice = field(default_factory=TrainingChoice)
+    env: EnvConfig | None = None
+
+    def training_config(self) -> TrainingConfig:
+        return self.training.resolve(self.env)
+
+
+# The demo: the whole graph in a few minutes on two cores.
+DEMO = PipelineConfig(training=TrainingChoice(profile="demo"))
+
+
+# -- the steps -------------------------------------------------------------------------
+def select_views(descriptions: Iterable[Mapping], filters: FilterConfig) -> pa.Table:
+    """One row per view (by key): its statistics, difficulty, one boolean column per
+    filter, ``passes_filters`` and the reasons
+    (:func:`kalshi_pipeline.market.difficulty.score_views`)."""
+    table = score_views(descriptions, filters)
+    keys = [
+        view_key(s, t)
+        for s, t in zip(
+            table.column("session_id").to_pylist(),
+            table.column("market_ticker").to_pylist(),
+            strict=True,
+        )
+    ]
+    return table.add_column(0, "view_key", pa.array(keys, pa.string()))
+
+
+@dataclass(frozen=True)
+class Split:
+    """The views that pass the filters, by key: training and holdout (market-grouped)."""
+
+    train: tuple[str, ...]
+    holdout: tuple[str, ...]
+    difficulty: Mapping[str, float]  # of every view in train and holdout
+    train_markets: int
+    holdout_markets: int
+
+    @property
+    def sessions(self) -> list[int]:
+        """The sessions of the training views."""
+        return sorted({_session_of(k) for k in self.train})
+
+
+def split_views(selection: pa.Table, config: SplitConfig) -> Split:
+    """Split the views that pass the filters by market (stable as sessions arrive)."""
+    rows = [r for r in selection.to_pylist() if r["passes_filters"]]
+    train_markets, holdout_markets = split_markets(
+        (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
+    )
+    held = set(holdout_markets)
+    ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
+    return Split(
+        train=tuple(r["view_key"] for r in ordered if r["market_ticker"] not in held),
+        holdout=tuple(r["view_key"] for r in ordered if r["market_ticker"] in held),
+        difficulty={r["view_key"]: r["difficulty"] for r in ordered},
+        train_markets=len(train_markets),
+        holdout_markets=len(holdout_markets),
+    )
+
+
+def views_for(
+    keys: Sequence[str], session_views: Callable[[int], Sequence[MarketSessionView]]
+) -> list[MarketSessionView]:
+    """The views of ``keys``, in that order; ``session_views(id)`` gives a session's views
+    (read from its views file, or held in memory)."""
+    wanted: dict[int, set[str]] = {}
+    for key in keys:
+        wanted.setdefault(_session_of(key), set()).add(key)
+    found = {
+        v.key: v
+        for session_id in sorted(wanted)
+        for v in session_views(session_id)
+        if v.key in wanted[session_id]
+    }
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise KeyError(f"{len(missing)} views of the split are gone, e.g. {missing[0]}")
+    return [found[k] for k in keys]
+
+
+def train_phase(
+    phase: int,
+    views: Sequence[MarketSessionView],
+    split: Split,
+    training: TrainingConfig,
+    out_dir: Path,
+    parent: Path | None,
+    *,
+    progress: bool = False,
+) -> PhaseResult:
+    """One phase into ``<out_dir>/phase<N>/`` (:mod:`kalshi_pipeline.training.phases`)."""
+    if not views:
+        raise ValueError("no training view passes the filters: nothing to train on")
+    difficulties = [split.difficulty[v.key] for v in views]
+    return training_phases.train_phase(
+        phase, views, difficulties, training, out_dir, parent, progress=progress
+    )
+
+
+def evaluate(
+    model_path: Path,
+    training: TrainingConfig,
+    train: Sequence[MarketSessionView],
+    holdout: Sequence[MarketSessionView],
+    split: Split,
+    out_dir: Path,
+    progress_files: Sequence[Path] = (),
+) -> Path:
+    """The model against the baselines on training and holdout views: the report's path."""
+    lineage = read_lineage(model_path)
+    layout = (lineage["feature_layout"], lineage["feature_layout_version"])
+    if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
+        raise ValueError(f"model {model_path} was trained on feature layout {layout}")
+    model = ALGORITHM_CLASSES[lineage["algorithm"]].load(model_path, device="cpu")
+    episodes = evaluate_policies(
+        baseline_policies(model),
+        {"train": train, "holdout": holdout},
+        training.env,
+        training.seed,
+    )
+    rows = per_market_table(episodes)
+    return write_report(
+        out_dir, episodes, rows, summarise(rows, training.seed), model_path=model_path,
+        lineage=lineage, difficulties=dict(split.difficulty), progress_files=progress_files,
+    )  # fmt: skip
+
+
+def progress_files(models_dir: Path) -> list[Path]:
+    """The phases' learning curves (``progress.csv``), for the report."""
+    return [models_dir / f"phase{p}" / "progress.csv" for p in PHASES]
+
+
+# -- the whole job outside Dagster -----------------------------------------------------------
+def load_views(source, session_ids: Sequence[int] | None = None) -> list[MarketSessionView]:
+    """Views of every complete session of ``source`` (or of ``session_ids``).
+
+    A source without a complete session is an error naming it: training on nothing would
+    only fail later, further from the cause.
+    """
+    listed = source.list_sessions()
+    infos = [i for i in listed if i.is_complete]
+    if session_ids is not None:
+        infos = [i for i in infos if i.session_id in set(session_ids)]
+    if not infos:
+        active = f" ({len(listed)} still recording)" if listed else ""
+        raise ValueError(f"{source!r} holds no complete session{active}: nothing to train on")
+    return [v for info in infos for v in build_market_views(source.load_session(info.session_id))]
+
+
+def run(
+    source,
+    out_dir: str | Path,
+    config: PipelineConfig,
+    *,
+    phases: Sequence[int] = PHASES,
+    progress: bool = False,
+) -> Path | None:
+    """The whole training job on ``source`` (``kalshi-pipeline train``): the same steps as
+    the Dagster assets, in one process. Returns the report's path (after phase 3)."""
+    out = Path(out_dir)
+    models = out / "models"
+    views = load_views(source)
+    by_session: dict[int, list[MarketSessionView]] = {}
+    for view in views:
+        by_session.setdefault(view.session_id, []).append(view)
+    split = split_views(select_views([v.describe() for v in views], config.filters), config.split)
+    train = views_for(split.train, by_session.__getitem__)
+    if not train:
+        raise ValueError(
+            f"none of the {len(views)} views in {source!r} passes the filters and is outside "
+            f"the holdout: nothing to train on (more or longer sessions, or a smaller "
+            f"holdout fraction)"
+        )
+    training = config.training_config()
+    # Every phase directory the run reuses: the ones it trains and the parents they
+    # warm-start from. Checked before any phase writes, so a refusal changes nothing.
+    fingerprint = training_fingerprint(train, training)
+    for phase in range(1, max(phases) + 1):
+        check_fingerprint(models / f"phase{phase}", fingerprint)
+    result = None
+    for phase in phases:
+        parent = models / f"phase{phase - 1}" / training_phases.MODEL_FILE if phase > 1 else None
+        result = train_phase(phase, train, split, training, models, parent, progress=progress)
+    if result is None or result.phase != 3:
+        return None
+    holdout = views_for(split.holdout, by_session.__getitem__)
+    return evaluate(
+        result.model_path, training, train, holdout, split, out / "report", progress_files(models)
+    )
+
+
+def _session_of(key: str) -> int:
+    return int(key.split("/", 1)[0])

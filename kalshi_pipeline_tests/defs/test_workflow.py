@@ -1,0 +1,93 @@
+"""One workflow: ``kalshi-pipeline train`` and the Dagster graph train the same model.
+
+Both call the steps of :mod:`kalshi_pipeline.workflow` with one :class:`PipelineConfig`;
+given the same sessions, config and seed they must make the same split and the same
+model. SB3's ``model.save()`` stamps each zip member with the time it was written and
+keeps two wall-clock values in its attributes, so "the same model bytes" is checked member
+by member: the policy's weights and the optimizer's state byte for byte, the saved
+attributes but for those two times.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from stable_baselines3.common.save_util import json_to_data
+
+from kalshi_pipeline.cli import main
+from kalshi_pipeline.defs.config import run_config
+from kalshi_pipeline.paths import artifacts_dir, sessions_dir
+from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice
+from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
+
+CONFIG = PipelineConfig(
+    split=SplitConfig(holdout_fraction=0.3),
+    training=TrainingChoice(profile="demo", timesteps_per_phase=TINY_TIMESTEPS, seed=4),
+)
+
+
+def members(model: Path) -> dict:
+    """Every member of a saved model; in ``data`` the two wall-clock values (the training's
+    ``start_time``, and each episode's time in ``ep_info_buffer``) are left out."""
+    with zipfile.ZipFile(model) as archive:
+        saved = {name: archive.read(name) for name in archive.namelist()}
+    data = json_to_data(saved.pop("data").decode())
+    data.pop("start_time")
+    data["ep_info_buffer"] = [
+        {k: v for k, v in episode.items() if k != "t"} for episode in data["ep_info_buffer"]
+    ]
+    return {**saved, "data": repr(sorted(data.items()))}
+
+
+def test_the_cli_and_dagster_make_the_same_split_and_the_same_models(
+    pipeline_home, instance, definitions, tmp_path, capsys
+):
+    ingest(definitions, instance, "1", "2")
+    dagster_run = definitions.resolve_job_def("train_and_evaluate").execute_in_process(
+        instance=instance, run_config=run_config(CONFIG)
+    )
+    split = dagster_run.output_for_node("train_holdout_split")
+
+    out = tmp_path / "cli"
+    argv = [
+        "train", "--store", str(sessions_dir(pipeline_home)), "--out", str(out),
+        "--profile", "demo", "--timesteps", str(TINY_TIMESTEPS), "--seed", "4",
+        "--holdout-fraction", "0.3",
+    ]  # fmt: skip
+    assert main(argv) == 0
+
+    dagster_models = artifacts_dir(pipeline_home) / "models" / f"run-{dagster_run.run_id}"
+    for phase in (1, 2, 3):
+        ours = json.loads((out / "models" / f"phase{phase}" / "model.json").read_text())
+        theirs = json.loads((dagster_models / f"phase{phase}" / "model.json").read_text())
+        assert ours["views"] == theirs["views"] == list(split.train)
+        assert ours["views_sha256"] == theirs["views_sha256"]
+        assert ours["config"] == theirs["config"]
+        assert members(out / "models" / f"phase{phase}" / "model.zip") == members(
+            dagster_models / f"phase{phase}" / "model.zip"
+        ), f"phase {phase}"
+    dagster_report = Path(dagster_run.output_for_node("evaluation_report")).parent
+    holdout_rows = [
+        line
+        for line in (dagster_report / "per_market.csv").read_text().splitlines()
+        if ",holdout," in line
+    ]
+    assert holdout_rows and len(split.holdout) > 0
+    assert (out / "report" / "per_market.csv").read_text() == (
+        dagster_report / "per_market.csv"
+    ).read_text()
+
+
+def test_a_different_seed_makes_a_different_model(pipeline_home, tmp_path):
+    """The comparison above can fail: another seed gives other weights."""
+    store = str(sessions_dir(pipeline_home))
+    common = ["--store", store, "--profile", "demo", "--timesteps", str(TINY_TIMESTEPS)]
+    common += ["--phases", "1"]
+    assert main(["train", "--out", str(tmp_path / "a"), *common, "--seed", "4"]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), *common, "--seed", "5"]) == 0
+
+    a = members(tmp_path / "a" / "models" / "phase1" / "model.zip")
+    b = members(tmp_path / "b" / "models" / "phase1" / "model.zip")
+    assert a["policy.pth"] != b["policy.pth"]

@@ -42,7 +42,12 @@ from kalshi_pipeline.sources.postgres import (
     SourceUnavailable,
 )
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url, redact
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.sources.simulator import (
+    DEMO_SEED,
+    DEMO_SESSIONS,
+    SimulatorConfig,
+    simulate_sessions,
+)
 from kalshi_pipeline.training.config import ALGORITHMS, PROFILES
 from kalshi_pipeline.workflow import PHASES, PipelineConfig, SplitConfig, TrainingChoice
 
@@ -113,9 +118,9 @@ def build_parser() -> _Parser:
     )
     gen.add_argument("--out", type=Path, help="Parquet session store directory")
     gen.add_argument("--postgres", metavar="URL", help="write into the collector's tables")
-    gen.add_argument("--sessions", type=positive_int, default=4)
-    gen.add_argument("--markets", type=positive_int, default=40)
-    gen.add_argument("--seed", type=non_negative_int, default=0)
+    gen.add_argument("--sessions", type=positive_int, default=DEMO_SESSIONS)
+    gen.add_argument("--markets", type=positive_int, default=SimulatorConfig.markets)
+    gen.add_argument("--seed", type=non_negative_int, default=DEMO_SEED)
     gen.add_argument(
         "--median-events",
         type=positive_float,

@@ -34,9 +34,13 @@ from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.paths import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.sources.simulator import (
+    DEMO_SEED,
+    DEMO_SESSIONS,
+    SimulatorConfig,
+    simulate_sessions,
+)
 
-DEMO_SESSIONS, DEMO_MARKETS, DEMO_SEED = 4, 40, 0
 INSTANCE_SETTINGS = Path(__file__).resolve().parents[2] / "dagster.yaml"
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -64,7 +68,7 @@ def ensure_store(home: Path) -> ParquetSessionStore:
     if not store.list_sessions():
         print(f"no session store at {store.path}: simulating {DEMO_SESSIONS} sessions")
         for session in simulate_sessions(
-            DEMO_SESSIONS, DEMO_SEED, SimulatorConfig(markets=DEMO_MARKETS), progress=True
+            DEMO_SESSIONS, DEMO_SEED, SimulatorConfig(), progress=True
         ):
             store.write_session(session)
     return store

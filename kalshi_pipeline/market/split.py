@@ -26,7 +26,7 @@ def is_holdout(ticker: str, holdout_fraction: float, salt: str = DEFAULT_SALT) -
 
 
 def split_markets(
-    tickers: Iterable[str], holdout_fraction: float = 0.2, salt: str = DEFAULT_SALT
+    tickers: Iterable[str], holdout_fraction: float, salt: str = DEFAULT_SALT
 ) -> tuple[list[str], list[str]]:
     """(train, holdout) tickers, each sorted."""
     unique = sorted(set(tickers))

@@ -75,6 +75,11 @@ from kalshi_pipeline.sources.raw import (
 _BASE_TIME = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
 
+# The demo's store (and `kalshi-pipeline generate`'s defaults): sessions 1..4, seed 0,
+# SimulatorConfig's markets.
+DEMO_SESSIONS, DEMO_SEED = 4, 0
+
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     """Knobs of the simulator; defaults give DESIGN.md section 7's shape of session."""

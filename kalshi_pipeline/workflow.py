@@ -206,14 +206,17 @@ def train_phase(
     parent: Path | None,
     *,
     progress: bool = False,
+    on_progress: Callable[[str], None] | None = None,
 ) -> PhaseResult:
-    """One phase into ``<out_dir>/phase<N>/`` (:mod:`kalshi_pipeline.training.phases`)."""
+    """One phase into ``<out_dir>/phase<N>/`` (:mod:`kalshi_pipeline.training.phases`);
+    ``on_progress`` gets a line on its progress every few seconds."""
     if not views:
         raise ValueError("no training view passes the filters: nothing to train on")
     difficulties = [split.difficulty[v.key] for v in views]
     return training_phases.train_phase(
-        phase, views, difficulties, training, out_dir, parent, progress=progress
-    )
+        phase, views, difficulties, training, out_dir, parent,
+        progress=progress, on_progress=on_progress,
+    )  # fmt: skip
 
 
 def evaluate(

@@ -43,6 +43,9 @@ from kalshi_pipeline.sources.simulator import (
 
 INSTANCE_SETTINGS = Path(__file__).resolve().parents[2] / "dagster.yaml"
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Training logs its progress at INFO every few seconds (and Dagster's own events at DEBUG):
+# the demo shows those lines, so it is never silent for long.
+_PROGRESS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 class IngestFailed(RuntimeError):
@@ -139,7 +142,9 @@ def train(
     print("training phases 1-3 (demo profile) and evaluating ...")
     started = time.perf_counter()
     result = definitions.resolve_job_def("train_and_evaluate").execute_in_process(
-        instance=instance, run_config=_with_quiet_logs(run_config), raise_on_error=True
+        instance=instance,
+        run_config={**run_config.to_config_dict(), **_PROGRESS},
+        raise_on_error=True,
     )
     report = Path(result.output_for_node("evaluation_report"))
     print(f"done in {time.perf_counter() - started:.0f}s; report: {report}")
@@ -155,10 +160,6 @@ def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
     definitions = defs()
     ingest_missing(home, instance, definitions)
     return train(instance, definitions, run_config or DEMO_RUN_CONFIG)
-
-
-def _with_quiet_logs(config: dg.RunConfig) -> dict:
-    return {**config.to_config_dict(), **_QUIET}
 
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str:

@@ -1,4 +1,4 @@
-"""SB3 callbacks: curriculum stages and per-view episode statistics.
+"""SB3 callbacks: curriculum stages, per-view episode statistics, progress reports.
 
 Both talk to the environments only through ``env_method`` (curriculum) or the ``infos``
 SB3 hands every callback (statistics), so they work the same under ``DummyVecEnv`` and
@@ -8,7 +8,9 @@ SB3 hands every callback (statistics), so they work the same under ``DummyVecEnv
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +122,45 @@ class RolloutCheckpointCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+class ProgressCallback(BaseCallback):
+    """Reports a phase's progress every ``every_seconds`` of wall time, and at its end.
+
+    ``report`` gets one line: the phase, timesteps done of the total, timesteps per second
+    and the latest mean episode reward. Dagster logs it (the assets pass ``context.log``),
+    so a long phase is never silent; the time between reports is bounded by one
+    environment step, not by a rollout.
+    """
+
+    def __init__(
+        self, phase: int, total_timesteps: int, report: Callable[[str], None], every_seconds=5.0
+    ) -> None:
+        super().__init__()
+        self.phase, self.total, self.report = phase, total_timesteps, report
+        self.every_seconds = every_seconds
+
+    def _on_training_start(self) -> None:
+        self._started = self._last = time.monotonic()
+        self._first_step = self.num_timesteps
+        self._say()
+
+    def _on_step(self) -> bool:
+        if time.monotonic() - self._last >= self.every_seconds:
+            self._say()
+        return True
+
+    def _on_training_end(self) -> None:
+        self._say()
+
+    def _say(self) -> None:
+        now = time.monotonic()
+        self._last = now
+        done = self.num_timesteps - self._first_step
+        rate = done / (now - self._started) if now > self._started else 0.0
+        rewards = [e["r"] for e in getattr(self.model, "ep_info_buffer", None) or []]
+        reward = f", mean episode reward {np.mean(rewards):+.3f}" if rewards else ""
+        self.report(
+            f"phase {self.phase}: {self.num_timesteps:,}/{self.total:,} timesteps "
+            f"({rate:,.0f}/s){reward}"
+        )

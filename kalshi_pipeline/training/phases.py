@@ -52,6 +52,7 @@ from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSI
 from kalshi_pipeline.market.views import STEP_ARRAYS, MarketSessionView
 from kalshi_pipeline.training.callbacks import (
     CurriculumCallback,
+    ProgressCallback,
     RolloutCheckpointCallback,
     ViewStatsCallback,
 )
@@ -100,8 +101,13 @@ def train_phase(
     parent: Path | None = None,
     *,
     progress: bool = False,
+    on_progress: Callable[[str], None] | None = None,
 ) -> PhaseResult:
-    """Train one phase (1, 2 or 3) into ``<out_dir>/phase<N>/``."""
+    """Train one phase (1, 2 or 3) into ``<out_dir>/phase<N>/``.
+
+    ``progress`` shows SB3's progress bar; ``on_progress`` gets a line on the phase's
+    progress every few seconds (:class:`~kalshi_pipeline.training.callbacks.ProgressCallback`).
+    """
     if len(views) != len(difficulties):
         raise ValueError("one difficulty per view is needed")
     out = Path(out_dir) / f"phase{phase}"
@@ -146,6 +152,8 @@ def train_phase(
     ]
     if phase == 2:
         callbacks.append(CurriculumCallback(total, config.curriculum_stages))
+    if on_progress is not None:
+        callbacks.append(ProgressCallback(phase, total, on_progress))
     remaining = max(total - model.num_timesteps, 0)
     model.learn(
         remaining,

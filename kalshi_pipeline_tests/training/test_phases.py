@@ -32,6 +32,7 @@ from kalshi_pipeline.training.phases import (
     new_model,
     read_lineage,
     struggle_weights,
+    train_phase,
     train_phases,
 )
 
@@ -350,3 +351,12 @@ def test_no_struggle_fraction_gives_no_extra_weight(views):
     model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=0, device="cpu")
     weights = struggle_weights(model, views, profile("demo", struggle_fraction=0.0))
     assert not weights.any()
+
+
+def test_a_phase_reports_its_progress_from_start_to_end(views, difficulties, tmp_path):
+    lines: list[str] = []
+    train_phase(1, views, difficulties, CONFIG, tmp_path, on_progress=lines.append)
+
+    assert lines[0].startswith(f"phase 1: 0/{TIMESTEPS:,} timesteps")
+    assert lines[-1].startswith(f"phase 1: {TIMESTEPS:,}/{TIMESTEPS:,} timesteps")
+    assert "/s)" in lines[-1] and "mean episode reward" in lines[-1]

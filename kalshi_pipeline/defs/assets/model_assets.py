@@ -137,8 +137,9 @@ def _train(
     views = views_for(split.train, pipeline.session_views)
     out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
     result = train_phase(
-        phase, views, split, settings.to_domain().resolve(), out, Path(parent) if parent else None
-    )
+        phase, views, split, settings.to_domain().resolve(), out,
+        Path(parent) if parent else None, on_progress=context.log.info,
+    )  # fmt: skip
     lineage = read_lineage(result.model_path)
     context.add_output_metadata(
         {

@@ -33,6 +33,7 @@ from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSI
 from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets
 from kalshi_pipeline.market.views import MarketSessionView, build_market_views, view_key
 from kalshi_pipeline.training import phases as training_phases
+from kalshi_pipeline.training import promotion
 from kalshi_pipeline.training.config import PROFILES, TrainingConfig, profile
 from kalshi_pipeline.training.evaluation import (
     baseline_policies,
@@ -47,6 +48,7 @@ from kalshi_pipeline.training.phases import (
     read_lineage,
     training_fingerprint,
 )
+from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.report import write_report
 
 PHASES = (1, 2, 3)
@@ -313,3 +315,22 @@ def run(
 
 def _session_of(key: str) -> int:
     return int(key.split("/", 1)[0])
+
+
+# -- promotion ---------------------------------------------------------------------------
+def promote(
+    model_path: Path,
+    holdout: Sequence[MarketSessionView],
+    registry: Path,
+    *,
+    profile: str | None = None,
+    run: str = "",
+) -> Decision:
+    """The model against the champion (or, with none yet, always-HOLD) on the *current*
+    holdout views: promoted if the paired per-market interval's lower end is above 0,
+    else refused; either way recorded in the model history at ``registry``
+    (:mod:`kalshi_pipeline.training.promotion`). Raises ``PromotionError`` if the
+    comparison cannot run (no holdout view, a model that does not load)."""
+    return promotion.promote(
+        promotion.Registry(registry), model_path, holdout, profile=profile, run=run
+    )

@@ -38,20 +38,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kalshi_pipeline.env.trading_env import EnvConfig
-from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.training.evaluation import (
-    Policy,
-    evaluate_policies,
-    hold_policy,
-    model_policy,
-    per_market_table,
-)
-from kalshi_pipeline.training.phases import ALGORITHM_CLASSES, LINEAGE_FILE, read_lineage
+if TYPE_CHECKING:
+    from kalshi_pipeline.env.trading_env import EnvConfig
+    from kalshi_pipeline.market.views import MarketSessionView
+    from kalshi_pipeline.training.evaluation import Policy
+
+# Reading and showing the history (``kalshi-pipeline models``) needs none of the models'
+# machinery: torch, SB3 and the env are imported by the functions that play models.
 
 REGISTRY_FILE = "registry.json"
 ACTIVE, RETIRED, REFUSED, FAILED = "active", "retired", "refused", "failed"
@@ -61,7 +58,7 @@ BOOTSTRAP_RESAMPLES = 2000
 # One market's difference has no spread to bootstrap: an interval needs at least two.
 MIN_MARKETS = 2
 
-PolicyFactory = Callable[[int], Policy]
+PolicyFactory = Callable[[int], "Policy"]
 
 
 class PromotionError(RuntimeError):
@@ -161,6 +158,8 @@ def compare(
     against: str = HOLD,
 ) -> Comparison:
     """Play both on every holdout view and compare them market by market."""
+    from kalshi_pipeline.training.evaluation import evaluate_policies, per_market_table
+
     if not holdout:
         raise PromotionError("no holdout view to compare the models on")
     episodes = evaluate_policies(
@@ -178,10 +177,13 @@ def compare(
 # -- models ---------------------------------------------------------------------------------
 def load_model(model_path: Path):
     """The SB3 model at ``model_path`` (with its lineage beside it), or PromotionError."""
+    from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
+    from kalshi_pipeline.training.phases import ALGORITHM_CLASSES, LINEAGE_FILE
+
     model_path = Path(model_path)
     if not model_path.is_file() or not (model_path.parent / LINEAGE_FILE).is_file():
         raise PromotionError(f"model {model_path}: the file or its {LINEAGE_FILE} is missing")
-    lineage = read_lineage(model_path)
+    lineage = _lineage(model_path)
     layout = (lineage["feature_layout"], lineage["feature_layout_version"])
     if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
         raise PromotionError(
@@ -198,7 +200,7 @@ def candidate_record(model_path: Path, profile: str | None = None, run: str = ""
     """A new history record for the model at ``model_path``: what produced it, and when."""
     record = {"model_path": str(model_path), "profile": profile, "run": run, "at": _now()}
     try:
-        lineage = read_lineage(model_path)
+        lineage = _lineage(model_path)
     except (OSError, ValueError):
         return {**record, "sessions": [], "views": 0, "seed": None, "algorithm": None}
     return {
@@ -307,6 +309,9 @@ def promote(
     :class:`PromotionError` if the comparison cannot run, after recording the candidate
     as failed.
     """
+    from kalshi_pipeline.env.trading_env import EnvConfig
+    from kalshi_pipeline.training.evaluation import hold_policy, model_policy
+
     model_path = Path(model_path)
     with registry.locked():
         records = registry.read()
@@ -317,7 +322,7 @@ def promote(
         against = champion["model_path"] if champion else HOLD
         try:
             challenger = load_model(model_path)
-            lineage = read_lineage(model_path)
+            lineage = _lineage(model_path)
             env = EnvConfig(**lineage["config"]["env"])
             if not holdout:
                 raise PromotionError(
@@ -426,6 +431,12 @@ def _ranges(ids: Sequence[int]) -> str:
             parts.append(str(start) if start == prev else f"{start}-{prev}")
         start = prev = i
     return ", ".join(parts)
+
+
+def _lineage(model_path: Path) -> dict:
+    from kalshi_pipeline.training.phases import read_lineage
+
+    return read_lineage(model_path)
 
 
 def _next_id(records: Sequence[dict]) -> int:

@@ -1,0 +1,269 @@
+"""Promotion: a challenger replaces the champion only when it plays better on the holdout.
+
+The models are real SB3 models, saved with their lineage and loaded back the way the
+pipeline does, whose deterministic policy is fixed by hand: the action layer's weights are
+zeroed and its bias picks one action, so "always buys" and "always holds" are exact. On
+the simulated markets buying on every step pays the spread and fees again and again; on
+hand-made markets whose price climbs all session, buying wins.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from kalshi_pipeline.env import MarketAgnosticKalshiEnv
+from kalshi_pipeline.env.execution import BUY_YES, HOLD
+from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.config import profile
+from kalshi_pipeline.training.phases import write_lineage
+from kalshi_pipeline.training.promotion import (
+    ACTIVE,
+    FAILED,
+    MIN_MARKETS,
+    REFUSED,
+    RETIRED,
+    PromotionError,
+    Registry,
+    champion_problems,
+    difference_interval,
+    history_markdown,
+    percentile_bootstrap,
+)
+from kalshi_pipeline.workflow import promote
+from kalshi_pipeline_tests.factories import delta, make_session, snapshot
+
+
+@pytest.fixture(scope="module")
+def holdout():
+    """Views of two simulated sessions (the markets the models never trained on)."""
+    return [
+        view
+        for session_id in (1, 2)
+        for view in build_market_views(
+            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=6))
+        )
+        if len(view) >= 20
+    ]
+
+
+def rising_market(ticker: str, start: int, steps: int = 30) -> list[dict]:
+    """A market whose YES bid climbs a cent a step, the spread staying at 2 cents."""
+    rows = [snapshot(ticker, seq=1, yes_bids={start: 500}, no_bids={98 - start: 500})]
+    seq = 2
+    for k in range(1, steps + 1):
+        yes, no = start + k, 98 - start - k
+        rows += [
+            delta(ticker, seq, "yes", yes, 500),
+            delta(ticker, seq + 1, "yes", yes - 1, 0),
+            delta(ticker, seq + 2, "no", no, 500),
+            delta(ticker, seq + 3, "no", no + 1, 0),
+        ]
+        seq += 4
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rising():
+    """Three markets that only go up: a model that always buys beats always-HOLD there."""
+    rows = [r for i, t in enumerate(("UP-A", "UP-B", "UP-C")) for r in rising_market(t, 30 + i)]
+    return build_market_views(make_session(*rows, session_id=9))
+
+
+def fixed_model(path: Path, action: int, views, seed: int = 0) -> Path:
+    """A saved model (with lineage) whose deterministic policy always plays ``action``."""
+    model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), n_steps=64, seed=seed, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.weight.zero_()
+        bias = torch.full((5,), -10.0)
+        bias[action] = 10.0
+        model.policy.action_net.bias.copy_(bias)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    write_lineage(path.parent / "model.json", 3, views[:3], profile("demo", seed=seed), None, 0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, holdout):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "buys": fixed_model(root / "buys" / "model.zip", BUY_YES, holdout),
+        "buys_again": fixed_model(root / "buys_again" / "model.zip", BUY_YES, holdout, seed=1),
+        "holds": fixed_model(root / "holds" / "model.zip", HOLD, holdout),
+    }
+
+
+# -- the decision ---------------------------------------------------------------------------
+
+
+def test_the_first_champion_must_beat_hold(tmp_path, holdout, models):
+    registry = tmp_path / "registry.json"
+
+    buys = promote(models["buys"], holdout, registry, profile="demo", run="r1")
+    # Holding exactly as HOLD does is no improvement: the interval is [0, 0].
+    holds = promote(models["holds"], holdout, registry, profile="demo", run="r2")
+
+    assert (buys.status, holds.status) == (REFUSED, REFUSED)
+    assert buys.champion is None and holds.champion is None
+    low, high = buys.comparison.interval
+    assert high < 0 and buys.comparison.against == "always-HOLD"
+    assert buys.comparison.markets == len({v.market_ticker for v in holdout})
+    assert holds.comparison.interval == (0.0, 0.0)
+    records = Registry(registry).read()
+    assert [r["status"] for r in records] == [REFUSED, REFUSED]
+    first = records[0]
+    assert first["model_path"] == str(models["buys"])
+    assert (first["profile"], first["run"], first["seed"], first["views"]) == ("demo", "r1", 0, 3)
+    assert first["sessions"] == sorted({v.session_id for v in holdout[:3]})
+    assert first["interval"] == [low, high] and first["markets"] == buys.comparison.markets
+    assert "always-HOLD" in first["reason"] and "not above 0: refused" in first["reason"]
+    assert f"over {first['markets']} holdout markets" in first["reason"]
+
+
+def test_a_better_challenger_is_promoted_and_a_worse_one_refused(tmp_path, holdout, rising, models):
+    registry = tmp_path / "registry.json"
+    # While the markets rose, always-buying beat HOLD: the first champion.
+    first = promote(models["buys"], rising, registry)
+    assert first.promoted and first.champion["model_path"] == str(models["buys"])
+    assert first.comparison.interval[0] > 0
+
+    # On today's holdout holding beats buying on every step: the challenger wins.
+    better = promote(models["holds"], holdout, registry, run="r2")
+
+    assert better.promoted
+    assert better.comparison.against == str(models["buys"])
+    assert better.comparison.interval[0] > 0
+    assert better.champion["model_path"] == str(models["holds"])
+    records = {r["id"]: r for r in Registry(registry).read()}
+    assert records[1]["status"] == RETIRED and records[1]["retired_by"] == 2
+    assert records[2]["status"] == ACTIVE
+
+    # A model that buys again is worse than the champion that holds: refused, kept.
+    worse = promote(models["buys_again"], holdout, registry, run="r3")
+
+    assert worse.status == REFUSED and not worse.promoted
+    assert worse.champion["model_path"] == str(models["holds"])
+    assert worse.comparison.interval[1] < 0
+    assert worse.record["against"] == str(models["holds"])
+    assert "refused" in worse.record["reason"]
+    assert [r["status"] for r in Registry(registry).read()] == [RETIRED, ACTIVE, REFUSED]
+    assert champion_problems(Registry(registry).read()) == []
+
+    # The champion itself again (a run that retrains nothing new) changes nothing.
+    again = promote(models["holds"], holdout, registry)
+    assert again.status == "unchanged" and len(Registry(registry).read()) == 3
+
+
+def test_too_few_holdout_markets_refuse_a_winner(tmp_path, rising, models):
+    one_market = [v for v in rising if v.market_ticker == "UP-A"]
+    assert len(one_market) < MIN_MARKETS
+
+    decision = promote(models["buys"], one_market, tmp_path / "registry.json")
+
+    assert decision.status == REFUSED and decision.champion is None
+    assert decision.comparison.interval[0] > 0  # it did earn more, on one market
+    assert "too few markets" in decision.record["reason"]
+
+
+def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
+    tmp_path, holdout, rising, models
+):
+    registry = tmp_path / "registry.json"
+    with pytest.raises(PromotionError, match="no holdout view"):
+        promote(models["buys"], [], registry)
+    gone = tmp_path / "gone" / "model.zip"
+    with pytest.raises(PromotionError, match=f"model {gone}: the file"):
+        promote(gone, holdout, registry)
+    assert [r["status"] for r in Registry(registry).read()] == [FAILED, FAILED]
+    assert "no holdout view" in Registry(registry).read()[0]["reason"]
+
+    # A champion whose file was deleted: the challenger is not compared with nothing.
+    champion = fixed_model(tmp_path / "champion" / "model.zip", BUY_YES, holdout)
+    assert promote(champion, rising, registry).promoted
+    champion.unlink()
+    assert champion_problems(Registry(registry).read()) == [f"champion model {champion} is missing"]
+    with pytest.raises(PromotionError, match=str(champion)):
+        promote(models["holds"], holdout, registry)
+    records = Registry(registry).read()
+    assert [r["status"] for r in records] == [FAILED, FAILED, ACTIVE, FAILED]
+    assert records[-1]["against"] == str(champion)
+
+
+# -- the interval ---------------------------------------------------------------------------
+
+
+def test_the_interval_is_seeded_and_constant_data_is_its_own_interval():
+    differences = [0.5, 1.5, -0.25, 2.0, 0.75, 1.0]
+
+    interval, method = difference_interval(differences, seed=3)
+
+    assert interval == difference_interval(differences, seed=3)[0]
+    assert interval[0] < sum(differences) / len(differences) < interval[1]
+    assert method in ("BCa bootstrap (scipy)", "percentile bootstrap (numpy)")
+    assert difference_interval([0.0, 0.0, 0.0]) == ((0.0, 0.0), "constant (no spread)")
+    low, high = percentile_bootstrap(np.array(differences), seed=3)
+    assert low < high
+
+
+# -- the history ----------------------------------------------------------------------------
+
+
+def test_the_history_round_trips_and_shows_the_champion_first(tmp_path, holdout, rising, models):
+    registry = tmp_path / "models" / "registry.json"
+    promote(models["buys"], rising, registry, profile="demo", run="a")
+    promote(models["buys_again"], holdout, registry, profile="demo", run="b")
+    written = json.loads(registry.read_text())["models"]
+
+    records = Registry(registry).read()
+
+    assert records == written and [r["id"] for r in records] == [1, 2]
+    table = history_markdown(records).splitlines()
+    assert table[0].startswith("| id | status |")
+    assert table[2].startswith("| 1 | active |") and str(models["buys"]) in table[2]
+    assert table[3].startswith("| 2 | refused |")
+    assert not list(registry.parent.glob(".registry.json.*"))  # no temporary file left
+
+
+REPO = Path(__file__).resolve().parents[2]
+# Each writer waits for the go file, then appends its records one by one.
+WRITER = """
+import sys, time
+from pathlib import Path
+from kalshi_pipeline.training.promotion import Registry
+path, writer, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+while not go.exists():
+    time.sleep(0.001)
+registry = Registry(path)
+for n in range(count):
+    registry.append({"model_path": f"writer{writer}/model{n}.zip", "status": "refused"})
+"""
+
+
+def test_two_processes_writing_the_history_lose_nothing(tmp_path):
+    path, go = tmp_path / "registry.json", tmp_path / "go"
+    count = 100
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(w), str(count), str(go)], cwd=REPO
+        )
+        for w in (1, 2)
+    ]
+    go.touch()
+    assert [w.wait(60) for w in writers] == [0, 0]
+
+    records = Registry(path).read()
+
+    assert len(records) == 2 * count
+    assert sorted(r["id"] for r in records) == list(range(1, 2 * count + 1))
+    assert {r["model_path"] for r in records} == {
+        f"writer{w}/model{n}.zip" for w in (1, 2) for n in range(count)
+    }

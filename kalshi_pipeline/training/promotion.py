@@ -7,9 +7,9 @@ if it plays better on the *current* holdout markets, with confidence:
   and seed (:func:`kalshi_pipeline.training.evaluation.evaluate_policies`);
 * per market (a market seen in several sessions counts once: its mean episode reward),
   the challenger's reward minus the champion's;
-* the 95% bootstrap interval of the mean of those differences
-  (:func:`difference_interval`) must have its lower end above 0, over at least
-  ``MIN_MARKETS`` markets.
+* the 95% bootstrap interval of the mean of those differences (:func:`difference_interval`:
+  the report's seeded BCa) must have its lower end above 0, over at least ``MIN_MARKETS``
+  markets.
 
 With no champion yet, the first one must beat always-HOLD the same way. Otherwise the
 champion stays and the candidate is recorded as refused, with the interval and the number
@@ -32,7 +32,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,8 +52,7 @@ if TYPE_CHECKING:
 REGISTRY_FILE = "registry.json"
 ACTIVE, RETIRED, REFUSED, FAILED = "active", "retired", "refused", "failed"
 HOLD = "always-HOLD"  # what the first champion is compared with
-CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95  # of the interval (that of the report's bootstrap_interval)
 # One market's difference has no spread to bootstrap: an interval needs at least two.
 MIN_MARKETS = 2
 
@@ -72,8 +70,7 @@ class Comparison:
     against: str  # the champion's model path, or HOLD
     markets: int
     mean_difference: float
-    interval: tuple[float, float]
-    method: str  # how the interval was computed (see difference_interval)
+    interval: tuple[float, float]  # CONFIDENCE bootstrap interval (difference_interval)
 
     @property
     def wins(self) -> bool:
@@ -108,45 +105,13 @@ class Decision:
 
 
 # -- the statistics ------------------------------------------------------------------------
-def difference_interval(
-    differences: Sequence[float], seed: int = 0
-) -> tuple[tuple[float, float], str]:
-    """The ``CONFIDENCE`` bootstrap interval of the mean of ``differences``, and its method.
+def difference_interval(differences: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """The 95% bootstrap interval of the mean of ``differences``: the report's own
+    (:func:`kalshi_pipeline.training.evaluation.bootstrap_interval`: scipy's BCa, seeded,
+    zero-width on constant data), so the report and the promotion never disagree."""
+    from kalshi_pipeline.training.evaluation import bootstrap_interval
 
-    ``scipy.stats.bootstrap`` (BCa) when scipy is installed, else a seeded numpy percentile
-    bootstrap (:func:`percentile_bootstrap`). Constant data has no spread to resample
-    (BCa is undefined there): its interval is the value itself. Seeded, so a decision
-    repeats exactly.
-    """
-    values = np.asarray(differences, dtype=np.float64)
-    if len(values) == 0:
-        return (float("nan"), float("nan")), "none (no market)"
-    if np.all(values == values[0]):
-        return (float(values[0]), float(values[0])), "constant (no spread)"
-    try:
-        from scipy import stats
-    except ImportError:
-        return percentile_bootstrap(values, seed), "percentile bootstrap (numpy)"
-    for method in ("BCa", "percentile"):  # BCa can be undefined on tiny samples
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = stats.bootstrap(
-                (values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                method=method, random_state=np.random.default_rng(seed),
-            )  # fmt: skip
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return (float(low), float(high)), f"{method} bootstrap (scipy)"
-    return percentile_bootstrap(values, seed), "percentile bootstrap (numpy)"
-
-
-def percentile_bootstrap(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The fallback: a seeded percentile bootstrap of the mean, with numpy only."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))].mean(1)
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    return bootstrap_interval(np.asarray(differences, dtype=np.float64), seed)
 
 
 def compare(
@@ -170,8 +135,8 @@ def compare(
         by_policy[row["policy"]][row["market_ticker"]] = row["mean_reward"]
     markets = sorted(by_policy["challenger"])
     differences = [by_policy["challenger"][m] - by_policy["champion"][m] for m in markets]
-    interval, method = difference_interval(differences, seed)
-    return Comparison(against, len(markets), float(np.mean(differences)), interval, method)
+    interval = difference_interval(differences, seed)
+    return Comparison(against, len(markets), float(np.mean(differences)), interval)
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -350,7 +315,6 @@ def promote(
             markets=comparison.markets,
             mean_difference=comparison.mean_difference,
             interval=list(comparison.interval),
-            interval_method=comparison.method,
             reason=comparison.reason(),
         )
         if comparison.wins and champion is not None:

@@ -24,6 +24,7 @@ from kalshi_pipeline.env.execution import BUY_YES, HOLD
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import profile
+from kalshi_pipeline.training.evaluation import bootstrap_interval
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.promotion import (
     ACTIVE,
@@ -36,7 +37,6 @@ from kalshi_pipeline.training.promotion import (
     champion_problems,
     difference_interval,
     history_markdown,
-    percentile_bootstrap,
 )
 from kalshi_pipeline.workflow import promote
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
@@ -201,17 +201,14 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
 # -- the interval ---------------------------------------------------------------------------
 
 
-def test_the_interval_is_seeded_and_constant_data_is_its_own_interval():
+def test_the_interval_is_the_reports_own():
     differences = [0.5, 1.5, -0.25, 2.0, 0.75, 1.0]
 
-    interval, method = difference_interval(differences, seed=3)
+    low, high = difference_interval(differences, seed=3)
 
-    assert interval == difference_interval(differences, seed=3)[0]
-    assert interval[0] < sum(differences) / len(differences) < interval[1]
-    assert method in ("BCa bootstrap (scipy)", "percentile bootstrap (numpy)")
-    assert difference_interval([0.0, 0.0, 0.0]) == ((0.0, 0.0), "constant (no spread)")
-    low, high = percentile_bootstrap(np.array(differences), seed=3)
-    assert low < high
+    assert (low, high) == bootstrap_interval(np.array(differences), seed=3)
+    assert low < np.mean(differences) < high
+    assert difference_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
 
 
 # -- the history ----------------------------------------------------------------------------

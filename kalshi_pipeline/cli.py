@@ -31,7 +31,7 @@ from contextlib import closing
 from pathlib import Path
 
 from kalshi_pipeline.market.difficulty import FilterConfig
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV, pipeline_home, sessions_dir
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import (
@@ -111,7 +111,7 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     parser = _Parser(prog="kalshi-pipeline", description=__doc__.split("\n")[0], parents=[debug])
     # Not required here: argparse would report a missing command before an unknown flag.
-    commands = parser.add_subparsers(dest="command", metavar="{generate,train,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{generate,train,demo,models}")
 
     gen = commands.add_parser(
         "generate", help="write simulated sessions in the raw schema", parents=[debug]
@@ -152,6 +152,13 @@ def build_parser() -> _Parser:
     demo.add_argument(
         "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
     )
+    models = commands.add_parser(
+        "models", help="the model in production, then every candidate's history",
+        parents=[debug],
+    )  # fmt: skip
+    models.add_argument(
+        "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
+    )
     parser.commands = commands.choices
     return parser
 
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         usage.error(f"unrecognised argument{'s' * (len(unknown) > 1)}: {' '.join(unknown)}")
     if args.command is None:
-        parser.error("a command is needed: generate, train or demo")
+        parser.error("a command is needed: generate, train, demo or models")
     debug = getattr(args, "debug", False)
     keep_freed_memory()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -198,6 +205,8 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return generate(args.out, args.postgres, args.sessions, args.seed, config)
     if args.command == "train":
         return run_train(args)
+    if args.command == "models":
+        return show_models(args.home)
     return run_demo(usable_home(args.home))
 
 
@@ -335,6 +344,36 @@ def generate(
         f"wrote {sessions} sessions ({events:,} events, signal={config.signal}) to {where} "
         f"in {time.perf_counter() - started:.1f}s"
     )
+    return 0
+
+
+def show_models(home: Path | None) -> int:
+    """The champion, then every candidate's record (the champion's first, then newest
+    first), from the home's model history (:mod:`kalshi_pipeline.training.promotion`)."""
+    from kalshi_pipeline.training.promotion import (
+        Registry,
+        describe_champion,
+        history_markdown,
+        registry_path,
+    )
+
+    path = registry_path(artifacts_dir(pipeline_home(home)))
+    records = Registry(path).read()
+    if not records:
+        raise CommandError(
+            f"no model has been a candidate for production in {path}",
+            "train one: kalshi-pipeline demo, or the train_and_evaluate job",
+        )
+    champion = Registry(path).champion()
+    if champion is not None:
+        print(describe_champion(champion))
+    print(history_markdown(records))
+    if champion is None:
+        raise CommandError(
+            f"no champion in {path}: none of the {len(records)} candidates beat always-HOLD "
+            "on the holdout",
+            "train longer or on more sessions; the history above says why each was refused",
+        )
     return 0
 
 

@@ -1,5 +1,8 @@
 """The two jobs: ``ingest_session`` (one session partition) and ``train_and_evaluate``.
 
+``train_and_evaluate`` ends with ``production_model``: the only way a model reaches
+production is this job's promotion decision (the retrain sensor and the schedule run it).
+
 ``DEMO_RUN_CONFIG`` is :data:`kalshi_pipeline.workflow.DEMO` as run config: the demo
 profile on every training asset.
 """
@@ -15,6 +18,7 @@ from kalshi_pipeline.defs.assets.model_assets import (
     phase3_model,
     train_holdout_split,
 )
+from kalshi_pipeline.defs.assets.production_assets import production_model
 from kalshi_pipeline.defs.config import run_config
 from kalshi_pipeline.workflow import DEMO
 
@@ -25,7 +29,7 @@ INGEST_JOB = "ingest_session"
 MAX_RUNTIME_SECONDS_TAG = "dagster/max_runtime"  # Dagster's public run tag
 TRAINING_ASSETS = [
     difficulty_scores, train_holdout_split, phase1_model, phase2_model, phase3_model,
-    evaluation_report,
+    evaluation_report, production_model,
 ]  # fmt: skip
 
 ingest_session_job = dg.define_asset_job(

@@ -1,0 +1,126 @@
+"""The model in production: ``production_model`` and its blocking check ``tested_champion``.
+
+The asset calls :func:`kalshi_pipeline.workflow.promote`: the new phase-3 model (the
+challenger) replaces the champion only if, on the *current* holdout views, their paired
+per-market difference has a bootstrap interval whose lower end is above 0; the first
+champion must beat always-HOLD that way (:mod:`kalshi_pipeline.training.promotion`).
+Every candidate is recorded in ``artifacts/models/registry.json`` (shown here as a
+Markdown table, and by ``kalshi-pipeline models``). This asset is the only writer of
+production: the retrain sensor and the weekly schedule run ``train_and_evaluate``, whose
+last step is this decision, so they never put an untested model into production.
+
+Outcomes, and why:
+
+* **promoted**: the check passes.
+* **refused** (the challenger did not win, or too few holdout markets): the champion
+  stays, which is the system working, so the run succeeds; the check fails with WARN
+  severity (yellow in the UI) and its metadata says why: the interval, the number of
+  markets, the champion compared with.
+* **the comparison cannot run** (no holdout view, a model file that is gone or does not
+  load): the asset fails, and with it the run, naming the model; the candidate is recorded
+  as failed and production does not change.
+* **production is not a tested model** (the registry's champion has no winning comparison
+  on record, or its file is gone): the check fails with ERROR severity, and being
+  blocking, stops anything downstream of ``production_model``.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from kalshi_pipeline.defs.assets.model_assets import phase3_model
+from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.training.promotion import (
+    Registry,
+    champion_problems,
+    describe_champion,
+    history_markdown,
+    registry_path,
+)
+from kalshi_pipeline.workflow import Split, TrainingChoice, promote, views_for
+
+CHECK = "tested_champion"
+PRODUCTION_CHECKS = [
+    dg.AssetCheckSpec(
+        CHECK,
+        asset="production_model",
+        blocking=True,
+        description="The model in production won its comparison on the holdout (lower end of "
+        "the paired interval above 0). WARN when this run's challenger was refused (the "
+        "champion stays); ERROR when production holds a model without a winning comparison.",
+    )
+]
+
+
+@dg.asset(group_name="production", check_specs=PRODUCTION_CHECKS, kinds={"pytorch"})
+def production_model(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineResource,
+    train_holdout_split: Split,
+    phase3_model: str,
+):
+    """The champion: the phase-3 model promoted if it beats the champion (or, first,
+    always-HOLD) on the current holdout; the value is the champion's history record
+    (``None`` while no model has won)."""
+    registry = registry_path(pipeline.artifacts)
+    decision = promote(
+        Path(phase3_model),
+        views_for(train_holdout_split.holdout, pipeline.session_views),
+        registry,
+        profile=_training_profile(context),
+        run=context.run.run_id,
+    )
+    record, comparison = decision.record, decision.comparison
+    history = Registry(registry).read()
+    metadata = {
+        "decision": decision.status,
+        "reason": record.get("reason") or "already the champion",
+        "champion": describe_champion(decision.champion),
+        "challenger": dg.MetadataValue.path(phase3_model),
+        "history": dg.MetadataValue.md(history_markdown(history)),
+        "registry": dg.MetadataValue.path(str(registry)),
+    }
+    if decision.champion is not None:
+        metadata["champion_model"] = dg.MetadataValue.path(decision.champion["model_path"])
+    if comparison is not None:
+        metadata.update(
+            against=comparison.against,
+            markets=comparison.markets,
+            mean_difference=comparison.mean_difference,
+            interval_low=comparison.interval[0],
+            interval_high=comparison.interval[1],
+        )
+    yield dg.Output(decision.champion, metadata=metadata)
+
+    problems = champion_problems(history)
+    check_metadata = {
+        k: metadata[k]
+        for k in ("decision", "reason", "champion", "against", "markets", "interval_low",
+                  "interval_high")
+        if k in metadata
+    }  # fmt: skip
+    if problems:
+        yield dg.AssetCheckResult(
+            check_name=CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={**check_metadata, "problems": dg.MetadataValue.md("\n".join(problems))},
+        )
+    else:
+        refused = decision.status not in ("active", "unchanged")
+        yield dg.AssetCheckResult(
+            check_name=CHECK,
+            passed=not refused,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=check_metadata,
+        )
+
+
+def _training_profile(context: dg.AssetExecutionContext) -> str:
+    """The training profile the phase-3 model was made with: from the run config of the
+    run that materialised it (this one, or an earlier one when only this asset runs)."""
+    default = TrainingChoice().profile
+    event = context.instance.get_latest_materialization_event(phase3_model.key)
+    run = context.instance.get_run_by_id(event.run_id) if event is not None else context.run
+    ops = (run.run_config or {}).get("ops", {}) if run is not None else {}
+    return ((ops.get("phase3_model") or {}).get("config") or {}).get("profile", default)

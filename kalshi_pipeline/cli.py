@@ -139,7 +139,10 @@ def build_parser() -> _Parser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument(
-        "--store", type=Path, help="Parquet session store (unset: the home's sessions/)"
+        "--store",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="Parquet session store (default: the home's sessions/)",
     )
     train.add_argument(
         "--out", type=Path, required=True, default=argparse.SUPPRESS,
@@ -216,28 +219,48 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     filters, split, training = FilterConfig(), SplitConfig(), TrainingChoice()
     group = parser.add_argument_group("filters")
     group.add_argument(
-        "--min-episode-length", type=positive_int, default=filters.min_episode_length
-    )
-    group.add_argument("--min-coverage", type=fraction, default=filters.min_coverage)
-    group.add_argument("--min-data-quality", type=fraction, default=filters.min_data_quality)
+        "--min-episode-length", type=positive_int, default=filters.min_episode_length,
+        help="views with fewer steps are not trained on",
+    )  # fmt: skip
+    group.add_argument(
+        "--min-coverage", type=fraction, default=filters.min_coverage,
+        help="least share of the session's steps a view must span",
+    )  # fmt: skip
+    group.add_argument(
+        "--min-data-quality", type=fraction, default=filters.min_data_quality,
+        help="least data quality score",
+    )  # fmt: skip
     group = parser.add_argument_group("split")
-    group.add_argument("--holdout-fraction", type=fraction, default=split.holdout_fraction)
+    group.add_argument(
+        "--holdout-fraction", type=fraction, default=split.holdout_fraction,
+        help="share of markets held out for evaluation",
+    )  # fmt: skip
     group.add_argument("--split-salt", default=split.salt, help="markets hash with this salt")
     group = parser.add_argument_group("training (unset: the profile's value)")
-    group.add_argument("--profile", default=training.profile, choices=sorted(PROFILES))
-    group.add_argument("--phases", type=int, nargs="+", default=list(PHASES), choices=PHASES)
-    group.add_argument("--timesteps", type=positive_int, help="timesteps of each phase")
-    group.add_argument("--algorithm", choices=list(ALGORITHMS))
-    group.add_argument("--seed", type=non_negative_int)
-    group.add_argument("--learning-rate", type=positive_float)
-    group.add_argument("--gamma", type=fraction)
-    group.add_argument("--n-envs", type=positive_int, help="environments per rollout")
     group.add_argument(
-        "--net-arch", type=positive_int, nargs="+", help="hidden layer sizes, e.g. 64 64"
-    )
+        "--profile", default=training.profile, choices=sorted(PROFILES),
+        help="default learns, demo is quick, plan is the plan's PPO",
+    )  # fmt: skip
     group.add_argument(
-        "--checkpoint-every", type=positive_int, help="timesteps between checkpoints"
-    )
+        "--phases", type=int, nargs="+", default=list(PHASES), choices=PHASES,
+        help="phases to train (earlier ones are reused)",
+    )  # fmt: skip
+    unset = argparse.SUPPRESS  # shown as "the profile's", not "None"
+    for flag, kind, what in (
+        ("--timesteps", positive_int, "timesteps of each phase"),
+        ("--algorithm", None, "ppo or a2c"),
+        ("--seed", non_negative_int, "training seed"),
+        ("--learning-rate", positive_float, "learning rate"),
+        ("--gamma", fraction, "discount factor"),
+        ("--n-envs", positive_int, "environments per rollout"),
+        ("--checkpoint-every", positive_int, "timesteps between checkpoints"),
+    ):
+        options = {"choices": list(ALGORITHMS)} if kind is None else {"type": kind}
+        group.add_argument(flag, default=unset, help=f"{what} (default: the profile's)", **options)
+    group.add_argument(
+        "--net-arch", type=positive_int, nargs="+", default=unset,
+        help="hidden layer sizes, e.g. 64 64 (default: the profile's)",
+    )  # fmt: skip
 
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -247,14 +270,14 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         split=SplitConfig(args.holdout_fraction, args.split_salt),
         training=TrainingChoice(
             profile=args.profile,
-            timesteps_per_phase=args.timesteps,
-            algorithm=args.algorithm,
-            seed=args.seed,
-            learning_rate=args.learning_rate,
-            gamma=args.gamma,
-            n_envs=args.n_envs,
-            net_arch=tuple(args.net_arch) if args.net_arch else None,
-            checkpoint_every=args.checkpoint_every,
+            timesteps_per_phase=getattr(args, "timesteps", None),
+            algorithm=getattr(args, "algorithm", None),
+            seed=getattr(args, "seed", None),
+            learning_rate=getattr(args, "learning_rate", None),
+            gamma=getattr(args, "gamma", None),
+            n_envs=getattr(args, "n_envs", None),
+            net_arch=tuple(args.net_arch) if hasattr(args, "net_arch") else None,
+            checkpoint_every=getattr(args, "checkpoint_every", None),
         ),
     )
 
@@ -265,7 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = pipeline_config(args)
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
-    store = existing_store(args.store or sessions_dir(pipeline_home(None)))
+    store = existing_store(getattr(args, "store", None) or sessions_dir(pipeline_home(None)))
     report = run(store, args.out, config, phases=args.phases, progress=True)
     print(f"models: {args.out / 'models'}")
     if report is not None:

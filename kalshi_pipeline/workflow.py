@@ -31,7 +31,12 @@ from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets
-from kalshi_pipeline.market.views import MarketSessionView, build_market_views, view_key
+from kalshi_pipeline.market.views import (
+    MarketSessionView,
+    build_market_views,
+    session_of_key,
+    view_key,
+)
 from kalshi_pipeline.training import phases as training_phases
 from kalshi_pipeline.training import promotion
 from kalshi_pipeline.training.config import PROFILES, TrainingConfig, profile
@@ -62,6 +67,10 @@ class SplitConfig:
     holdout_fraction: float = 0.2
     salt: str = DEFAULT_SALT
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
+
 
 @dataclass(frozen=True)
 class TrainingChoice:
@@ -84,6 +93,19 @@ class TrainingChoice:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
+        positive = ("timesteps_per_phase", "learning_rate", "n_envs", "checkpoint_every")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"training {name} must be positive, got {value!r}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"training seed must be 0 or more, got {self.seed!r}")
+        if self.gamma is not None and not 0 < self.gamma <= 1:
+            raise ValueError(f"training gamma must be in (0, 1], got {self.gamma!r}")
+        if self.net_arch is not None and (not self.net_arch or min(self.net_arch) < 1):
+            raise ValueError(
+                f"training net_arch must be positive layer sizes, got {self.net_arch!r}"
+            )
 
     def resolve(self, env: EnvConfig | None = None) -> TrainingConfig:
         """The profile with the set fields changed (and ``env``, if given)."""
@@ -159,7 +181,7 @@ class Split:
     @property
     def sessions(self) -> list[int]:
         """The sessions of the training views."""
-        return sorted({_session_of(k) for k in self.train})
+        return sorted({session_of_key(k) for k in self.train})
 
 
 def split_views(selection: pa.Table, config: SplitConfig) -> Split:
@@ -186,7 +208,7 @@ def views_for(
     (read from its views file, or held in memory)."""
     wanted: dict[int, set[str]] = {}
     for key in keys:
-        wanted.setdefault(_session_of(key), set()).add(key)
+        wanted.setdefault(session_of_key(key), set()).add(key)
     found = {
         v.key: v
         for session_id in sorted(wanted)
@@ -311,10 +333,6 @@ def run(
     return evaluate(
         result.model_path, training, train, holdout, split, out / "report", progress_files(models)
     )
-
-
-def _session_of(key: str) -> int:
-    return int(key.split("/", 1)[0])
 
 
 # -- promotion ---------------------------------------------------------------------------

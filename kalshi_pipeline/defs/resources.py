@@ -60,9 +60,9 @@ SOURCE_FILE = "source.json"  # in artifacts/: the source this home's sessions ca
 
 
 class PipelineResource(dg.ConfigurableResource):
-    """Paths and the session source. ``home`` empty = ``$KALSHI_PIPELINE_HOME``."""
+    """Paths and the session source. ``home`` unset: ``$KALSHI_PIPELINE_HOME``."""
 
-    home: str = ""
+    home: str | None = None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Where runs execute: keep freed buffers for the next array (see runtime.py).
@@ -70,7 +70,7 @@ class PipelineResource(dg.ConfigurableResource):
 
     @property
     def home_path(self) -> Path:
-        return pipeline_home(self.home or None)
+        return pipeline_home(self.home)
 
     @property
     def artifacts(self) -> Path:

@@ -38,6 +38,13 @@ class FilterConfig:
     min_coverage: float = 0.10
     min_data_quality: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.min_episode_length < 1:
+            raise ValueError(f"min_episode_length must be 1 or more, got {self.min_episode_length}")
+        for name in ("min_coverage", "min_data_quality"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+
 
 def difficulty_score(avg_spread, volatility_score, market_coverage) -> np.ndarray:
     """Vectorised difficulty in [0, 1] (see the module docstring)."""

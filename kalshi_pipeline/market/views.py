@@ -185,6 +185,11 @@ def view_key(session_id: int, market_ticker: str) -> str:
     return f"{int(session_id)}/{market_ticker}"
 
 
+def session_of_key(key: str) -> int:
+    """The session of a view key (:func:`view_key`)."""
+    return int(key.split("/", 1)[0])
+
+
 def build_market_views(
     raw_session: RawSession, config: ViewConfig | None = None
 ) -> list[MarketSessionView]:

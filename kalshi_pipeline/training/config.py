@@ -115,13 +115,13 @@ def profile(
 
     ``timesteps_per_phase`` sets the budget of all three phases at once.
     """
-    if timesteps_per_phase:
+    if timesteps_per_phase is not None:
         changes.update(
             phase1_timesteps=timesteps_per_phase,
             phase2_timesteps=timesteps_per_phase,
             phase3_timesteps=timesteps_per_phase,
         )
-    if algorithm:
+    if algorithm is not None:
         changes["algorithm"] = algorithm
     if seed is not None:
         changes["seed"] = seed

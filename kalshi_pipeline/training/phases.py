@@ -118,6 +118,7 @@ def train_phase(
     if final.exists():
         log.info("phase %d already trained: %s", phase, final)
         return PhaseResult(phase, final, _load(config, final).num_timesteps, None)
+    check_parent(parent, config)
     torch.set_num_threads(config.torch_threads)
     weights = struggle_weights(_load(config, parent), views, config) if phase == 3 else None
 
@@ -319,6 +320,27 @@ def write_lineage(
 
 def read_lineage(model_path: Path) -> dict:
     return json.loads((Path(model_path).parent / LINEAGE_FILE).read_text())
+
+
+def check_parent(parent: Path | None, config: TrainingConfig) -> None:
+    """Refuse to warm-start from a model trained with another algorithm or hyperparameters.
+
+    Loading a parent restores its hyperparameters and network (SB3 keeps them in the
+    model), so a phase configured otherwise would train as its parent was configured
+    while its lineage recorded the other config. Budgets, envs and seeds may differ.
+    """
+    if parent is None:
+        return
+    restored = ("algorithm", "hyperparameters")  # what SB3 keeps in a saved model
+    recorded = {k: v for k, v in read_lineage(parent)["config"].items() if k in restored}
+    current = {k: v for k, v in _as_json(config.to_dict()).items() if k in restored}
+    differences = _config_differences(recorded, current)
+    if differences:
+        raise ValueError(
+            f"{parent} was trained with another config, and a phase trains as its parent "
+            f"was configured: {'; '.join(differences)} (give every phase the same training "
+            "config)"
+        )
 
 
 class TrainedOnOtherData(FileExistsError):

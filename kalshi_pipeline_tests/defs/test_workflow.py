@@ -17,7 +17,7 @@ from pathlib import Path
 from stable_baselines3.common.save_util import json_to_data
 
 from kalshi_pipeline.cli import main
-from kalshi_pipeline.defs.config import run_config
+from kalshi_pipeline.defs.config import TRAINING_CONFIGURED, run_config
 from kalshi_pipeline.paths import artifacts_dir, sessions_dir
 from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice
 from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
@@ -91,3 +91,44 @@ def test_a_different_seed_makes_a_different_model(pipeline_home, tmp_path):
     a = members(tmp_path / "a" / "models" / "phase1" / "model.zip")
     b = members(tmp_path / "b" / "models" / "phase1" / "model.zip")
     assert a["policy.pth"] != b["policy.pth"]
+
+
+def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
+    pipeline_home, instance, definitions
+):
+    """Run config as the launchpad writes it (plain dicts): learning rate, gamma, n_envs,
+    net_arch and timesteps reach every phase's model; a phase configured unlike its parent
+    is refused (it would train as its parent was configured)."""
+    ingest(definitions, instance, "1", "2")
+    training = {
+        "profile": "demo", "timesteps_per_phase": TINY_TIMESTEPS // 2, "learning_rate": 0.001,
+        "gamma": 0.9, "n_envs": 4, "net_arch": [16, 16],
+    }  # fmt: skip
+    job = definitions.resolve_job_def("train_and_evaluate")
+    run = job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {name: {"config": training} for name in TRAINING_CONFIGURED}},
+    )
+    for phase in (1, 2, 3):
+        lineage = json.loads(
+            Path(run.output_for_node(f"phase{phase}_model")).with_suffix(".json").read_text()
+        )
+        hyper = lineage["config"]["hyperparameters"]
+        assert (hyper["learning_rate"], hyper["gamma"], hyper["net_arch"]) == (0.001, 0.9, [16, 16])
+        assert lineage["config"]["n_envs"] == 4
+        saved = json_to_data(
+            zipfile.ZipFile(run.output_for_node(f"phase{phase}_model")).read("data").decode()
+        )
+        assert saved["learning_rate"] == 0.001 and saved["gamma"] == 0.9
+        assert saved["policy_kwargs"]["net_arch"] == [16, 16]
+
+    other = {**training, "learning_rate": 0.05}
+    ops = {
+        name: {"config": training if name == "phase1_model" else other}
+        for name in TRAINING_CONFIGURED
+    }
+    mixed = job.execute_in_process(instance=instance, run_config={"ops": ops}, raise_on_error=False)
+    assert not mixed.success
+    failure = next(e for e in mixed.all_events if e.is_step_failure)
+    assert failure.step_key == "phase2_model"
+    assert "learning_rate" in str(failure.step_failure_data.error.to_string())

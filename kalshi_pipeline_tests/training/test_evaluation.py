@@ -12,10 +12,12 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from stable_baselines3 import PPO
 
 from kalshi_pipeline.env import MarketAgnosticKalshiEnv
@@ -27,19 +29,30 @@ from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.evaluation import (
     Episode,
+    action_distribution,
+    baseline_policies,
     bootstrap_interval,
+    difficulty_bands,
     evaluate_policies,
+    grouped,
+    headline,
     hold_policy,
     imbalance_policy,
+    market_type,
     model_policy,
     per_market_table,
     random_policy,
     rollout,
+    round_trip_fees_cents,
+    spearman,
+    spearman_table,
     summarise,
+    target_shares,
 )
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import Split, evaluate
+from kalshi_pipeline_tests.env.test_env_rules import view_of_books
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMBALANCE = FEATURE_NAMES.index("top_imbalance")
@@ -369,3 +382,296 @@ def test_a_model_of_another_feature_layout_is_refused(views, tmp_path):
 def scored(difficulty: dict[str, float]) -> Split:
     """A split that only carries the views' difficulty (what the report plots)."""
     return Split(train=(), holdout=(), difficulty=difficulty, train_markets=0, holdout_markets=0)
+
+
+# -- trades, turnover, fees and drawdown, from what the steps report --------------------------
+
+
+def scripted(actions):
+    """A policy that plays ``actions`` in order, whatever it observes."""
+    moves = iter(actions)
+    return lambda obs: next(moves)
+
+
+def test_a_rollout_counts_trades_turnover_fees_drawdown_and_actions_from_the_steps():
+    # The YES bid: 40 (YES ask 45), up to 60, down to 30, back to 50.
+    books = [
+        ({40: 100}, {55: 100}),
+        ({60: 100}, {35: 100}),
+        ({30: 100}, {55: 100}),
+        ({50: 100}, {45: 100}),
+        ({50: 100}, {45: 100}),
+    ]
+    view = replace(view_of_books(books, ticker="KXBTC-26JAN-S0003"), avg_spread=2.0)
+    # Buy 10 YES at 45 (fee ceil(17.3) = 18c), hold through the rise and the fall, sell 10
+    # at 50 (fee ceil(17.5) = 18c), then a sell with nothing held: no fill, no fee.
+    result = rollout(scripted([BUY_YES, HOLD, HOLD, SELL_YES, SELL_YES]), view)
+
+    assert (result.trades, result.contracts_traded, result.fees_cents) == (2, 20, 36)
+    # Cash 10000 - 450 - 18 = 9532: worth 10132 at the bid of 60 (the peak), 9832 at 30.
+    # The drawdown is from that peak (300), not from the starting cash (168).
+    assert result.max_drawdown_cents == 300
+    assert result.final_value_cents == 10_000 - 450 - 18 + 500 - 18
+    assert result.total_reward == pytest.approx(0.14)
+    assert result.action_counts == (2, 1, 2, 0, 0)
+    assert (result.hold_actions, result.buy_yes_actions, result.sell_yes_actions) == (2, 1, 2)
+    # The view's statistics ride along: mean mid (42.5 + 62.5 + 37.5 + 52.5 + 52.5) / 5 =
+    # 49.5, where a round trip of 10 contracts costs 2 * 18c / 10 = 3.6c a contract.
+    assert result.mean_mid_cents == pytest.approx(49.5)
+    assert result.round_trip_fees_cents == pytest.approx(3.6)
+    assert (result.market_coverage, result.avg_spread_cents) == (1.0, 2.0)
+    assert result.liquid  # a 2c spread is under 3.6c of fees
+    assert not replace(result, avg_spread_cents=3.6).liquid
+    # HOLD on the same view: no trade, no fee, no drawdown.
+    held = rollout(hold_policy(), view)
+    assert (held.trades, held.contracts_traded, held.fees_cents, held.max_drawdown_cents) == (
+        0, 0, 0, 0,
+    )  # fmt: skip
+
+
+def test_round_trip_fees_follow_kalshis_fee_at_the_mid():
+    assert round_trip_fees_cents(50, 10) == pytest.approx(3.6)  # 2 * ceil(17.5) / 10
+    assert round_trip_fees_cents(10, 10) == pytest.approx(1.4)  # 2 * ceil(6.3) / 10
+    assert round_trip_fees_cents(50, 100) == pytest.approx(3.5)  # 2 * 175 / 100
+    assert math.isnan(round_trip_fees_cents(math.nan, 10))
+
+
+def full(policy, split, market, session, reward, **fields):
+    """A hand-made episode with the fields the report reads."""
+    return replace(episode(policy, split, market, session, reward), **fields)
+
+
+def test_per_market_rows_carry_drawdown_trades_turnover_fees_type_and_liquidity():
+    episodes = [
+        full("model", "holdout", "KXBTC-A", 1, 1.0, trades=2, contracts_traded=20,
+             fees_cents=36, max_drawdown_cents=168, avg_spread_cents=2.0,
+             round_trip_fees_cents=3.6, market_coverage=0.5),
+        full("model", "holdout", "KXBTC-A", 2, -1.0, trades=4, contracts_traded=30,
+             fees_cents=50, max_drawdown_cents=300, avg_spread_cents=3.0,
+             round_trip_fees_cents=3.6, market_coverage=1.0),
+        full("model", "holdout", "KXETH-B", 1, 0.0, avg_spread_cents=9.0,
+             round_trip_fees_cents=3.6),
+        full("model", "holdout", "KXETH-C", 1, 0.0, avg_spread_cents=3.6,
+             round_trip_fees_cents=3.6),
+    ]  # fmt: skip
+
+    a, b, c = per_market_table(episodes)
+
+    assert a["market_ticker"] == "KXBTC-A" and a["market_type"] == "KXBTC"
+    assert a["max_drawdown"] == 3.0  # the worst episode's, in dollars
+    assert a["mean_trades"] == 3.0
+    assert a["mean_contracts_traded"] == 25.0
+    assert a["mean_fees"] == pytest.approx(0.43)
+    assert a["market_coverage"] == 0.75
+    assert (a["avg_spread_cents"], a["liquid"]) == (2.5, True)
+    assert (b["market_type"], b["liquid"], b["mean_trades"], b["max_drawdown"]) == (
+        "KXETH", False, 0.0, 0.0,
+    )  # fmt: skip
+    assert not c["liquid"]  # a spread equal to the fees is not under them
+
+
+def test_the_action_distribution_shares_steps_and_counts_fills():
+    episodes = [
+        full("model", "holdout", "A", 1, 0.0, hold_actions=6, buy_yes_actions=2,
+             sell_yes_actions=2, trades=2, contracts_traded=20, fees_cents=36),
+        full("model", "holdout", "B", 1, 0.0, hold_actions=10),
+    ]  # fmt: skip
+
+    actions = action_distribution(episodes)["model/holdout"]
+
+    assert actions["steps"] == 20
+    assert actions["action_share"] == {
+        "HOLD": 0.8, "BUY_YES": 0.1, "SELL_YES": 0.1, "BUY_NO": 0.0, "SELL_NO": 0.0,
+    }  # fmt: skip
+    assert actions["trades_per_episode"] == 1.0
+    assert actions["contracts_per_episode"] == 10.0
+    assert actions["fees_per_episode"] == pytest.approx(0.18)
+    assert actions["episodes_with_a_fill"] == 0.5
+
+
+# -- the first line ---------------------------------------------------------------------------
+
+
+def test_the_first_line_says_when_the_model_never_trades():
+    episodes = [
+        full("model", "holdout", "A", 1, 0.0, hold_actions=30, buy_yes_actions=10),
+        full("model", "holdout", "B", 1, 0.0, hold_actions=60),
+        full("hold", "holdout", "A", 1, 0.0, hold_actions=40),
+        full("hold", "holdout", "B", 1, 0.0, hold_actions=60),
+        full("model", "train", "C", 1, 2.0, contracts_traded=10),  # it trades on train only
+    ]
+
+    line = headline(episodes, per_market_table(episodes))
+
+    assert line.startswith("The model never trades on the holdout")
+    assert "2 episodes" in line and "90% of its actions were HOLD" in line
+
+
+def test_the_first_line_says_when_the_model_ties_hold_on_every_market():
+    # It trades, but its mean reward is HOLD's on every market (a gain and a loss cancel).
+    episodes = [
+        full("model", "holdout", "A", 1, 1.0, contracts_traded=10),
+        full("model", "holdout", "A", 2, -1.0, contracts_traded=10),
+        full("model", "holdout", "B", 1, 0.0, contracts_traded=10),
+        full("hold", "holdout", "A", 1, 0.0),
+        full("hold", "holdout", "A", 2, 0.0),
+        full("hold", "holdout", "B", 1, 0.0),
+    ]
+
+    line = headline(episodes, per_market_table(episodes))
+
+    assert line.startswith("The model ties always-HOLD on the holdout")
+    assert "every one of its 2 markets" in line
+    # One cent of difference on one market and it no longer ties: the line gives the result.
+    episodes[2] = replace(episodes[2], total_reward=0.01)
+    line = headline(episodes, per_market_table(episodes), seed=3)
+    assert line.startswith("Model minus always-HOLD on the holdout: +0.005 dollars per market")
+    low, high = bootstrap_interval(np.array([0.0, 0.01]), 3)
+    assert f"[{low:+.3f}, {high:+.3f}] over 2 markets" in line
+    assert "positive on 50% of them" in line
+
+
+# -- intervals and correlations ------------------------------------------------------------
+
+
+def test_bootstrap_interval_is_scipys_bca_interval_with_the_seed():
+    values = np.random.default_rng(7).normal(0.5, 1.0, 40)
+
+    direct = stats.bootstrap(
+        (values,), np.mean, confidence_level=0.95, n_resamples=2000, method="BCa",
+        rng=np.random.default_rng(11),
+    ).confidence_interval  # fmt: skip
+
+    assert bootstrap_interval(values, seed=11) == pytest.approx((direct.low, direct.high))
+    assert bootstrap_interval(values, seed=11) == bootstrap_interval(values, seed=11)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scipy's own one-resample call
+def test_bootstrap_interval_falls_back_on_constant_data_and_undefined_bca():
+    # Constant data (one value included): BCa is undefined; every resample has that mean.
+    assert bootstrap_interval(np.array([0.7, 0.7, 0.7, 0.7])) == (0.7, 0.7)
+    assert bootstrap_interval(np.array([-2.0])) == (-2.0, -2.0)
+    # One resample: BCa comes out NaN, the percentile interval of the same resample stands.
+    values = np.array([0.0, 1.0, 5.0])
+    percentile = stats.bootstrap(
+        (values,), np.mean, n_resamples=1, method="percentile", rng=np.random.default_rng(0)
+    ).confidence_interval
+    assert bootstrap_interval(values, seed=0, samples=1) == pytest.approx(
+        (percentile.low, percentile.high)
+    )
+    assert all(math.isfinite(x) for x in bootstrap_interval(values, seed=0, samples=1))
+
+
+def test_spearman_on_a_known_ranking():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    # Ranks of y: 2 1 4 3 5 -> sum of squared rank differences 4 -> 1 - 6 * 4 / 120 = 0.8
+    # (ranks, not values: Pearson's r of these is 0.72).
+    y = np.array([2.0, 1.0, 400.0, 30.0, 5000.0])
+    assert spearman(x, y)["rho"] == pytest.approx(0.8)
+    assert spearman(x, y)["p_value"] == pytest.approx(stats.spearmanr(x, y).pvalue)
+    assert spearman(x, -x)["rho"] == pytest.approx(-1.0)
+    # Unknown values are dropped pairwise; a constant series or under 3 pairs is undefined.
+    assert spearman(np.array([1.0, math.nan, 3.0, 4.0]), np.array([1.0, 9.0, 2.0, 3.0]))["n"] == 3
+    assert spearman(x, np.zeros(5)) == {"rho": None, "p_value": None, "n": 5}
+    assert spearman(x[:2], x[:2])["rho"] is None
+
+
+def test_spearman_table_correlates_reward_with_length_coverage_and_difficulty():
+    rewards = [1.0, 2.0, 3.0, 4.0]
+    episodes = [
+        replace(episode("model", "holdout", f"M{i}", 1, r, length=10 * (i + 1)),
+                market_coverage=1.0 - 0.2 * i)
+        for i, r in enumerate(rewards)
+    ] + [episode("hold", "holdout", f"M{i}", 1, 0.0) for i in range(4)]  # fmt: skip
+    difficulties = {"1/M0": 0.3, "1/M1": 0.1, "1/M2": 0.4, "1/M3": 0.2}
+
+    table = spearman_table(episodes, difficulties)
+
+    model = table["model/holdout"]
+    assert model["length"]["rho"] == pytest.approx(1.0)
+    assert model["coverage"]["rho"] == pytest.approx(-1.0)
+    # Difficulty ranks 3 1 4 2 against 1 2 3 4: d^2 = 4 + 1 + 1 + 4 -> 1 - 60 / 60 = 0.
+    assert model["difficulty"]["rho"] == pytest.approx(0.0)
+    assert model["difficulty"]["n"] == 4
+    assert table["hold/holdout"]["length"]["rho"] is None  # HOLD's reward is constant
+
+
+# -- market type, difficulty band, the plan's targets ----------------------------------------
+
+
+def test_market_type_is_the_series_prefix():
+    assert market_type("KXBTC-26JAN-S0003") == "KXBTC"
+    assert market_type("KXFED-26JAN") == "KXFED"
+    assert market_type("PLAIN") == "PLAIN"
+
+
+def test_difficulty_bands_are_equal_sized_quintiles_per_split_easiest_first():
+    difficulty = {("holdout", f"M{i}"): d for i, d in enumerate(
+        [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0]
+    )}  # fmt: skip
+    difficulty[("train", "T1")] = 0.5
+    difficulty[("train", "T2")] = 0.1
+
+    bands = difficulty_bands(difficulty)
+
+    assert bands[("holdout", "M9")] == bands[("holdout", "M1")] == "Q1 (0.00-0.10)"
+    assert bands[("holdout", "M5")] == bands[("holdout", "M3")] == "Q2 (0.20-0.30)"
+    assert bands[("holdout", "M0")] == bands[("holdout", "M6")] == "Q5 (0.80-0.90)"
+    assert len(set(v for (s, _), v in bands.items() if s == "holdout")) == 5
+    # Two training markets: two bands, not five, ranked within their own split.
+    assert (bands[("train", "T2")], bands[("train", "T1")]) == ("Q1 (0.10-0.10)", "Q2 (0.50-0.50)")
+
+
+def test_grouping_by_market_type_averages_markets_and_pairs_model_with_hold():
+    rows = [
+        {**row("model", "holdout", "KXBTC-A", 1.0), "market_type": "KXBTC"},
+        {**row("model", "holdout", "KXBTC-B", -0.5), "market_type": "KXBTC"},
+        {**row("model", "holdout", "KXETH-C", 2.0), "market_type": "KXETH"},
+        {**row("hold", "holdout", "KXBTC-A", 0.0), "market_type": "KXBTC"},
+        {**row("hold", "holdout", "KXBTC-B", 0.5), "market_type": "KXBTC"},
+        {**row("model", "train", "KXETH-D", -1.0), "market_type": "KXETH"},
+    ]
+
+    groups = grouped(rows, lambda r: r["market_type"])
+
+    btc = groups["holdout"]["KXBTC"]
+    assert btc["markets"] == 2
+    assert btc["mean_reward"] == {"model": 0.25, "hold": 0.25}
+    assert btc["positive_share"]["model"] == 0.5
+    assert btc["model_minus_hold"] == pytest.approx(0.0)  # (1 - 0) and (-0.5 - 0.5)
+    assert groups["holdout"]["KXETH"]["mean_reward"] == {"model": 2.0}
+    assert "model_minus_hold" not in groups["holdout"]["KXETH"]
+    assert groups["train"]["KXETH"]["positive_share"] == {"model": 0.0}
+    # A group of None (no difficulty known) is left out.
+    assert grouped(rows, lambda r: None) == {}
+
+
+def test_target_shares_over_all_and_liquid_markets_phase_two_only_when_given():
+    rewards = {"A": 1.0, "B": 0.5, "C": -1.0, "D": 0.2, "E": 0.0}
+    liquid = {"A": True, "B": True, "C": True, "D": False, "E": False}
+    rows = [{**row("model", "holdout", m, r), "liquid": liquid[m]} for m, r in rewards.items()]
+
+    targets = target_shares(rows, seed=2)
+
+    phase3 = targets["phase3"]
+    assert (phase3["target"], phase3["measured"]) == (0.8, True)
+    holdout = phase3["splits"]["holdout"]
+    assert (holdout["markets"], holdout["positive_share"], holdout["met"]) == (5, 0.6, False)
+    assert holdout["positive_share_ci95"] == bootstrap_interval(
+        np.array([1.0, 1.0, 0.0, 1.0, 0.0]), 2
+    )
+    assert holdout["liquid_markets"] == 3
+    assert holdout["liquid_positive_share"] == pytest.approx(2 / 3)
+    assert holdout["liquid_met"] is False
+    assert targets["phase2"]["measured"] is False
+    # With the phase-2 model evaluated, its share is measured against 50%.
+    rows += [{**row("phase2", "holdout", m, r), "liquid": liquid[m]} for m, r in rewards.items()]
+    phase2 = target_shares(rows)["phase2"]
+    assert (phase2["measured"], phase2["target"]) == (True, 0.5)
+    assert phase2["splits"]["holdout"]["met"] is True
+
+
+def test_baseline_policies_add_the_phase_two_model_when_given(untrained_model):
+    assert "phase2" not in baseline_policies(untrained_model)
+    policies = baseline_policies(untrained_model, phase2_model=untrained_model)
+    assert list(policies) == ["model", "phase2", "random", "hold", "imbalance_rule"]

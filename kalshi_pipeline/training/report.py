@@ -347,11 +347,11 @@ def _lineage(episodes, model_path, lineage) -> list[str]:
             "",
         ]
     for split in _splits({e.split for e in episodes}):
-        views = sorted({(e.session_id, e.market_ticker) for e in episodes if e.split == split})
+        views = sorted({(e.session_id, e.view_key) for e in episodes if e.split == split})
         sessions = sorted({s for s, _ in views})
         lines.append(
             f"- {split}: {len(views)} views from sessions {sessions}: "
-            + ", ".join(f"{s}/{t}" for s, t in views)
+            + ", ".join(key for _, key in views)
         )
     return lines + [
         "",

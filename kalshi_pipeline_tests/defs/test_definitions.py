@@ -18,6 +18,7 @@ ASSET_KEYS = {
     "phase2_model",
     "phase3_model",
     "evaluation_report",
+    "production_model",
 }
 VIEW_CHECKS = {"min_episode_length", "min_coverage", "data_quality"}
 

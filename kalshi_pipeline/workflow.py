@@ -252,14 +252,24 @@ def evaluate(
     out_dir: Path,
     progress_files: Sequence[Path] = (),
 ) -> Path:
-    """The model against the baselines on training and holdout views: the report's path."""
+    """The model against the baselines on training and holdout views: the report's path.
+
+    A phase-3 model's parent (its phase-2 model) is evaluated too, so the report states
+    the plan's target share after phase 2 as well as after phase 3.
+    """
     lineage = read_lineage(model_path)
     layout = (lineage["feature_layout"], lineage["feature_layout_version"])
     if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
         raise ValueError(f"model {model_path} was trained on feature layout {layout}")
     model = ALGORITHM_CLASSES[lineage["algorithm"]].load(model_path, device="cpu")
+    parent = lineage["parent_model"]
+    phase2 = (
+        ALGORITHM_CLASSES[lineage["algorithm"]].load(parent, device="cpu")
+        if lineage["phase"] == 3 and parent and Path(parent).exists()
+        else None
+    )
     episodes = evaluate_policies(
-        baseline_policies(model),
+        baseline_policies(model, phase2_model=phase2),
         {"train": train, "holdout": holdout},
         training.env,
         training.seed,

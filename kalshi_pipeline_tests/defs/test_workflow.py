@@ -78,6 +78,11 @@ def test_the_cli_and_dagster_make_the_same_split_and_the_same_models(
     assert (out / "report" / "per_market.csv").read_text() == (
         dagster_report / "per_market.csv"
     ).read_text()
+    # The phase-3 model's parent is evaluated too: the plan's share after phase 2.
+    targets = json.loads((dagster_report / "summary.json").read_text())["targets"]
+    assert targets["phase2"]["measured"] and targets["phase3"]["measured"]
+    holdout_markets = {key.split("/", 1)[1] for key in split.holdout}
+    assert targets["phase2"]["splits"]["holdout"]["markets"] == len(holdout_markets)
 
 
 def test_a_different_seed_makes_a_different_model(pipeline_home, tmp_path):

@@ -7,7 +7,9 @@ SB3 hands every callback (statistics), so they work the same under ``DummyVecEnv
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -164,3 +166,112 @@ class ProgressCallback(BaseCallback):
             f"phase {self.phase}: {self.num_timesteps:,}/{self.total:,} timesteps "
             f"({rate:,.0f}/s){reward}"
         )
+
+
+class ValidationCallback(BaseCallback):
+    """Scores the model on the validation views every ``every`` timesteps and at the end,
+    and keeps the best model so far: a phase's output is then the model that did best on
+    markets it was not trained on, not whatever the last update left.
+
+    Each validation view is played once, deterministically (``model.predict`` with
+    ``deterministic=True``, the env reset with a fixed seed), next to always-HOLD, whose
+    rewards are computed once at training start (HOLD never changes). The score is the
+    mean over views of model minus HOLD, paired per market; ``share`` is the share of
+    views where the model beats HOLD. Like :class:`RolloutCheckpointCallback` it runs at
+    the start of the rollout after the one that crossed the mark (so the model includes
+    that rollout's update), never mid-rollout.
+
+    In ``path`` it writes ``validation.csv`` (timesteps, score, share; one row per
+    evaluation, appended, so a resumed phase adds to the killed run's rows),
+    ``best_model.zip`` and ``best.json`` (timesteps, score, share; ties keep the earlier
+    model). An existing ``best.json`` is the best so far: a resumed phase keeps the best
+    of the whole phase. The scores go to the model's logger as ``validation/...``.
+    """
+
+    CSV, BEST_MODEL, BEST = "validation.csv", "best_model.zip", "best.json"
+
+    def __init__(self, views, env_config, every: int, path: str | Path, verbose: int = 0):
+        super().__init__(verbose)
+        if not views:
+            raise ValueError("ValidationCallback needs at least one validation view")
+        self.views = list(views)
+        self.env_config = env_config
+        self.every = max(every, 1)
+        self.path = Path(path)
+        self.best: dict | None = None
+        self.latest: dict | None = None
+        self._validated_at = 0
+        self._last_row = -1
+
+    def _on_training_start(self) -> None:
+        from kalshi_pipeline.training.evaluation import hold_policy, rollout
+
+        self.hold = np.array(
+            [rollout(hold_policy(), view, self.env_config).total_reward for view in self.views]
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        best = self.path / self.BEST
+        if best.exists() and (self.path / self.BEST_MODEL).exists():
+            self.best = json.loads(best.read_text())
+        rows = _read_rows(self.path / self.CSV)
+        self._last_row = int(rows[-1]["timesteps"]) if rows else -1
+        self._validated_at = self.model.num_timesteps // self.every * self.every
+
+    def _on_rollout_start(self) -> None:
+        done = self.model.num_timesteps
+        if done // self.every * self.every > self._validated_at:
+            self._validate()
+            self._validated_at = done // self.every * self.every
+
+    def _on_training_end(self) -> None:
+        if self.model.num_timesteps != self._last_row:  # not already scored (a resume at the end)
+            self._validate()
+        self.logger.dump(self.model.num_timesteps)  # nothing dumps after the last rollout
+
+    def _on_step(self) -> bool:
+        return True
+
+    def scores(self) -> tuple[float, float]:
+        """(mean model minus HOLD, share of views where the model beats HOLD)."""
+        from kalshi_pipeline.training.evaluation import model_policy, rollout
+
+        policy = model_policy(self.model)
+        model = np.array(
+            [rollout(policy, view, self.env_config).total_reward for view in self.views]
+        )
+        differences = model - self.hold
+        return float(differences.mean()), float((differences > 0).mean())
+
+    def _validate(self) -> None:
+        done = self.model.num_timesteps
+        score, share = self.scores()
+        self.latest = {"timesteps": done, "score": score, "share": share}
+        self.logger.record("validation/model_minus_hold", score)
+        self.logger.record("validation/share_positive", share)
+        self.logger.record("validation/timesteps", done)  # the model scored (see the docstring)
+        csv_path = self.path / self.CSV
+        new = not csv_path.exists()
+        with open(csv_path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["timesteps", "score", "share"])
+            writer.writerow([done, repr(score), repr(share)])
+        self._last_row = done
+        if self.best is None or score > self.best["score"]:
+            partial = self.path / "best_model.partial.zip"
+            self.model.save(partial)
+            os.replace(partial, self.path / self.BEST_MODEL)
+            best = self.path / (self.BEST + ".partial")
+            best.write_text(json.dumps(self.latest, indent=1, sort_keys=True))
+            os.replace(best, self.path / self.BEST)
+            self.best = dict(self.latest)
+        if self.verbose:
+            print(f"validation at {done}: model - HOLD {score:+.4f}, share {share:.0%}")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []

@@ -61,11 +61,18 @@ class TrainingConfig:
     subprocess_envs: bool = False  # True: one process per env (SubprocVecEnv)
     seed: int = 0
     checkpoint_every: int = 50_000  # timesteps between checkpoints
+    # Timesteps between evaluations on the validation views (when a phase is given any);
+    # 0: at every checkpoint (checkpoint_every).
+    validate_every: int = 0
     torch_threads: int = 1  # an MLP on a small CPU: one thread is usually fastest
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.validate_every < 0:
+            raise ValueError(
+                f"validate_every must be 0 or more timesteps, got {self.validate_every}"
+            )
 
     def phase_timesteps(self, phase: int) -> int:
         return (self.phase1_timesteps, self.phase2_timesteps, self.phase3_timesteps)[phase - 1]

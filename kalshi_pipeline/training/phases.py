@@ -17,6 +17,11 @@ finds checkpoints of an unfinished run resumes from the newest readable one with
 timestep count; a phase whose ``model.zip`` exists is done and is not trained again
 (``model.zip`` appears last, complete, after its ``model.json``).
 
+Given validation views, a phase also scores its model on them every ``validate_every``
+timesteps (``validation.csv``, ``validation/...`` in TensorBoard) and keeps the best one
+(``best_model.zip``, ``best.json``): ``model.zip`` is then that best model, the phase's
+output, and ``last_model.zip`` the last one.
+
 Resuming and skipping are only right for the same job: each phase directory records the
 fingerprint of what it trains on (the view keys, a SHA-256 digest of the views' step
 data, and the config) in ``fingerprint.json`` before training starts and in
@@ -32,6 +37,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +60,7 @@ from kalshi_pipeline.training.callbacks import (
     CurriculumCallback,
     ProgressCallback,
     RolloutCheckpointCallback,
+    ValidationCallback,
     ViewStatsCallback,
 )
 from kalshi_pipeline.training.config import TrainingConfig
@@ -61,6 +68,7 @@ from kalshi_pipeline.training.config import TrainingConfig
 log = logging.getLogger(__name__)
 ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 MODEL_FILE, LINEAGE_FILE, FINGERPRINT_FILE = "model.zip", "model.json", "fingerprint.json"
+LAST_MODEL_FILE = "last_model.zip"  # with validation views: the last model (model.zip: the best)
 _CHECKPOINT = re.compile(r"model_(\d+)_steps\.zip$")
 _SB3_MEMBERS = {"data", "policy.pth"}  # what every model.save() archive holds
 
@@ -81,13 +89,24 @@ def train_phases(
     *,
     progress: bool = False,
     phases: Sequence[int] = (1, 2, 3),
+    validation: Sequence[MarketSessionView] = (),
 ) -> list[PhaseResult]:
-    """Run the requested phases in order, each warm-started from the one before."""
+    """Run the requested phases in order, each warm-started from the one before (with
+    ``validation`` views, from the one before's best model by validation)."""
     results = []
     for phase in phases:
         parent = Path(out_dir) / f"phase{phase - 1}" / MODEL_FILE if phase > 1 else None
         results.append(
-            train_phase(phase, views, difficulties, config, out_dir, parent, progress=progress)
+            train_phase(
+                phase,
+                views,
+                difficulties,
+                config,
+                out_dir,
+                parent,
+                progress=progress,
+                validation=validation,
+            )
         )
     return results
 
@@ -102,11 +121,18 @@ def train_phase(
     *,
     progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    validation: Sequence[MarketSessionView] = (),
 ) -> PhaseResult:
     """Train one phase (1, 2 or 3) into ``<out_dir>/phase<N>/``.
 
     ``progress`` shows SB3's progress bar; ``on_progress`` gets a line on the phase's
     progress every few seconds (:class:`~kalshi_pipeline.training.callbacks.ProgressCallback`).
+
+    With ``validation`` views, a :class:`~kalshi_pipeline.training.callbacks.ValidationCallback`
+    scores the model on them every ``config.validate_every`` timesteps (0: every
+    checkpoint) and at the end; ``model.zip`` is then the best model by that score (its
+    lineage says so in ``selected_by_validation``), and the last one is ``last_model.zip``.
+    Without them, ``model.zip`` is the last model.
     """
     if len(views) != len(difficulties):
         raise ValueError("one difficulty per view is needed")
@@ -117,6 +143,9 @@ def train_phase(
     check_fingerprint(out, fingerprint)  # before anything in ``out`` is reused or written
     if final.exists():
         log.info("phase %d already trained: %s", phase, final)
+        lineage = read_lineage(final)
+        if "selected_by_validation" in lineage:  # model.zip is the best, not the last, model
+            return PhaseResult(phase, final, lineage["timesteps"], None)
         return PhaseResult(phase, final, _load(config, final).num_timesteps, None)
     check_parent(parent, config)
     torch.set_num_threads(config.torch_threads)
@@ -147,7 +176,19 @@ def train_phase(
     # SB3 rewrites progress.csv from scratch: keep the killed run's rows to merge back.
     earlier_progress = _read_csv(out / "progress.csv") if checkpoint is not None else []
     model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
-    callbacks = [
+    callbacks = []
+    if validation:
+        if checkpoint is None:  # a fresh start: a killed run's scores are not this run's
+            for name in (
+                ValidationCallback.CSV,
+                ValidationCallback.BEST_MODEL,
+                ValidationCallback.BEST,
+            ):
+                (out / name).unlink(missing_ok=True)
+        every = config.validate_every or config.checkpoint_every
+        # Before the checkpoint callback: a checkpoint on disk means its score is recorded.
+        callbacks.append(ValidationCallback(validation, config.env, every, out))
+    callbacks += [
         RolloutCheckpointCallback(config.checkpoint_every, out / "checkpoints"),
         ViewStatsCallback(out / "view_stats.json"),
     ]
@@ -169,9 +210,14 @@ def train_phase(
         _prepend_progress(out / "progress.csv", earlier_progress, _checkpoint_steps(checkpoint))
     partial = out / "model.partial.zip"
     model.save(partial)
+    selected = None
+    if validation:  # the output is the best model by validation; the last one stays beside it
+        os.replace(partial, out / LAST_MODEL_FILE)
+        shutil.copyfile(out / ValidationCallback.BEST_MODEL, partial)
+        selected = json.loads((out / ValidationCallback.BEST).read_text())
     write_lineage(
         out / LINEAGE_FILE, phase, views, config, parent, model.num_timesteps,
-        views_sha256=fingerprint["views_sha256"],
+        views_sha256=fingerprint["views_sha256"], selected_by_validation=selected,
     )  # fmt: skip
     partial.replace(final)
     env.close()
@@ -296,11 +342,14 @@ def write_lineage(
     timesteps: int,
     *,
     views_sha256: str | None = None,
+    selected_by_validation: dict | None = None,
 ) -> None:
     """What produced a model: layout, views (and their sessions), config, seed, parent.
 
     ``views``, ``views_sha256`` and ``config`` are also the model's fingerprint
     (:func:`training_fingerprint`; the digest is computed here unless given).
+    ``timesteps`` is the phase's last count; a model picked by validation records its own
+    (``selected_by_validation``: timesteps, score, share).
     """
     lineage = {
         "phase": phase,
@@ -315,6 +364,8 @@ def write_lineage(
         "parent_model": str(parent) if parent else None,
         "config": config.to_dict(),
     }
+    if selected_by_validation is not None:
+        lineage["selected_by_validation"] = selected_by_validation
     path.write_text(json.dumps(lineage, indent=1, sort_keys=True, default=str))
 
 

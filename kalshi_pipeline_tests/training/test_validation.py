@@ -1,0 +1,166 @@
+"""Periodic validation during training: scores at the expected timesteps, the best model
+kept as the phase's output (the last one too), determinism, and nothing changed without
+validation views.
+
+One phase of 256 timesteps (4 rollouts of 64 steps, one env) on the trainable views of
+two simulated sessions, scored every 64 timesteps on three views of another session.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.config import AlgorithmConfig, profile
+from kalshi_pipeline.training.phases import read_lineage, train_phase
+
+TIMESTEPS, EVERY = 256, 64
+CONFIG = profile(
+    "demo",
+    phase1_timesteps=TIMESTEPS,
+    checkpoint_every=128,
+    validate_every=EVERY,
+    # A start that trades (argmax BUY_YES) and a fast learning rate: scores that differ
+    # between evaluations, so that picking the best one is exercised.
+    hyperparameters=AlgorithmConfig(
+        n_steps=64,
+        batch_size=64,
+        n_epochs=4,
+        learning_rate=1e-2,
+        initial_action_probabilities=(0.2, 0.35, 0.15, 0.15, 0.15),
+    ),
+    n_envs=1,
+)
+
+
+def _trainable(session_id: int) -> list:
+    return [
+        view
+        for view in build_market_views(
+            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=4))
+        )
+        if len(view) >= 50
+    ]
+
+
+@pytest.fixture(scope="module")
+def views():
+    found = _trainable(1) + _trainable(2)
+    assert len(found) >= 4
+    return found
+
+
+@pytest.fixture(scope="module")
+def validation():
+    found = _trainable(4)[:3]
+    assert len(found) >= 2
+    return found
+
+
+@pytest.fixture(scope="module")
+def trained(views, validation, tmp_path_factory):
+    out = tmp_path_factory.mktemp("validated")
+    result = train_phase(1, views, [0.5] * len(views), CONFIG, out, validation=validation)
+    return out / "phase1", result
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return PPO.load(path, device="cpu").policy.state_dict()
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def rows(phase_dir) -> list[dict]:
+    with open(phase_dir / "validation.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_validation_is_scored_every_validate_every_timesteps_and_at_the_end(trained):
+    phase_dir, result = trained
+
+    assert result.timesteps == TIMESTEPS
+    assert [int(r["timesteps"]) for r in rows(phase_dir)] == [64, 128, 192, 256]
+    assert all(0.0 <= float(r["share"]) <= 1.0 for r in rows(phase_dir))
+    # Logged through the model's logger: progress.csv has the scores of each evaluation.
+    with open(phase_dir / "progress.csv", newline="") as fh:
+        logged = [r for r in csv.DictReader(fh) if r.get("validation/timesteps")]
+    assert [int(float(r["validation/timesteps"])) for r in logged] == [64, 128, 192, 256]
+    assert [float(r["validation/model_minus_hold"]) for r in logged] == [
+        float(r["score"]) for r in rows(phase_dir)
+    ]
+    assert all("validation/share_positive" in r for r in logged)
+
+
+def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views, validation):
+    phase_dir, result = trained
+    scores = [(float(r["score"]), int(r["timesteps"])) for r in rows(phase_dir)]
+    best_score = max(score for score, _ in scores)
+    first_best = next(steps for score, steps in scores if score == best_score)  # ties: earlier
+
+    assert first_best != TIMESTEPS  # the best is not the last: selection is exercised
+    best = json.loads((phase_dir / "best.json").read_text())
+    assert (best["score"], best["timesteps"]) == (best_score, first_best)
+    assert result.model_path == phase_dir / "model.zip"
+    assert same_weights(weights(phase_dir / "model.zip"), weights(phase_dir / "best_model.zip"))
+    assert PPO.load(phase_dir / "model.zip", device="cpu").num_timesteps == first_best
+    assert PPO.load(phase_dir / "last_model.zip", device="cpu").num_timesteps == TIMESTEPS
+    lineage = read_lineage(phase_dir / "model.zip")
+    assert lineage["selected_by_validation"] == best
+    assert lineage["timesteps"] == TIMESTEPS
+    assert lineage["config"]["validate_every"] == EVERY
+    # Done phases are not trained again, and report the phase's timesteps, not the best's.
+    again = train_phase(
+        1, views, [0.5] * len(views), CONFIG, phase_dir.parent, validation=validation
+    )
+    assert again.timesteps == TIMESTEPS
+
+
+def test_validation_is_deterministic_given_the_seed(trained, views, validation, tmp_path):
+    phase_dir, _ = trained
+    train_phase(1, views, [0.5] * len(views), CONFIG, tmp_path, validation=validation)
+
+    assert rows(tmp_path / "phase1") == rows(phase_dir)
+    for name in ("model.zip", "last_model.zip"):
+        assert same_weights(weights(tmp_path / "phase1" / name), weights(phase_dir / name))
+
+
+def test_without_validation_views_the_phase_output_is_the_last_model(views, tmp_path):
+    result = train_phase(1, views, [0.5] * len(views), CONFIG, tmp_path)
+    phase_dir = tmp_path / "phase1"
+
+    assert PPO.load(result.model_path, device="cpu").num_timesteps == TIMESTEPS
+    for name in ("validation.csv", "best.json", "best_model.zip", "last_model.zip"):
+        assert not (phase_dir / name).exists()
+    assert "selected_by_validation" not in read_lineage(result.model_path)
+
+
+def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, validation, tmp_path):
+    """As if killed after scoring (and keeping) the model at 192 timesteps but before the
+    checkpoint at 256: the resumed run starts at checkpoint 128 and must not lose it."""
+    phase_dir, _ = trained
+    killed = tmp_path / "phase1"
+    shutil.copytree(phase_dir, killed)
+    for name in ("model.zip", "model.json", "last_model.zip", "checkpoints/model_256_steps.zip"):
+        (killed / name).unlink()
+    best_before = json.loads((killed / "best.json").read_text())
+    assert best_before["timesteps"] == 192
+
+    result = train_phase(1, views, [0.5] * len(views), CONFIG, tmp_path, validation=validation)
+
+    assert result.resumed_from == killed / "checkpoints" / "model_128_steps.zip"
+    resumed_rows = rows(killed)[len(rows(phase_dir)) :]
+    assert [int(r["timesteps"]) for r in resumed_rows] == [192, 256]
+    best = json.loads((killed / "best.json").read_text())
+    assert best["score"] == max(float(r["score"]) for r in rows(killed))
+    assert best["score"] >= best_before["score"]
+    assert read_lineage(result.model_path)["selected_by_validation"] == best
+    assert same_weights(weights(result.model_path), weights(killed / "best_model.zip"))

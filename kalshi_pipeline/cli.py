@@ -235,6 +235,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--holdout-fraction", type=fraction, default=split.holdout_fraction,
         help="share of markets held out for evaluation",
     )  # fmt: skip
+    group.add_argument(
+        "--validation-fraction", type=fraction, default=split.validation_fraction,
+        help="share of the other markets that pick each phase's best checkpoint",
+    )  # fmt: skip
     group.add_argument("--split-salt", default=split.salt, help="markets hash with this salt")
     group = parser.add_argument_group("training (unset: the profile's value)")
     group.add_argument(
@@ -267,7 +271,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     """The :class:`PipelineConfig` the arguments of ``add_pipeline_arguments`` say."""
     return PipelineConfig(
         filters=FilterConfig(args.min_episode_length, args.min_coverage, args.min_data_quality),
-        split=SplitConfig(args.holdout_fraction, args.split_salt),
+        split=SplitConfig(args.holdout_fraction, args.validation_fraction, args.split_salt),
         training=TrainingChoice(
             profile=args.profile,
             timesteps_per_phase=getattr(args, "timesteps", None),

@@ -6,7 +6,7 @@ seed give the same split and the same model either way::
 
     view descriptions --select_views--> selection (Arrow table: one row per view,
                                          one boolean column per filter, the reasons)
-                      --split_views---> Split (train and holdout view keys, difficulty)
+                      --split_views---> Split (train, validation, holdout view keys)
     training views    --train_phase---> PhaseResult (phases 1, 2, 3, each from the last)
     model + views     --evaluate------> the report directory
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets
+from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets, validation_markets
 from kalshi_pipeline.market.views import (
     MarketSessionView,
     build_market_views,
@@ -62,14 +62,18 @@ PHASES = (1, 2, 3)
 # -- configuration -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class SplitConfig:
-    """How markets are split between training and holdout (:mod:`kalshi_pipeline.market.split`)."""
+    """How markets are split between training, validation and holdout
+    (:mod:`kalshi_pipeline.market.split`). Validation picks among training's best
+    checkpoints; the holdout is read only by the report and the promotion check."""
 
     holdout_fraction: float = 0.2
+    validation_fraction: float = 0.2  # of the markets outside the holdout
     salt: str = DEFAULT_SALT
 
     def __post_init__(self) -> None:
-        if not 0 <= self.holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
+        for name in ("holdout_fraction", "validation_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,16 @@ def select_views(descriptions: Iterable[Mapping], filters: FilterConfig) -> pa.T
 
 @dataclass(frozen=True)
 class Split:
-    """The views that pass the filters, by key: training and holdout (market-grouped)."""
+    """The views that pass the filters, by key: training, validation and holdout
+    (market-grouped: a market's views are all on one side)."""
 
     train: tuple[str, ...]
     holdout: tuple[str, ...]
-    difficulty: Mapping[str, float]  # of every view in train and holdout
+    difficulty: Mapping[str, float]  # of every view in the split
     train_markets: int
     holdout_markets: int
+    validation: tuple[str, ...] = ()
+    validation_markets: int = 0
 
     @property
     def sessions(self) -> list[int]:
@@ -190,14 +197,23 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
     train_markets, holdout_markets = split_markets(
         (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
     )
-    held = set(holdout_markets)
+    validating = validation_markets(train_markets, config.validation_fraction, config.salt)
+    held, checked = set(holdout_markets), set(validating)
     ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
+
+    def side(ticker: str) -> str:
+        return "holdout" if ticker in held else "validation" if ticker in checked else "train"
+
+    keys = {
+        name: tuple(r["view_key"] for r in ordered if side(r["market_ticker"]) == name)
+        for name in ("train", "validation", "holdout")
+    }
     return Split(
-        train=tuple(r["view_key"] for r in ordered if r["market_ticker"] not in held),
-        holdout=tuple(r["view_key"] for r in ordered if r["market_ticker"] in held),
+        **keys,
         difficulty={r["view_key"]: r["difficulty"] for r in ordered},
-        train_markets=len(train_markets),
+        train_markets=len(train_markets) - len(validating),
         holdout_markets=len(holdout_markets),
+        validation_markets=len(validating),
     )
 
 
@@ -231,15 +247,17 @@ def train_phase(
     *,
     progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    validation: Sequence[MarketSessionView] = (),
 ) -> PhaseResult:
     """One phase into ``<out_dir>/phase<N>/`` (:mod:`kalshi_pipeline.training.phases`);
-    ``on_progress`` gets a line on its progress every few seconds."""
+    ``on_progress`` gets a line on its progress every few seconds. With ``validation``
+    views, the phase's output is its best checkpoint on them (the last is kept too)."""
     if not views:
         raise ValueError("no training view passes the filters: nothing to train on")
     difficulties = [split.difficulty[v.key] for v in views]
     return training_phases.train_phase(
         phase, views, difficulties, training, out_dir, parent,
-        progress=progress, on_progress=on_progress,
+        progress=progress, on_progress=on_progress, validation=validation,
     )  # fmt: skip
 
 
@@ -330,13 +348,17 @@ def run(
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they
     # warm-start from. Checked before any phase writes, so a refusal changes nothing.
-    fingerprint = training_fingerprint(train, training)
+    validation = views_for(split.validation, by_session.__getitem__)
+    fingerprint = training_fingerprint(train, training, validation)
     for phase in range(1, max(phases) + 1):
         check_fingerprint(models / f"phase{phase}", fingerprint)
     result = None
     for phase in phases:
         parent = models / f"phase{phase - 1}" / training_phases.MODEL_FILE if phase > 1 else None
-        result = train_phase(phase, train, split, training, models, parent, progress=progress)
+        result = train_phase(
+            phase, train, split, training, models, parent,
+            progress=progress, validation=validation,
+        )  # fmt: skip
     if result is None or result.phase != 3:
         return None
     holdout = views_for(split.holdout, by_session.__getitem__)

@@ -139,7 +139,7 @@ def train_phase(
     out = Path(out_dir) / f"phase{phase}"
     final = out / MODEL_FILE
     total = config.phase_timesteps(phase)
-    fingerprint = training_fingerprint(views, config)
+    fingerprint = training_fingerprint(views, config, validation)
     check_fingerprint(out, fingerprint)  # before anything in ``out`` is reused or written
     if final.exists():
         log.info("phase %d already trained: %s", phase, final)
@@ -413,22 +413,34 @@ def views_digest(views: Sequence[MarketSessionView]) -> str:
     return digest.hexdigest()
 
 
-def training_fingerprint(views: Sequence[MarketSessionView], config: TrainingConfig) -> dict:
-    """What a phase trains on: the view keys, a digest of their data, the config as JSON."""
-    return {
+def training_fingerprint(
+    views: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    validation: Sequence[MarketSessionView] = (),
+) -> dict:
+    """What a phase trains on: the view keys, a digest of their data, the config as JSON,
+    and the validation views that pick its output (when there are any)."""
+    fingerprint = {
         "views": sorted(v.key for v in views),
         "views_sha256": views_digest(views),
         "config": _as_json(config.to_dict()),
     }
+    if validation:
+        fingerprint["validation"] = sorted(v.key for v in validation)
+        fingerprint["validation_sha256"] = views_digest(validation)
+    return fingerprint
 
 
 def recorded_fingerprint(phase_dir: Path) -> dict | None:
     """The fingerprint a phase directory was trained with; None if nothing was trained.
 
-    A finished model's lineage wins over ``fingerprint.json`` (both agree when one run
-    wrote them). A model or checkpoints without either were written by a version that
-    recorded no fingerprint: they count as trained on unknown data (an empty fingerprint).
+    ``fingerprint.json`` (written before training starts) wins; a finished model's
+    lineage stands in for it in directories written before it existed. A model or
+    checkpoints without either were written by a version that recorded no fingerprint:
+    they count as trained on unknown data (an empty fingerprint).
     """
+    if (phase_dir / FINGERPRINT_FILE).exists():
+        return json.loads((phase_dir / FINGERPRINT_FILE).read_text())
     if (phase_dir / MODEL_FILE).exists():
         lineage = read_lineage(phase_dir / MODEL_FILE)
         if "views_sha256" in lineage:
@@ -437,8 +449,6 @@ def recorded_fingerprint(phase_dir: Path) -> dict | None:
                 "views_sha256": lineage["views_sha256"],
                 "config": lineage["config"],
             }
-    if (phase_dir / FINGERPRINT_FILE).exists():
-        return json.loads((phase_dir / FINGERPRINT_FILE).read_text())
     trained = (phase_dir / MODEL_FILE).exists() or any(
         _CHECKPOINT.search(p.name) for p in _listing(phase_dir / "checkpoints")
     )
@@ -456,6 +466,12 @@ def check_fingerprint(phase_dir: Path, fingerprint: dict) -> None:
         differences = _view_differences(recorded, fingerprint) + _config_differences(
             recorded["config"], fingerprint["config"]
         )
+        if recorded.get("validation_sha256") != fingerprint.get("validation_sha256"):
+            there, here = (
+                len(recorded.get("validation", [])),
+                len(fingerprint.get("validation", [])),
+            )
+            differences.append(f"validated on {_views(there)}, here on {_views(here)} or others")
     raise TrainedOnOtherData(
         f"{phase_dir} holds a model trained on other data: {'; '.join(differences)} "
         f"(train into a new directory (--out), or delete {phase_dir.parent} to train afresh)"

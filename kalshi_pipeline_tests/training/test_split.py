@@ -6,7 +6,12 @@ from collections import defaultdict
 
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.difficulty import FilterConfig
-from kalshi_pipeline.market.split import holdout_score, is_holdout, split_markets
+from kalshi_pipeline.market.split import (
+    holdout_score,
+    is_holdout,
+    split_markets,
+    validation_markets,
+)
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.workflow import SplitConfig, select_views, split_views, views_for
 
@@ -88,3 +93,45 @@ def test_every_view_of_a_market_lands_on_the_same_side():
     # Every view of a holdout market (from every session) is in the holdout.
     assert len(holdout) == sum(len(sessions_of[t]) for t in holdout_tickers)
     assert set(difficulty) == {v.key for v in views}
+
+
+def test_validation_markets_come_from_training_and_keep_their_side():
+    train, holdout = split_markets(TICKERS, 0.3)
+    validating = validation_markets(train, 0.2)
+
+    assert set(validating) < set(train) and not set(validating) & set(holdout)
+    assert abs(len(validating) / len(train) - 0.2) < 0.05
+    # Stable as markets arrive, and independent of the holdout fraction.
+    assert set(validation_markets(train[:300], 0.2)) == set(validating) & set(train[:300])
+    wider_train, _ = split_markets(TICKERS, 0.5)
+    assert set(validation_markets(wider_train, 0.2)) == set(validating) & set(wider_train)
+
+
+def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
+    views = [
+        view
+        for session_id in (1, 2, 3)
+        for view in build_market_views(
+            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=12))
+        )
+    ]
+    keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
+    selection = select_views([v.describe() for v in views], keep_all)
+    split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.4))
+    without = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.0))
+
+    sides = {
+        name: {key.split("/", 1)[1] for key in keys}
+        for name, keys in (("train", split.train), ("validation", split.validation),
+                           ("holdout", split.holdout))
+    }  # fmt: skip
+    assert all(sides.values())
+    assert not (sides["train"] & sides["validation"] or sides["train"] & sides["holdout"])
+    assert not sides["validation"] & sides["holdout"]
+    assert len(split.train) + len(split.validation) + len(split.holdout) == len(views)
+    assert split.holdout == without.holdout  # validation is carved from training only
+    assert set(split.train) | set(split.validation) == set(without.train)
+    assert (split.train_markets, split.validation_markets) == (
+        len(sides["train"]),
+        len(sides["validation"]),
+    )

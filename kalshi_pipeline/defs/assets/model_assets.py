@@ -100,6 +100,8 @@ def train_holdout_split(
             "holdout_markets": split.holdout_markets,
             "train_views": len(split.train),
             "holdout_views": len(split.holdout),
+            "validation_markets": split.validation_markets,
+            "validation_views": len(split.validation),
             "holdout_fraction": config.holdout_fraction,
         }
     )
@@ -139,6 +141,7 @@ def _train(
     result = train_phase(
         phase, views, split, settings.to_domain().resolve(), out,
         Path(parent) if parent else None, on_progress=context.log.info,
+        validation=views_for(split.validation, pipeline.session_views),
     )  # fmt: skip
     lineage = read_lineage(result.model_path)
     context.add_output_metadata(

@@ -19,7 +19,7 @@ from stable_baselines3 import PPO
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import read_lineage, train_phase
+from kalshi_pipeline.training.phases import TrainedOnOtherData, read_lineage, train_phase
 
 TIMESTEPS, EVERY = 256, 64
 CONFIG = profile(
@@ -164,3 +164,13 @@ def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, valid
     assert best["score"] >= best_before["score"]
     assert read_lineage(result.model_path)["selected_by_validation"] == best
     assert same_weights(weights(result.model_path), weights(killed / "best_model.zip"))
+
+
+def test_a_phase_validated_on_other_views_is_not_reused(trained, views, validation):
+    """Validation picks the phase's output, so other validation views are other data."""
+    phase_dir, _ = trained
+
+    with pytest.raises(TrainedOnOtherData, match="validated on"):
+        train_phase(
+            1, views, [0.5] * len(views), CONFIG, phase_dir.parent, validation=validation[:-1]
+        )

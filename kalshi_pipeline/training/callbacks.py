@@ -136,11 +136,17 @@ class ProgressCallback(BaseCallback):
     """
 
     def __init__(
-        self, phase: int, total_timesteps: int, report: Callable[[str], None], every_seconds=5.0
+        self,
+        phase: int,
+        total_timesteps: int,
+        report: Callable[[str], None],
+        every_seconds=5.0,
+        validation: ValidationCallback | None = None,
     ) -> None:
         super().__init__()
         self.phase, self.total, self.report = phase, total_timesteps, report
         self.every_seconds = every_seconds
+        self.validation = validation  # its latest score is reported too
 
     def _on_training_start(self) -> None:
         self._started = self._last = time.monotonic()
@@ -162,9 +168,16 @@ class ProgressCallback(BaseCallback):
         rate = done / (now - self._started) if now > self._started else 0.0
         rewards = [e["r"] for e in getattr(self.model, "ep_info_buffer", None) or []]
         reward = f", mean episode reward {np.mean(rewards):+.3f}" if rewards else ""
+        latest = self.validation.latest if self.validation is not None else None
+        validated = (
+            f", validation at {latest['timesteps']:,}: model - HOLD {latest['score']:+.3f} "
+            f"$/market, {latest['share']:.0%} of markets > 0"
+            if latest
+            else ""
+        )
         self.report(
             f"phase {self.phase}: {self.num_timesteps:,}/{self.total:,} timesteps "
-            f"({rate:,.0f}/s){reward}"
+            f"({rate:,.0f}/s){reward}{validated}"
         )
 
 

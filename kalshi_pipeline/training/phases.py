@@ -177,6 +177,7 @@ def train_phase(
     earlier_progress = _read_csv(out / "progress.csv") if checkpoint is not None else []
     model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
     callbacks = []
+    validating = None
     if validation:
         if checkpoint is None:  # a fresh start: a killed run's scores are not this run's
             for name in (
@@ -187,7 +188,8 @@ def train_phase(
                 (out / name).unlink(missing_ok=True)
         every = config.validate_every or config.checkpoint_every
         # Before the checkpoint callback: a checkpoint on disk means its score is recorded.
-        callbacks.append(ValidationCallback(validation, config.env, every, out))
+        validating = ValidationCallback(validation, config.env, every, out)
+        callbacks.append(validating)
     callbacks += [
         RolloutCheckpointCallback(config.checkpoint_every, out / "checkpoints"),
         ViewStatsCallback(out / "view_stats.json"),
@@ -195,7 +197,7 @@ def train_phase(
     if phase == 2:
         callbacks.append(CurriculumCallback(total, config.curriculum_stages))
     if on_progress is not None:
-        callbacks.append(ProgressCallback(phase, total, on_progress))
+        callbacks.append(ProgressCallback(phase, total, on_progress, validation=validating))
     remaining = max(total - model.num_timesteps, 0)
     model.learn(
         remaining,

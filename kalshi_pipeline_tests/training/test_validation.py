@@ -174,3 +174,16 @@ def test_a_phase_validated_on_other_views_is_not_reused(trained, views, validati
         train_phase(
             1, views, [0.5] * len(views), CONFIG, phase_dir.parent, validation=validation[:-1]
         )
+
+
+def test_progress_lines_carry_the_latest_validation_score(views, validation, tmp_path):
+    lines: list[str] = []
+    train_phase(
+        1, views, [0.5] * len(views), CONFIG, tmp_path, validation=validation,
+        on_progress=lines.append,
+    )  # fmt: skip
+
+    with open(tmp_path / "phase1" / "validation.csv") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    assert f"validation at {int(last['timesteps']):,}: model - HOLD" in lines[-1]
+    assert "validation" not in lines[0]  # nothing validated before training starts

@@ -17,6 +17,7 @@ import dagster as dg
 import numpy as np
 
 from kalshi_pipeline.market.cleaning import IngestReport
+from kalshi_pipeline.market.difficulty import FINITE_STATISTICS
 
 VIEW_CHECKS = [
     dg.AssetCheckSpec(
@@ -35,7 +36,6 @@ VIEW_CHECKS = [
 ]  # fmt: skip
 # check name -> the selection column of its filter
 FILTER_CHECKS = {"min_episode_length": "long_enough", "min_coverage": "covered"}
-_STATISTICS = ("avg_spread", "volatility_score", "market_coverage", "data_quality_score")
 
 
 def non_finite(views, selected: list[dict]) -> list[str]:
@@ -49,7 +49,7 @@ def non_finite(views, selected: list[dict]) -> list[str]:
     bad += [
         f"{r['market_ticker']}: non-finite {name} ({r[name]})"
         for r in selected
-        for name in _STATISTICS
+        for name in FINITE_STATISTICS
         if not math.isfinite(r[name])
     ]
     return bad

@@ -58,29 +58,28 @@ def difficulty_score(avg_spread, volatility_score, market_coverage) -> np.ndarra
     )
 
 
-# One boolean column per filter in the scores table: (column, the statistic, the reason
-# a view fails it). A NaN or infinite statistic fails every filter it takes part in.
+# One boolean column per filter in the scores table: (column, the statistic, the
+# FilterConfig limit it must reach, the reason a view fails it). A NaN or infinite
+# statistic fails every filter it takes part in.
 FILTERS = (
-    ("long_enough", "length", "too short: {value} steps < {limit}"),
-    ("covered", "market_coverage", "low coverage: {value:.4g} < {limit:.4g}"),
-    ("good_quality", "data_quality_score", "poor data quality: {value:.4g} < {limit:.4g}"),
-)
-_LIMITS = {
-    "long_enough": "min_episode_length",
-    "covered": "min_coverage",
-    "good_quality": "min_data_quality",
-}
-_MUST_BE_FINITE = ("market_coverage", "data_quality_score", "avg_spread", "volatility_score")
+    ("long_enough", "length", "min_episode_length", "too short: {value} steps < {limit}"),
+    ("covered", "market_coverage", "min_coverage", "low coverage: {value:.4g} < {limit:.4g}"),
+    (
+        "good_quality", "data_quality_score", "min_data_quality",
+        "poor data quality: {value:.4g} < {limit:.4g}",
+    ),
+)  # fmt: skip
+# The statistics that must be finite for a view to be used (the ``finite`` column).
+FINITE_STATISTICS = ("market_coverage", "data_quality_score", "avg_spread", "volatility_score")
 
 
 def filter_flags(description: Mapping, config: FilterConfig) -> dict[str, bool]:
     """Whether a view passes each filter (``FILTERS``), and ``finite`` statistics."""
     flags = {
-        column: math.isfinite(description[stat])
-        and description[stat] >= getattr(config, _LIMITS[column])
-        for column, stat, _ in FILTERS
+        column: math.isfinite(description[stat]) and description[stat] >= getattr(config, limit)
+        for column, stat, limit, _ in FILTERS
     }
-    flags["finite"] = all(math.isfinite(description[name]) for name in _MUST_BE_FINITE)
+    flags["finite"] = all(math.isfinite(description[name]) for name in FINITE_STATISTICS)
     return flags
 
 
@@ -94,13 +93,12 @@ def exclusion_reasons(description: Mapping, config: FilterConfig) -> list[str]:
     flags = filter_flags(description, config)
     reasons = [
         f"non-finite {name}: {description[name]}"
-        for name in _MUST_BE_FINITE
+        for name in FINITE_STATISTICS
         if not math.isfinite(description[name])
     ]
-    for column, stat, reason in FILTERS:
+    for column, stat, limit, reason in FILTERS:
         if not flags[column] and math.isfinite(description[stat]):
-            limit = getattr(config, _LIMITS[column])
-            reasons.append(reason.format(value=description[stat], limit=limit))
+            reasons.append(reason.format(value=description[stat], limit=getattr(config, limit)))
     return reasons
 
 
@@ -138,7 +136,7 @@ def score_views(descriptions: Iterable[Mapping], config: FilterConfig | None = N
             "difficulty": pa.array(difficulty, pa.float64()),
             **{
                 name: pa.array([f[name] for f in flags], pa.bool_())
-                for name in (*(column for column, _, _ in FILTERS), "finite")
+                for name in (*(column for column, *_ in FILTERS), "finite")
             },
             "passes_filters": pa.array([not r for r in reasons], pa.bool_()),
             "exclusion_reasons": pa.array(["; ".join(r) for r in reasons], pa.string()),

@@ -226,7 +226,7 @@ class ValidationCallback(BaseCallback):
         best = self.path / self.BEST
         if best.exists() and (self.path / self.BEST_MODEL).exists():
             self.best = json.loads(best.read_text())
-        rows = _read_rows(self.path / self.CSV)
+        rows = read_csv_rows(self.path / self.CSV)
         self._last_row = int(rows[-1]["timesteps"]) if rows else -1
         self._validated_at = self.model.num_timesteps // self.every * self.every
 
@@ -274,17 +274,23 @@ class ValidationCallback(BaseCallback):
             partial = self.path / "best_model.partial.zip"
             self.model.save(partial)
             os.replace(partial, self.path / self.BEST_MODEL)
-            best = self.path / (self.BEST + ".partial")
-            best.write_text(json.dumps(self.latest, indent=1, sort_keys=True))
-            os.replace(best, self.path / self.BEST)
+            write_json_atomically(self.path / self.BEST, self.latest)
             self.best = dict(self.latest)
         if self.verbose:
             print(f"validation at {done}: model - HOLD {score:+.4f}, share {share:.0%}")
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_csv_rows(path: Path) -> list[dict]:
+    """The rows of a CSV file with a header; none if it does not exist."""
     try:
         with open(path, newline="") as fh:
             return list(csv.DictReader(fh))
     except FileNotFoundError:
         return []
+
+
+def write_json_atomically(path: Path, value) -> None:
+    """Write JSON through a temporary file and ``os.replace``: readers see old or new."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=1, sort_keys=True))
+    os.replace(partial, path)

@@ -62,6 +62,8 @@ from kalshi_pipeline.training.callbacks import (
     RolloutCheckpointCallback,
     ValidationCallback,
     ViewStatsCallback,
+    read_csv_rows,
+    write_json_atomically,
 )
 from kalshi_pipeline.training.config import TrainingConfig
 
@@ -160,7 +162,7 @@ def train_phase(
 
     if not (out / FINGERPRINT_FILE).exists():
         out.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
+        write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
     env = make_vec_env(views, config, sampler)
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is not None:
@@ -174,7 +176,7 @@ def train_phase(
     else:
         model = new_model(config, env)
     # SB3 rewrites progress.csv from scratch: keep the killed run's rows to merge back.
-    earlier_progress = _read_csv(out / "progress.csv") if checkpoint is not None else []
+    earlier_progress = read_csv_rows(out / "progress.csv") if checkpoint is not None else []
     model.set_logger(configure(str(out), ["csv", "tensorboard"] + (["stdout"] if progress else [])))
     callbacks = []
     validating = None
@@ -300,18 +302,10 @@ def _checkpoint_steps(path: Path) -> int:
     return int(_CHECKPOINT.search(path.name).group(1))
 
 
-def _read_csv(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
-
-
 def _prepend_progress(path: Path, earlier: list[dict], up_to_timesteps: int) -> None:
     """Put the rows logged before the resume point back in front of the new ones."""
     kept = [r for r in earlier if float(r.get("time/total_timesteps") or 0) <= up_to_timesteps]
-    rows = kept + _read_csv(path)
+    rows = kept + read_csv_rows(path)
     fields = list(dict.fromkeys(name for row in rows for name in row))
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -528,9 +522,3 @@ def _as_json(value):
 
 def _listing(directory: Path) -> list[Path]:
     return list(directory.iterdir()) if directory.is_dir() else []
-
-
-def _write_json_atomically(path: Path, value) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(partial, path)

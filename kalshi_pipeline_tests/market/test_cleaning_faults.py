@@ -384,6 +384,9 @@ def test_a_sequence_restart_starts_a_new_segment_instead_of_rejecting_the_market
 
 
 def test_a_restart_beside_a_good_market_leaves_it_unaffected():
+    books = reconstruct_books(beside_good(*restarted_market()))
+
+    assert books.tickers == ["MKT-A", "MKT-B"]  # the restarted market is rebuilt, not rejected
     assert_good_market_unaffected(*restarted_market())
 
 

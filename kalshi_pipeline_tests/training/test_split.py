@@ -63,14 +63,19 @@ def test_the_salt_changes_the_assignment():
     assert split_markets(TICKERS[:200], 0.5, salt="another-experiment")[1] == salted
 
 
-def test_every_view_of_a_market_lands_on_the_same_side():
-    views = [
+def three_sessions_of_views(markets: int) -> list:
+    """Every view of simulated sessions 1, 2 and 3 (markets recur across sessions)."""
+    return [
         view
         for session_id in (1, 2, 3)
         for view in build_market_views(
-            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=8))
+            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=markets))
         )
     ]
+
+
+def test_every_view_of_a_market_lands_on_the_same_side():
+    views = three_sessions_of_views(markets=8)
     sessions_of = defaultdict(set)
     for view in views:
         sessions_of[view.market_ticker].add(view.session_id)
@@ -108,13 +113,7 @@ def test_validation_markets_come_from_training_and_keep_their_side():
 
 
 def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
-    views = [
-        view
-        for session_id in (1, 2, 3)
-        for view in build_market_views(
-            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=12))
-        )
-    ]
+    views = three_sessions_of_views(markets=12)
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     selection = select_views([v.describe() for v in views], keep_all)
     split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.4))

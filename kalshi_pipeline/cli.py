@@ -258,6 +258,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         ("--gamma", fraction, "discount factor"),
         ("--n-envs", positive_int, "environments per rollout"),
         ("--checkpoint-every", positive_int, "timesteps between checkpoints"),
+        ("--candidates", positive_int, "seeds per phase, the best on validation kept"),
     ):
         options = {"choices": list(ALGORITHMS)} if kind is None else {"type": kind}
         group.add_argument(flag, default=unset, help=f"{what} (default: the profile's)", **options)
@@ -282,8 +283,13 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             n_envs=getattr(args, "n_envs", None),
             net_arch=tuple(args.net_arch) if hasattr(args, "net_arch") else None,
             checkpoint_every=getattr(args, "checkpoint_every", None),
+            candidates=getattr(args, "candidates", None),
         ),
     )
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -293,7 +299,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
     store = existing_store(getattr(args, "store", None) or sessions_dir(pipeline_home(None)))
-    report = run(store, args.out, config, phases=args.phases, progress=True)
+    # One line per phase and seed candidate every few seconds: a progress bar per
+    # candidate process would garble the terminal.
+    report = run(store, args.out, config, phases=args.phases, on_progress=say)
     print(f"models: {args.out / 'models'}")
     if report is not None:
         print(f"report: {report}")

@@ -39,6 +39,7 @@ from kalshi_pipeline.market.views import (
 )
 from kalshi_pipeline.training import phases as training_phases
 from kalshi_pipeline.training import promotion
+from kalshi_pipeline.training.candidates import train_candidates
 from kalshi_pipeline.training.config import PROFILES, TrainingConfig, profile
 from kalshi_pipeline.training.evaluation import (
     baseline_policies,
@@ -81,7 +82,9 @@ class TrainingChoice:
     """A named training profile and what is changed from it (``None``: the profile's).
 
     ``timesteps_per_phase`` sets all three phases' budgets; the hyperparameters
-    (``learning_rate``, ``gamma``, ``net_arch``) change the profile's PPO/A2C settings.
+    (``learning_rate``, ``gamma``, ``net_arch``) change the profile's PPO/A2C settings;
+    ``candidates`` is how many seeds each phase trains (from ``seed`` on), the best on the
+    validation views kept (:mod:`kalshi_pipeline.training.candidates`).
     """
 
     profile: str = "default"
@@ -93,11 +96,14 @@ class TrainingChoice:
     n_envs: int | None = None
     net_arch: tuple[int, ...] | None = None
     checkpoint_every: int | None = None
+    candidates: int | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
-        positive = ("timesteps_per_phase", "learning_rate", "n_envs", "checkpoint_every")
+        positive = (
+            "timesteps_per_phase", "learning_rate", "n_envs", "checkpoint_every", "candidates",
+        )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -121,7 +127,7 @@ class TrainingChoice:
         }
         changes = {
             name: value
-            for name in ("n_envs", "checkpoint_every")
+            for name in ("n_envs", "checkpoint_every", "candidates")
             if (value := getattr(self, name)) is not None
         }
         if hyper:
@@ -250,12 +256,14 @@ def train_phase(
     validation: Sequence[MarketSessionView] = (),
 ) -> PhaseResult:
     """One phase into ``<out_dir>/phase<N>/`` (:mod:`kalshi_pipeline.training.phases`);
-    ``on_progress`` gets a line on its progress every few seconds. With ``validation``
-    views, the phase's output is its best checkpoint on them (the last is kept too)."""
+    ``on_progress`` gets a line on its progress every few seconds (per seed candidate).
+    With ``validation`` views, the phase's output is its best checkpoint on them (the last
+    is kept too), and with several seed candidates the best candidate's
+    (:mod:`kalshi_pipeline.training.candidates`)."""
     if not views:
         raise ValueError("no training view passes the filters: nothing to train on")
     difficulties = [split.difficulty[v.key] for v in views]
-    return training_phases.train_phase(
+    return train_candidates(
         phase, views, difficulties, training, out_dir, parent,
         progress=progress, on_progress=on_progress, validation=validation,
     )  # fmt: skip
@@ -328,6 +336,7 @@ def run(
     *,
     phases: Sequence[int] = PHASES,
     progress: bool = False,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Path | None:
     """The whole training job on ``source`` (``kalshi-pipeline train``): the same steps as
     the Dagster assets, in one process. Returns the report's path (after phase 3)."""
@@ -357,7 +366,7 @@ def run(
         parent = models / f"phase{phase - 1}" / training_phases.MODEL_FILE if phase > 1 else None
         result = train_phase(
             phase, train, split, training, models, parent,
-            progress=progress, validation=validation,
+            progress=progress, on_progress=on_progress, validation=validation,
         )  # fmt: skip
     if result is None or result.phase != 3:
         return None

@@ -65,10 +65,19 @@ class TrainingConfig:
     # 0: at every checkpoint (checkpoint_every).
     validate_every: int = 0
     torch_threads: int = 1  # an MLP on a small CPU: one thread is usually fastest
+    # Seeds trained per phase, the best by validation kept (training/candidates.py), in
+    # candidate_workers processes (0: one per CPU core, at most ``candidates``).
+    candidates: int = 1
+    candidate_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.candidates < 1 or self.candidate_workers < 0:
+            raise ValueError(
+                f"candidates must be 1 or more and candidate_workers 0 or more, got "
+                f"{self.candidates} and {self.candidate_workers}"
+            )
         if self.validate_every < 0:
             raise ValueError(
                 f"validate_every must be 0 or more timesteps, got {self.validate_every}"
@@ -98,6 +107,7 @@ PROFILES: dict[str, TrainingConfig] = {
         phase2_timesteps=409_600,
         phase3_timesteps=409_600,
         checkpoint_every=40_960,
+        candidates=3,
     ),
     "demo": TrainingConfig(
         hyperparameters=replace(_LEARNING, n_steps=256, n_epochs=4),

@@ -173,6 +173,10 @@ def train_phase(
     elif parent is not None:
         model = _load(config, parent, env)
         model.num_timesteps = 0
+        # Loading seeds with the parent's seed: a phase (or seed candidate) of another
+        # seed would otherwise train exactly as one of the parent's seed.
+        model.seed = config.seed
+        model.set_random_seed(config.seed)
     else:
         model = new_model(config, env)
     # SB3 rewrites progress.csv from scratch: keep the killed run's rows to merge back.

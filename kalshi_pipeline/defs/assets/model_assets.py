@@ -155,6 +155,9 @@ def _train(
             "seed": lineage["seed"],
             "config": dg.MetadataValue.json(lineage["config"]),
             "feature_layout": f"{lineage['feature_layout']} v{lineage['feature_layout_version']}",
+            # Seed candidates: every one's validation score, and why the winner won.
+            "candidates": dg.MetadataValue.json(lineage.get("candidates", [])),
+            "selection": lineage.get("selection", "one seed"),
         }
     )
     return str(result.model_path)

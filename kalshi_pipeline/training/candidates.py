@@ -1,0 +1,204 @@
+"""Seed candidates: a phase trained with K seeds in parallel processes, the best kept.
+
+One seed can end a phase tying always-HOLD (docs/learning.md: the policy can stop buying
+before it has seen what the liquid markets pay); another seed on the same data learns.
+So a phase with ``config.candidates`` K > 1 trains K candidates, seeds ``seed``, ``seed +
+1``, ..., ``seed + K - 1``, each from the same parent, each a complete phase of its own
+(:func:`kalshi_pipeline.training.phases.train_phase`, with its best checkpoint by
+validation), in ``config.candidate_workers`` processes (0: one per CPU core, at most K).
+The candidate whose output scored best on the validation views wins (ties: the lower
+seed); the holdout plays no part.
+
+Layout under ``<out>``::
+
+    candidates/seed-<s>/phase<N>/   each candidate, as a one-seed run writes it
+    phase<N>/model.zip              the winner's model (``PPO.load()`` as ever)
+    phase<N>/model.json             its lineage, plus ``candidates`` (every candidate's seed,
+                                    validation score and share, the timesteps of its output)
+                                    and ``selection`` (why the winner won)
+    phase<N>/progress.csv, validation.csv   the winner's learning curves
+
+The next phase's candidates all start from the winner. Each candidate trains exactly as a
+one-seed run with its seed would (same process settings, one torch thread), so the result
+does not depend on how many processes ran them. A killed run resumes each unfinished
+candidate from its checkpoints; finished candidates are not trained again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+
+from kalshi_pipeline.market.views import MarketSessionView
+from kalshi_pipeline.training.callbacks import write_json_atomically
+from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.phases import (
+    FINGERPRINT_FILE,
+    LINEAGE_FILE,
+    MODEL_FILE,
+    PhaseResult,
+    check_fingerprint,
+    check_parent,
+    read_lineage,
+    train_phase,
+    training_fingerprint,
+)
+
+CANDIDATES_DIR = "candidates"
+_COPIED = ("progress.csv", "validation.csv")  # the winner's curves, beside its model
+
+
+def candidate_seeds(config: TrainingConfig) -> list[int]:
+    return [config.seed + k for k in range(config.candidates)]
+
+
+def candidate_dir(out_dir: str | Path, seed: int) -> Path:
+    """Where the candidate of ``seed`` writes its phases (``<dir>/phase<N>/``)."""
+    return Path(out_dir) / CANDIDATES_DIR / f"seed-{seed}"
+
+
+def train_candidates(
+    phase: int,
+    views: Sequence[MarketSessionView],
+    difficulties: Sequence[float],
+    config: TrainingConfig,
+    out_dir: str | Path,
+    parent: Path | None = None,
+    *,
+    progress: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+    validation: Sequence[MarketSessionView] = (),
+) -> PhaseResult:
+    """Train phase ``phase`` into ``<out_dir>/phase<N>/``: one seed (``config.candidates``
+    1, exactly :func:`~kalshi_pipeline.training.phases.train_phase`) or the best of K
+    candidates by validation. ``on_progress`` gets every candidate's progress lines,
+    each starting with its phase and seed."""
+    if config.candidates == 1:
+        return train_phase(
+            phase, views, difficulties, config, out_dir, parent,
+            progress=progress, on_progress=on_progress, validation=validation,
+        )  # fmt: skip
+    if not validation:
+        raise ValueError(
+            f"{config.candidates} seed candidates need validation views to choose among "
+            "them (a validation fraction above 0, or one candidate)"
+        )
+    out = Path(out_dir) / f"phase{phase}"
+    final = out / MODEL_FILE
+    fingerprint = training_fingerprint(views, config, validation)
+    check_fingerprint(out, fingerprint)
+    if final.exists():
+        return PhaseResult(phase, final, read_lineage(final)["timesteps"], None)
+    check_parent(parent, config)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / FINGERPRINT_FILE).exists():
+        write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
+    seeds = candidate_seeds(config)
+    jobs = {
+        seed: (phase, views, difficulties, replace(config, seed=seed, candidates=1),
+               candidate_dir(out_dir, seed), parent, validation)
+        for seed in seeds
+    }  # fmt: skip
+    results = _run_in_processes(jobs, config.candidate_workers, on_progress)
+    return _select(phase, out, config, parent, results)
+
+
+def _run_in_processes(
+    jobs: dict[int, tuple], workers: int, on_progress: Callable[[str], None] | None
+) -> dict[int, PhaseResult]:
+    """Each job in a process of its own (``forkserver``: no thread or lock of this
+    process is inherited); progress lines come back through a queue."""
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    context = multiprocessing.get_context("forkserver")
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        lines = manager.Queue() if on_progress is not None else None
+        pending = {pool.submit(_train_one, seed, job, lines): seed for seed, job in jobs.items()}
+        results = {}
+        while pending:
+            done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            _drain(lines, on_progress)
+            for future in done:
+                seed = pending.pop(future)
+                results[seed] = future.result()  # a candidate's error is the phase's
+        _drain(lines, on_progress)
+    return results
+
+
+def _train_one(seed: int, job: tuple, lines) -> PhaseResult:
+    phase, views, difficulties, config, out_dir, parent, validation = job
+    report = None
+    if lines is not None:
+
+        def report(line: str) -> None:
+            lines.put(f"seed {seed}, {line}")
+
+    return train_phase(
+        phase, views, difficulties, config, out_dir, parent,
+        on_progress=report, validation=validation,
+    )  # fmt: skip
+
+
+def _drain(lines, on_progress: Callable[[str], None] | None) -> None:
+    while lines is not None:
+        try:
+            on_progress(lines.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _select(
+    phase: int,
+    out: Path,
+    config: TrainingConfig,
+    parent: Path | None,
+    results: dict[int, PhaseResult],
+) -> PhaseResult:
+    """Copy the best candidate into ``out`` with a lineage naming every candidate."""
+    candidates = []
+    for seed in sorted(results):
+        lineage = read_lineage(results[seed].model_path)
+        chosen = lineage["selected_by_validation"]
+        candidates.append(
+            {
+                "seed": seed,
+                "score": chosen["score"],
+                "share": chosen["share"],
+                "timesteps": chosen["timesteps"],
+                "model": str(results[seed].model_path),
+            }
+        )
+    winner = max(candidates, key=lambda c: (c["score"], -c["seed"]))
+    lineage = read_lineage(Path(winner["model"]))
+    lineage.update(
+        config=config.to_dict(),  # the run's config: K candidates from seed config.seed
+        seed=winner["seed"],
+        parent_model=str(parent) if parent else None,
+        candidates=candidates,
+        selection=selection_reason(winner, candidates),
+    )
+    source = Path(winner["model"]).parent
+    for name in _COPIED:
+        if (source / name).exists():
+            shutil.copyfile(source / name, out / name)
+    write_json_atomically(out / LINEAGE_FILE, lineage)
+    partial = out / "model.partial.zip"
+    shutil.copyfile(source / MODEL_FILE, partial)
+    partial.replace(out / MODEL_FILE)  # last: a model.zip always has its lineage
+    return PhaseResult(phase, out / MODEL_FILE, lineage["timesteps"], None)
+
+
+def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
+    """One sentence: which seed won, on what score, against which others."""
+    others = ", ".join(f"seed {c['seed']} {c['score']:+.3f}" for c in candidates if c is not winner)
+    verdict = "" if winner["score"] > 0 else "; no candidate beat always-HOLD on validation"
+    return (
+        f"seed {winner['seed']}: the highest validation score of {len(candidates)} candidates "
+        f"(model - HOLD {winner['score']:+.3f} per validation view, "
+        f"{winner['share']:.0%} of them above HOLD; others: {others}){verdict}"
+    )

@@ -1,0 +1,103 @@
+"""Seed candidates: each phase trains K seeds in parallel processes and keeps the best
+on the validation views; the lineage names every candidate and why the winner won."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from kalshi_pipeline.sources import ParquetSessionStore
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.candidates import candidate_dir
+from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice, run
+
+SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
+
+
+def choice(**changes) -> TrainingChoice:
+    settings = {"profile": "demo", "timesteps_per_phase": 2048, "n_envs": 2, "seed": 1}
+    return TrainingChoice(**{**settings, **changes})
+
+
+def weights(model) -> bytes:
+    with zipfile.ZipFile(model) as archive:
+        return archive.read("policy.pth")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = ParquetSessionStore(tmp_path_factory.mktemp("candidates") / "store")
+    for i in (1, 2):
+        store.write_session(simulate_session(i, i, SimulatorConfig(markets=10)))
+    return store
+
+
+@pytest.fixture(scope="module")
+def three_seeds(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("three-seeds")
+    lines: list[str] = []
+    config = PipelineConfig(split=SPLIT, training=choice(candidates=3))
+    run(store, out, config, phases=(1, 2), on_progress=lines.append)
+    return out / "models", lines
+
+
+def test_each_phase_keeps_the_candidate_best_on_validation(three_seeds):
+    models, _ = three_seeds
+    for phase in (1, 2):
+        lineage = json.loads((models / f"phase{phase}" / "model.json").read_text())
+        candidates = lineage["candidates"]
+        assert [c["seed"] for c in candidates] == [1, 2, 3]
+        best = max(candidates, key=lambda c: (c["score"], -c["seed"]))
+        assert lineage["seed"] == best["seed"]
+        assert f"seed {best['seed']}:" in lineage["selection"]
+        for other in candidates:
+            if other is not best:
+                assert f"seed {other['seed']} {other['score']:+.3f}" in lineage["selection"]
+        chosen = candidate_dir(models, best["seed"]) / f"phase{phase}" / "model.zip"
+        assert weights(models / f"phase{phase}" / "model.zip") == weights(chosen)
+        # The candidates differ: selection had something to choose between.
+        assert len({weights(c["model"]) for c in candidates}) == 3
+    # Every phase-2 candidate warm-starts from phase 1's winner.
+    winner = str(models / "phase1" / "model.zip")
+    for seed in (1, 2, 3):
+        phase2 = candidate_dir(models, seed) / "phase2" / "model.json"
+        assert json.loads(phase2.read_text())["parent_model"] == winner
+
+
+def test_progress_names_each_phase_and_candidate(three_seeds):
+    _, lines = three_seeds
+    for phase in (1, 2):
+        for seed in (1, 2, 3):
+            assert any(line.startswith(f"seed {seed}, phase {phase}: ") for line in lines), (
+                phase,
+                seed,
+            )
+
+
+def test_a_candidate_trains_as_a_one_seed_run_of_its_seed(store, three_seeds, tmp_path):
+    """Parallel processes change nothing: candidate seed 2 is the run with seed 2."""
+    models, _ = three_seeds
+    alone = PipelineConfig(split=SPLIT, training=choice(seed=2))
+    run(store, tmp_path, alone, phases=(1,))
+    candidate = candidate_dir(models, 2) / "phase1" / "model.zip"
+    assert weights(tmp_path / "models" / "phase1" / "model.zip") == weights(candidate)
+
+
+def test_a_finished_run_is_not_trained_again(store, three_seeds):
+    models, _ = three_seeds
+    before = {p: p.stat().st_mtime_ns for p in models.rglob("*.zip")}
+    config = PipelineConfig(split=SPLIT, training=choice(candidates=3))
+    run(store, models.parent, config, phases=(1, 2))
+    assert {p: p.stat().st_mtime_ns for p in models.rglob("*.zip")} == before
+
+
+def test_candidates_without_validation_views_are_refused(store, tmp_path):
+    config = PipelineConfig(
+        split=SplitConfig(holdout_fraction=0.3, validation_fraction=0),
+        training=choice(candidates=2),
+    )
+    with pytest.raises(ValueError, match="2 seed candidates need validation views"):
+        run(store, tmp_path, config, phases=(1,))
+    assert not (tmp_path / "models" / "phase1" / "model.zip").exists()

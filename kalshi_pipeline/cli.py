@@ -28,10 +28,18 @@ import tempfile
 import time
 import traceback
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 from kalshi_pipeline.market.difficulty import FilterConfig
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
+from kalshi_pipeline.paths import (
+    COLLECTOR_URL_ENV,
+    artifacts_dir,
+    hyperparameters_file,
+    pipeline_home,
+    sessions_dir,
+    tuning_dir,
+)
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import (
@@ -49,7 +57,13 @@ from kalshi_pipeline.sources.simulator import (
     simulate_sessions,
 )
 from kalshi_pipeline.training.config import ALGORITHMS, PROFILES
-from kalshi_pipeline.workflow import PHASES, PipelineConfig, SplitConfig, TrainingChoice
+from kalshi_pipeline.workflow import (
+    PHASES,
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
@@ -111,7 +125,7 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     parser = _Parser(prog="kalshi-pipeline", description=__doc__.split("\n")[0], parents=[debug])
     # Not required here: argparse would report a missing command before an unknown flag.
-    commands = parser.add_subparsers(dest="command", metavar="{generate,train,demo,models}")
+    commands = parser.add_subparsers(dest="command", metavar="{generate,train,tune,demo,models}")
 
     gen = commands.add_parser(
         "generate", help="write simulated sessions in the raw schema", parents=[debug]
@@ -151,6 +165,45 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     add_pipeline_arguments(train)
 
+    tune = commands.add_parser(
+        "tune",
+        help="search PPO hyperparameters with Optuna, scored on the validation markets",
+        parents=[debug],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    tuning = TuningChoice()
+    tune.add_argument(
+        "--store", type=Path, default=argparse.SUPPRESS,
+        help="Parquet session store (default: the home's sessions/)",
+    )  # fmt: skip
+    tune.add_argument("--trials", type=positive_int, default=tuning.trials,
+                      help="trials this process runs (added to the study's)")  # fmt: skip
+    tune.add_argument(
+        "--storage", metavar="URL", default=argparse.SUPPRESS,
+        help="Optuna storage shared by several processes, e.g. postgresql://USER@HOST/DB "
+        "(default: a journal file in the home's artifacts/tuning/)",
+    )  # fmt: skip
+    tune.add_argument("--study", default=tuning.study, help="the study's name")
+    tune.add_argument(
+        "--out", type=Path, default=argparse.SUPPRESS,
+        help="the hyperparameter file (default: artifacts/hyperparameters/STUDY.json)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
+    )
+    add_pipeline_arguments(tune, with_training=False)
+    group = tune.add_argument_group("each trial's training")
+    group.add_argument(
+        "--profile", default=tuning.profile, choices=sorted(PROFILES),
+        help="the profile whose hyperparameters are searched around",
+    )  # fmt: skip
+    group.add_argument(
+        "--timesteps", type=positive_int, default=argparse.SUPPRESS,
+        help="timesteps of each phase (default: the profile's)",
+    )  # fmt: skip
+    group.add_argument("--seed", type=non_negative_int, default=tuning.seed,
+                       help="training and sampler seed")  # fmt: skip
+
     demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
     demo.add_argument(
         "--home", type=Path, help="default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
@@ -174,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         usage.error(f"unrecognised argument{'s' * (len(unknown) > 1)}: {' '.join(unknown)}")
     if args.command is None:
-        parser.error("a command is needed: generate, train, demo or models")
+        parser.error("a command is needed: generate, train, tune, demo or models")
     debug = getattr(args, "debug", False)
     keep_freed_memory()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -210,12 +263,15 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_train(args)
     if args.command == "models":
         return show_models(args.home)
+    if args.command == "tune":
+        return run_tune(args)
     return run_demo(usable_home(args.home))
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bool = True) -> None:
     """The arguments that map onto :class:`~kalshi_pipeline.workflow.PipelineConfig`;
-    their defaults are its defaults (unset: the profile's value)."""
+    their defaults are its defaults (unset: the profile's value). Without
+    ``with_training``, only the filters and the split."""
     filters, split, training = FilterConfig(), SplitConfig(), TrainingChoice()
     group = parser.add_argument_group("filters")
     group.add_argument(
@@ -240,6 +296,12 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of the other markets that pick each phase's best checkpoint",
     )  # fmt: skip
     group.add_argument("--split-salt", default=split.salt, help="markets hash with this salt")
+    group.add_argument(
+        "--walk-forward-sessions", type=non_negative_int, default=split.walk_forward_sessions,
+        help="latest sessions kept out of training for the walk-forward evaluation",
+    )  # fmt: skip
+    if not with_training:
+        return
     group = parser.add_argument_group("training (unset: the profile's value)")
     group.add_argument(
         "--profile", default=training.profile, choices=sorted(PROFILES),
@@ -266,13 +328,28 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--net-arch", type=positive_int, nargs="+", default=unset,
         help="hidden layer sizes, e.g. 64 64 (default: the profile's)",
     )  # fmt: skip
+    group.add_argument(
+        "--hyperparams", metavar="FILE", default=unset,
+        help="hyperparameters found by kalshi-pipeline tune (the flags above change them)",
+    )  # fmt: skip
 
 
-def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
-    """The :class:`PipelineConfig` the arguments of ``add_pipeline_arguments`` say."""
-    return PipelineConfig(
+def pipeline_config(args: argparse.Namespace, *, with_training: bool = True) -> PipelineConfig:
+    """The :class:`PipelineConfig` the arguments of ``add_pipeline_arguments`` say
+    (without ``with_training``: the default training)."""
+    data = PipelineConfig(
         filters=FilterConfig(args.min_episode_length, args.min_coverage, args.min_data_quality),
-        split=SplitConfig(args.holdout_fraction, args.validation_fraction, args.split_salt),
+        split=SplitConfig(
+            args.holdout_fraction,
+            args.validation_fraction,
+            args.split_salt,
+            args.walk_forward_sessions,
+        ),
+    )
+    if not with_training:
+        return data
+    return replace(
+        data,
         training=TrainingChoice(
             profile=args.profile,
             timesteps_per_phase=getattr(args, "timesteps", None),
@@ -284,6 +361,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             net_arch=tuple(args.net_arch) if hasattr(args, "net_arch") else None,
             checkpoint_every=getattr(args, "checkpoint_every", None),
             candidates=getattr(args, "candidates", None),
+            hyperparams=getattr(args, "hyperparams", None),
         ),
     )
 
@@ -296,6 +374,7 @@ def run_train(args: argparse.Namespace) -> int:
     from kalshi_pipeline.workflow import run
 
     config = pipeline_config(args)
+    config.training_config()  # a bad --hyperparams file is reported before any work
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
     store = existing_store(getattr(args, "store", None) or sessions_dir(pipeline_home(None)))
@@ -305,6 +384,37 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"models: {args.out / 'models'}")
     if report is not None:
         print(f"report: {report}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from kalshi_pipeline.workflow import load_split, tune
+
+    home = pipeline_home(args.home)
+    choice = TuningChoice(
+        study=args.study,
+        trials=args.trials,
+        storage=getattr(args, "storage", None),
+        profile=args.profile,
+        timesteps_per_phase=getattr(args, "timesteps", None),
+        seed=args.seed,
+    )
+    base = pipeline_config(args, with_training=False)
+    out = getattr(args, "out", None) or hyperparameters_file(home, choice.study)
+    store = existing_store(getattr(args, "store", None) or sessions_dir(home))
+    split, session_views = load_split(store, choice.pipeline(base))
+    result = tune(
+        split, session_views, choice.pipeline(base), choice,
+        tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out, say,
+    )  # fmt: skip
+    best, study = result["best"], result["study"]
+    low, high = best["ci95"]
+    print(
+        f"study {study['name']} ({study['storage']}): {study['complete']} complete and "
+        f"{study['pruned']} pruned of {study['trials']} trials; best: trial {best['trial']}, "
+        f"model - HOLD on validation {best['model_minus_hold']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    )
+    print(f"hyperparameters: {out}  (kalshi-pipeline train --hyperparams {out})")
     return 0
 
 
@@ -531,7 +641,11 @@ def _database_reason(exc: BaseException) -> str:
 
 def database_url(args: argparse.Namespace) -> str | None:
     """The database the command talks to: ``--postgres``, else the collector's, if set."""
-    return getattr(args, "postgres", None) or os.environ.get(COLLECTOR_URL_ENV)
+    return (
+        getattr(args, "postgres", None)
+        or getattr(args, "storage", None)
+        or os.environ.get(COLLECTOR_URL_ENV)
+    )
 
 
 if __name__ == "__main__":

@@ -30,3 +30,13 @@ def sessions_dir(home: Path) -> Path:
 
 def artifacts_dir(home: Path) -> Path:
     return home / "artifacts"
+
+
+def tuning_dir(home: Path) -> Path:
+    """Tuning studies (``studies.journal``, the default storage) and their trials' models."""
+    return artifacts_dir(home) / "tuning"
+
+
+def hyperparameters_file(home: Path, study: str) -> Path:
+    """Where ``kalshi-pipeline tune`` writes a study's best hyperparameters."""
+    return artifacts_dir(home) / "hyperparameters" / f"{study}.json"

@@ -38,9 +38,14 @@ from kalshi_pipeline.market.views import (
     view_key,
 )
 from kalshi_pipeline.training import phases as training_phases
-from kalshi_pipeline.training import promotion
+from kalshi_pipeline.training import promotion, tuning
 from kalshi_pipeline.training.candidates import train_candidates
-from kalshi_pipeline.training.config import PROFILES, TrainingConfig, profile
+from kalshi_pipeline.training.config import (
+    PROFILES,
+    TrainingConfig,
+    profile,
+    read_hyperparameters,
+)
 from kalshi_pipeline.training.evaluation import (
     baseline_policies,
     evaluate_policies,
@@ -64,17 +69,26 @@ PHASES = (1, 2, 3)
 @dataclass(frozen=True)
 class SplitConfig:
     """How markets are split between training, validation and holdout
-    (:mod:`kalshi_pipeline.market.split`). Validation picks among training's best
-    checkpoints; the holdout is read only by the report and the promotion check."""
+    (:mod:`kalshi_pipeline.market.split`), and which sessions are kept for the
+    walk-forward evaluation. Validation picks among training's best checkpoints and seed
+    candidates; the holdout and the walk-forward sessions are read only by the report
+    (and the holdout by the promotion check)."""
 
     holdout_fraction: float = 0.2
     validation_fraction: float = 0.2  # of the markets outside the holdout
     salt: str = DEFAULT_SALT
+    # The latest sessions, kept out of training and validation for the walk-forward
+    # evaluation (only while an earlier session is left to train on).
+    walk_forward_sessions: int = 1
 
     def __post_init__(self) -> None:
         for name in ("holdout_fraction", "validation_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.walk_forward_sessions < 0:
+            raise ValueError(
+                f"walk_forward_sessions must be 0 or more, got {self.walk_forward_sessions!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,9 @@ class TrainingChoice:
     net_arch: tuple[int, ...] | None = None
     checkpoint_every: int | None = None
     candidates: int | None = None
+    # A file of ``kalshi-pipeline tune``: its hyperparameters replace the profile's (the
+    # fields above still change them).
+    hyperparams: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -130,8 +147,9 @@ class TrainingChoice:
             for name in ("n_envs", "checkpoint_every", "candidates")
             if (value := getattr(self, name)) is not None
         }
-        if hyper:
-            changes["hyperparameters"] = replace(base.hyperparameters, **hyper)
+        tuned = read_hyperparameters(self.hyperparams) if self.hyperparams else None
+        if hyper or tuned:
+            changes["hyperparameters"] = replace(tuned or base.hyperparameters, **hyper)
         if env is not None:
             changes["env"] = env
         return profile(
@@ -181,7 +199,13 @@ def select_views(descriptions: Iterable[Mapping], filters: FilterConfig) -> pa.T
 @dataclass(frozen=True)
 class Split:
     """The views that pass the filters, by key: training, validation and holdout
-    (market-grouped: a market's views are all on one side)."""
+    (market-grouped: a market's views are all on one side), and the walk-forward views.
+
+    The walk-forward views are every view of the latest sessions (by session id, the
+    collector's order of recording): training and validation take their markets' views
+    of the earlier sessions only, so the model is also judged on sessions recorded after
+    every session it was trained on. The holdout is its markets' views of all sessions.
+    """
 
     train: tuple[str, ...]
     holdout: tuple[str, ...]
@@ -190,6 +214,7 @@ class Split:
     holdout_markets: int
     validation: tuple[str, ...] = ()
     validation_markets: int = 0
+    walk_forward: tuple[str, ...] = ()
 
     @property
     def sessions(self) -> list[int]:
@@ -206,13 +231,22 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
     validating = validation_markets(train_markets, config.validation_fraction, config.salt)
     held, checked = set(holdout_markets), set(validating)
     ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
+    sessions = sorted({r["session_id"] for r in rows})
+    forward = config.walk_forward_sessions
+    # Nothing earlier to train on: no walk-forward evaluation.
+    later = set(sessions[-forward:]) if 0 < forward < len(sessions) else set()
 
-    def side(ticker: str) -> str:
-        return "holdout" if ticker in held else "validation" if ticker in checked else "train"
+    def sides(row: dict) -> set[str]:
+        ticker, forward = row["market_ticker"], row["session_id"] in later
+        if ticker in held:
+            return {"holdout", "walk_forward"} if forward else {"holdout"}
+        if forward:
+            return {"walk_forward"}
+        return {"validation" if ticker in checked else "train"}
 
     keys = {
-        name: tuple(r["view_key"] for r in ordered if side(r["market_ticker"]) == name)
-        for name in ("train", "validation", "holdout")
+        name: tuple(r["view_key"] for r in ordered if name in sides(r))
+        for name in ("train", "validation", "holdout", "walk_forward")
     }
     return Split(
         **keys,
@@ -277,8 +311,10 @@ def evaluate(
     split: Split,
     out_dir: Path,
     progress_files: Sequence[Path] = (),
+    walk_forward: Sequence[MarketSessionView] = (),
 ) -> Path:
-    """The model against the baselines on training and holdout views: the report's path.
+    """The model against the baselines on training, holdout and walk-forward views (those
+    of sessions recorded after every training session): the report's path.
 
     A phase-3 model's parent (its phase-2 model) is evaluated too, so the report states
     the plan's target share after phase 2 as well as after phase 3.
@@ -296,7 +332,7 @@ def evaluate(
     )
     episodes = evaluate_policies(
         baseline_policies(model, phase2_model=phase2),
-        {"train": train, "holdout": holdout},
+        {"train": train, "holdout": holdout, "walk_forward": walk_forward},
         training.env,
         training.seed,
     )
@@ -342,22 +378,12 @@ def run(
     the Dagster assets, in one process. Returns the report's path (after phase 3)."""
     out = Path(out_dir)
     models = out / "models"
-    views = load_views(source)
-    by_session: dict[int, list[MarketSessionView]] = {}
-    for view in views:
-        by_session.setdefault(view.session_id, []).append(view)
-    split = split_views(select_views([v.describe() for v in views], config.filters), config.split)
-    train = views_for(split.train, by_session.__getitem__)
-    if not train:
-        raise ValueError(
-            f"none of the {len(views)} views in {source!r} passes the filters and is outside "
-            f"the holdout: nothing to train on (more or longer sessions, or a smaller "
-            f"holdout fraction)"
-        )
+    split, session_views = load_split(source, config)
+    train = views_for(split.train, session_views)
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they
     # warm-start from. Checked before any phase writes, so a refusal changes nothing.
-    validation = views_for(split.validation, by_session.__getitem__)
+    validation = views_for(split.validation, session_views)
     fingerprint = training_fingerprint(train, training, validation)
     for phase in range(1, max(phases) + 1):
         check_fingerprint(models / f"phase{phase}", fingerprint)
@@ -370,10 +396,83 @@ def run(
         )  # fmt: skip
     if result is None or result.phase != 3:
         return None
-    holdout = views_for(split.holdout, by_session.__getitem__)
+    holdout = views_for(split.holdout, session_views)
     return evaluate(
-        result.model_path, training, train, holdout, split, out / "report", progress_files(models)
+        result.model_path, training, train, holdout, split, out / "report",
+        progress_files(models), views_for(split.walk_forward, session_views),
+    )  # fmt: skip
+
+
+def load_split(
+    source, config: PipelineConfig
+) -> tuple[Split, Callable[[int], list[MarketSessionView]]]:
+    """The split of ``source``'s views, and a session's views by id (held in memory).
+    Raises if no view is left to train on."""
+    views = load_views(source)
+    by_session: dict[int, list[MarketSessionView]] = {}
+    for view in views:
+        by_session.setdefault(view.session_id, []).append(view)
+    split = split_views(select_views([v.describe() for v in views], config.filters), config.split)
+    if not split.train:
+        raise ValueError(
+            f"none of the {len(views)} views in {source!r} passes the filters and is outside "
+            f"the holdout and the walk-forward sessions: nothing to train on (more or longer "
+            f"sessions, or a smaller holdout fraction)"
+        )
+    return split, by_session.__getitem__
+
+
+# -- tuning --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TuningChoice:
+    """A tuning study (:mod:`kalshi_pipeline.training.tuning`): its name, the trials this
+    process runs, where the study is kept (``None``: a journal file in the pipeline home)
+    and the training each trial runs (a profile, its budget, one seed)."""
+
+    study: str = "default"
+    trials: int = 10
+    storage: str | None = None
+    profile: str = "default"
+    timesteps_per_phase: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"tuning trials must be 1 or more, got {self.trials!r}")
+        if not self.study or "/" in self.study:
+            raise ValueError(f"a study name is a plain non-empty name, got {self.study!r}")
+
+    def pipeline(self, base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
+        training = TrainingChoice(self.profile, self.timesteps_per_phase, seed=self.seed)
+        return replace(base, training=training)
+
+
+def tune(
+    split: Split,
+    session_views: Callable[[int], Sequence[MarketSessionView]],
+    config: PipelineConfig,
+    choice: TuningChoice,
+    home_storage: Path,
+    work_dir: Path,
+    out_file: Path,
+    on_progress: Callable[[str], None] | None = None,
+    pruner=None,
+) -> dict:
+    """Run ``choice.trials`` trials on the training views, scored on the validation views
+    (never the holdout), and write the best as a hyperparameter file: its contents.
+    ``home_storage`` is the journal file used when ``choice.storage`` is unset;
+    ``pruner`` replaces the default ``MedianPruner``."""
+    train = views_for(split.train, session_views)
+    study = tuning.Study(
+        choice.study, choice.storage or str(home_storage), choice.trials, choice.seed
     )
+    training = config.training_config()
+    result = tuning.tune(
+        train, [split.difficulty[v.key] for v in train],
+        views_for(split.validation, session_views), training, study, work_dir, on_progress,
+        pruner,
+    )  # fmt: skip
+    return tuning.write_result(result, training, out_file, study, profile=config.training.profile)
 
 
 # -- promotion ---------------------------------------------------------------------------

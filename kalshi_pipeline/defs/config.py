@@ -16,7 +16,7 @@ import dagster as dg
 import pydantic
 
 from kalshi_pipeline.market.difficulty import FilterConfig
-from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice
+from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice, TuningChoice
 
 
 def _launchpad_type(hint):
@@ -63,6 +63,14 @@ TrainingSettings = config_of(
     'A training profile ("default" learns, "plan" is the plan\'s PPO, "demo" is quick) and '
     "what is changed from it: timesteps, algorithm, seed, learning rate, gamma, n_envs, "
     "net_arch, checkpoints (unset: the profile's).",
+)
+
+TuningSettings = config_of(
+    TuningChoice,
+    "TuningSettings",
+    "An Optuna study: its name, the trials this run adds, its storage (unset: a journal "
+    "file in the pipeline home; a PostgreSQL URL to share it between processes) and each "
+    "trial's training (profile, timesteps per phase, seed).",
 )
 
 

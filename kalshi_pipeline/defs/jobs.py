@@ -1,4 +1,5 @@
-"""The two jobs: ``ingest_session`` (one session partition) and ``train_and_evaluate``.
+"""The jobs: ``ingest_session`` (one session partition), ``train_and_evaluate`` and
+``tune_hyperparameters`` (an Optuna study, run on demand, never by a sensor).
 
 ``train_and_evaluate`` ends with ``production_model``: the only way a model reaches
 production is this job's promotion decision (the retrain sensor and the schedule run it).
@@ -19,6 +20,7 @@ from kalshi_pipeline.defs.assets.model_assets import (
     train_holdout_split,
 )
 from kalshi_pipeline.defs.assets.production_assets import production_model
+from kalshi_pipeline.defs.assets.tuning_assets import tuned_hyperparameters
 from kalshi_pipeline.defs.config import run_config
 from kalshi_pipeline.workflow import DEMO
 
@@ -38,5 +40,8 @@ ingest_session_job = dg.define_asset_job(
     tags={MAX_RUNTIME_SECONDS_TAG: str(INGEST_MAX_RUNTIME_SECONDS)},
 )
 train_and_evaluate_job = dg.define_asset_job("train_and_evaluate", selection=TRAINING_ASSETS)
+tune_hyperparameters_job = dg.define_asset_job(
+    "tune_hyperparameters", selection=[tuned_hyperparameters]
+)
 
 DEMO_RUN_CONFIG = run_config(DEMO)

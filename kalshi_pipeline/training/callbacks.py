@@ -203,8 +203,17 @@ class ValidationCallback(BaseCallback):
 
     CSV, BEST_MODEL, BEST = "validation.csv", "best_model.zip", "best.json"
 
-    def __init__(self, views, env_config, every: int, path: str | Path, verbose: int = 0):
+    def __init__(
+        self,
+        views,
+        env_config,
+        every: int,
+        path: str | Path,
+        verbose: int = 0,
+        on_validated: Callable[[dict], None] | None = None,
+    ):
         super().__init__(verbose)
+        self.on_validated = on_validated  # gets each evaluation's timesteps, score, share
         if not views:
             raise ValueError("ValidationCallback needs at least one validation view")
         self.views = list(views)
@@ -278,6 +287,8 @@ class ValidationCallback(BaseCallback):
             self.best = dict(self.latest)
         if self.verbose:
             print(f"validation at {done}: model - HOLD {score:+.4f}, share {share:.0%}")
+        if self.on_validated is not None:
+            self.on_validated(dict(self.latest))
 
 
 def read_csv_rows(path: Path) -> list[dict]:

@@ -10,7 +10,9 @@ CPU cores.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from kalshi_pipeline.env.trading_env import EnvConfig
 
@@ -143,3 +145,27 @@ def profile(
     if seed is not None:
         changes["seed"] = seed
     return replace(PROFILES[name], **changes)
+
+
+def read_hyperparameters(path: str | Path) -> AlgorithmConfig:
+    """The hyperparameters of a file written by ``kalshi-pipeline tune``
+    (:func:`kalshi_pipeline.training.tuning.write_result`); a clear error naming the file
+    and what is wrong otherwise."""
+    try:
+        recorded = json.loads(Path(path).read_text())["hyperparameters"]
+    except FileNotFoundError:
+        raise ValueError(f"hyperparameter file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"hyperparameter file {path} is not one kalshi-pipeline tune wrote "
+            f"(no JSON object with 'hyperparameters': {error})"
+        ) from None
+    known = {f.name for f in fields(AlgorithmConfig)}
+    unknown = sorted(set(recorded) - known) if isinstance(recorded, dict) else ["(not a map)"]
+    if unknown:
+        raise ValueError(f"hyperparameter file {path}: unknown hyperparameters {unknown}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+    try:
+        return replace(AlgorithmConfig(), **values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"hyperparameter file {path}: {error}") from None

@@ -342,6 +342,7 @@ def analyse(
     bands = difficulty_bands(market_difficulty)
     return {
         "headline": headline(episodes, rows, seed),
+        "walk_forward": walk_forward(episodes, rows, seed),
         "actions": action_distribution(episodes),
         "by_market_type": grouped(rows, lambda r: r["market_type"]),
         "by_difficulty_band": grouped(rows, lambda r: bands.get((r["split"], r["market_ticker"]))),
@@ -361,21 +362,44 @@ def headline(episodes: Sequence[Episode], rows: Sequence[dict], seed: int = 0) -
     split = _primary_split(episodes)
     if split is None:
         return "Nothing was evaluated: no episode."
+    return split_result(episodes, rows, split, seed)
+
+
+def walk_forward(episodes: Sequence[Episode], rows: Sequence[dict], seed: int = 0) -> str:
+    """The report's second line: the model on the sessions recorded after every session it
+    was trained on (the ``walk_forward`` split), or why there is no such evaluation."""
+    views = {(e.session_id, e.view_key) for e in episodes if e.split == "walk_forward"}
+    if not views:
+        return (
+            "No walk-forward evaluation: no session was recorded after the training sessions "
+            "(one session only, or walk_forward_sessions 0)."
+        )
+    sessions = ", ".join(str(s) for s in sorted({s for s, _ in views}))
+    return (
+        f"Walk-forward, on the {len(views)} views of session(s) {sessions}, recorded after "
+        f"every training session: {split_result(episodes, rows, 'walk_forward', seed)}"
+    )
+
+
+def split_result(episodes: Sequence[Episode], rows: Sequence[dict], split: str, seed: int) -> str:
+    """The model's result on ``split``: that it never trades or ties always-HOLD, else
+    model minus HOLD with its interval and the share of markets it makes money on."""
     model = [e for e in episodes if e.policy == "model" and e.split == split]
+    where = "walk-forward views" if split == "walk_forward" else split
     if not model:
-        return f"No model was evaluated: baselines only, on the {split} views."
+        return f"No model was evaluated: baselines only, on the {where}."
     if sum(e.contracts_traded for e in model) == 0:
         actions = np.sum([e.action_counts for e in model], axis=0)
         held = actions[HOLD] / max(actions.sum(), 1)
         return (
-            f"The model never trades on the {split}: not one order filled in its "
+            f"The model never trades on the {where}: not one order filled in its "
             f"{len(model)} episodes ({held:.0%} of its actions were HOLD), so it earns "
             f"exactly what always-HOLD earns."
         )
     differences = _paired(rows, "model", "hold", split)
     if differences is not None and len(differences) and np.all(np.abs(differences) < 1e-12):
         return (
-            f"The model ties always-HOLD on the {split}: model minus HOLD is 0 on every one "
+            f"The model ties always-HOLD on the {where}: model minus HOLD is 0 on every one "
             f"of its {len(differences)} markets."
         )
     model_rewards = np.array(
@@ -385,13 +409,13 @@ def headline(episodes: Sequence[Episode], rows: Sequence[dict], seed: int = 0) -
     if differences is None or not len(differences):
         low, high = bootstrap_interval(model_rewards, seed)
         return (
-            f"The model's mean reward on the {split}: {model_rewards.mean():+.3f} dollars per "
+            f"The model's mean reward on the {where}: {model_rewards.mean():+.3f} dollars per "
             f"market, 95% CI [{low:+.3f}, {high:+.3f}] over {len(model_rewards)} markets; "
             f"positive on {share:.0%} of them."
         )
     low, high = bootstrap_interval(differences, seed)
     return (
-        f"Model minus always-HOLD on the {split}: {differences.mean():+.3f} dollars per "
+        f"Model minus always-HOLD on the {where}: {differences.mean():+.3f} dollars per "
         f"market, 95% CI [{low:+.3f}, {high:+.3f}] over {len(differences)} markets; the "
         f"model's average reward is positive on {share:.0%} of them."
     )

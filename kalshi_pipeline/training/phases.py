@@ -124,6 +124,7 @@ def train_phase(
     progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
     validation: Sequence[MarketSessionView] = (),
+    on_validation: Callable[[dict], None] | None = None,
 ) -> PhaseResult:
     """Train one phase (1, 2 or 3) into ``<out_dir>/phase<N>/``.
 
@@ -134,7 +135,8 @@ def train_phase(
     scores the model on them every ``config.validate_every`` timesteps (0: every
     checkpoint) and at the end; ``model.zip`` is then the best model by that score (its
     lineage says so in ``selected_by_validation``), and the last one is ``last_model.zip``.
-    Without them, ``model.zip`` is the last model.
+    Without them, ``model.zip`` is the last model. ``on_validation`` gets each
+    evaluation's timesteps, score and share (the tuner prunes on them).
     """
     if len(views) != len(difficulties):
         raise ValueError("one difficulty per view is needed")
@@ -194,7 +196,9 @@ def train_phase(
                 (out / name).unlink(missing_ok=True)
         every = config.validate_every or config.checkpoint_every
         # Before the checkpoint callback: a checkpoint on disk means its score is recorded.
-        validating = ValidationCallback(validation, config.env, every, out)
+        validating = ValidationCallback(
+            validation, config.env, every, out, on_validated=on_validation
+        )
         callbacks.append(validating)
     callbacks += [
         RolloutCheckpointCallback(config.checkpoint_every, out / "checkpoints"),

@@ -8,7 +8,8 @@ and differences plus :func:`analyse`'s findings) and the plots in :data:`PLOTS`.
 ``report.md`` puts results first and lineage last:
 
 1. its first line: the model's result on the holdout, or that it never trades or ties
-   always-HOLD;
+   always-HOLD; then the same on the walk-forward views (every view of the sessions
+   recorded after every training session), or why there are none;
 2. the plan's target shares (phase 3 always; phase 2 when that model was evaluated),
    over all markets and over the markets liquid enough to trade;
 3. aggregates over markets and the paired model-vs-baseline differences, with 95% BCa
@@ -118,7 +119,7 @@ def _share(value) -> str:
 
 
 def _markdown(episodes, rows, summary, model_path, lineage) -> str:
-    lines = [f"# Evaluation report: {summary['headline']}", ""]
+    lines = [f"# Evaluation report: {summary['headline']}", "", summary["walk_forward"], ""]
     lines += _targets(summary["targets"])
     lines += _aggregates(summary)
     lines += _actions(summary["actions"])

@@ -8,6 +8,7 @@ in a local Parquet store under a temporary ``KALSHI_PIPELINE_HOME``.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from contextlib import closing
 from pathlib import Path
@@ -18,13 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from kalshi_pipeline.defs.config import FilterSettings
+from kalshi_pipeline.defs.config import FilterSettings, TrainingSettings, TuningSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.defs.sensors import new_sessions_sensor
 from kalshi_pipeline.market.views import read_views
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, hyperparameters_file
 from kalshi_pipeline.sources.postgres import write_collector_session
+from kalshi_pipeline.training.config import read_hyperparameters
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline_tests.defs.conftest import (
     MARKETS,
@@ -223,7 +225,7 @@ def test_each_phase_model_records_its_lineage(trained):
         model = Path(meta["model_path"])
         assert model == models_dir / f"phase{phase}" / "model.zip" and model.exists()
         assert str(model) == trained.training.output_for_node(name)
-        assert meta["sessions"] == [1, 2]
+        assert meta["sessions"] == [1]  # session 2 is kept for the walk-forward evaluation
         assert meta["views"] == len(train_views)
         assert meta["parent_model"] == parent  # phase 1 has none; 2 and 3 their predecessor
         assert meta["seed"] == 0
@@ -329,3 +331,24 @@ def test_the_collector_url_never_reaches_the_event_log(
     assert len(logged) > 10 and "raw_sessions" in text
     assert collector_tables not in text
     assert database not in text
+
+
+def test_tuning_runs_in_its_own_job_and_training_accepts_its_file(trained, definitions):
+    settings = TuningSettings(
+        study="asset", trials=2, profile="demo", timesteps_per_phase=TINY_TIMESTEPS
+    )
+    result = definitions.resolve_job_def("tune_hyperparameters").execute_in_process(
+        instance=trained.instance, run_config=dg.RunConfig(ops={"tuned_hyperparameters": settings})
+    )
+
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialised == {"tuned_hyperparameters"}  # the split is read, nothing retrained
+    meta = metadata(result, "tuned_hyperparameters")
+    path = Path(meta["hyperparameters_file"])
+    assert path == hyperparameters_file(trained.home, "asset") and path.exists()
+    assert meta["trials"] == 2 == meta["complete"] + meta["pruned"]
+    assert meta["objective"] == meta["ci95"][0]
+    # The training config takes the file, as the CLI's --hyperparams does.
+    training = TrainingSettings(profile="demo", hyperparams=str(path)).to_domain().resolve()
+    assert training.hyperparameters == read_hyperparameters(path)
+    assert json.loads(path.read_text())["study"]["name"] == "asset"

@@ -19,6 +19,7 @@ ASSET_KEYS = {
     "phase3_model",
     "evaluation_report",
     "production_model",
+    "tuned_hyperparameters",
 }
 VIEW_CHECKS = {"min_episode_length", "min_coverage", "data_quality"}
 
@@ -57,6 +58,10 @@ def test_the_jobs_select_ingest_and_training(definitions):
         "market_views",
     }
     assert {k.to_user_string() for k in train.asset_layer.executable_asset_keys} == (
-        ASSET_KEYS - {"raw_sessions", "market_views"}
+        ASSET_KEYS - {"raw_sessions", "market_views", "tuned_hyperparameters"}
     )
+    tune = definitions.resolve_job_def("tune_hyperparameters")  # never part of a retrain
+    assert {k.to_user_string() for k in tune.asset_layer.executable_asset_keys} == {
+        "tuned_hyperparameters"
+    }
     assert ingest.partitions_def is not None and ingest.partitions_def.name == "sessions"

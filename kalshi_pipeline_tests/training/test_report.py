@@ -144,3 +144,23 @@ def test_the_report_is_the_same_for_the_same_episodes_and_seed(tmp_path):
 
     for name in ("report.md", "summary.json", "per_market.csv", "episodes.csv", *PLOTS):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_the_second_line_gives_the_walk_forward_result_or_says_there_is_none(tmp_path):
+    # Session 2 was recorded after training's session 1: the model earns 1.0 more than
+    # HOLD on each of its two markets there.
+    episodes = never_trading_episodes() + [
+        ep(policy, "walk_forward", market, 2, reward, contracts_traded=10 * (policy == "model"))
+        for market in ("KXBTC-A", "KXFED-D")
+        for policy, reward in (("model", 1.0), ("hold", 0.0))
+    ]
+
+    lines = write(tmp_path, episodes).read_text().splitlines()
+    without = write(tmp_path, never_trading_episodes(), name="flat").read_text().splitlines()
+
+    assert lines[2].startswith(
+        "Walk-forward, on the 2 views of session(s) 2, recorded after every training session: "
+        "Model minus always-HOLD on the walk-forward views: +1.000 dollars per market"
+    )
+    assert "over 2 markets" in lines[2] and "positive on 100% of them" in lines[2]
+    assert without[2].startswith("No walk-forward evaluation")

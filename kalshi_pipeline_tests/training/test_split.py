@@ -82,7 +82,10 @@ def test_every_view_of_a_market_lands_on_the_same_side():
     assert any(len(s) > 1 for s in sessions_of.values()), "some market should span sessions"
 
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
-    split = split_views(select_views([v.describe() for v in views], keep_all), SplitConfig(0.5))
+    split = split_views(
+        select_views([v.describe() for v in views], keep_all),
+        SplitConfig(0.5, walk_forward_sessions=0),
+    )
     by_session = defaultdict(list)
     for view in views:
         by_session[view.session_id].append(view)
@@ -116,8 +119,8 @@ def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
     views = three_sessions_of_views(markets=12)
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     selection = select_views([v.describe() for v in views], keep_all)
-    split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.4))
-    without = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.0))
+    split = split_views(selection, SplitConfig(0.3, 0.4, walk_forward_sessions=0))
+    without = split_views(selection, SplitConfig(0.3, 0.0, walk_forward_sessions=0))
 
     sides = {
         name: {key.split("/", 1)[1] for key in keys}
@@ -134,3 +137,29 @@ def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
         len(sides["train"]),
         len(sides["validation"]),
     )
+
+
+def test_the_latest_session_is_kept_for_the_walk_forward_evaluation():
+    views = three_sessions_of_views(markets=12)
+    keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
+    selection = select_views([v.describe() for v in views], keep_all)
+    split = split_views(selection, SplitConfig(0.3, 0.3))  # one walk-forward session
+    flat = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=0))
+
+    def sessions(keys):
+        return {int(k.split("/")[0]) for k in keys}
+
+    assert split.walk_forward and sessions(split.walk_forward) == {3}
+    # Every view of session 3, of every market, and nothing of sessions 1 and 2.
+    assert set(split.walk_forward) == {v.key for v in views if v.session_id == 3}
+    # Training and validation never see session 3; they keep the rest of their markets.
+    assert sessions(split.train) | sessions(split.validation) <= {1, 2}
+    assert set(split.train) == {k for k in flat.train if not k.startswith("3/")}
+    assert set(split.validation) == {k for k in flat.validation if not k.startswith("3/")}
+    # The market holdout is unchanged: its markets' views of every session.
+    assert split.holdout == flat.holdout and not flat.walk_forward
+    two = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=2))
+    assert sessions(two.walk_forward) == {2, 3} and sessions(two.train) == {1}
+    # With nothing earlier to train on, there is no walk-forward evaluation.
+    alone = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=3))
+    assert not alone.walk_forward and alone.train == flat.train

@@ -21,7 +21,7 @@ from kalshi_pipeline.defs.assets.data_assets import market_views
 from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.market.views import view_descriptions
+from kalshi_pipeline.market.views import session_of_key, view_descriptions
 from kalshi_pipeline.training.phases import read_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import (
@@ -102,6 +102,10 @@ def train_holdout_split(
             "holdout_views": len(split.holdout),
             "validation_markets": split.validation_markets,
             "validation_views": len(split.validation),
+            "walk_forward_views": len(split.walk_forward),
+            "walk_forward_sessions": dg.MetadataValue.json(
+                sorted({session_of_key(k) for k in split.walk_forward})
+            ),
             "holdout_fraction": config.holdout_fraction,
         }
     )
@@ -218,6 +222,7 @@ def evaluation_report(
         split,
         out,
         progress_files(model.parent.parent),
+        views_for(split.walk_forward, pipeline.session_views),
     )
     summary = json.loads((out / "summary.json").read_text())
     images = "\n\n".join(

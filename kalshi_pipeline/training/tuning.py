@@ -1,0 +1,269 @@
+"""Hyperparameter tuning with Optuna: the search space, the objective, the result file.
+
+A trial trains the three phases (one seed, ``timesteps_per_phase`` each) with the
+hyperparameters Optuna suggests, on the training views, and scores the phase-3 output on
+the validation views. The holdout is never read.
+
+* **Objective** (maximised): the lower end of the 95% BCa bootstrap interval of model
+  minus always-HOLD over the validation views, paired per view
+  (:func:`~kalshi_pipeline.training.evaluation.bootstrap_interval`). A trial that does
+  better on average but only on a few markets scores lower than one that is reliably
+  above HOLD.
+* **Pruning**: every periodic validation of every phase
+  (:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`) reports its mean model
+  minus HOLD at the trial's cumulative timestep (:func:`pruning_step`); Optuna's
+  ``MedianPruner`` stops a trial whose score is below the median of earlier trials at
+  the same step (after two complete trials, never in phase 1).
+* **Search space** (:func:`suggest`), around the hand-set ``default`` profile:
+
+  ====================  ====================================  ==========================
+  parameter             range                                  ``default``
+  ====================  ====================================  ==========================
+  learning_rate         1e-5 to 1e-3, log scale                3e-4
+  n_steps               256, 512, 1024 (per env)               512
+  batch_size            64, 128, 256, 512                      256
+  gamma                 0.99, 0.995, 0.999                     0.995
+  gae_lambda            0.9 to 0.99                            0.95
+  ent_coef              0, 1e-4, 1e-3, 1e-2                    0
+  net_arch              32x32, 64x64, 128x128, 64x64x64        64x64
+  initial HOLD share    0.2 (SB3's uniform start) to 0.99      0.95
+  ====================  ====================================  ==========================
+
+  The initial action probabilities are the HOLD share and the rest divided as in
+  ``default`` (each BUY 42% of it, each SELL 8%): exits rarer than entries.
+
+* **Storage**: an Optuna storage URL (``postgresql://...``, ``sqlite:///...``) or a
+  journal file (any other path; safe for several processes on one machine). Processes
+  given the same storage and study name share the study: each runs its own trials, the
+  sampler sees them all.
+
+The result is a hyperparameter file (:func:`write_result`): the best trial's
+:class:`~kalshi_pipeline.training.config.AlgorithmConfig` with the study's figures, which
+``kalshi-pipeline train --hyperparams FILE`` and the Dagster training config read
+(:func:`~kalshi_pipeline.training.config.read_hyperparameters`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.exc import IntegrityError
+
+from kalshi_pipeline.market.views import MarketSessionView
+from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.training.callbacks import write_json_atomically
+from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
+from kalshi_pipeline.training.evaluation import (
+    bootstrap_interval,
+    hold_policy,
+    model_policy,
+    rollout,
+)
+from kalshi_pipeline.training.phases import ALGORITHM_CLASSES, train_phase
+
+log = logging.getLogger(__name__)
+NET_ARCHS = {"32x32": (32, 32), "64x64": (64, 64), "128x128": (128, 128), "64x64x64": (64,) * 3}
+_BUY, _SELL = 0.42, 0.08  # of the non-HOLD probability, per BUY and per SELL action
+HYPERPARAMETERS_FORMAT = 1
+
+
+def suggest(trial: optuna.Trial, base: AlgorithmConfig) -> AlgorithmConfig:
+    """``base`` with the search space's parameters as ``trial`` suggests them."""
+    hold = trial.suggest_float("initial_hold_probability", 0.2, 0.99)
+    rest = 1 - hold
+    return replace(
+        base,
+        learning_rate=trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
+        n_steps=trial.suggest_categorical("n_steps", [256, 512, 1024]),
+        batch_size=trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
+        gamma=trial.suggest_categorical("gamma", [0.99, 0.995, 0.999]),
+        gae_lambda=trial.suggest_float("gae_lambda", 0.9, 0.99),
+        ent_coef=trial.suggest_categorical("ent_coef", [0.0, 1e-4, 1e-3, 1e-2]),
+        net_arch=NET_ARCHS[trial.suggest_categorical("net_arch", list(NET_ARCHS))],
+        initial_action_probabilities=(hold, rest * _BUY, rest * _SELL, rest * _BUY, rest * _SELL),
+    )
+
+
+@dataclass(frozen=True)
+class Study:
+    """Where trials are kept and how many this process runs."""
+
+    name: str
+    storage: str  # an Optuna storage URL, or the path of a journal file
+    trials: int
+    seed: int = 0  # the sampler's
+
+    def open(self, pruner: optuna.pruners.BasePruner, attempts: int = 5) -> optuna.Study:
+        """The study, created if new. Processes starting together race to create the
+        study (or a database's tables): the loser sees an integrity error and retries."""
+        for attempt in range(attempts):
+            try:
+                return optuna.create_study(
+                    study_name=self.name,
+                    storage=self._storage(),
+                    direction="maximize",
+                    sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=4),
+                    pruner=pruner,
+                    load_if_exists=True,
+                )
+            except Exception as error:  # the driver's message may quote the URL: redacted
+                if isinstance(error, IntegrityError) and attempt + 1 < attempts:
+                    time.sleep(0.5 + attempt)
+                    continue
+                failure = error
+                break
+        first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+        raise TuningStorageError(
+            f"cannot open study {self.name!r} at {self.shown()}: "
+            f"{type(failure).__name__}: {redact(first, self._url())}"
+        ) from None
+
+    def shown(self) -> str:
+        """The storage as it may be shown: a database's host, port and name, no user or
+        password; a file's path."""
+        if "://" not in self.storage:
+            return self.storage
+        scheme, _ = self.storage.split("://", 1)
+        if scheme.split("+")[0] in ("postgresql", "postgres"):
+            return f"postgresql {describe_url(self._url())}"
+        return redact(self.storage, self.storage)
+
+    def _url(self) -> str:
+        """The storage URL with a libpq scheme (SQLAlchemy's ``+driver`` dropped)."""
+        scheme, _, rest = self.storage.partition("://")
+        return f"{scheme.split('+')[0]}://{rest}" if rest else self.storage
+
+    def _storage(self):
+        if "://" in self.storage:
+            return self.storage
+        Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(self.storage))
+
+
+class TuningStorageError(RuntimeError):
+    """The study's storage cannot be opened (the message names it without credentials)."""
+
+
+def tune(
+    views: Sequence[MarketSessionView],
+    difficulties: Sequence[float],
+    validation: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    study: Study,
+    work_dir: str | Path,
+    on_progress: Callable[[str], None] | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Run ``study.trials`` trials of ``config`` (its profile's budget, one seed) with
+    suggested hyperparameters; each trial trains under ``<work_dir>/trial-<n>/``.
+
+    ``pruner`` defaults to a ``MedianPruner`` that waits for two complete trials and
+    never stops a trial during its first phase."""
+    if not validation:
+        raise ValueError("tuning needs validation views (a validation fraction above 0)")
+    config = replace(config, candidates=1)
+    say = on_progress or log.info
+    if pruner is None:
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=2, n_warmup_steps=config.phase_timesteps(1) + 1
+        )
+    opened = study.open(pruner)
+    hold = np.array([rollout(hold_policy(), v, config.env).total_reward for v in validation])
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
+        trying = replace(config, hyperparameters=suggest(trial, config.hyperparameters))
+        out = Path(work_dir) / f"trial-{trial.number}"
+        model = None
+        for phase in (1, 2, 3):
+
+            def report(scores: dict, phase=phase) -> None:
+                trial.report(scores["score"], pruning_step(config, phase, scores["timesteps"]))
+                if trial.should_prune():
+                    say(f"trial {trial.number}: pruned at phase {phase} ({scores['score']:+.3f})")
+                    raise optuna.TrialPruned()
+
+            parent = model.model_path if model is not None else None
+            model = train_phase(
+                phase, views, difficulties, trying, out, parent,
+                validation=validation, on_validation=report,
+            )  # fmt: skip
+        trained = ALGORITHM_CLASSES[config.algorithm].load(model.model_path, device="cpu")
+        policy = model_policy(trained)
+        rewards = np.array([rollout(policy, v, config.env).total_reward for v in validation])
+        differences = rewards - hold
+        low, high = bootstrap_interval(differences, config.seed)
+        trial.set_user_attr("model_minus_hold", float(differences.mean()))
+        trial.set_user_attr("ci95", [low, high])
+        trial.set_user_attr("share_above_hold", float((differences > 0).mean()))
+        say(
+            f"trial {trial.number}: model - HOLD on validation {differences.mean():+.3f} "
+            f"[{low:+.3f}, {high:+.3f}]"
+        )
+        return low
+
+    opened.optimize(objective, n_trials=study.trials, catch=())
+    return opened
+
+
+def pruning_step(config: TrainingConfig, phase: int, timesteps: int) -> int:
+    """The step a validation is reported at: the mark it validates (a multiple of
+    ``validate_every``, the phase's budget at its end) after the earlier phases' budgets.
+    Trials whose rollouts differ in length validate at other timesteps; their marks agree,
+    so the pruner compares like with like."""
+    every = config.validate_every or config.checkpoint_every
+    budget = config.phase_timesteps(phase)
+    earlier = sum(config.phase_timesteps(p) for p in range(1, phase))
+    return earlier + (budget if timesteps >= budget else timesteps // every * every)
+
+
+def write_result(
+    study: optuna.Study,
+    config: TrainingConfig,
+    path: str | Path,
+    where: Study,
+    *,
+    profile: str,
+) -> dict:
+    """The best trial as a hyperparameter file at ``path`` (JSON): its
+    :class:`AlgorithmConfig`, its objective and validation figures, and the study's."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise ValueError(f"study {study.study_name!r} has no complete trial: nothing to write")
+    best = study.best_trial
+    chosen = suggest(optuna.trial.FixedTrial(best.params), config.hyperparameters)
+    result = {
+        "format": HYPERPARAMETERS_FORMAT,
+        "hyperparameters": asdict(chosen),
+        "objective": "lower end of the 95% BCa interval of model - HOLD on validation views",
+        "best": {
+            "trial": best.number,
+            "objective": best.value,
+            "model_minus_hold": best.user_attrs.get("model_minus_hold"),
+            "ci95": best.user_attrs.get("ci95"),
+            "share_above_hold": best.user_attrs.get("share_above_hold"),
+            "params": best.params,
+        },
+        "study": {
+            "name": study.study_name,
+            "storage": where.shown(),
+            "trials": len(study.trials),
+            "complete": len(complete),
+            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+            "profile": profile,
+            "timesteps_per_phase": [config.phase_timesteps(p) for p in (1, 2, 3)],
+        },
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(Path(path), result)
+    return result

@@ -1,0 +1,157 @@
+"""Tuning with Optuna: a small study on a journal file and on the real PostgreSQL server
+(two processes sharing one study), pruning on the periodic validation, and the
+hyperparameter file that training reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import optuna
+import pytest
+from stable_baselines3.common.save_util import json_to_data
+
+from kalshi_pipeline.cli import main
+from kalshi_pipeline.sources import ParquetSessionStore
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.config import AlgorithmConfig, read_hyperparameters
+from kalshi_pipeline.training.tuning import Study, suggest
+from kalshi_pipeline.workflow import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+    load_split,
+    run,
+    tune,
+)
+
+SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
+TINY = {"profile": "demo", "timesteps_per_phase": 1024}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = ParquetSessionStore(tmp_path_factory.mktemp("tuning") / "store")
+    for i in (1, 2, 3):
+        store.write_session(simulate_session(i, i, SimulatorConfig(markets=10)))
+    return store
+
+
+def small_study(store, where: Path, trials=3, **options) -> tuple[dict, optuna.Study]:
+    choice = TuningChoice(study="small", trials=trials, **TINY)
+    config = choice.pipeline(PipelineConfig(split=SPLIT))
+    split, session_views = load_split(store, config)
+    journal = where / "studies.journal"
+    result = tune(
+        split, session_views, config, choice, journal, where / "trials",
+        where / "small.json", **options,
+    )  # fmt: skip
+    return result, Study("small", str(journal), 0).open(optuna.pruners.NopPruner())
+
+
+def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
+    result, study = small_study(store, tmp_path)
+
+    assert len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    best = study.best_trial
+    assert result["best"]["trial"] == best.number and result["best"]["objective"] == best.value
+    # The objective is the lower end of the validation interval of model minus HOLD.
+    assert best.value == best.user_attrs["ci95"][0] <= best.user_attrs["model_minus_hold"]
+    written = read_hyperparameters(tmp_path / "small.json")
+    base = TrainingChoice(**TINY).resolve().hyperparameters
+    assert written == suggest(optuna.trial.FixedTrial(best.params), base)
+    assert written != base  # the search moved away from the profile
+    # Each validation of each phase was reported for pruning, at cumulative timesteps.
+    assert sorted(best.intermediate_values) == [1024, 2048, 3072]
+    # A second run adds trials to the same study.
+    again, study = small_study(store, tmp_path, trials=1)
+    assert len(study.trials) == again["study"]["trials"] == 4
+
+
+def test_a_trial_below_the_pruners_bar_stops_after_its_first_phase(store, tmp_path):
+    # Every report after phase 1 is below this threshold: each trial is pruned there.
+    pruner = optuna.pruners.ThresholdPruner(lower=1e9, n_warmup_steps=1025)
+    with pytest.raises(ValueError, match="no complete trial"):
+        small_study(store, tmp_path, trials=2, pruner=pruner)
+
+    study = Study("small", str(tmp_path / "studies.journal"), 0).open(pruner)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == [1024, 2048]  # pruned at phase 2's end
+        assert not (tmp_path / "trials" / f"trial-{trial.number}" / "phase3").exists()
+
+
+def test_train_reads_the_hyperparameter_file(store, tmp_path):
+    hyper = AlgorithmConfig(
+        learning_rate=1.5e-4, n_steps=128, batch_size=64, n_epochs=2, gamma=0.98,
+        net_arch=(16, 8), initial_action_probabilities=(0.6, 0.15, 0.05, 0.15, 0.05),
+    )  # fmt: skip
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"format": 1, "hyperparameters": hyper.__dict__}))
+    config = PipelineConfig(split=SPLIT, training=TrainingChoice(**TINY, hyperparams=str(path)))
+    assert config.training_config().hyperparameters == hyper
+
+    run(store, tmp_path / "out", config, phases=(1,))
+
+    model = tmp_path / "out" / "models" / "phase1" / "model.zip"
+    with zipfile.ZipFile(model) as archive:
+        saved = json_to_data(archive.read("data").decode())
+    assert (saved["n_steps"], saved["gamma"], saved["n_epochs"]) == (128, 0.98, 2)
+    assert saved["policy_kwargs"]["net_arch"] == [16, 8]
+    # A flag still changes what the file says.
+    changed = TrainingChoice(**TINY, hyperparams=str(path), gamma=0.9).resolve()
+    assert changed.hyperparameters.gamma == 0.9 and changed.hyperparameters.n_steps == 128
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not one kalshi-pipeline tune wrote"),
+        ('{"hyperparameters": {"learning_rat": 0.1}}', "unknown hyperparameters ['learning_rat']"),
+        ('{"hyperparameters": {"initial_action_probabilities": [1, 2]}}', "5 positive numbers"),
+    ],
+)
+def test_a_bad_hyperparameter_file_is_an_error_naming_it(store, tmp_path, capsys, content, says):
+    path = tmp_path / "tuned.json"
+    if content is not None:
+        path.write_text(content)
+    code = main(["train", "--store", str(store.path), "--out", str(tmp_path / "o"),
+                 "--hyperparams", str(path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and str(path) in err and says in err
+
+
+def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_path):
+    storage = collector_db.replace("postgresql://", "postgresql+psycopg2://", 1)
+    command = [
+        sys.executable, "-m", "kalshi_pipeline.cli", "tune", "--store", str(store.path),
+        "--trials", "2", "--storage", storage, "--study", "shared", "--profile", "demo",
+        "--timesteps", "1024", "--holdout-fraction", "0.3", "--validation-fraction", "0.3",
+    ]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            command + ["--home", str(tmp_path / f"home-{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in (1, 2)
+    ]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 4
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    processes = {t.user_attrs["process"] for t in study.trials}
+    assert len(processes) == 2  # both processes ran trials of the one study
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # The file names the storage without credentials; each process wrote the best it saw.
+    written = json.loads((tmp_path / "home-1/artifacts/hyperparameters/shared.json").read_text())
+    assert written["study"]["storage"].startswith("postgresql 127.0.0.1:5432/")

@@ -1,6 +1,6 @@
 """The holdout stays untouched: changing only the holdout's data changes no trained or
-selected model (validation picks the checkpoints; the holdout is read only by the report
-and the promotion check)."""
+selected model and no tuned hyperparameter (validation picks the checkpoints and scores
+the trials; the holdout is read only by the report and the promotion check)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from kalshi_pipeline.market.split import split_markets
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice, run
+from kalshi_pipeline.workflow import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+    load_split,
+    run,
+    tune,
+)
 
 CONFIG = PipelineConfig(
     split=SplitConfig(holdout_fraction=0.3, validation_fraction=0.3),
@@ -42,6 +50,7 @@ def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
     _, holdout = split_markets(tickers, CONFIG.split.holdout_fraction, CONFIG.split.salt)
     assert holdout
     trained_on = set(tickers) - set(holdout)
+    tuned = {}
     stores = {
         "original": sessions,
         "changed": [doubled_sizes(s, set(holdout)) for s in sessions],
@@ -52,6 +61,7 @@ def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
         for session in stored:
             store.write_session(session)
         run(store, tmp_path / name / "out", CONFIG, phases=(1, 2))
+        tuned[name] = small_study(store, tmp_path / name / "tuning")
 
     for phase in (1, 2):
         original = tmp_path / "original" / "out" / "models" / f"phase{phase}"
@@ -63,3 +73,19 @@ def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
     assert weights(control) != weights(
         tmp_path / "original" / "out" / "models" / "phase1" / "model.zip"
     )
+    # Tuning: the same trials, scores, trained models and best hyperparameters; the same
+    # change outside the holdout changes the trials' models.
+    assert tuned["changed"] == tuned["original"]
+    assert tuned["control"][2] != tuned["original"][2]
+
+
+def small_study(store, where) -> tuple:
+    """The hyperparameters written, the best trial, every trial's phase-3 weights."""
+    choice = TuningChoice(trials=3, profile="demo", timesteps_per_phase=1024, seed=1)
+    config = choice.pipeline(PipelineConfig(split=CONFIG.split))
+    split, session_views = load_split(store, config)
+    result = tune(
+        split, session_views, config, choice, where / "journal", where, where / "best.json"
+    )
+    models = [weights(where / f"trial-{n}" / "phase3" / "model.zip") for n in range(3)]
+    return result["hyperparameters"], result["best"], models

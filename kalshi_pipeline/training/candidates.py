@@ -77,36 +77,80 @@ def train_candidates(
 ) -> PhaseResult:
     """Train phase ``phase`` into ``<out_dir>/phase<N>/``: one seed (``config.candidates``
     1, exactly :func:`~kalshi_pipeline.training.phases.train_phase`) or the best of K
-    candidates by validation. ``on_progress`` gets every candidate's progress lines,
-    each starting with its phase and seed."""
+    candidates by validation, trained in parallel processes. ``on_progress`` gets every
+    candidate's progress lines, each starting with its seed.
+
+    The three steps (:func:`prepare_phase`, :func:`train_candidate` per seed,
+    :func:`select_candidate`) are public: Dagster runs each candidate as a step of its own.
+    """
     if config.candidates == 1:
         return train_phase(
             phase, views, difficulties, config, out_dir, parent,
             progress=progress, on_progress=on_progress, validation=validation,
         )  # fmt: skip
-    if not validation:
+    done = prepare_phase(phase, views, config, out_dir, parent, validation)
+    if done is not None:
+        return done
+    jobs = {
+        seed: (phase, views, difficulties, config, out_dir, parent, validation)
+        for seed in candidate_seeds(config)
+    }
+    results = _run_in_processes(jobs, config.candidate_workers, on_progress)
+    return select_candidate(phase, config, out_dir, parent, results)
+
+
+def prepare_phase(
+    phase: int,
+    views: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    out_dir: str | Path,
+    parent: Path | None,
+    validation: Sequence[MarketSessionView],
+) -> PhaseResult | None:
+    """Before any candidate trains: refuse a directory of another job or a parent of
+    other hyperparameters, record the phase's fingerprint; the finished phase if it is
+    done already."""
+    if config.candidates > 1 and not validation:
         raise ValueError(
             f"{config.candidates} seed candidates need validation views to choose among "
             "them (a validation fraction above 0, or one candidate)"
         )
     out = Path(out_dir) / f"phase{phase}"
-    final = out / MODEL_FILE
     fingerprint = training_fingerprint(views, config, validation)
     check_fingerprint(out, fingerprint)
-    if final.exists():
-        return PhaseResult(phase, final, read_lineage(final)["timesteps"], None)
+    if (out / MODEL_FILE).exists():
+        return PhaseResult(
+            phase, out / MODEL_FILE, read_lineage(out / MODEL_FILE)["timesteps"], None
+        )
     check_parent(parent, config)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / FINGERPRINT_FILE).exists():
         write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
-    seeds = candidate_seeds(config)
-    jobs = {
-        seed: (phase, views, difficulties, replace(config, seed=seed, candidates=1),
-               candidate_dir(out_dir, seed), parent, validation)
-        for seed in seeds
-    }  # fmt: skip
-    results = _run_in_processes(jobs, config.candidate_workers, on_progress)
-    return _select(phase, out, config, parent, results)
+    return None
+
+
+def train_candidate(
+    seed: int,
+    phase: int,
+    views: Sequence[MarketSessionView],
+    difficulties: Sequence[float],
+    config: TrainingConfig,
+    out_dir: str | Path,
+    parent: Path | None,
+    validation: Sequence[MarketSessionView],
+    on_progress: Callable[[str], None] | None = None,
+) -> PhaseResult:
+    """The candidate of ``seed``: a one-seed phase into :func:`candidate_dir` (with one
+    candidate, the phase itself, into ``<out_dir>/phase<N>/``)."""
+    if config.candidates == 1:
+        return train_phase(
+            phase, views, difficulties, config, out_dir, parent,
+            on_progress=on_progress, validation=validation,
+        )  # fmt: skip
+    return train_phase(
+        phase, views, difficulties, replace(config, seed=seed, candidates=1),
+        candidate_dir(out_dir, seed), parent, on_progress=on_progress, validation=validation,
+    )  # fmt: skip
 
 
 def _run_in_processes(
@@ -131,17 +175,13 @@ def _run_in_processes(
 
 
 def _train_one(seed: int, job: tuple, lines) -> PhaseResult:
-    phase, views, difficulties, config, out_dir, parent, validation = job
     report = None
     if lines is not None:
 
         def report(line: str) -> None:
             lines.put(f"seed {seed}, {line}")
 
-    return train_phase(
-        phase, views, difficulties, config, out_dir, parent,
-        on_progress=report, validation=validation,
-    )  # fmt: skip
+    return train_candidate(seed, *job, on_progress=report)
 
 
 def _drain(lines, on_progress: Callable[[str], None] | None) -> None:
@@ -152,14 +192,19 @@ def _drain(lines, on_progress: Callable[[str], None] | None) -> None:
             return
 
 
-def _select(
+def select_candidate(
     phase: int,
-    out: Path,
     config: TrainingConfig,
+    out_dir: str | Path,
     parent: Path | None,
     results: dict[int, PhaseResult],
 ) -> PhaseResult:
-    """Copy the best candidate into ``out`` with a lineage naming every candidate."""
+    """Copy the best candidate into ``<out_dir>/phase<N>/`` with a lineage naming every
+    candidate and why the winner won (one candidate: it is the phase already)."""
+    out = Path(out_dir) / f"phase{phase}"
+    if config.candidates == 1:
+        (only,) = results.values()
+        return only
     candidates = []
     for seed in sorted(results):
         lineage = read_lineage(results[seed].model_path)

@@ -37,8 +37,8 @@ from kalshi_pipeline.market.views import (
     session_of_key,
     view_key,
 )
+from kalshi_pipeline.training import candidates, promotion, tuning
 from kalshi_pipeline.training import phases as training_phases
-from kalshi_pipeline.training import promotion, tuning
 from kalshi_pipeline.training.candidates import train_candidates
 from kalshi_pipeline.training.config import (
     PROFILES,
@@ -301,6 +301,45 @@ def train_phase(
         phase, views, difficulties, training, out_dir, parent,
         progress=progress, on_progress=on_progress, validation=validation,
     )  # fmt: skip
+
+
+def phase_candidates(
+    phase: int,
+    views: Sequence[MarketSessionView],
+    training: TrainingConfig,
+    out_dir: Path,
+    parent: Path | None,
+    validation: Sequence[MarketSessionView],
+) -> list[int]:
+    """The seeds of a phase's candidates, after the checks :func:`train_phase` makes
+    first (:func:`kalshi_pipeline.training.candidates.prepare_phase`): for an
+    orchestrator that trains each candidate as a step of its own."""
+    if not views:
+        raise ValueError("no training view passes the filters: nothing to train on")
+    candidates.prepare_phase(phase, views, training, out_dir, parent, validation)
+    return candidates.candidate_seeds(training)
+
+
+def train_candidate(
+    seed: int,
+    phase: int,
+    views: Sequence[MarketSessionView],
+    split: Split,
+    training: TrainingConfig,
+    out_dir: Path,
+    parent: Path | None,
+    validation: Sequence[MarketSessionView],
+    on_progress: Callable[[str], None] | None = None,
+) -> PhaseResult:
+    """One seed candidate of a phase (:func:`phase_candidates`); then
+    :func:`select_candidate` over all of them."""
+    difficulties = [split.difficulty[v.key] for v in views]
+    return candidates.train_candidate(
+        seed, phase, views, difficulties, training, out_dir, parent, validation, on_progress
+    )
+
+
+select_candidate = candidates.select_candidate
 
 
 def evaluate(

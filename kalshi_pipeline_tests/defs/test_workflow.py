@@ -135,5 +135,5 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
     mixed = job.execute_in_process(instance=instance, run_config={"ops": ops}, raise_on_error=False)
     assert not mixed.success
     failure = next(e for e in mixed.all_events if e.is_step_failure)
-    assert failure.step_key == "phase2_model"
+    assert failure.step_key == "phase2_model.phase2_candidates"  # before any candidate trains
     assert "learning_rate" in str(failure.step_failure_data.error.to_string())

@@ -22,15 +22,17 @@ from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingS
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
-from kalshi_pipeline.training.phases import read_lineage
+from kalshi_pipeline.training.phases import PhaseResult, read_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import (
     Split,
     evaluate,
+    phase_candidates,
     progress_files,
+    select_candidate,
     select_views,
     split_views,
-    train_phase,
+    train_candidate,
     views_for,
 )
 
@@ -132,74 +134,140 @@ def _scored_sessions(context: dg.AssetExecutionContext) -> list[int]:
     return list(value.value) if value is not None else []
 
 
-def _train(
-    phase: int,
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-    split: Split,
-    settings: TrainingSettings,
-    parent: str | None,
-) -> str:
-    views = views_for(split.train, pipeline.session_views)
-    out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
-    result = train_phase(
-        phase, views, split, settings.to_domain().resolve(), out,
-        Path(parent) if parent else None, on_progress=context.log.info,
-        validation=views_for(split.validation, pipeline.session_views),
-    )  # fmt: skip
-    lineage = read_lineage(result.model_path)
-    context.add_output_metadata(
-        {
-            "model_path": dg.MetadataValue.path(str(result.model_path)),
-            "timesteps": result.timesteps,
-            "sessions": dg.MetadataValue.json(lineage["sessions"]),
-            "scored_sessions": dg.MetadataValue.json(_scored_sessions(context)),
-            "views": len(lineage["views"]),
-            "parent_model": lineage["parent_model"] or "",
-            "seed": lineage["seed"],
-            "config": dg.MetadataValue.json(lineage["config"]),
-            "feature_layout": f"{lineage['feature_layout']} v{lineage['feature_layout_version']}",
-            # Seed candidates: every one's validation score, and why the winner won.
-            "candidates": dg.MetadataValue.json(lineage.get("candidates", [])),
-            "selection": lineage.get("selection", "one seed"),
-        }
+def _phase_inputs(
+    pipeline: PipelineResource, split: Split, settings: TrainingSettings, run_id: str
+):
+    """(training views, validation views, training config, the run's models directory)."""
+    return (
+        views_for(split.train, pipeline.session_views),
+        views_for(split.validation, pipeline.session_views),
+        settings.to_domain().resolve(),
+        pipeline.artifacts / "models" / f"run-{run_id}",
     )
-    return str(result.model_path)
 
 
-@dg.asset(group_name="training", kinds={"pytorch"})
-def phase1_model(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-    train_holdout_split: Split,
-    config: TrainingSettings,
-) -> str:
-    """Phase 1: balanced over all training views."""
-    return _train(1, context, pipeline, train_holdout_split, config, None)
+def phase_model(phase: int) -> dg.AssetsDefinition:
+    """``phase<N>_model``: a graph of steps the executor can place on different workers
+    (processes here, Celery workers in the scale-out deployment): ``phase<N>_candidates``
+    checks and lists the seeds, ``phase<N>_candidate`` trains one seed (one step per
+    seed), ``phase<N>_select`` keeps the best on validation. The asset's config is one
+    ``TrainingSettings``, handed to each step."""
+    name = f"phase{phase}"
+    parent_input = {"parent": dg.AssetIn(f"phase{phase - 1}_model")} if phase > 1 else {}
+
+    @dg.op(name=f"{name}_candidates", out=dg.DynamicOut(int))
+    def candidates(
+        context: dg.OpExecutionContext,
+        pipeline: PipelineResource,
+        train_holdout_split: Split,
+        config: TrainingSettings,
+        parent: str = "",
+    ):
+        views, validation, training, out = _phase_inputs(
+            pipeline, train_holdout_split, config, context.run.run_id
+        )
+        seeds = phase_candidates(
+            phase, views, training, out, Path(parent) if parent else None, validation
+        )
+        for seed in seeds:
+            yield dg.DynamicOutput(seed, mapping_key=f"seed_{seed}")
+
+    @dg.op(name=f"{name}_candidate", retry_policy=CANDIDATE_RETRIES)
+    def candidate(
+        context: dg.OpExecutionContext,
+        pipeline: PipelineResource,
+        train_holdout_split: Split,
+        seed: int,
+        config: TrainingSettings,
+        parent: str = "",
+    ) -> dict:
+        views, validation, training, out = _phase_inputs(
+            pipeline, train_holdout_split, config, context.run.run_id
+        )
+        result = train_candidate(
+            seed, phase, views, train_holdout_split, training, out,
+            Path(parent) if parent else None, validation,
+            lambda line: context.log.info(f"seed {seed}, {line}"),
+        )  # fmt: skip
+        return {"seed": seed, "model_path": str(result.model_path), "timesteps": result.timesteps}
+
+    @dg.op(name=f"{name}_select")
+    def select(
+        context: dg.OpExecutionContext,
+        pipeline: PipelineResource,
+        train_holdout_split: Split,
+        trained: list[dict],
+        config: TrainingSettings,
+        parent: str = "",
+    ) -> str:
+        training = config.to_domain().resolve()
+        out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
+        results = {
+            t["seed"]: PhaseResult(phase, Path(t["model_path"]), t["timesteps"], None)
+            for t in trained
+        }
+        result = select_candidate(phase, training, out, Path(parent) if parent else None, results)
+        lineage = read_lineage(result.model_path)
+        context.add_output_metadata(
+            {
+                "model_path": dg.MetadataValue.path(str(result.model_path)),
+                "timesteps": result.timesteps,
+                "sessions": dg.MetadataValue.json(lineage["sessions"]),
+                "scored_sessions": dg.MetadataValue.json(_scored_sessions(context)),
+                "views": len(lineage["views"]),
+                "parent_model": lineage["parent_model"] or "",
+                "seed": lineage["seed"],
+                "config": dg.MetadataValue.json(lineage["config"]),
+                "feature_layout": (
+                    f"{lineage['feature_layout']} v{lineage['feature_layout_version']}"
+                ),
+                # Seed candidates: every one's validation score, and why the winner won.
+                "candidates": dg.MetadataValue.json(lineage.get("candidates", [])),
+                "selection": lineage.get("selection", "one seed"),
+            }
+        )
+        return str(result.model_path)
+
+    steps = (f"{name}_candidates", f"{name}_candidate", f"{name}_select")
+    settings = dg.ConfigMapping(
+        config_fn=lambda values: {step: {"config": values} for step in steps},
+        config_schema=TrainingSettings.to_config_schema(),
+    )
+
+    def graph(train_holdout_split: Split, **parent):
+        trained = candidates(train_holdout_split, **parent).map(
+            lambda seed: candidate(train_holdout_split, seed, **parent)
+        )
+        return select(train_holdout_split, trained.collect(), **parent)
+
+    return dg.graph_asset(
+        name=f"{name}_model",
+        group_name="training",
+        kinds={"pytorch"},
+        config=settings,
+        ins={"train_holdout_split": dg.AssetIn("train_holdout_split"), **parent_input},
+        description=PHASE_DESCRIPTIONS[phase],
+    )(graph if phase == 1 else _with_parent(graph))
 
 
-@dg.asset(group_name="training", kinds={"pytorch"})
-def phase2_model(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-    train_holdout_split: Split,
-    phase1_model: str,
-    config: TrainingSettings,
-) -> str:
-    """Phase 2: curriculum by difficulty, warm-started from phase 1."""
-    return _train(2, context, pipeline, train_holdout_split, config, phase1_model)
+def _with_parent(graph):
+    def with_parent(train_holdout_split: Split, parent: str):
+        return graph(train_holdout_split, parent=parent)
+
+    return with_parent
 
 
-@dg.asset(group_name="training", kinds={"pytorch"})
-def phase3_model(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-    train_holdout_split: Split,
-    phase2_model: str,
-    config: TrainingSettings,
-) -> str:
-    """Phase 3: balanced plus extra episodes where phase 2 does worst, from phase 2."""
-    return _train(3, context, pipeline, train_holdout_split, config, phase2_model)
+PHASE_DESCRIPTIONS = {
+    1: "Phase 1: balanced over all training views; the best of its seed candidates.",
+    2: "Phase 2: curriculum by difficulty, warm-started from phase 1.",
+    3: "Phase 3: balanced plus extra episodes where phase 2 does worst, from phase 2.",
+}
+# A candidate's worker can die (a killed process, a lost machine): the step runs again,
+# resuming from the candidate's checkpoints.
+CANDIDATE_RETRIES = dg.RetryPolicy(max_retries=2, delay=1)
+phase1_model = phase_model(1)
+phase2_model = phase_model(2)
+phase3_model = phase_model(3)
 
 
 @dg.asset(group_name="evaluation", kinds={"markdown"})

@@ -1,0 +1,156 @@
+"""The scale-out deployment for real: two Celery worker processes on the machine's
+RabbitMQ (a vhost of the test's own), the Dagster instance in a scratch PostgreSQL
+database, a run whose seed candidates are independent steps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from kalshi_pipeline.defs.executors import BROKER_ENV, CELERY_SETTINGS, EXECUTOR_ENV
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated, store_at
+
+REPO = Path(__file__).resolve().parents[2]
+RABBITMQ_HINT = "rabbitmq-server -detached"
+
+
+def rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        pytest.fail(
+            f"rabbitmqctl {' '.join(args)} failed (is RabbitMQ running? {RABBITMQ_HINT}):\n"
+            f"{done.stderr}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    """A broker URL on a vhost of this test's own, deleted afterwards."""
+    vhost = f"kp_test_{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def deployment(tmp_path, collector_db, broker, monkeypatch) -> Iterator[dict]:
+    """The scale-out environment (deploy/): instance in PostgreSQL, Celery executor."""
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    instance_yaml = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+    worker_yaml = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
+    worker_yaml["execution"]["config"]["broker"] = broker
+    (tmp_path / "celery.yaml").write_text(yaml.safe_dump(worker_yaml))
+    env = {
+        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_POSTGRES_URL": collector_db.replace("postgresql://", "postgresql+psycopg2://"),
+        HOME_ENV: str(tmp_path / "home"),
+        EXECUTOR_ENV: "celery",
+        BROKER_ENV: broker,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(COLLECTOR_URL_ENV, raising=False)
+    yield {**env, "worker_yaml": str(tmp_path / "celery.yaml")}
+
+
+def start_worker(deployment: dict, name: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable, "-m", "dagster_celery.cli", "worker", "start",
+        "-A", "dagster_celery.app", "-y", deployment["worker_yaml"], "-n", name, "-l", "info",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_until_ready(workers: list[subprocess.Popen], logs: list[Path]) -> None:
+    """Every worker connected and ready, or the test fails with its log (a run would
+    otherwise wait forever for workers that are gone)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        for worker, log in zip(workers, logs, strict=True):
+            if worker.poll() is not None:
+                pytest.fail(f"worker exited ({worker.returncode}):\n{log.read_text()[-3000:]}")
+        if all("ready." in log.read_text() for log in logs):
+            return
+        time.sleep(0.5)
+    pytest.fail("workers not ready after 90 s:\n" + logs[0].read_text()[-3000:])
+
+
+def stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
+def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the PostgreSQL instance
+    from kalshi_pipeline_tests.defs import celery_jobs
+
+    job = dg.reconstructable(celery_jobs.train_and_evaluate)
+    definitions = __import__("kalshi_pipeline.definitions", fromlist=["defs"]).defs()
+    store = store_at(Path(deployment[HOME_ENV]))
+    for session_id in (1, 2, 3):
+        store.write_session(simulated(session_id))
+    ingest(definitions, instance, "1", "2", "3")
+    settings = {"profile": "demo", "timesteps_per_phase": TINY_TIMESTEPS, "candidates": 4}
+    run_config = {
+        "ops": {
+            "train_holdout_split": {"config": {"validation_fraction": 0.4}},
+            "phase1_model": {"config": settings},
+        }
+    }
+    logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
+    workers = [start_worker(deployment, f"w{i + 1}@test", log) for i, log in enumerate(logs)]
+    try:
+        wait_until_ready(workers, logs)
+        with dg.execute_job(
+            job, instance, run_config=run_config,
+            asset_selection=[dg.AssetKey(k) for k in
+                             ("difficulty_scores", "train_holdout_split", "phase1_model")],
+        ) as result:  # fmt: skip
+            assert result.success, [str(e) for e in result.all_events if e.is_failure]
+            events = result.all_events
+            (chosen,) = [
+                e.event_specific_data.materialization.metadata["model_path"].value
+                for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("phase1_model")
+            ]
+    finally:
+        for worker in workers:
+            stop(worker)
+
+    by_worker: dict[str, list[str]] = {}
+    for e in events:
+        if e.event_type_value == "ENGINE_EVENT" and "in celery worker" in (e.message or ""):
+            worker = e.event_specific_data.metadata["Celery worker"].value
+            by_worker.setdefault(worker, []).append(e.step_key)
+    assert {w.split("@")[0] for w in by_worker} == {"w1", "w2"}, by_worker
+    candidates = sorted(k for keys in by_worker.values() for k in keys if "_candidate[" in k)
+    assert candidates == [f"phase1_model.phase1_candidate[seed_{s}]" for s in range(4)]
+    assert all(any("_candidate[" in k for k in keys) for keys in by_worker.values())
+    assert Path(chosen).exists()
+
+
+def test_the_workers_and_the_runs_use_the_same_celery_settings():
+    worker = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
+    assert worker["execution"]["config"]["config_source"] == CELERY_SETTINGS

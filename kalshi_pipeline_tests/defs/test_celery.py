@@ -4,10 +4,12 @@ database, a run whose seed candidates are independent steps."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,53 +104,120 @@ def stop(worker: subprocess.Popen) -> None:
         worker.wait(timeout=30)
 
 
-def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
-    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the PostgreSQL instance
-    from kalshi_pipeline_tests.defs import celery_jobs
+def ingested(deployment: dict) -> dg.DagsterInstance:
+    """The PostgreSQL instance (``DAGSTER_HOME``) with sessions 1-3 ingested in process."""
+    instance = dg.DagsterInstance.get()
+    from kalshi_pipeline.definitions import defs
 
-    job = dg.reconstructable(celery_jobs.train_and_evaluate)
-    definitions = __import__("kalshi_pipeline.definitions", fromlist=["defs"]).defs()
     store = store_at(Path(deployment[HOME_ENV]))
     for session_id in (1, 2, 3):
         store.write_session(simulated(session_id))
-    ingest(definitions, instance, "1", "2", "3")
-    settings = {"profile": "demo", "timesteps_per_phase": TINY_TIMESTEPS, "candidates": 4}
+    ingest(defs(), instance, "1", "2", "3")
+    return instance
+
+
+def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
+    """``train_and_evaluate`` up to ``phase1_model`` on the Celery executor: (success,
+    events, the selected model's path)."""
+    from kalshi_pipeline_tests.defs import celery_jobs
+
+    settings = {"profile": "demo", "timesteps_per_phase": timesteps, "candidates": candidates}
     run_config = {
         "ops": {
             "train_holdout_split": {"config": {"validation_fraction": 0.4}},
             "phase1_model": {"config": settings},
         }
     }
+    selection = ("difficulty_scores", "train_holdout_split", "phase1_model")
+    with dg.execute_job(
+        dg.reconstructable(celery_jobs.train_and_evaluate), instance, run_config=run_config,
+        asset_selection=[dg.AssetKey(k) for k in selection],
+    ) as result:  # fmt: skip
+        chosen = [
+            e.event_specific_data.materialization.metadata["model_path"].value
+            for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey("phase1_model")
+        ]
+        failures = [str(e) for e in result.all_events if e.is_failure]
+        return result.success, failures, result.all_events, chosen
+
+
+def steps_by_worker(events) -> dict[str, list[str]]:
+    """Worker name (before its ``@host``) -> the step keys it was given, from the event log."""
+    found: dict[str, list[str]] = {}
+    for e in events:
+        if e.event_type_value == "ENGINE_EVENT" and "in celery worker" in (e.message or ""):
+            worker = e.event_specific_data.metadata["Celery worker"].value.split("@")[0]
+            found.setdefault(worker, []).append(e.step_key)
+    return found
+
+
+def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
+    instance = ingested(deployment)
     logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
     workers = [start_worker(deployment, f"w{i + 1}@test", log) for i, log in enumerate(logs)]
     try:
         wait_until_ready(workers, logs)
-        with dg.execute_job(
-            job, instance, run_config=run_config,
-            asset_selection=[dg.AssetKey(k) for k in
-                             ("difficulty_scores", "train_holdout_split", "phase1_model")],
-        ) as result:  # fmt: skip
-            assert result.success, [str(e) for e in result.all_events if e.is_failure]
-            events = result.all_events
-            (chosen,) = [
-                e.event_specific_data.materialization.metadata["model_path"].value
-                for e in result.get_asset_materialization_events()
-                if e.asset_key == dg.AssetKey("phase1_model")
-            ]
+        success, failures, events, chosen = train_phase1(instance, 4, TINY_TIMESTEPS)
     finally:
         for worker in workers:
             stop(worker)
 
-    by_worker: dict[str, list[str]] = {}
-    for e in events:
-        if e.event_type_value == "ENGINE_EVENT" and "in celery worker" in (e.message or ""):
-            worker = e.event_specific_data.metadata["Celery worker"].value
-            by_worker.setdefault(worker, []).append(e.step_key)
-    assert {w.split("@")[0] for w in by_worker} == {"w1", "w2"}, by_worker
+    assert success, failures
+    by_worker = steps_by_worker(events)
+    assert set(by_worker) == {"w1", "w2"}, by_worker
     candidates = sorted(k for keys in by_worker.values() for k in keys if "_candidate[" in k)
     assert candidates == [f"phase1_model.phase1_candidate[seed_{s}]" for s in range(4)]
+    # The four candidates are independent: both workers trained some of them.
     assert all(any("_candidate[" in k for k in keys) for keys in by_worker.values())
-    assert Path(chosen).exists()
+    assert len(chosen) == 1 and Path(chosen[0]).exists()
+
+
+def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
+    """SIGKILL the worker training a candidate: the broker hands the unacknowledged step to
+    the other worker, and the run succeeds with every candidate trained and one selected."""
+    instance = ingested(deployment)
+    logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
+    workers = {f"w{i + 1}": start_worker(deployment, f"w{i + 1}@test", log)
+               for i, log in enumerate(logs)}  # fmt: skip
+    outcome: dict = {}
+    try:
+        wait_until_ready(list(workers.values()), logs)
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=train_phase1(instance, 2, 40 * TINY_TIMESTEPS))
+        )
+        runner.start()
+        killed = None
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and runner.is_alive():
+            for run in instance.get_runs(limit=1):
+                training = {
+                    worker: keys
+                    for worker, keys in steps_by_worker(
+                        e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event
+                    ).items()
+                    if any("_candidate[" in k for k in keys)
+                }
+                if training:
+                    killed = sorted(training)[0]
+                    time.sleep(3)  # mid-step: training, with checkpoints on the way
+                    os.killpg(workers[killed].pid, signal.SIGKILL)
+            time.sleep(0.5)
+        runner.join(timeout=600)
+    finally:
+        for worker in workers.values():
+            stop(worker)
+
+    assert killed is not None, "no candidate step was seen starting"
+    success, failures, events, chosen = outcome["result"]
+    assert success, failures
+    by_worker = steps_by_worker(events)
+    survivor = ({"w1", "w2"} - {killed}).pop()
+    candidates = [k for k in by_worker[survivor] if "_candidate[" in k]
+    # The survivor ran its own candidate and the killed worker's one again.
+    assert sorted(set(candidates)) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in (0, 1)]
+    lineage = json.loads(Path(chosen[0]).with_suffix(".json").read_text())
+    assert [c["seed"] for c in lineage["candidates"]] == [0, 1]
 
 
 def test_the_workers_and_the_runs_use_the_same_celery_settings():

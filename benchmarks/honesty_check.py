@@ -50,6 +50,7 @@ class HonestyRun:
     holdout_fraction: float = 0.4
     training_seed: int = 0  # the default profile's candidates are this seed and the next two
     hyperparams: str | None = None  # a file of kalshi-pipeline tune
+    candidates: int | None = None  # seed candidates per phase (None: the profile's)
 
     @property
     def name(self) -> str:
@@ -87,6 +88,8 @@ def run_honesty_check(run: HonestyRun, root: Path) -> dict[str, dict]:
         options += ["--timesteps", str(run.timesteps_per_phase)]
     if run.hyperparams:
         options += ["--hyperparams", run.hyperparams]
+    if run.candidates:
+        options += ["--candidates", str(run.candidates)]
 
     def train(name: str) -> subprocess.Popen:
         store, out = root / name / "store", root / name / "run"
@@ -185,17 +188,18 @@ def main() -> int:
     parser.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
     parser.add_argument("--training-seed", type=int, default=defaults.training_seed)
     parser.add_argument("--hyperparams", help="a file of kalshi-pipeline tune")
+    parser.add_argument("--candidates", type=int, help="seeds per phase (default: the profile's)")
     parser.add_argument("--out", type=Path, help="keep stores, models and reports here")
     parser.add_argument("--table", action="store_true", help="every row of ROBUSTNESS")
     args = parser.parse_args()
     runs = ROBUSTNESS if args.table else (
         HonestyRun(
             args.profile, args.timesteps, args.sessions, args.markets, args.seed,
-            args.holdout_fraction, args.training_seed, args.hyperparams,
+            args.holdout_fraction, args.training_seed, args.hyperparams, args.candidates,
         ),
     )  # fmt: skip
     changes = {"profile": args.profile, "timesteps_per_phase": args.timesteps}
-    changes["hyperparams"] = args.hyperparams
+    changes.update(hyperparams=args.hyperparams, candidates=args.candidates)
     all_met, rows = True, []
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs:

@@ -5,13 +5,9 @@ database, a run whose seed candidates are independent steps."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,46 +15,36 @@ import dagster as dg
 import pytest
 import yaml
 
+from benchmarks.celery_workers import (
+    REPO,
+    WorkerError,
+    deployment_files,
+    kill,
+    start_worker,
+    steps_by_worker,
+    train_and_evaluate,
+    vhost,
+    wait_until_ready,
+)
 from kalshi_pipeline.defs.executors import BROKER_ENV, CELERY_SETTINGS, EXECUTOR_ENV
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
 from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated, store_at
-
-REPO = Path(__file__).resolve().parents[2]
-RABBITMQ_HINT = "rabbitmq-server -detached"
-
-
-def rabbitmqctl(*args: str) -> None:
-    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        pytest.fail(
-            f"rabbitmqctl {' '.join(args)} failed (is RabbitMQ running? {RABBITMQ_HINT}):\n"
-            f"{done.stderr}",
-            pytrace=False,
-        )
 
 
 @pytest.fixture
 def broker() -> Iterator[str]:
     """A broker URL on a vhost of this test's own, deleted afterwards."""
-    vhost = f"kp_test_{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
     try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+        with vhost() as url:
+            yield url
+    except WorkerError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture
-def deployment(tmp_path, collector_db, broker, monkeypatch) -> Iterator[dict]:
+def deployment(tmp_path, collector_db, broker, monkeypatch) -> dict:
     """The scale-out environment (deploy/): instance in PostgreSQL, Celery executor."""
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    instance_yaml = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
-    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
-    worker_yaml = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
-    worker_yaml["execution"]["config"]["broker"] = broker
-    (tmp_path / "celery.yaml").write_text(yaml.safe_dump(worker_yaml))
+    dagster_home, worker_yaml = deployment_files(tmp_path, broker)
     env = {
         "DAGSTER_HOME": str(dagster_home),
         "DAGSTER_POSTGRES_URL": collector_db.replace("postgresql://", "postgresql+psycopg2://"),
@@ -69,39 +55,23 @@ def deployment(tmp_path, collector_db, broker, monkeypatch) -> Iterator[dict]:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv(COLLECTOR_URL_ENV, raising=False)
-    yield {**env, "worker_yaml": str(tmp_path / "celery.yaml")}
+    return {**env, "worker_yaml": worker_yaml}
 
 
-def start_worker(deployment: dict, name: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable, "-m", "dagster_celery.cli", "worker", "start",
-        "-A", "dagster_celery.app", "-y", deployment["worker_yaml"], "-n", name, "-l", "info",
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-
-
-def wait_until_ready(workers: list[subprocess.Popen], logs: list[Path]) -> None:
-    """Every worker connected and ready, or the test fails with its log (a run would
-    otherwise wait forever for workers that are gone)."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        for worker, log in zip(workers, logs, strict=True):
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited ({worker.returncode}):\n{log.read_text()[-3000:]}")
-        if all("ready." in log.read_text() for log in logs):
-            return
-        time.sleep(0.5)
-    pytest.fail("workers not ready after 90 s:\n" + logs[0].read_text()[-3000:])
-
-
-def stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+def start_workers(deployment: dict, tmp_path: Path) -> dict[str, subprocess.Popen]:
+    """Workers w1 and w2, ready."""
+    logs = {name: tmp_path / f"{name}.log" for name in ("w1", "w2")}
+    workers = {
+        name: start_worker(deployment["worker_yaml"], f"{name}@test", log)
+        for name, log in logs.items()
+    }
+    try:
+        wait_until_ready(list(workers.values()), list(logs.values()))
+    except WorkerError as error:
+        for worker in workers.values():
+            kill(worker)
+        pytest.fail(str(error), pytrace=False)
+    return workers
 
 
 def ingested(deployment: dict) -> dg.DagsterInstance:
@@ -119,8 +89,6 @@ def ingested(deployment: dict) -> dg.DagsterInstance:
 def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
     """``train_and_evaluate`` up to ``phase1_model`` on the Celery executor: (success,
     events, the selected model's path)."""
-    from kalshi_pipeline_tests.defs import celery_jobs
-
     settings = {"profile": "demo", "timesteps_per_phase": timesteps, "candidates": candidates}
     run_config = {
         "ops": {
@@ -130,7 +98,7 @@ def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
     }
     selection = ("difficulty_scores", "train_holdout_split", "phase1_model")
     with dg.execute_job(
-        dg.reconstructable(celery_jobs.train_and_evaluate), instance, run_config=run_config,
+        dg.reconstructable(train_and_evaluate), instance, run_config=run_config,
         asset_selection=[dg.AssetKey(k) for k in selection],
     ) as result:  # fmt: skip
         chosen = [
@@ -142,26 +110,14 @@ def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
         return result.success, failures, result.all_events, chosen
 
 
-def steps_by_worker(events) -> dict[str, list[str]]:
-    """Worker name (before its ``@host``) -> the step keys it was given, from the event log."""
-    found: dict[str, list[str]] = {}
-    for e in events:
-        if e.event_type_value == "ENGINE_EVENT" and "in celery worker" in (e.message or ""):
-            worker = e.event_specific_data.metadata["Celery worker"].value.split("@")[0]
-            found.setdefault(worker, []).append(e.step_key)
-    return found
-
-
 def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
     instance = ingested(deployment)
-    logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
-    workers = [start_worker(deployment, f"w{i + 1}@test", log) for i, log in enumerate(logs)]
+    workers = start_workers(deployment, tmp_path)
     try:
-        wait_until_ready(workers, logs)
         success, failures, events, chosen = train_phase1(instance, 4, TINY_TIMESTEPS)
     finally:
-        for worker in workers:
-            stop(worker)
+        for worker in workers.values():
+            kill(worker)
 
     assert success, failures
     by_worker = steps_by_worker(events)
@@ -177,12 +133,9 @@ def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
     """SIGKILL the worker training a candidate: the broker hands the unacknowledged step to
     the other worker, and the run succeeds with every candidate trained and one selected."""
     instance = ingested(deployment)
-    logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
-    workers = {f"w{i + 1}": start_worker(deployment, f"w{i + 1}@test", log)
-               for i, log in enumerate(logs)}  # fmt: skip
+    workers = start_workers(deployment, tmp_path)
     outcome: dict = {}
     try:
-        wait_until_ready(list(workers.values()), logs)
         runner = threading.Thread(
             target=lambda: outcome.update(result=train_phase1(instance, 2, 40 * TINY_TIMESTEPS))
         )
@@ -201,12 +154,12 @@ def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
                 if training:
                     killed = sorted(training)[0]
                     time.sleep(3)  # mid-step: training, with checkpoints on the way
-                    os.killpg(workers[killed].pid, signal.SIGKILL)
+                    kill(workers[killed])
             time.sleep(0.5)
         runner.join(timeout=600)
     finally:
         for worker in workers.values():
-            stop(worker)
+            kill(worker)
 
     assert killed is not None, "no candidate step was seen starting"
     success, failures, events, chosen = outcome["result"]

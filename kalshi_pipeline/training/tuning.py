@@ -145,6 +145,9 @@ class Study:
 
     def _storage(self):
         if "://" in self.storage:
+            scheme, rest = self.storage.split("://", 1)
+            if scheme in ("postgresql", "postgres"):  # SQLAlchemy 2.1 would pick psycopg 3
+                return f"postgresql+psycopg2://{rest}"
             return self.storage
         Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(self.storage))

@@ -128,7 +128,7 @@ def test_a_bad_hyperparameter_file_is_an_error_naming_it(store, tmp_path, capsys
 
 
 def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_path):
-    storage = collector_db.replace("postgresql://", "postgresql+psycopg2://", 1)
+    storage = collector_db  # postgresql://: the psycopg2 driver is chosen for it
     command = [
         sys.executable, "-m", "kalshi_pipeline.cli", "tune", "--store", str(store.path),
         "--trials", "2", "--storage", storage, "--study", "shared", "--profile", "demo",
@@ -146,7 +146,9 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     outputs = [w.communicate(timeout=600) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
 
-    study = optuna.load_study(study_name="shared", storage=storage)
+    study = optuna.load_study(
+        study_name="shared", storage=storage.replace("postgresql://", "postgresql+psycopg2://")
+    )
     assert len(study.trials) == 4
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     processes = {t.user_attrs["process"] for t in study.trials}

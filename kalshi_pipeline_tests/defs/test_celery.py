@@ -129,6 +129,7 @@ def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_pa
     assert len(chosen) == 1 and Path(chosen[0]).exists()
 
 
+@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
 def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
     """SIGKILL the worker training a candidate: the broker hands the unacknowledged step to
     the other worker, and the run succeeds with every candidate trained and one selected."""

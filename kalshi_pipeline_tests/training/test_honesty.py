@@ -7,7 +7,7 @@ control it does not beat always-HOLD beyond noise. Marked slow.
 
 One seed candidate per phase (``--candidates 1``): the default's three candidates make
 the check about 70 minutes on two cores, too long for CI's budget next to the rest; this
-single-seed run takes about 8. ``python benchmarks/honesty_check.py`` runs the full
+single-seed run takes 12 to 18. ``python benchmarks/honesty_check.py`` runs the full
 default (docs/learning.md gives both figures).
 """
 

@@ -216,6 +216,10 @@ class Split:
     validation_markets: int = 0
     walk_forward: tuple[str, ...] = ()
 
+    def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
+        """The difficulty of each of ``views``, in order (the curriculum's input)."""
+        return [self.difficulty[v.key] for v in views]
+
     @property
     def sessions(self) -> list[int]:
         """The sessions of the training views."""
@@ -285,7 +289,6 @@ def train_phase(
     out_dir: Path,
     parent: Path | None,
     *,
-    progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
     validation: Sequence[MarketSessionView] = (),
 ) -> PhaseResult:
@@ -296,10 +299,9 @@ def train_phase(
     (:mod:`kalshi_pipeline.training.candidates`)."""
     if not views:
         raise ValueError("no training view passes the filters: nothing to train on")
-    difficulties = [split.difficulty[v.key] for v in views]
     return train_candidates(
-        phase, views, difficulties, training, out_dir, parent,
-        progress=progress, on_progress=on_progress, validation=validation,
+        phase, views, split.difficulties(views), training, out_dir, parent,
+        on_progress=on_progress, validation=validation,
     )  # fmt: skip
 
 
@@ -333,10 +335,10 @@ def train_candidate(
 ) -> PhaseResult:
     """One seed candidate of a phase (:func:`phase_candidates`); then
     :func:`select_candidate` over all of them."""
-    difficulties = [split.difficulty[v.key] for v in views]
     return candidates.train_candidate(
-        seed, phase, views, difficulties, training, out_dir, parent, validation, on_progress
-    )
+        seed, phase, views, split.difficulties(views), training, out_dir, parent, validation,
+        on_progress,
+    )  # fmt: skip
 
 
 select_candidate = candidates.select_candidate
@@ -410,7 +412,6 @@ def run(
     config: PipelineConfig,
     *,
     phases: Sequence[int] = PHASES,
-    progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> Path | None:
     """The whole training job on ``source`` (``kalshi-pipeline train``): the same steps as
@@ -431,7 +432,7 @@ def run(
         parent = models / f"phase{phase - 1}" / training_phases.MODEL_FILE if phase > 1 else None
         result = train_phase(
             phase, train, split, training, models, parent,
-            progress=progress, on_progress=on_progress, validation=validation,
+            on_progress=on_progress, validation=validation,
         )  # fmt: skip
     if result is None or result.phase != 3:
         return None
@@ -507,7 +508,7 @@ def tune(
     )
     training = config.training_config()
     result = tuning.tune(
-        train, [split.difficulty[v.key] for v in train],
+        train, split.difficulties(train),
         views_for(split.validation, session_views), training, study, work_dir, on_progress,
         pruner,
     )  # fmt: skip

@@ -71,7 +71,6 @@ def train_candidates(
     out_dir: str | Path,
     parent: Path | None = None,
     *,
-    progress: bool = False,
     on_progress: Callable[[str], None] | None = None,
     validation: Sequence[MarketSessionView] = (),
 ) -> PhaseResult:
@@ -84,9 +83,9 @@ def train_candidates(
     :func:`select_candidate`) are public: Dagster runs each candidate as a step of its own.
     """
     if config.candidates == 1:
-        return train_phase(
-            phase, views, difficulties, config, out_dir, parent,
-            progress=progress, on_progress=on_progress, validation=validation,
+        return train_candidate(
+            config.seed, phase, views, difficulties, config, out_dir, parent, validation,
+            on_progress,
         )  # fmt: skip
     done = prepare_phase(phase, views, config, out_dir, parent, validation)
     if done is not None:

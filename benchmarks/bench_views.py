@@ -1,69 +1,110 @@
-"""Building market views: throughput, peak memory and linear scaling.
+"""Building market views: against a plain best-bid loop, linear scaling, peak memory.
 
-Simulates a session of 300 markets and at least 1M events, then one with 4x the events
-(same markets), and times ``build_market_views`` on each (best of 3, after a warm-up
-that loads the compiled replay). Peak memory is what ``tracemalloc`` sees allocated
-during one build (numpy reports its buffers to it), on top of the raw session.
-Prints events/s, peak memory, and the ratio of times for 4x the events (target <= 4.4:
-linear in events).
+Three measurements, each best of 3 after a warm-up that loads the compiled replay:
 
-    python benchmarks/bench_views.py [--markets 300] [--median-events 2200]
+1. A session of 1,000 markets (over 100k deltas), then one with 4x the events: the time
+   of ``build_market_views`` beside a plain Python loop over the same deltas that only
+   tracks each market's best bids (:func:`best_bids_loop`), their ratio (target: the
+   views cost no more than the loop, ratio >= 1.0x) and the cost per event of both at
+   1x and 4x (target: flat within 1.5x).
+2. 300 markets and at least 1M events, then 4x the events: events/s and the time ratio
+   (target <= 4.4: linear in events).
+3. Peak memory for a session of about 2M deltas, as ``tracemalloc`` sees it allocated
+   (numpy reports its buffers to it) on top of the raw session: all views in memory
+   (``build_market_views``) beside the chunked path that streams them to Parquet a group
+   of markets at a time (``SessionViews`` into ``write_view_batches``, as the
+   ``market_views`` asset does), whose peak is bounded by ``ViewConfig.chunk_events``.
+
+    python benchmarks/bench_views.py [--seed 11] [--skip-throughput]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
-from kalshi_pipeline.market.views import build_market_views
+from kalshi_pipeline.market.views import SessionViews, build_market_views, write_view_batches
 from kalshi_pipeline.runtime import keep_freed_memory
+from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
 
-def timed_build(raw, runs: int = 3) -> float:
+def best_bids_loop(raw: RawSession) -> list[int]:
+    """The baseline: one pass over the deltas in plain Python, keeping a dict book per
+    market and side and reading off its best bid after every delta."""
+    deltas = raw.deltas
+    books: dict[tuple[str, str], dict[int, int]] = {}
+    best = []
+    for ticker, side, price, size in zip(
+        deltas.column("market_ticker").to_pylist(),
+        deltas.column("side").to_pylist(),
+        deltas.column("price").to_pylist(),
+        deltas.column("new_size").to_pylist(),
+        strict=True,
+    ):
+        book = books.setdefault((ticker, side), {})
+        if size > 0:
+            book[price] = size
+        else:
+            book.pop(price, None)
+        best.append(max(book) if book else 0)
+    return best
+
+
+def best_time(fn, raw, runs: int = 3) -> float:
     best = float("inf")
     for _ in range(runs):
         gc.collect()
         started = time.perf_counter()
-        build_market_views(raw)
+        fn(raw)
         best = min(best, time.perf_counter() - started)
     return best
 
 
-def peak_bytes(raw) -> int:
+def peak_bytes(fn) -> int:
     gc.collect()
     tracemalloc.start()
-    views = build_market_views(raw)
+    fn()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    del views
     return peak
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--markets", type=int, default=300)
-    parser.add_argument("--median-events", type=float, default=2200.0)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-    print(f"allocator keeps freed memory: {keep_freed_memory()}")
+def against_the_loop(seed: int) -> None:
+    costs = []
+    for scale in (1, 4):
+        config = SimulatorConfig(markets=1_000, median_events_per_market=160.0 * scale)
+        raw = simulate_session(1, seed, config)
+        deltas = raw.deltas.num_rows
+        loop, views = best_time(best_bids_loop, raw), best_time(build_market_views, raw)
+        costs.append((loop / deltas, views / deltas))
+        print(
+            f"{scale}x: 1,000 markets, {deltas:>9,} deltas  best-bid loop {loop:.3f}s "
+            f"({loop / deltas * 1e6:.2f} us/delta)  views {views:.3f}s "
+            f"({views / deltas * 1e6:.2f} us/delta)  loop/views {loop / views:.2f}x "
+            f"(target >= 1.0)"
+        )
+    (loop_1, views_1), (loop_4, views_4) = costs
+    print(
+        f"cost per delta, 4x against 1x: views {views_4 / views_1:.2f}x, "
+        f"loop {loop_4 / loop_1:.2f}x (target: within 1.5x)"
+    )
 
-    build_market_views(simulate_session(9, args.seed, SimulatorConfig(markets=3)))  # warm-up
+
+def throughput(seed: int) -> None:
     results = []
     for scale in (1, 4):
-        config = SimulatorConfig(
-            markets=args.markets, median_events_per_market=args.median_events * scale
-        )
-        raw = simulate_session(1, args.seed, config)
-        seconds = timed_build(raw)
-        peak = peak_bytes(raw)
+        config = SimulatorConfig(markets=300, median_events_per_market=2200.0 * scale)
+        raw = simulate_session(1, seed, config)
+        seconds = best_time(build_market_views, raw)
         results.append((raw.num_events, seconds))
         print(
-            f"{scale}x: {args.markets} markets, {raw.num_events:>10,} events  "
-            f"{raw.num_events / seconds:>12,.0f} events/s  ({seconds:.2f}s)  "
-            f"peak {peak / 2**20:,.0f} MiB ({peak / raw.num_events:.0f} B/event)"
+            f"{scale}x: 300 markets, {raw.num_events:>10,} events  "
+            f"{raw.num_events / seconds:>12,.0f} events/s  ({seconds:.2f}s)"
         )
         del raw
     (events_1, time_1), (events_4, time_4) = results
@@ -71,6 +112,33 @@ def main() -> None:
         f"events ratio {events_4 / events_1:.2f}x, time ratio {time_4 / time_1:.2f}x "
         f"(target <= 4.4 for 4x the events)"
     )
+
+
+def memory(seed: int) -> None:
+    raw = simulate_session(1, seed, SimulatorConfig(markets=300, median_events_per_market=4400))
+    whole = peak_bytes(lambda: build_market_views(raw))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "views.parquet"
+        chunked = peak_bytes(lambda: write_view_batches(SessionViews(raw).batches(), path))
+    events = raw.num_events
+    print(
+        f"{raw.deltas.num_rows:,} deltas: peak {whole / 2**20:,.0f} MiB with all views in "
+        f"memory ({whole / events:.0f} B/event), {chunked / 2**20:,.0f} MiB streamed in "
+        f"chunks ({chunked / events:.0f} B/event): {whole / chunked:.1f}x less"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    print(f"allocator keeps freed memory: {keep_freed_memory()}")
+    build_market_views(simulate_session(9, args.seed, SimulatorConfig(markets=3)))  # warm-up
+    against_the_loop(args.seed)
+    if not args.skip_throughput:
+        throughput(args.seed)
+    memory(args.seed)
 
 
 if __name__ == "__main__":

@@ -132,8 +132,14 @@ def empty_replay_columns(n: int, top_levels: int) -> dict[str, np.ndarray]:
     }
 
 
-def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> SessionBooks:
-    """Replay cleaned events (each market starts with a snapshot) into per-event books."""
+def books_from_events(
+    events: CleanEvents, *, top_levels: int = TOP_LEVELS, report: IngestReport | None = None
+) -> SessionBooks:
+    """Replay cleaned events (each market starts with a snapshot) into per-event books.
+
+    Crossed books are counted in ``report``, which the books carry; by default a copy of
+    the events' report, which stays as cleaning left it.
+    """
     n = len(events)
     out = empty_replay_columns(n, top_levels)
     if n:
@@ -157,7 +163,8 @@ def books_from_events(events: CleanEvents, *, top_levels: int = TOP_LEVELS) -> S
     crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
     rows = np.flatnonzero(crossed)
     names = np.array(events.tickers, dtype=object)
-    report = copy.deepcopy(events.report)  # the events' own report stays as cleaning left it
+    if report is None:
+        report = copy.deepcopy(events.report)
     report.repair(
         "crossed_book",
         names[events.market[rows]],

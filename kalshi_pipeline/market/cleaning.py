@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numba
@@ -252,6 +253,33 @@ class CleanEvents:
 
     def __len__(self) -> int:
         return len(self.sequence_number)
+
+    def market_groups(self, max_events: int) -> Iterator[CleanEvents]:
+        """The events in consecutive groups of whole markets, each of at most
+        ``max_events`` events unless one market alone has more (it is then a group of its
+        own). Groups share ``snapshot_books`` and ``report`` with these events."""
+        offsets = np.searchsorted(self.market, np.arange(len(self.tickers) + 1))
+        first = 0
+        while first < len(self.tickers):
+            # The last market that still ends within max_events of the group's start.
+            last = int(np.searchsorted(offsets, offsets[first] + max_events, side="right")) - 1
+            last = min(max(last, first + 1), len(self.tickers))
+            rows = slice(int(offsets[first]), int(offsets[last]))
+            yield CleanEvents(
+                session_id=self.session_id,
+                tickers=self.tickers[first:last],
+                market=self.market[rows] - first,
+                sequence_number=self.sequence_number[rows],
+                timestamp_ms=self.timestamp_ms[rows],
+                is_snapshot=self.is_snapshot[rows],
+                level=self.level[rows],
+                new_size=self.new_size[rows],
+                snapshot_index=self.snapshot_index[rows],
+                snapshot_books=self.snapshot_books,
+                time_repaired=self.time_repaired[rows],
+                report=self.report,
+            )
+            first = last
 
 
 def recorded_window(info: SessionInfo) -> tuple[int, int]:

@@ -4,7 +4,8 @@
 every event (:mod:`.books`), keeps the books at each market's time steps, computes the 36
 data-only features once on them (:mod:`.features`) and cuts the session's columns into
 one :class:`MarketSessionView` per accepted market.
-Everything is columnar; a session is processed as a whole and nothing outside it is held.
+Everything is columnar. A session is cleaned as a whole, then reconstructed and cut a
+group of markets at a time (:class:`SessionViews`), so its books are never all in memory.
 
 A view's steps are the market's *time steps*: the milliseconds at which its book changed,
 in order, each holding the book after the last event of that millisecond
@@ -44,10 +45,12 @@ metadata.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -55,8 +58,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, reconstruct_books
-from kalshi_pipeline.market.cleaning import IngestReport
+from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events
+from kalshi_pipeline.market.cleaning import CleanEvents, IngestReport, clean_session
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,
@@ -64,7 +67,7 @@ from kalshi_pipeline.market.features import (
     NUM_FEATURES,
     clamped_times,
     compute_features,
-    market_start_rows,
+    market_of_rows,
     quotes,
 )
 from kalshi_pipeline.sources.raw import RawSession
@@ -78,6 +81,9 @@ class ViewConfig:
     burst_gap_ms: int = 1_000
     burst_min_events: int = 5
     quiet_gap_ms: int = 60_000
+    # Markets are reconstructed and cut in groups of at most this many events
+    # (:class:`SessionViews`); the views do not depend on it, peak memory does.
+    chunk_events: int = 65_536
 
 
 # Per-step arrays of a view, with their dtypes; 2-D ones have K (or 36) columns.
@@ -194,43 +200,83 @@ def build_market_views(
     raw_session: RawSession, config: ViewConfig | None = None
 ) -> list[MarketSessionView]:
     """One view per accepted market of ``raw_session``, sorted by ticker."""
-    config = config or ViewConfig()
-    books = reconstruct_books(raw_session, top_levels=config.top_levels)
-    return views_from_books(books, config)
+    builder = SessionViews(raw_session, config)
+    return [view for batch in builder.batches() for view in batch]
+
+
+@dataclass(frozen=True)
+class SessionSteps:
+    """What a view's statistics read from its whole session rather than its own market.
+
+    ``receive_times``: the sorted receive times of the time steps of every market (the
+    denominator of ``market_coverage``); ``quality_factor``: the share of the
+    session-wide sequence that arrived (a factor of ``data_quality_score``).
+    """
+
+    receive_times: np.ndarray
+    quality_factor: float
+
+    @classmethod
+    def of_events(cls, events: CleanEvents) -> SessionSteps:
+        """From cleaned events alone: no book needs to be built to know them."""
+        offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
+        rows = step_rows(events.timestamp_ms, events.time_repaired, offsets)
+        return cls(
+            receive_times=np.sort(events.timestamp_ms[rows]),
+            quality_factor=1.0 - events.report.missing_fraction,
+        )
+
+
+class SessionViews:
+    """The views of one session, built a group of markets at a time (the chunked path).
+
+    Cleaning runs once over the whole session: it needs the session-wide sequence (gaps,
+    outliers) and keeps only narrow columns (about 40 bytes per event). Reconstruction,
+    features and views, which hold about 800 bytes per event, then run on groups of whole
+    markets of at most ``ViewConfig.chunk_events`` events (a bigger market is a group of
+    its own), and each group's views are handed over before the next is built. Every
+    view depends only on its own market's events and on :class:`SessionSteps`, computed
+    from the cleaned events up front, so the views are the same whatever the chunk size.
+    Peak memory is the raw session plus the cleaned events plus one group, not the whole
+    session's books (measured in ``benchmarks/bench_views.py``).
+
+    ``report`` holds cleaning's repairs, the crossed books of every group built so far and
+    the markets rejected when their view was cut.
+    """
+
+    def __init__(self, raw_session: RawSession, config: ViewConfig | None = None) -> None:
+        self.config = config or ViewConfig()
+        self._events = clean_session(raw_session)
+        self.session = SessionSteps.of_events(self._events)
+        self.report = copy.deepcopy(self._events.report)
+
+    def batches(self) -> Iterator[list[MarketSessionView]]:
+        """Lists of views, by ticker, one per group of markets."""
+        for group in self._events.market_groups(self.config.chunk_events):
+            books = books_from_events(group, top_levels=self.config.top_levels, report=self.report)
+            yield views_from_books(books, self.config, self.session)
 
 
 def views_from_books(
-    books: SessionBooks, config: ViewConfig | None = None
+    books: SessionBooks, config: ViewConfig | None = None, session: SessionSteps | None = None
 ) -> list[MarketSessionView]:
     """Cut reconstructed books into views (the part of :func:`build_market_views` after
-    reconstruction)."""
+    reconstruction). ``session`` defaults to what ``books`` tell of their session: pass it
+    when ``books`` hold only some of the session's markets."""
     config = config or ViewConfig()
+    if not len(books):
+        return []
     books = time_steps(books)
+    if session is None:
+        session = SessionSteps(np.sort(books.timestamp_ms), 1.0 - books.report.missing_fraction)
+    stats = _statistics(books, config, session)
     features = compute_features(books)
-    finite_rows = np.isfinite(features).all(axis=1)  # one pass; a view is named below
-    ts = clamped_times(books)
-    yes_bid, yes_ask = quotes(books)
-    two_sided = (books.best_yes_bid > 0) & (books.best_no_bid > 0)
-    spread = (yes_ask - yes_bid).astype(np.float64)
-    mid_change = (yes_bid + yes_ask - (yes_bid + yes_ask)[_previous_row(books)]) / 2
-    # Coverage counts receive times as recorded: a market's time that jumped ahead moves
-    # its own span, never the session's other steps (the clamped times would carry the
-    # jump into every later step of that market).
-    received = books.timestamp_ms
-    session_times = np.sort(received)
-    quality_factor = 1.0 - books.report.missing_fraction
-
+    bad_rows = np.bincount(
+        market_of_rows(books)[~np.isfinite(features).all(axis=1)], minlength=len(books.tickers)
+    )
     views = []
     for index, ticker in enumerate(books.tickers):
         rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
-        gaps = np.diff(ts[rows])
-        quoted = two_sided[rows]
-        moves = mid_change[rows][quoted & np.r_[False, quoted[:-1]]]
-        length = rows.stop - rows.start
-        first, last = received[rows].min(), received[rows].max()
-        inside = np.searchsorted(session_times, last, side="right") - np.searchsorted(
-            session_times, first, side="left"
-        )
         view = MarketSessionView(
             session_id=books.session_id,
             market_ticker=ticker,
@@ -245,21 +291,89 @@ def views_from_books(
             no_bid_prices=books.no_bid_prices[rows],
             no_bid_sizes=books.no_bid_depth[rows],
             features=features[rows],
-            avg_spread=float(spread[rows][quoted].mean()) if quoted.any() else 100.0,
-            volatility_score=float(moves.std()) if len(moves) > 1 else 0.0,
-            market_coverage=float(inside / len(session_times)),
-            data_quality_score=_quality(books.report, ticker, length) * quality_factor,
-            activity_bursts=_bursts(gaps, config),
-            quiet_periods=int((gaps > config.quiet_gap_ms).sum()),
+            **{name: values[index] for name, values in stats.items()},
+            data_quality_score=_quality(books.report, ticker, rows.stop - rows.start)
+            * session.quality_factor,
         )
         problem = None
-        if not finite_rows[rows].all() or not np.isfinite(list(view.statistics().values())).all():
+        if bad_rows[index] or not np.isfinite(list(view.statistics().values())).all():
             problem = non_finite(view)
         if problem is None:
             views.append(view)
         else:
             books.report.reject(ticker, problem[0], problem[1])
     return views
+
+
+def _statistics(books: SessionBooks, config: ViewConfig, session: SessionSteps) -> dict:
+    """Every market's statistics but data quality, as Python numbers by name.
+
+    Whole-column: each statistic is a sum, count or extreme per market, never a Python
+    loop over markets; sums are of integers, so no figure depends on the other markets
+    built with it.
+    """
+    markets = len(books.tickers)
+    market = market_of_rows(books)
+    starts = books.market_offsets[:-1]
+    first_row = np.zeros(len(books), dtype=bool)
+    first_row[starts] = True
+    ts = clamped_times(books)
+    yes_bid, yes_ask = quotes(books)
+    two_sided = (books.best_yes_bid > 0) & (books.best_no_bid > 0)
+    mid_x2 = yes_bid + yes_ask
+
+    quoted = np.bincount(market[two_sided], minlength=markets)
+    spread_sum = np.bincount(
+        market[two_sided], weights=(yes_ask - yes_bid)[two_sided], minlength=markets
+    )
+    avg_spread = np.where(quoted > 0, spread_sum / np.maximum(quoted, 1), 100.0)
+
+    moved = two_sided & ~first_row
+    moved[1:] &= two_sided[:-1]
+    doubled_moves = (mid_x2[1:] - mid_x2[:-1])[moved[1:]]
+    volatility = _grouped_std_of_halves(doubled_moves, market[moved], markets)
+
+    # Coverage counts receive times as recorded: a market's time that jumped ahead moves
+    # its own span, never the session's other steps (the clamped times would carry the
+    # jump into every later step of that market).
+    received = books.timestamp_ms
+    first = np.minimum.reduceat(received, starts) if markets else received[:0]
+    last = np.maximum.reduceat(received, starts) if markets else received[:0]
+    times = session.receive_times
+    inside = np.searchsorted(times, last, side="right") - np.searchsorted(times, first)
+
+    gap = np.r_[0, np.diff(ts)]
+    close = (gap <= config.burst_gap_ms) & ~first_row
+    edges = np.diff(np.r_[close, False].astype(np.int8))
+    run_start, run_end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long_runs = run_end - run_start + 1 >= config.burst_min_events
+    bursts = np.bincount(market[run_start[long_runs] + 1], minlength=markets)
+    quiet = np.bincount(market[(gap > config.quiet_gap_ms) & ~first_row], minlength=markets)
+    return {
+        "avg_spread": avg_spread.tolist(),
+        "volatility_score": volatility.tolist(),
+        "market_coverage": (inside / max(len(times), 1)).tolist(),
+        "activity_bursts": bursts.tolist(),
+        "quiet_periods": quiet.tolist(),
+    }
+
+
+def _grouped_std_of_halves(doubled: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    """Population standard deviation per group of ``doubled / 2`` (``doubled`` integers
+    sorted by group); 0 for groups of fewer than two values.
+
+    The sums are exact integers and the variance ``(n * sum(d^2) - sum(d)^2) / (4 n^2)``
+    is rounded once, so it does not depend on how the values are ordered or grouped.
+    """
+    counts = np.bincount(group, minlength=groups)
+    ends = np.cumsum(counts)
+    begins = ends - counts
+    sums = np.r_[0, np.cumsum(doubled)]
+    squares = np.r_[0, np.cumsum(doubled * doubled)]
+    s1, s2 = sums[ends] - sums[begins], squares[ends] - squares[begins]
+    spread = counts * s2 - s1 * s1
+    variance = np.where(counts > 1, spread / (4.0 * np.maximum(counts, 1) ** 2), 0.0)
+    return np.sqrt(variance)
 
 
 def non_finite(view: MarketSessionView) -> tuple[int | None, str] | None:
@@ -283,29 +397,20 @@ def non_finite(view: MarketSessionView) -> tuple[int | None, str] | None:
 def time_steps(books: SessionBooks) -> SessionBooks:
     """The books at each market's time steps: the last of each run of its events that
     share a receive time."""
-    ts, repaired = books.timestamp_ms, books.time_repaired
-    last = np.ones(len(books), dtype=bool)
+    return books.take(step_rows(books.timestamp_ms, books.time_repaired, books.market_offsets))
+
+
+def step_rows(ts: np.ndarray, repaired: np.ndarray, market_offsets: np.ndarray) -> np.ndarray:
+    """The rows (of events sorted by market) that end a time step (:func:`time_steps`)."""
+    last = np.ones(len(ts), dtype=bool)
     # A repaired time is not when the event arrived: such an event is a step of its own.
     last[:-1] = (ts[1:] != ts[:-1]) | repaired[1:] | repaired[:-1]
-    last[books.market_offsets[1:] - 1] = True  # a market's last event ends its step
-    return books.take(np.flatnonzero(last))
-
-
-def _previous_row(books: SessionBooks) -> np.ndarray:
-    rows = np.arange(len(books))
-    return np.maximum(rows - 1, market_start_rows(books))
+    last[market_offsets[1:] - 1] = True  # a market's last event ends its step
+    return np.flatnonzero(last)
 
 
 def _quality(report: IngestReport, ticker: str, length: int) -> float:
     return length / (length + report.market_defects[ticker])
-
-
-def _bursts(gaps: np.ndarray, config: ViewConfig) -> int:
-    """Runs of at least ``burst_min_events`` events, each close to the one before."""
-    close = np.concatenate([[False], gaps <= config.burst_gap_ms, [False]]).astype(np.int8)
-    edges = np.diff(close)
-    run_lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-    return int((run_lengths + 1 >= config.burst_min_events).sum())
 
 
 # -- Parquet ---------------------------------------------------------------------------
@@ -313,7 +418,7 @@ _METADATA_KEY = b"kalshi_pipeline.views"
 
 
 def views_to_table(views: list[MarketSessionView]) -> pa.Table:
-    """One row per step of every view, with per-view stats in the schema metadata."""
+    """One row per step of every view (the statistics go into the file's metadata)."""
     counts = [len(v) for v in views]
     columns: dict[str, pa.Array] = {
         "session_id": pa.array(np.repeat([v.session_id for v in views], counts), pa.int64()),
@@ -333,13 +438,11 @@ def views_to_table(views: list[MarketSessionView]) -> pa.Table:
             columns[name] = pa.FixedSizeListArray.from_arrays(flat, stacked.shape[1])
         else:
             columns[name] = pa.array(stacked.astype(dtype, copy=False))
-    described = [v.describe() for v in views]
-    table = pa.table(columns)
-    return table.replace_schema_metadata({_METADATA_KEY: json.dumps(described).encode()})
+    return pa.table(columns)
 
 
-def views_from_table(table: pa.Table) -> list[MarketSessionView]:
-    described = json.loads(table.schema.metadata[_METADATA_KEY])
+def views_from_table(table: pa.Table, described: list[dict]) -> list[MarketSessionView]:
+    """The views of a table of steps, cut by their descriptions (in table order)."""
     views, start = [], 0
     for entry in described:
         stop = start + entry["length"]
@@ -364,26 +467,59 @@ def write_views(views: list[MarketSessionView], path: str | os.PathLike[str]) ->
 
     A failed write leaves the previous file as it was and no temporary file behind.
     """
+    write_view_batches([views], path)
+    return Path(path)
+
+
+def write_view_batches(
+    batches: Iterable[list[MarketSessionView]], path: str | os.PathLike[str]
+) -> list[dict]:
+    """Write batches of views to one Parquet file as they come, one row group per
+    batch, atomically as :func:`write_views`; returns every view's description.
+
+    Only one batch is in memory at a time: with :meth:`SessionViews.batches` a session
+    is written without ever holding all its views. The descriptions go into the file's
+    metadata when the last batch is written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = views_to_table(views)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    described: list[dict] = []
+    writer = None
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        for views in batches:
+            if not views and writer is not None:
+                continue
+            table = views_to_table(views)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+            described += [v.describe() for v in views]
+        if writer is None:  # no batch at all: an empty file with the views' schema
+            writer = pq.ParquetWriter(tmp, views_to_table([]).schema)
+        writer.add_key_value_metadata({_METADATA_KEY: json.dumps(described).encode()})
+        writer.close()
         os.replace(tmp, path)
     except BaseException:
+        if writer is not None:
+            writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return described
 
 
 def read_views(path: str | os.PathLike[str]) -> list[MarketSessionView]:
-    return views_from_table(pq.read_table(path))
+    file = pq.ParquetFile(path)
+    return views_from_table(file.read(), _described(file))
 
 
 def view_descriptions(path: str | os.PathLike[str]) -> list[dict]:
     """The per-view statistics of a views file, read from its footer only."""
-    return json.loads(pq.read_schema(path).metadata[_METADATA_KEY])
+    return _described(pq.ParquetFile(path))
+
+
+def _described(file: pq.ParquetFile) -> list[dict]:
+    return json.loads(file.metadata.metadata[_METADATA_KEY])
 
 
 def _width(name: str) -> int:

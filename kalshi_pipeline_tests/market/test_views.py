@@ -26,10 +26,12 @@ from kalshi_pipeline.market.views import (
     STATISTICS,
     STEP_ARRAYS,
     MarketSessionView,
+    SessionViews,
     ViewConfig,
     build_market_views,
     read_views,
     view_descriptions,
+    write_view_batches,
     write_views,
 )
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
@@ -544,20 +546,18 @@ def test_a_write_replaces_the_previous_file(tmp_path):
     assert os.listdir(tmp_path) == ["views.parquet"]
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "views.parquet"
     old = build_market_views(make_session(*SPREAD_ROWS))
     write_views(old, path)
     before = path.read_bytes()
 
-    def write_half_then_fail(table, where, **kwargs):
-        with open(where, "wb") as out:
-            out.write(b"PAR1 half a file")
+    def one_batch_then_fail():  # the first row group is on disk when the second fails
+        yield simulated_views(1, 5)
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        write_views(simulated_views(1, 5), path)
+        write_view_batches(one_batch_then_fail(), path)
 
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["views.parquet"]
@@ -619,3 +619,98 @@ def test_view_equality_compares_the_step_data():
     assert views[0] == simulated_views(1, 5, markets=3)[0]
     assert views[0] != MarketSessionView(**{**vars(views[0]), "features": changed})
     assert views[0] != views[1]
+
+
+# -- the chunked path --------------------------------------------------------------------
+def faulty_session_rows() -> tuple:
+    """Three markets with the repairs a view's statistics read: MKT-A crosses (a defect),
+    MKT-C has no snapshot (rejected), and seq 11, 12 never arrived (a session-wide gap)."""
+    crossing = (
+        delta("MKT-A", seq=6, side="no", price=60, new_size=1),
+        delta("MKT-A", seq=7, side="no", price=60, new_size=0, ts=T0_MS + 500),
+    )
+    other = (
+        snapshot("MKT-B", seq=8, yes_bids={30: 1}, no_bids={60: 1}, ts=T0_MS + 100),
+        delta("MKT-C", seq=9, side="yes", price=31, new_size=1),
+        delta("MKT-B", seq=10, side="yes", price=31, new_size=1, ts=T0_MS + 900),
+        delta("MKT-B", seq=13, side="yes", price=32, new_size=1, ts=T0_MS + 9_000),
+    )
+    return (*CLEAN, *crossing, *other)
+
+
+@pytest.mark.parametrize("chunk_events", [1, 4, 7])
+def test_views_and_report_do_not_depend_on_the_chunk_size(chunk_events):
+    """Each group of markets is built alone; coverage, the gap share and every market's
+    own defects still come out as from the whole session."""
+    raw = make_session(*faulty_session_rows())
+    whole = SessionViews(raw)
+    chunked = SessionViews(raw, ViewConfig(chunk_events=chunk_events))
+    whole_views = [v for batch in whole.batches() for v in batch]
+    batches = list(chunked.batches())
+
+    assert len(batches) == (2 if chunk_events < 9 else 1)  # MKT-A has 9 events
+    assert_views_identical([v for batch in batches for v in batch], whole_views)
+    assert [v.market_ticker for v in whole_views] == ["MKT-A", "MKT-B"]
+    # MKT-A: 7 steps, 1 of them crossed; seq 1..13 with 11 and 12 missing.
+    assert whole_views[0].data_quality_score == pytest.approx(7 / 8 * 11 / 13)
+    assert whole_views[1].market_coverage < 1.0
+    for name in ("repairs", "rejected", "market_defects", "examples"):
+        assert getattr(chunked.report, name) == getattr(whole.report, name), name
+    assert chunked.report.repairs["crossed_book"] == 1
+    assert set(chunked.report.rejected) == {"MKT-C"}
+
+
+def test_a_simulated_session_in_small_chunks_equals_the_whole():
+    raw = simulate_session(3, seed=4, config=SimulatorConfig(markets=40))
+    whole = build_market_views(raw)
+    small = build_market_views(raw, ViewConfig(chunk_events=500))
+
+    assert len(list(SessionViews(raw, ViewConfig(chunk_events=500)).batches())) > 5
+    assert_views_identical(small, whole)
+
+
+def test_statistics_of_many_markets_are_each_markets_own():
+    """Computed for all markets at once, each statistic equals the one computed from the
+    view's own steps alone (nothing leaks across a market boundary)."""
+    raw = simulate_session(5, seed=13, config=SimulatorConfig(markets=80))
+    views = build_market_views(raw)
+    session_times = np.sort(np.concatenate([v.timestamps_ms for v in views]))
+    config = ViewConfig()
+
+    for v in views:
+        bid, ask = v.best_yes_bid.astype(float), v.best_yes_ask.astype(float)
+        quoted = (v.best_yes_bid > 0) & (v.best_no_bid > 0)
+        mid = (bid + ask) / 2
+        moves = np.diff(mid)[quoted[1:] & quoted[:-1]]
+        gaps = np.diff(v.timestamps_ms)  # the simulator's times never step back
+        close = np.r_[False, gaps <= config.burst_gap_ms, False].astype(int)
+        runs = np.flatnonzero(np.diff(close) == -1) - np.flatnonzero(np.diff(close) == 1)
+        inside = ((session_times >= v.start_ms) & (session_times <= v.end_ms)).sum()
+
+        assert v.avg_spread == (pytest.approx((ask - bid)[quoted].mean()) if quoted.any() else 100)
+        assert v.volatility_score == pytest.approx(moves.std() if len(moves) > 1 else 0.0)
+        assert v.activity_bursts == (runs + 1 >= config.burst_min_events).sum()
+        assert v.quiet_periods == (gaps > config.quiet_gap_ms).sum()
+        assert v.market_coverage == pytest.approx(inside / len(session_times))
+
+
+def test_batches_stream_into_one_file_a_row_group_each(tmp_path):
+    raw = simulate_session(1, seed=6, config=SimulatorConfig(markets=30))
+    builder = SessionViews(raw, ViewConfig(chunk_events=1_000))
+    path = tmp_path / "views.parquet"
+
+    described = write_view_batches(builder.batches(), path)
+
+    views = build_market_views(raw)
+    assert pq.ParquetFile(path).num_row_groups > 3
+    assert_views_identical(read_views(path), views)
+    assert described == view_descriptions(path) == [v.describe() for v in views]
+
+
+def test_a_session_without_markets_writes_an_empty_file(tmp_path):
+    path = tmp_path / "views.parquet"
+    builder = SessionViews(make_session(delta("MKT-C", seq=1, side="yes", price=3, new_size=1)))
+
+    assert write_view_batches(builder.batches(), path) == []
+    assert read_views(path) == []
+    assert set(builder.report.rejected) == {"MKT-C"}

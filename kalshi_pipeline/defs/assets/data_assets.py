@@ -6,8 +6,7 @@ from kalshi_pipeline.defs.checks import VIEW_CHECKS, non_finite, statistics_tabl
 from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG, SOURCE_RETRY_POLICY, PipelineResource
-from kalshi_pipeline.market.books import reconstruct_books
-from kalshi_pipeline.market.views import views_from_books, write_views
+from kalshi_pipeline.market.views import SessionViews, write_view_batches
 from kalshi_pipeline.sources import (
     SessionNotComplete,
     SourceMisconfigured,
@@ -69,21 +68,33 @@ def raw_sessions(
 def market_views(
     context: dg.AssetExecutionContext, pipeline: PipelineResource, config: FilterSettings
 ):
-    """One MarketSessionView per market of the session, with features and statistics."""
+    """One MarketSessionView per market of the session, with features and statistics.
+
+    The views are built and written a group of markets at a time (``SessionViews``), so
+    a session of any size is never held whole in memory.
+    """
     session_id = int(context.partition_key)
-    books = reconstruct_books(pipeline.raw_store(session_id).load_session(session_id))
-    views, report = views_from_books(books), books.report
-    path = write_views(views, pipeline.views_path(session_id))
-    selected = select_views([v.describe() for v in views], config.to_domain()).to_pylist()
+    builder = SessionViews(pipeline.raw_store(session_id).load_session(session_id))
+    poisoned: list[str] = []
+
+    def checked_batches():
+        for views in builder.batches():
+            poisoned.extend(non_finite(views, []))
+            yield views
+
+    path = pipeline.views_path(session_id)
+    described = write_view_batches(checked_batches(), path)
+    report = builder.report
+    selected = select_views(described, config.to_domain()).to_pylist()
     yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "views": len(views),
-            "steps": sum(len(v) for v in views),
+            "views": len(described),
+            "steps": sum(d["length"] for d in described),
             "passing_filters": sum(r["passes_filters"] for r in selected),
             "rejected_markets": len(report.rejected),
             "repairs": dg.MetadataValue.json(dict(report.repairs)),
             "statistics": dg.MetadataValue.md(statistics_table(selected)),
         }
     )
-    yield from view_checks(selected, report, non_finite(views, selected))
+    yield from view_checks(selected, report, poisoned + non_finite([], selected))

@@ -35,7 +35,7 @@ from benchmarks.celery_workers import (  # noqa: E402
     vhost,
     wait_until_ready,
 )
-from kalshi_pipeline.defs.executors import BROKER_ENV, EXECUTOR_ENV  # noqa: E402
+from kalshi_pipeline.defs.executors import BACKEND_ENV, BROKER_ENV, EXECUTOR_ENV  # noqa: E402
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir  # noqa: E402
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore  # noqa: E402
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
@@ -87,10 +87,11 @@ def main() -> int:
 
 def run_both(scratch: Path, database: str, broker: str, args) -> tuple[float, float]:
     dagster_home, worker_yaml = deployment_files(scratch, broker)
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
     os.environ.update({
-        "DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_POSTGRES_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+        "DAGSTER_HOME": str(dagster_home), "DAGSTER_POSTGRES_URL": url,
         HOME_ENV: str(scratch / "home"), EXECUTOR_ENV: "celery", BROKER_ENV: broker,
+        BACKEND_ENV: f"db+{url}",
     })  # fmt: skip
     os.environ.pop(COLLECTOR_URL_ENV, None)
     store = ParquetSessionStore(sessions_dir(scratch / "home"))

@@ -48,6 +48,18 @@ def vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", name)
 
 
+@contextmanager
+def broker_stopped() -> Iterator[None]:
+    """RabbitMQ stopped (every connection dropped; durable queues kept on disk), then
+    started again, whatever happens inside."""
+    rabbitmqctl("stop_app")
+    try:
+        yield
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+
+
 def deployment_files(directory: Path, broker: str) -> tuple[Path, Path]:
     """``deploy/dagster.yaml`` as ``<directory>/dagster/dagster.yaml`` (the DAGSTER_HOME)
     and ``deploy/celery.yaml`` with ``broker``: (DAGSTER_HOME, the workers' config)."""

@@ -12,6 +12,20 @@ whose worker died is requeued (``task_reject_on_worker_lost``); each worker take
 at a time (``worker_prefetch_multiplier`` 1, ``worker_concurrency`` 1), so a long training
 step never holds back a queued one that another worker could run. Steps that may meet a
 dying worker carry a Dagster ``RetryPolicy`` (``raw_sessions``, the candidate steps).
+
+A broker restart must not lose a run either. The queue is durable and its messages
+persistent (Celery's defaults), so queued steps survive it; a step submitted while the
+broker is down is published again until it is back (``task_publish_retry_policy``: up to
+about two minutes); workers reconnect by themselves. A step running during the restart
+goes on, but its task can no longer be acknowledged, so the broker delivers it again:
+delivery is at least once, and the pipeline's steps are idempotent (a candidate already
+trained is not trained again; every output is a function of its inputs and seed).
+Step results go to ``KALSHI_CELERY_BACKEND``, which must be set with the Celery
+executor: a database (``db+postgresql+psycopg2://user@host/dagster``, the instance's own
+database will do; the password from ``PGPASSWORD``, so that it never lands in the
+worker's generated config file). Celery's ``rpc://`` backend sends results through the
+broker and loses those in flight when it restarts, which leaves the run waiting forever;
+it is refused.
 """
 
 import os
@@ -21,6 +35,7 @@ from dagster_celery import celery_executor
 
 EXECUTOR_ENV = "KALSHI_EXECUTOR"
 BROKER_ENV = "KALSHI_CELERY_BROKER"
+BACKEND_ENV = "KALSHI_CELERY_BACKEND"
 DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
 CELERY_SETTINGS = {
     "task_acks_late": True,
@@ -28,6 +43,13 @@ CELERY_SETTINGS = {
     "worker_prefetch_multiplier": 1,
     "worker_concurrency": 1,
     "broker_connection_retry_on_startup": True,
+    # Keep publishing while the broker restarts: 1 s, 2 s, ... up to 5 s apart, 30 times.
+    "task_publish_retry_policy": {
+        "max_retries": 30,
+        "interval_start": 1,
+        "interval_step": 1,
+        "interval_max": 5,
+    },
 }
 
 
@@ -41,13 +63,26 @@ def executor() -> dg.ExecutorDefinition:
         return celery_executor.configured(
             {
                 "broker": os.environ.get(BROKER_ENV, DEFAULT_BROKER),
-                "backend": "rpc://",
+                "backend": result_backend(),
                 "config_source": CELERY_SETTINGS,
                 "retries": {"enabled": {}},
             },
             name="celery",
         )
     raise ValueError(f"{EXECUTOR_ENV} must be multiprocess or celery, got {kind!r}")
+
+
+def result_backend() -> str:
+    """The Celery result backend ``KALSHI_CELERY_BACKEND`` names (see the module notes)."""
+    backend = os.environ.get(BACKEND_ENV, "")
+    if not backend or backend.startswith("rpc:"):
+        raise ValueError(
+            f"{BACKEND_ENV} must name a durable Celery result backend with "
+            f"{EXECUTOR_ENV}=celery, e.g. db+postgresql+psycopg2://user@host:5432/dagster "
+            f"(rpc:// loses the results in flight when the broker restarts); got "
+            f"{'nothing' if not backend else 'rpc://'}"
+        )
+    return backend
 
 
 @dg.definitions

@@ -18,6 +18,7 @@ import yaml
 from benchmarks.celery_workers import (
     REPO,
     WorkerError,
+    broker_stopped,
     deployment_files,
     kill,
     start_worker,
@@ -26,7 +27,13 @@ from benchmarks.celery_workers import (
     vhost,
     wait_until_ready,
 )
-from kalshi_pipeline.defs.executors import BROKER_ENV, CELERY_SETTINGS, EXECUTOR_ENV
+from kalshi_pipeline.defs.executors import (
+    BACKEND_ENV,
+    BROKER_ENV,
+    CELERY_SETTINGS,
+    EXECUTOR_ENV,
+    executor,
+)
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
 from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated, store_at
 
@@ -45,12 +52,14 @@ def broker() -> Iterator[str]:
 def deployment(tmp_path, collector_db, broker, monkeypatch) -> dict:
     """The scale-out environment (deploy/): instance in PostgreSQL, Celery executor."""
     dagster_home, worker_yaml = deployment_files(tmp_path, broker)
+    database = collector_db.replace("postgresql://", "postgresql+psycopg2://")
     env = {
         "DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_POSTGRES_URL": collector_db.replace("postgresql://", "postgresql+psycopg2://"),
+        "DAGSTER_POSTGRES_URL": database,
         HOME_ENV: str(tmp_path / "home"),
         EXECUTOR_ENV: "celery",
         BROKER_ENV: broker,
+        BACKEND_ENV: f"db+{database}",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -110,6 +119,29 @@ def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
         return result.success, failures, result.all_events, chosen
 
 
+def training_workers(instance: dg.DagsterInstance, runner: threading.Thread) -> list[str]:
+    """Wait (up to 5 minutes) until the run's candidate steps are on workers: their names."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and runner.is_alive():
+        for run in instance.get_runs(limit=1):
+            events = (e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event)
+            training = [
+                worker
+                for worker, keys in steps_by_worker(events).items()
+                if any("_candidate[" in k for k in keys)
+            ]
+            if training:
+                return sorted(training)
+        time.sleep(0.5)
+    return []
+
+
+def candidate_runs(events) -> list[str]:
+    """The candidate step keys the workers were given, once per execution."""
+    keys = [k for found in steps_by_worker(events).values() for k in found]
+    return sorted(k for k in keys if "_candidate[" in k)
+
+
 def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
     instance = ingested(deployment)
     workers = start_workers(deployment, tmp_path)
@@ -122,8 +154,7 @@ def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_pa
     assert success, failures
     by_worker = steps_by_worker(events)
     assert set(by_worker) == {"w1", "w2"}, by_worker
-    candidates = sorted(k for keys in by_worker.values() for k in keys if "_candidate[" in k)
-    assert candidates == [f"phase1_model.phase1_candidate[seed_{s}]" for s in range(4)]
+    assert candidate_runs(events) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in range(4)]
     # The four candidates are independent: both workers trained some of them.
     assert all(any("_candidate[" in k for k in keys) for keys in by_worker.values())
     assert len(chosen) == 1 and Path(chosen[0]).exists()
@@ -141,22 +172,11 @@ def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
             target=lambda: outcome.update(result=train_phase1(instance, 2, 40 * TINY_TIMESTEPS))
         )
         runner.start()
-        killed = None
-        deadline = time.monotonic() + 300
-        while killed is None and time.monotonic() < deadline and runner.is_alive():
-            for run in instance.get_runs(limit=1):
-                training = {
-                    worker: keys
-                    for worker, keys in steps_by_worker(
-                        e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event
-                    ).items()
-                    if any("_candidate[" in k for k in keys)
-                }
-                if training:
-                    killed = sorted(training)[0]
-                    time.sleep(3)  # mid-step: training, with checkpoints on the way
-                    kill(workers[killed])
-            time.sleep(0.5)
+        training = training_workers(instance, runner)
+        killed = training[0] if training else None
+        if killed:
+            time.sleep(3)  # mid-step: training, with checkpoints on the way
+            kill(workers[killed])
         runner.join(timeout=600)
     finally:
         for worker in workers.values():
@@ -174,6 +194,52 @@ def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
     assert [c["seed"] for c in lineage["candidates"]] == [0, 1]
 
 
+@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
+def test_a_broker_restart_mid_run_loses_nothing(deployment, tmp_path):
+    """Restart RabbitMQ while both workers train a candidate: the steps survive it
+    (durable queue, results in PostgreSQL, publishing retried), and the run succeeds with
+    both candidates and one chosen. The steps running during the restart could not be
+    acknowledged, so they were delivered again and found their work done."""
+    instance = ingested(deployment)
+    workers = start_workers(deployment, tmp_path)
+    outcome: dict = {}
+    try:
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=train_phase1(instance, 2, 40 * TINY_TIMESTEPS))
+        )
+        runner.start()
+        training = training_workers(instance, runner)
+        if training:
+            time.sleep(3)  # mid-step
+            with broker_stopped():
+                time.sleep(5)
+        runner.join(timeout=900)
+    finally:
+        for worker in workers.values():
+            kill(worker)
+
+    assert training, "no candidate step was seen starting"
+    success, failures, events, chosen = outcome["result"]
+    assert success, failures
+    logs = "".join((tmp_path / f"{name}.log").read_text() for name in workers)
+    assert "Cannot connect to amqp" in logs  # the restart reached the workers mid-run
+    runs = candidate_runs(events)
+    assert sorted(set(runs)) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in (0, 1)]
+    lineage = json.loads(Path(chosen[0]).with_suffix(".json").read_text())
+    assert [c["seed"] for c in lineage["candidates"]] == [0, 1]
+
+
 def test_the_workers_and_the_runs_use_the_same_celery_settings():
     worker = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
     assert worker["execution"]["config"]["config_source"] == CELERY_SETTINGS
+    assert worker["execution"]["config"]["backend"] == {"env": BACKEND_ENV}
+
+
+def test_the_celery_executor_refuses_a_result_backend_a_broker_restart_loses(monkeypatch):
+    monkeypatch.setenv(EXECUTOR_ENV, "celery")
+    for value in ("rpc://", ""):
+        monkeypatch.setenv(BACKEND_ENV, value)
+        with pytest.raises(ValueError, match=f"{BACKEND_ENV} must name a durable"):
+            executor()
+    monkeypatch.setenv(BACKEND_ENV, "db+postgresql+psycopg2://postgres@127.0.0.1:5432/x")
+    assert executor().name == "celery"

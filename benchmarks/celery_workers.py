@@ -124,3 +124,10 @@ def train_and_evaluate() -> dg.JobDefinition:
     from kalshi_pipeline.definitions import defs
 
     return defs().resolve_job_def("train_and_evaluate")
+
+
+def tune_hyperparameters() -> dg.JobDefinition:
+    """``tune_hyperparameters`` as the workers rebuild it (see :func:`train_and_evaluate`)."""
+    from kalshi_pipeline.definitions import defs
+
+    return defs().resolve_job_def("tune_hyperparameters")

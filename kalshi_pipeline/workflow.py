@@ -502,17 +502,46 @@ def tune(
     (never the holdout), and write the best as a hyperparameter file: its contents.
     ``home_storage`` is the journal file used when ``choice.storage`` is unset;
     ``pruner`` replaces the default ``MedianPruner``."""
+    tune_trials(split, session_views, config, choice, home_storage, work_dir, on_progress, pruner)
+    return tuning_result(config, choice, home_storage, out_file)
+
+
+def tune_trials(
+    split: Split,
+    session_views: Callable[[int], Sequence[MarketSessionView]],
+    config: PipelineConfig,
+    choice: TuningChoice,
+    home_storage: Path,
+    work_dir: Path,
+    on_progress: Callable[[str], None] | None = None,
+    pruner=None,
+    *,
+    sampler_seed: int | None = None,
+) -> None:
+    """The trials of :func:`tune` alone: ``choice.trials`` more trials of the study.
+
+    Several calls (processes, Dagster steps) may run at once on one study; give each its
+    own ``sampler_seed`` (default ``choice.seed``), or their first, random trials would
+    all suggest the same hyperparameters."""
     train = views_for(split.train, session_views)
-    study = tuning.Study(
-        choice.study, choice.storage or str(home_storage), choice.trials, choice.seed
-    )
-    training = config.training_config()
-    result = tuning.tune(
+    seed = choice.seed if sampler_seed is None else sampler_seed
+    study = tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials, seed)
+    tuning.tune(
         train, split.difficulties(train),
-        views_for(split.validation, session_views), training, study, work_dir, on_progress,
-        pruner,
+        views_for(split.validation, session_views), config.training_config(), study,
+        work_dir, on_progress, pruner,
     )  # fmt: skip
-    return tuning.write_result(result, training, out_file, study, profile=config.training.profile)
+
+
+def tuning_result(
+    config: PipelineConfig, choice: TuningChoice, home_storage: Path, out_file: Path
+) -> dict:
+    """The best trial of the study so far, written as a hyperparameter file: its contents."""
+    study = tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials)
+    return tuning.write_result(
+        study.open(), config.training_config(), out_file, study,
+        profile=config.training.profile,
+    )  # fmt: skip
 
 
 # -- promotion ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import psycopg2
 import pytest
@@ -39,9 +39,9 @@ def _maintenance_connection() -> psycopg2.extensions.connection:
     )
 
 
-@pytest.fixture
-def collector_db() -> Iterator[str]:
-    """The URL of a new, empty scratch database; dropped when the test ends."""
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """The URL of a new, empty database on the local server, dropped afterwards."""
     name = f"kp_test_{uuid.uuid4().hex}"
     with closing(_maintenance_connection()) as admin:
         with admin.cursor() as cur:
@@ -59,6 +59,21 @@ def collector_db() -> Iterator[str]:
                 cur.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@pytest.fixture
+def collector_db() -> Iterator[str]:
+    """The URL of a new, empty scratch database; dropped when the test ends."""
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture
+def study_db() -> Iterator[str]:
+    """Another scratch database, for an Optuna study (it cannot share Dagster's: both
+    keep their schema version in an ``alembic_version`` table)."""
+    with scratch_database() as url:
+        yield url
 
 
 @pytest.fixture

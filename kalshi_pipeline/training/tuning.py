@@ -103,9 +103,12 @@ class Study:
     trials: int
     seed: int = 0  # the sampler's
 
-    def open(self, pruner: optuna.pruners.BasePruner, attempts: int = 5) -> optuna.Study:
+    def open(
+        self, pruner: optuna.pruners.BasePruner | None = None, attempts: int = 5
+    ) -> optuna.Study:
         """The study, created if new. Processes starting together race to create the
-        study (or a database's tables): the loser sees an integrity error and retries."""
+        study (or a database's tables): the loser sees an integrity error and retries.
+        Without ``pruner``, trials run through the study never stop early."""
         for attempt in range(attempts):
             try:
                 return optuna.create_study(
@@ -113,7 +116,7 @@ class Study:
                     storage=self._storage(),
                     direction="maximize",
                     sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=4),
-                    pruner=pruner,
+                    pruner=pruner or optuna.pruners.NopPruner(),
                     load_if_exists=True,
                 )
             except Exception as error:  # the driver's message may quote the URL: redacted
@@ -123,6 +126,11 @@ class Study:
                 failure = error
                 break
         first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+        if "compatible with the table schema" in first:  # another alembic user's tables
+            first += (
+                " (does the database belong to another application, such as Dagster's "
+                "instance? Give the study a database of its own)"
+            )
         raise TuningStorageError(
             f"cannot open study {self.name!r} at {self.shown()}: "
             f"{type(failure).__name__}: {redact(first, self._url())}"

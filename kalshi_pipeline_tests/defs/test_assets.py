@@ -24,10 +24,16 @@ from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.defs.sensors import new_sessions_sensor
 from kalshi_pipeline.market.views import read_views
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, hyperparameters_file
+from kalshi_pipeline.paths import (
+    COLLECTOR_URL_ENV,
+    artifacts_dir,
+    hyperparameters_file,
+    tuning_dir,
+)
 from kalshi_pipeline.sources.postgres import write_collector_session
 from kalshi_pipeline.training.config import read_hyperparameters
 from kalshi_pipeline.training.report import PLOTS
+from kalshi_pipeline.training.tuning import Study
 from kalshi_pipeline_tests.defs.conftest import (
     MARKETS,
     TINY_TIMESTEPS,
@@ -348,6 +354,13 @@ def test_tuning_runs_in_its_own_job_and_training_accepts_its_file(trained, defin
     assert path == hyperparameters_file(trained.home, "asset") and path.exists()
     assert meta["trials"] == 2 == meta["complete"] + meta["pruned"]
     assert meta["objective"] == meta["ci95"][0]
+    # One step per trial (the executor may place them on different workers), each with its
+    # own sampler seed: the two random first trials try different hyperparameters.
+    succeeded = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    trials = {k for k in succeeded if ".tuning_trial[" in k}
+    assert trials == {f"tuned_hyperparameters.tuning_trial[trial_{i}]" for i in (0, 1)}
+    study = Study("asset", str(tuning_dir(trained.home) / "studies.journal"), 2).open()
+    assert study.trials[0].params != study.trials[1].params
     # The training config takes the file, as the CLI's --hyperparams does.
     training = TrainingSettings(profile="demo", hyperparams=str(path)).to_domain().resolve()
     assert training.hyperparameters == read_hyperparameters(path)

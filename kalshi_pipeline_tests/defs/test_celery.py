@@ -24,6 +24,7 @@ from benchmarks.celery_workers import (
     start_worker,
     steps_by_worker,
     train_and_evaluate,
+    tune_hyperparameters,
     vhost,
     wait_until_ready,
 )
@@ -35,6 +36,7 @@ from kalshi_pipeline.defs.executors import (
     executor,
 )
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline.training.tuning import Study
 from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated, store_at
 
 
@@ -142,11 +144,29 @@ def candidate_runs(events) -> list[str]:
     return sorted(k for k in keys if "_candidate[" in k)
 
 
-def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_path):
+def tune(instance: dg.DagsterInstance, storage: str, trials: int):
+    """The ``tune_hyperparameters`` job on the Celery executor, its study in ``storage``:
+    (success, failures, events)."""
+    settings = {
+        "study": "celery", "trials": trials, "profile": "demo",
+        "timesteps_per_phase": TINY_TIMESTEPS, "storage": storage,
+    }  # fmt: skip
+    run_config = {"ops": {"tuned_hyperparameters": {"config": settings}}}
+    with dg.execute_job(
+        dg.reconstructable(tune_hyperparameters), instance, run_config=run_config
+    ) as result:
+        failures = [str(e) for e in result.all_events if e.is_failure]
+        return result.success, failures, result.all_events
+
+
+def test_the_workers_share_a_runs_independent_steps(deployment, study_db, tmp_path):
+    """Four seed candidates, then two Optuna trials on one study in PostgreSQL: both
+    workers run steps of each."""
     instance = ingested(deployment)
     workers = start_workers(deployment, tmp_path)
     try:
         success, failures, events, chosen = train_phase1(instance, 4, TINY_TIMESTEPS)
+        tuned, tuning_failures, tuning_events = tune(instance, study_db, 2)
     finally:
         for worker in workers.values():
             kill(worker)
@@ -158,6 +178,17 @@ def test_the_workers_share_a_runs_independent_candidate_steps(deployment, tmp_pa
     # The four candidates are independent: both workers trained some of them.
     assert all(any("_candidate[" in k for k in keys) for keys in by_worker.values())
     assert len(chosen) == 1 and Path(chosen[0]).exists()
+
+    assert tuned, tuning_failures
+    trials = {w: [k for k in keys if ".tuning_trial[" in k] for w, keys in steps_by_worker(
+        tuning_events
+    ).items()}  # fmt: skip
+    assert sorted(k for keys in trials.values() for k in keys) == [
+        f"tuned_hyperparameters.tuning_trial[trial_{i}]" for i in (0, 1)
+    ]
+    assert all(trials.get(worker) for worker in ("w1", "w2")), trials
+    study = Study("celery", study_db, 2).open()
+    assert len(study.trials) == 2  # both workers' trials in the one study
 
 
 @pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests

@@ -8,9 +8,11 @@ import json
 import subprocess
 import sys
 import zipfile
+from contextlib import closing
 from pathlib import Path
 
 import optuna
+import psycopg2
 import pytest
 from stable_baselines3.common.save_util import json_to_data
 
@@ -18,7 +20,7 @@ from kalshi_pipeline.cli import main
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, read_hyperparameters
-from kalshi_pipeline.training.tuning import Study, suggest
+from kalshi_pipeline.training.tuning import Study, TuningStorageError, suggest
 from kalshi_pipeline.workflow import (
     PipelineConfig,
     SplitConfig,
@@ -157,3 +159,16 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     # The file names the storage without credentials; each process wrote the best it saw.
     written = json.loads((tmp_path / "home-1/artifacts/hyperparameters/shared.json").read_text())
     assert written["study"]["storage"].startswith("postgresql 127.0.0.1:5432/")
+
+
+def test_a_database_another_application_versions_is_refused_naming_why(collector_db):
+    """Optuna and Dagster both keep their schema version in ``alembic_version``: a study
+    pointed at Dagster's database fails with a hint, not only Optuna's version message."""
+    with closing(psycopg2.connect(collector_db)) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        cur.execute("INSERT INTO alembic_version VALUES ('29a8e9d74220')")  # not Optuna's
+        conn.commit()
+
+    with pytest.raises(TuningStorageError, match="a database of its own") as error:
+        Study("s", collector_db, 1).open()
+    assert "postgres@" not in str(error.value)

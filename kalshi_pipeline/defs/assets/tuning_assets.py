@@ -6,37 +6,82 @@ file it writes to training (``hyperparams`` in the training config of
 ``train_and_evaluate``, or ``kalshi-pipeline train --hyperparams``). Trials use only the
 training and validation views of ``train_holdout_split``; the holdout is never read.
 
-The study's storage defaults to a journal file in the pipeline home; a PostgreSQL URL
-(``storage``) lets several runs or ``kalshi-pipeline tune`` processes share one study.
-Run config is shown in the UI: keep the password out of the URL (libpq reads
-``PGPASSWORD`` or ``~/.pgpass``).
+The asset is a graph of steps the executor can place on different workers:
+``tuning_trials`` opens (or creates) the study and lists the trials, ``tuning_trial`` runs
+one trial (one step per trial, each with its own sampler seed: ``seed`` + its index), and
+``tuning_result`` writes the best trial of the study as the hyperparameter file. Every
+trial step reads and writes the one study, so its storage must be reachable from every
+worker: the default journal file in the pipeline home does on one machine or a shared
+volume; a PostgreSQL URL (``storage``) does anywhere, and also lets ``kalshi-pipeline
+tune`` processes add trials to the same study. Run config is shown in the UI: keep the
+password out of the URL (libpq reads ``PGPASSWORD`` or ``~/.pgpass``).
 """
+
+from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 
 from kalshi_pipeline.defs.config import TuningSettings
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.paths import hyperparameters_file, tuning_dir
-from kalshi_pipeline.workflow import Split, tune
+from kalshi_pipeline.training.tuning import Study
+from kalshi_pipeline.workflow import Split, tune_trials, tuning_result
 
 
-@dg.asset(group_name="tuning", kinds={"optuna"})
-def tuned_hyperparameters(
-    context: dg.AssetExecutionContext,
+def _journal(pipeline: PipelineResource) -> Path:
+    """The study's storage when the settings name none: a journal file in the home."""
+    return tuning_dir(pipeline.home_path) / "studies.journal"
+
+
+@dg.op(out=dg.DynamicOut(int))
+def tuning_trials(
+    context: dg.OpExecutionContext, pipeline: PipelineResource, config: TuningSettings
+):
+    """Open the study (created here, once, rather than raced by the trials) and list the
+    trials to run."""
+    choice = config.to_domain()
+    study = Study(choice.study, choice.storage or str(_journal(pipeline)), choice.trials)
+    so_far = len(study.open().trials)
+    context.log.info(f"study {choice.study!r} at {study.shown()}: {so_far} trials so far")
+    for index in range(choice.trials):
+        yield dg.DynamicOutput(index, mapping_key=f"trial_{index}")
+
+
+# A trial's worker can die: the step runs again, as a new trial of the study.
+TRIAL_RETRIES = dg.RetryPolicy(max_retries=2, delay=1)
+
+
+@dg.op(retry_policy=TRIAL_RETRIES)
+def tuning_trial(
+    context: dg.OpExecutionContext,
     pipeline: PipelineResource,
     train_holdout_split: Split,
+    index: int,
+    config: TuningSettings,
+) -> int:
+    """One trial: three phases on the training views, scored on the validation views."""
+    choice = config.to_domain()
+    work_dir = tuning_dir(pipeline.home_path) / choice.study
+    tune_trials(
+        train_holdout_split, pipeline.session_views, choice.pipeline(),
+        replace(choice, trials=1), _journal(pipeline), work_dir, context.log.info,
+        sampler_seed=choice.seed + index,
+    )  # fmt: skip
+    return index
+
+
+@dg.op
+def tuning_result_file(
+    context: dg.OpExecutionContext,
+    pipeline: PipelineResource,
+    trials: list[int],
     config: TuningSettings,
 ) -> str:
-    """The best hyperparameters of an Optuna study (the objective: the lower end of the
-    validation interval of model minus HOLD), as a file training accepts."""
+    """The best trial of the study as a file training accepts."""
     choice = config.to_domain()
-    home = pipeline.home_path
-    out = hyperparameters_file(home, choice.study)
-    result = tune(
-        train_holdout_split, pipeline.session_views, choice.pipeline(), choice,
-        tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out,
-        context.log.info,
-    )  # fmt: skip
+    out = hyperparameters_file(pipeline.home_path, choice.study)
+    result = tuning_result(choice.pipeline(), choice, _journal(pipeline), out)
     best, study = result["best"], result["study"]
     context.add_output_metadata(
         {
@@ -48,9 +93,29 @@ def tuned_hyperparameters(
             "params": dg.MetadataValue.json(best["params"]),
             "hyperparameters": dg.MetadataValue.json(result["hyperparameters"]),
             "trials": study["trials"],
+            "trials_this_run": len(trials),
             "complete": study["complete"],
             "pruned": study["pruned"],
             "storage": study["storage"],
         }
     )
     return str(out)
+
+
+_STEPS = ("tuning_trials", "tuning_trial", "tuning_result_file")
+
+
+@dg.graph_asset(
+    group_name="tuning",
+    kinds={"optuna"},
+    config=dg.ConfigMapping(
+        config_fn=lambda values: {step: {"config": values} for step in _STEPS},
+        config_schema=TuningSettings.to_config_schema(),
+    ),
+)
+def tuned_hyperparameters(train_holdout_split: Split):
+    """The best hyperparameters of an Optuna study (the objective: the lower end of the
+    validation interval of model minus HOLD), as a file training accepts; one step per
+    trial."""
+    done = tuning_trials().map(lambda index: tuning_trial(train_holdout_split, index))
+    return tuning_result_file(done.collect())

@@ -237,8 +237,8 @@ class SessionViews:
     its own), and each group's views are handed over before the next is built. Every
     view depends only on its own market's events and on :class:`SessionSteps`, computed
     from the cleaned events up front, so the views are the same whatever the chunk size.
-    Peak memory is the raw session plus the cleaned events plus one group, not the whole
-    session's books (measured in ``benchmarks/bench_views.py``).
+    Peak memory is the raw session plus cleaning plus one group, not the whole session's
+    books (measured in ``benchmarks/bench_views.py``; figures in docs/data-quality.md).
 
     ``report`` holds cleaning's repairs, the crossed books of every group built so far and
     the markets rejected when their view was cut.

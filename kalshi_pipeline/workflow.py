@@ -524,8 +524,7 @@ def tune_trials(
     own ``sampler_seed`` (default ``choice.seed``), or their first, random trials would
     all suggest the same hyperparameters."""
     train = views_for(split.train, session_views)
-    seed = choice.seed if sampler_seed is None else sampler_seed
-    study = tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials, seed)
+    study = tuning_study(choice, home_storage, sampler_seed)
     tuning.tune(
         train, split.difficulties(train),
         views_for(split.validation, session_views), config.training_config(), study,
@@ -533,11 +532,20 @@ def tune_trials(
     )  # fmt: skip
 
 
+def tuning_study(
+    choice: TuningChoice, home_storage: Path, sampler_seed: int | None = None
+) -> tuning.Study:
+    """The study ``choice`` names: in ``choice.storage``, else the journal ``home_storage``;
+    its sampler seeded ``sampler_seed`` (default ``choice.seed``)."""
+    seed = choice.seed if sampler_seed is None else sampler_seed
+    return tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials, seed)
+
+
 def tuning_result(
     config: PipelineConfig, choice: TuningChoice, home_storage: Path, out_file: Path
 ) -> dict:
     """The best trial of the study so far, written as a hyperparameter file: its contents."""
-    study = tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials)
+    study = tuning_study(choice, home_storage)
     return tuning.write_result(
         study.open(), config.training_config(), out_file, study,
         profile=config.training.profile,

@@ -25,8 +25,7 @@ import dagster as dg
 from kalshi_pipeline.defs.config import TuningSettings
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.paths import hyperparameters_file, tuning_dir
-from kalshi_pipeline.training.tuning import Study
-from kalshi_pipeline.workflow import Split, tune_trials, tuning_result
+from kalshi_pipeline.workflow import Split, tune_trials, tuning_result, tuning_study
 
 
 def _journal(pipeline: PipelineResource) -> Path:
@@ -41,7 +40,7 @@ def tuning_trials(
     """Open the study (created here, once, rather than raced by the trials) and list the
     trials to run."""
     choice = config.to_domain()
-    study = Study(choice.study, choice.storage or str(_journal(pipeline)), choice.trials)
+    study = tuning_study(choice, _journal(pipeline))
     so_far = len(study.open().trials)
     context.log.info(f"study {choice.study!r} at {study.shown()}: {so_far} trials so far")
     for index in range(choice.trials):

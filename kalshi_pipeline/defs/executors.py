@@ -24,8 +24,8 @@ Step results go to ``KALSHI_CELERY_BACKEND``, which must be set with the Celery
 executor: a database (``db+postgresql+psycopg2://user@host/dagster``, the instance's own
 database will do; the password from ``PGPASSWORD``, so that it never lands in the
 worker's generated config file). Celery's ``rpc://`` backend sends results through the
-broker and loses those in flight when it restarts, which leaves the run waiting forever;
-it is refused.
+broker and loses those in flight when it restarts (the run then fails: the broker-restart
+test does with it), so it is refused.
 """
 
 import os

@@ -9,11 +9,12 @@ training and validation views of ``train_holdout_split``; the holdout is never r
 The asset is a graph of steps the executor can place on different workers:
 ``tuning_trials`` opens (or creates) the study and lists the trials, ``tuning_trial`` runs
 one trial (one step per trial, each with its own sampler seed: ``seed`` + its index), and
-``tuning_result`` writes the best trial of the study as the hyperparameter file. Every
+``tuning_result_file`` writes the best trial of the study as the hyperparameter file. Every
 trial step reads and writes the one study, so its storage must be reachable from every
 worker: the default journal file in the pipeline home does on one machine or a shared
-volume; a PostgreSQL URL (``storage``) does anywhere, and also lets ``kalshi-pipeline
-tune`` processes add trials to the same study. Run config is shown in the UI: keep the
+volume; a PostgreSQL URL (``storage``, a database of the study's own: not the Dagster
+instance's) does anywhere, and also lets ``kalshi-pipeline tune`` processes add trials to
+the same study. Run config is shown in the UI: keep the
 password out of the URL (libpq reads ``PGPASSWORD`` or ``~/.pgpass``).
 """
 

@@ -229,8 +229,8 @@ def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
 def test_a_broker_restart_mid_run_loses_nothing(deployment, tmp_path):
     """Restart RabbitMQ while both workers train a candidate: the steps survive it
     (durable queue, results in PostgreSQL, publishing retried), and the run succeeds with
-    both candidates and one chosen. The steps running during the restart could not be
-    acknowledged, so they were delivered again and found their work done."""
+    both candidates and one chosen. The steps running during the restart cannot be
+    acknowledged, so the broker may deliver them again: a repeat finds its work done."""
     instance = ingested(deployment)
     workers = start_workers(deployment, tmp_path)
     outcome: dict = {}

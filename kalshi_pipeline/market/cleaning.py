@@ -95,7 +95,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -265,21 +265,20 @@ class CleanEvents:
             last = int(np.searchsorted(offsets, offsets[first] + max_events, side="right")) - 1
             last = min(max(last, first + 1), len(self.tickers))
             rows = slice(int(offsets[first]), int(offsets[last]))
-            yield CleanEvents(
-                session_id=self.session_id,
+            yield replace(
+                self,
                 tickers=self.tickers[first:last],
                 market=self.market[rows] - first,
-                sequence_number=self.sequence_number[rows],
-                timestamp_ms=self.timestamp_ms[rows],
-                is_snapshot=self.is_snapshot[rows],
-                level=self.level[rows],
-                new_size=self.new_size[rows],
-                snapshot_index=self.snapshot_index[rows],
-                snapshot_books=self.snapshot_books,
-                time_repaired=self.time_repaired[rows],
-                report=self.report,
+                **{name: getattr(self, name)[rows] for name in _PER_EVENT},
             )
             first = last
+
+
+# The per-event arrays of CleanEvents besides ``market`` (``snapshot_books`` is per snapshot).
+_PER_EVENT = (
+    "sequence_number", "timestamp_ms", "is_snapshot", "level", "new_size", "snapshot_index",
+    "time_repaired",
+)  # fmt: skip
 
 
 def recorded_window(info: SessionInfo) -> tuple[int, int]:

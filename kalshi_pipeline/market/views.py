@@ -337,8 +337,7 @@ def _statistics(books: SessionBooks, config: ViewConfig, session: SessionSteps) 
     # its own span, never the session's other steps (the clamped times would carry the
     # jump into every later step of that market).
     received = books.timestamp_ms
-    first = np.minimum.reduceat(received, starts) if markets else received[:0]
-    last = np.maximum.reduceat(received, starts) if markets else received[:0]
+    first, last = np.minimum.reduceat(received, starts), np.maximum.reduceat(received, starts)
     times = session.receive_times
     inside = np.searchsorted(times, last, side="right") - np.searchsorted(times, first)
 

@@ -191,46 +191,10 @@ def test_the_workers_share_a_runs_independent_steps(deployment, study_db, tmp_pa
     assert len(study.trials) == 2  # both workers' trials in the one study
 
 
-@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
-def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
-    """SIGKILL the worker training a candidate: the broker hands the unacknowledged step to
-    the other worker, and the run succeeds with every candidate trained and one selected."""
-    instance = ingested(deployment)
-    workers = start_workers(deployment, tmp_path)
-    outcome: dict = {}
-    try:
-        runner = threading.Thread(
-            target=lambda: outcome.update(result=train_phase1(instance, 2, 40 * TINY_TIMESTEPS))
-        )
-        runner.start()
-        training = training_workers(instance, runner)
-        killed = training[0] if training else None
-        if killed:
-            time.sleep(3)  # mid-step: training, with checkpoints on the way
-            kill(workers[killed])
-        runner.join(timeout=600)
-    finally:
-        for worker in workers.values():
-            kill(worker)
-
-    assert killed is not None, "no candidate step was seen starting"
-    success, failures, events, chosen = outcome["result"]
-    assert success, failures
-    by_worker = steps_by_worker(events)
-    survivor = ({"w1", "w2"} - {killed}).pop()
-    candidates = [k for k in by_worker[survivor] if "_candidate[" in k]
-    # The survivor ran its own candidate and the killed worker's one again.
-    assert sorted(set(candidates)) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in (0, 1)]
-    lineage = json.loads(Path(chosen[0]).with_suffix(".json").read_text())
-    assert [c["seed"] for c in lineage["candidates"]] == [0, 1]
-
-
-@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
-def test_a_broker_restart_mid_run_loses_nothing(deployment, tmp_path):
-    """Restart RabbitMQ while both workers train a candidate: the steps survive it
-    (durable queue, results in PostgreSQL, publishing retried), and the run succeeds with
-    both candidates and one chosen. The steps running during the restart cannot be
-    acknowledged, so the broker may deliver them again: a repeat finds its work done."""
+def phase1_with_a_fault(deployment: dict, tmp_path: Path, fault) -> tuple[list[str], tuple]:
+    """Two candidates of phase 1 on workers w1 and w2; ``fault(workers, training)`` strikes
+    mid-step, once the candidate steps are on the workers named in ``training``. Returns
+    those names and ``train_phase1``'s result."""
     instance = ingested(deployment)
     workers = start_workers(deployment, tmp_path)
     outcome: dict = {}
@@ -241,18 +205,52 @@ def test_a_broker_restart_mid_run_loses_nothing(deployment, tmp_path):
         runner.start()
         training = training_workers(instance, runner)
         if training:
-            time.sleep(3)  # mid-step
-            with broker_stopped():
-                time.sleep(5)
+            time.sleep(3)  # mid-step: training, with checkpoints on the way
+            fault(workers, training)
         runner.join(timeout=900)
     finally:
         for worker in workers.values():
             kill(worker)
-
     assert training, "no candidate step was seen starting"
-    success, failures, events, chosen = outcome["result"]
+    return training, outcome["result"]
+
+
+@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
+def test_a_worker_killed_mid_step_loses_nothing(deployment, tmp_path):
+    """SIGKILL the worker training a candidate: the broker hands the unacknowledged step to
+    the other worker, and the run succeeds with every candidate trained and one selected."""
+    training, result = phase1_with_a_fault(
+        deployment, tmp_path, lambda workers, training: kill(workers[training[0]])
+    )
+
+    killed = training[0]
+    success, failures, events, chosen = result
     assert success, failures
-    logs = "".join((tmp_path / f"{name}.log").read_text() for name in workers)
+    by_worker = steps_by_worker(events)
+    survivor = ({"w1", "w2"} - {killed}).pop()
+    candidates = [k for k in by_worker[survivor] if "_candidate[" in k]
+    # The survivor ran its own candidate and the killed worker's one again.
+    assert sorted(set(candidates)) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in (0, 1)]
+    lineage = json.loads(Path(chosen[0]).with_suffix(".json").read_text())
+    assert [c["seed"] for c in lineage["candidates"]] == [0, 1]
+
+
+def restart_the_broker(workers, training) -> None:
+    with broker_stopped():
+        time.sleep(5)
+
+
+@pytest.mark.slow  # two minutes of training: run by .ci/run with the slow tests
+def test_a_broker_restart_mid_run_loses_nothing(deployment, tmp_path):
+    """Restart RabbitMQ while both workers train a candidate: the steps survive it
+    (durable queue, results in PostgreSQL, publishing retried), and the run succeeds with
+    both candidates and one chosen. The steps running during the restart cannot be
+    acknowledged, so the broker may deliver them again: a repeat finds its work done."""
+    _, result = phase1_with_a_fault(deployment, tmp_path, restart_the_broker)
+
+    success, failures, events, chosen = result
+    assert success, failures
+    logs = "".join((tmp_path / f"{name}.log").read_text() for name in ("w1", "w2"))
     assert "Cannot connect to amqp" in logs  # the restart reached the workers mid-run
     runs = candidate_runs(events)
     assert sorted(set(runs)) == [f"phase1_model.phase1_candidate[seed_{s}]" for s in (0, 1)]

@@ -63,17 +63,19 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kalshi_pipeline.sources.raw import (
+    BATCH_ROWS,
     DELTA_SCHEMA,
     SNAPSHOT_SCHEMA,
+    TABLES,
     RawSession,
     SessionInfo,
     SessionNotComplete,
@@ -114,14 +116,29 @@ class ParquetSessionStore:
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
         """The raw session, verified; one still recording raises :class:`SessionNotComplete`."""
-        if session_id not in self._catalog():
-            raise KeyError(f"session {session_id} is not in the store at {self.path}")
+        self._check_listed(session_id)
         session = self._load(session_id)
-        if not session.info.is_complete and not allow_incomplete:
-            raise SessionNotComplete(
-                f"session {session_id} is still {session.info.status} (no end time): not ingested"
-            )
+        _check_complete(session.info, allow_incomplete)
         return session
+
+    @contextmanager
+    def open_session(
+        self, session_id: int, *, allow_incomplete: bool = False
+    ) -> Iterator[StoredSession]:
+        """The session to read a batch of rows at a time (a
+        :class:`~kalshi_pipeline.sources.raw.SessionBatches`), for sessions too big to load.
+
+        Its files are opened once, from one version of its directory, and verified against
+        their digests by reading them through; every later batch comes from those same
+        open files, so what is read is what was verified whatever a writer swaps in
+        meanwhile. Only the batch being read is in memory. The files close on exit.
+        """
+        self._check_listed(session_id)
+        with self._verified(session_id) as files:
+            directory = self._session_dir(session_id)
+            info = _decode_info(session_id, directory, files[METADATA].read())
+            _check_complete(info, allow_incomplete)
+            yield StoredSession(info, directory, files)
 
     # -- writing -----------------------------------------------------------------------
     def write_session(self, session: RawSession, *, replace: bool = False) -> Path:
@@ -237,8 +254,9 @@ class ParquetSessionStore:
         before = dict(catalog)
         for session_id in self._session_ids_on_disk():
             if session_id not in catalog or session_id in interrupted:
-                files = self._verified_files(session_id, locked=True)
-                info = _decode_info(session_id, self._session_dir(session_id), files[METADATA])
+                with self._verified(session_id, locked=True) as files:
+                    directory = self._session_dir(session_id)
+                    info = _decode_info(session_id, directory, files[METADATA].read())
                 catalog[session_id] = info.to_json_dict()
         if rebuild or catalog != before:
             self._write_catalog(catalog)
@@ -264,31 +282,42 @@ class ParquetSessionStore:
             temporary.unlink()
         return interrupted
 
-    def _verified_files(self, session_id: int, *, locked: bool = False) -> dict[str, bytes]:
-        """The session's files from one version of its directory, checked against digests."""
+    @contextmanager
+    def _verified(self, session_id: int, *, locked: bool = False) -> Iterator[dict[str, BinaryIO]]:
+        """The session's files, open, from one version of its directory and checked
+        against its digests; closed on exit."""
         directory = self._session_dir(session_id)
-        files = _read_directory(directory)
+        files = _open_directory(directory)
         if files is None and not locked:
-            # Moved while we read (a writer swapping versions, or one killed mid-swap):
-            # wait for the lock, which also finishes a dead writer's swap, and read again.
+            # Moved while we opened it (a writer swapping versions, or one killed mid-swap):
+            # wait for the lock, which also finishes a dead writer's swap, and open again.
             with self._lock():
                 self._synced_catalog()
-                files = _read_directory(directory)
+                files = _open_directory(directory)
         if files is None:
             raise StoreCorrupt(f"session {session_id}: its directory {directory} is missing")
-        _check_digests(session_id, directory, files)
-        return files
+        try:
+            _check_digests(session_id, directory, files)
+            yield files
+        finally:
+            for fh in files.values():
+                if fh is not None:
+                    fh.close()
+
+    def _check_listed(self, session_id: int) -> None:
+        if session_id not in self._catalog():
+            raise KeyError(f"session {session_id} is not in the store at {self.path}")
 
     def _load(self, session_id: int, *, locked: bool = False) -> RawSession:
         directory = self._session_dir(session_id)
-        files = self._verified_files(session_id, locked=locked)
-        info = _decode_info(session_id, directory, files[METADATA])
-        where = f"session {session_id}"
-        snapshots = _decoded(
-            where, directory / SNAPSHOTS, _table(SNAPSHOT_SCHEMA), files[SNAPSHOTS]
-        )
-        deltas = _decoded(where, directory / DELTAS, _table(DELTA_SCHEMA), files[DELTAS])
-        return RawSession(info, snapshots, deltas)
+        with self._verified(session_id, locked=locked) as files:
+            info = _decode_info(session_id, directory, files[METADATA].read())
+            where = f"session {session_id}"
+            tables = [
+                _decoded(where, directory / name, _table(schema), files[name].read())
+                for name, schema in ((SNAPSHOTS, SNAPSHOT_SCHEMA), (DELTAS, DELTA_SCHEMA))
+            ]
+        return RawSession(info, *tables)
 
     def _holds(self, session: RawSession, *, replace: bool) -> bool:
         """Whether the stored copy of this session has the same content (hold the lock)."""
@@ -343,8 +372,8 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _read_directory(directory: Path) -> dict[str, bytes | None] | None:
-    """Every session file (None if absent), or None if the directory moved under us.
+def _open_directory(directory: Path) -> dict[str, BinaryIO | None] | None:
+    """Every session file opened (None if absent), or None if the directory moved under us.
 
     Files are opened relative to one descriptor of the directory, so all come from the
     same version; a file missing from a version that has since been swapped out means
@@ -355,50 +384,102 @@ def _read_directory(directory: Path) -> dict[str, bytes | None] | None:
     except FileNotFoundError:
         return None
     try:
-        files = {name: _read_at(fd, name) for name in (*SESSION_FILES, DIGESTS)}
+        files = {name: _open_at(fd, name) for name in (*SESSION_FILES, DIGESTS)}
         if None in files.values():
             try:
                 live = os.stat(directory)
             except FileNotFoundError:
-                return None
+                live = None
             here = os.fstat(fd)
-            if (live.st_dev, live.st_ino) != (here.st_dev, here.st_ino):
+            if live is None or (live.st_dev, live.st_ino) != (here.st_dev, here.st_ino):
+                for fh in files.values():
+                    if fh is not None:
+                        fh.close()
                 return None
         return files
     finally:
         os.close(fd)
 
 
-def _read_at(directory_fd: int, name: str) -> bytes | None:
+def _open_at(directory_fd: int, name: str) -> BinaryIO | None:
     try:
         fd = os.open(name, os.O_RDONLY, dir_fd=directory_fd)
     except FileNotFoundError:
         return None
-    with open(fd, "rb") as fh:
-        return fh.read()
+    return open(fd, "rb")
+
+
+class StoredSession:
+    """One verified stored session, read a batch of rows at a time (its files stay open
+    while :meth:`ParquetSessionStore.open_session` holds them)."""
+
+    def __init__(self, info: SessionInfo, directory: Path, files: dict[str, BinaryIO]) -> None:
+        self.info = info
+        self._directory = directory
+        self._files = files
+
+    @property
+    def num_events(self) -> int:
+        """Rows of both tables, from the files' footers."""
+        return sum(self._parquet(name, schema)[1].metadata.num_rows for name, schema in _TABLES)
+
+    def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The rows of ``table`` (``"snapshots"`` or ``"deltas"``) in storage order, in
+        batches of ``BATCH_ROWS``; a file that cannot be decoded raises
+        :class:`StoreCorrupt` naming it."""
+        name, schema = dict(zip(TABLES, _TABLES, strict=True))[table]
+        path, file = self._parquet(name, schema)
+        try:
+            yield from file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        except _UNREADABLE as exc:
+            where = f"session {self.info.session_id}"
+            raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}") from exc
+
+    def _parquet(self, name: str, schema: pa.Schema) -> tuple[Path, pq.ParquetFile]:
+        path = self._directory / name
+        fh = self._files[name]
+        fh.seek(0)
+
+        def open_file(fh: BinaryIO) -> pq.ParquetFile:
+            file = pq.ParquetFile(fh, page_checksum_verification=True)
+            if not file.schema_arrow.equals(schema):
+                raise ValueError(f"its schema is not {name}'s:\n{file.schema_arrow}")
+            return file
+
+        return path, _decoded(f"session {self.info.session_id}", path, open_file, fh)
+
+
+_TABLES = ((SNAPSHOTS, SNAPSHOT_SCHEMA), (DELTAS, DELTA_SCHEMA))  # in the order of TABLES
 
 
 # -- decoding and verifying --------------------------------------------------------------
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OSError, pa.ArrowException)
+
+
 def _decoded(where: str, path: Path, decode: Callable[[D], T], data: D, hint: str = "") -> T:
     """``decode(data)``, any failure raised as :class:`StoreCorrupt` naming the file."""
     try:
         return decode(data)
-    except (ValueError, TypeError, KeyError, AttributeError, OSError, pa.ArrowException) as exc:
+    except _UNREADABLE as exc:
         raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}{hint}") from exc
 
 
-def _check_digests(session_id: int, directory: Path, files: dict[str, bytes | None]) -> None:
-    """Raise unless every file is present and matches digests.json (if there is one)."""
+def _check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO | None]) -> None:
+    """Raise unless every file is present and matches digests.json (if there is one).
+
+    The files are read through to hash them, a block at a time, and left at their start.
+    """
     for name in SESSION_FILES:
         if files[name] is None:
             raise StoreCorrupt(f"session {session_id}: {directory / name} is missing")
     if files[DIGESTS] is None:
         return  # written before digests existed: loads unverified (module docstring)
     recorded = _decoded(
-        f"session {session_id}", directory / DIGESTS, _parse_digests, files[DIGESTS]
+        f"session {session_id}", directory / DIGESTS, _parse_digests, files[DIGESTS].read()
     )
     for name in SESSION_FILES:
-        actual = hashlib.sha256(files[name]).hexdigest()
+        actual = hashlib.file_digest(files[name], "sha256").hexdigest()
+        files[name].seek(0)
         if actual != recorded[name]:
             raise StoreCorrupt(
                 f"session {session_id}: {directory / name} is corrupt: its SHA-256 {actual} "
@@ -453,6 +534,13 @@ def _catalog_by_id(entries: list) -> dict[int, dict]:
             raise ValueError(f"entry {position}: session_id {session_id!r} is not a new integer")
         catalog[session_id] = entry
     return catalog
+
+
+def _check_complete(info: SessionInfo, allow_incomplete: bool) -> None:
+    if not info.is_complete and not allow_incomplete:
+        raise SessionNotComplete(
+            f"session {info.session_id} is still {info.status} (no end time): not ingested"
+        )
 
 
 def _decode_info(session_id: int, directory: Path, raw: bytes) -> SessionInfo:

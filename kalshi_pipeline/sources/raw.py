@@ -46,10 +46,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -88,6 +88,10 @@ DELTA_SCHEMA = pa.schema(
         ("new_size", pa.int64()),
     ]
 )
+
+
+TABLES = ("snapshots", "deltas")  # a raw session's two tables, as RawSession names them
+BATCH_ROWS = 65_536  # rows per batch when a session is read a batch at a time
 
 
 class SessionNotComplete(RuntimeError):
@@ -177,6 +181,28 @@ class RawSession:
     @property
     def num_events(self) -> int:
         return self.snapshots.num_rows + self.deltas.num_rows
+
+    def batches(
+        self, table: str, columns: Sequence[str] | None = None, rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """``table`` (``"snapshots"`` or ``"deltas"``) in batches of at most ``rows``
+        rows, in storage order: the :class:`SessionBatches` reading of a session in memory."""
+        data = getattr(self, table)
+        yield from (data.select(columns) if columns else data).to_batches(max_chunksize=rows)
+
+
+class SessionBatches(Protocol):
+    """A raw session read a batch of rows at a time: what a session too big to hold in
+    memory offers (a stored one: ``ParquetSessionStore.open_session``; one in memory:
+    :class:`RawSession`). ``batches`` yields the rows of ``table`` (one of :data:`TABLES`)
+    in storage order, only ``columns`` if given, as record batches of that table's schema."""
+
+    @property
+    def info(self) -> SessionInfo: ...
+
+    def batches(
+        self, table: str, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]: ...
 
 
 class PriceMapError(ValueError):

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from kalshi_pipeline.sources import (
@@ -332,3 +333,61 @@ def test_a_catalog_of_earlier_versions_is_still_read_and_the_next_write_verifies
     data = json.loads(catalog.read_text())
     assert [entry["session_id"] for entry in data["sessions"]] == [1, 2]
     assert sorted(data) == ["sessions", "sha256"]
+
+
+# -- reading a batch at a time -----------------------------------------------------------
+def test_an_opened_session_reads_in_batches_what_load_session_returns(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_store, "BATCH_ROWS", 100)  # several batches per table
+    store = ParquetSessionStore(tmp_path)
+    session = small_session(3)
+    store.write_session(session)
+
+    with store.open_session(3) as stored:
+        batches = list(stored.batches("deltas"))
+        snapshots = pa.Table.from_batches(list(stored.batches("snapshots")))
+        narrow = pa.Table.from_batches(list(stored.batches("deltas", ["id", "price"])))
+        events = stored.num_events
+
+    assert stored.info == session.info
+    assert len(batches) > 3 and max(len(b) for b in batches) == 100
+    assert pa.Table.from_batches(batches).equals(session.deltas)
+    assert snapshots.equals(session.snapshots)
+    assert narrow.equals(session.deltas.select(["id", "price"]))
+    assert events == session.num_events
+
+
+def test_an_opened_session_reads_the_version_it_verified_while_a_writer_replaces_it(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    first, second = small_session(6, seed=1), small_session(6, seed=2)
+    store.write_session(first)
+
+    with store.open_session(6) as stored:
+        store.write_session(second, replace=True)
+        deltas = pa.Table.from_batches(list(stored.batches("deltas")))
+
+    assert deltas.equals(first.deltas)
+    assert_same_session(store.load_session(6), second)
+
+
+def test_opening_a_session_checks_what_loading_checks(tmp_path):
+    store = ParquetSessionStore(tmp_path)
+    store.write_session(small_session(1))
+    recording = make_session(
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}), session_id=8, status="active"
+    )
+    store.write_session(recording)
+    path = tmp_path / "session-1" / "deltas.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(KeyError, match="session 42"), store.open_session(42):
+        pass
+    still_active = pytest.raises(SessionNotComplete, match="session 8 is still active")
+    with still_active, store.open_session(8):
+        pass
+    corrupt = pytest.raises(StoreCorrupt, match="session-1/deltas.parquet is corrupt")
+    with corrupt, store.open_session(1):
+        pass
+    with store.open_session(8, allow_incomplete=True) as stored:
+        assert stored.info == recording.info

@@ -96,7 +96,7 @@ def make_session(*rows: dict[str, Any], session_id: int = 1, status: str = "clos
         delta_columns["session_id"].append(session_id)
         for name in DELTA_SCHEMA.names[2:]:
             delta_columns[name].append(r[name])
-    tickers = tuple(sorted({r["market_ticker"] for r in rows}))
+    tickers = tuple(sorted({r["market_ticker"] for r in rows} - {None}))
     started = datetime(2026, 1, 5, tzinfo=UTC)
     info = SessionInfo(
         session_id=session_id,

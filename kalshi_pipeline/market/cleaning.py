@@ -93,6 +93,7 @@ quality; the others fix storage or timing without doubting the book.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -102,7 +103,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.sources.raw import LEVELS, RawSession, SessionInfo
+from kalshi_pipeline.sources.raw import (
+    LEVELS,
+    TABLES,
+    RawSession,
+    SessionBatches,
+    SessionInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +280,21 @@ class CleanEvents:
             )
             first = last
 
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the events, not their report, to an ``.npz`` file (:meth:`load`)."""
+        arrays = {name: getattr(self, name) for name in ("market", "snapshot_books", *_PER_EVENT)}
+        np.savez(path, tickers=np.array(self.tickers, dtype=str), **arrays)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], session_id: int, report: IngestReport
+    ) -> CleanEvents:
+        """Events written by :meth:`save`, carrying ``report``."""
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in ("market", "snapshot_books", *_PER_EVENT)}
+            tickers = data["tickers"].tolist()
+        return cls(session_id=session_id, tickers=tickers, report=report, **arrays)
+
 
 # The per-event arrays of CleanEvents besides ``market`` (``snapshot_books`` is per snapshot).
 _PER_EVENT = (
@@ -297,23 +319,97 @@ def recorded_window(info: SessionInfo) -> tuple[int, int]:
 def clean_session(raw: RawSession) -> CleanEvents:
     """Validate, repair and order the events of one raw session (see the module table)."""
     report = IngestReport(raw.session_id)
-    snapshot_table = _usable_rows(raw.snapshots, "snapshot", report)
-    delta_table = _usable_rows(raw.deltas, "delta", report)
+    outline = outline_session(raw, report)
+    tally = SequenceTally(outline.tickers)
+    events = clean_markets(
+        usable_rows(raw.snapshots), usable_rows(raw.deltas), outline, report, tally
+    )
+    tally.count(report)
+    return events
+
+
+# The columns the first pass over a session reads (:func:`outline_session`).
+OUTLINE_COLUMNS = ("id", "market_ticker", "timestamp_ms", "sequence_number")
+
+
+@dataclass(frozen=True)
+class SessionOutline:
+    """What cleaning a group of a session's markets needs to know of the whole session.
+
+    ``tickers``: every market with a usable row (sorted), ``rows`` their usable rows;
+    ``center`` and ``reach``: a sequence number further than ``reach`` from ``center``
+    (the median of every usable row's number) is an outlier; ``window``: the recorded
+    window (:func:`recorded_window`).
+    """
+
+    session_id: int
+    window: tuple[int, int]
+    tickers: list[str]
+    rows: np.ndarray
+    center: float
+    reach: float
+
+    def groups(self, max_rows: int) -> list[list[str]]:
+        """Consecutive groups of whole markets of at most ``max_rows`` rows each (a
+        bigger market is a group of its own)."""
+        groups, group, size = [], [], 0
+        for ticker, rows in zip(self.tickers, self.rows.tolist(), strict=True):
+            if group and size + rows > max_rows:
+                groups.append(group)
+                group, size = [], 0
+            group.append(ticker)
+            size += rows
+        return groups + [group] if group else groups
+
+
+def outline_session(session: SessionBatches, report: IngestReport) -> SessionOutline:
+    """The first pass over a session: its :class:`SessionOutline`, from the narrow
+    ``OUTLINE_COLUMNS`` read a batch at a time (8 bytes per row are kept: the sequence
+    numbers, for their median). Rows with no ticker, sequence number or time are counted
+    here, and dropped: no later pass reads them."""
+    sequences, rows = [], Counter()
+    for table, what in zip(TABLES, ("snapshot", "delta"), strict=True):
+        for batch in session.batches(table, OUTLINE_COLUMNS):
+            usable = usable_rows(pa.Table.from_batches([batch]), what, report)
+            sequences.append(_ints(usable, "sequence_number"))
+            counts = pc.value_counts(usable.column("market_ticker").combine_chunks())
+            values, numbers = counts.field("values"), counts.field("counts")
+            rows.update(dict(zip(values.to_pylist(), numbers.to_pylist(), strict=True)))
+    tickers = sorted(rows)
+    if not tickers:
+        report.empty = not report.repairs
+        log.warning("session %d has no usable rows: no snapshots and no deltas", report.session_id)
+    numbers = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+    return SessionOutline(
+        session_id=session.info.session_id,
+        window=recorded_window(session.info),
+        tickers=tickers,
+        rows=np.array([rows[t] for t in tickers], dtype=np.int64),
+        center=float(np.median(numbers)) if len(numbers) else 0.0,
+        reach=_outlier_distance(len(numbers)),
+    )
+
+
+def clean_markets(
+    snapshot_table: pa.Table,
+    delta_table: pa.Table,
+    outline: SessionOutline,
+    report: IngestReport,
+    tally: SequenceTally,
+) -> CleanEvents:
+    """Clean the usable rows (see :func:`usable_rows`) of some of a session's markets:
+    every check that reads one market only. The session-wide sequence checks read
+    ``outline`` or are left to ``tally``, which counts them once it has every market."""
     tickers = sorted(
         set(pc.unique(snapshot_table.column("market_ticker")).to_pylist())
         | set(pc.unique(delta_table.column("market_ticker")).to_pylist())
     )
     if not tickers:
-        report.empty = not report.repairs
-        log.warning("session %d has no usable rows: no snapshots and no deltas", raw.session_id)
-        return _empty_events(raw.session_id, report)
+        return _empty_events(outline.session_id, report)
     code = {ticker: i for i, ticker in enumerate(tickers)}
     names = np.array(tickers, dtype=object)
 
-    all_seq = np.concatenate(
-        [_ints(snapshot_table, "sequence_number"), _ints(delta_table, "sequence_number")]
-    )
-    center, reach = float(np.median(all_seq)), _outlier_distance(len(all_seq))
+    center, reach = outline.center, outline.reach
     snapshot_table = _drop_outliers(snapshot_table, center, reach, code, names, report)
     delta_table = _drop_outliers(delta_table, center, reach, code, names, report)
     snaps = _snapshot_events(snapshot_table, code, names, report)
@@ -334,7 +430,7 @@ def clean_session(raw: RawSession) -> CleanEvents:
         "valid": np.concatenate([np.ones(n_snap, bool), deltas["valid"]]),
     }
     books = snaps["books"]
-    window = recorded_window(raw.info)
+    window = outline.window
 
     # Stable sorts keep storage order among equals: the first stored copy wins.
     ev = _take(ev, np.lexsort((ev["seq"], ev["market"])))
@@ -342,13 +438,12 @@ def clean_session(raw: RawSession) -> CleanEvents:
     if ev["segment"].any():
         ev = _take(ev, np.lexsort((ev["seq"], ev["segment"], ev["market"])))
     _count_stored_out_of_order(ev, names, report)
-    pairs = _count_gaps(ev["segment"], ev["seq"], report)
-    _count_shared_sequences(ev, pairs, names, report)
+    tally.add(tickers, ev["market"], ev["segment"], ev["seq"])
 
     if not ev["valid"].all():
         ev = _take(ev, np.flatnonzero(ev["valid"]))
     keep = _resolve_duplicates(ev, books, names, report)
-    keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected])
+    keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected if t in code])
     keep &= _after_first_snapshot(ev["market"], ev["seq"], ev["is_snapshot"], keep, names, report)
     if not keep.all():
         ev = _take(ev, np.flatnonzero(keep))
@@ -363,7 +458,7 @@ def clean_session(raw: RawSession) -> CleanEvents:
     books = books[snapshot_index[used]]
     snapshot_index[used] = np.arange(len(used))
     return CleanEvents(
-        session_id=raw.session_id,
+        session_id=outline.session_id,
         tickers=accepted_tickers,
         market=market,
         sequence_number=ev["seq"],
@@ -378,6 +473,38 @@ def clean_session(raw: RawSession) -> CleanEvents:
     )
 
 
+class SequenceTally:
+    """The session-wide sequence checks, fed a group of markets at a time: gaps in the
+    session's sequence (per segment) and numbers two markets share.
+
+    It keeps each market's distinct (segment, number) pairs, 16 bytes per event, and
+    counts into the report once every group is in (:meth:`count`).
+    """
+
+    def __init__(self, tickers: list[str]) -> None:
+        self._code = {ticker: i for i, ticker in enumerate(tickers)}
+        self._names = np.array(tickers, dtype=object)
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, tickers: list[str], market, segment, seq) -> None:
+        """Events sorted by (market, segment, number); ``market`` indexes ``tickers``."""
+        first = np.flatnonzero(_group_starts(market, segment, seq))
+        codes = np.array([self._code[t] for t in tickers], dtype=np.int32)
+        self._parts.append((codes[market[first]], segment[first], seq[first]))
+
+    def count(self, report: IngestReport) -> None:
+        """Count gaps (``sequence_gap``) and shared numbers (``sequence_shared``)."""
+        if self._parts:
+            market, segment, seq = (np.concatenate(c) for c in zip(*self._parts, strict=True))
+        else:
+            market, segment = np.zeros(0, np.int32), np.zeros(0, np.int32)
+            seq = np.zeros(0, np.int64)
+        self._parts.clear()
+        # Groups come in market order: the pairs are sorted by (market, segment, number).
+        pairs = _count_gaps(segment, seq, report)
+        _count_shared_sequences(market, segment, seq, pairs, self._names, report)
+
+
 def _take(ev: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {name: values[rows] for name, values in ev.items()}
 
@@ -390,14 +517,15 @@ _KEY_FIELDS = (
 )
 
 
-def _usable_rows(table: pa.Table, what: str, report: IngestReport) -> pa.Table:
+def usable_rows(table: pa.Table, what: str = "", report: IngestReport | None = None) -> pa.Table:
     """Drop rows with no ticker, sequence number or timestamp (a database without the
-    collector's NOT NULL constraints): such a row has no place in any book."""
+    collector's NOT NULL constraints): such a row has no place in any book. They are
+    counted in ``report``, if given (the first pass over a session counts them)."""
     missing = np.zeros(table.num_rows, dtype=bool)
     for column, kind in _KEY_FIELDS:
         null = table.column(column).is_null().to_numpy(zero_copy_only=False) & ~missing
         rows = np.flatnonzero(null)
-        if len(rows):
+        if len(rows) and report is not None:
             report.repair(
                 kind,
                 table.column("market_ticker").take(rows).to_pylist(),
@@ -807,16 +935,15 @@ def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarra
     return keep
 
 
-def _count_shared_sequences(ev: dict, pairs: int, names, report: IngestReport) -> None:
+def _count_shared_sequences(market, segment, seq, pairs: int, names, report) -> None:
     """Sequence numbers (within a segment) that two or more markets carry.
 
-    ``ev`` is in (market, segment, number) order and ``pairs`` is the number of distinct
-    (segment, number) pairs: each pair carried by k markets adds k - 1 to the distinct
-    (market, segment, number) triples. Only when some are shared is it worth sorting by
-    number to name them.
+    ``market``, ``segment``, ``seq`` are the distinct (market, segment, number) triples
+    and ``pairs`` the number of distinct (segment, number) pairs: each pair carried by k
+    markets adds k - 1 triples. Only when some are shared is it worth sorting by number to
+    name them.
     """
-    market, seq, segment = ev["market"], ev["seq"], ev["segment"]
-    if not len(seq) or int(_group_starts(market, segment, seq).sum()) == pairs:
+    if len(seq) == pairs:
         return
     order = np.lexsort((market, seq, segment))
     seq, segment, market = seq[order], segment[order], market[order]

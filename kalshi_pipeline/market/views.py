@@ -49,8 +49,9 @@ import copy
 import json
 import math
 import os
+import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -70,7 +71,8 @@ from kalshi_pipeline.market.features import (
     market_of_rows,
     quotes,
 )
-from kalshi_pipeline.sources.raw import RawSession
+from kalshi_pipeline.market.grouped_cleaning import CleanedGroups
+from kalshi_pipeline.sources.raw import RawSession, SessionBatches
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class ViewConfig:
     # Markets are reconstructed and cut in groups of at most this many events
     # (:class:`SessionViews`); the views do not depend on it, peak memory does.
     chunk_events: int = 65_536
+    # A session read a batch at a time (:meth:`SessionViews.streamed`) is cleaned in
+    # groups of markets of at most this many rows (:mod:`.grouped_cleaning`).
+    clean_events: int = 1_048_576
 
 
 # Per-step arrays of a view, with their dtypes; 2-D ones have K (or 36) columns.
@@ -219,26 +224,32 @@ class SessionSteps:
     @classmethod
     def of_events(cls, events: CleanEvents) -> SessionSteps:
         """From cleaned events alone: no book needs to be built to know them."""
-        offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
-        rows = step_rows(events.timestamp_ms, events.time_repaired, offsets)
-        return cls(
-            receive_times=np.sort(events.timestamp_ms[rows]),
-            quality_factor=1.0 - events.report.missing_fraction,
-        )
+        return cls(np.sort(receive_times(events)), 1.0 - events.report.missing_fraction)
+
+
+def receive_times(events: CleanEvents) -> np.ndarray:
+    """The receive times of the time steps of ``events`` (in event order)."""
+    offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
+    return events.timestamp_ms[step_rows(events.timestamp_ms, events.time_repaired, offsets)]
 
 
 class SessionViews:
     """The views of one session, built a group of markets at a time (the chunked path).
 
-    Cleaning runs once over the whole session: it needs the session-wide sequence (gaps,
-    outliers) and keeps only narrow columns (about 40 bytes per event). Reconstruction,
-    features and views, which hold about 800 bytes per event, then run on groups of whole
-    markets of at most ``ViewConfig.chunk_events`` events (a bigger market is a group of
-    its own), and each group's views are handed over before the next is built. Every
-    view depends only on its own market's events and on :class:`SessionSteps`, computed
-    from the cleaned events up front, so the views are the same whatever the chunk size.
-    Peak memory is the raw session plus cleaning plus one group, not the whole session's
-    books (measured in ``benchmarks/bench_views.py``; figures in docs/data-quality.md).
+    Made from a raw session in memory, cleaning runs once over the whole session and
+    keeps only narrow columns (about 40 bytes per event). Reconstruction, features and
+    views, which hold about 800 bytes per event, then run on groups of whole markets of
+    at most ``ViewConfig.chunk_events`` events (a bigger market is a group of its own),
+    and each group's views are handed over before the next is built. Every view depends
+    only on its own market's events and on :class:`SessionSteps`, known once the whole
+    session is cleaned, so the views are the same whatever the chunk size. Peak memory
+    is the raw session plus cleaning plus one group, not the whole session's books.
+
+    :meth:`streamed` builds the same views from a session read a batch at a time (a
+    stored session too big to load): it is cleaned a group of markets at a time too
+    (:class:`~.grouped_cleaning.CleanedGroups`, groups of ``ViewConfig.clean_events``),
+    so that nothing but a few narrow columns grows with the session. Figures for both
+    are measured in ``benchmarks/bench_views.py`` (docs/data-quality.md).
 
     ``report`` holds cleaning's repairs, the crossed books of every group built so far and
     the markets rejected when their view was cut.
@@ -246,15 +257,57 @@ class SessionViews:
 
     def __init__(self, raw_session: RawSession, config: ViewConfig | None = None) -> None:
         self.config = config or ViewConfig()
-        self._events = clean_session(raw_session)
-        self.session = SessionSteps.of_events(self._events)
-        self.report = copy.deepcopy(self._events.report)
+        events = clean_session(raw_session)
+        self.session = SessionSteps.of_events(events)
+        self.report = copy.deepcopy(events.report)
+        self._cleaned: Callable[[], Iterable[CleanEvents]] = lambda: (events,)
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def streamed(
+        cls,
+        session: SessionBatches,
+        config: ViewConfig | None = None,
+        scratch: str | os.PathLike[str] | None = None,
+    ) -> SessionViews:
+        """The views of a session read a batch at a time, cleaned and spilled a group of
+        markets at a time into a temporary directory under ``scratch`` (the system's
+        temporary directory by default), removed by :meth:`close`."""
+        builder = cls.__new__(cls)
+        builder.config = config or ViewConfig()
+        builder._scratch = tempfile.TemporaryDirectory(prefix="views-", dir=scratch)
+        try:
+            scratch_dir = Path(builder._scratch.name)
+            groups = CleanedGroups(session, builder.config.clean_events, scratch_dir)
+            times = [receive_times(events) for events in groups.clean()]
+        except BaseException:
+            builder.close()
+            raise
+        all_times = np.sort(np.concatenate(times)) if times else np.zeros(0, np.int64)
+        builder.session = SessionSteps(all_times, 1.0 - groups.report.missing_fraction)
+        builder.report = copy.deepcopy(groups.report)
+        builder._cleaned = groups.cleaned
+        return builder
 
     def batches(self) -> Iterator[list[MarketSessionView]]:
         """Lists of views, by ticker, one per group of markets."""
-        for group in self._events.market_groups(self.config.chunk_events):
-            books = books_from_events(group, top_levels=self.config.top_levels, report=self.report)
-            yield views_from_books(books, self.config, self.session)
+        for events in self._cleaned():
+            for group in events.market_groups(self.config.chunk_events):
+                books = books_from_events(
+                    group, top_levels=self.config.top_levels, report=self.report
+                )
+                yield views_from_books(books, self.config, self.session)
+
+    def close(self) -> None:
+        """Remove the scratch files of :meth:`streamed` (nothing to do otherwise)."""
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def __enter__(self) -> SessionViews:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def views_from_books(

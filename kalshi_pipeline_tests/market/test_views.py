@@ -16,12 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from kalshi_pipeline.market.books import TOP_LEVELS, reconstruct_books
+from kalshi_pipeline.market.cleaning import clean_session
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,
     FEATURE_NAMES,
     NUM_FEATURES,
 )
+from kalshi_pipeline.market.grouped_cleaning import CleanedGroups
 from kalshi_pipeline.market.views import (
     STATISTICS,
     STEP_ARRAYS,
@@ -34,6 +36,7 @@ from kalshi_pipeline.market.views import (
     write_view_batches,
     write_views,
 )
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
 
@@ -714,3 +717,92 @@ def test_a_session_without_markets_writes_an_empty_file(tmp_path):
     assert write_view_batches(builder.batches(), path) == []
     assert read_views(path) == []
     assert set(builder.report.rejected) == {"MKT-C"}
+
+
+# -- a session read a batch at a time ----------------------------------------------------
+class InBatches:
+    """A raw session offered a few rows at a time (a ``SessionBatches``)."""
+
+    def __init__(self, raw, rows: int) -> None:
+        self.raw, self.rows = raw, rows
+
+    @property
+    def info(self):
+        return self.raw.info
+
+    def batches(self, table, columns=None):
+        return self.raw.batches(table, columns, rows=self.rows)
+
+
+def session_wide_faults() -> tuple:
+    """The chunked path's faults, plus those only the whole session can tell: a row with
+    no ticker, a sequence number far from the session's, and a number two markets in
+    different groups share (MKT-B and MKT-D both carry 16)."""
+    return (
+        *faulty_session_rows(),
+        delta(None, seq=14, side="yes", price=33, new_size=1),
+        delta("MKT-B", seq=9 * 10**15, side="yes", price=34, new_size=1),
+        snapshot("MKT-D", seq=15, yes_bids={20: 1}, no_bids={70: 2}, ts=T0_MS + 9_500),
+        delta("MKT-B", seq=16, side="yes", price=33, new_size=2, ts=T0_MS + 9_600),
+        delta("MKT-D", seq=16, side="yes", price=21, new_size=2, ts=T0_MS + 9_700),
+    )
+
+
+REPORT_FIGURES = ("repairs", "market_defects", "missing_sequence_numbers", "sequence_span")
+
+
+@pytest.mark.parametrize(("clean_events", "rows"), [(1, 1), (7, 2), (12, 3), (10_000, 5)])
+def test_a_session_read_in_batches_gives_the_views_and_report_of_the_whole(clean_events, rows):
+    """Cleaned a group of markets at a time, the session-wide checks (outliers, gaps,
+    shared numbers, rows with no ticker) still see the whole session."""
+    raw = make_session(*session_wide_faults())
+    whole = SessionViews(raw)
+    whole_views = [v for batch in whole.batches() for v in batch]
+    config = ViewConfig(clean_events=clean_events, chunk_events=clean_events)
+
+    with SessionViews.streamed(InBatches(raw, rows), config) as streamed:
+        views = [v for batch in streamed.batches() for v in batch]
+
+    assert_views_identical(views, whole_views)
+    assert [v.market_ticker for v in views] == ["MKT-A", "MKT-B", "MKT-D"]
+    for name in REPORT_FIGURES:
+        assert getattr(streamed.report, name) == getattr(whole.report, name), name
+    assert streamed.report.rejected.keys() == whole.report.rejected.keys() == {"MKT-C"}
+    repairs = streamed.report.repairs
+    assert repairs["sequence_shared"] == repairs["sequence_outlier"] == 1
+    assert repairs["missing_market_ticker"] == repairs["crossed_book"] == 1
+    assert repairs["sequence_gap"] >= 1
+
+
+def test_a_stored_session_streams_into_the_views_of_the_whole_and_leaves_no_scratch(tmp_path):
+    raw = simulate_session(3, seed=4, config=SimulatorConfig(markets=40))
+    store = ParquetSessionStore(tmp_path / "store")
+    store.write_session(raw)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    config = ViewConfig(clean_events=2_000, chunk_events=500)
+
+    with store.open_session(3) as stored, SessionViews.streamed(stored, config, scratch) as built:
+        batches = list(built.batches())
+        spilled = list(scratch.rglob("events-*.npz"))
+
+    assert len(spilled) >= raw.num_events // 2_000
+    assert_views_identical([v for batch in batches for v in batch], build_market_views(raw))
+    assert list(scratch.iterdir()) == []
+
+
+def test_groups_of_markets_stay_within_their_size_and_read_back_the_same(tmp_path):
+    raw = simulate_session(5, seed=2, config=SimulatorConfig(markets=30))
+    groups = CleanedGroups(InBatches(raw, 1_000), 2_000, tmp_path)
+
+    cleaned = list(groups.clean())
+    again = list(groups.cleaned())
+
+    assert len(cleaned) > 2
+    assert all(len(events) <= 2_000 or len(events.tickers) == 1 for events in cleaned)
+    assert [t for events in cleaned for t in events.tickers] == clean_session(raw).tickers
+    for events, read in zip(cleaned, again, strict=True):
+        assert events.tickers == read.tickers
+        for name in ("market", "sequence_number", "timestamp_ms", "level", "snapshot_books"):
+            assert np.array_equal(getattr(events, name), getattr(read, name)), name
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npz"] * len(cleaned)

@@ -13,15 +13,23 @@ Three measurements, each best of 3 after a warm-up that loads the compiled repla
    (numpy reports its buffers to it) on top of the raw session: all views in memory
    (``build_market_views``) beside the chunked path that streams them to Parquet a group
    of markets at a time (``SessionViews`` into ``write_view_batches``, as the
-   ``market_views`` asset does), whose peak is bounded by ``ViewConfig.chunk_events``.
+   ``market_views`` asset did before sessions were streamed), whose peak is bounded by
+   ``ViewConfig.chunk_events``.
+4. The whole process, for a session in a Parquet store of about 2M deltas and then 4x
+   that: the peak resident memory (``VmHWM``) of a fresh process that loads the
+   session and builds its views (``SessionViews``), beside one that reads it a batch at
+   a time (``SessionViews.streamed`` on ``open_session``, as the ``market_views`` asset
+   does). The streamed peak should hardly grow with the session.
 
-    python benchmarks/bench_views.py [--seed 11] [--skip-throughput]
+    python benchmarks/bench_views.py [--seed 11] [--skip-throughput] [--skip-process]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -29,6 +37,7 @@ from pathlib import Path
 
 from kalshi_pipeline.market.views import SessionViews, build_market_views, write_view_batches
 from kalshi_pipeline.runtime import keep_freed_memory
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
@@ -128,17 +137,77 @@ def memory(seed: int) -> None:
     )
 
 
+def process_peaks(seed: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in (1, 4):
+            config = SimulatorConfig(markets=300, median_events_per_market=4400.0 * scale)
+            raw = simulate_session(1, seed, config)
+            store = ParquetSessionStore(Path(tmp) / f"store-{scale}")
+            store.write_session(raw)
+            deltas, events = raw.deltas.num_rows, raw.num_events
+            del raw
+            peaks = {how: child_peak(how, store.path, Path(tmp)) for how in ("whole", "streamed")}
+            (base, whole), (_, streamed) = peaks["whole"], peaks["streamed"]
+            print(
+                f"{scale}x: {deltas:>10,} deltas from a store: peak RSS {mib(base)} after "
+                f"imports; loaded whole {mib(whole)} ({(whole - base) / events:.0f} B/event "
+                f"above imports), streamed {mib(streamed)} "
+                f"({(streamed - base) / events:.0f} B/event): {whole / streamed:.1f}x less"
+            )
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def child_peak(how: str, store: Path, scratch: Path) -> tuple[int, int]:
+    """(peak RSS after imports, peak RSS at the end) of a fresh process building views."""
+    command = [sys.executable, __file__, "--peak-of", how, str(store), str(scratch)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    base, peak = out.split()
+    return int(base), int(peak)
+
+
+def build_views_here(how: str, store_path: str, scratch: str) -> None:
+    """The child of :func:`child_peak`: print the peak RSS after imports and at the end."""
+    keep_freed_memory()
+    base = peak_rss()
+    store, out = ParquetSessionStore(store_path), Path(scratch) / f"views-{how}.parquet"
+    if how == "whole":
+        write_view_batches(SessionViews(store.load_session(1)).batches(), out)
+    else:
+        with store.open_session(1) as stored, SessionViews.streamed(stored, None, scratch) as b:
+            write_view_batches(b.batches(), out)
+    print(base, peak_rss())
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, not inherited
+    from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-process", action="store_true")
+    parser.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_of:
+        build_views_here(*args.peak_of)
+        return
     print(f"allocator keeps freed memory: {keep_freed_memory()}")
     build_market_views(simulate_session(9, args.seed, SimulatorConfig(markets=3)))  # warm-up
     against_the_loop(args.seed)
     if not args.skip_throughput:
         throughput(args.seed)
     memory(args.seed)
+    if not args.skip_process:
+        process_peaks(args.seed)
 
 
 if __name__ == "__main__":

@@ -132,6 +132,13 @@ class PipelineResource(dg.ConfigurableResource):
         """
         return ParquetSessionStore(self.artifacts / "raw" / f"session-{int(session_id)}")
 
+    def scratch(self) -> Path:
+        """Where big intermediate files wait while a step runs (each step removes its own;
+        what a killed step left may be deleted whenever no run is going)."""
+        path = self.artifacts / "scratch"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def views_path(self, session_id: int | str) -> Path:
         return self.artifacts / "views" / f"session-{int(session_id)}.parquet"
 

@@ -70,20 +70,24 @@ def market_views(
 ):
     """One MarketSessionView per market of the session, with features and statistics.
 
-    The views are built and written a group of markets at a time (``SessionViews``), so
-    a session of any size is never held whole in memory.
+    The stored session is read a batch of rows at a time, cleaned a group of markets at a
+    time and its views written a group at a time (``SessionViews.streamed``), so a session
+    of any size is never held whole in memory; the groups wait in ``pipeline.scratch``.
     """
     session_id = int(context.partition_key)
-    builder = SessionViews(pipeline.raw_store(session_id).load_session(session_id))
     poisoned: list[str] = []
-
-    def checked_batches():
-        for views in builder.batches():
-            poisoned.extend(non_finite(views, []))
-            yield views
-
     path = pipeline.views_path(session_id)
-    described = write_view_batches(checked_batches(), path)
+    with (
+        pipeline.raw_store(session_id).open_session(session_id) as stored,
+        SessionViews.streamed(stored, scratch=pipeline.scratch()) as builder,
+    ):
+
+        def checked_batches():
+            for views in builder.batches():
+                poisoned.extend(non_finite(views, []))
+                yield views
+
+        described = write_view_batches(checked_batches(), path)
     report = builder.report
     selected = select_views(described, config.to_domain()).to_pylist()
     yield dg.MaterializeResult(

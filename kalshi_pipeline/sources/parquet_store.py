@@ -63,7 +63,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -77,6 +77,7 @@ from kalshi_pipeline.sources.raw import (
     SNAPSHOT_SCHEMA,
     TABLES,
     RawSession,
+    SessionBatches,
     SessionInfo,
     SessionNotComplete,
 )
@@ -141,33 +142,37 @@ class ParquetSessionStore:
             yield StoredSession(info, directory, files)
 
     # -- writing -----------------------------------------------------------------------
-    def write_session(self, session: RawSession, *, replace: bool = False) -> Path:
+    def write_session(self, session: SessionBatches, *, replace: bool = False) -> Path:
         """Store one session atomically and add it to the catalog; returns its directory.
 
-        A session already stored with the same content is left untouched; with different
-        content it raises :class:`SessionExists`, unless ``replace=True`` (derived copies
-        only, see the module docstring).
+        The rows are written a batch at a time (row groups of ``BATCH_ROWS`` rows,
+        whatever the batches' sizes), so a session read a batch at a time (a source's
+        ``open_session``) is never held whole. A session already stored with the same
+        content is left untouched; with different content it raises
+        :class:`SessionExists`, unless ``replace=True`` (derived copies only, see the
+        module docstring).
         """
-        session_id = session.session_id
+        session_id = session.info.session_id
         final = self._session_dir(session_id)
         with self._lock():
             catalog = self._synced_catalog()
             retired = None
-            if final.exists():
-                if self._holds(session, replace=replace):
-                    return final
-                if not replace:
-                    raise SessionExists(
-                        f"session {session_id} is already stored at {final} with different "
-                        "content; nothing was written. A store never overwrites a session: "
-                        "write this one under a new session id, or, if the stored copy is "
-                        f"known to be wrong, move {final} out of the store first."
-                    )
-                retired = self.path / f".old-{session_id}-{uuid.uuid4().hex}"
             staging = self.path / f".tmp-{session_id}-{uuid.uuid4().hex}"
             try:
                 _write_session_files(session, staging)
-                if retired is not None:
+                if final.exists():
+                    if self._holds(staging, session_id, replace=replace):
+                        shutil.rmtree(staging)
+                        return final
+                    if not replace:
+                        raise SessionExists(
+                            f"session {session_id} is already stored at {final} with "
+                            "different content; nothing was written. A store never "
+                            "overwrites a session: write this one under a new session id, "
+                            f"or, if the stored copy is known to be wrong, move {final} "
+                            "out of the store first."
+                        )
+                    retired = self.path / f".old-{session_id}-{uuid.uuid4().hex}"
                     final.rename(retired)
                     try:
                         staging.rename(final)
@@ -309,41 +314,95 @@ class ParquetSessionStore:
             raise KeyError(f"session {session_id} is not in the store at {self.path}")
 
     def _load(self, session_id: int, *, locked: bool = False) -> RawSession:
-        directory = self._session_dir(session_id)
         with self._verified(session_id, locked=locked) as files:
-            info = _decode_info(session_id, directory, files[METADATA].read())
-            where = f"session {session_id}"
-            tables = [
-                _decoded(where, directory / name, _table(schema), files[name].read())
-                for name, schema in ((SNAPSHOTS, SNAPSHOT_SCHEMA), (DELTAS, DELTA_SCHEMA))
-            ]
-        return RawSession(info, *tables)
+            return _decode_session(session_id, self._session_dir(session_id), files)
 
-    def _holds(self, session: RawSession, *, replace: bool) -> bool:
-        """Whether the stored copy of this session has the same content (hold the lock)."""
+    def _holds(self, staging: Path, session_id: int, *, replace: bool) -> bool:
+        """Whether the stored copy of this session has the content just written to
+        ``staging`` (hold the lock). The same rows written the same way give the same
+        bytes, so equal digests settle it; otherwise a derived copy is replaced, and a
+        session of record is compared row by row (it may be in an earlier layout)."""
         try:
-            stored = self._load(session.session_id, locked=True)
+            with self._verified(session_id, locked=True) as files:
+                stored = files[DIGESTS].read() if files[DIGESTS] is not None else None
         except StoreCorrupt:
             if replace:  # a broken derived copy is simply made again
                 return False
             raise
-        return (
-            stored.info == session.info
-            and stored.snapshots.equals(session.snapshots)
-            and stored.deltas.equals(session.deltas)
+        if stored == (staging / DIGESTS).read_bytes():
+            return True
+        if replace:
+            return False
+        old, new = self._load(session_id, locked=True), _load_directory(session_id, staging)
+        return old.info == new.info and all(
+            getattr(old, table).equals(getattr(new, table)) for table in TABLES
         )
 
 
 # -- files -------------------------------------------------------------------------------
-def _write_session_files(session: RawSession, directory: Path) -> None:
+def _write_session_files(session: SessionBatches, directory: Path) -> None:
     """The session's files plus digests.json of the bytes meant, not of what reads back."""
     directory.mkdir()
     digests = {
-        METADATA: _write_file(directory / METADATA, _json_bytes(session.info.to_json_dict())),
-        SNAPSHOTS: _write_file(directory / SNAPSHOTS, _parquet_bytes(session.snapshots)),
-        DELTAS: _write_file(directory / DELTAS, _parquet_bytes(session.deltas)),
+        METADATA: _write_file(directory / METADATA, _json_bytes(session.info.to_json_dict()))
     }
+    for (name, schema), table in zip(_TABLES, TABLES, strict=True):
+        digests[name] = _write_parquet(directory / name, schema, session.batches(table))
     _write_file(directory / DIGESTS, _json_bytes({"sha256": digests}))
+
+
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> str:
+    """Write ``batches`` as row groups of ``BATCH_ROWS`` rows (so the bytes depend on the
+    rows only, not on how they were batched) and fsync; returns the SHA-256 of the bytes
+    written."""
+    with open(path, "wb") as fh:
+        sink = _HashingSink(fh)
+        writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **_PARQUET_OPTIONS)
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in batches:
+            pending.append(batch)
+            rows += batch.num_rows
+            while rows >= BATCH_ROWS:
+                table = pa.Table.from_batches(pending, schema)
+                writer.write_table(table.slice(0, BATCH_ROWS), row_group_size=BATCH_ROWS)
+                rest = table.slice(BATCH_ROWS)
+                pending, rows = rest.to_batches(), rest.num_rows
+        if rows:
+            writer.write_table(pa.Table.from_batches(pending, schema))
+        writer.close()
+        fh.flush()
+        os.fsync(fh.fileno())
+    return sink.hexdigest()
+
+
+class _HashingSink:
+    """A binary file that hashes what is written through it."""
+
+    closed = False
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh, self._hash, self._size = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._size += len(data)
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        pass  # the file is the caller's to close
+
+    def writable(self) -> bool:
+        return True
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _write_file(path: Path, data: bytes) -> str:
@@ -364,12 +423,6 @@ def _replace_file(path: Path, data: bytes) -> None:
 
 def _json_bytes(data: object) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **_PARQUET_OPTIONS)
-    return sink.getvalue().to_pybytes()
 
 
 def _open_directory(directory: Path) -> dict[str, BinaryIO | None] | None:
@@ -477,6 +530,7 @@ def _check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO |
     recorded = _decoded(
         f"session {session_id}", directory / DIGESTS, _parse_digests, files[DIGESTS].read()
     )
+    files[DIGESTS].seek(0)
     for name in SESSION_FILES:
         actual = hashlib.file_digest(files[name], "sha256").hexdigest()
         files[name].seek(0)
@@ -534,6 +588,26 @@ def _catalog_by_id(entries: list) -> dict[int, dict]:
             raise ValueError(f"entry {position}: session_id {session_id!r} is not a new integer")
         catalog[session_id] = entry
     return catalog
+
+
+def _decode_session(session_id: int, directory: Path, files: dict[str, BinaryIO]) -> RawSession:
+    info = _decode_info(session_id, directory, files[METADATA].read())
+    where = f"session {session_id}"
+    tables = [
+        _decoded(where, directory / name, _table(schema), files[name].read())
+        for name, schema in _TABLES
+    ]
+    return RawSession(info, *tables)
+
+
+def _load_directory(session_id: int, directory: Path) -> RawSession:
+    """A session's files in ``directory`` (written by this process: not verified)."""
+    files = {name: open(directory / name, "rb") for name in SESSION_FILES}  # noqa: SIM115
+    try:
+        return _decode_session(session_id, directory, files)
+    finally:
+        for fh in files.values():
+            fh.close()
 
 
 def _check_complete(info: SessionInfo, allow_incomplete: bool) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from kalshi_pipeline.sources import (
@@ -172,14 +173,14 @@ def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
     store.write_session(previous)
     catalog_before = (tmp_path / "catalog.json").read_bytes()
 
-    real_write_file = parquet_store._write_file
+    real_write_parquet = parquet_store._write_parquet
 
-    def crash_on_deltas(path, data):
+    def crash_on_deltas(path, schema, batches):
         if path.name == "deltas.parquet":
             raise OSError("disk full")
-        return real_write_file(path, data)
+        return real_write_parquet(path, schema, batches)
 
-    monkeypatch.setattr(parquet_store, "_write_file", crash_on_deltas)
+    monkeypatch.setattr(parquet_store, "_write_parquet", crash_on_deltas)
     for session in (small_session(4, seed=2), small_session(5)):
         with pytest.raises(OSError, match="disk full"):
             store.write_session(session, replace=True)
@@ -391,3 +392,33 @@ def test_opening_a_session_checks_what_loading_checks(tmp_path):
         pass
     with store.open_session(8, allow_incomplete=True) as stored:
         assert stored.info == recording.info
+
+
+class Rebatched:
+    """A session offered in batches of ``rows`` rows, as a source streaming it would."""
+
+    def __init__(self, session: RawSession, rows: int) -> None:
+        self.info, self._session, self._rows = session.info, session, rows
+
+    def batches(self, table, columns=None):
+        return self._session.batches(table, columns, rows=self._rows)
+
+
+def test_a_session_written_a_batch_at_a_time_gives_the_same_bytes(tmp_path, monkeypatch):
+    """Row groups of BATCH_ROWS rows whatever the batches: the bytes, and so the digests
+    that tell a repeated write from a new version, depend on the rows only."""
+    monkeypatch.setattr(parquet_store, "BATCH_ROWS", 100)
+    session = small_session(4)
+    stores = {}
+    for rows in (7, 100, 1_000_000):
+        stores[rows] = ParquetSessionStore(tmp_path / str(rows))
+        stores[rows].write_session(Rebatched(session, rows))
+
+    files = [file_bytes(store.path) for store in stores.values()]
+    assert files[0] == files[1] == files[2]
+    deltas = pq.ParquetFile(stores[7].path / "session-4" / "deltas.parquet")
+    assert deltas.num_row_groups == -(-session.deltas.num_rows // 100)
+    assert_same_session(stores[7].load_session(4), session)
+    stamps = file_bytes(stores[7].path)
+    stores[7].write_session(session)  # the same rows again, batched otherwise: untouched
+    assert file_bytes(stores[7].path) == stamps

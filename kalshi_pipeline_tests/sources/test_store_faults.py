@@ -14,10 +14,9 @@ import signal
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt
+from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt, parquet_store
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
@@ -90,14 +89,14 @@ def write_until_stopped(root: str, where: str, marker: str) -> None:
     """
     store = ParquetSessionStore(root)
     if where == "staging":
-        write_table = pq.write_table
+        write_parquet = parquet_store._write_parquet
 
-        def stopping_write_table(table, sink, **options):
-            if "side" in table.column_names:
+        def stopping_write_parquet(path, schema, batches):
+            if path.name == "deltas.parquet":
                 stop_here(marker)
-            write_table(table, sink, **options)
+            return write_parquet(path, schema, batches)
 
-        pq.write_table = stopping_write_table
+        parquet_store._write_parquet = stopping_write_parquet
         store.write_session(tiny_session(4))
     elif where == "swap":
         rename = Path.rename

@@ -1,9 +1,12 @@
 """Reading raw sessions: the collector's Postgres, the local Parquet store, the simulator.
 
-Every source has the same small interface (:class:`SessionSource`): ``list_sessions()``
-and ``load_session(session_id)`` returning a :class:`RawSession`.
+Every source has the same small interface (:class:`SessionSource`): ``list_sessions()``,
+``load_session(session_id)`` returning a :class:`RawSession`, and
+``open_session(session_id)``, a context manager giving the session to read a batch of rows
+at a time (:class:`SessionBatches`) when it is too big to load.
 """
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from kalshi_pipeline.sources.parquet_store import (
@@ -18,7 +21,12 @@ from kalshi_pipeline.sources.postgres import (
     SourceTimeout,
     SourceUnavailable,
 )
-from kalshi_pipeline.sources.raw import RawSession, SessionInfo, SessionNotComplete
+from kalshi_pipeline.sources.raw import (
+    RawSession,
+    SessionBatches,
+    SessionInfo,
+    SessionNotComplete,
+)
 
 
 class SessionSource(Protocol):
@@ -26,12 +34,17 @@ class SessionSource(Protocol):
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession: ...
 
+    def open_session(
+        self, session_id: int, *, allow_incomplete: bool = False
+    ) -> AbstractContextManager[SessionBatches]: ...
+
 
 __all__ = [
     "ConnectionSettings",
     "ParquetSessionStore",
     "PostgresSessionSource",
     "RawSession",
+    "SessionBatches",
     "SessionExists",
     "SessionInfo",
     "SessionNotComplete",

@@ -474,21 +474,25 @@ class StoredSession:
     @property
     def num_events(self) -> int:
         """Rows of both tables, from the files' footers."""
-        return sum(self._parquet(name, schema)[1].metadata.num_rows for name, schema in _TABLES)
+        return sum(self.rows(table) for table in TABLES)
+
+    def rows(self, table: str) -> int:
+        """Rows of ``table`` (``"snapshots"`` or ``"deltas"``), from its file's footer."""
+        return self._parquet(table)[1].metadata.num_rows
 
     def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The rows of ``table`` (``"snapshots"`` or ``"deltas"``) in storage order, in
         batches of ``BATCH_ROWS``; a file that cannot be decoded raises
         :class:`StoreCorrupt` naming it."""
-        name, schema = dict(zip(TABLES, _TABLES, strict=True))[table]
-        path, file = self._parquet(name, schema)
+        path, file = self._parquet(table)
         try:
             yield from file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
         except _UNREADABLE as exc:
             where = f"session {self.info.session_id}"
             raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}") from exc
 
-    def _parquet(self, name: str, schema: pa.Schema) -> tuple[Path, pq.ParquetFile]:
+    def _parquet(self, table: str) -> tuple[Path, pq.ParquetFile]:
+        name, schema = dict(zip(TABLES, _TABLES, strict=True))[table]
         path = self._directory / name
         fh = self._files[name]
         fh.seek(0)

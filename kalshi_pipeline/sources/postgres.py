@@ -35,7 +35,8 @@ import dataclasses
 import io
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -51,6 +52,7 @@ import pyarrow.csv as pa_csv
 from kalshi_pipeline.sources.raw import (
     DELTA_SCHEMA,
     SNAPSHOT_SCHEMA,
+    TABLES,
     RawSession,
     SessionInfo,
     SessionNotComplete,
@@ -182,8 +184,27 @@ class PostgresSessionSource:
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
         """The raw session; a session still recording raises :class:`SessionNotComplete`."""
+        with self.open_session(session_id, allow_incomplete=allow_incomplete) as session:
+            tables = [
+                pa.Table.from_batches(list(session.batches(table)), schema).combine_chunks()
+                for table, schema in zip(TABLES, (SNAPSHOT_SCHEMA, DELTA_SCHEMA), strict=True)
+            ]
+        return RawSession(session.info, *tables)
+
+    @contextmanager
+    def open_session(
+        self, session_id: int, *, allow_incomplete: bool = False
+    ) -> Iterator[CollectorSession]:
+        """The session to read a batch of ``batch_rows`` rows at a time (a
+        :class:`~kalshi_pipeline.sources.raw.SessionBatches`), for sessions too big to
+        load: one connection, in one repeatable-read transaction, so that every read of
+        it sees the same rows. A session still recording raises
+        :class:`SessionNotComplete`."""
         doing = f"loading session {session_id}"
         with self._connection(doing) as conn:
+            conn.set_session(
+                isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
+            )
             rows = self._read(doing, _fetch_all, conn, _SESSION_QUERY, (session_id,))
             if not rows:
                 raise KeyError(f"session {session_id} is not in rl_orderbook_sessions")
@@ -192,9 +213,7 @@ class PostgresSessionSource:
                 raise SessionNotComplete(
                     f"session {session_id} is still {info.status} (no end time): not ingested"
                 )
-            snapshots = self._read(f"{doing}: snapshots", self._snapshots, conn, session_id)
-            deltas = self._read(f"{doing}: deltas", self._deltas, conn, session_id)
-        return RawSession(info, snapshots, deltas)
+            yield CollectorSession(self, conn, info)
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[psycopg2.extensions.connection]:
@@ -212,23 +231,40 @@ class PostgresSessionSource:
         # Raised outside the except block: see source_error.
         raise error
 
-    def _snapshots(self, conn, session_id: int) -> pa.Table:
-        tables = [snapshot_table(rows) for rows in self._batches(conn, _SNAPSHOT_QUERY, session_id)]
-        return pa.concat_tables(tables or [SNAPSHOT_SCHEMA.empty_table()]).combine_chunks()
+    def _batches(self, conn, table: str, session_id: int, columns) -> Iterator[pa.RecordBatch]:
+        """The rows of one of the session's tables, ``batch_rows`` per batch, by id.
 
-    def _deltas(self, conn, session_id: int) -> pa.Table:
-        batches = [_delta_batch(rows) for rows in self._batches(conn, _DELTA_QUERY, session_id)]
-        return pa.Table.from_batches(batches, schema=DELTA_SCHEMA).combine_chunks()
+        A named cursor is a server-side cursor: Postgres keeps the result set and hands
+        over batch_rows rows per round trip. The statement timeout bounds each round trip
+        (DECLARE, then every FETCH), not the whole read.
+        """
+        query, to_batch = _TABLE_READS[table]
+        try:
+            with conn.cursor(name=f"kalshi_pipeline_{session_id}_{uuid.uuid4().hex}") as cur:
+                cur.itersize = self.batch_rows
+                cur.execute(query, (session_id,))
+                while rows := cur.fetchmany(self.batch_rows):
+                    batch = to_batch(rows)
+                    yield batch.select(list(columns)) if columns else batch
+            return
+        except psycopg2.Error as exc:
+            error = source_error(
+                exc, self._url, self.settings, f"loading session {session_id}: {table}"
+            )
+        raise error  # outside the except block: see source_error
 
-    def _batches(self, conn, query: str, session_id: int) -> Iterator[list[tuple]]:
-        # A named cursor is a server-side cursor: Postgres keeps the result set and hands
-        # over batch_rows rows per round trip. The statement timeout bounds each round trip
-        # (DECLARE, then every FETCH), not the whole read.
-        with conn.cursor(name=f"kalshi_pipeline_{session_id}") as cur:
-            cur.itersize = self.batch_rows
-            cur.execute(query, (session_id,))
-            while rows := cur.fetchmany(self.batch_rows):
-                yield rows
+
+class CollectorSession:
+    """One session of the collector's database read a batch at a time, while
+    :meth:`PostgresSessionSource.open_session` holds its connection."""
+
+    def __init__(self, source: PostgresSessionSource, conn, info: SessionInfo) -> None:
+        self.info = info
+        self._source, self._conn = source, conn
+
+    def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The rows of ``table`` (``"snapshots"`` or ``"deltas"``) in storage order."""
+        return self._source._batches(self._conn, table, self.info.session_id, columns)
 
 
 def connect(
@@ -287,12 +323,22 @@ def _fetch_all(conn, query: str, params: tuple) -> list[tuple]:
         return cur.fetchall()
 
 
+def _snapshot_batch(rows: list[tuple]) -> pa.RecordBatch:
+    return snapshot_table(rows).combine_chunks().to_batches()[0]
+
+
 def _delta_batch(rows: list[tuple]) -> pa.RecordBatch:
     columns = zip(*rows, strict=True)
     return pa.RecordBatch.from_arrays(
         [pa.array(col, type=f.type) for col, f in zip(columns, DELTA_SCHEMA, strict=True)],
         schema=DELTA_SCHEMA,
     )
+
+
+_TABLE_READS = {
+    "snapshots": (_SNAPSHOT_QUERY, _snapshot_batch),
+    "deltas": (_DELTA_QUERY, _delta_batch),
+}
 
 
 def _session_info(row: tuple) -> SessionInfo:

@@ -13,7 +13,12 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
-from kalshi_pipeline.sources import PostgresSessionSource, RawSession, SessionNotComplete
+from kalshi_pipeline.sources import (
+    ParquetSessionStore,
+    PostgresSessionSource,
+    RawSession,
+    SessionNotComplete,
+)
 from kalshi_pipeline.sources.postgres import write_collector_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
@@ -301,3 +306,28 @@ def test_an_error_session_without_end_time_is_complete_and_json_null_is_an_empty
     assert snaps["yes_bids"].to_pylist() == [[(45, 3)]]
     assert snaps["no_bids"].to_pylist() == [[]]
     assert snaps["no_asks"].to_pylist() == [[]]
+
+
+def test_an_opened_session_streams_into_the_store_a_batch_at_a_time(collector_tables, tmp_path):
+    """A session read a batch at a time goes into the Parquet store without being held
+    whole: the stored copy is the loaded session, byte for byte."""
+    session = small_session(1, config=SimulatorConfig(markets=8))
+    store(collector_tables, session)
+    source = PostgresSessionSource(collector_tables, batch_rows=7)
+    loaded = source.load_session(1)
+
+    with source.open_session(1) as opened:
+        sizes = [len(batch) for batch in opened.batches("deltas")]
+        narrow = [
+            batch.num_columns for batch in opened.batches("snapshots", ["id", "market_ticker"])
+        ]
+        streamed = ParquetSessionStore(tmp_path / "streamed")
+        streamed.write_session(opened)
+    whole = ParquetSessionStore(tmp_path / "whole")
+    whole.write_session(loaded)
+
+    assert max(sizes) == 7 and sum(sizes) == loaded.deltas.num_rows
+    assert set(narrow) == {2}
+    for name in ("metadata.json", "snapshots.parquet", "deltas.parquet"):
+        written = (tmp_path / "streamed" / "session-1" / name).read_bytes()
+        assert written == (tmp_path / "whole" / "session-1" / name).read_bytes(), name

@@ -13,6 +13,7 @@ from kalshi_pipeline.sources import (
     SourceTimeout,
     SourceUnavailable,
 )
+from kalshi_pipeline.sources.raw import TABLES
 from kalshi_pipeline.workflow import select_views
 
 
@@ -32,8 +33,12 @@ def raw_sessions(
     """
     session_id = int(context.partition_key)
     pipeline.check_source()
+    store = pipeline.raw_store(session_id)
     try:
-        raw = pipeline.source().load_session(session_id)
+        # Read and written a batch of rows at a time: a session of any size streams through.
+        with pipeline.source().open_session(session_id) as session:
+            # The pipeline's own normalised copy: a new ingest of the session replaces it.
+            store.write_session(session, replace=True)
     except (KeyError, SessionNotComplete, SourceMisconfigured) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise dg.Failure(
@@ -44,16 +49,15 @@ def raw_sessions(
         if not isinstance(exc, SourceTimeout):  # unreachable, not slow: not this session's fault
             context.instance.add_run_tags(context.run.run_id, {SOURCE_DOWN_TAG: "true"})
         raise
-    # The pipeline's own normalised copy: a new ingest of the session replaces it.
-    pipeline.raw_store(raw.session_id).write_session(raw, replace=True)
     pipeline.claim_source()
-    info = raw.info
+    with store.open_session(session_id, allow_incomplete=True) as stored:
+        info, rows = stored.info, {table: stored.rows(table) for table in TABLES}
     return dg.MaterializeResult(
         metadata={
             "status": info.status,
             "markets": len(info.market_tickers),
-            "snapshots": raw.snapshots.num_rows,
-            "deltas": raw.deltas.num_rows,
+            "snapshots": rows["snapshots"],
+            "deltas": rows["deltas"],
             "started_at": info.started_at.isoformat(),
             "ended_at": info.ended_at.isoformat() if info.ended_at else "",
             "source": pipeline.source_kind(),

@@ -321,9 +321,8 @@ def clean_session(raw: RawSession) -> CleanEvents:
     report = IngestReport(raw.session_id)
     outline = outline_session(raw, report)
     tally = SequenceTally(outline.tickers)
-    events = clean_markets(
-        usable_rows(raw.snapshots), usable_rows(raw.deltas), outline, report, tally
-    )
+    snapshots, deltas = usable_rows(raw.snapshots), usable_rows(raw.deltas)
+    events = clean_markets(snapshots, deltas, outline.tickers, outline, report, tally)
     tally.count(report)
     return events
 
@@ -393,17 +392,15 @@ def outline_session(session: SessionBatches, report: IngestReport) -> SessionOut
 def clean_markets(
     snapshot_table: pa.Table,
     delta_table: pa.Table,
+    tickers: list[str],
     outline: SessionOutline,
     report: IngestReport,
     tally: SequenceTally,
 ) -> CleanEvents:
-    """Clean the usable rows (see :func:`usable_rows`) of some of a session's markets:
-    every check that reads one market only. The session-wide sequence checks read
-    ``outline`` or are left to ``tally``, which counts them once it has every market."""
-    tickers = sorted(
-        set(pc.unique(snapshot_table.column("market_ticker")).to_pylist())
-        | set(pc.unique(delta_table.column("market_ticker")).to_pylist())
-    )
+    """Clean the usable rows (see :func:`usable_rows`) of the markets ``tickers`` (sorted;
+    those of the outline whose rows the tables hold): every check that reads one market
+    only. The session-wide sequence checks read ``outline`` or are left to ``tally``,
+    which counts them once it has every market."""
     if not tickers:
         return _empty_events(outline.session_id, report)
     code = {ticker: i for i, ticker in enumerate(tickers)}

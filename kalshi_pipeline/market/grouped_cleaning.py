@@ -76,7 +76,8 @@ class CleanedGroups:
                 tables.append(_read(path) if path else _SCHEMAS[table].empty_table())
                 if path:
                     path.unlink()
-            events = clean_markets(*tables, self._outline, self.report, tally)
+            tickers = self._groups[index]
+            events = clean_markets(*tables, tickers, self._outline, self.report, tally)
             del tables
             spilled = self._scratch / f"events-{index}.npz"
             events.save(spilled)

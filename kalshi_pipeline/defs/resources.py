@@ -17,6 +17,8 @@ Tests set a tiny delay so that a failing ingest fails fast.
 
 import json
 import os
+import shutil
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -133,10 +135,21 @@ class PipelineResource(dg.ConfigurableResource):
         return ParquetSessionStore(self.artifacts / "raw" / f"session-{int(session_id)}")
 
     def scratch(self) -> Path:
-        """Where big intermediate files wait while a step runs (each step removes its own;
-        what a killed step left may be deleted whenever no run is going)."""
-        path = self.artifacts / "scratch"
-        path.mkdir(parents=True, exist_ok=True)
+        """This process's directory for big intermediate files while a step runs.
+
+        Each step removes its own files; a step killed mid-way cannot, so each process
+        works in ``artifacts/scratch/pid-<pid>-on-<host>`` and this first deletes the
+        directories of this host's processes that are gone (artifacts may be shared by
+        workers on several machines: another host's are left to it).
+        """
+        root, host = self.artifacts / "scratch", socket.gethostname()
+        root.mkdir(parents=True, exist_ok=True)
+        for leftover in root.glob(f"pid-*-on-{host}"):
+            pid = leftover.name.removeprefix("pid-").split("-on-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+        path = root / f"pid-{os.getpid()}-on-{host}"
+        path.mkdir(exist_ok=True)
         return path
 
     def views_path(self, session_id: int | str) -> Path:
@@ -150,3 +163,14 @@ class PipelineResource(dg.ConfigurableResource):
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(resources={"pipeline": PipelineResource()})
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -104,6 +108,33 @@ def test_ingesting_a_session_writes_its_raw_copy_and_views_with_metadata(
     for asset in ("raw_sessions", "market_views"):
         latest = instance.get_latest_materialization_event(dg.AssetKey(asset))
         assert latest.asset_materialization.partition == "1"
+    # The views were built through scratch files, and none is left.
+    assert [p for p in (artifacts / "scratch").rglob("*") if p.is_file()] == []
+
+
+def test_the_scratch_of_a_process_that_is_gone_is_deleted_and_the_rest_kept(pipeline_home):
+    root, host = artifacts_dir(pipeline_home) / "scratch", socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        left = {
+            "gone": root / f"pid-{gone.pid}-on-{host}",
+            "running": root / f"pid-{running.pid}-on-{host}",
+            "another host": root / f"pid-{gone.pid}-on-another-{host}",
+        }
+        for directory in left.values():
+            (directory / "views-1").mkdir(parents=True)
+            (directory / "views-1" / "events-0.npz").write_bytes(b"x")
+
+        mine = PipelineResource().scratch()
+    finally:
+        running.kill()
+        running.wait()
+
+    assert mine == root / f"pid-{os.getpid()}-on-{host}" and mine.is_dir()
+    assert not left["gone"].exists()
+    assert left["running"].exists() and left["another host"].exists()
 
 
 def test_the_checks_pass_and_list_excluded_views_with_their_reasons(

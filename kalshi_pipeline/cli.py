@@ -203,6 +203,11 @@ def build_parser() -> _Parser:
     )  # fmt: skip
     group.add_argument("--seed", type=non_negative_int, default=tuning.seed,
                        help="training and sampler seed")  # fmt: skip
+    tune.add_argument(
+        "--sampler-seed", type=non_negative_int, default=argparse.SUPPRESS,
+        help="seed of the sampler (default: --seed); give each process that shares a study "
+        "its own, or their first, random trials suggest the same hyperparameters",
+    )  # fmt: skip
 
     demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
     demo.add_argument(
@@ -406,6 +411,7 @@ def run_tune(args: argparse.Namespace) -> int:
     result = tune(
         split, session_views, choice.pipeline(base), choice,
         tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out, say,
+        sampler_seed=getattr(args, "sampler_seed", None),
     )  # fmt: skip
     best, study = result["best"], result["study"]
     low, high = best["ci95"]

@@ -497,12 +497,18 @@ def tune(
     out_file: Path,
     on_progress: Callable[[str], None] | None = None,
     pruner=None,
+    *,
+    sampler_seed: int | None = None,
 ) -> dict:
     """Run ``choice.trials`` trials on the training views, scored on the validation views
     (never the holdout), and write the best as a hyperparameter file: its contents.
     ``home_storage`` is the journal file used when ``choice.storage`` is unset;
-    ``pruner`` replaces the default ``MedianPruner``."""
-    tune_trials(split, session_views, config, choice, home_storage, work_dir, on_progress, pruner)
+    ``pruner`` replaces the default ``MedianPruner``; ``sampler_seed`` as in
+    :func:`tune_trials`."""
+    tune_trials(
+        split, session_views, config, choice, home_storage, work_dir, on_progress, pruner,
+        sampler_seed=sampler_seed,
+    )  # fmt: skip
     return tuning_result(config, choice, home_storage, out_file)
 
 

@@ -138,7 +138,7 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     ]  # fmt: skip
     workers = [
         subprocess.Popen(
-            command + ["--home", str(tmp_path / f"home-{i}")],
+            command + ["--home", str(tmp_path / f"home-{i}"), "--sampler-seed", str(i)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -155,7 +155,14 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     processes = {t.user_attrs["process"] for t in study.trials}
     assert len(processes) == 2  # both processes ran trials of the one study
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert all(t.state in finished for t in study.trials)
+    # Each process's sampler has its own seed: the first, random trials are not copies.
+    first = [
+        min((t for t in study.trials if t.user_attrs["process"] == p), key=lambda t: t.number)
+        for p in processes
+    ]
+    assert first[0].params != first[1].params
     # The file names the storage without credentials; each process wrote the best it saw.
     written = json.loads((tmp_path / "home-1/artifacts/hyperparameters/shared.json").read_text())
     assert written["study"]["storage"].startswith("postgresql 127.0.0.1:5432/")

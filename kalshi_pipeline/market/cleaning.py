@@ -6,6 +6,13 @@
 works on whole columns (sorts, masks, ``searchsorted``, two small compiled scans), never
 on one event at a time in Python.
 
+It runs in three parts, so that a session too big to hold can be cleaned a group of
+markets at a time (:mod:`.grouped_cleaning`) with the same outcome: :func:`outline_session`
+(what every market's cleaning needs of the whole session: its usable markets, the median
+sequence number for outliers, the recorded window), :func:`clean_markets` (every check
+that reads one market) and :class:`SequenceTally` (the session-wide sequence checks,
+counted once every market is in).
+
 What happens to bad input (each case is tested in
 ``kalshi_pipeline_tests/market/test_cleaning.py`` and ``test_cleaning_faults.py``).
 *Repairs* are counted in :class:`IngestReport` and logged, with an example naming the

@@ -100,16 +100,19 @@ quality; the others fix storage or timing without doubting the book.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kalshi_pipeline.market.spill import CHUNK, GrowingArray, median
 from kalshi_pipeline.sources.raw import (
     LEVELS,
     TABLES,
@@ -201,19 +204,20 @@ class IngestReport:
         """Share of the session-wide sequence that never arrived."""
         return self.missing_sequence_numbers / self.sequence_span if self.sequence_span else 0.0
 
-    def repair(self, kind: str, tickers, sequences, message: str, row_ids=None) -> None:
-        """Count ``len(sequences)`` repairs of one kind, keeping a few named examples.
+    def repair(self, kind: str, tickers, sequences, message: str, row_ids=None, count=None) -> None:
+        """Count ``len(sequences)`` repairs of one kind (or ``count``, when only the
+        first of them are given as examples), keeping a few named examples.
 
         ``tickers`` and ``sequences`` may hold ``None`` (unknown); ``row_ids`` names the
         rows where the sequence number cannot.
         """
-        count = len(sequences)
+        count = len(sequences) if count is None else count
         if count == 0:
             return
         self.repairs[kind] += count
         if kind in DEFECTS:
             self.market_defects.update(t for t in tickers if t is not None)
-        ids = [None] * count if row_ids is None else row_ids
+        ids = [None] * len(sequences) if row_ids is None else row_ids
         room = max(MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples), 0)
         for ticker, seq, row_id in list(zip(tickers, sequences, ids, strict=True))[:room]:
             self.examples.append(
@@ -327,7 +331,7 @@ def clean_session(raw: RawSession) -> CleanEvents:
     """Validate, repair and order the events of one raw session (see the module table)."""
     report = IngestReport(raw.session_id)
     outline = outline_session(raw, report)
-    tally = SequenceTally(outline.tickers)
+    tally = SequenceTally(outline)
     snapshots, deltas = usable_rows(raw.snapshots), usable_rows(raw.deltas)
     events = clean_markets(snapshots, deltas, outline.tickers, outline, report, tally)
     tally.count(report)
@@ -368,31 +372,34 @@ class SessionOutline:
         return groups + [group] if group else groups
 
 
-def outline_session(session: SessionBatches, report: IngestReport) -> SessionOutline:
+def outline_session(
+    session: SessionBatches, report: IngestReport, spill: Path | None = None
+) -> SessionOutline:
     """The first pass over a session: its :class:`SessionOutline`, from the narrow
-    ``OUTLINE_COLUMNS`` read a batch at a time (8 bytes per row are kept: the sequence
-    numbers, for their median). Rows with no ticker, sequence number or time are counted
-    here, and dropped: no later pass reads them."""
-    sequences, rows = [], Counter()
+    ``OUTLINE_COLUMNS`` read a batch at a time. The sequence numbers (for their median)
+    are kept in memory, or in a file in ``spill``. Rows with no ticker, sequence number
+    or time are counted here, and dropped: no later pass reads them."""
+    numbers = GrowingArray(np.int64, spill / "outline-numbers" if spill else None)
+    rows: Counter = Counter()
     for table, what in zip(TABLES, ("snapshot", "delta"), strict=True):
         for batch in session.batches(table, OUTLINE_COLUMNS):
             usable = usable_rows(pa.Table.from_batches([batch]), what, report)
-            sequences.append(_ints(usable, "sequence_number"))
+            numbers.append(_ints(usable, "sequence_number"))
             counts = pc.value_counts(usable.column("market_ticker").combine_chunks())
-            values, numbers = counts.field("values"), counts.field("counts")
-            rows.update(dict(zip(values.to_pylist(), numbers.to_pylist(), strict=True)))
+            values, found = counts.field("values"), counts.field("counts")
+            rows.update(dict(zip(values.to_pylist(), found.to_pylist(), strict=True)))
     tickers = sorted(rows)
     if not tickers:
         report.empty = not report.repairs
         log.warning("session %d has no usable rows: no snapshots and no deltas", report.session_id)
-    numbers = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+    all_numbers = numbers.array()
     return SessionOutline(
         session_id=session.info.session_id,
         window=recorded_window(session.info),
         tickers=tickers,
         rows=np.array([rows[t] for t in tickers], dtype=np.int64),
-        center=float(np.median(numbers)) if len(numbers) else 0.0,
-        reach=_outlier_distance(len(numbers)),
+        center=median(all_numbers) if len(all_numbers) else 0.0,
+        reach=_outlier_distance(len(all_numbers)),
     )
 
 
@@ -481,32 +488,120 @@ class SequenceTally:
     """The session-wide sequence checks, fed a group of markets at a time: gaps in the
     session's sequence (per segment) and numbers two markets share.
 
-    It keeps each market's distinct (segment, number) pairs, 16 bytes per event, and
-    counts into the report once every group is in (:meth:`count`).
+    It keeps one key per distinct (market, segment, number) of every group: the segment
+    and the number's offset from the lowest a kept number can have, in one int64
+    (:data:`SEGMENT_SHIFT`), and the market; 12 bytes per event, in memory or, given a
+    ``spill`` directory, in files there. :meth:`count` sorts a copy of the keys in place
+    and scans it a chunk at a time, so with files no part of it need be in memory at once.
     """
 
-    def __init__(self, tickers: list[str]) -> None:
-        self._code = {ticker: i for i, ticker in enumerate(tickers)}
-        self._names = np.array(tickers, dtype=object)
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    def __init__(self, outline: SessionOutline, spill: Path | None = None) -> None:
+        self._code = {ticker: i for i, ticker in enumerate(outline.tickers)}
+        self._names = np.array(outline.tickers, dtype=object)
+        # Numbers within ``reach`` of ``center`` are kept; a margin covers float rounding.
+        self._base = math.floor(outline.center - outline.reach) - _BASE_MARGIN
+        self._spill = spill
+        self._keys = GrowingArray(np.int64, spill / "tally-keys" if spill else None)
+        self._markets = GrowingArray(np.int32, spill / "tally-markets" if spill else None)
 
     def add(self, tickers: list[str], market, segment, seq) -> None:
         """Events sorted by (market, segment, number); ``market`` indexes ``tickers``."""
         first = np.flatnonzero(_group_starts(market, segment, seq))
+        offset = seq[first] - self._base
+        if len(first) and (offset.min() < 0 or offset.max() >= 1 << SEGMENT_SHIFT):
+            raise ValueError(f"sequence numbers span more than 2^{SEGMENT_SHIFT}: cannot tally")
+        if len(first) and segment[first].max() >= 1 << (63 - SEGMENT_SHIFT):
+            raise ValueError(f"more than 2^{63 - SEGMENT_SHIFT} segments: cannot tally")
+        self._keys.append((segment[first].astype(np.int64) << SEGMENT_SHIFT) | offset)
         codes = np.array([self._code[t] for t in tickers], dtype=np.int32)
-        self._parts.append((codes[market[first]], segment[first], seq[first]))
+        self._markets.append(codes[market[first]])
 
     def count(self, report: IngestReport) -> None:
-        """Count gaps (``sequence_gap``) and shared numbers (``sequence_shared``)."""
-        if self._parts:
-            market, segment, seq = (np.concatenate(c) for c in zip(*self._parts, strict=True))
-        else:
-            market, segment = np.zeros(0, np.int32), np.zeros(0, np.int32)
-            seq = np.zeros(0, np.int64)
-        self._parts.clear()
-        # Groups come in market order: the pairs are sorted by (market, segment, number).
-        pairs = _count_gaps(segment, seq, report)
-        _count_shared_sequences(market, segment, seq, pairs, self._names, report)
+        """Count gaps (``sequence_gap``, the span and the missing numbers) and shared
+        numbers (``sequence_shared``) into ``report``."""
+        keys = self._keys.array(copy=self._spill / "tally-sorted" if self._spill else None)
+        keys.sort()
+        scan = _SequenceScan()
+        for start in range(0, len(keys), CHUNK):
+            scan.add(np.asarray(keys[start : start + CHUNK]))
+        distinct = len(keys) - scan.shared
+        del keys
+        if distinct >= 2:
+            report.sequence_span = distinct + scan.missing
+            report.missing_sequence_numbers = scan.missing
+        report.repair(
+            "sequence_gap",
+            [None] * len(scan.gap_examples),
+            [self._number(key) for key in scan.gap_examples],
+            "gap in the session-wide sequence before this number (messages missed); data kept",
+            count=scan.gaps,
+        )
+        if scan.shared:
+            tickers, numbers = self._shared_examples(scan.shared_examples)
+            report.repair(
+                "sequence_shared",
+                tickers,
+                numbers,
+                "another market carries the same sequence number; each market keeps its own events",
+                count=scan.shared,
+            )
+
+    def _number(self, key: int) -> int:
+        return (int(key) & _OFFSET_MASK) + self._base
+
+    def _shared_examples(self, shared: list[int]) -> tuple[list[str], list[int]]:
+        """For the first shared keys: every market carrying each, but the first (by
+        market) that does, as the markets that also carry that number."""
+        wanted = np.array(shared, dtype=np.int64)
+        keys, markets = self._keys.array(), self._markets.array()
+        found = {key: [] for key in shared}
+        for start in range(0, len(keys), CHUNK):
+            chunk = np.asarray(keys[start : start + CHUNK])
+            for row in np.flatnonzero(np.isin(chunk, wanted)):
+                found[int(chunk[row])].append(int(markets[start + row]))
+        tickers, numbers = [], []
+        for key in shared:
+            for market in sorted(found[key])[1:]:
+                tickers.append(self._names[market])
+                numbers.append(self._number(key))
+        return tickers, numbers
+
+
+# A tally key: the segment in the high bits, the number's offset in the low SEGMENT_SHIFT.
+SEGMENT_SHIFT = 48
+_OFFSET_MASK = (1 << SEGMENT_SHIFT) - 1
+_BASE_MARGIN = 1 << 12
+
+
+class _SequenceScan:
+    """Sorted tally keys, a chunk at a time: gaps, missing numbers and repeats (shared
+    numbers), with the first :data:`MAX_EXAMPLES_PER_KIND` of each."""
+
+    def __init__(self) -> None:
+        self.gaps = self.missing = self.shared = 0
+        self.gap_examples: list[int] = []
+        self.shared_examples: list[int] = []
+        self._last: np.ndarray = np.zeros(0, np.int64)
+
+    def add(self, chunk: np.ndarray) -> None:
+        keys = np.concatenate([self._last, chunk])
+        if len(keys) < 2:
+            self._last = keys[-1:]
+            return
+        step = np.diff(keys)
+        same_segment = (keys[1:] >> SEGMENT_SHIFT) == (keys[:-1] >> SEGMENT_SHIFT)
+        gap = np.flatnonzero(same_segment & (step > 1))
+        repeat = np.flatnonzero(step == 0)
+        self.gaps += len(gap)
+        self.missing += int((step[gap] - 1).sum())
+        self.shared += len(repeat)
+        room = MAX_EXAMPLES_PER_KIND - len(self.gap_examples)
+        self.gap_examples += keys[gap[:room] + 1].tolist()
+        for key in keys[repeat[:MAX_EXAMPLES_PER_KIND]].tolist():
+            examples = self.shared_examples
+            if len(examples) < MAX_EXAMPLES_PER_KIND and key not in examples:
+                examples.append(key)
+        self._last = keys[-1:]
 
 
 def _take(ev: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -870,34 +965,6 @@ def _previous_max(group_start, values):  # pragma: no cover - compiled; tested t
     return out
 
 
-def _count_gaps(segment: np.ndarray, seq: np.ndarray, report: IngestReport) -> int:
-    """Gaps in the session-wide sequence (within each segment): messages never received.
-
-    Returns the number of distinct (segment, number) pairs."""
-    if segment.any():
-        order = np.lexsort((seq, segment))
-        seg, ordered = segment[order], seq[order]
-    else:
-        seg, ordered = segment, np.sort(seq)  # np.unique hashes: slower than a sort here
-    first = _group_starts(seg, ordered)
-    seg, unique = seg[first], ordered[first]
-    if len(unique) < 2:
-        return len(unique)
-    segment_start = _group_starts(seg)
-    ends = np.r_[np.flatnonzero(segment_start)[1:] - 1, len(unique) - 1]
-    report.sequence_span = int((unique[ends] - unique[segment_start] + 1).sum())
-    step = np.diff(unique)
-    gaps = np.flatnonzero((step > 1) & ~segment_start[1:])
-    report.missing_sequence_numbers = int((step[gaps] - 1).sum())
-    report.repair(
-        "sequence_gap",
-        [None] * len(gaps),
-        unique[gaps + 1],
-        "gap in the session-wide sequence before this number (messages missed); data kept",
-    )
-    return len(unique)
-
-
 def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarray:
     """Drop exact repeats of (market, segment, sequence); reject markets whose repeats
     disagree."""
@@ -937,27 +1004,6 @@ def _resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarra
             "two different events share this sequence number; the book is ambiguous",
         )
     return keep
-
-
-def _count_shared_sequences(market, segment, seq, pairs: int, names, report) -> None:
-    """Sequence numbers (within a segment) that two or more markets carry.
-
-    ``market``, ``segment``, ``seq`` are the distinct (market, segment, number) triples
-    and ``pairs`` the number of distinct (segment, number) pairs: each pair carried by k
-    markets adds k - 1 triples. Only when some are shared is it worth sorting by number to
-    name them.
-    """
-    if len(seq) == pairs:
-        return
-    order = np.lexsort((market, seq, segment))
-    seq, segment, market = seq[order], segment[order], market[order]
-    again = np.flatnonzero(~_group_starts(segment, seq) & (market != np.r_[-1, market[:-1]]))
-    report.repair(
-        "sequence_shared",
-        names[market[again]],
-        seq[again],
-        "another market carries the same sequence number; each market keeps its own events",
-    )
 
 
 def _after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.ndarray:

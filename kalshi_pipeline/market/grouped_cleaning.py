@@ -59,7 +59,7 @@ class CleanedGroups:
     def __init__(self, session: SessionBatches, max_events: int, scratch: Path) -> None:
         self.report = IngestReport(session.info.session_id)
         self._session = session
-        self._outline = outline_session(session, self.report)
+        self._outline = outline_session(session, self.report, scratch)
         least = -(-int(self._outline.rows.sum()) // MAX_GROUPS)
         self._groups = self._outline.groups(max(max_events, least))
         self._scratch = scratch
@@ -67,7 +67,7 @@ class CleanedGroups:
 
     def clean(self) -> Iterator[CleanEvents]:
         """Clean, spill and yield each group in ticker order; then count the tally."""
-        tally = SequenceTally(self._outline.tickers)
+        tally = SequenceTally(self._outline, self._scratch)
         buckets = self._bucket()
         for index in range(len(self._groups)):
             tables = []

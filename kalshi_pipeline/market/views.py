@@ -72,6 +72,7 @@ from kalshi_pipeline.market.features import (
     quotes,
 )
 from kalshi_pipeline.market.grouped_cleaning import CleanedGroups
+from kalshi_pipeline.market.spill import GrowingArray
 from kalshi_pipeline.sources.raw import RawSession, SessionBatches
 
 
@@ -279,11 +280,14 @@ class SessionViews:
         try:
             scratch_dir = Path(builder._scratch.name)
             groups = CleanedGroups(session, builder.config.clean_events, scratch_dir)
-            times = [receive_times(events) for events in groups.clean()]
+            times = GrowingArray(np.int64, scratch_dir / "receive-times")
+            for events in groups.clean():
+                times.append(receive_times(events))
+            all_times = times.array()  # memory-mapped: sorted in place, in its file
+            all_times.sort()
         except BaseException:
             builder.close()
             raise
-        all_times = np.sort(np.concatenate(times)) if times else np.zeros(0, np.int64)
         builder.session = SessionSteps(all_times, 1.0 - groups.report.missing_fraction)
         builder.report = copy.deepcopy(groups.report)
         builder._cleaned = groups.cleaned

@@ -18,10 +18,11 @@ The checks that read the whole session take what they need from the outline (out
 the recorded window) or from a :class:`~.cleaning.SequenceTally` counted after the last
 group (gaps, numbers two markets share). So the repairs, the rejections and every
 market's events are those of ``clean_session`` on the whole session (tested); only
-which examples of a kind are kept (20 at most) may differ. What grows with the session:
-8 bytes per row during the outline (its sequence numbers) and 16 bytes per event in the
-tally; everything else is one group. Scratch holds the usable rows once more (IPC,
-uncompressed, about as much as the rows take in memory) and the cleaned events.
+which examples of a kind are kept (20 at most) may differ. What holds a value per event of
+the whole session (the outline's sequence numbers, the tally, 20 bytes an event) is kept
+in files in the scratch directory and memory-mapped when read (:mod:`.spill`); memory
+holds one group. Scratch also holds the usable rows once more (IPC, uncompressed, about
+as much as the rows take in memory) and the cleaned events.
 """
 
 from __future__ import annotations

@@ -249,8 +249,10 @@ class SessionViews:
     :meth:`streamed` builds the same views from a session read a batch at a time (a
     stored session too big to load): it is cleaned a group of markets at a time too
     (:class:`~.grouped_cleaning.CleanedGroups`, groups of ``ViewConfig.clean_events``),
-    so that nothing but a few narrow columns grows with the session. Figures for both
-    are measured in ``benchmarks/bench_views.py`` (docs/data-quality.md).
+    and what holds a value per event of the whole session (the step times behind
+    coverage among them) is a memory-mapped scratch file, so memory holds one group
+    whatever the session's size. Figures for both are measured in
+    ``benchmarks/bench_views.py`` (docs/data-quality.md).
 
     ``report`` holds cleaning's repairs, the crossed books of every group built so far and
     the markets rejected when their view was cut.

@@ -44,15 +44,22 @@ The store never loses a session and never returns one silently changed:
   it is still read, unverified, so that existing stores keep working, and the next write
   or ``rebuild_catalog()`` replaces it with a verified one.
 - **Corruption is detected on load.** ``digests.json`` lives beside the files it
-  describes, so it survives a lost catalog, and ``load_session`` checks every file
-  against it (a change to ``digests.json`` itself shows as a mismatch or as unreadable).
-  A mismatch raises :class:`StoreCorrupt` naming the session and the file. Sessions
-  written before digests existed have no ``digests.json``: they still load, unverified,
-  so that existing stores keep working; write them into a new store to get digests.
+  describes, so it survives a lost catalog, and ``load_session`` and ``open_session``
+  check every file against it (a change to ``digests.json`` itself shows as a mismatch
+  or as unreadable). A mismatch raises :class:`StoreCorrupt` naming the session and
+  the file. Sessions written before digests existed have no ``digests.json``: they
+  still load, unverified, so that existing stores keep working; write them into a new
+  store to get digests.
 
 Readers take no lock: they read a session's files through one descriptor of its
 directory, so they see one version whole even while a writer swaps another in; only if
 the directory moves under them do they wait for the writer's lock and read again.
+
+A session too big to hold goes through a batch of rows at a time both ways:
+``write_session`` takes any :class:`~kalshi_pipeline.sources.raw.SessionBatches` and
+writes row groups of ``BATCH_ROWS`` rows, hashing as it writes; ``open_session`` gives the
+stored session as one (its files hashed a block at a time, then read from the same open
+files).
 """
 
 from __future__ import annotations

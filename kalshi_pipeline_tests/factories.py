@@ -119,3 +119,14 @@ def _json_ready(levels: dict | str | None) -> dict | str | None:
     if isinstance(levels, dict):
         return {str(p): s for p, s in levels.items()}
     return levels
+
+
+class InBatches:
+    """A raw session offered ``rows`` rows at a time (a ``SessionBatches``), as a source
+    streaming a session too big to load would."""
+
+    def __init__(self, raw: RawSession, rows: int) -> None:
+        self.info, self._raw, self._rows = raw.info, raw, rows
+
+    def batches(self, table, columns=None):
+        return self._raw.batches(table, columns, rows=self._rows)

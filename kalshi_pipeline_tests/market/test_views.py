@@ -39,7 +39,7 @@ from kalshi_pipeline.market.views import (
 )
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
+from kalshi_pipeline_tests.factories import T0_MS, InBatches, delta, make_session, snapshot
 
 
 def views_by_ticker(session, config=None) -> dict[str, MarketSessionView]:
@@ -721,20 +721,6 @@ def test_a_session_without_markets_writes_an_empty_file(tmp_path):
 
 
 # -- a session read a batch at a time ----------------------------------------------------
-class InBatches:
-    """A raw session offered a few rows at a time (a ``SessionBatches``)."""
-
-    def __init__(self, raw, rows: int) -> None:
-        self.raw, self.rows = raw, rows
-
-    @property
-    def info(self):
-        return self.raw.info
-
-    def batches(self, table, columns=None):
-        return self.raw.batches(table, columns, rows=self.rows)
-
-
 def session_wide_faults() -> tuple:
     """The chunked path's faults, plus those only the whole session can tell: a row with
     no ticker, a sequence number far from the session's, and a number two markets in

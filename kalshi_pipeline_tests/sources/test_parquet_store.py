@@ -24,7 +24,7 @@ from kalshi_pipeline.sources import (
     parquet_store,
 )
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline_tests.factories import delta, make_session, snapshot
+from kalshi_pipeline_tests.factories import InBatches, delta, make_session, snapshot
 
 SMALL = SimulatorConfig(markets=6)
 
@@ -394,16 +394,6 @@ def test_opening_a_session_checks_what_loading_checks(tmp_path):
         assert stored.info == recording.info
 
 
-class Rebatched:
-    """A session offered in batches of ``rows`` rows, as a source streaming it would."""
-
-    def __init__(self, session: RawSession, rows: int) -> None:
-        self.info, self._session, self._rows = session.info, session, rows
-
-    def batches(self, table, columns=None):
-        return self._session.batches(table, columns, rows=self._rows)
-
-
 def test_a_session_written_a_batch_at_a_time_gives_the_same_bytes(tmp_path, monkeypatch):
     """Row groups of BATCH_ROWS rows whatever the batches: the bytes, and so the digests
     that tell a repeated write from a new version, depend on the rows only."""
@@ -412,7 +402,7 @@ def test_a_session_written_a_batch_at_a_time_gives_the_same_bytes(tmp_path, monk
     stores = {}
     for rows in (7, 100, 1_000_000):
         stores[rows] = ParquetSessionStore(tmp_path / str(rows))
-        stores[rows].write_session(Rebatched(session, rows))
+        stores[rows].write_session(InBatches(session, rows))
 
     files = [file_bytes(store.path) for store in stores.values()]
     assert files[0] == files[1] == files[2]

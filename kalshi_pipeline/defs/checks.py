@@ -38,21 +38,25 @@ VIEW_CHECKS = [
 FILTER_CHECKS = {"min_episode_length": "long_enough", "min_coverage": "covered"}
 
 
-def non_finite(views, selected: list[dict]) -> list[str]:
-    """Every view with a NaN or infinite feature or statistic, by name (views are checked
-    when built, so this is the last line of defence before training)."""
-    bad = [
+def non_finite_features(views) -> list[str]:
+    """Every view with a NaN or infinite feature, by name (views are checked when built,
+    so this is the last line of defence before training; the views may come a batch at a
+    time, hence apart from their statistics)."""
+    return [
         f"{v.market_ticker}: non-finite features"
         for v in views
         if not np.isfinite(v.features).all()
     ]
-    bad += [
+
+
+def non_finite_statistics(selected: list[dict]) -> list[str]:
+    """Every view whose statistic that must be finite is not, by name."""
+    return [
         f"{r['market_ticker']}: non-finite {name} ({r[name]})"
         for r in selected
         for name in FINITE_STATISTICS
         if not math.isfinite(r[name])
     ]
-    return bad
 
 
 def view_checks(selected: list[dict], report: IngestReport, non_finite_views: list[str]):

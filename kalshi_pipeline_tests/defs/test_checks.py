@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from kalshi_pipeline.defs.checks import non_finite, view_checks
+from kalshi_pipeline.defs.checks import non_finite_features, non_finite_statistics, view_checks
 from kalshi_pipeline.market.cleaning import clean_session
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.views import build_market_views
@@ -24,9 +24,18 @@ def test_the_data_quality_check_fails_on_a_non_finite_value():
 
     results = {
         r.check_name: r
-        for r in view_checks(selected, report, non_finite([poisoned, *views[1:]], selected))
+        for r in view_checks(
+            selected,
+            report,
+            non_finite_features([poisoned, *views[1:]]) + non_finite_statistics(selected),
+        )
     }
-    clean = {r.check_name: r for r in view_checks(selected, report, non_finite(views, selected))}
+    clean = {
+        r.check_name: r
+        for r in view_checks(
+            selected, report, non_finite_features(views) + non_finite_statistics(selected)
+        )
+    }
 
     assert not results["data_quality"].passed
     assert views[0].market_ticker in results["data_quality"].description

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from kalshi_pipeline.defs.checks import VIEW_CHECKS, non_finite, statistics_table, view_checks
+from kalshi_pipeline.defs.checks import (
+    VIEW_CHECKS,
+    non_finite_features,
+    non_finite_statistics,
+    statistics_table,
+    view_checks,
+)
 from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG, SOURCE_RETRY_POLICY, PipelineResource
@@ -88,7 +94,7 @@ def market_views(
 
         def checked_batches():
             for views in builder.batches():
-                poisoned.extend(non_finite(views, []))
+                poisoned.extend(non_finite_features(views))
                 yield views
 
         described = write_view_batches(checked_batches(), path)
@@ -105,4 +111,4 @@ def market_views(
             "statistics": dg.MetadataValue.md(statistics_table(selected)),
         }
     )
-    yield from view_checks(selected, report, poisoned + non_finite([], selected))
+    yield from view_checks(selected, report, poisoned + non_finite_statistics(selected))

@@ -170,8 +170,7 @@ class ProgressCallback(BaseCallback):
         reward = f", mean episode reward {np.mean(rewards):+.3f}" if rewards else ""
         latest = self.validation.latest if self.validation is not None else None
         validated = (
-            f", validation at {latest['timesteps']:,}: model - HOLD {latest['score']:+.3f} "
-            f"$/market, {latest['share']:.0%} of markets > 0"
+            f", validation at {latest['timesteps']:,}: model - HOLD {describe_score(latest)}"
             if latest
             else ""
         )
@@ -188,20 +187,35 @@ class ValidationCallback(BaseCallback):
 
     Each validation view is played once, deterministically (``model.predict`` with
     ``deterministic=True``, the env reset with a fixed seed), next to always-HOLD, whose
-    rewards are computed once at training start (HOLD never changes). The score is the
-    mean over views of model minus HOLD, paired per market; ``share`` is the share of
-    views where the model beats HOLD. Like :class:`RolloutCheckpointCallback` it runs at
-    the start of the rollout after the one that crossed the mark (so the model includes
-    that rollout's update), never mid-rollout.
+    rewards are computed once at training start (HOLD never changes). Each evaluation
+    gives ``score``, the mean over views of model minus HOLD, paired per market; ``low``
+    and ``high``, its 95% BCa bootstrap interval
+    (:func:`~kalshi_pipeline.training.evaluation.bootstrap_interval`, seeded with
+    ``BOOTSTRAP_SEED``: every checkpoint and every seed candidate is judged on the same
+    resamples); and ``share``, the share of views where the model beats HOLD. Like
+    :class:`RolloutCheckpointCallback` it runs at the start of the rollout after the one
+    that crossed the mark (so the model includes that rollout's update), never
+    mid-rollout. A fresh phase also scores the model it starts from (timesteps 0: the
+    parent, or phase 1's untrained model).
 
-    In ``path`` it writes ``validation.csv`` (timesteps, score, share; one row per
-    evaluation, appended, so a resumed phase adds to the killed run's rows),
-    ``best_model.zip`` and ``best.json`` (timesteps, score, share; ties keep the earlier
-    model). An existing ``best.json`` is the best so far: a resumed phase keeps the best
-    of the whole phase. The scores go to the model's logger as ``validation/...``.
+    The best model is the one with the highest ``low``, not the highest mean: a model
+    must beat HOLD beyond noise to be preferred. Taking the best of many noisy means
+    favours luck: on a store with no signal, a model that happened to trade well on the
+    validation markets would win and trade on the holdout (docs/learning.md). A model
+    that never trades scores exactly 0 (zero-width interval), so it wins against any
+    model whose interval reaches below 0; and since the start is scored too, a phase
+    whose training only made things worse hands on the model it started from.
+
+    In ``path`` it writes ``validation.csv`` (timesteps, score, low, high, share; one row
+    per evaluation, appended, so a resumed phase adds to the killed run's rows),
+    ``best_model.zip`` and ``best.json`` (the same fields; ties keep the earlier model).
+    An existing ``best.json`` is the best so far: a resumed phase keeps the best of the
+    whole phase. The scores go to the model's logger as ``validation/...``.
     """
 
     CSV, BEST_MODEL, BEST = "validation.csv", "best_model.zip", "best.json"
+    FIELDS = ("timesteps", "score", "low", "high", "share")
+    BOOTSTRAP_SEED = 0
 
     def __init__(
         self,
@@ -213,7 +227,7 @@ class ValidationCallback(BaseCallback):
         on_validated: Callable[[dict], None] | None = None,
     ):
         super().__init__(verbose)
-        self.on_validated = on_validated  # gets each evaluation's timesteps, score, share
+        self.on_validated = on_validated  # gets each evaluation's FIELDS
         if not views:
             raise ValueError("ValidationCallback needs at least one validation view")
         self.views = list(views)
@@ -238,6 +252,8 @@ class ValidationCallback(BaseCallback):
         rows = read_csv_rows(self.path / self.CSV)
         self._last_row = int(rows[-1]["timesteps"]) if rows else -1
         self._validated_at = self.model.num_timesteps // self.every * self.every
+        if self._last_row < 0 and self.model.num_timesteps == 0:  # a fresh phase: its start
+            self._validate()
 
     def _on_rollout_start(self) -> None:
         done = self.model.num_timesteps
@@ -253,42 +269,56 @@ class ValidationCallback(BaseCallback):
     def _on_step(self) -> bool:
         return True
 
-    def scores(self) -> tuple[float, float]:
-        """(mean model minus HOLD, share of views where the model beats HOLD)."""
-        from kalshi_pipeline.training.evaluation import model_policy, rollout
+    def scores(self) -> dict[str, float]:
+        """The model's score, ``low``, ``high`` and ``share`` on the validation views."""
+        from kalshi_pipeline.training.evaluation import bootstrap_interval, model_policy, rollout
 
         policy = model_policy(self.model)
         model = np.array(
             [rollout(policy, view, self.env_config).total_reward for view in self.views]
         )
         differences = model - self.hold
-        return float(differences.mean()), float((differences > 0).mean())
+        low, high = bootstrap_interval(differences, self.BOOTSTRAP_SEED)
+        return {
+            "score": float(differences.mean()),
+            "low": low,
+            "high": high,
+            "share": float((differences > 0).mean()),
+        }
 
     def _validate(self) -> None:
         done = self.model.num_timesteps
-        score, share = self.scores()
-        self.latest = {"timesteps": done, "score": score, "share": share}
-        self.logger.record("validation/model_minus_hold", score)
-        self.logger.record("validation/share_positive", share)
+        self.latest = {"timesteps": done, **self.scores()}
+        self.logger.record("validation/model_minus_hold", self.latest["score"])
+        self.logger.record("validation/lower_end", self.latest["low"])
+        self.logger.record("validation/share_positive", self.latest["share"])
         self.logger.record("validation/timesteps", done)  # the model scored (see the docstring)
         csv_path = self.path / self.CSV
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as fh:
             writer = csv.writer(fh)
             if new:
-                writer.writerow(["timesteps", "score", "share"])
-            writer.writerow([done, repr(score), repr(share)])
+                writer.writerow(self.FIELDS)
+            writer.writerow([done] + [repr(self.latest[name]) for name in self.FIELDS[1:]])
         self._last_row = done
-        if self.best is None or score > self.best["score"]:
+        if self.best is None or self.latest["low"] > self.best["low"]:
             partial = self.path / "best_model.partial.zip"
             self.model.save(partial)
             os.replace(partial, self.path / self.BEST_MODEL)
             write_json_atomically(self.path / self.BEST, self.latest)
             self.best = dict(self.latest)
         if self.verbose:
-            print(f"validation at {done}: model - HOLD {score:+.4f}, share {share:.0%}")
+            print(f"validation at {done}: model - HOLD {describe_score(self.latest)}")
         if self.on_validated is not None:
             self.on_validated(dict(self.latest))
+
+
+def describe_score(scores: dict) -> str:
+    """A validation score in words: mean [interval] $/market, share of markets > 0."""
+    return (
+        f"{scores['score']:+.3f} [{scores['low']:+.3f}, {scores['high']:+.3f}] $/market, "
+        f"{scores['share']:.0%} of markets > 0"
+    )
 
 
 def read_csv_rows(path: Path) -> list[dict]:

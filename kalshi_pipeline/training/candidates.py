@@ -6,15 +6,21 @@ So a phase with ``config.candidates`` K > 1 trains K candidates, seeds ``seed``,
 1``, ..., ``seed + K - 1``, each from the same parent, each a complete phase of its own
 (:func:`kalshi_pipeline.training.phases.train_phase`, with its best checkpoint by
 validation), in ``config.candidate_workers`` processes (0: one per CPU core, at most K).
-The candidate whose output scored best on the validation views wins (ties: the lower
-seed); the holdout plays no part.
+The candidate whose output has the highest lower end of its validation interval (model
+minus HOLD, the score each candidate's own best checkpoint was chosen by:
+:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`) wins; ties go to the lower
+seed. The holdout plays no part. The lower end, not the mean: the best of K noisy means
+favours the luckiest candidate, and on a store with no signal that is a model that trades
+on noise. When no candidate beats HOLD beyond noise, the winner is the one closest to it
+(a candidate that never trades scores exactly 0), and the selection says so.
 
 Layout under ``<out>``::
 
     candidates/seed-<s>/phase<N>/   each candidate, as a one-seed run writes it
     phase<N>/model.zip              the winner's model (``PPO.load()`` as ever)
     phase<N>/model.json             its lineage, plus ``candidates`` (every candidate's seed,
-                                    validation score and share, the timesteps of its output)
+                                    validation score, interval and share, the timesteps
+                                    of its output)
                                     and ``selection`` (why the winner won)
     phase<N>/progress.csv, validation.csv   the winner's learning curves
 
@@ -212,12 +218,14 @@ def select_candidate(
             {
                 "seed": seed,
                 "score": chosen["score"],
+                "low": chosen["low"],
+                "high": chosen["high"],
                 "share": chosen["share"],
                 "timesteps": chosen["timesteps"],
                 "model": str(results[seed].model_path),
             }
         )
-    winner = max(candidates, key=lambda c: (c["score"], -c["seed"]))
+    winner = max(candidates, key=lambda c: (c["low"], -c["seed"]))
     lineage = read_lineage(Path(winner["model"]))
     lineage.update(
         config=config.to_dict(),  # the run's config: K candidates from seed config.seed
@@ -239,10 +247,17 @@ def select_candidate(
 
 def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
     """One sentence: which seed won, on what score, against which others."""
-    others = ", ".join(f"seed {c['seed']} {c['score']:+.3f}" for c in candidates if c is not winner)
-    verdict = "" if winner["score"] > 0 else "; no candidate beat always-HOLD on validation"
+    others = ", ".join(
+        f"seed {c['seed']} {c['score']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+        for c in candidates
+        if c is not winner
+    )
+    verdict = (
+        "" if winner["low"] > 0 else "; no candidate beat always-HOLD beyond noise on validation"
+    )
     return (
-        f"seed {winner['seed']}: the highest validation score of {len(candidates)} candidates "
-        f"(model - HOLD {winner['score']:+.3f} per validation view, "
-        f"{winner['share']:.0%} of them above HOLD; others: {others}){verdict}"
+        f"seed {winner['seed']}: the highest lower end on validation of {len(candidates)} "
+        f"candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
+        f"{winner['high']:+.3f}] per validation view, {winner['share']:.0%} of them above "
+        f"HOLD; others: {others}){verdict}"
     )

@@ -5,15 +5,16 @@ hyperparameters Optuna suggests, on the training views, and scores the phase-3 o
 the validation views. The holdout is never read.
 
 * **Objective** (maximised): the lower end of the 95% BCa bootstrap interval of model
-  minus always-HOLD over the validation views, paired per view
-  (:func:`~kalshi_pipeline.training.evaluation.bootstrap_interval`). A trial that does
-  better on average but only on a few markets scores lower than one that is reliably
-  above HOLD.
-* **Pruning**: every periodic validation of every phase
-  (:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`) reports its mean model
-  minus HOLD at the trial's cumulative timestep (:func:`pruning_step`); Optuna's
-  ``MedianPruner`` stops a trial whose score is below the median of earlier trials at
-  the same step (after two complete trials, never in phase 1).
+  minus always-HOLD over the validation views, paired per view, of the phase-3 output:
+  the score it was selected by
+  (:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`, read from its lineage).
+  A trial that does better on average but only on a few markets scores lower than one
+  that is reliably above HOLD.
+* **Pruning**: every periodic validation of every phase reports that same lower end at
+  the trial's cumulative timestep (:func:`pruning_step`; a phase's start is not reported:
+  it is the phase before's output, reported already); Optuna's ``MedianPruner`` stops a
+  trial whose score is below the median of earlier trials at the same step (after two
+  complete trials, never in phase 1).
 * **Search space** (:func:`suggest`), around the hand-set ``default`` profile:
 
   ====================  ====================================  ==========================
@@ -53,7 +54,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -61,15 +61,9 @@ from sqlalchemy.exc import IntegrityError
 
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.sources.redaction import describe_url, redact
-from kalshi_pipeline.training.callbacks import write_json_atomically
+from kalshi_pipeline.training.callbacks import describe_score, write_json_atomically
 from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
-from kalshi_pipeline.training.evaluation import (
-    bootstrap_interval,
-    hold_policy,
-    model_policy,
-    rollout,
-)
-from kalshi_pipeline.training.phases import ALGORITHM_CLASSES, train_phase
+from kalshi_pipeline.training.phases import read_lineage, train_phase
 
 log = logging.getLogger(__name__)
 NET_ARCHS = {"32x32": (32, 32), "64x64": (64, 64), "128x128": (128, 128), "64x64x64": (64,) * 3}
@@ -189,7 +183,6 @@ def tune(
             n_startup_trials=2, n_warmup_steps=config.phase_timesteps(1) + 1
         )
     opened = study.open(pruner)
-    hold = np.array([rollout(hold_policy(), v, config.env).total_reward for v in validation])
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
@@ -199,9 +192,11 @@ def tune(
         for phase in (1, 2, 3):
 
             def report(scores: dict, phase=phase) -> None:
-                trial.report(scores["score"], pruning_step(config, phase, scores["timesteps"]))
+                if scores["timesteps"] == 0:  # the phase's start: reported as the last's end
+                    return
+                trial.report(scores["low"], pruning_step(config, phase, scores["timesteps"]))
                 if trial.should_prune():
-                    say(f"trial {trial.number}: pruned at phase {phase} ({scores['score']:+.3f})")
+                    say(f"trial {trial.number}: pruned at phase {phase} ({scores['low']:+.3f})")
                     raise optuna.TrialPruned()
 
             parent = model.model_path if model is not None else None
@@ -209,19 +204,12 @@ def tune(
                 phase, views, difficulties, trying, out, parent,
                 validation=validation, on_validation=report,
             )  # fmt: skip
-        trained = ALGORITHM_CLASSES[config.algorithm].load(model.model_path, device="cpu")
-        policy = model_policy(trained)
-        rewards = np.array([rollout(policy, v, config.env).total_reward for v in validation])
-        differences = rewards - hold
-        low, high = bootstrap_interval(differences, config.seed)
-        trial.set_user_attr("model_minus_hold", float(differences.mean()))
-        trial.set_user_attr("ci95", [low, high])
-        trial.set_user_attr("share_above_hold", float((differences > 0).mean()))
-        say(
-            f"trial {trial.number}: model - HOLD on validation {differences.mean():+.3f} "
-            f"[{low:+.3f}, {high:+.3f}]"
-        )
-        return low
+        scored = read_lineage(model.model_path)["selected_by_validation"]
+        trial.set_user_attr("model_minus_hold", scored["score"])
+        trial.set_user_attr("ci95", [scored["low"], scored["high"]])
+        trial.set_user_attr("share_above_hold", scored["share"])
+        say(f"trial {trial.number}: model - HOLD on validation {describe_score(scored)}")
+        return scored["low"]
 
     opened.optimize(objective, n_trials=study.trials, catch=())
     return opened

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.training.candidates import candidate_dir
+from kalshi_pipeline.training.candidates import candidate_dir, select_candidate
+from kalshi_pipeline.training.config import profile
+from kalshi_pipeline.training.phases import PhaseResult
 from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice, run
 
 SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
@@ -49,16 +53,18 @@ def test_each_phase_keeps_the_candidate_best_on_validation(three_seeds):
         lineage = json.loads((models / f"phase{phase}" / "model.json").read_text())
         candidates = lineage["candidates"]
         assert [c["seed"] for c in candidates] == [1, 2, 3]
-        best = max(candidates, key=lambda c: (c["score"], -c["seed"]))
+        best = max(candidates, key=lambda c: (c["low"], -c["seed"]))
         assert lineage["seed"] == best["seed"]
         assert f"seed {best['seed']}:" in lineage["selection"]
         for other in candidates:
             if other is not best:
-                assert f"seed {other['seed']} {other['score']:+.3f}" in lineage["selection"]
+                shown = f"seed {other['seed']} {other['score']:+.3f} [{other['low']:+.3f}, "
+                assert shown in lineage["selection"]
         chosen = candidate_dir(models, best["seed"]) / f"phase{phase}" / "model.zip"
         assert weights(models / f"phase{phase}" / "model.zip") == weights(chosen)
-        # The candidates differ: selection had something to choose between.
-        assert len({weights(c["model"]) for c in candidates}) == 3
+        # The candidates trained differently: selection had something to choose between.
+        trained = {weights(Path(c["model"]).parent / "last_model.zip") for c in candidates}
+        assert len(trained) == 3
     # Every phase-2 candidate warm-starts from phase 1's winner.
     winner = str(models / "phase1" / "model.zip")
     for seed in (1, 2, 3):
@@ -101,3 +107,43 @@ def test_candidates_without_validation_views_are_refused(store, tmp_path):
     with pytest.raises(ValueError, match="2 seed candidates need validation views"):
         run(store, tmp_path, config, phases=(1,))
     assert not (tmp_path / "models" / "phase1" / "model.zip").exists()
+
+
+def _finished_candidate(out, seed: int, scores: dict) -> PhaseResult:
+    """A candidate's phase-1 output as train_phase leaves it: a model and its lineage."""
+    phase_dir = candidate_dir(out, seed) / "phase1"
+    phase_dir.mkdir(parents=True)
+    (phase_dir / "model.zip").write_bytes(f"weights of seed {seed}".encode())
+    lineage = {"timesteps": 2048, "selected_by_validation": {"timesteps": 1024, **scores}}
+    (phase_dir / "model.json").write_text(json.dumps(lineage))
+    return PhaseResult(1, phase_dir / "model.zip", 2048, None)
+
+
+def test_the_winner_beats_hold_beyond_noise_not_on_the_luckiest_mean(tmp_path):
+    """Seed 1 has the best mean but an interval reaching below 0 (noise, as on a store
+    with no signal); seed 2 never trades (exactly 0); seed 3 loses. Seed 2 wins, and the
+    selection says no candidate beat HOLD beyond noise."""
+    (tmp_path / "phase1").mkdir()
+    scores = {
+        1: {"score": 0.9, "low": -0.2, "high": 2.5, "share": 0.3},
+        2: {"score": 0.0, "low": 0.0, "high": 0.0, "share": 0.0},
+        3: {"score": -1.0, "low": -2.0, "high": -0.1, "share": 0.1},
+    }
+    results = {seed: _finished_candidate(tmp_path, seed, s) for seed, s in scores.items()}
+    config = replace(profile("demo", seed=1), candidates=3)
+
+    chosen = select_candidate(1, config, tmp_path, None, results)
+
+    lineage = json.loads((tmp_path / "phase1" / "model.json").read_text())
+    assert lineage["seed"] == 2
+    assert chosen.model_path.read_bytes() == b"weights of seed 2"
+    assert "no candidate beat always-HOLD beyond noise" in lineage["selection"]
+    # With a candidate above HOLD beyond noise, it wins however small its mean.
+    scores[3] = {"score": 0.2, "low": 0.05, "high": 0.4, "share": 0.2}
+    again = tmp_path / "again"
+    (again / "phase1").mkdir(parents=True)
+    results = {seed: _finished_candidate(again, seed, s) for seed, s in scores.items()}
+    select_candidate(1, config, again, None, results)
+    lineage = json.loads((again / "phase1" / "model.json").read_text())
+    assert lineage["seed"] == 3
+    assert "beyond noise" not in lineage["selection"]

@@ -1,6 +1,7 @@
-"""Periodic validation during training: scores at the expected timesteps, the best model
-kept as the phase's output (the last one too), determinism, and nothing changed without
-validation views.
+"""Periodic validation during training: scores at the start and the expected timesteps,
+the model with the highest lower end kept as the phase's output (the last one too), the
+start handed on when training only made things worse, determinism, and nothing changed
+without validation views.
 
 One phase of 256 timesteps (4 rollouts of 64 steps, one env) on the trainable views of
 two simulated sessions, scored every 64 timesteps on three views of another session.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -88,27 +90,31 @@ def test_validation_is_scored_every_validate_every_timesteps_and_at_the_end(trai
     phase_dir, result = trained
 
     assert result.timesteps == TIMESTEPS
-    assert [int(r["timesteps"]) for r in rows(phase_dir)] == [64, 128, 192, 256]
+    assert [int(r["timesteps"]) for r in rows(phase_dir)] == [0, 64, 128, 192, 256]
     assert all(0.0 <= float(r["share"]) <= 1.0 for r in rows(phase_dir))
+    assert all(float(r["low"]) <= float(r["score"]) <= float(r["high"]) for r in rows(phase_dir))
     # Logged through the model's logger: progress.csv has the scores of each evaluation.
     with open(phase_dir / "progress.csv", newline="") as fh:
         logged = [r for r in csv.DictReader(fh) if r.get("validation/timesteps")]
-    assert [int(float(r["validation/timesteps"])) for r in logged] == [64, 128, 192, 256]
+    assert [int(float(r["validation/timesteps"])) for r in logged] == [0, 64, 128, 192, 256]
     assert [float(r["validation/model_minus_hold"]) for r in logged] == [
         float(r["score"]) for r in rows(phase_dir)
+    ]
+    assert [float(r["validation/lower_end"]) for r in logged] == [
+        float(r["low"]) for r in rows(phase_dir)
     ]
     assert all("validation/share_positive" in r for r in logged)
 
 
 def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views, validation):
     phase_dir, result = trained
-    scores = [(float(r["score"]), int(r["timesteps"])) for r in rows(phase_dir)]
-    best_score = max(score for score, _ in scores)
-    first_best = next(steps for score, steps in scores if score == best_score)  # ties: earlier
+    lows = [(float(r["low"]), int(r["timesteps"])) for r in rows(phase_dir)]
+    best_low = max(low for low, _ in lows)
+    first_best = next(steps for low, steps in lows if low == best_low)  # ties: earlier
 
-    assert first_best != TIMESTEPS  # the best is not the last: selection is exercised
+    assert first_best not in (0, TIMESTEPS)  # neither start nor last: selection is exercised
     best = json.loads((phase_dir / "best.json").read_text())
-    assert (best["score"], best["timesteps"]) == (best_score, first_best)
+    assert (best["low"], best["timesteps"]) == (best_low, first_best)
     assert result.model_path == phase_dir / "model.zip"
     assert same_weights(weights(phase_dir / "model.zip"), weights(phase_dir / "best_model.zip"))
     assert PPO.load(phase_dir / "model.zip", device="cpu").num_timesteps == first_best
@@ -160,8 +166,8 @@ def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, valid
     resumed_rows = rows(killed)[len(rows(phase_dir)) :]
     assert [int(r["timesteps"]) for r in resumed_rows] == [192, 256]
     best = json.loads((killed / "best.json").read_text())
-    assert best["score"] == max(float(r["score"]) for r in rows(killed))
-    assert best["score"] >= best_before["score"]
+    assert best["low"] == max(float(r["low"]) for r in rows(killed))
+    assert best["low"] >= best_before["low"]
     assert read_lineage(result.model_path)["selected_by_validation"] == best
     assert same_weights(weights(result.model_path), weights(killed / "best_model.zip"))
 
@@ -186,4 +192,28 @@ def test_progress_lines_carry_the_latest_validation_score(views, validation, tmp
     with open(tmp_path / "phase1" / "validation.csv") as fh:
         last = list(csv.DictReader(fh))[-1]
     assert f"validation at {int(last['timesteps']):,}: model - HOLD" in lines[-1]
-    assert "validation" not in lines[0]  # nothing validated before training starts
+    assert "validation at 0: model - HOLD" in lines[0]  # the start, scored before training
+
+
+def test_a_phase_that_only_gets_worse_hands_on_the_model_it_started_from(
+    views, validation, tmp_path
+):
+    """A start that never trades (HOLD the likeliest action, but not by much) ties HOLD
+    exactly (interval [0, 0]); training at this learning rate makes it trade, at a loss,
+    so no later model beats the start and the phase's output is the model it started
+    from."""
+    never_trades = replace(
+        CONFIG.hyperparameters, initial_action_probabilities=(0.38, 0.3, 0.02, 0.28, 0.02)
+    )
+    config = replace(CONFIG, hyperparameters=never_trades)
+    result = train_phase(1, views, [0.5] * len(views), config, tmp_path, validation=validation)
+
+    scored = rows(tmp_path / "phase1")
+    assert (scored[0]["timesteps"], float(scored[0]["low"]), float(scored[0]["high"])) == (
+        "0",
+        0.0,
+        0.0,
+    )
+    assert all(float(r["low"]) < 0 for r in scored[1:])  # training traded, at a loss
+    assert PPO.load(result.model_path, device="cpu").num_timesteps == 0
+    assert PPO.load(tmp_path / "phase1" / "last_model.zip", device="cpu").num_timesteps == 256

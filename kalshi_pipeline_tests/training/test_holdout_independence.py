@@ -67,11 +67,12 @@ def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
         original = tmp_path / "original" / "out" / "models" / f"phase{phase}"
         changed = tmp_path / "changed" / "out" / "models" / f"phase{phase}"
         assert (original / "best.json").read_text() == (changed / "best.json").read_text()
-        assert weights(original / "model.zip") == weights(changed / "model.zip"), phase
+        for model in ("model.zip", "last_model.zip"):  # the selected and the trained model
+            assert weights(original / model) == weights(changed / model), (phase, model)
     # The comparison can fail: the same change to markets outside the holdout shows.
-    control = tmp_path / "control" / "out" / "models" / "phase1" / "model.zip"
+    control = tmp_path / "control" / "out" / "models" / "phase1" / "last_model.zip"
     assert weights(control) != weights(
-        tmp_path / "original" / "out" / "models" / "phase1" / "model.zip"
+        tmp_path / "original" / "out" / "models" / "phase1" / "last_model.zip"
     )
     # Tuning: the same trials, scores, trained models and best hyperparameters; the same
     # change outside the holdout changes the trials' models.
@@ -87,5 +88,9 @@ def small_study(store, where) -> tuple:
     result = tune(
         split, session_views, config, choice, where / "journal", where, where / "best.json"
     )
-    models = [weights(where / f"trial-{n}" / "phase3" / "model.zip") for n in range(3)]
+    models = [  # the selected and the last (trained) model of each trial
+        weights(where / f"trial-{n}" / "phase3" / name)
+        for n in range(3)
+        for name in ("model.zip", "last_model.zip")
+    ]
     return result["hyperparameters"], result["best"], models

@@ -198,13 +198,15 @@ class ValidationCallback(BaseCallback):
     mid-rollout. A fresh phase also scores the model it starts from (timesteps 0: the
     parent, or phase 1's untrained model).
 
-    The best model is the one with the highest ``low``, not the highest mean: a model
-    must beat HOLD beyond noise to be preferred. Taking the best of many noisy means
-    favours luck: on a store with no signal, a model that happened to trade well on the
-    validation markets would win and trade on the holdout (docs/learning.md). A model
-    that never trades scores exactly 0 (zero-width interval), so it wins against any
-    model whose interval reaches below 0; and since the start is scored too, a phase
-    whose training only made things worse hands on the model it started from.
+    The best model is the one with the highest ``low``, then (among equal lower ends) the
+    highest mean: :func:`validation_rank`. Not the highest mean alone: taking the best of
+    many noisy means favours luck, and on a store with no signal a model that happened to
+    trade well on the validation markets would win and trade on the holdout
+    (docs/learning.md). A model that never trades scores exactly 0 (zero-width interval),
+    so it wins against any model whose interval reaches below 0, and loses to one that
+    trades without losing on any validation view (lower end 0, mean above 0) or beats
+    HOLD beyond noise. Since the start is scored too, a phase whose training only made
+    things worse hands on the model it started from.
 
     In ``path`` it writes ``validation.csv`` (timesteps, score, low, high, share; one row
     per evaluation, appended, so a resumed phase adds to the killed run's rows),
@@ -301,7 +303,7 @@ class ValidationCallback(BaseCallback):
                 writer.writerow(self.FIELDS)
             writer.writerow([done] + [repr(self.latest[name]) for name in self.FIELDS[1:]])
         self._last_row = done
-        if self.best is None or self.latest["low"] > self.best["low"]:
+        if self.best is None or validation_rank(self.latest) > validation_rank(self.best):
             partial = self.path / "best_model.partial.zip"
             self.model.save(partial)
             os.replace(partial, self.path / self.BEST_MODEL)
@@ -311,6 +313,12 @@ class ValidationCallback(BaseCallback):
             print(f"validation at {done}: model - HOLD {describe_score(self.latest)}")
         if self.on_validated is not None:
             self.on_validated(dict(self.latest))
+
+
+def validation_rank(scores: dict) -> tuple[float, float]:
+    """What validation maximises, over a phase's checkpoints and over seed candidates:
+    the lower end of the interval of model minus HOLD, then its mean."""
+    return (scores["low"], scores["score"])
 
 
 def describe_score(scores: dict) -> str:

@@ -6,13 +6,12 @@ So a phase with ``config.candidates`` K > 1 trains K candidates, seeds ``seed``,
 1``, ..., ``seed + K - 1``, each from the same parent, each a complete phase of its own
 (:func:`kalshi_pipeline.training.phases.train_phase`, with its best checkpoint by
 validation), in ``config.candidate_workers`` processes (0: one per CPU core, at most K).
-The candidate whose output has the highest lower end of its validation interval (model
-minus HOLD, the score each candidate's own best checkpoint was chosen by:
-:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`) wins; ties go to the lower
-seed. The holdout plays no part. The lower end, not the mean: the best of K noisy means
-favours the luckiest candidate, and on a store with no signal that is a model that trades
-on noise. When no candidate beats HOLD beyond noise, the winner is the one closest to it
-(a candidate that never trades scores exactly 0), and the selection says so.
+The candidate whose output has the highest lower end of its validation interval of model
+minus HOLD, then the highest mean, wins (the rank each candidate's own best checkpoint was
+chosen by: :func:`~kalshi_pipeline.training.callbacks.validation_rank`); ties go to the
+lower seed. The holdout plays no part. The lower end first, not the mean: the best of K
+noisy means favours the luckiest candidate, and on a store with no signal that is a model
+that trades on noise. When no candidate beats HOLD beyond noise, the selection says so.
 
 Layout under ``<out>``::
 
@@ -42,7 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.training.callbacks import write_json_atomically
+from kalshi_pipeline.training.callbacks import validation_rank, write_json_atomically
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.phases import (
     FINGERPRINT_FILE,
@@ -225,7 +224,7 @@ def select_candidate(
                 "model": str(results[seed].model_path),
             }
         )
-    winner = max(candidates, key=lambda c: (c["low"], -c["seed"]))
+    winner = max(candidates, key=lambda c: (*validation_rank(c), -c["seed"]))
     lineage = read_lineage(Path(winner["model"]))
     lineage.update(
         config=config.to_dict(),  # the run's config: K candidates from seed config.seed
@@ -256,8 +255,8 @@ def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
         "" if winner["low"] > 0 else "; no candidate beat always-HOLD beyond noise on validation"
     )
     return (
-        f"seed {winner['seed']}: the highest lower end on validation of {len(candidates)} "
-        f"candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
+        f"seed {winner['seed']}: the highest lower end, then mean, on validation of "
+        f"{len(candidates)} candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
         f"{winner['high']:+.3f}] per validation view, {winner['share']:.0%} of them above "
         f"HOLD; others: {others}){verdict}"
     )

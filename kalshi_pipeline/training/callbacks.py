@@ -187,12 +187,13 @@ class ValidationCallback(BaseCallback):
 
     Each validation view is played once, deterministically (``model.predict`` with
     ``deterministic=True``, the env reset with a fixed seed), next to always-HOLD, whose
-    rewards are computed once at training start (HOLD never changes). Each evaluation
-    gives ``score``, the mean over views of model minus HOLD, paired per market; ``low``
-    and ``high``, its 95% BCa bootstrap interval
+    rewards are computed once at training start (HOLD never changes). As in the report,
+    the unit is the market: model minus HOLD per view, averaged over each market's views.
+    Each evaluation gives ``score``, the mean of that over markets; ``low`` and ``high``,
+    its 95% BCa bootstrap interval over markets
     (:func:`~kalshi_pipeline.training.evaluation.bootstrap_interval`, seeded with
     ``BOOTSTRAP_SEED``: every checkpoint and every seed candidate is judged on the same
-    resamples); and ``share``, the share of views where the model beats HOLD. Like
+    resamples); and ``share``, the share of markets where the model beats HOLD. Like
     :class:`RolloutCheckpointCallback` it runs at the start of the rollout after the one
     that crossed the mark (so the model includes that rollout's update), never
     mid-rollout. A fresh phase also scores the model it starts from (timesteps 0: the
@@ -233,6 +234,10 @@ class ValidationCallback(BaseCallback):
         if not views:
             raise ValueError("ValidationCallback needs at least one validation view")
         self.views = list(views)
+        # Markets, not views, are the unit: one market's views in several sessions share
+        # its liquidity, so an interval over views would take them as independent evidence.
+        _, self._market = np.unique([v.market_ticker for v in self.views], return_inverse=True)
+        self._views_per_market = np.bincount(self._market)
         self.env_config = env_config
         self.every = max(every, 1)
         self.path = Path(path)
@@ -272,20 +277,20 @@ class ValidationCallback(BaseCallback):
         return True
 
     def scores(self) -> dict[str, float]:
-        """The model's score, ``low``, ``high`` and ``share`` on the validation views."""
+        """The model's score, ``low``, ``high`` and ``share`` on the validation markets."""
         from kalshi_pipeline.training.evaluation import bootstrap_interval, model_policy, rollout
 
         policy = model_policy(self.model)
         model = np.array(
             [rollout(policy, view, self.env_config).total_reward for view in self.views]
         )
-        differences = model - self.hold
-        low, high = bootstrap_interval(differences, self.BOOTSTRAP_SEED)
+        per_market = np.bincount(self._market, weights=model - self.hold) / self._views_per_market
+        low, high = bootstrap_interval(per_market, self.BOOTSTRAP_SEED)
         return {
-            "score": float(differences.mean()),
+            "score": float(per_market.mean()),
             "low": low,
             "high": high,
-            "share": float((differences > 0).mean()),
+            "share": float((per_market > 0).mean()),
         }
 
     def _validate(self) -> None:

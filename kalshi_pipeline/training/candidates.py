@@ -257,6 +257,6 @@ def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
     return (
         f"seed {winner['seed']}: the highest lower end, then mean, on validation of "
         f"{len(candidates)} candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
-        f"{winner['high']:+.3f}] per validation view, {winner['share']:.0%} of them above "
+        f"{winner['high']:+.3f}] per validation market, {winner['share']:.0%} of them above "
         f"HOLD; others: {others}){verdict}"
     )

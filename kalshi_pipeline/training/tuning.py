@@ -5,7 +5,7 @@ hyperparameters Optuna suggests, on the training views, and scores the phase-3 o
 the validation views. The holdout is never read.
 
 * **Objective** (maximised): the lower end of the 95% BCa bootstrap interval of model
-  minus always-HOLD over the validation views, paired per view, of the phase-3 output:
+  minus always-HOLD over the validation markets, paired per market, of the phase-3 output:
   the score it was selected by
   (:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`, read from its lineage).
   A trial that does better on average but only on a few markets scores lower than one
@@ -244,7 +244,7 @@ def write_result(
     result = {
         "format": HYPERPARAMETERS_FORMAT,
         "hyperparameters": asdict(chosen),
-        "objective": "lower end of the 95% BCa interval of model - HOLD on validation views",
+        "objective": "lower end of the 95% BCa interval of model - HOLD on validation markets",
         "best": {
             "trial": best.number,
             "objective": best.value,

@@ -130,6 +130,16 @@ def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views,
     assert again.timesteps == TIMESTEPS
 
 
+def test_the_unit_of_validation_is_the_market(trained, views, validation, tmp_path):
+    """Each market's views are averaged before the interval: scoring every view twice
+    (as a market recorded in two sessions alike) changes no score, interval or share."""
+    phase_dir, _ = trained
+    twice = list(validation) * 2
+    train_phase(1, views, [0.5] * len(views), CONFIG, tmp_path, validation=twice)
+
+    assert rows(tmp_path / "phase1") == rows(phase_dir)
+
+
 def test_validation_is_deterministic_given_the_seed(trained, views, validation, tmp_path):
     phase_dir, _ = trained
     train_phase(1, views, [0.5] * len(views), CONFIG, tmp_path, validation=validation)

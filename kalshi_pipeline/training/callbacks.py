@@ -205,7 +205,7 @@ class ValidationCallback(BaseCallback):
     trade well on the validation markets would win and trade on the holdout
     (docs/learning.md). A model that never trades scores exactly 0 (zero-width interval),
     so it wins against any model whose interval reaches below 0, and loses to one that
-    trades without losing on any validation view (lower end 0, mean above 0) or beats
+    trades without losing on any validation market (lower end 0, mean above 0) or beats
     HOLD beyond noise. Since the start is scored too, a phase whose training only made
     things worse hands on the model it started from.
 

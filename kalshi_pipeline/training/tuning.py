@@ -12,9 +12,9 @@ the validation views. The holdout is never read.
   that is reliably above HOLD.
 * **Pruning**: every periodic validation of every phase reports that same lower end at
   the trial's cumulative timestep (:func:`pruning_step`; a phase's start is not reported:
-  it is the phase before's output, reported already); Optuna's ``MedianPruner`` stops a
-  trial whose score is below the median of earlier trials at the same step (after two
-  complete trials, never in phase 1).
+  it is the phase before's output, reported already, or the untrained model); Optuna's
+  ``MedianPruner`` stops a trial whose score is below the median of earlier trials at the
+  same step (after two complete trials, never in phase 1).
 * **Search space** (:func:`suggest`), around the hand-set ``default`` profile:
 
   ====================  ====================================  ==========================

@@ -199,15 +199,16 @@ class ValidationCallback(BaseCallback):
     mid-rollout. A fresh phase also scores the model it starts from (timesteps 0: the
     parent, or phase 1's untrained model).
 
-    The best model is the one with the highest ``low``, then (among equal lower ends) the
-    highest mean: :func:`validation_rank`. Not the highest mean alone: taking the best of
-    many noisy means favours luck, and on a store with no signal a model that happened to
-    trade well on the validation markets would win and trade on the holdout
+    The best model is the one with the highest ``low``; among equal lower ends, the one
+    with the smaller mean (:func:`validation_rank`). Not the highest mean: taking the best
+    of many noisy means favours luck, and on a store with no signal a model that happened
+    to trade well on the validation markets would win and trade on the holdout
     (docs/learning.md). A model that never trades scores exactly 0 (zero-width interval),
-    so it wins against any model whose interval reaches below 0, and loses to one that
-    trades without losing on any validation market (lower end 0, mean above 0) or beats
-    HOLD beyond noise. Since the start is scored too, a phase whose training only made
-    things worse hands on the model it started from.
+    so it is kept unless a model beats HOLD beyond noise: one that won on a market or two
+    and lost on none has a lower end of 0 too, and a larger mean, and loses the tie (with
+    the mean preferred instead, such a control model lost money on the holdout). Since the
+    start is scored too, a phase whose training did not beat it hands on the model it
+    started from.
 
     In ``path`` it writes ``validation.csv`` (timesteps, score, low, high, share; one row
     per evaluation, appended, so a resumed phase adds to the killed run's rows),
@@ -322,8 +323,9 @@ class ValidationCallback(BaseCallback):
 
 def validation_rank(scores: dict) -> tuple[float, float]:
     """What validation maximises, over a phase's checkpoints and over seed candidates:
-    the lower end of the interval of model minus HOLD, then its mean."""
-    return (scores["low"], scores["score"])
+    the lower end of the interval of model minus HOLD; of two models equally sure to beat
+    HOLD, the one that claims less (at a lower end of 0, never trading beats luck)."""
+    return (scores["low"], -scores["score"])
 
 
 def describe_score(scores: dict) -> str:

@@ -7,11 +7,12 @@ So a phase with ``config.candidates`` K > 1 trains K candidates, seeds ``seed``,
 (:func:`kalshi_pipeline.training.phases.train_phase`, with its best checkpoint by
 validation), in ``config.candidate_workers`` processes (0: one per CPU core, at most K).
 The candidate whose output has the highest lower end of its validation interval of model
-minus HOLD, then the highest mean, wins (the rank each candidate's own best checkpoint was
-chosen by: :func:`~kalshi_pipeline.training.callbacks.validation_rank`); ties go to the
-lower seed. The holdout plays no part. The lower end first, not the mean: the best of K
-noisy means favours the luckiest candidate, and on a store with no signal that is a model
-that trades on noise. When no candidate beats HOLD beyond noise, the selection says so.
+minus HOLD wins, of equal lower ends the one with the smaller mean (the rank each
+candidate's own best checkpoint was chosen by:
+:func:`~kalshi_pipeline.training.callbacks.validation_rank`); ties go to the lower seed.
+The holdout plays no part. The lower end first, not the mean: the best of K noisy means
+favours the luckiest candidate, and on a store with no signal that is a model that trades
+on noise. When no candidate beats HOLD beyond noise, the selection says so.
 
 Layout under ``<out>``::
 
@@ -255,7 +256,7 @@ def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
         "" if winner["low"] > 0 else "; no candidate beat always-HOLD beyond noise on validation"
     )
     return (
-        f"seed {winner['seed']}: the highest lower end, then mean, on validation of "
+        f"seed {winner['seed']}: the highest lower end on validation of "
         f"{len(candidates)} candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
         f"{winner['high']:+.3f}] per validation market, {winner['share']:.0%} of them above "
         f"HOLD; others: {others}){verdict}"

@@ -108,13 +108,13 @@ def test_validation_is_scored_every_validate_every_timesteps_and_at_the_end(trai
 
 def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views, validation):
     phase_dir, result = trained
-    ranks = [((float(r["low"]), float(r["score"])), int(r["timesteps"])) for r in rows(phase_dir)]
+    ranks = [((float(r["low"]), -float(r["score"])), int(r["timesteps"])) for r in rows(phase_dir)]
     best_rank = max(rank for rank, _ in ranks)
     first_best = next(steps for rank, steps in ranks if rank == best_rank)  # ties: earlier
 
     assert first_best not in (0, TIMESTEPS)  # neither start nor last: selection is exercised
     best = json.loads((phase_dir / "best.json").read_text())
-    assert ((best["low"], best["score"]), best["timesteps"]) == (best_rank, first_best)
+    assert ((best["low"], -best["score"]), best["timesteps"]) == (best_rank, first_best)
     assert result.model_path == phase_dir / "model.zip"
     assert same_weights(weights(phase_dir / "model.zip"), weights(phase_dir / "best_model.zip"))
     assert PPO.load(phase_dir / "model.zip", device="cpu").num_timesteps == first_best
@@ -176,9 +176,9 @@ def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, valid
     resumed_rows = rows(killed)[len(rows(phase_dir)) :]
     assert [int(r["timesteps"]) for r in resumed_rows] == [192, 256]
     best = json.loads((killed / "best.json").read_text())
-    ranked = [(float(r["low"]), float(r["score"])) for r in rows(killed)]
-    assert (best["low"], best["score"]) == max(ranked)
-    assert (best["low"], best["score"]) >= (best_before["low"], best_before["score"])
+    ranked = [(float(r["low"]), -float(r["score"])) for r in rows(killed)]
+    assert (best["low"], -best["score"]) == max(ranked)
+    assert (best["low"], -best["score"]) >= (best_before["low"], -best_before["score"])
     assert read_lineage(result.model_path)["selected_by_validation"] == best
     assert same_weights(weights(result.model_path), weights(killed / "best_model.zip"))
 

@@ -57,7 +57,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.sources.redaction import describe_url, redact
@@ -101,7 +101,8 @@ class Study:
         self, pruner: optuna.pruners.BasePruner | None = None, attempts: int = 5
     ) -> optuna.Study:
         """The study, created if new. Processes starting together race to create the
-        study (or a database's tables): the loser sees an integrity error and retries.
+        study (or a database's tables): the loser sees an integrity error, or PostgreSQL's
+        "relation already exists", and retries.
         Without ``pruner``, trials run through the study never stop early."""
         for attempt in range(attempts):
             try:
@@ -114,7 +115,7 @@ class Study:
                     load_if_exists=True,
                 )
             except Exception as error:  # the driver's message may quote the URL: redacted
-                if isinstance(error, IntegrityError) and attempt + 1 < attempts:
+                if _lost_creation_race(error) and attempt + 1 < attempts:
                     time.sleep(0.5 + attempt)
                     continue
                 failure = error
@@ -153,6 +154,13 @@ class Study:
             return self.storage
         Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(self.storage))
+
+
+def _lost_creation_race(error: Exception) -> bool:
+    """Another process created the same study, table or type first."""
+    if isinstance(error, IntegrityError):
+        return True
+    return isinstance(error, ProgrammingError) and "already exists" in str(error.orig)
 
 
 class TuningStorageError(RuntimeError):

@@ -132,11 +132,12 @@ def train_phase(
     progress every few seconds (:class:`~kalshi_pipeline.training.callbacks.ProgressCallback`).
 
     With ``validation`` views, a :class:`~kalshi_pipeline.training.callbacks.ValidationCallback`
-    scores the model on them every ``config.validate_every`` timesteps (0: every
-    checkpoint) and at the end; ``model.zip`` is then the best model by that score (its
-    lineage says so in ``selected_by_validation``), and the last one is ``last_model.zip``.
-    Without them, ``model.zip`` is the last model. ``on_validation`` gets each
-    evaluation's timesteps, score and share (the tuner prunes on them).
+    scores the model on them at the start, every ``config.validate_every`` timesteps (0:
+    every checkpoint) and at the end; ``model.zip`` is then the best model by
+    :func:`~kalshi_pipeline.training.callbacks.validation_rank` (its lineage says so in
+    ``selected_by_validation``), and the last one is ``last_model.zip``. Without them,
+    ``model.zip`` is the last model. ``on_validation`` gets each evaluation's timesteps,
+    score, interval (``low``, ``high``) and share (the tuner prunes on ``low``).
     """
     if len(views) != len(difficulties):
         raise ValueError("one difficulty per view is needed")

@@ -102,7 +102,7 @@ class Study:
     ) -> optuna.Study:
         """The study, created if new. Processes starting together race to create the
         study (or a database's tables): the loser sees an integrity error, or PostgreSQL's
-        "relation already exists", and retries.
+        duplicate table or object, and retries.
         Without ``pruner``, trials run through the study never stop early."""
         for attempt in range(attempts):
             try:
@@ -156,11 +156,15 @@ class Study:
         return JournalStorage(JournalFileBackend(self.storage))
 
 
+_DUPLICATE_TABLE, _DUPLICATE_OBJECT = "42P07", "42710"  # PostgreSQL's SQLSTATE codes
+
+
 def _lost_creation_race(error: Exception) -> bool:
     """Another process created the same study, table or type first."""
     if isinstance(error, IntegrityError):
         return True
-    return isinstance(error, ProgrammingError) and "already exists" in str(error.orig)
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    return isinstance(error, ProgrammingError) and code in (_DUPLICATE_TABLE, _DUPLICATE_OBJECT)
 
 
 class TuningStorageError(RuntimeError):

@@ -14,13 +14,19 @@ from pathlib import Path
 import optuna
 import psycopg2
 import pytest
+import sqlalchemy as sa
 from stable_baselines3.common.save_util import json_to_data
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, read_hyperparameters
-from kalshi_pipeline.training.tuning import Study, TuningStorageError, suggest
+from kalshi_pipeline.training.tuning import (
+    Study,
+    TuningStorageError,
+    _lost_creation_race,
+    suggest,
+)
 from kalshi_pipeline.workflow import (
     PipelineConfig,
     SplitConfig,
@@ -179,3 +185,19 @@ def test_a_database_another_application_versions_is_refused_naming_why(collector
     with pytest.raises(TuningStorageError, match="a database of its own") as error:
         Study("s", collector_db, 1).open()
     assert "postgres@" not in str(error.value)
+
+
+def test_losing_the_race_to_create_a_table_is_retried_and_other_errors_are_not(collector_db):
+    """The server's own errors: a table created first by another process is a race lost
+    (``Study.open`` retries), a missing table is not."""
+    engine = sa.create_engine(collector_db.replace("postgresql://", "postgresql+psycopg2://"))
+    errors = []
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE studies (study_id int)"))
+    for statement in ("CREATE TABLE studies (study_id int)", "SELECT * FROM no_such_table"):
+        with pytest.raises(sa.exc.ProgrammingError) as raised, engine.begin() as connection:
+            connection.execute(sa.text(statement))
+        errors.append(raised.value)
+    engine.dispose()
+
+    assert [_lost_creation_race(e) for e in errors] == [True, False]

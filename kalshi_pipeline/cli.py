@@ -408,6 +408,7 @@ def run_tune(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None) or hyperparameters_file(home, choice.study)
     store = existing_store(getattr(args, "store", None) or sessions_dir(home))
     split, session_views = load_split(store, choice.pipeline(base))
+    say(split.describe())
     result = tune(
         split, session_views, choice.pipeline(base), choice,
         tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out, say,

@@ -51,6 +51,7 @@ from kalshi_pipeline.training.evaluation import (
     evaluate_policies,
     per_market_table,
     summarise,
+    wins_needed,
 )
 from kalshi_pipeline.training.phases import (
     ALGORITHM_CLASSES,
@@ -224,6 +225,28 @@ class Split:
     def sessions(self) -> list[int]:
         """The sessions of the training views."""
         return sorted({session_of_key(k) for k in self.train})
+
+    def describe(self) -> str:
+        """One line for the start of a run: the markets on each side, and what selection
+        asks of a model on the validation markets (:func:`wins_needed`). Few validation
+        markets ask a large share: selection then keeps a model that never trades unless
+        the signal pays in that share of markets (a larger validation fraction helps)."""
+        forward = len({session_of_key(k) for k in self.walk_forward})
+        line = (
+            f"split: {self.train_markets} training, {self.validation_markets} validation and "
+            f"{self.holdout_markets} holdout markets; {forward} walk-forward session"
+            f"{'' if forward == 1 else 's'}"
+        )
+        if not self.validation_markets:
+            return line + "; no validation: each phase's output is its last checkpoint"
+        wins = wins_needed(self.validation_markets)
+        if wins is None:
+            return line
+        return line + (
+            f"; to beat always-HOLD beyond noise, a model must win on at least {wins} of the "
+            f"{self.validation_markets} validation markets ({wins / self.validation_markets:.0%}) "
+            f"and lose on none"
+        )
 
 
 def split_views(selection: pa.Table, config: SplitConfig) -> Split:
@@ -419,6 +442,8 @@ def run(
     out = Path(out_dir)
     models = out / "models"
     split, session_views = load_split(source, config)
+    if on_progress is not None:
+        on_progress(split.describe())
     train = views_for(split.train, session_views)
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they

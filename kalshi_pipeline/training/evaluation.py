@@ -283,6 +283,26 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def wins_needed(markets: int, seed: int = 0) -> int | None:
+    """The fewest of ``markets`` markets a model must beat HOLD on (all by the same amount,
+    the others tied) for :func:`bootstrap_interval`'s lower end to be above 0: what
+    "beyond noise" asks of a model that trades in a few markets only. ``None`` when even
+    all markets are not enough (a single market: a constant has a zero-width interval at
+    its value, so one is; none: nothing is).
+
+    On the validation markets this is what selection asks of a model
+    (:func:`~kalshi_pipeline.training.callbacks.validation_rank`): with 13 markets, 3
+    wins, 23% of them, which a model that can only profit in the liquid fifth of a store
+    seldom has (docs/learning.md).
+    """
+    for wins in range(1, markets + 1):
+        values = np.zeros(markets)
+        values[:wins] = 1.0
+        if bootstrap_interval(values, seed)[0] > 0:
+            return wins
+    return None
+
+
 def summarise(rows: Sequence[dict], seed: int = 0) -> dict:
     """Aggregates over markets per (policy, split), paired model-vs-baseline differences
     and the generalisation gap."""

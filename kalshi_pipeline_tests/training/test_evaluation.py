@@ -48,6 +48,7 @@ from kalshi_pipeline.training.evaluation import (
     spearman_table,
     summarise,
     target_shares,
+    wins_needed,
 )
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.report import PLOTS
@@ -138,6 +139,21 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
     assert many_high - many_low < (high - low) / 3
     assert bootstrap_interval(np.array([2.5, 2.5, 2.5])) == (2.5, 2.5)
     assert all(math.isnan(x) for x in bootstrap_interval(np.array([])))
+
+
+def test_wins_needed_is_the_fewest_wins_whose_interval_clears_zero():
+    def low(markets, wins):
+        values = np.zeros(markets)
+        values[:wins] = 1.0
+        return bootstrap_interval(values)[0]
+
+    for markets in (2, 5, 13, 15, 27, 60):
+        wins = wins_needed(markets)
+        assert low(markets, wins) > 0
+        assert low(markets, wins - 1) <= 0
+    # The robustness table's thin case: 2 wins of 15 validation markets are not enough.
+    assert wins_needed(15) > 2
+    assert wins_needed(1) == 1 and wins_needed(0) is None
 
 
 def row(policy, split, market, mean_reward):

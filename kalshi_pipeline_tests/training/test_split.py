@@ -13,6 +13,7 @@ from kalshi_pipeline.market.split import (
     validation_markets,
 )
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.evaluation import wins_needed
 from kalshi_pipeline.workflow import SplitConfig, select_views, split_views, views_for
 
 TICKERS = [f"KXTEST-{i:04d}" for i in range(2000)]
@@ -163,3 +164,25 @@ def test_the_latest_session_is_kept_for_the_walk_forward_evaluation():
     # With nothing earlier to train on, there is no walk-forward evaluation.
     alone = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=3))
     assert not alone.walk_forward and alone.train == flat.train
+
+
+def test_the_split_says_what_beating_hold_on_validation_asks():
+    views = three_sessions_of_views(markets=30)
+    keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
+    selection = select_views([v.describe() for v in views], keep_all)
+    split = split_views(selection, SplitConfig(0.3, 0.2))
+    wider = split_views(selection, SplitConfig(0.3, 0.9))
+    none = split_views(selection, SplitConfig(0.3, 0.0))
+
+    n = split.validation_markets
+    assert 0 < n < wider.validation_markets
+    line = split.describe()
+    assert line.startswith(
+        f"split: {split.train_markets} training, {n} validation and "
+        f"{split.holdout_markets} holdout markets; 1 walk-forward session"
+    )
+    assert f"must win on at least {wins_needed(n)} of the {n} validation markets" in line
+    # More validation markets ask a smaller share of them.
+    assert f"({wins_needed(n) / n:.0%})" in line
+    assert wins_needed(wider.validation_markets) / wider.validation_markets < wins_needed(n) / n
+    assert none.describe().endswith("no validation: each phase's output is its last checkpoint")

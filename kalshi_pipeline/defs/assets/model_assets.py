@@ -109,8 +109,10 @@ def train_holdout_split(
                 sorted({session_of_key(k) for k in split.walk_forward})
             ),
             "holdout_fraction": config.holdout_fraction,
+            "validation_fraction": config.validation_fraction,
         }
     )
+    context.log.info(split.describe())
     return split
 
 

@@ -48,10 +48,6 @@ class HonestyRun:
     markets: int = 80
     seed: int = 3
     holdout_fraction: float = 0.4
-    # Half of the other markets validate (27-30 on the table's stores): a model that trades
-    # only in the liquid fifth must win in about 4 validation markets to beat HOLD beyond
-    # noise, and at the split's default 0.2 (13-15 markets) a real signal wins in 2.
-    validation_fraction: float = 0.5
     training_seed: int = 0  # the default profile's candidates are this seed and the next two
     hyperparams: str | None = None  # a file of kalshi-pipeline tune
     candidates: int | None = None  # seed candidates per phase (None: the profile's)
@@ -60,7 +56,6 @@ class HonestyRun:
     def name(self) -> str:
         return (
             f"{self.sessions}x{self.markets}-seed{self.seed}-holdout{self.holdout_fraction:g}"
-            f"-validation{self.validation_fraction:g}"
             f"-train{self.training_seed}"
         )
 
@@ -88,7 +83,6 @@ def run_honesty_check(run: HonestyRun, root: Path) -> dict[str, dict]:
         for session in simulate_sessions(run.sessions, run.seed, store_config):
             store.write_session(session)
     options = ["--profile", run.profile, "--holdout-fraction", str(run.holdout_fraction)]
-    options += ["--validation-fraction", str(run.validation_fraction)]
     options += ["--seed", str(run.training_seed)]
     if run.timesteps_per_phase:
         options += ["--timesteps", str(run.timesteps_per_phase)]
@@ -192,7 +186,6 @@ def main() -> int:
     parser.add_argument("--markets", type=int, default=defaults.markets)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
     parser.add_argument("--training-seed", type=int, default=defaults.training_seed)
     parser.add_argument("--hyperparams", help="a file of kalshi-pipeline tune")
     parser.add_argument("--candidates", type=int, help="seeds per phase (default: the profile's)")
@@ -202,8 +195,7 @@ def main() -> int:
     runs = ROBUSTNESS if args.table else (
         HonestyRun(
             args.profile, args.timesteps, args.sessions, args.markets, args.seed,
-            args.holdout_fraction, args.validation_fraction, args.training_seed,
-            args.hyperparams, args.candidates,
+            args.holdout_fraction, args.training_seed, args.hyperparams, args.candidates,
         ),
     )  # fmt: skip
     changes = {"profile": args.profile, "timesteps_per_phase": args.timesteps}

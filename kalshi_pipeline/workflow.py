@@ -21,6 +21,7 @@ profile's value). The Dagster ``Config`` classes are made from them
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ from kalshi_pipeline.training.evaluation import (
     baseline_policies,
     evaluate_policies,
     per_market_table,
+    round_trip_fees_cents,
     summarise,
     wins_needed,
 )
@@ -64,6 +66,10 @@ from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.report import write_report
 
 PHASES = (1, 2, 3)
+# The round trip's fees of one default order at 50 cents, where they are highest: a
+# market whose spread is wider costs more to cross than the fees at every price, so it is
+# not liquid enough to trade by the report's measure (round_trip_fees_cents).
+TIGHT_SPREAD_CENTS = round_trip_fees_cents(50, EnvConfig().order_size)
 
 
 # -- configuration -----------------------------------------------------------------------
@@ -81,11 +87,21 @@ class SplitConfig:
     # The latest sessions, kept out of training and validation for the walk-forward
     # evaluation (only while an earlier session is left to train on).
     walk_forward_sessions: int = 1
+    # Tight markets (their views' average spread under ``tight_spread_cents``) and wide
+    # ones each validate at least this many markets, while as many are left to train on:
+    # a signal that pays on tight markets only shows beyond noise on validation only if
+    # validation holds enough of them (Split.describe, docs/training.md).
+    min_validation_per_kind: int = 4
+    tight_spread_cents: float = TIGHT_SPREAD_CENTS
 
     def __post_init__(self) -> None:
         for name in ("holdout_fraction", "validation_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.min_validation_per_kind < 0:
+            raise ValueError(
+                f"min_validation_per_kind must be 0 or more, got {self.min_validation_per_kind!r}"
+            )
         if self.walk_forward_sessions < 0:
             raise ValueError(
                 f"walk_forward_sessions must be 0 or more, got {self.walk_forward_sessions!r}"
@@ -215,6 +231,7 @@ class Split:
     holdout_markets: int
     validation: tuple[str, ...] = ()
     validation_markets: int = 0
+    validation_tight_markets: int = 0  # of them, those of tight spread (market_kinds)
     walk_forward: tuple[str, ...] = ()
 
     def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
@@ -233,8 +250,9 @@ class Split:
         the signal pays in that share of markets (a larger validation fraction helps)."""
         forward = len({session_of_key(k) for k in self.walk_forward})
         line = (
-            f"split: {self.train_markets} training, {self.validation_markets} validation and "
-            f"{self.holdout_markets} holdout markets; {forward} walk-forward session"
+            f"split: {self.train_markets} training, {self.validation_markets} validation "
+            f"({self.validation_tight_markets} of tight spread) and {self.holdout_markets} "
+            f"holdout markets; {forward} walk-forward session"
             f"{'' if forward == 1 else 's'}"
         )
         if not self.validation_markets:
@@ -255,13 +273,19 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
     train_markets, holdout_markets = split_markets(
         (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
     )
-    validating = validation_markets(train_markets, config.validation_fraction, config.salt)
-    held, checked = set(holdout_markets), set(validating)
     ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
     sessions = sorted({r["session_id"] for r in rows})
     forward = config.walk_forward_sessions
     # Nothing earlier to train on: no walk-forward evaluation.
     later = set(sessions[-forward:]) if 0 < forward < len(sessions) else set()
+    kinds = market_kinds(
+        (r for r in rows if r["session_id"] not in later), config.tight_spread_cents
+    )
+    validating = validation_markets(
+        train_markets, config.validation_fraction, config.salt, kinds,
+        config.min_validation_per_kind,
+    )  # fmt: skip
+    held, checked = set(holdout_markets), set(validating)
 
     def sides(row: dict) -> set[str]:
         ticker, forward = row["market_ticker"], row["session_id"] in later
@@ -281,7 +305,21 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
         train_markets=len(train_markets) - len(validating),
         holdout_markets=len(holdout_markets),
         validation_markets=len(validating),
+        validation_tight_markets=sum(kinds[t] == "tight" for t in validating),
     )
+
+
+def market_kinds(rows: Iterable[dict], tight_spread_cents: float) -> dict[str, str]:
+    """Each market's kind: ``"tight"`` when the mean of its views' average spreads is
+    under ``tight_spread_cents``, else ``"wide"``. A market with no row here (its views
+    are all in walk-forward sessions) is ``"wide"``: it validates nothing anyway."""
+    spreads: dict[str, list[float]] = {}
+    for row in rows:
+        spreads.setdefault(row["market_ticker"], []).append(row["avg_spread"])
+    kinds = defaultdict(lambda: "wide")
+    for ticker, values in spreads.items():
+        kinds[ticker] = "tight" if sum(values) / len(values) < tight_spread_cents else "wide"
+    return kinds
 
 
 def views_for(

@@ -1,18 +1,20 @@
 """The train/validation/holdout split: by market, by hash, stable as data grows.
 
 A market (ticker) is in the holdout when a hash of the salt and its ticker falls below
-``holdout_fraction``; of the other markets, one validates when a second hash
-(:data:`VALIDATION_SALT` added to the salt) falls below ``validation_fraction``. The
-decision depends on nothing else: a market keeps its side when new sessions arrive, and
-every view of a market (one per session) lands on the same side, so no market trains in
-one session and is evaluated in another. The realised fractions are the fractions on
-average over markets, not exactly.
+``holdout_fraction``. That decision depends on nothing else: a market keeps its side when
+new sessions arrive, and every view of a market (one per session) lands on the same side,
+so no market trains in one session and is evaluated in another. Of the other markets, one
+validates when a second hash (:data:`VALIDATION_SALT` added to the salt) falls below
+``validation_fraction``, and each kind of market validates at least a few of its markets
+(:func:`validation_markets`). The realised fractions are the fractions on average over
+markets, not exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
 DEFAULT_SALT = "kalshi-pipeline-split-v1"
 
@@ -41,13 +43,35 @@ VALIDATION_SALT = "\0validation"
 
 
 def validation_markets(
-    tickers: Iterable[str], validation_fraction: float, salt: str = DEFAULT_SALT
+    tickers: Iterable[str],
+    validation_fraction: float,
+    salt: str = DEFAULT_SALT,
+    kinds: Mapping[str, str] | None = None,
+    min_per_kind: int = 0,
 ) -> list[str]:
     """The markets of ``tickers`` (the non-holdout ones) that validate, sorted.
 
     A hash independent of the holdout's decides, so the validation markets do not move
     when the holdout fraction changes, and a market keeps its side as data grows.
+
+    With ``kinds`` (ticker -> its kind), every kind also validates at least
+    ``min_per_kind`` of its markets, those of lowest hash, but never more than half of
+    the kind that way: the hash alone can leave a kind with one or two validation markets
+    (on a small store, two of eleven tight-spread markets), and selection cannot see
+    beyond noise a model that does well on one kind only (``wins_needed`` in
+    ``training/evaluation.py``). This part can move a market from validation to
+    training as markets of its kind arrive with lower hashes, or as it changes kind; on a
+    store with enough markets of every kind the fraction alone decides. A fraction of 0
+    validates nothing.
     """
-    return sorted(
-        t for t in set(tickers) if holdout_score(t, salt + VALIDATION_SALT) < validation_fraction
-    )
+    unique = set(tickers)
+    score = {t: holdout_score(t, salt + VALIDATION_SALT) for t in unique}
+    chosen = {t for t in unique if score[t] < validation_fraction}
+    if kinds is not None and min_per_kind > 0 and validation_fraction > 0:
+        by_kind: dict[str, list[str]] = defaultdict(list)
+        for ticker in unique:
+            by_kind[kinds[ticker]].append(ticker)
+        for members in by_kind.values():
+            members.sort(key=lambda t: (score[t], t))
+            chosen.update(members[: min(min_per_kind, len(members) // 2)])
+    return sorted(chosen)

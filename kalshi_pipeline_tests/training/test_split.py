@@ -178,7 +178,8 @@ def test_the_split_says_what_beating_hold_on_validation_asks():
     assert 0 < n < wider.validation_markets
     line = split.describe()
     assert line.startswith(
-        f"split: {split.train_markets} training, {n} validation and "
+        f"split: {split.train_markets} training, {n} validation "
+        f"({split.validation_tight_markets} of tight spread) and "
         f"{split.holdout_markets} holdout markets; 1 walk-forward session"
     )
     assert f"must win on at least {wins_needed(n)} of the {n} validation markets" in line

@@ -305,6 +305,15 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bo
         "--walk-forward-sessions", type=non_negative_int, default=split.walk_forward_sessions,
         help="latest sessions kept out of training for the walk-forward evaluation",
     )  # fmt: skip
+    group.add_argument(
+        "--min-validation-per-kind", type=non_negative_int,
+        default=split.min_validation_per_kind,
+        help="least validation markets of tight spread, and of wide (at most half of a kind)",
+    )  # fmt: skip
+    group.add_argument(
+        "--tight-spread-cents", type=positive_float, default=split.tight_spread_cents,
+        help="markets whose views' average spread is under this are of tight spread",
+    )  # fmt: skip
     if not with_training:
         return
     group = parser.add_argument_group("training (unset: the profile's value)")
@@ -349,6 +358,8 @@ def pipeline_config(args: argparse.Namespace, *, with_training: bool = True) -> 
             args.validation_fraction,
             args.split_salt,
             args.walk_forward_sessions,
+            args.min_validation_per_kind,
+            args.tight_spread_cents,
         ),
     )
     if not with_training:

@@ -98,6 +98,8 @@ class SplitConfig:
         for name in ("holdout_fraction", "validation_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.tight_spread_cents > 0:
+            raise ValueError(f"tight_spread_cents must be above 0, got {self.tight_spread_cents!r}")
         if self.min_validation_per_kind < 0:
             raise ValueError(
                 f"min_validation_per_kind must be 0 or more, got {self.min_validation_per_kind!r}"

@@ -59,10 +59,10 @@ def validation_markets(
     the kind that way: the hash alone can leave a kind with one or two validation markets
     (on a small store, two of eleven tight-spread markets), and selection cannot see
     beyond noise a model that does well on one kind only (``wins_needed`` in
-    ``training/evaluation.py``). This part can move a market from validation to
-    training as markets of its kind arrive with lower hashes, or as it changes kind; on a
-    store with enough markets of every kind the fraction alone decides. A fraction of 0
-    validates nothing.
+    ``training/evaluation.py``). This part can move a market between training and
+    validation as markets of its kind arrive or as it changes kind (never into or out of
+    the holdout); on a store with enough markets of every kind the fraction alone decides.
+    A fraction of 0 validates nothing.
     """
     unique = set(tickers)
     score = {t: holdout_score(t, salt + VALIDATION_SALT) for t in unique}

@@ -323,12 +323,15 @@ def test_a_holdout_market_stays_in_holdout_as_sessions_are_added(
     scores_and_split = [dg.AssetKey("difficulty_scores"), dg.AssetKey("train_holdout_split")]
 
     def split_now() -> dict[str, set[str]]:
-        """The markets on each side, and "views": every (session, market) split."""
+        """The markets on each side ("train": training and validation, between which a
+        market may move as markets arrive), and "views": every (session, market) split."""
         result = training.execute_in_process(instance=instance, asset_selection=scores_and_split)
         split = result.output_for_node("train_holdout_split")
-        sides = {"train": split.train, "holdout": split.holdout}
+        sides = {"train": split.train + split.validation, "holdout": split.holdout}
         markets = {side: {k.split("/", 1)[1] for k in keys} for side, keys in sides.items()}
-        views = {(int(k.split("/", 1)[0]), k.split("/", 1)[1]) for k in split.train + split.holdout}
+        views = {
+            (int(k.split("/", 1)[0]), k.split("/", 1)[1]) for k in sides["train"] + split.holdout
+        }
         return {**markets, "views": views}
 
     ingest(definitions, instance, "1", "2")

@@ -7,14 +7,28 @@ from collections import defaultdict
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.split import (
+    DEFAULT_SALT,
+    VALIDATION_SALT,
     holdout_score,
     is_holdout,
     split_markets,
     validation_markets,
 )
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import (
+    SimulatorConfig,
+    simulate_session,
+    simulate_sessions,
+    ticker_pool,
+)
 from kalshi_pipeline.training.evaluation import wins_needed
-from kalshi_pipeline.workflow import SplitConfig, select_views, split_views, views_for
+from kalshi_pipeline.workflow import (
+    TIGHT_SPREAD_CENTS,
+    SplitConfig,
+    market_kinds,
+    select_views,
+    split_views,
+    views_for,
+)
 
 TICKERS = [f"KXTEST-{i:04d}" for i in range(2000)]
 
@@ -114,6 +128,71 @@ def test_validation_markets_come_from_training_and_keep_their_side():
     assert set(validation_markets(train[:300], 0.2)) == set(validating) & set(train[:300])
     wider_train, _ = split_markets(TICKERS, 0.5)
     assert set(validation_markets(wider_train, 0.2)) == set(validating) & set(wider_train)
+
+
+def test_each_kind_of_market_validates_at_least_a_few_of_its_markets():
+    train, _ = split_markets(TICKERS[:200], 0.3)
+    score = {t: holdout_score(t, DEFAULT_SALT + VALIDATION_SALT) for t in train}
+    # A rare kind that the hash alone gives no validation market: eight above the fraction.
+    tight = [t for t in train if score[t] >= 0.2][:8]
+    kinds = {t: "tight" if t in tight else "wide" for t in train}
+    plain = validation_markets(train, 0.2)
+    validating = validation_markets(train, 0.2, kinds=kinds, min_per_kind=4)
+
+    assert not set(plain) & set(tight)  # what the minimum is for
+    assert set(plain) <= set(validating)  # the fraction's markets stay
+    chosen_tight = set(validating) & set(tight)
+    assert len(chosen_tight) == 4
+    # The kind's lowest-hash markets, so the choice is the same however the kinds arrive.
+    by_hash = sorted(tight, key=lambda t: holdout_score(t, DEFAULT_SALT + VALIDATION_SALT))
+    assert chosen_tight == set(by_hash[:4])
+    assert len(set(validating) - set(plain)) == 4  # the wide kind had enough already
+    assert validation_markets(reversed(train), 0.2, kinds=kinds, min_per_kind=4) == validating
+    # Never more than half of a kind, and nothing with a fraction of 0.
+    few = tight[:5]
+    assert len(validation_markets(few, 0.0001, kinds=kinds, min_per_kind=4)) == 2
+    assert validation_markets(train, 0.0, kinds=kinds, min_per_kind=4) == []
+
+
+def test_tight_markets_are_the_ones_liquid_enough_to_trade():
+    config = SimulatorConfig(markets=40)
+    views = [
+        view
+        for session in simulate_sessions(2, seed=8, config=config)
+        for view in build_market_views(session)
+    ]
+    liquid = {m.ticker: m.liquid for m in ticker_pool(8, config)}
+    kinds = market_kinds((v.describe() for v in views), TIGHT_SPREAD_CENTS)
+
+    assert {t: kind == "tight" for t, kind in kinds.items()} == {t: liquid[t] for t in kinds}
+    assert "tight" in kinds.values() and "wide" in kinds.values()
+    # The walk-forward session's spreads play no part: a market seen only there is wide.
+    assert market_kinds([], TIGHT_SPREAD_CENTS)["KXANY"] == "wide"
+
+
+def test_the_split_gives_validation_its_tight_markets():
+    config = SimulatorConfig(markets=60)
+    views = [
+        view
+        for session in simulate_sessions(3, seed=8, config=config)
+        for view in build_market_views(session)
+    ]
+    selection = select_views([v.describe() for v in views], FilterConfig())
+    split = split_views(selection, SplitConfig(0.3, 0.2))
+    plain = split_views(selection, SplitConfig(0.3, 0.2, min_validation_per_kind=0))
+    liquid = {m.ticker: m.liquid for m in ticker_pool(8, config)}
+
+    def tight(keys):
+        return {k.split("/", 1)[1] for k in keys if liquid[k.split("/", 1)[1]]}
+
+    outside = tight(plain.train) | tight(plain.validation)
+    # The hash alone gives this store's validation too few liquid markets to win on three.
+    assert len(tight(plain.validation)) == plain.validation_tight_markets < 3
+    # At least 4, as long as as many are left to train on.
+    expected = min(4, len(outside) // 2)
+    assert len(tight(split.validation)) == split.validation_tight_markets == expected
+    assert tight(plain.validation) < tight(split.validation)
+    assert split.holdout == plain.holdout
 
 
 def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():

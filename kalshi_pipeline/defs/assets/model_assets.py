@@ -103,6 +103,7 @@ def train_holdout_split(
             "train_views": len(split.train),
             "holdout_views": len(split.holdout),
             "validation_markets": split.validation_markets,
+            "validation_tight_markets": split.validation_tight_markets,
             "validation_views": len(split.validation),
             "walk_forward_views": len(split.walk_forward),
             "walk_forward_sessions": dg.MetadataValue.json(

@@ -6,7 +6,7 @@ On the signal store the phase-3 model beats always-HOLD and random on holdout ma
 control it does not beat always-HOLD beyond noise. Marked slow.
 
 One seed candidate per phase (``--candidates 1``): the default's three candidates make
-the check about 70 minutes on two cores, too long for CI's budget next to the rest; this
+the check 20 to 30 minutes on two cores, too long for CI's budget next to the rest; this
 single-seed run takes 12 to 18. ``python benchmarks/honesty_check.py`` runs the full
 default (docs/learning.md gives both figures).
 """

@@ -308,11 +308,13 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bo
     group.add_argument(
         "--min-validation-per-kind", type=non_negative_int,
         default=split.min_validation_per_kind,
-        help="least validation markets of tight spread, and of wide (at most half of a kind)",
+        help="minimum validation markets of each kind, tight and wide spread (at most half "
+        "of a kind; 0: off)",
     )  # fmt: skip
     group.add_argument(
         "--tight-spread-cents", type=positive_float, default=split.tight_spread_cents,
-        help="markets whose views' average spread is under this are of tight spread",
+        help="a market is of tight spread when its views' mean average spread (cents; "
+        "walk-forward sessions excepted) is under this",
     )  # fmt: skip
     if not with_training:
         return

@@ -21,7 +21,6 @@ profile's value). The Dagster ``Config`` classes are made from them
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,9 +246,9 @@ class Split:
 
     def describe(self) -> str:
         """One line for the start of a run: the markets on each side, and what selection
-        asks of a model on the validation markets (:func:`wins_needed`). Few validation
-        markets ask a large share: selection then keeps a model that never trades unless
-        the signal pays in that share of markets (a larger validation fraction helps)."""
+        asks of a model on the validation markets (:func:`wins_needed`): a model whose
+        gains are confined to tight markets cannot show beyond noise with fewer tight
+        validation markets than that, which the line then says."""
         forward = len({session_of_key(k) for k in self.walk_forward})
         line = (
             f"split: {self.train_markets} training, {self.validation_markets} validation "
@@ -262,15 +261,24 @@ class Split:
         wins = wins_needed(self.validation_markets)
         if wins is None:
             return line
-        return line + (
+        line += (
             f"; to beat always-HOLD beyond noise, a model must win on at least {wins} of the "
-            f"{self.validation_markets} validation markets ({wins / self.validation_markets:.0%}) "
-            f"and lose on none"
+            f"{self.validation_markets} validation markets ({wins / self.validation_markets:.0%}"
+            f"), more if it loses on any"
         )
+        if self.validation_tight_markets < wins:
+            line += (
+                f"; a model that gains on tight markets only cannot, with "
+                f"{self.validation_tight_markets} of them (too few tight markets outside the "
+                f"holdout for min_validation_per_kind to add)"
+            )
+        return line
 
 
 def split_views(selection: pa.Table, config: SplitConfig) -> Split:
-    """Split the views that pass the filters by market (stable as sessions arrive)."""
+    """Split the views that pass the filters by market: a market's views are all on one
+    side, and its holdout side never changes as sessions arrive
+    (:mod:`kalshi_pipeline.market.split`)."""
     rows = [r for r in selection.to_pylist() if r["passes_filters"]]
     train_markets, holdout_markets = split_markets(
         (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
@@ -283,9 +291,10 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
     kinds = market_kinds(
         (r for r in rows if r["session_id"] not in later), config.tight_spread_cents
     )
+    # Markets seen only in walk-forward sessions have no view to train or validate on.
+    earlier = [t for t in train_markets if t in kinds]
     validating = validation_markets(
-        train_markets, config.validation_fraction, config.salt, kinds,
-        config.min_validation_per_kind,
+        earlier, config.validation_fraction, config.salt, kinds, config.min_validation_per_kind,
     )  # fmt: skip
     held, checked = set(holdout_markets), set(validating)
 
@@ -304,7 +313,7 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
     return Split(
         **keys,
         difficulty={r["view_key"]: r["difficulty"] for r in ordered},
-        train_markets=len(train_markets) - len(validating),
+        train_markets=len(earlier) - len(validating),
         holdout_markets=len(holdout_markets),
         validation_markets=len(validating),
         validation_tight_markets=sum(kinds[t] == "tight" for t in validating),
@@ -312,16 +321,16 @@ def split_views(selection: pa.Table, config: SplitConfig) -> Split:
 
 
 def market_kinds(rows: Iterable[dict], tight_spread_cents: float) -> dict[str, str]:
-    """Each market's kind: ``"tight"`` when the mean of its views' average spreads is
-    under ``tight_spread_cents``, else ``"wide"``. A market with no row here (its views
-    are all in walk-forward sessions) is ``"wide"``: it validates nothing anyway."""
+    """Each market of ``rows`` (views' statistics) by kind: ``"tight"`` when the mean of
+    its views' average spreads is under ``tight_spread_cents``, else ``"wide"`` (a NaN
+    mean too; the filters keep such views out of the split)."""
     spreads: dict[str, list[float]] = {}
     for row in rows:
         spreads.setdefault(row["market_ticker"], []).append(row["avg_spread"])
-    kinds = defaultdict(lambda: "wide")
-    for ticker, values in spreads.items():
-        kinds[ticker] = "tight" if sum(values) / len(values) < tight_spread_cents else "wide"
-    return kinds
+    return {
+        ticker: "tight" if sum(values) / len(values) < tight_spread_cents else "wide"
+        for ticker, values in spreads.items()
+    }
 
 
 def views_for(

@@ -13,10 +13,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kalshi_pipeline.cli import explain, main
+from kalshi_pipeline.cli import build_parser, explain, main, pipeline_config
 from kalshi_pipeline.paths import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 from kalshi_pipeline.sources.postgres import ConnectionSettings, SourceUnavailable
+from kalshi_pipeline.workflow import SplitConfig
 
 
 def files_and_bytes(root: Path) -> dict[str, bytes]:
@@ -91,6 +92,22 @@ def usage_error(argv: list[str], capsys) -> str:
         main(argv)
     assert exit_info.value.code == 2
     return one_error_line(capsys)
+
+
+def test_the_split_flags_reach_the_split_config():
+    args = build_parser().parse_args(
+        ["train", "--out", "o", "--holdout-fraction", "0.3", "--validation-fraction", "0.25",
+         "--walk-forward-sessions", "2", "--min-validation-per-kind", "6",
+         "--tight-spread-cents", "2.5", "--split-salt", "s"]
+    )  # fmt: skip
+
+    assert pipeline_config(args).split == SplitConfig(
+        holdout_fraction=0.3, validation_fraction=0.25, salt="s", walk_forward_sessions=2,
+        min_validation_per_kind=6, tight_spread_cents=2.5,
+    )  # fmt: skip
+    assert pipeline_config(build_parser().parse_args(["train", "--out", "o"])).split == (
+        SplitConfig()
+    )
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ FilterSettings = config_of(
     "Which views are fit for training (the asset checks report against these).",
 )
 SplitSettings = config_of(
-    SplitConfig, "SplitSettings", "How markets are split between training and holdout."
+    SplitConfig, "SplitSettings", "How markets are split between training, validation and holdout."
 )
 TrainingSettings = config_of(
     TrainingChoice,

@@ -1,4 +1,4 @@
-"""The train/validation/holdout split: by market, by hash, stable as data grows.
+"""The train/validation/holdout split: by market, by hash; the holdout stable as data grows.
 
 A market (ticker) is in the holdout when a hash of the salt and its ticker falls below
 ``holdout_fraction``. That decision depends on nothing else: a market keeps its side when
@@ -51,17 +51,19 @@ def validation_markets(
 ) -> list[str]:
     """The markets of ``tickers`` (the non-holdout ones) that validate, sorted.
 
-    A hash independent of the holdout's decides, so the validation markets do not move
-    when the holdout fraction changes, and a market keeps its side as data grows.
+    A hash independent of the holdout's decides: by it alone, a market keeps its side as
+    data grows and whatever the holdout fraction.
 
-    With ``kinds`` (ticker -> its kind), every kind also validates at least
-    ``min_per_kind`` of its markets, those of lowest hash, but never more than half of
-    the kind that way: the hash alone can leave a kind with one or two validation markets
-    (on a small store, two of eleven tight-spread markets), and selection cannot see
-    beyond noise a model that does well on one kind only (``wins_needed`` in
+    With ``kinds`` (ticker -> its kind; a ticker not in it is of a kind of its own with
+    the others missing), every kind also validates at least ``min_per_kind`` of its
+    markets, those of lowest hash, but the minimum never takes more than half of a kind
+    (the hash's markets validate in any case): the hash alone can leave a kind with one
+    or two validation markets (on a small store, two of eleven tight-spread markets), and
+    selection cannot see beyond noise a model that does well on one kind only (``wins_needed`` in
     ``training/evaluation.py``). This part can move a market between training and
-    validation as markets of its kind arrive or as it changes kind (never into or out of
-    the holdout); on a store with enough markets of every kind the fraction alone decides.
+    validation as markets of its kind arrive, as it changes kind, or with the holdout
+    fraction (never into or out of the holdout); on a store with enough markets of every
+    kind the fraction alone decides.
     A fraction of 0 validates nothing.
     """
     unique = set(tickers)
@@ -70,7 +72,7 @@ def validation_markets(
     if kinds is not None and min_per_kind > 0 and validation_fraction > 0:
         by_kind: dict[str, list[str]] = defaultdict(list)
         for ticker in unique:
-            by_kind[kinds[ticker]].append(ticker)
+            by_kind[kinds.get(ticker, "")].append(ticker)
         for members in by_kind.values():
             members.sort(key=lambda t: (score[t], t))
             chosen.update(members[: min(min_per_kind, len(members) // 2)])

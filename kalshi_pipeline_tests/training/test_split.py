@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pyarrow as pa
+
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.split import (
@@ -166,33 +168,58 @@ def test_tight_markets_are_the_ones_liquid_enough_to_trade():
 
     assert {t: kind == "tight" for t, kind in kinds.items()} == {t: liquid[t] for t in kinds}
     assert "tight" in kinds.values() and "wide" in kinds.values()
-    # The walk-forward session's spreads play no part: a market seen only there is wide.
-    assert market_kinds([], TIGHT_SPREAD_CENTS)["KXANY"] == "wide"
 
 
 def test_the_split_gives_validation_its_tight_markets():
-    config = SimulatorConfig(markets=60)
+    # A store whose hash gives validation one of the ten or so tight (liquid) markets
+    # outside the holdout: selection could not see a signal that pays on those only.
+    config = SimulatorConfig(markets=40)
     views = [
         view
-        for session in simulate_sessions(3, seed=8, config=config)
+        for session in simulate_sessions(4, seed=25, config=config)
         for view in build_market_views(session)
     ]
     selection = select_views([v.describe() for v in views], FilterConfig())
     split = split_views(selection, SplitConfig(0.3, 0.2))
     plain = split_views(selection, SplitConfig(0.3, 0.2, min_validation_per_kind=0))
-    liquid = {m.ticker: m.liquid for m in ticker_pool(8, config)}
+    liquid = {m.ticker: m.liquid for m in ticker_pool(25, config)}
 
     def tight(keys):
         return {k.split("/", 1)[1] for k in keys if liquid[k.split("/", 1)[1]]}
 
-    outside = tight(plain.train) | tight(plain.validation)
-    # The hash alone gives this store's validation too few liquid markets to win on three.
     assert len(tight(plain.validation)) == plain.validation_tight_markets < 3
-    # At least 4, as long as as many are left to train on.
-    expected = min(4, len(outside) // 2)
-    assert len(tight(split.validation)) == split.validation_tight_markets == expected
+    assert len(tight(plain.train) | tight(plain.validation)) >= 8
+    assert len(tight(split.validation)) == split.validation_tight_markets == 4
+    assert split.validation_tight_markets >= wins_needed(split.validation_markets)
     assert tight(plain.validation) < tight(split.validation)
     assert split.holdout == plain.holdout
+    assert "cannot" in plain.describe() and "cannot" not in split.describe()
+    # Spreads under the threshold make a market tight: with a threshold above every
+    # spread, all markets are of one kind and the minimum adds nothing.
+    one_kind = split_views(selection, SplitConfig(0.3, 0.2, tight_spread_cents=1000.0))
+    assert one_kind.validation_tight_markets == one_kind.validation_markets
+    assert one_kind.validation == plain.validation
+
+
+def test_a_market_is_of_its_kind_by_the_sessions_before_the_walk_forward():
+    def stats(session_id, ticker, spread):
+        return {
+            "session_id": session_id, "market_ticker": ticker, "view_key": f"{session_id}/{ticker}",
+            "passes_filters": True, "difficulty": 0.5, "avg_spread": spread,
+        }  # fmt: skip
+
+    tickers = [t for t in TICKERS if not is_holdout(t, 0.3)][:41]
+    tight = set(tickers[:2])
+    # Two markets tight in sessions 1 and 2, and so wide in session 3 (the walk-forward)
+    # that over all three they would be wide; one market seen in session 3 only.
+    rows = [stats(s, t, 1.0 if t in tight else 30.0) for s in (1, 2) for t in tickers[:40]]
+    rows += [stats(3, t, 100.0) for t in tickers]
+    split = split_views(pa.Table.from_pylist(rows), SplitConfig(0.3, 0.0001))
+
+    assert split.validation_tight_markets == 1  # half of the tight kind's two
+    assert split.validation_markets == 1 + 4  # and the wide kind's minimum
+    # The market seen only in the walk-forward session is on neither side.
+    assert split.train_markets + split.validation_markets == 40
 
 
 def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
@@ -262,6 +289,7 @@ def test_the_split_says_what_beating_hold_on_validation_asks():
         f"{split.holdout_markets} holdout markets; 1 walk-forward session"
     )
     assert f"must win on at least {wins_needed(n)} of the {n} validation markets" in line
+    assert "more if it loses on any" in line
     # More validation markets ask a smaller share of them.
     assert f"({wins_needed(n) / n:.0%})" in line
     assert wins_needed(wider.validation_markets) / wider.validation_markets < wins_needed(n) / n

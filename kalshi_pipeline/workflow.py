@@ -268,9 +268,8 @@ class Split:
         )
         if self.validation_tight_markets < wins:
             line += (
-                f"; a model that gains on tight markets only cannot, with "
-                f"{self.validation_tight_markets} of them (too few tight markets outside the "
-                f"holdout for min_validation_per_kind to add)"
+                f"; with {self.validation_tight_markets} of tight spread, a model that gains "
+                f"on tight markets only cannot"
             )
         return line
 

@@ -156,14 +156,19 @@ def test_each_kind_of_market_validates_at_least_a_few_of_its_markets():
     assert validation_markets(train, 0.0, kinds=kinds, min_per_kind=4) == []
 
 
-def test_tight_markets_are_the_ones_liquid_enough_to_trade():
-    config = SimulatorConfig(markets=40)
+def views_and_liquidity(sessions: int, seed: int, markets: int) -> tuple[list, dict[str, bool]]:
+    """Every view of a simulated store, and whether the simulator made each market liquid."""
+    config = SimulatorConfig(markets=markets)
     views = [
         view
-        for session in simulate_sessions(2, seed=8, config=config)
+        for session in simulate_sessions(sessions, seed=seed, config=config)
         for view in build_market_views(session)
     ]
-    liquid = {m.ticker: m.liquid for m in ticker_pool(8, config)}
+    return views, {m.ticker: m.liquid for m in ticker_pool(seed, config)}
+
+
+def test_tight_markets_are_the_ones_liquid_enough_to_trade():
+    views, liquid = views_and_liquidity(2, seed=8, markets=40)
     kinds = market_kinds((v.describe() for v in views), TIGHT_SPREAD_CENTS)
 
     assert {t: kind == "tight" for t, kind in kinds.items()} == {t: liquid[t] for t in kinds}
@@ -173,16 +178,10 @@ def test_tight_markets_are_the_ones_liquid_enough_to_trade():
 def test_the_split_gives_validation_its_tight_markets():
     # A store whose hash gives validation one of the ten or so tight (liquid) markets
     # outside the holdout: selection could not see a signal that pays on those only.
-    config = SimulatorConfig(markets=40)
-    views = [
-        view
-        for session in simulate_sessions(4, seed=25, config=config)
-        for view in build_market_views(session)
-    ]
+    views, liquid = views_and_liquidity(4, seed=25, markets=40)
     selection = select_views([v.describe() for v in views], FilterConfig())
     split = split_views(selection, SplitConfig(0.3, 0.2))
     plain = split_views(selection, SplitConfig(0.3, 0.2, min_validation_per_kind=0))
-    liquid = {m.ticker: m.liquid for m in ticker_pool(25, config)}
 
     def tight(keys):
         return {k.split("/", 1)[1] for k in keys if liquid[k.split("/", 1)[1]]}

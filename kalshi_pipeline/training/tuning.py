@@ -33,6 +33,13 @@ the validation views. The holdout is never read.
   The initial action probabilities are the HOLD share and the rest divided as in
   ``default`` (each BUY 42% of it, each SELL 8%): exits rarer than entries.
 
+* **The profile first**: a study's first trial is the profile's own hyperparameters
+  (:func:`base_params`; when they lie in the space, as ``default``'s and ``demo``'s do),
+  so the study measures what it finds against the hand-set values on the same validation
+  markets, and its best is never worse there. The result file gives both. Two processes
+  that open a new study at the same moment may both run it (Optuna's ``enqueue_trial``
+  is not atomic): one trial spent twice, nothing wrong.
+
 * **Storage**: an Optuna storage URL (``postgresql://...``, ``sqlite:///...``) or a
   journal file (any other path; safe for several processes on one machine). Processes
   given the same storage and study name share the study: each runs its own trials, the
@@ -71,21 +78,69 @@ _BUY, _SELL = 0.42, 0.08  # of the non-HOLD probability, per BUY and per SELL ac
 HYPERPARAMETERS_FORMAT = 1
 
 
+# The search space: a (low, high) range is searched as a float (log scale for the learning
+# rate), a list as a choice.
+SPACE: dict[str, tuple[float, float] | list] = {
+    "initial_hold_probability": (0.2, 0.99),
+    "learning_rate": (1e-5, 1e-3),
+    "n_steps": [256, 512, 1024],
+    "batch_size": [64, 128, 256, 512],
+    "gamma": [0.99, 0.995, 0.999],
+    "gae_lambda": (0.9, 0.99),
+    "ent_coef": [0.0, 1e-4, 1e-3, 1e-2],
+    "net_arch": list(NET_ARCHS),
+}
+
+
 def suggest(trial: optuna.Trial, base: AlgorithmConfig) -> AlgorithmConfig:
     """``base`` with the search space's parameters as ``trial`` suggests them."""
-    hold = trial.suggest_float("initial_hold_probability", 0.2, 0.99)
+    value = {}
+    for name, space in SPACE.items():
+        if isinstance(space, list):
+            value[name] = trial.suggest_categorical(name, space)
+        else:
+            value[name] = trial.suggest_float(name, *space, log=name == "learning_rate")
+    hold = value.pop("initial_hold_probability")
     rest = 1 - hold
     return replace(
         base,
-        learning_rate=trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True),
-        n_steps=trial.suggest_categorical("n_steps", [256, 512, 1024]),
-        batch_size=trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
-        gamma=trial.suggest_categorical("gamma", [0.99, 0.995, 0.999]),
-        gae_lambda=trial.suggest_float("gae_lambda", 0.9, 0.99),
-        ent_coef=trial.suggest_categorical("ent_coef", [0.0, 1e-4, 1e-3, 1e-2]),
-        net_arch=NET_ARCHS[trial.suggest_categorical("net_arch", list(NET_ARCHS))],
+        **value | {"net_arch": NET_ARCHS[value["net_arch"]]},
         initial_action_probabilities=(hold, rest * _BUY, rest * _SELL, rest * _BUY, rest * _SELL),
     )
+
+
+def hyperparameters(
+    trial: optuna.Trial | optuna.trial.FrozenTrial, base: AlgorithmConfig
+) -> AlgorithmConfig:
+    """What ``trial`` trains with: ``base`` itself for the profile's trial (its parameters
+    give ``base`` up to rounding), else ``base`` with the trial's parameters."""
+    fixed = trial if isinstance(trial, optuna.Trial) else optuna.trial.FixedTrial(trial.params)
+    suggested = suggest(fixed, base)
+    return base if trial.user_attrs.get("profile") else suggested
+
+
+def base_params(base: AlgorithmConfig) -> dict | None:
+    """``base`` as the search space's parameters, for a study to try first; ``None`` when
+    it lies outside the space (``plan``'s n_steps of 2048, SB3's uniform start)."""
+    p = base.initial_action_probabilities
+    arch = [name for name, shape in NET_ARCHS.items() if shape == tuple(base.net_arch)]
+    if p is None or not arch:
+        return None
+    params = {name: getattr(base, name, None) for name in SPACE}
+    params.update(initial_hold_probability=p[0], net_arch=arch[0])
+    for name, space in SPACE.items():
+        inside = (
+            params[name] in space
+            if isinstance(space, list)
+            else space[0] <= params[name] <= space[1]
+        )
+        if not inside:
+            return None
+    same = suggest(optuna.trial.FixedTrial(params), base)
+    close = all(
+        abs(a - b) < 1e-9 for a, b in zip(same.initial_action_probabilities, p, strict=True)
+    )
+    return params if close else None
 
 
 @dataclass(frozen=True)
@@ -195,10 +250,13 @@ def tune(
             n_startup_trials=2, n_warmup_steps=config.phase_timesteps(1) + 1
         )
     opened = study.open(pruner)
+    first = base_params(config.hyperparameters)
+    if first is not None:  # the profile itself is scored first: tuning is measured against it
+        opened.enqueue_trial(first, user_attrs={"profile": True}, skip_if_exists=True)
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
-        trying = replace(config, hyperparameters=suggest(trial, config.hyperparameters))
+        trying = replace(config, hyperparameters=hyperparameters(trial, config.hyperparameters))
         out = Path(work_dir) / f"trial-{trial.number}"
         model = None
         for phase in (1, 2, 3):
@@ -238,6 +296,18 @@ def pruning_step(config: TrainingConfig, phase: int, timesteps: int) -> int:
     return earlier + (budget if timesteps >= budget else timesteps // every * every)
 
 
+def scored_trial(trial: optuna.trial.FrozenTrial) -> dict:
+    """A complete trial's number, objective, validation figures and parameters."""
+    return {
+        "trial": trial.number,
+        "objective": trial.value,
+        "model_minus_hold": trial.user_attrs.get("model_minus_hold"),
+        "ci95": trial.user_attrs.get("ci95"),
+        "share_above_hold": trial.user_attrs.get("share_above_hold"),
+        "params": trial.params,
+    }
+
+
 def write_result(
     study: optuna.Study,
     config: TrainingConfig,
@@ -252,19 +322,15 @@ def write_result(
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial: nothing to write")
     best = study.best_trial
-    chosen = suggest(optuna.trial.FixedTrial(best.params), config.hyperparameters)
+    chosen = hyperparameters(best, config.hyperparameters)
+    as_set = [t for t in complete if t.user_attrs.get("profile")]
     result = {
         "format": HYPERPARAMETERS_FORMAT,
         "hyperparameters": asdict(chosen),
         "objective": "lower end of the 95% BCa interval of model - HOLD on validation markets",
-        "best": {
-            "trial": best.number,
-            "objective": best.value,
-            "model_minus_hold": best.user_attrs.get("model_minus_hold"),
-            "ci95": best.user_attrs.get("ci95"),
-            "share_above_hold": best.user_attrs.get("share_above_hold"),
-            "params": best.params,
-        },
+        "best": scored_trial(best),
+        # The profile's own hyperparameters, scored as the study's first trial.
+        "profile_as_set": scored_trial(as_set[0]) if as_set else None,
         "study": {
             "name": study.study_name,
             "storage": where.shown(),

@@ -25,7 +25,7 @@ from kalshi_pipeline.training.tuning import (
     Study,
     TuningStorageError,
     _lost_creation_race,
-    suggest,
+    base_params,
 )
 from kalshi_pipeline.workflow import (
     PipelineConfig,
@@ -72,8 +72,15 @@ def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     assert best.value == best.user_attrs["ci95"][0] <= best.user_attrs["model_minus_hold"]
     written = read_hyperparameters(tmp_path / "small.json")
     base = TrainingChoice(**TINY).resolve().hyperparameters
-    assert written == suggest(optuna.trial.FixedTrial(best.params), base)
-    assert written != base  # the search moved away from the profile
+    # The first trial is the profile as set, and the file scores it beside the best.
+    first, *searched = study.trials
+    assert first.params == base_params(base) and first.user_attrs["profile"]
+    assert result["profile_as_set"]["trial"] == first.number
+    # At this budget no trial trades, all tie at 0, and the first best is the profile: the
+    # file is the profile exactly (its parameters give the action probabilities rounded).
+    assert best.number == first.number and written == base
+    assert result["profile_as_set"]["objective"] == first.value <= best.value
+    assert all(t.params != first.params for t in searched)  # the search moved away from it
     # Each validation of each phase was reported for pruning, at cumulative timesteps.
     assert sorted(best.intermediate_values) == [1024, 2048, 3072]
     # A second run adds trials to the same study.
@@ -163,9 +170,15 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     assert len(processes) == 2  # both processes ran trials of the one study
     finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     assert all(t.state in finished for t in study.trials)
-    # Each process's sampler has its own seed: the first, random trials are not copies.
+    # The profile's trial ran once (or, had both processes enqueued it at one moment, once
+    # in each). Each process's sampler has its own seed: their first random trials differ.
+    as_set = [t for t in study.trials if t.user_attrs.get("profile")]
+    assert 1 <= len(as_set) <= 2
     first = [
-        min((t for t in study.trials if t.user_attrs["process"] == p), key=lambda t: t.number)
+        min(
+            (t for t in study.trials if t.user_attrs["process"] == p and t not in as_set),
+            key=lambda t: t.number,
+        )
         for p in processes
     ]
     assert first[0].params != first[1].params

@@ -82,9 +82,11 @@ def tuning_result_file(
     choice = config.to_domain()
     out = hyperparameters_file(pipeline.home_path, choice.study)
     result = tuning_result(choice.pipeline(), choice, _journal(pipeline), out)
-    best, study = result["best"], result["study"]
+    best, study, as_set = result["best"], result["study"], result["profile_as_set"]
+    compared = {} if as_set is None else {"profile_as_set_objective": as_set["objective"]}
     context.add_output_metadata(
-        {
+        compared
+        | {
             "hyperparameters_file": dg.MetadataValue.path(str(out)),
             "objective": best["objective"],
             "model_minus_hold": best["model_minus_hold"],

@@ -322,8 +322,10 @@ def write_result(
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial: nothing to write")
     best = study.best_trial
-    chosen = hyperparameters(best, config.hyperparameters)
     as_set = [t for t in complete if t.user_attrs.get("profile")]
+    if as_set and as_set[0].value >= best.value:  # a tie keeps the hand-set values
+        best = as_set[0]
+    chosen = hyperparameters(best, config.hyperparameters)
     result = {
         "format": HYPERPARAMETERS_FORMAT,
         "hyperparameters": asdict(chosen),

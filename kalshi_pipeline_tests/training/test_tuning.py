@@ -26,6 +26,8 @@ from kalshi_pipeline.training.tuning import (
     TuningStorageError,
     _lost_creation_race,
     base_params,
+    suggest,
+    write_result,
 )
 from kalshi_pipeline.workflow import (
     PipelineConfig,
@@ -86,6 +88,32 @@ def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     # A second run adds trials to the same study.
     again, study = small_study(store, tmp_path, trials=1)
     assert len(study.trials) == again["study"]["trials"] == 4
+
+
+def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
+    base = TrainingChoice(**TINY).resolve()
+    study = optuna.create_study(direction="maximize")
+    searched = base_params(base.hyperparameters) | {"gamma": 0.99, "net_arch": "32x32"}
+    study.enqueue_trial(searched)
+    study.enqueue_trial(base_params(base.hyperparameters), user_attrs={"profile": True})
+    scores = iter([0.0, 0.0, 0.2])
+
+    def objective(trial):
+        suggest(trial, base.hyperparameters)
+        return next(scores)
+
+    study.optimize(objective, n_trials=2)  # the profile ties the earlier trial 0
+    where = Study("ties", str(tmp_path / "j"), 0)
+    result = write_result(study, base, tmp_path / "a.json", where, profile="demo")
+    assert study.best_trial.number == 0 and result["best"]["trial"] == 1
+    assert read_hyperparameters(tmp_path / "a.json") == base.hyperparameters  # exactly
+
+    study.optimize(objective, n_trials=1)  # a searched trial above the profile
+    result = write_result(study, base, tmp_path / "b.json", where, profile="demo")
+    best = study.trials[2]
+    assert result["best"]["trial"] == 2 and result["profile_as_set"]["trial"] == 1
+    written = read_hyperparameters(tmp_path / "b.json")
+    assert written == suggest(optuna.trial.FixedTrial(best.params), base.hyperparameters)
 
 
 def test_a_trial_below_the_pruners_bar_stops_after_its_first_phase(store, tmp_path):

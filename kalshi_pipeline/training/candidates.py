@@ -27,7 +27,10 @@ Layout under ``<out>``::
 The next phase's candidates all start from the winner. Each candidate trains exactly as a
 one-seed run with its seed would (same process settings, one torch thread), so the result
 does not depend on how many processes ran them. A killed run resumes each unfinished
-candidate from its checkpoints; finished candidates are not trained again.
+candidate from its checkpoints; finished candidates are not trained again. A candidate's
+process (and the one that carries its progress lines) ends within a second of the run's
+process, however that was killed (SIGKILL too): left running, a candidate would go on
+writing its directory beside the resumed run.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ import multiprocessing
 import os
 import queue
 import shutil
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from kalshi_pipeline.market.views import MarketSessionView
@@ -165,7 +171,12 @@ def _run_in_processes(
     process is inherited); progress lines come back through a queue."""
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     context = multiprocessing.get_context("forkserver")
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_end_with, initargs=(os.getpid(),)
+    )
+    manager = SyncManager(ctx=context)  # the progress queue's server: it ends with us too
+    manager.start(_end_with, (os.getpid(),))
+    with manager, pool:
         lines = manager.Queue() if on_progress is not None else None
         pending = {pool.submit(_train_one, seed, job, lines): seed for seed, job in jobs.items()}
         results = {}
@@ -177,6 +188,35 @@ def _run_in_processes(
                 results[seed] = future.result()  # a candidate's error is the phase's
         _drain(lines, on_progress)
     return results
+
+
+def _end_with(owner: int) -> None:
+    """End this worker process when ``owner`` (the run's process) is gone, killed even by
+    SIGKILL, which gives it no chance to stop its workers."""
+
+    def watch() -> None:
+        while _alive(owner):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-the-run", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (on Linux a zombie, killed but not yet reaped, does not)."""
+    if not Path("/proc/self/stat").exists():  # no procfs: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _train_one(seed: int, job: tuple, lines) -> PhaseResult:

@@ -4,6 +4,11 @@ on the validation views; the lineage names every candidate and why the winner wo
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -157,3 +162,80 @@ def test_the_winner_beats_hold_beyond_noise_not_on_the_luckiest_mean(tmp_path):
     results = {seed: _finished_candidate(tied, seed, s) for seed, s in scores.items()}
     select_candidate(1, config, tied, None, results)
     assert json.loads((tied / "phase1" / "model.json").read_text())["seed"] == 2
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process started by ``pid``, by its children, and so on."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def processes_writing(directory: Path, besides: int) -> set[int]:
+    """The processes other than ``besides`` with a file under ``directory`` open."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == besides:
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:  # ended, or not ours to read
+            continue
+        if any(t.startswith(str(directory)) for t in targets):
+            found.add(int(proc.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="finds workers through procfs")
+def test_killing_the_run_ends_its_candidate_processes(store, tmp_path):
+    """SIGKILL gives the run no chance to stop its workers: they must see it gone and end,
+    or they would go on writing their directories beside a resumed run."""
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kalshi_pipeline.cli", "train", "--store", str(store.path),
+         "--out", str(out), "--profile", "demo", "--candidates", "2", "--timesteps", "400000",
+         "--holdout-fraction", "0.3", "--validation-fraction", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    workers: set[int] = set()
+    started: set[int] = set()
+    try:
+        for line in run.stdout:  # the candidates report progress once they train
+            if line.startswith("seed "):
+                break
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = processes_writing(out / "models" / "candidates", besides=run.pid)
+            time.sleep(0.2)
+        assert len(workers) == 2, workers
+        # The candidates, the server of their progress queue, multiprocessing's forkserver.
+        started = descendants(run.pid)
+        assert workers < started and len(started) >= 4, (workers, started)
+
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 30  # a liveness bound: the processes poll every 0.5 s
+        while any(running(p) for p in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in started if running(p)]
+    finally:
+        run.kill()
+        for pid in started | workers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)

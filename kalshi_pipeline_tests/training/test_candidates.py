@@ -164,12 +164,17 @@ def test_the_winner_beats_hold_beyond_noise_not_on_the_luckiest_mean(tmp_path):
     assert json.loads((tied / "phase1" / "model.json").read_text())["seed"] == 2
 
 
+def stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command's name: state, parent, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def descendants(pid: int) -> set[int]:
     """Every process started by ``pid``, by its children, and so on."""
     parents = {}
     for proc in Path("/proc").iterdir():
         try:
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents[int(proc.name)] = int(stat(proc.name)[1])
         except (ValueError, OSError):
             continue
     found, frontier = set(), {pid}
@@ -195,11 +200,11 @@ def processes_writing(directory: Path, besides: int) -> set[int]:
 
 
 def running(pid: int) -> bool:
+    """Read here, not by the code under test: its own check could be wrong."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return stat(pid)[0] != "Z"
     except FileNotFoundError:
         return False
-    return state != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="finds workers through procfs")

@@ -357,7 +357,7 @@ def describe_champion(record: dict | None) -> str:
         return "no champion: no candidate has beaten always-HOLD on the holdout yet"
     shown = _display(record)
     return (
-        f"champion: model {record['model_path']} (id {record['id']}, since {record['at']}; "
+        f"champion: model {record['model_path']} (id {record['id']}, since {record.get('at')}; "
         f"sessions {shown['sessions']}, {record.get('views')} views, profile "
         f"{record.get('profile')}, seed {record.get('seed')}); beat {record.get('against')} "
         f"over {record.get('markets')} holdout markets, interval {shown['interval']}"

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from kalshi_pipeline.cli import main
-from kalshi_pipeline.env.execution import BUY_YES
+from kalshi_pipeline.env.execution import BUY_YES, HOLD
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.paths import artifacts_dir
 from kalshi_pipeline.training.promotion import (
@@ -138,6 +138,32 @@ def test_a_champion_that_cannot_be_played_fails_the_run(
     last = registry.read()[-1]
     assert last["status"] == FAILED and str(gone) in last["reason"]
     assert registry.champion()["model_path"] == str(gone)  # unchanged, and named
+
+
+def test_an_untested_champion_fails_the_check_with_error_and_the_run(
+    definitions, trained, rising_views, tmp_path
+):
+    """A champion with no winning comparison on record (a history edited by hand) does
+    not pass for a tested one: the challenger is judged against it as usual (refused
+    here, so production does not change), the check fails with ERROR naming what is
+    wrong and, being blocking, fails the step and the run."""
+    registry = registry_of(trained.home)
+    holds = fixed_model(tmp_path / "untested" / "model.zip", HOLD, rising_views)
+    untested = registry.append({"model_path": str(holds), "status": ACTIVE, "reason": "by hand"})
+
+    result = promote_production_only(definitions, trained, raise_on_error=False)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "production_model"
+    assert failure.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
+    shown = metadata(result, "production_model")
+    assert shown["decision"] == REFUSED and shown["against"] == str(holds)
+    assert registry.champion()["id"] == untested["id"]
+    check = check_result(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    problems = check.metadata["problems"].value
+    assert f"champion {untested['id']} ({holds}) has no winning comparison" in problems
 
 
 def test_models_without_history_is_one_line(tmp_path, capsys):

@@ -16,12 +16,15 @@ Outcomes, and why:
   stays, which is the system working, so the run succeeds; the check fails with WARN
   severity (yellow in the UI) and its metadata says why: the interval, the number of
   markets, the champion compared with.
-* **the comparison cannot run** (no holdout view, a model file that is gone or does not
-  load): the asset fails, and with it the run, naming the model; the candidate is recorded
-  as failed and production does not change.
+* **the comparison cannot run** (no holdout view, a model file, the champion's too, that
+  is gone or does not load): the asset fails, and with it the run, naming the model; the
+  candidate is recorded as failed and production does not change.
 * **production is not a tested model** (the registry's champion has no winning comparison
-  on record, or its file is gone): the check fails with ERROR severity, and being
-  blocking, stops anything downstream of ``production_model``.
+  on record, or more than one model is active: a history edited by hand): the check fails
+  with ERROR severity and, being blocking, fails the step and the run.
+
+:func:`promote` is the gate (it writes production only after a winning comparison, under
+the registry's lock); the check reads the history back afterwards.
 """
 
 from pathlib import Path

@@ -8,6 +8,7 @@ in a local Parquet store under a temporary ``KALSHI_PIPELINE_HOME``.
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import re
@@ -282,6 +283,14 @@ def test_the_evaluation_report_shows_its_summary_and_plots(trained):
     assert meta["model"] == phase3
     assert meta["summary"].startswith("# Evaluation report")  # results first
     assert phase3 in report.read_text()  # the report names the model it evaluated (last)
+    # Besides the holdout, every view of session 2, recorded after the training session.
+    walk_forward = trained.training.output_for_node("train_holdout_split").walk_forward
+    assert walk_forward and {key.split("/")[0] for key in walk_forward} == {"2"}
+    second = report.read_text().splitlines()[2]
+    assert second.startswith(f"Walk-forward, on the {len(walk_forward)} views of session(s) 2,")
+    with open(report.parent / "episodes.csv") as fh:
+        played = {r["view_key"] for r in csv.DictReader(fh) if r["split"] == "walk_forward"}
+    assert played == set(walk_forward)
     images = re.findall(r"!\[[^]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["plots"])
     assert len(images) == len(PLOTS)
     assert all(base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n") for image in images)

@@ -239,17 +239,12 @@ def tune(
     """Run ``study.trials`` trials of ``config`` (its profile's budget, one seed) with
     suggested hyperparameters; each trial trains under ``<work_dir>/trial-<n>/``.
 
-    ``pruner`` defaults to a ``MedianPruner`` that waits for two complete trials and
-    never stops a trial during its first phase."""
+    ``pruner`` defaults to :func:`default_pruner`."""
     if not validation:
         raise ValueError("tuning needs validation views (a validation fraction above 0)")
     config = replace(config, candidates=1)
     say = on_progress or log.info
-    if pruner is None:
-        pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=2, n_warmup_steps=config.phase_timesteps(1) + 1
-        )
-    opened = study.open(pruner)
+    opened = study.open(pruner or default_pruner(config))
     first = base_params(config.hyperparameters)
     if first is not None:  # the profile itself is scored first: tuning is measured against it
         opened.enqueue_trial(first, user_attrs={"profile": True}, skip_if_exists=True)
@@ -283,6 +278,15 @@ def tune(
 
     opened.optimize(objective, n_trials=study.trials, catch=())
     return opened
+
+
+def default_pruner(config: TrainingConfig) -> optuna.pruners.BasePruner:
+    """A ``MedianPruner`` that waits for two complete trials and never stops a trial
+    during its first phase: from phase 2 on, a trial whose validation lower end is below
+    the median of the earlier trials' at the same step (:func:`pruning_step`) stops."""
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=2, n_warmup_steps=config.phase_timesteps(1) + 1
+    )
 
 
 def pruning_step(config: TrainingConfig, phase: int, timesteps: int) -> int:

@@ -26,6 +26,8 @@ from kalshi_pipeline.training.tuning import (
     TuningStorageError,
     _lost_creation_race,
     base_params,
+    default_pruner,
+    pruning_step,
     suggest,
     write_result,
 )
@@ -51,8 +53,8 @@ def store(tmp_path_factory):
     return store
 
 
-def small_study(store, where: Path, trials=3, **options) -> tuple[dict, optuna.Study]:
-    choice = TuningChoice(study="small", trials=trials, **TINY)
+def small_study(store, where: Path, trials=3, seed=0, **options) -> tuple[dict, optuna.Study]:
+    choice = TuningChoice(study="small", trials=trials, seed=seed, **TINY)
     config = choice.pipeline(PipelineConfig(split=SPLIT))
     split, session_views = load_split(store, config)
     journal = where / "studies.journal"
@@ -64,13 +66,18 @@ def small_study(store, where: Path, trials=3, **options) -> tuple[dict, optuna.S
 
 
 def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
-    result, study = small_study(store, tmp_path)
+    # The sampler's seed 9 starts the second trial at 21% HOLD: it trades, and loses.
+    result, study = small_study(store, tmp_path, seed=9)
 
     assert len(study.trials) == 3
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     best = study.best_trial
     assert result["best"]["trial"] == best.number and result["best"]["objective"] == best.value
-    # The objective is the lower end of the validation interval of model minus HOLD.
+    # The objective is the lower end of the validation interval of model minus HOLD, not
+    # its mean (they differ for the trial that trades).
+    traded = study.trials[1]
+    low, high = traded.user_attrs["ci95"]
+    assert traded.value == low < traded.user_attrs["model_minus_hold"] < high
     assert best.value == best.user_attrs["ci95"][0] <= best.user_attrs["model_minus_hold"]
     written = read_hyperparameters(tmp_path / "small.json")
     base = TrainingChoice(**TINY).resolve().hyperparameters
@@ -78,15 +85,17 @@ def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     first, *searched = study.trials
     assert first.params == base_params(base) and first.user_attrs["profile"]
     assert result["profile_as_set"]["trial"] == first.number
-    # At this budget no trial trades, all tie at 0, and the first best is the profile: the
-    # file is the profile exactly (its parameters give the action probabilities rounded).
+    # At this budget the others never trade and tie at 0 above the loser; the first best is
+    # the profile: the file is the profile exactly (its parameters give the action
+    # probabilities rounded).
+    assert traded.value < 0 == first.value == study.trials[2].value
     assert best.number == first.number and written == base
     assert result["profile_as_set"]["objective"] == first.value <= best.value
     assert all(t.params != first.params for t in searched)  # the search moved away from it
     # Each validation of each phase was reported for pruning, at cumulative timesteps.
     assert sorted(best.intermediate_values) == [1024, 2048, 3072]
     # A second run adds trials to the same study.
-    again, study = small_study(store, tmp_path, trials=1)
+    again, study = small_study(store, tmp_path, trials=1, seed=9)
     assert len(study.trials) == again["study"]["trials"] == 4
 
 
@@ -114,6 +123,34 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
     assert result["best"]["trial"] == 2 and result["profile_as_set"]["trial"] == 1
     written = read_hyperparameters(tmp_path / "b.json")
     assert written == suggest(optuna.trial.FixedTrial(best.params), base.hyperparameters)
+
+
+def test_the_default_pruner_waits_for_two_trials_and_the_first_phase():
+    config = TrainingChoice(**TINY).resolve()
+    study = optuna.create_study(direction="maximize", pruner=default_pruner(config))
+    phase1, phase2 = pruning_step(config, 1, 1024), pruning_step(config, 2, 1024)
+
+    def trial_scoring(value: float) -> optuna.Trial:
+        trial = study.ask()
+        trial.report(value, phase1)
+        trial.report(value, phase2)
+        return trial
+
+    first = trial_scoring(2.0)
+    assert not first.should_prune()  # nothing to compare with
+    study.tell(first, 2.0)
+    second = trial_scoring(-5.0)
+    assert not second.should_prune()  # one complete trial is not yet a median
+    study.tell(second, -5.0)
+    # The median of the complete trials at phase 2: -1.5, then 1.0.
+    for value, pruned in ((1.0, False), (-6.0, True)):
+        trial = study.ask()
+        trial.report(-9.0, phase1)
+        assert not trial.should_prune()  # phase 1 is never pruned
+        trial.report(value, phase2)
+        assert trial.should_prune() == pruned, value
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else None,
+                   values=None if pruned else value)  # fmt: skip
 
 
 def test_a_trial_below_the_pruners_bar_stops_after_its_first_phase(store, tmp_path):

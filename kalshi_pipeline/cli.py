@@ -336,6 +336,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bo
         ("--gamma", fraction, "discount factor"),
         ("--n-envs", positive_int, "environments per rollout"),
         ("--checkpoint-every", positive_int, "timesteps between checkpoints"),
+        (
+            "--validate-every",
+            non_negative_int,
+            "timesteps between evaluations on the validation markets (0: every checkpoint)",
+        ),
         ("--candidates", positive_int, "seeds per phase, the best on validation kept"),
     ):
         options = {"choices": list(ALGORITHMS)} if kind is None else {"type": kind}
@@ -378,6 +383,7 @@ def pipeline_config(args: argparse.Namespace, *, with_training: bool = True) -> 
             n_envs=getattr(args, "n_envs", None),
             net_arch=tuple(args.net_arch) if hasattr(args, "net_arch") else None,
             checkpoint_every=getattr(args, "checkpoint_every", None),
+            validate_every=getattr(args, "validate_every", None),
             candidates=getattr(args, "candidates", None),
             hyperparams=getattr(args, "hyperparams", None),
         ),

@@ -115,8 +115,10 @@ class TrainingChoice:
 
     ``timesteps_per_phase`` sets all three phases' budgets; the hyperparameters
     (``learning_rate``, ``gamma``, ``net_arch``) change the profile's PPO/A2C settings;
-    ``candidates`` is how many seeds each phase trains (from ``seed`` on), the best on the
-    validation views kept (:mod:`kalshi_pipeline.training.candidates`).
+    ``validate_every`` is the timesteps between evaluations on the validation views (0: at
+    every checkpoint); ``candidates`` is how many seeds each phase trains (from ``seed``
+    on), the best on the validation views kept
+    (:mod:`kalshi_pipeline.training.candidates`).
     """
 
     profile: str = "default"
@@ -128,6 +130,7 @@ class TrainingChoice:
     n_envs: int | None = None
     net_arch: tuple[int, ...] | None = None
     checkpoint_every: int | None = None
+    validate_every: int | None = None
     candidates: int | None = None
     # A file of ``kalshi-pipeline tune``: its hyperparameters replace the profile's (the
     # fields above still change them).
@@ -143,8 +146,10 @@ class TrainingChoice:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"training {name} must be positive, got {value!r}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"training seed must be 0 or more, got {self.seed!r}")
+        for name in ("seed", "validate_every"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"training {name} must be 0 or more, got {value!r}")
         if self.gamma is not None and not 0 < self.gamma <= 1:
             raise ValueError(f"training gamma must be in (0, 1], got {self.gamma!r}")
         if self.net_arch is not None and (not self.net_arch or min(self.net_arch) < 1):
@@ -162,7 +167,7 @@ class TrainingChoice:
         }
         changes = {
             name: value
-            for name in ("n_envs", "checkpoint_every", "candidates")
+            for name in ("n_envs", "checkpoint_every", "validate_every", "candidates")
             if (value := getattr(self, name)) is not None
         }
         tuned = read_hyperparameters(self.hyperparams) if self.hyperparams else None

@@ -17,6 +17,7 @@ from kalshi_pipeline.cli import build_parser, explain, main, pipeline_config
 from kalshi_pipeline.paths import HOME_ENV
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 from kalshi_pipeline.sources.postgres import ConnectionSettings, SourceUnavailable
+from kalshi_pipeline.training.config import PROFILES
 from kalshi_pipeline.workflow import SplitConfig
 
 
@@ -110,6 +111,15 @@ def test_the_split_flags_reach_the_split_config():
     )
 
 
+def test_the_validation_interval_flag_reaches_the_training_config():
+    def resolved(*flags):
+        args = build_parser().parse_args(["train", "--out", "o", "--profile", "demo", *flags])
+        return pipeline_config(args).training_config()
+
+    assert resolved().validate_every == PROFILES["demo"].validate_every
+    assert resolved("--validate-every", "2048").validate_every == 2048
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
@@ -127,6 +137,7 @@ def test_the_split_flags_reach_the_split_config():
         (["generate", "--out", "s", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
         (["generate", "--out", "s", "--seed", "1.5"], "--seed: '1.5' is not a whole number"),
         (["train", "--out", "o", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
+        (["train", "--out", "o", "--validate-every", "-5"], "--validate-every: -5 is not a non"),
         ([], "a command is needed"),
     ],
 )

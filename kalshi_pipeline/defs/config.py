@@ -62,7 +62,7 @@ TrainingSettings = config_of(
     "TrainingSettings",
     'A training profile ("default" learns, "plan" is the plan\'s PPO, "demo" is quick) and '
     "what is changed from it: timesteps, algorithm, seed, learning rate, gamma, n_envs, "
-    "net_arch, checkpoints (unset: the profile's).",
+    "net_arch, checkpoints, validations (unset: the profile's).",
 )
 
 TuningSettings = config_of(

@@ -102,12 +102,12 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
     pipeline_home, instance, definitions
 ):
     """Run config as the launchpad writes it (plain dicts): learning rate, gamma, n_envs,
-    net_arch and timesteps reach every phase's model; a phase configured unlike its parent
-    is refused (it would train as its parent was configured)."""
+    net_arch, timesteps and the validation interval reach every phase's model; a phase
+    configured unlike its parent is refused (it would train as its parent was configured)."""
     ingest(definitions, instance, "1", "2")
     training = {
         "profile": "demo", "timesteps_per_phase": TINY_TIMESTEPS // 2, "learning_rate": 0.001,
-        "gamma": 0.9, "n_envs": 4, "net_arch": [16, 16],
+        "gamma": 0.9, "n_envs": 4, "net_arch": [16, 16], "validate_every": 4096,
     }  # fmt: skip
     job = definitions.resolve_job_def("train_and_evaluate")
     run = job.execute_in_process(
@@ -120,7 +120,7 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
         )
         hyper = lineage["config"]["hyperparameters"]
         assert (hyper["learning_rate"], hyper["gamma"], hyper["net_arch"]) == (0.001, 0.9, [16, 16])
-        assert lineage["config"]["n_envs"] == 4
+        assert lineage["config"]["n_envs"] == 4 and lineage["config"]["validate_every"] == 4096
         saved = json_to_data(
             zipfile.ZipFile(run.output_for_node(f"phase{phase}_model")).read("data").decode()
         )

@@ -28,6 +28,7 @@ def test_the_default_profile_starts_near_hold_on_several_envs():
     default = PROFILES["default"]
 
     assert default.n_envs > 1 and not default.subprocess_envs
+    assert default.candidates >= 3  # seeds per phase, the best on validation kept
     start = default.hyperparameters.initial_action_probabilities
     assert start[0] == max(start) and sum(start) == pytest.approx(1)
     assert start[2] < start[1] and start[4] < start[3]  # exits rarer than entries

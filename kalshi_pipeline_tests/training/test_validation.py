@@ -17,6 +17,7 @@ from dataclasses import replace
 import pytest
 import torch
 from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
@@ -104,6 +105,23 @@ def test_validation_is_scored_every_validate_every_timesteps_and_at_the_end(trai
         float(r["low"]) for r in rows(phase_dir)
     ]
     assert all("validation/share_positive" in r for r in logged)
+    # And to TensorBoard, under validation/ (each scalar's step is when it was written; the
+    # timesteps of the model scored are the validation/timesteps value).
+    events = EventAccumulator(str(phase_dir))
+    events.Reload()
+    tensorboard = {
+        tag: [e.value for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+        if tag.startswith("validation/")
+    }
+    assert tensorboard["validation/timesteps"] == [0, 64, 128, 192, 256]
+    assert tensorboard["validation/lower_end"] == pytest.approx(
+        [float(r["low"]) for r in rows(phase_dir)]
+    )
+    assert set(tensorboard) == {
+        "validation/model_minus_hold", "validation/lower_end", "validation/share_positive",
+        "validation/timesteps",
+    }  # fmt: skip
 
 
 def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views, validation):

@@ -429,9 +429,11 @@ def evaluate(
     out_dir: Path,
     progress_files: Sequence[Path] = (),
     walk_forward: Sequence[MarketSessionView] = (),
+    on_progress: Callable[[str], None] | None = None,
 ) -> Path:
     """The model against the baselines on training, holdout and walk-forward views (those
     of sessions recorded after every training session): the report's path.
+    ``on_progress`` gets a line every few seconds while the episodes play.
 
     A phase-3 model's parent (its phase-2 model) is evaluated too, so the report states
     the plan's target share after phase 2 as well as after phase 3.
@@ -452,6 +454,7 @@ def evaluate(
         {"train": train, "holdout": holdout, "walk_forward": walk_forward},
         training.env,
         training.seed,
+        on_progress,
     )
     rows = per_market_table(episodes)
     return write_report(
@@ -517,7 +520,7 @@ def run(
     holdout = views_for(split.holdout, session_views)
     return evaluate(
         result.model_path, training, train, holdout, split, out / "report",
-        progress_files(models), views_for(split.walk_forward, session_views),
+        progress_files(models), views_for(split.walk_forward, session_views), on_progress,
     )  # fmt: skip
 
 

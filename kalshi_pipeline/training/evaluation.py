@@ -27,6 +27,7 @@ Spearman correlations and the plan's target shares.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -187,15 +188,26 @@ def evaluate_policies(
     splits: dict[str, Sequence[MarketSessionView]],
     env_config: EnvConfig | None = None,
     seed: int = 0,
+    on_progress: Callable[[str], None] | None = None,
+    every_seconds: float = 5.0,
 ) -> list[Episode]:
     """Every policy on every view of every split. ``policies`` maps a name to a factory
-    taking a per-view seed (so the random baseline is reproducible)."""
-    episodes = []
+    taking a per-view seed (so the random baseline is reproducible). ``on_progress``
+    gets a line with the episodes played so far at most every ``every_seconds`` of wall
+    time, and one at the end."""
+    episodes: list[Episode] = []
+    total = len(policies) * sum(len(views) for views in splits.values())
+    last = time.monotonic()
     for split, views in splits.items():
         for index, view in enumerate(views):
             for name, make in policies.items():
                 result = rollout(make(seed * 1_000_003 + index), view, env_config)
                 episodes.append(replace(result, policy=name, split=split))
+            if on_progress is not None and time.monotonic() - last >= every_seconds:
+                on_progress(f"evaluating: {len(episodes):,}/{total:,} episodes ({split} views)")
+                last = time.monotonic()
+    if on_progress is not None:
+        on_progress(f"evaluated: {len(episodes):,} episodes ({len(policies)} policies)")
     return episodes
 
 

@@ -281,6 +281,24 @@ def test_evaluate_policies_plays_every_policy_on_every_view_reproducibly(views):
     assert all(e.total_reward == 0.0 for e in episodes if e.policy == "hold")
 
 
+def test_evaluating_reports_its_progress_and_its_end(views):
+    policies = {"random": random_policy, "hold": lambda seed: hold_policy()}
+    splits = {"train": views[:3], "holdout": views[3:5]}
+    lines: list[str] = []
+
+    episodes = evaluate_policies(policies, splits, seed=1, on_progress=lines.append)
+    assert lines == ["evaluated: 10 episodes (2 policies)"]  # within seconds: only the end
+    assert evaluate_policies(
+        policies, splits, seed=1, on_progress=lines.append, every_seconds=0
+    ) == episodes  # fmt: skip
+
+    assert lines[1:] == [
+        *(f"evaluating: {2 * n}/10 episodes (train views)" for n in (1, 2, 3)),
+        *(f"evaluating: {2 * n}/10 episodes (holdout views)" for n in (4, 5)),
+        "evaluated: 10 episodes (2 policies)",
+    ]
+
+
 # -- the report ----------------------------------------------------------------------------
 
 

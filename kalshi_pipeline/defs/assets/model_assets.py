@@ -294,6 +294,7 @@ def evaluation_report(
         out,
         progress_files(model.parent.parent),
         views_for(split.walk_forward, pipeline.session_views),
+        on_progress=context.log.info,
     )
     summary = json.loads((out / "summary.json").read_text())
     images = "\n\n".join(

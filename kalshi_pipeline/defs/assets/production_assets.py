@@ -66,9 +66,11 @@ def production_model(
     always-HOLD) on the current holdout; the value is the champion's history record
     (``None`` while no model has won)."""
     registry = registry_path(pipeline.artifacts)
+    holdout = views_for(train_holdout_split.holdout, pipeline.session_views)
+    context.log.info(f"comparing {phase3_model} with the champion on {len(holdout)} holdout views")
     decision = promote(
         Path(phase3_model),
-        views_for(train_holdout_split.holdout, pipeline.session_views),
+        holdout,
         registry,
         profile=_training_profile(context),
         run=context.run.run_id,

@@ -274,6 +274,23 @@ def test_each_phase_model_records_its_lineage(trained):
         parent = str(model)
 
 
+def test_each_phase_logs_its_progress_and_evaluation_its_episodes(trained):
+    """The run's log (the UI's, and the demo's console): each phase's candidate says its
+    timesteps, timesteps/s and latest validation score; the evaluation its episodes."""
+    messages = {}
+    for entry in trained.instance.all_logs(trained.training.run_id):
+        if entry.user_message and entry.step_key:
+            messages.setdefault(entry.step_key.split(".")[0], []).append(entry.user_message)
+    for phase, name in enumerate(PHASES, 1):
+        progress = [m for m in messages[name] if f"phase {phase}: " in m]
+        assert progress, name
+        done = f"{TINY_TIMESTEPS:,}/{TINY_TIMESTEPS:,} timesteps ("
+        assert any(m.startswith(f"seed 0, phase {phase}: {done}") for m in progress), progress
+        assert all(re.search(r"timesteps \([\d,]+/s\)", m) for m in progress)
+        assert any("validation at " in m and "model - HOLD" in m for m in progress)
+    assert any(m.startswith("evaluated: ") for m in messages["evaluation_report"])
+
+
 def test_the_evaluation_report_shows_its_summary_and_plots(trained):
     meta = metadata(trained.training, "evaluation_report")
     report = Path(meta["report"])

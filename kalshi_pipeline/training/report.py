@@ -451,7 +451,7 @@ def _difficulty_plot(
     reward = {(r["split"], r["market_ticker"], r["policy"]): r["mean_reward"] for r in rows}
     fig = Figure(figsize=(7, 4))  # no pyplot: no GUI backend, no global state
     ax = fig.subplots()
-    for split, marker in (("train", "o"), ("holdout", "x")):
+    for split, marker in (("train", "o"), ("holdout", "x"), ("walk_forward", "^")):
         points = []
         for (s, market), views in sorted(keys.items()):
             mine = reward.get((s, market, policy))

@@ -286,8 +286,10 @@ def test_evaluating_reports_its_progress_and_its_end(views):
     splits = {"train": views[:3], "holdout": views[3:5]}
     lines: list[str] = []
 
-    episodes = evaluate_policies(policies, splits, seed=1, on_progress=lines.append)
-    assert lines == ["evaluated: 10 episodes (2 policies)"]  # within seconds: only the end
+    episodes = evaluate_policies(
+        policies, splits, seed=1, on_progress=lines.append, every_seconds=math.inf
+    )  # fmt: skip
+    assert lines == ["evaluated: 10 episodes (2 policies)"]  # no interval passed: only the end
     assert evaluate_policies(
         policies, splits, seed=1, on_progress=lines.append, every_seconds=0
     ) == episodes  # fmt: skip

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.callbacks import read_csv_rows
 from kalshi_pipeline.training.config import PROFILES
 from kalshi_pipeline.workflow import (
     PipelineConfig,
@@ -150,9 +151,9 @@ def small_study(store, where) -> dict:
         "best": result["best"],
         "trials": [(t.number, t.state, t.value, t.user_attrs.get("ci95")) for t in study.trials],
         "validated": [  # every validation of every trial's phases: its score (the mean)
-            row.split(",")[1]
+            row["score"]
             for csv in sorted(where.glob("trial-*/phase*/validation.csv"))
-            for row in csv.read_text().splitlines()[1:]
+            for row in read_csv_rows(csv)
         ],
         "models": [
             weights(where / f"trial-{n}" / "phase3" / name)

@@ -17,12 +17,12 @@ from dataclasses import replace
 import pytest
 import torch
 from stable_baselines3 import PPO
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
 from kalshi_pipeline.training.phases import TrainedOnOtherData, read_lineage, train_phase
+from kalshi_pipeline_tests.training.test_phases import scalars
 
 TIMESTEPS, EVERY = 256, 64
 CONFIG = profile(
@@ -107,11 +107,9 @@ def test_validation_is_scored_every_validate_every_timesteps_and_at_the_end(trai
     assert all("validation/share_positive" in r for r in logged)
     # And to TensorBoard, under validation/ (each scalar's step is when it was written; the
     # timesteps of the model scored are the validation/timesteps value).
-    events = EventAccumulator(str(phase_dir))
-    events.Reload()
     tensorboard = {
-        tag: [e.value for e in events.Scalars(tag)]
-        for tag in events.Tags()["scalars"]
+        tag: [value for _, value in points]
+        for tag, points in scalars(phase_dir).items()
         if tag.startswith("validation/")
     }
     assert tensorboard["validation/timesteps"] == [0, 64, 128, 192, 256]

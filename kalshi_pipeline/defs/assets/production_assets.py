@@ -67,7 +67,10 @@ def production_model(
     (``None`` while no model has won)."""
     registry = registry_path(pipeline.artifacts)
     holdout = views_for(train_holdout_split.holdout, pipeline.session_views)
-    context.log.info(f"comparing {phase3_model} with the champion on {len(holdout)} holdout views")
+    context.log.info(
+        f"comparing {phase3_model} with the champion (always-HOLD while there is none) on "
+        f"{len(holdout)} holdout views"
+    )
     decision = promote(
         Path(phase3_model),
         holdout,

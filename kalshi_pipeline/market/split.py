@@ -15,8 +15,28 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 
 DEFAULT_SALT = "kalshi-pipeline-split-v1"
+
+
+class SplitName(StrEnum):
+    """The sides of the split; a view is on one or two of them (a holdout market's view
+    of a walk-forward session is on both)."""
+
+    TRAIN = "train"
+    VALIDATION = "validation"
+    HOLDOUT = "holdout"
+    WALK_FORWARD = "walk_forward"
+
+
+class MarketKind(StrEnum):
+    """A market by the mean of its views' average spreads: ``TIGHT`` under the split's
+    ``tight_spread_cents`` (liquid enough that crossing the spread costs less than the
+    round trip's fees), else ``WIDE``."""
+
+    TIGHT = "tight"
+    WIDE = "wide"
 
 
 def holdout_score(ticker: str, salt: str = DEFAULT_SALT) -> float:

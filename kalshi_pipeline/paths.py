@@ -1,4 +1,4 @@
-"""Where things live on disk (DESIGN.md section 8): one place for the environment variables.
+"""Where things live on disk (``docs/contracts.md``): one place for the environment variables.
 
 ``KALSHI_PIPELINE_HOME`` (default ``./.kalshi-pipeline``) holds the local session store in
 ``sessions/`` and models and reports in ``artifacts/``. ``KALSHI_COLLECTOR_URL``, when set,

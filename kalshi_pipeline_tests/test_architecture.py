@@ -1,7 +1,7 @@
 """The architecture, enforced: the import contracts in ``pyproject.toml`` hold.
 
-``[tool.importlinter]`` states the layers of DESIGN.md (sources < market < env <
-training), that the domain never imports Dagster or ``defs/``, and that neither the
+``[tool.importlinter]`` states the layers of ``docs/architecture.md`` (sources < market <
+env < training), that the domain never imports Dagster or ``defs/``, and that neither the
 library nor the benchmarks import the tests. These tests run import-linter on the
 checkout, and show that each contract has teeth: the same linter, run on a copy of the
 package with one forbidden import added, fails and names the module that broke it.

@@ -1,4 +1,4 @@
-"""The Definitions ``dagster dev`` loads: they load, and hold the graph DESIGN.md names."""
+"""The Definitions ``dagster dev`` loads: they load, and hold the graph of docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A view is written as its books, one ``(yes_bids, no_bids)`` pair of ``{price: size}`` per
 step (:func:`view_of_books`); features are zeros, since execution never reads them. The
-rules of DESIGN.md section 5 are checked on small examples worked out by hand, and its
+rules of ``docs/environment.md`` are checked on small examples worked out by hand, and its
 invariants as properties over random books and random action sequences (hypothesis).
 
 The book used by most examples, ``BOOK``: YES bids 40 and 39, NO bids 55 and 54, so the

@@ -11,7 +11,8 @@ import pytest
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.fees import taker_fee_cents as fee
 from kalshi_pipeline.market.views import build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, _fair_path, simulate_session
+from kalshi_pipeline.sources.simulated_market import SimulatedMarketKind
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_markets_are_mostly_illiquid_with_a_liquid_minority(books):
 
 
 def test_episode_lengths_coverage_and_bursts_vary_like_real_sessions(sessions, books):
-    # DESIGN section 7: real views run from about 20 to 2,500 steps, median near 60.
+    # docs/simulator.md: real views run from about 20 to 2,500 steps, median near 60.
     lengths = np.array([len(v) for s in sessions for v in build_market_views(s)])
     assert lengths.min() < 20 and lengths.max() > 250
     assert 45 <= np.median(lengths) <= 80
@@ -117,7 +118,9 @@ def _round_trips(config: SimulatorConfig, horizon: int = 100, contracts: int = 1
     imbalance beyond 0.8 points to: buy ``contracts`` at the ask, sell them at the bid
     ``horizon`` events later, Kalshi's taker fee paid both ways. Keyed by market kind:
     liquid (median spread <= 3 cents) or illiquid."""
-    results: dict[str, list[np.ndarray]] = {"liquid": [], "illiquid": []}
+    results: dict[SimulatedMarketKind, list[np.ndarray]] = {
+        kind: [] for kind in SimulatedMarketKind
+    }
     for session_id in (1, 2, 3, 4, 5, 6):
         b = reconstruct_books(simulate_session(session_id, 7, config))
         for ticker in b.tickers:
@@ -136,7 +139,8 @@ def _round_trips(config: SimulatorConfig, horizon: int = 100, contracts: int = 1
             got = np.where(buy_yes, yes_bid[end], no_bid[end])
             trade = buy_yes | buy_no
             net = contracts * (got - paid) - fee(contracts, paid) - fee(contracts, got)
-            kind = "liquid" if np.median(100 - no_bid - yes_bid) <= 3 else "illiquid"
+            tight = np.median(100 - no_bid - yes_bid) <= 3
+            kind = SimulatedMarketKind.LIQUID if tight else SimulatedMarketKind.ILLIQUID
             results[kind].append(net[trade] / contracts)
     return {kind: np.concatenate(nets) for kind, nets in results.items()}
 
@@ -152,17 +156,3 @@ def test_book_imbalance_pays_for_a_round_trip_only_on_liquid_markets_with_the_si
     assert signal["illiquid"].mean() < -10.0
     assert control["liquid"].mean() < -2.0
     assert control["illiquid"].mean() < -10.0
-
-
-def test_a_price_pushed_towards_a_bound_creeps_up_to_it_and_never_folds_back():
-    # Steady upward moves from near the top: a fold at the bound would turn them into a
-    # fall (and invert the signal there); the price only rises, by ever smaller steps.
-    fair = _fair_path(90.0, np.full(400, 1.0))
-
-    steps = np.diff(fair)
-    assert (steps >= 0).all() and fair.max() <= 98.5 and fair[-1] > 98.0
-    assert (np.diff(steps[fair[1:] < 98.5]) <= 1e-12).all()
-    # Zero-mean moves leave the price where it was on average (the control's martingale).
-    rng = np.random.default_rng(0)
-    ends = [_fair_path(80.0, rng.normal(0, 3.0, 50))[-1] for _ in range(4000)]
-    assert abs(np.mean(ends) - 80.0) < 0.3

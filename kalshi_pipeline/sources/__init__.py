@@ -9,11 +9,7 @@ at a time (:class:`SessionBatches`) when it is too big to load.
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from kalshi_pipeline.sources.parquet_store import (
-    ParquetSessionStore,
-    SessionExists,
-    StoreCorrupt,
-)
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import (
     ConnectionSettings,
     PostgresSessionSource,
@@ -27,6 +23,7 @@ from kalshi_pipeline.sources.raw import (
     SessionInfo,
     SessionNotComplete,
 )
+from kalshi_pipeline.sources.store_layout import SessionExists, StoreCorrupt
 
 
 class SessionSource(Protocol):

@@ -60,52 +60,52 @@ A session too big to hold goes through a batch of rows at a time both ways:
 writes row groups of ``BATCH_ROWS`` rows, hashing as it writes; ``open_session`` gives the
 stored session as one (its files hashed a block at a time, then read from the same open
 files).
+
+This module holds the store itself: its lock, its catalog kept in step with the session
+directories, and the staging, swapping and clearing of leftovers.
+:mod:`~kalshi_pipeline.sources.store_layout` names the files and encodes the two JSON
+indexes, :mod:`~kalshi_pipeline.sources.store_writing` writes a session's files and
+:mod:`~kalshi_pipeline.sources.store_reading` opens, verifies and decodes them.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from kalshi_pipeline.sources.raw import (
-    BATCH_ROWS,
-    DELTA_SCHEMA,
-    SNAPSHOT_SCHEMA,
-    TABLES,
-    RawSession,
-    SessionBatches,
-    SessionInfo,
-    SessionNotComplete,
+from kalshi_pipeline.sources.raw import TABLES, RawSession, SessionBatches, SessionInfo
+from kalshi_pipeline.sources.store_layout import (
+    CATALOG,
+    DIGESTS,
+    LOCK,
+    METADATA,
+    SessionExists,
+    StoreCorrupt,
+    catalog_by_id,
+    catalog_json,
+    decoded,
+    entries_digest,
+    json_bytes,
+    parse_catalog_file,
 )
+from kalshi_pipeline.sources.store_reading import (
+    StoredSession,
+    check_complete,
+    check_digests,
+    decode_info,
+    decode_session,
+    load_directory,
+    open_directory,
+)
+from kalshi_pipeline.sources.store_writing import replace_file, write_session_files
 
-CATALOG = "catalog.json"
-LOCK = ".lock"
-METADATA, SNAPSHOTS, DELTAS = "metadata.json", "snapshots.parquet", "deltas.parquet"
-DIGESTS = "digests.json"
-SESSION_FILES = (METADATA, SNAPSHOTS, DELTAS)  # the files digests.json covers
-_PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True, "write_page_checksum": True}
-
-T = TypeVar("T")
-D = TypeVar("D")
-
-
-class SessionExists(FileExistsError):
-    """A different version of this session is already stored; the store never overwrites it."""
-
-
-class StoreCorrupt(ValueError):
-    """A store file that is missing, unreadable, or not what was written."""
+__all__ = ["ParquetSessionStore", "SessionExists", "StoreCorrupt", "StoredSession"]
 
 
 class ParquetSessionStore:
@@ -126,7 +126,7 @@ class ParquetSessionStore:
         """The raw session, verified; one still recording raises :class:`SessionNotComplete`."""
         self._check_listed(session_id)
         session = self._load(session_id)
-        _check_complete(session.info, allow_incomplete)
+        check_complete(session.info, allow_incomplete)
         return session
 
     @contextmanager
@@ -144,8 +144,8 @@ class ParquetSessionStore:
         self._check_listed(session_id)
         with self._verified(session_id) as files:
             directory = self._session_dir(session_id)
-            info = _decode_info(session_id, directory, files[METADATA].read())
-            _check_complete(info, allow_incomplete)
+            info = decode_info(session_id, directory, files[METADATA].read())
+            check_complete(info, allow_incomplete)
             yield StoredSession(info, directory, files)
 
     # -- writing -----------------------------------------------------------------------
@@ -166,7 +166,7 @@ class ParquetSessionStore:
             retired = None
             staging = self.path / f".tmp-{session_id}-{uuid.uuid4().hex}"
             try:
-                _write_session_files(session, staging)
+                write_session_files(session, staging)
                 if final.exists():
                     if self._holds(staging, session_id, replace=replace):
                         shutil.rmtree(staging)
@@ -239,20 +239,18 @@ class ParquetSessionStore:
         except FileNotFoundError:
             return None
         hint = f" (rebuild it from the session directories: {self!r}.rebuild_catalog())"
-        entries, recorded = _decoded("the catalog", path, _parse_catalog_file, raw, hint)
+        entries, recorded = decoded("the catalog", path, parse_catalog_file, raw, hint)
         if recorded is not None:  # None: a bare list from earlier versions (module docstring)
-            actual = _entries_digest(entries)
+            actual = entries_digest(entries)
             if actual != recorded:
                 raise StoreCorrupt(
                     f"the catalog: {path} is corrupt: the SHA-256 of its entries {actual} "
                     f"differs from {recorded} recorded in it{hint}"
                 )
-        return _decoded("the catalog", path, _catalog_by_id, entries, hint)
+        return decoded("the catalog", path, catalog_by_id, entries, hint)
 
     def _write_catalog(self, catalog: dict[int, dict]) -> None:
-        entries = [catalog[key] for key in sorted(catalog)]
-        data = {"sessions": entries, "sha256": _entries_digest(entries)}
-        _replace_file(self.path / CATALOG, _json_bytes(data))
+        replace_file(self.path / CATALOG, json_bytes(catalog_json(catalog)))
 
     def _synced_catalog(self, *, rebuild: bool = False) -> dict[int, dict]:
         """The catalog made to agree with the session directories; hold the lock to call.
@@ -268,7 +266,7 @@ class ParquetSessionStore:
             if session_id not in catalog or session_id in interrupted:
                 with self._verified(session_id, locked=True) as files:
                     directory = self._session_dir(session_id)
-                    info = _decode_info(session_id, directory, files[METADATA].read())
+                    info = decode_info(session_id, directory, files[METADATA].read())
                 catalog[session_id] = info.to_json_dict()
         if rebuild or catalog != before:
             self._write_catalog(catalog)
@@ -299,17 +297,17 @@ class ParquetSessionStore:
         """The session's files, open, from one version of its directory and checked
         against its digests; closed on exit."""
         directory = self._session_dir(session_id)
-        files = _open_directory(directory)
+        files = open_directory(directory)
         if files is None and not locked:
             # Moved while we opened it (a writer swapping versions, or one killed mid-swap):
             # wait for the lock, which also finishes a dead writer's swap, and open again.
             with self._lock():
                 self._synced_catalog()
-                files = _open_directory(directory)
+                files = open_directory(directory)
         if files is None:
             raise StoreCorrupt(f"session {session_id}: its directory {directory} is missing")
         try:
-            _check_digests(session_id, directory, files)
+            check_digests(session_id, directory, files)
             yield files
         finally:
             for fh in files.values():
@@ -322,7 +320,7 @@ class ParquetSessionStore:
 
     def _load(self, session_id: int, *, locked: bool = False) -> RawSession:
         with self._verified(session_id, locked=locked) as files:
-            return _decode_session(session_id, self._session_dir(session_id), files)
+            return decode_session(session_id, self._session_dir(session_id), files)
 
     def _holds(self, staging: Path, session_id: int, *, replace: bool) -> bool:
         """Whether the stored copy of this session has the content just written to
@@ -340,312 +338,7 @@ class ParquetSessionStore:
             return True
         if replace:
             return False
-        old, new = self._load(session_id, locked=True), _load_directory(session_id, staging)
+        old, new = self._load(session_id, locked=True), load_directory(session_id, staging)
         return old.info == new.info and all(
             getattr(old, table).equals(getattr(new, table)) for table in TABLES
         )
-
-
-# -- files -------------------------------------------------------------------------------
-def _write_session_files(session: SessionBatches, directory: Path) -> None:
-    """The session's files plus digests.json of the bytes meant, not of what reads back."""
-    directory.mkdir()
-    digests = {
-        METADATA: _write_file(directory / METADATA, _json_bytes(session.info.to_json_dict()))
-    }
-    for (name, schema), table in zip(_TABLES, TABLES, strict=True):
-        digests[name] = _write_parquet(directory / name, schema, session.batches(table))
-    _write_file(directory / DIGESTS, _json_bytes({"sha256": digests}))
-
-
-def _write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> str:
-    """Write ``batches`` as row groups of ``BATCH_ROWS`` rows (so the bytes depend on the
-    rows only, not on how they were batched) and fsync; returns the SHA-256 of the bytes
-    written."""
-    with open(path, "wb") as fh:
-        sink = _HashingSink(fh)
-        writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **_PARQUET_OPTIONS)
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in batches:
-            pending.append(batch)
-            rows += batch.num_rows
-            while rows >= BATCH_ROWS:
-                table = pa.Table.from_batches(pending, schema)
-                writer.write_table(table.slice(0, BATCH_ROWS), row_group_size=BATCH_ROWS)
-                rest = table.slice(BATCH_ROWS)
-                pending, rows = rest.to_batches(), rest.num_rows
-        if rows:
-            writer.write_table(pa.Table.from_batches(pending, schema))
-        writer.close()
-        fh.flush()
-        os.fsync(fh.fileno())
-    return sink.hexdigest()
-
-
-class _HashingSink:
-    """A binary file that hashes what is written through it."""
-
-    closed = False
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh, self._hash, self._size = fh, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        self._size += len(data)
-        return self._fh.write(data)
-
-    def tell(self) -> int:
-        return self._size
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        pass  # the file is the caller's to close
-
-    def writable(self) -> bool:
-        return True
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-def _write_file(path: Path, data: bytes) -> str:
-    """Write and fsync ``data``; returns its SHA-256."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return hashlib.sha256(data).hexdigest()
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write through a temporary file and ``os.replace``: readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    _write_file(tmp, data)
-    os.replace(tmp, path)
-
-
-def _json_bytes(data: object) -> bytes:
-    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
-
-
-def _open_directory(directory: Path) -> dict[str, BinaryIO | None] | None:
-    """Every session file opened (None if absent), or None if the directory moved under us.
-
-    Files are opened relative to one descriptor of the directory, so all come from the
-    same version; a file missing from a version that has since been swapped out means
-    the writer deleted it, not that it was never there.
-    """
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return None
-    try:
-        files = {name: _open_at(fd, name) for name in (*SESSION_FILES, DIGESTS)}
-        if None in files.values():
-            try:
-                live = os.stat(directory)
-            except FileNotFoundError:
-                live = None
-            here = os.fstat(fd)
-            if live is None or (live.st_dev, live.st_ino) != (here.st_dev, here.st_ino):
-                for fh in files.values():
-                    if fh is not None:
-                        fh.close()
-                return None
-        return files
-    finally:
-        os.close(fd)
-
-
-def _open_at(directory_fd: int, name: str) -> BinaryIO | None:
-    try:
-        fd = os.open(name, os.O_RDONLY, dir_fd=directory_fd)
-    except FileNotFoundError:
-        return None
-    return open(fd, "rb")
-
-
-class StoredSession:
-    """One verified stored session, read a batch of rows at a time (its files stay open
-    while :meth:`ParquetSessionStore.open_session` holds them)."""
-
-    def __init__(self, info: SessionInfo, directory: Path, files: dict[str, BinaryIO]) -> None:
-        self.info = info
-        self._directory = directory
-        self._files = files
-
-    @property
-    def num_events(self) -> int:
-        """Rows of both tables, from the files' footers."""
-        return sum(self.rows(table) for table in TABLES)
-
-    def rows(self, table: str) -> int:
-        """Rows of ``table`` (``"snapshots"`` or ``"deltas"``), from its file's footer."""
-        return self._parquet(table)[1].metadata.num_rows
-
-    def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """The rows of ``table`` (``"snapshots"`` or ``"deltas"``) in storage order, in
-        batches of ``BATCH_ROWS``; a file that cannot be decoded raises
-        :class:`StoreCorrupt` naming it."""
-        path, file = self._parquet(table)
-        try:
-            yield from file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
-        except _UNREADABLE as exc:
-            where = f"session {self.info.session_id}"
-            raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}") from exc
-
-    def _parquet(self, table: str) -> tuple[Path, pq.ParquetFile]:
-        name, schema = dict(zip(TABLES, _TABLES, strict=True))[table]
-        path = self._directory / name
-        fh = self._files[name]
-        fh.seek(0)
-
-        def open_file(fh: BinaryIO) -> pq.ParquetFile:
-            file = pq.ParquetFile(fh, page_checksum_verification=True)
-            if not file.schema_arrow.equals(schema):
-                raise ValueError(f"its schema is not {name}'s:\n{file.schema_arrow}")
-            return file
-
-        return path, _decoded(f"session {self.info.session_id}", path, open_file, fh)
-
-
-_TABLES = ((SNAPSHOTS, SNAPSHOT_SCHEMA), (DELTAS, DELTA_SCHEMA))  # in the order of TABLES
-
-
-# -- decoding and verifying --------------------------------------------------------------
-_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OSError, pa.ArrowException)
-
-
-def _decoded(where: str, path: Path, decode: Callable[[D], T], data: D, hint: str = "") -> T:
-    """``decode(data)``, any failure raised as :class:`StoreCorrupt` naming the file."""
-    try:
-        return decode(data)
-    except _UNREADABLE as exc:
-        raise StoreCorrupt(f"{where}: {path} cannot be read: {exc}{hint}") from exc
-
-
-def _check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO | None]) -> None:
-    """Raise unless every file is present and matches digests.json (if there is one).
-
-    The files are read through to hash them, a block at a time, and left at their start.
-    """
-    for name in SESSION_FILES:
-        if files[name] is None:
-            raise StoreCorrupt(f"session {session_id}: {directory / name} is missing")
-    if files[DIGESTS] is None:
-        return  # written before digests existed: loads unverified (module docstring)
-    recorded = _decoded(
-        f"session {session_id}", directory / DIGESTS, _parse_digests, files[DIGESTS].read()
-    )
-    files[DIGESTS].seek(0)
-    for name in SESSION_FILES:
-        actual = hashlib.file_digest(files[name], "sha256").hexdigest()
-        files[name].seek(0)
-        if actual != recorded[name]:
-            raise StoreCorrupt(
-                f"session {session_id}: {directory / name} is corrupt: its SHA-256 {actual} "
-                f"differs from {recorded[name]} recorded in {directory / DIGESTS}"
-            )
-
-
-def _parse_digests(raw: bytes) -> dict[str, str]:
-    data = json.loads(raw)
-    digests = data.get("sha256") if isinstance(data, dict) else None
-    if not (
-        isinstance(digests, dict)
-        and sorted(digests) == sorted(SESSION_FILES)
-        and all(isinstance(value, str) for value in digests.values())
-    ):
-        raise ValueError(f'expected {{"sha256": {{file: hex digest}}}} for {SESSION_FILES}')
-    return digests
-
-
-def _entries_digest(entries: list) -> str:
-    """SHA-256 of the catalog entries' canonical JSON (independent of the file's layout)."""
-    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _parse_catalog_file(raw: bytes) -> tuple[list, str | None]:
-    """The entries and their recorded SHA-256 (None for an earlier version's bare list)."""
-    data = json.loads(raw)
-    if isinstance(data, list):
-        return data, None
-    if not (
-        isinstance(data, dict)
-        and sorted(data) == ["sessions", "sha256"]
-        and isinstance(data["sessions"], list)
-        and isinstance(data["sha256"], str)
-    ):
-        got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f'expected {{"sessions": [...], "sha256": hex digest}}, got {got}')
-    return data["sessions"], data["sha256"]
-
-
-def _catalog_by_id(entries: list) -> dict[int, dict]:
-    catalog: dict[int, dict] = {}
-    for position, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ValueError(f"entry {position} is a {type(entry).__name__}, not an object")
-        try:
-            session_id = SessionInfo.from_json_dict(entry).session_id
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"entry {position}: {exc}") from None
-        if not isinstance(session_id, int) or session_id in catalog:
-            raise ValueError(f"entry {position}: session_id {session_id!r} is not a new integer")
-        catalog[session_id] = entry
-    return catalog
-
-
-def _decode_session(session_id: int, directory: Path, files: dict[str, BinaryIO]) -> RawSession:
-    info = _decode_info(session_id, directory, files[METADATA].read())
-    where = f"session {session_id}"
-    tables = [
-        _decoded(where, directory / name, _table(schema), files[name].read())
-        for name, schema in _TABLES
-    ]
-    return RawSession(info, *tables)
-
-
-def _load_directory(session_id: int, directory: Path) -> RawSession:
-    """A session's files in ``directory`` (written by this process: not verified)."""
-    files = {name: open(directory / name, "rb") for name in SESSION_FILES}  # noqa: SIM115
-    try:
-        return _decode_session(session_id, directory, files)
-    finally:
-        for fh in files.values():
-            fh.close()
-
-
-def _check_complete(info: SessionInfo, allow_incomplete: bool) -> None:
-    if not info.is_complete and not allow_incomplete:
-        raise SessionNotComplete(
-            f"session {info.session_id} is still {info.status} (no end time): not ingested"
-        )
-
-
-def _decode_info(session_id: int, directory: Path, raw: bytes) -> SessionInfo:
-    path = directory / METADATA
-    info = _decoded(f"session {session_id}", path, _parse_info, raw)
-    if info.session_id != session_id:
-        raise StoreCorrupt(f"session {session_id}: {path} describes session {info.session_id}")
-    return info
-
-
-def _parse_info(raw: bytes) -> SessionInfo:
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError(f"expected an object, got {type(data).__name__}")
-    return SessionInfo.from_json_dict(data)
-
-
-def _table(schema: pa.Schema) -> Callable[[bytes], pa.Table]:
-    def read(raw: bytes) -> pa.Table:
-        table = pq.read_table(pa.BufferReader(raw), schema=schema, page_checksum_verification=True)
-        return table.combine_chunks()
-
-    return read

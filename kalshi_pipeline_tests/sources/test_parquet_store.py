@@ -21,7 +21,8 @@ from kalshi_pipeline.sources import (
     SessionExists,
     SessionNotComplete,
     StoreCorrupt,
-    parquet_store,
+    store_reading,
+    store_writing,
 )
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import InBatches, delta, make_session, snapshot
@@ -173,14 +174,14 @@ def test_a_crash_while_writing_leaves_no_trace_and_keeps_the_previous_version(
     store.write_session(previous)
     catalog_before = (tmp_path / "catalog.json").read_bytes()
 
-    real_write_parquet = parquet_store._write_parquet
+    real_write_parquet = store_writing.write_parquet
 
     def crash_on_deltas(path, schema, batches):
         if path.name == "deltas.parquet":
             raise OSError("disk full")
         return real_write_parquet(path, schema, batches)
 
-    monkeypatch.setattr(parquet_store, "_write_parquet", crash_on_deltas)
+    monkeypatch.setattr(store_writing, "write_parquet", crash_on_deltas)
     for session in (small_session(4, seed=2), small_session(5)):
         with pytest.raises(OSError, match="disk full"):
             store.write_session(session, replace=True)
@@ -338,7 +339,7 @@ def test_a_catalog_of_earlier_versions_is_still_read_and_the_next_write_verifies
 
 # -- reading a batch at a time -----------------------------------------------------------
 def test_an_opened_session_reads_in_batches_what_load_session_returns(tmp_path, monkeypatch):
-    monkeypatch.setattr(parquet_store, "BATCH_ROWS", 100)  # several batches per table
+    monkeypatch.setattr(store_reading, "BATCH_ROWS", 100)  # several batches per table
     store = ParquetSessionStore(tmp_path)
     session = small_session(3)
     store.write_session(session)
@@ -397,7 +398,7 @@ def test_opening_a_session_checks_what_loading_checks(tmp_path):
 def test_a_session_written_a_batch_at_a_time_gives_the_same_bytes(tmp_path, monkeypatch):
     """Row groups of BATCH_ROWS rows whatever the batches: the bytes, and so the digests
     that tell a repeated write from a new version, depend on the rows only."""
-    monkeypatch.setattr(parquet_store, "BATCH_ROWS", 100)
+    monkeypatch.setattr(store_writing, "BATCH_ROWS", 100)
     session = small_session(4)
     stores = {}
     for rows in (7, 100, 1_000_000):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt, parquet_store
+from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt, store_writing
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
@@ -89,14 +89,14 @@ def write_until_stopped(root: str, where: str, marker: str) -> None:
     """
     store = ParquetSessionStore(root)
     if where == "staging":
-        write_parquet = parquet_store._write_parquet
+        write_parquet = store_writing.write_parquet
 
         def stopping_write_parquet(path, schema, batches):
             if path.name == "deltas.parquet":
                 stop_here(marker)
             return write_parquet(path, schema, batches)
 
-        parquet_store._write_parquet = stopping_write_parquet
+        store_writing.write_parquet = stopping_write_parquet
         store.write_session(tiny_session(4))
     elif where == "swap":
         rename = Path.rename

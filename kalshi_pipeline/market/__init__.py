@@ -1,7 +1,9 @@
 """Order-book reconstruction, market views, features and difficulty (pure domain code)."""
 
 from kalshi_pipeline.market.books import SessionBooks, books_from_events, reconstruct_books
-from kalshi_pipeline.market.cleaning import CleanEvents, DataIssue, IngestReport, clean_session
+from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import DataIssue, IngestReport
 from kalshi_pipeline.market.difficulty import FilterConfig, difficulty_score, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION, FEATURE_NAMES
 from kalshi_pipeline.market.views import (

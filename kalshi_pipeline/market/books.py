@@ -32,12 +32,9 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from kalshi_pipeline.market.cleaning import (
-    BOOK_WIDTH,
-    CleanEvents,
-    IngestReport,
-    clean_session,
-)
+from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, CleanEvents
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.sources.raw import LEVELS, RawSession
 
 TOP_LEVELS = 5
@@ -166,7 +163,7 @@ def books_from_events(
     if report is None:
         report = copy.deepcopy(events.report)
     report.repair(
-        "crossed_book",
+        RepairKind.CROSSED_BOOK,
         names[events.market[rows]],
         events.sequence_number[rows],
         "book crossed after this event (YES bid >= YES ask); step kept and flagged",

@@ -1,21 +1,21 @@
 """Cleaning a session too big to hold in memory, a group of markets at a time.
 
-:func:`~.cleaning.clean_session` holds the whole raw session and its cleaned columns.
+:func:`~.cleaning.pipeline.clean_session` holds the whole raw session and its cleaned columns.
 :class:`CleanedGroups` reads a :class:`~kalshi_pipeline.sources.raw.SessionBatches` (a
 stored session opened with ``ParquetSessionStore.open_session``) in three passes, none
 holding more than one batch of rows or one group of markets:
 
-1. the outline (:func:`~.cleaning.outline_session`): the narrow columns only, for the
+1. the outline (:func:`~.cleaning.outline.outline_session`): the narrow columns only, for the
    usable markets, their row counts and the median of the sequence numbers;
 2. bucketing: each batch's usable rows are appended, in storage order, to an Arrow IPC
    file of their group in a scratch directory (groups of whole markets, in ticker order,
    of at most ``max_events`` rows, a bigger market alone);
-3. per group: its two buckets are read and cleaned (:func:`~.cleaning.clean_markets`),
+3. per group: its two buckets are read and cleaned (:func:`~.cleaning.pipeline.clean_markets`),
    the cleaned events are written to the scratch directory (``CleanEvents.save``) and
    the buckets deleted.
 
 The checks that read the whole session take what they need from the outline (outliers,
-the recorded window) or from a :class:`~.cleaning.SequenceTally` counted after the last
+the recorded window) or from a :class:`~.cleaning.sequence.SequenceTally` counted after the last
 group (gaps, numbers two markets share). So the repairs, the rejections and every
 market's events are those of ``clean_session`` on the whole session (tested); only
 which examples of a kind are kept (20 at most) may differ. What holds a value per event of
@@ -33,14 +33,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from kalshi_pipeline.market.cleaning import (
-    CleanEvents,
-    IngestReport,
-    SequenceTally,
-    clean_markets,
-    outline_session,
-    usable_rows,
-)
+from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.cleaning.outline import outline_session, usable_rows
+from kalshi_pipeline.market.cleaning.pipeline import clean_markets
+from kalshi_pipeline.market.cleaning.report import IngestReport
+from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, SNAPSHOT_SCHEMA, TABLES, SessionBatches
 
 # Bucket files open at once, per table. A session of more than this many groups gets

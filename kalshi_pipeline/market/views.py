@@ -60,7 +60,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events
-from kalshi_pipeline.market.cleaning import CleanEvents, IngestReport, clean_session
+from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import IngestReport
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,

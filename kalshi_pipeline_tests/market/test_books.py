@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from benchmarks.reference_books import reference_books
 from kalshi_pipeline.market.books import books_from_events, reconstruct_books
-from kalshi_pipeline.market.cleaning import CleanEvents, clean_session
+from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
@@ -283,7 +285,7 @@ def test_fast_equals_reference_on_random_sessions(rows):
     assert [
         (events.tickers[m], s) for m, s in zip(events.market, events.sequence_number, strict=True)
     ] == kept
-    assert events.report.repairs["delta_before_snapshot"] == sum(
+    assert events.report.repairs[RepairKind.DELTA_BEFORE_SNAPSHOT] == sum(
         row["sequence_number"] < first_snapshot.get(row["market_ticker"], np.inf) for row in rows
     )
 

@@ -1,4 +1,4 @@
-"""Cleaning: every bad-input case of the table in ``cleaning.py`` has its defined outcome.
+"""Cleaning: every bad-input case of the table in ``market/cleaning`` has its defined outcome.
 
 Each case builds a small session with a good market (MKT-A) beside a bad one (MKT-B),
 checks the repair count or the rejection, that the issue names the session, market and
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from kalshi_pipeline.market.books import reconstruct_books
-from kalshi_pipeline.market.cleaning import clean_session
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import SessionNotComplete
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
@@ -75,8 +76,8 @@ def test_delta_price_out_of_range_is_dropped(price):
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["price_out_of_range"] == 1
-    assert_names(example(books.report, "price_out_of_range"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.PRICE_OUT_OF_RANGE] == 1
+    assert_names(example(books.report, RepairKind.PRICE_OUT_OF_RANGE), "MKT-B", 7)
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [2, 5]  # seq 7 dropped, market kept
     assert books.best_yes_bid[b].tolist() == [30, 31]
@@ -100,8 +101,8 @@ def test_snapshot_level_price_out_of_range_is_dropped(price):
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["price_out_of_range"] == 1
-    assert_names(example(books.report, "price_out_of_range"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.PRICE_OUT_OF_RANGE] == 1
+    assert_names(example(books.report, RepairKind.PRICE_OUT_OF_RANGE), "MKT-B", 7)
     b = books.market_rows("MKT-B")
     assert books.best_yes_bid[b].tolist() == [30]
     assert books.yes_bid_volume[b].tolist() == [2]
@@ -117,8 +118,8 @@ def test_delta_negative_or_missing_size_is_dropped(new_size):
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["negative_size"] == 1
-    assert_names(example(books.report, "negative_size"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.NEGATIVE_SIZE] == 1
+    assert_names(example(books.report, RepairKind.NEGATIVE_SIZE), "MKT-B", 7)
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [2]
     assert books.best_yes_bid_size[b].tolist() == [2]
@@ -132,7 +133,7 @@ def test_remove_without_a_size_clears_the_level():
     )
     books = reconstruct_books(beside_good(*rows))
 
-    assert books.report.repairs["negative_size"] == 0
+    assert books.report.repairs[RepairKind.NEGATIVE_SIZE] == 0
     assert books.best_yes_bid[books.market_rows("MKT-B")].tolist() == [30, 29]
 
 
@@ -149,8 +150,8 @@ def test_snapshot_level_with_negative_size_is_dropped():
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["negative_size"] == 1
-    assert_names(example(books.report, "negative_size"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.NEGATIVE_SIZE] == 1
+    assert_names(example(books.report, RepairKind.NEGATIVE_SIZE), "MKT-B", 7)
     b = books.market_rows("MKT-B")
     assert (books.best_yes_bid[b][0], books.yes_bid_volume[b][0]) == (30, 2)
     assert_good_market_unaffected(*bad)
@@ -165,8 +166,8 @@ def test_delta_with_unknown_side_is_dropped(side):
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["unknown_side"] == 1
-    assert_names(example(books.report, "unknown_side"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.UNKNOWN_SIDE] == 1
+    assert_names(example(books.report, RepairKind.UNKNOWN_SIDE), "MKT-B", 7)
     assert books.sequence_number[books.market_rows("MKT-B")].tolist() == [2]
     assert_good_market_unaffected(*bad)
 
@@ -180,9 +181,9 @@ def test_identical_duplicates_keep_one_copy():
     twice = (*once, once[0], once[1], once[1])  # the snapshot twice, the delta three times
     books = reconstruct_books(beside_good(*twice))
 
-    assert books.report.repairs["duplicate_sequence"] == 3
-    assert_names(example(books.report, "duplicate_sequence"), "MKT-B", 2)
-    copies = [i for i in books.report.examples if i.kind == "duplicate_sequence"]
+    assert books.report.repairs[RepairKind.DUPLICATE_SEQUENCE] == 3
+    assert_names(example(books.report, RepairKind.DUPLICATE_SEQUENCE), "MKT-B", 2)
+    copies = [i for i in books.report.examples if i.kind == RepairKind.DUPLICATE_SEQUENCE]
     assert sorted(i.sequence_number for i in copies) == [2, 7, 7]
     assert not books.report.rejected
     assert_same_books(
@@ -241,14 +242,14 @@ def test_rows_stored_out_of_order_give_the_same_books_as_sorted_storage():
 
     # Late rows (stored after a higher number of their market, in their own table):
     # deltas A10 (after A12) and B9 (after B11). Snapshot B7 after A8 is another market's.
-    assert books.report.repairs["stored_out_of_order"] == 2
-    late = [i for i in books.report.examples if i.kind == "stored_out_of_order"]
+    assert books.report.repairs[RepairKind.STORED_OUT_OF_ORDER] == 2
+    late = [i for i in books.report.examples if i.kind == RepairKind.STORED_OUT_OF_ORDER]
     assert sorted((i.market_ticker, i.sequence_number) for i in late) == [
         ("MKT-A", 10),
         ("MKT-B", 9),
     ]
     assert_names(late[1], "MKT-B", 9)
-    assert "stored_out_of_order" not in expected.report.repairs
+    assert RepairKind.STORED_OUT_OF_ORDER not in expected.report.repairs
     assert books.tickers == expected.tickers
     for name, values in expected.columns().items():
         np.testing.assert_array_equal(getattr(books, name), values, err_msg=name)
@@ -263,8 +264,8 @@ def test_delta_before_the_first_snapshot_is_dropped():
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["delta_before_snapshot"] == 1
-    assert_names(example(books.report, "delta_before_snapshot"), "MKT-B", 2)
+    assert books.report.repairs[RepairKind.DELTA_BEFORE_SNAPSHOT] == 1
+    assert_names(example(books.report, RepairKind.DELTA_BEFORE_SNAPSHOT), "MKT-B", 2)
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [5, 7]
     assert books.best_yes_bid[b].tolist() == [30, 31]
@@ -293,9 +294,9 @@ def test_gaps_in_the_session_wide_sequence_are_counted_and_data_kept():
     session = beside_good(*bad)
     books = reconstruct_books(session)
 
-    assert books.report.repairs["sequence_gap"] == 3
+    assert books.report.repairs[RepairKind.SEQUENCE_GAP] == 3
     assert books.report.missing_sequence_numbers == 3
-    gaps = [i for i in books.report.examples if i.kind == "sequence_gap"]
+    gaps = [i for i in books.report.examples if i.kind == RepairKind.SEQUENCE_GAP]
     assert [i.sequence_number for i in gaps] == [6, 8, 12]  # the number after each gap
     assert "session 1" in str(gaps[0]) and "seq 6" in str(gaps[0])
     assert len(books) == session.num_events  # nothing dropped
@@ -311,7 +312,7 @@ def test_a_wide_gap_counts_every_missing_number():
         )
     )
 
-    assert books.report.repairs["sequence_gap"] == 1
+    assert books.report.repairs[RepairKind.SEQUENCE_GAP] == 1
     assert books.report.missing_sequence_numbers == 48
     assert len(books) == 3
 
@@ -325,7 +326,7 @@ def test_per_market_gaps_are_not_gaps():
         rows.append(delta("MKT-A" if seq % 2 else "MKT-B", seq, "yes", 20 + seq, 1))
     books = reconstruct_books(make_session(*rows))
 
-    assert books.report.repairs["sequence_gap"] == 0
+    assert books.report.repairs[RepairKind.SEQUENCE_GAP] == 0
     assert books.report.missing_sequence_numbers == 0
     assert books.sequence_number[books.market_rows("MKT-A")].tolist() == [1, 3, 5]
     assert books.sequence_number[books.market_rows("MKT-B")].tolist() == [2, 4, 6]
@@ -346,8 +347,8 @@ def test_crossed_book_steps_are_flagged_and_kept():
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [2, 5, 7, 9, 11, 13]
     assert books.crossed[b].tolist() == [False, True, False, False, True, False]
-    assert books.report.repairs["crossed_book"] == 2
-    flagged = [i for i in books.report.examples if i.kind == "crossed_book"]
+    assert books.report.repairs[RepairKind.CROSSED_BOOK] == 2
+    flagged = [i for i in books.report.examples if i.kind == RepairKind.CROSSED_BOOK]
     assert [i.sequence_number for i in flagged] == [5, 11]
     assert_names(flagged[0], "MKT-B", 5)
     assert not books.crossed[books.market_rows("MKT-A")].any()
@@ -390,8 +391,8 @@ def test_malformed_ask_map_is_ignored_and_counted(text, column):
     books = reconstruct_books(beside_good(*market_b(**{column: text})))
 
     assert "MKT-B" not in books.report.rejected
-    assert books.report.repairs["malformed_ask_map"] == 1
-    assert_names(example(books.report, "malformed_ask_map"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.MALFORMED_ASK_MAP] == 1
+    assert_names(example(books.report, RepairKind.MALFORMED_ASK_MAP), "MKT-B", 7)
     assert_same_books(
         market_books(beside_good(*market_b(**{column: text})), "MKT-B"),
         market_books(beside_good(*market_b()), "MKT-B"),
@@ -426,9 +427,9 @@ def test_stored_asks_disagreeing_with_bids_are_ignored():
     books = reconstruct_books(session(old_collector))
     expected = reconstruct_books(session(correct))
 
-    assert books.report.repairs["stored_asks_disagree"] == 2
-    assert_names(example(books.report, "stored_asks_disagree"), "MKT-B", 2)
-    assert expected.report.repairs["stored_asks_disagree"] == 0
+    assert books.report.repairs[RepairKind.STORED_ASKS_DISAGREE] == 2
+    assert_names(example(books.report, RepairKind.STORED_ASKS_DISAGREE), "MKT-B", 2)
+    assert expected.report.repairs[RepairKind.STORED_ASKS_DISAGREE] == 0
     for name, values in expected.columns().items():
         np.testing.assert_array_equal(getattr(books, name), values, err_msg=name)
     # The asks come from the bids: YES ask = 100 - best NO bid.

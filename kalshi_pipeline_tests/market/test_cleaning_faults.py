@@ -19,11 +19,9 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 from kalshi_pipeline.market.books import reconstruct_books
-from kalshi_pipeline.market.cleaning import (
-    MAX_SIZE,
-    TIME_TOLERANCE_MS,
-    recorded_window,
-)
+from kalshi_pipeline.market.cleaning.events import MAX_SIZE
+from kalshi_pipeline.market.cleaning.report import RepairKind
+from kalshi_pipeline.market.cleaning.timestamps import TIME_TOLERANCE_MS, recorded_window
 from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.features import FEATURE_NAMES
 from kalshi_pipeline.market.views import STEP_ARRAYS, build_market_views
@@ -96,8 +94,8 @@ def test_an_absurd_timestamp_is_a_counted_repair_and_poisons_nothing(session, cl
     books = reconstruct_books(bad)
     views = {v.market_ticker: v for v in build_market_views(bad)}
 
-    assert books.report.repairs["timestamp_out_of_window"] == 1
-    assert_names(example(books.report, "timestamp_out_of_window"), ticker, seq)
+    assert books.report.repairs[RepairKind.TIMESTAMP_OUT_OF_WINDOW] == 1
+    assert_names(example(books.report, RepairKind.TIMESTAMP_OUT_OF_WINDOW), ticker, seq)
     start, end = recorded_window(bad.info)
     assert ((books.timestamp_ms >= start) & (books.timestamp_ms <= end)).all()
     assert len(views) == len(clean_views)  # the bad market keeps its view
@@ -124,10 +122,10 @@ def test_a_non_finite_statistic_excludes_the_view():
 @pytest.mark.parametrize(
     ("bids", "kind"),
     [
-        ('{"30": 2, "31": 1e20}', "size_out_of_range"),
-        ('{"30": 2, "31": 99999999999999999999}', "size_out_of_range"),
-        ('{"30": 2, "99999999999999999999": 5}', "price_out_of_range"),
-        ('{"30": 2, "31": 1099511627777}', "size_out_of_range"),  # MAX_SIZE + 1
+        ('{"30": 2, "31": 1e20}', RepairKind.SIZE_OUT_OF_RANGE),
+        ('{"30": 2, "31": 99999999999999999999}', RepairKind.SIZE_OUT_OF_RANGE),
+        ('{"30": 2, "99999999999999999999": 5}', RepairKind.PRICE_OUT_OF_RANGE),
+        ('{"30": 2, "31": 1099511627777}', RepairKind.SIZE_OUT_OF_RANGE),  # MAX_SIZE + 1
     ],
 )
 @pytest.mark.parametrize("column", ["yes_bids", "no_bids"])
@@ -156,8 +154,8 @@ def test_an_oversized_delta_size_is_dropped():
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["size_out_of_range"] == 1
-    assert_names(example(books.report, "size_out_of_range"), "MKT-B", 9)
+    assert books.report.repairs[RepairKind.SIZE_OUT_OF_RANGE] == 1
+    assert_names(example(books.report, RepairKind.SIZE_OUT_OF_RANGE), "MKT-B", 9)
     assert books.best_yes_bid[books.market_rows("MKT-B")].tolist() == [30]
     assert_good_market_unaffected(*bad)
 
@@ -184,8 +182,8 @@ def test_a_null_size_in_a_bid_map_drops_that_level_only(column):
     books = reconstruct_books(beside_good(*bad))
 
     assert "MKT-B" not in books.report.rejected
-    assert books.report.repairs["negative_size"] == 1
-    assert_names(example(books.report, "negative_size"), "MKT-B", 7)
+    assert books.report.repairs[RepairKind.NEGATIVE_SIZE] == 1
+    assert_names(example(books.report, RepairKind.NEGATIVE_SIZE), "MKT-B", 7)
     b = books.market_rows("MKT-B")
     assert (books.best_yes_bid[b][0], books.best_no_bid[b][0]) == (30, 60)
     assert (books.yes_bid_volume[b][0], books.no_bid_volume[b][0]) == (2, 1)
@@ -218,11 +216,11 @@ def test_one_far_sequence_number_is_one_outlier_row(session, clean_views, seq):
     books = reconstruct_books(bad)
     views = {v.market_ticker: v for v in build_market_views(bad)}
 
-    assert books.report.repairs["sequence_outlier"] == 1
-    issue = example(books.report, "sequence_outlier")
+    assert books.report.repairs[RepairKind.SEQUENCE_OUTLIER] == 1
+    issue = example(books.report, RepairKind.SEQUENCE_OUTLIER)
     assert_names(issue, ticker, seq)
     assert "row id 701" in str(issue)
-    assert books.report.repairs["stored_out_of_order"] == 0
+    assert books.report.repairs[RepairKind.STORED_OUT_OF_ORDER] == 0
     # One number fewer arrived: at most one more gap, nothing like the span of 9e15.
     assert books.report.missing_sequence_numbers <= clean_report.missing_sequence_numbers + 1
     assert books.report.sequence_span == clean_report.sequence_span
@@ -235,9 +233,9 @@ def test_one_far_sequence_number_is_one_outlier_row(session, clean_views, seq):
 @pytest.mark.parametrize(
     ("field", "kind"),
     [
-        ("timestamp_ms", "missing_timestamp"),
-        ("sequence_number", "missing_sequence_number"),
-        ("market_ticker", "missing_market_ticker"),
+        ("timestamp_ms", RepairKind.MISSING_TIMESTAMP),
+        ("sequence_number", RepairKind.MISSING_SEQUENCE_NUMBER),
+        ("market_ticker", RepairKind.MISSING_MARKET_TICKER),
     ],
 )
 def test_a_null_key_field_drops_that_row_by_name(session, clean_views, field, kind):
@@ -280,9 +278,9 @@ def test_null_key_fields_in_a_database_without_constraints_are_clean_rejections(
     loaded = PostgresSessionSource(collector_db).load_session(3)
     report = reconstruct_books(loaded).report
 
-    assert report.repairs["missing_timestamp"] == 1
-    assert report.repairs["missing_sequence_number"] == 2
-    assert report.repairs["missing_market_ticker"] == 1
+    assert report.repairs[RepairKind.MISSING_TIMESTAMP] == 1
+    assert report.repairs[RepairKind.MISSING_SEQUENCE_NUMBER] == 2
+    assert report.repairs[RepairKind.MISSING_MARKET_TICKER] == 1
     named = {str(i) for i in report.examples if i.kind.startswith("missing_")}
     assert any("row id 6" in text for text in named)
     assert build_market_views(loaded)  # the rest builds
@@ -297,8 +295,8 @@ def test_a_sequence_number_shared_by_two_markets_is_counted_and_changes_no_book(
     )
     books = reconstruct_books(beside_good(*bad))
 
-    assert books.report.repairs["sequence_shared"] == 2
-    assert_names(example(books.report, "sequence_shared"), "MKT-B", 3)
+    assert books.report.repairs[RepairKind.SEQUENCE_SHARED] == 2
+    assert_names(example(books.report, RepairKind.SEQUENCE_SHARED), "MKT-B", 3)
     assert not books.report.rejected
     assert books.best_yes_bid[books.market_rows("MKT-B")].tolist() == [30, 31, 30]
     assert_good_market_unaffected(*bad)
@@ -315,10 +313,10 @@ def test_times_going_back_are_counted_where_they_step_back_and_kept():
     books = reconstruct_books(beside_good(*bad))
     b = books.market_rows("MKT-B")
 
-    assert books.report.repairs["timestamp_backwards"] == 1
-    assert_names(example(books.report, "timestamp_backwards"), "MKT-B", 5)
-    assert books.report.repairs["timestamp_jitter"] == 1
-    assert_names(example(books.report, "timestamp_jitter"), "MKT-B", 9)
+    assert books.report.repairs[RepairKind.TIMESTAMP_BACKWARDS] == 1
+    assert_names(example(books.report, RepairKind.TIMESTAMP_BACKWARDS), "MKT-B", 5)
+    assert books.report.repairs[RepairKind.TIMESTAMP_JITTER] == 1
+    assert_names(example(books.report, RepairKind.TIMESTAMP_JITTER), "MKT-B", 9)
     offsets = (books.timestamp_ms[b] - T0_MS).tolist()
     assert offsets == [10_000, 10_000 - far, 20_000, 20_000 - near]  # as received
     assert books.best_yes_bid[b].tolist() == [30, 31, 32, 33]  # no event lost
@@ -343,7 +341,7 @@ def test_one_time_far_ahead_inside_the_window_is_one_repair_and_moves_no_other_m
     views = {v.market_ticker: v for v in build_market_views(bad)}
     report = reconstruct_books(bad).report
 
-    assert report.repairs["timestamp_backwards"] == 1  # where the market steps back
+    assert report.repairs[RepairKind.TIMESTAMP_BACKWARDS] == 1  # where the market steps back
     # Only the jumped event leaves the step of its millisecond; nothing else is split.
     assert len(clean_views[ticker]) <= len(views[ticker]) <= len(clean_views[ticker]) + 1
     assert_other_markets_unchanged(views, clean_views, ticker)
@@ -371,13 +369,13 @@ def test_a_sequence_restart_starts_a_new_segment_instead_of_rejecting_the_market
     books = reconstruct_books(make_session(*rows))
 
     assert "MKT-B" not in books.report.rejected
-    assert books.report.repairs["sequence_restart"] == 1
-    assert_names(example(books.report, "sequence_restart"), "MKT-B", 101)
+    assert books.report.repairs[RepairKind.SEQUENCE_RESTART] == 1
+    assert_names(example(books.report, RepairKind.SEQUENCE_RESTART), "MKT-B", 101)
     b = books.market_rows("MKT-B")
     assert books.sequence_number[b].tolist() == [101, 102, 103, 101, 102]
     assert books.best_yes_bid[b].tolist() == [30, 31, 31, 40, 41]
     assert books.best_no_bid[b].tolist() == [60, 60, 61, 50, 50]
-    assert books.report.repairs["duplicate_sequence"] == 0
+    assert books.report.repairs[RepairKind.DUPLICATE_SEQUENCE] == 0
     assert books.report.missing_sequence_numbers == 0
     (view,) = build_market_views(make_session(*rows))
     assert np.all(np.diff(view.timestamps_ms) >= 0)
@@ -395,8 +393,8 @@ def test_the_same_snapshot_stored_twice_at_once_is_a_copy_not_a_restart():
     rows = (*restarted_market()[:3], copy)
     books = reconstruct_books(make_session(*rows))
 
-    assert books.report.repairs["sequence_restart"] == 0
-    assert books.report.repairs["duplicate_sequence"] == 1
+    assert books.report.repairs[RepairKind.SEQUENCE_RESTART] == 0
+    assert books.report.repairs[RepairKind.DUPLICATE_SEQUENCE] == 1
 
 
 def test_a_whole_session_replayed_after_a_reconnect_is_rebuilt_market_by_market(session):
@@ -427,8 +425,8 @@ def test_a_whole_session_replayed_after_a_reconnect_is_rebuilt_market_by_market(
     once = reconstruct_books(session)
 
     assert not books.report.rejected
-    assert books.report.repairs["sequence_restart"] == len(once.tickers)
-    assert books.report.repairs["duplicate_sequence"] == 0
+    assert books.report.repairs[RepairKind.SEQUENCE_RESTART] == len(once.tickers)
+    assert books.report.repairs[RepairKind.DUPLICATE_SEQUENCE] == 0
     assert books.tickers == once.tickers
     for ticker in once.tickers:
         rows, alone = books.market_rows(ticker), once.market_rows(ticker)

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from kalshi_pipeline.market import cleaning
 from kalshi_pipeline.market.books import TOP_LEVELS, reconstruct_books
-from kalshi_pipeline.market.cleaning import clean_session
+from kalshi_pipeline.market.cleaning import sequence
+from kalshi_pipeline.market.cleaning.pipeline import clean_session
+from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.market.features import (
     FEATURE_LAYOUT,
     FEATURE_LAYOUT_VERSION,
@@ -372,7 +373,11 @@ def test_storage_repairs_that_lose_nothing_keep_quality_one():
     views = views_by_ticker(make_session(*CLEAN, *benign))
 
     repairs = reconstruct_books(make_session(*CLEAN, *benign)).report.repairs
-    assert {"stored_out_of_order", "duplicate_sequence", "stored_asks_disagree"} <= set(repairs)
+    assert {
+        RepairKind.STORED_OUT_OF_ORDER,
+        RepairKind.DUPLICATE_SEQUENCE,
+        RepairKind.STORED_ASKS_DISAGREE,
+    } <= set(repairs)
     assert views["MKT-A"].data_quality_score == 1.0
 
 
@@ -660,7 +665,7 @@ def test_views_and_report_do_not_depend_on_the_chunk_size(chunk_events):
     assert whole_views[1].market_coverage < 1.0
     for name in ("repairs", "rejected", "market_defects", "examples"):
         assert getattr(chunked.report, name) == getattr(whole.report, name), name
-    assert chunked.report.repairs["crossed_book"] == 1
+    assert chunked.report.repairs[RepairKind.CROSSED_BOOK] == 1
     assert set(chunked.report.rejected) == {"MKT-C"}
 
 
@@ -756,9 +761,9 @@ def test_a_session_read_in_batches_gives_the_views_and_report_of_the_whole(clean
         assert getattr(streamed.report, name) == getattr(whole.report, name), name
     assert streamed.report.rejected.keys() == whole.report.rejected.keys() == {"MKT-C"}
     repairs = streamed.report.repairs
-    assert repairs["sequence_shared"] == repairs["sequence_outlier"] == 1
-    assert repairs["missing_market_ticker"] == repairs["crossed_book"] == 1
-    assert repairs["sequence_gap"] >= 1
+    assert repairs[RepairKind.SEQUENCE_SHARED] == repairs[RepairKind.SEQUENCE_OUTLIER] == 1
+    assert repairs[RepairKind.MISSING_MARKET_TICKER] == repairs[RepairKind.CROSSED_BOOK] == 1
+    assert repairs[RepairKind.SEQUENCE_GAP] >= 1
 
 
 def test_the_session_wide_tally_scanned_in_small_chunks_counts_as_the_whole(monkeypatch):
@@ -766,7 +771,7 @@ def test_the_session_wide_tally_scanned_in_small_chunks_counts_as_the_whole(monk
     examples carry across chunk boundaries."""
     raw = make_session(*session_wide_faults())
     whole = SessionViews(raw)
-    monkeypatch.setattr(cleaning, "CHUNK", 2)
+    monkeypatch.setattr(sequence, "CHUNK", 2)
 
     with SessionViews.streamed(InBatches(raw, 3), ViewConfig(clean_events=5)) as streamed:
         views = [v for batch in streamed.batches() for v in batch]

@@ -1,0 +1,64 @@
+"""Deltas: one level of one side set to a new size, as event columns.
+
+A delta with an unknown side, a price outside 1..99 or a size that is negative, missing or
+above ``MAX_SIZE`` is dropped (and counted), but still counts as received for the sequence
+checks. ``remove`` clears its level whatever ``new_size`` says (the collector's convention,
+docs/data-model.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kalshi_pipeline.market.cleaning.columns import int_column, market_codes, row_ids
+from kalshi_pipeline.market.cleaning.events import MAX_SIZE, NO, YES
+from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
+from kalshi_pipeline.sources.raw import LEVELS
+
+
+def delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
+    """Delta columns, with ``valid`` false for the deltas dropped as repairs (they still
+    count as received for the sequence checks)."""
+    market = market_codes(table.column("market_ticker"), code)
+    seq = int_column(table, "sequence_number")
+    ts = int_column(table, "timestamp_ms")
+    price = table.column("price").fill_null(0).to_numpy().astype(np.int64)  # NULL: out of range
+    size = table.column("new_size").fill_null(-1).to_numpy().astype(np.int64)
+    # `remove` clears the level whatever new_size says (docs/data-model.md).
+    removes = pc.equal(table.column("action"), "remove").fill_null(False)
+    size = np.where(removes.to_numpy(zero_copy_only=False), 0, size)
+    # A NULL side is an unknown side (fill_null: a null comparison would be None).
+    side = table.column("side")
+    is_yes = pc.equal(side, "yes").fill_null(False).to_numpy(zero_copy_only=False)
+    is_no = pc.equal(side, "no").fill_null(False).to_numpy(zero_copy_only=False)
+
+    valid = np.ones(len(seq), dtype=bool)
+    for kind, bad, message in (
+        (RepairKind.UNKNOWN_SIDE, ~(is_yes | is_no), "delta with a side other than yes/no dropped"),
+        (
+            RepairKind.PRICE_OUT_OF_RANGE,
+            (price < 1) | (price > LEVELS),
+            "delta with price outside 1..99 dropped",
+        ),
+        (RepairKind.NEGATIVE_SIZE, size < 0, "delta with a negative or missing size dropped"),
+        (
+            RepairKind.SIZE_OUT_OF_RANGE,
+            size > MAX_SIZE,
+            f"delta with a size above {MAX_SIZE} dropped",
+        ),
+    ):
+        rows = np.flatnonzero(valid & bad)
+        report.repair(kind, names[market[rows]], seq[rows], message)
+        valid &= ~bad
+    level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)
+    return {
+        "market": market,
+        "seq": seq,
+        "ts": ts,
+        "level": level,
+        "size": size,
+        "row_id": row_ids(table),
+        "valid": valid,
+    }

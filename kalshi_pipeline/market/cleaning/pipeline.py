@@ -1,0 +1,162 @@
+"""The per-market cleaning pipeline: raw rows of some markets in, their CleanEvents out.
+
+:func:`clean_session` cleans a whole session held in memory; :func:`clean_markets` is
+every check that reads one market, run on a group of markets (the whole session, or one
+group of :mod:`kalshi_pipeline.market.grouped_cleaning`), in stages: outliers dropped and
+rows read into event columns, the columns ordered (segments after restarts, rows stored
+late counted), bad events dropped (invalid deltas, duplicates, rejected markets, deltas
+before a snapshot), times repaired, and the accepted markets' events handed over. Its
+session-wide checks read the :class:`~.outline.SessionOutline` or are left to the
+:class:`~.sequence.SequenceTally`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from kalshi_pipeline.market.cleaning.columns import take_rows
+from kalshi_pipeline.market.cleaning.deltas import delta_events
+from kalshi_pipeline.market.cleaning.event_order import (
+    after_first_snapshot,
+    count_stored_out_of_order,
+    resolve_duplicates,
+)
+from kalshi_pipeline.market.cleaning.events import CleanEvents, empty_events
+from kalshi_pipeline.market.cleaning.outline import (
+    SessionOutline,
+    drop_outliers,
+    outline_session,
+    usable_rows,
+)
+from kalshi_pipeline.market.cleaning.price_maps import snapshot_events
+from kalshi_pipeline.market.cleaning.report import IngestReport
+from kalshi_pipeline.market.cleaning.restarts import segments
+from kalshi_pipeline.market.cleaning.sequence import SequenceTally
+from kalshi_pipeline.market.cleaning.timestamps import repair_times
+from kalshi_pipeline.sources.raw import RawSession
+
+
+def clean_session(raw: RawSession) -> CleanEvents:
+    """Validate, repair and order the events of one raw session (see the table in
+    :mod:`kalshi_pipeline.market.cleaning`)."""
+    report = IngestReport(raw.session_id)
+    outline = outline_session(raw, report)
+    tally = SequenceTally(outline)
+    snapshots, deltas = usable_rows(raw.snapshots), usable_rows(raw.deltas)
+    events = clean_markets(snapshots, deltas, outline.tickers, outline, report, tally)
+    tally.count(report)
+    return events
+
+
+def clean_markets(
+    snapshot_table: pa.Table,
+    delta_table: pa.Table,
+    tickers: list[str],
+    outline: SessionOutline,
+    report: IngestReport,
+    tally: SequenceTally,
+) -> CleanEvents:
+    """Clean the usable rows (see :func:`~.outline.usable_rows`) of the markets
+    ``tickers`` (sorted; those of the outline whose rows the tables hold): every check
+    that reads one market only. The session-wide sequence checks read ``outline`` or are
+    left to ``tally``, which counts them once it has every market."""
+    if not tickers:
+        return empty_events(outline.session_id, report)
+    code = {ticker: i for i, ticker in enumerate(tickers)}
+    names = np.array(tickers, dtype=object)
+    ev, books = _event_columns(snapshot_table, delta_table, outline, code, names, report)
+    ev = _ordered(ev, outline.window, names, report)
+    tally.add(tickers, ev["market"], ev["segment"], ev["seq"])
+    ev = _without_bad_events(ev, books, code, names, report)
+    ts, time_repaired = repair_times(
+        ev["market"], ev["seq"], ev["ts"], outline.window, names, report
+    )
+    return _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)
+
+
+def _event_columns(
+    snapshot_table: pa.Table, delta_table: pa.Table, outline: SessionOutline, code, names, report
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Outliers dropped, snapshots then deltas as one set of event columns (in storage
+    order), and the snapshots' books (row ``snapshot_index`` of each snapshot)."""
+    center, reach = outline.center, outline.reach
+    snapshot_table = drop_outliers(snapshot_table, center, reach, code, names, report)
+    delta_table = drop_outliers(delta_table, center, reach, code, names, report)
+    snaps = snapshot_events(snapshot_table, code, names, report)
+    deltas = delta_events(delta_table, code, names, report)
+    n_snap, n_delta = len(snaps["seq"]), len(deltas["seq"])
+    ev = {
+        "market": np.concatenate([snaps["market"], deltas["market"]]),
+        "seq": np.concatenate([snaps["seq"], deltas["seq"]]),
+        "ts": np.concatenate([snaps["ts"], deltas["ts"]]),
+        "is_snapshot": np.concatenate([np.ones(n_snap, bool), np.zeros(n_delta, bool)]),
+        "level": np.concatenate([np.full(n_snap, -1, np.int16), deltas["level"]]),
+        "size": np.concatenate([np.zeros(n_snap, np.int64), deltas["size"]]),
+        "snapshot_index": np.concatenate(
+            [np.arange(n_snap, dtype=np.int64), np.full(n_delta, -1, np.int64)]
+        ),
+        "row_id": np.concatenate([snaps["row_id"], deltas["row_id"]]),
+        "valid": np.concatenate([np.ones(n_snap, bool), deltas["valid"]]),
+    }
+    return ev, snaps["books"]
+
+
+def _ordered(ev: dict, window: tuple[int, int], names, report: IngestReport) -> dict:
+    """The events in (market, segment, sequence number) order, with their ``segment``;
+    rows that were stored out of that order are counted."""
+    # Stable sorts keep storage order among equals: the first stored copy wins.
+    ev = take_rows(ev, np.lexsort((ev["seq"], ev["market"])))
+    ev["segment"] = segments(ev, window, names, report)
+    if ev["segment"].any():
+        ev = take_rows(ev, np.lexsort((ev["seq"], ev["segment"], ev["market"])))
+    count_stored_out_of_order(ev, names, report)
+    return ev
+
+
+def _without_bad_events(ev: dict, books: np.ndarray, code, names, report) -> dict:
+    """Drop the invalid deltas, the extra copies of a number, the rejected markets'
+    events and the deltas before their market's first snapshot."""
+    if not ev["valid"].all():
+        ev = take_rows(ev, np.flatnonzero(ev["valid"]))
+    keep = resolve_duplicates(ev, books, names, report)
+    keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected if t in code])
+    keep &= after_first_snapshot(ev["market"], ev["seq"], ev["is_snapshot"], keep, names, report)
+    if not keep.all():
+        ev = take_rows(ev, np.flatnonzero(keep))
+    return ev
+
+
+def _accepted_events(
+    ev: dict,
+    ts: np.ndarray,
+    time_repaired: np.ndarray,
+    books: np.ndarray,
+    tickers: list[str],
+    outline: SessionOutline,
+    report: IngestReport,
+) -> CleanEvents:
+    """The remaining events as :class:`CleanEvents`: markets renumbered to the accepted
+    ones, and only the books of the snapshots kept."""
+    market = ev["market"]
+    accepted = np.flatnonzero(np.bincount(market, minlength=len(tickers)))
+    accepted_tickers = [tickers[i] for i in accepted]
+    market = np.searchsorted(accepted, market).astype(np.int32)
+    snapshot_index = ev["snapshot_index"]
+    used = np.flatnonzero(ev["is_snapshot"])
+    books = books[snapshot_index[used]]
+    snapshot_index[used] = np.arange(len(used))
+    return CleanEvents(
+        session_id=outline.session_id,
+        tickers=accepted_tickers,
+        market=market,
+        sequence_number=ev["seq"],
+        timestamp_ms=ts,
+        is_snapshot=ev["is_snapshot"],
+        level=ev["level"],
+        new_size=ev["size"],
+        snapshot_index=snapshot_index,
+        snapshot_books=books,
+        time_repaired=time_repaired,
+        report=report,
+    )

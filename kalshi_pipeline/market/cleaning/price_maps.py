@@ -1,0 +1,120 @@
+"""Snapshots: their stored price maps become full 198-level bid books.
+
+A snapshot's bid maps (``yes_bids``, ``no_bids``; price -> size) are its market's whole
+book; a map that could not be decoded rejects the market at that snapshot. Levels with a
+price outside 1..99 or a size that is negative, missing or above ``MAX_SIZE`` are dropped
+(and counted); stored ask maps are never used, since asks are derived from the opposite
+bids (``100 - p``), and are only checked against them (``stored_asks_disagree``,
+``malformed_ask_map``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kalshi_pipeline.market.cleaning.columns import int_column, market_codes, row_ids
+from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, MAX_SIZE, NO, YES
+from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
+from kalshi_pipeline.sources.raw import LEVELS
+
+
+def snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict:
+    market = market_codes(table.column("market_ticker"), code)
+    seq = int_column(table, "sequence_number")
+    ts = int_column(table, "timestamp_ms")
+
+    # A map that could not be decoded is null. Without its bids the book is unknown;
+    # a stored ask map is never used, so a bad one is only counted.
+    failed = table.column("map_error").is_valid().to_numpy(zero_copy_only=False)
+    bad_bids = failed & (
+        table.column("yes_bids").is_null().to_numpy(zero_copy_only=False)
+        | table.column("no_bids").is_null().to_numpy(zero_copy_only=False)
+    )
+    error_text = table.column("map_error").to_pylist()
+    for row in np.flatnonzero(bad_bids):
+        report.reject(names[market[row]], seq[row], f"malformed price map: {error_text[row]}")
+    bad_asks = np.flatnonzero(failed & ~bad_bids)
+    report.repair(
+        RepairKind.MALFORMED_ASK_MAP,
+        names[market[bad_asks]],
+        seq[bad_asks],
+        "malformed stored ask map ignored (asks are derived from the bids)",
+    )
+
+    books = np.zeros((len(seq), BOOK_WIDTH), dtype=np.int64)
+    for side, column in ((YES, "yes_bids"), (NO, "no_bids")):
+        row, price, size = _explode_map(table.column(column))
+        valid = _valid_levels(row, price, size, market, seq, names, report)
+        books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
+    _check_stored_asks(table, books, market, seq, names, report)
+    return {
+        "market": market,
+        "seq": seq,
+        "ts": ts,
+        "books": books,
+        "row_id": row_ids(table),
+    }
+
+
+def _valid_levels(row, price, size, market, seq, names, report) -> np.ndarray:
+    keep = np.ones(len(row), dtype=bool)
+    for kind, bad, message in (
+        (
+            RepairKind.PRICE_OUT_OF_RANGE,
+            (price < 1) | (price > LEVELS),
+            "snapshot level with price outside 1..99 dropped",
+        ),
+        (
+            RepairKind.NEGATIVE_SIZE,
+            size < 0,
+            "snapshot level with a negative or missing size dropped",
+        ),
+        (
+            RepairKind.SIZE_OUT_OF_RANGE,
+            size > MAX_SIZE,
+            f"snapshot level with a size above {MAX_SIZE} dropped",
+        ),
+    ):
+        out = np.flatnonzero(keep & bad)
+        report.repair(kind, names[market[row[out]]], seq[row[out]], message)
+        keep &= ~bad
+    return keep
+
+
+def _check_stored_asks(table, books, market, seq, names, report) -> None:
+    """Count snapshots whose stored ask maps are not the ones derived from the bids."""
+    disagree = np.zeros(len(seq), dtype=bool)
+    for column, opposite in (("yes_asks", NO), ("no_asks", YES)):
+        derived = np.zeros((len(seq), LEVELS + 1), dtype=np.int64)
+        derived[:, 1:] = books[:, opposite * LEVELS : (opposite + 1) * LEVELS][:, ::-1]
+        stored = np.zeros((len(seq), LEVELS + 1), dtype=np.int64)
+        row, price, size = _explode_map(table.column(column))
+        ok = (price >= 1) & (price <= LEVELS)
+        stored[row[ok], price[ok]] = size[ok]
+        disagree |= (stored != derived).any(axis=1)
+        disagree[np.unique(row[~ok])] = True
+    disagree &= table.column("map_error").is_null().to_numpy(zero_copy_only=False)  # counted
+    rows = np.flatnonzero(disagree)
+    report.repair(
+        RepairKind.STORED_ASKS_DISAGREE,
+        names[market[rows]],
+        seq[rows],
+        "stored ask map ignored: asks are derived from the opposite bids (100 - p)",
+    )
+
+
+def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, price, size) for every entry of a map<int32, int64> column (a NULL size
+    reads -1: missing)."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    offsets = array.offsets.to_numpy()
+    start, end = offsets[0], offsets[-1]
+    if end <= start:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    keys = array.keys.to_numpy(zero_copy_only=False)[start:end]
+    items = pc.fill_null(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
+    row = np.repeat(np.arange(len(array)), np.diff(offsets))
+    return row, keys.astype(np.int64), items.astype(np.int64)

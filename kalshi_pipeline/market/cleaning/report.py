@@ -1,0 +1,185 @@
+"""What cleaning found in one session: the kinds of repair, the issues and the report.
+
+Every repair cleaning makes is one :class:`RepairKind`; :class:`IngestReport` counts them
+per session, keeps a few named examples of each (:class:`DataIssue`) and holds the markets
+it rejected. The report's counts and examples go into the ``market_views`` asset's
+metadata and the ``data_quality`` check as they are (a :class:`RepairKind` is its string
+there), and the defects among them lower a view's data quality
+(:mod:`kalshi_pipeline.market.views`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Self
+
+# The package's logger, so records keep the name they have always had.
+log = logging.getLogger("kalshi_pipeline.market.cleaning")
+
+MAX_EXAMPLES_PER_KIND = 20
+# The kind of the issue that names a rejected market (a rejection, not a repair).
+REJECTED_MARKET = "rejected_market"
+
+
+class RepairKind(StrEnum):
+    """Every repair cleaning counts (one row of the table in
+    :mod:`kalshi_pipeline.market.cleaning` each); a member is its own string in reports."""
+
+    MISSING_MARKET_TICKER = "missing_market_ticker"
+    MISSING_SEQUENCE_NUMBER = "missing_sequence_number"
+    MISSING_TIMESTAMP = "missing_timestamp"
+    SEQUENCE_OUTLIER = "sequence_outlier"
+    PRICE_OUT_OF_RANGE = "price_out_of_range"
+    NEGATIVE_SIZE = "negative_size"
+    SIZE_OUT_OF_RANGE = "size_out_of_range"
+    UNKNOWN_SIDE = "unknown_side"
+    DUPLICATE_SEQUENCE = "duplicate_sequence"
+    SEQUENCE_SHARED = "sequence_shared"
+    SEQUENCE_RESTART = "sequence_restart"
+    STORED_OUT_OF_ORDER = "stored_out_of_order"
+    DELTA_BEFORE_SNAPSHOT = "delta_before_snapshot"
+    SEQUENCE_GAP = "sequence_gap"
+    TIMESTAMP_OUT_OF_WINDOW = "timestamp_out_of_window"
+    TIMESTAMP_BACKWARDS = "timestamp_backwards"
+    TIMESTAMP_JITTER = "timestamp_jitter"
+    CROSSED_BOOK = "crossed_book"
+    MALFORMED_ASK_MAP = "malformed_ask_map"
+    STORED_ASKS_DISAGREE = "stored_asks_disagree"
+
+    @property
+    def is_defect(self) -> bool:
+        """Whether this repair means the market's own data was wrong (:data:`DEFECTS`)."""
+        return self in DEFECTS
+
+
+# Repairs that mean a market's own data was wrong (dropped events, crossed books, times
+# that had to be replaced). The others fix the storage without losing or doubting
+# anything (sorting rows, dropping an exact copy, ignoring stored asks, new segments) and
+# do not lower a view's data quality.
+DEFECTS = frozenset(
+    {
+        RepairKind.PRICE_OUT_OF_RANGE,
+        RepairKind.NEGATIVE_SIZE,
+        RepairKind.SIZE_OUT_OF_RANGE,
+        RepairKind.UNKNOWN_SIDE,
+        RepairKind.DELTA_BEFORE_SNAPSHOT,
+        RepairKind.CROSSED_BOOK,
+        RepairKind.MISSING_SEQUENCE_NUMBER,
+        RepairKind.MISSING_TIMESTAMP,
+        RepairKind.SEQUENCE_OUTLIER,
+        RepairKind.TIMESTAMP_OUT_OF_WINDOW,
+        RepairKind.TIMESTAMP_BACKWARDS,
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataIssue:
+    """One problem in the data, and where it is: a repair (``kind`` a
+    :class:`RepairKind`) or a rejection (``kind`` :data:`REJECTED_MARKET`)."""
+
+    kind: RepairKind | str
+    session_id: int
+    market_ticker: str | None
+    sequence_number: int | None
+    message: str
+    row_id: int | None = None
+
+    def __str__(self) -> str:
+        where = [f"session {self.session_id}"]
+        if self.market_ticker is not None:
+            where.append(f"market {self.market_ticker}")
+        if self.sequence_number is not None:
+            where.append(f"seq {self.sequence_number}")
+        if self.row_id is not None:
+            where.append(f"row id {self.row_id}")
+        return f"{', '.join(where)}: {self.message}"
+
+    def to_json(self) -> dict:
+        return {
+            "kind": str(self.kind),
+            "session_id": self.session_id,
+            "market_ticker": self.market_ticker,
+            "sequence_number": self.sequence_number,
+            "message": self.message,
+            "row_id": self.row_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        kind = data["kind"]
+        return cls(
+            kind=kind if kind == REJECTED_MARKET else RepairKind(kind),
+            session_id=data["session_id"],
+            market_ticker=data["market_ticker"],
+            sequence_number=data["sequence_number"],
+            message=data["message"],
+            row_id=data["row_id"],
+        )
+
+
+@dataclass
+class IngestReport:
+    """What cleaning repaired and which markets it rejected, for one session."""
+
+    session_id: int
+    repairs: Counter = field(default_factory=Counter)
+    examples: list[DataIssue] = field(default_factory=list)
+    rejected: dict[str, DataIssue] = field(default_factory=dict)
+    missing_sequence_numbers: int = 0
+    sequence_span: int = 0  # highest - lowest sequence number + 1, summed over segments
+    empty: bool = False
+    market_defects: Counter = field(default_factory=Counter)  # ticker -> DEFECTS repaired
+
+    @property
+    def missing_fraction(self) -> float:
+        """Share of the session-wide sequence that never arrived."""
+        return self.missing_sequence_numbers / self.sequence_span if self.sequence_span else 0.0
+
+    def repair(
+        self, kind: RepairKind, tickers, sequences, message: str, row_ids=None, count=None
+    ) -> None:
+        """Count ``len(sequences)`` repairs of one kind (or ``count``, when only the
+        first of them are given as examples), keeping a few named examples.
+
+        ``tickers`` and ``sequences`` may hold ``None`` (unknown); ``row_ids`` names the
+        rows where the sequence number cannot.
+        """
+        count = len(sequences) if count is None else count
+        if count == 0:
+            return
+        self.repairs[kind] += count
+        if kind in DEFECTS:
+            self.market_defects.update(t for t in tickers if t is not None)
+        ids = [None] * len(sequences) if row_ids is None else row_ids
+        room = max(MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples), 0)
+        for ticker, seq, row_id in list(zip(tickers, sequences, ids, strict=True))[:room]:
+            self.examples.append(self._issue(kind, ticker, seq, message, row_id))
+        first = self._issue(kind, tickers[0], sequences[0], message, ids[0])
+        log.warning("%s (%d in this session)", first, count)
+
+    def reject(self, ticker: str, sequence_number: int | None, message: str) -> None:
+        """Exclude one market; the first reason given is the one kept."""
+        if ticker in self.rejected:
+            return
+        issue = self._issue(REJECTED_MARKET, ticker, sequence_number, message, None)
+        self.rejected[ticker] = issue
+        log.error("%s; market excluded", issue)
+
+    def _issue(self, kind, ticker, sequence_number, message: str, row_id) -> DataIssue:
+        return DataIssue(
+            kind=kind,
+            session_id=self.session_id,
+            market_ticker=ticker,
+            sequence_number=_int(sequence_number),
+            message=message,
+            row_id=_int(row_id),
+        )
+
+
+def _int(value) -> int | None:
+    return None if value is None else int(value)

@@ -9,14 +9,14 @@ at a time (:class:`SessionBatches`) when it is too big to load.
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.sources.postgres import (
+from kalshi_pipeline.sources.collector_connection import (
     ConnectionSettings,
-    PostgresSessionSource,
     SourceMisconfigured,
     SourceTimeout,
     SourceUnavailable,
 )
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
+from kalshi_pipeline.sources.postgres import PostgresSessionSource
 from kalshi_pipeline.sources.raw import (
     RawSession,
     SessionBatches,

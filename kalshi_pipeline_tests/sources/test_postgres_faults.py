@@ -25,7 +25,8 @@ from kalshi_pipeline.sources import (
     SourceTimeout,
     SourceUnavailable,
 )
-from kalshi_pipeline.sources.postgres import STATEMENT_TIMEOUT_ENV, write_collector_session
+from kalshi_pipeline.sources.collector_connection import STATEMENT_TIMEOUT_ENV
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.redaction import MASK, describe_url, redact
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.conftest import PG_SERVER
@@ -261,15 +262,3 @@ def test_a_query_string_password_is_masked():
 )
 def test_describe_url_shows_host_port_and_database_only(url, shown):
     assert describe_url(url) == shown
-
-
-def test_settings_from_the_environment_are_checked():
-    env = {"KALSHI_COLLECTOR_CONNECT_TIMEOUT_S": "3", STATEMENT_TIMEOUT_ENV: " 2.5 "}
-    assert ConnectionSettings.from_env(env) == ConnectionSettings(
-        connect_timeout_s=3, statement_timeout_s=2.5
-    )
-    assert ConnectionSettings.from_env({}) == ConnectionSettings()
-    with pytest.raises(ValueError, match=STATEMENT_TIMEOUT_ENV):
-        ConnectionSettings.from_env({STATEMENT_TIMEOUT_ENV: "ten"})
-    with pytest.raises(ValueError, match="connect_timeout_s"):
-        ConnectionSettings(connect_timeout_s=0)

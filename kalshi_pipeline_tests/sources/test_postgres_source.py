@@ -19,7 +19,7 @@ from kalshi_pipeline.sources import (
     RawSession,
     SessionNotComplete,
 )
-from kalshi_pipeline.sources.postgres import write_collector_session
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 

@@ -1,0 +1,108 @@
+"""Writing sessions into the collector's Postgres tables, as the collector would.
+
+For ``kalshi-pipeline generate --postgres`` and for tests: :func:`collector_ddl` creates
+the collector's three tables (``collector_schema.sql``, described in
+``docs/data-model.md``) and :func:`write_collector_session` inserts one
+:class:`~kalshi_pipeline.sources.raw.RawSession` into them. Reading them back is
+:class:`~kalshi_pipeline.sources.postgres.PostgresSessionSource`'s job.
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+
+import psycopg2.extras
+import pyarrow.csv as pa_csv
+
+from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession, encode_price_map
+
+
+def collector_ddl() -> str:
+    """The collector's DDL for its three tables."""
+    return resources.files("kalshi_pipeline.sources").joinpath("collector_schema.sql").read_text()
+
+
+def write_collector_session(conn, session: RawSession) -> None:
+    """Insert one raw session into the collector's tables as the collector would.
+
+    Used by ``kalshi-pipeline generate --postgres`` and by tests. The session keeps its
+    id (the BIGSERIAL is advanced past it); maps are written as JSONB. Commits.
+    """
+    with conn.cursor() as cur:
+        _insert_session_row(cur, session)
+        _insert_snapshots(cur, session)
+        _copy_deltas(cur, session)
+    conn.commit()
+
+
+def _insert_session_row(cur, session: RawSession) -> None:
+    """The ``rl_orderbook_sessions`` row, under the session's own id."""
+    info = session.info
+    cur.execute(
+        "INSERT INTO rl_orderbook_sessions (session_id, market_tickers, started_at, "
+        "ended_at, status, websocket_url, environment, connection_metadata, "
+        "messages_received, snapshots_count, deltas_count, last_message_at, error_message)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (
+            info.session_id,
+            list(info.market_tickers),
+            info.started_at,
+            info.ended_at,
+            info.status,
+            info.websocket_url,
+            info.environment,
+            psycopg2.extras.Json(dict(info.connection_metadata)),
+            info.messages_received,
+            info.snapshots_count,
+            info.deltas_count,
+            info.last_message_at,
+            info.error_message,
+        ),
+    )
+    # The id was given, not drawn: move the BIGSERIAL past it, as the collector's next
+    # session would find it.
+    cur.execute(
+        "SELECT setval(pg_get_serial_sequence('rl_orderbook_sessions', 'session_id'), "
+        "GREATEST((SELECT MAX(session_id) FROM rl_orderbook_sessions), 1))"
+    )
+
+
+def _insert_snapshots(cur, session: RawSession) -> None:
+    """The snapshot rows, their price maps as the collector's JSONB."""
+    psycopg2.extras.execute_values(
+        cur,
+        "INSERT INTO rl_orderbook_snapshots (session_id, market_ticker, timestamp_ms, "
+        "sequence_number, yes_bids, no_bids, yes_asks, no_asks) VALUES %s",
+        [
+            (
+                s["session_id"],
+                s["market_ticker"],
+                s["timestamp_ms"],
+                s["sequence_number"],
+                encode_price_map(s["yes_bids"]),
+                encode_price_map(s["no_bids"]),
+                encode_price_map(s["yes_asks"]),
+                encode_price_map(s["no_asks"]),
+            )
+            for s in session.snapshots.to_pylist()
+        ],
+        template="(%s,%s,%s,%s,%s::jsonb,%s::jsonb,%s::jsonb,%s::jsonb)",
+    )
+
+
+def _copy_deltas(cur, session: RawSession) -> None:
+    """The delta rows, all but ``id`` (the table's BIGSERIAL numbers them)."""
+    # COPY keeps the storage order (ids follow the table's row order) and is fast.
+    delta_columns = DELTA_SCHEMA.names[1:]
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        session.deltas.select(delta_columns),
+        buffer,
+        pa_csv.WriteOptions(include_header=False),
+    )
+    buffer.seek(0)
+    cur.copy_expert(
+        f"COPY rl_orderbook_deltas ({', '.join(delta_columns)}) FROM STDIN WITH (FORMAT csv)",
+        buffer,
+    )

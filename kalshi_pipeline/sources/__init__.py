@@ -22,6 +22,7 @@ from kalshi_pipeline.sources.raw import (
     SessionBatches,
     SessionInfo,
     SessionNotComplete,
+    SessionStatus,
 )
 from kalshi_pipeline.sources.store_layout import SessionExists, StoreCorrupt
 
@@ -46,6 +47,7 @@ __all__ = [
     "SessionInfo",
     "SessionNotComplete",
     "SessionSource",
+    "SessionStatus",
     "StoreCorrupt",
     "SourceMisconfigured",
     "SourceTimeout",

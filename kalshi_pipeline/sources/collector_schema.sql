@@ -1,4 +1,4 @@
--- The collector's tables, as it creates them (DESIGN.md section 2). The pipeline only
+-- The collector's tables, as it creates them (docs/data-model.md). The pipeline only
 -- reads these; tests and `kalshi-pipeline generate --postgres` create them with this DDL.
 CREATE TABLE IF NOT EXISTS rl_orderbook_sessions (
     session_id          BIGSERIAL PRIMARY KEY,

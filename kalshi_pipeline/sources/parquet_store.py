@@ -120,7 +120,7 @@ class ParquetSessionStore:
     # -- reading -----------------------------------------------------------------------
     def list_sessions(self) -> list[SessionInfo]:
         """Every session in the catalog, active ones included (check ``is_complete``)."""
-        return [SessionInfo.from_json_dict(entry) for entry in self._catalog().values()]
+        return [SessionInfo.from_json(entry) for entry in self._catalog().values()]
 
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
         """The raw session, verified; one still recording raises :class:`SessionNotComplete`."""
@@ -191,7 +191,7 @@ class ParquetSessionStore:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            catalog[session_id] = session.info.to_json_dict()
+            catalog[session_id] = session.info.to_json()
             self._write_catalog(catalog)
             if retired is not None:
                 # The new version is in place and catalogued: a failure here loses nothing,
@@ -203,7 +203,7 @@ class ParquetSessionStore:
         """Write catalog.json afresh from the session directories (each verified)."""
         with self._lock():
             catalog = self._synced_catalog(rebuild=True)
-        return [SessionInfo.from_json_dict(entry) for entry in catalog.values()]
+        return [SessionInfo.from_json(entry) for entry in catalog.values()]
 
     # -- internals ---------------------------------------------------------------------
     def _session_dir(self, session_id: int) -> Path:
@@ -267,7 +267,7 @@ class ParquetSessionStore:
                 with self._verified(session_id, locked=True) as files:
                     directory = self._session_dir(session_id)
                     info = decode_info(session_id, directory, files[METADATA].read())
-                catalog[session_id] = info.to_json_dict()
+                catalog[session_id] = info.to_json()
         if rebuild or catalog != before:
             self._write_catalog(catalog)
         return {key: catalog[key] for key in sorted(catalog)}

@@ -1,7 +1,7 @@
 """The raw session: one collector recording (metadata, snapshots, deltas) as Arrow tables.
 
-This module is the typed mirror of the collector's three Postgres tables (DESIGN.md
-section 2). Every source returns a :class:`RawSession`; everything downstream (book
+This module is the typed mirror of the collector's three Postgres tables
+(``docs/data-model.md``). Every source returns a :class:`RawSession`; everything downstream (book
 reconstruction, views) reads only this representation.
 
 Schema
@@ -49,7 +49,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
@@ -98,7 +99,15 @@ class SessionNotComplete(RuntimeError):
     """Raised when asked to ingest a session that is still recording."""
 
 
-@dataclass(frozen=True)
+class SessionStatus(StrEnum):
+    """A session's ``status``: the collector's table allows these three words only."""
+
+    ACTIVE = "active"  # still recording (or its collector crashed)
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
 class SessionInfo:
     """One ``rl_orderbook_sessions`` row: what ``list_sessions()`` returns per session.
 
@@ -107,7 +116,7 @@ class SessionInfo:
     """
 
     session_id: int
-    status: str
+    status: SessionStatus
     started_at: datetime
     ended_at: datetime | None
     market_tickers: tuple[str, ...]
@@ -120,22 +129,29 @@ class SessionInfo:
     error_message: str | None = None
     connection_metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Rows and JSON give the status as a word: hold it as the member it names (an
+        # unknown word raises ValueError, which a catalog read reports as corrupt).
+        object.__setattr__(self, "status", SessionStatus(self.status))
+
     @property
     def is_complete(self) -> bool:
         """No longer recording: ``closed`` or ``error``, or given an end time.
 
         A collector that crashed leaves its session ``active`` with no end time: that one
         is skipped until it closes. An ``error`` session is complete but is only used if
-        it passes the data-quality checks downstream (DESIGN.md section 2).
+        it passes the data-quality checks downstream (``docs/data-model.md``).
         """
-        return self.status != "active" or self.ended_at is not None
+        return self.status != SessionStatus.ACTIVE or self.ended_at is not None
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO-8601 UTC timestamps (stable across runs)."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if isinstance(value, datetime):
+            if isinstance(value, StrEnum):
+                value = value.value
+            elif isinstance(value, datetime):
                 value = value.astimezone(UTC).isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -145,7 +161,7 @@ class SessionInfo:
         return out
 
     @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> SessionInfo:
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
         values = dict(data)
         for name in ("started_at", "ended_at", "last_message_at"):
             if values.get(name) is not None:

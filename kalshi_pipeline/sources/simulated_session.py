@@ -21,6 +21,7 @@ from kalshi_pipeline.sources.raw import (
     SNAPSHOT_SCHEMA,
     RawSession,
     SessionInfo,
+    SessionStatus,
 )
 from kalshi_pipeline.sources.simulated_market import MarketEvents
 
@@ -57,7 +58,7 @@ def assemble_session(
     ended_at = started_at + timedelta(milliseconds=duration_ms)
     info = SessionInfo(
         session_id=session_id,
-        status="closed",
+        status=SessionStatus.CLOSED,
         started_at=started_at,
         ended_at=ended_at,
         market_tickers=tuple(tickers),

@@ -113,7 +113,7 @@ def catalog_by_id(entries: list) -> dict[int, dict]:
         if not isinstance(entry, dict):
             raise ValueError(f"entry {position} is a {type(entry).__name__}, not an object")
         try:
-            session_id = SessionInfo.from_json_dict(entry).session_id
+            session_id = SessionInfo.from_json(entry).session_id
         except (TypeError, ValueError) as exc:
             raise ValueError(f"entry {position}: {exc}") from None
         if not isinstance(session_id, int) or session_id in catalog:

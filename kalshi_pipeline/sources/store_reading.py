@@ -140,7 +140,7 @@ def _parse_info(raw: bytes) -> SessionInfo:
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError(f"expected an object, got {type(data).__name__}")
-    return SessionInfo.from_json_dict(data)
+    return SessionInfo.from_json(data)
 
 
 def _table(schema: pa.Schema) -> Callable[[bytes], pa.Table]:

@@ -33,7 +33,7 @@ from kalshi_pipeline.sources.store_layout import (
 def write_session_files(session: SessionBatches, directory: Path) -> None:
     """The session's files plus digests.json of the bytes meant, not of what reads back."""
     directory.mkdir()
-    digests = {METADATA: write_file(directory / METADATA, json_bytes(session.info.to_json_dict()))}
+    digests = {METADATA: write_file(directory / METADATA, json_bytes(session.info.to_json()))}
     for (name, schema), table in zip(TABLE_FILES, TABLES, strict=True):
         digests[name] = write_parquet(directory / name, schema, session.batches(table))
     write_file(directory / DIGESTS, json_bytes(digests_json(digests)))

@@ -1,4 +1,4 @@
-"""The Gymnasium trading environment, its execution model and its view samplers.
+"""The Gymnasium trading environment, its execution model, observation and view samplers.
 
 Importing this package registers the environment with Gymnasium::
 
@@ -13,6 +13,7 @@ or, without the import, with the module in front of the id:
 import gymnasium
 
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, BUY_YES, HOLD, SELL_NO, SELL_YES
+from kalshi_pipeline.env.observation import OBSERVATION_NAMES
 from kalshi_pipeline.env.samplers import (
     BalancedSampler,
     CurriculumSampler,
@@ -20,7 +21,7 @@ from kalshi_pipeline.env.samplers import (
     SequentialSampler,
     ViewSampler,
 )
-from kalshi_pipeline.env.trading_env import OBSERVATION_NAMES, EnvConfig, MarketAgnosticKalshiEnv
+from kalshi_pipeline.env.trading_env import EnvConfig, MarketAgnosticKalshiEnv
 
 ENV_ID = "kalshi_pipeline/MarketAgnosticKalshi-v0"
 

@@ -1,4 +1,4 @@
-"""The execution model: how an order meets the recorded book (DESIGN.md section 5).
+"""The execution model: how an order meets the recorded book (docs/environment.md).
 
 Plain Python integers throughout (cents and contracts): an order touches at most the
 top K levels of one side, and numpy's per-call overhead would dominate at that size.
@@ -26,7 +26,9 @@ Rules
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Self
 
 from kalshi_pipeline.market.fees import taker_fee_cents
 
@@ -35,7 +37,7 @@ ACTION_NAMES = ("HOLD", "BUY_YES", "SELL_YES", "BUY_NO", "SELL_NO")
 PAIR_PAYOUT_CENTS = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fill:
     """What one order did. ``contracts`` is signed like the position change."""
 
@@ -53,6 +55,13 @@ class Fill:
     @property
     def average_price_cents(self) -> float:
         return self.notional_cents / self.filled if self.filled else 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        return cls(**data)
 
 
 NO_FILL = Fill()
@@ -136,7 +145,10 @@ def _buy(
         filled += take
         if take < available:
             break  # cash ran out at this level
-    return Fill(direction * filled, wanted, cash_change, fees, notional, opened_notional)
+    return Fill(
+        contracts=direction * filled, requested=wanted, cash_change_cents=cash_change,
+        fees_cents=fees, notional_cents=notional, opened_notional_cents=opened_notional,
+    )  # fmt: skip
 
 
 def _sell(wanted: int, bids: list[tuple[int, int]], slippage: int, direction: int) -> Fill:
@@ -154,4 +166,7 @@ def _sell(wanted: int, bids: list[tuple[int, int]], slippage: int, direction: in
         fees += fee
         notional += take * price
         filled += take
-    return Fill(direction * filled, wanted, cash_change, fees, notional)
+    return Fill(
+        contracts=direction * filled, requested=wanted, cash_change_cents=cash_change,
+        fees_cents=fees, notional_cents=notional,
+    )  # fmt: skip

@@ -1,46 +1,34 @@
-"""MarketAgnosticKalshiEnv: trade one Kalshi market through one recorded session."""
+"""MarketAgnosticKalshiEnv: trade one Kalshi market through one recorded session.
+
+The class docstring is the env's spec (docs/environment.md explains it): actions,
+execution and fees (:mod:`kalshi_pipeline.env.execution`), the 52 observations
+(:mod:`kalshi_pipeline.env.observation`), the reward on the portfolio's value
+(:mod:`kalshi_pipeline.env.portfolio`) and when an episode ends. ``EnvConfig`` holds its
+arguments; which view an episode plays is its sampler's choice
+(:mod:`kalshi_pipeline.env.samplers`).
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Self
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
+from kalshi_pipeline.env.observation import OBSERVATION_BOUND, OBSERVATION_SIZE, observe
+from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
-from kalshi_pipeline.market.features import (
-    FEATURE_LAYOUT,
-    FEATURE_LAYOUT_VERSION,
-    FEATURE_NAMES,
-    NUM_FEATURES,
-)
+from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.views import MarketSessionView
 
-PORTFOLIO_FEATURES = (
-    "cash_ratio", "exposure", "signed_position", "unrealized_pnl", "total_return",
-    "average_entry", "entry_edge", "holding_time", "drawdown", "fees_paid", "buying_power",
-)  # fmt: skip
-ORDER_FEATURES = (
-    "last_action", "last_fill_ratio", "last_fill_price", "last_fee", "steps_since_fill",
-)  # fmt: skip
-OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES + ORDER_FEATURES
-OBSERVATION_SIZE = len(OBSERVATION_NAMES)
-assert OBSERVATION_SIZE == 52
 _MIN_TRADE_CENTS = 2  # one contract at 1 cent plus its 1 cent fee
-# Finite bounds (Gymnasium's checker warns about infinite ones). The data features stay
-# within [-1, 2.8] by construction; the unbounded portfolio ratios are clipped to it.
-OBSERVATION_BOUND = 5.0
 
 
-def _clip(x: float) -> float:
-    return OBSERVATION_BOUND if x > OBSERVATION_BOUND else max(x, -OBSERVATION_BOUND)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnvConfig:
     """Arguments of the environment (see the class docstring)."""
 
@@ -49,6 +37,13 @@ class EnvConfig:
     max_position: int = 100
     limit_slippage_cents: int = 2
     reward_scale: float = 1.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        return cls(**data)
 
 
 class MarketAgnosticKalshiEnv(gym.Env):
@@ -68,7 +63,8 @@ class MarketAgnosticKalshiEnv(gym.Env):
 
     ## Execution and Fees
 
-    Exactly DESIGN.md section 5, implemented in :mod:`kalshi_pipeline.env.execution`:
+    As docs/environment.md ("Execution") has it, implemented in
+    :mod:`kalshi_pipeline.env.execution`:
     buys walk the displayed asks (YES asks are ``100 - NO bid``) up to
     ``best ask + limit_slippage_cents`` and cancel the rest; buying a side nets held
     contracts of the other side first; sells only sell contracts actually held, walking
@@ -257,51 +253,22 @@ class MarketAgnosticKalshiEnv(gym.Env):
         else:
             view = self.views[self.sampler.next_index(self.np_random)]
         self._load(view)
-        c = self.config
-        self._cash = c.starting_cash_cents
-        self._position = 0
-        self._cost_basis = 0
-        self._fees_paid = 0
-        self._value = self._peak = c.starting_cash_cents
-        self._opened_at = 0
-        self._last = (0.0, 0.0, 0.0, 0.0)  # action, fill ratio, fill price, fee
-        self._last_fill_step = -1
+        self._portfolio = Portfolio(self.config.starting_cash_cents)
         self._t = 0
         return self._observation(0), self._info(0)
 
     def step(self, action):
         action = int(action)
         t = self._t
-        c = self.config
-        filled = fees = 0
-        if action != HOLD:
-            # An order only ever touches one book: build just that one.
-            uses_yes_bids = action in (SELL_YES, BUY_NO)
-            yes_bids = self._levels(self._yes_prices, self._yes_sizes, t) if uses_yes_bids else []
-            no_bids = [] if uses_yes_bids else self._levels(self._no_prices, self._no_sizes, t)
-            fill = execute(
-                action, self._position, self._cash, yes_bids, no_bids,
-                order_size=c.order_size, max_position=c.max_position,
-                limit_slippage_cents=c.limit_slippage_cents,
-            )  # fmt: skip
-            filled, fees = fill.contracts, fill.fees_cents
-            if filled:
-                self._apply(fill, t)
-            self._last = (
-                action / 4,
-                fill.filled / fill.requested if fill.requested else 0.0,
-                fill.average_price_cents / 100,
-                fees / 10,
-            )
-        else:
-            self._last = (0.0, 0.0, 0.0, 0.0)
+        portfolio = self._portfolio
+        filled, fees = self._trade(action, t) if action != HOLD else (0, 0)
+        if action == HOLD:
+            portfolio.last_order = NO_ORDER
         terminated = t + 1 >= self._length
         self._t = now = t if terminated else t + 1
-        value = self._portfolio_value(now)
-        reward = (value - self._value) / 100 * c.reward_scale
-        self._value = value
-        self._peak = max(self._peak, value)
-        if self._position == 0 and self._cash < _MIN_TRADE_CENTS:
+        change = portfolio.revalue(portfolio.value_at(self._yes_bid[now], self._no_bid[now]))
+        reward = change / 100 * self.config.reward_scale
+        if portfolio.position == 0 and portfolio.cash < _MIN_TRADE_CENTS:
             terminated = True
         info = self._info(now)
         info["filled"], info["fees_cents"] = filled, fees
@@ -310,11 +277,11 @@ class MarketAgnosticKalshiEnv(gym.Env):
     def render(self):
         if self.render_mode != "ansi":
             return None
-        t = self._t
+        t, portfolio = self._t, self._portfolio
         return (
             f"{self._view_key} step {t}/{self._length - 1}: YES bid {self._yes_bid[t]} "
-            f"NO bid {self._no_bid[t]} | position {self._position:+d} cash "
-            f"{self._cash / 100:.2f} value {self._value / 100:.2f}"
+            f"NO bid {self._no_bid[t]} | position {portfolio.position:+d} cash "
+            f"{portfolio.cash / 100:.2f} value {portfolio.value / 100:.2f}"
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -327,72 +294,48 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._yes_prices, self._yes_sizes = view.yes_bid_prices, view.yes_bid_sizes
         self._no_prices, self._no_sizes = view.no_bid_prices, view.no_bid_sizes
 
+    def _trade(self, action: int, t: int) -> tuple[int, int]:
+        """Send ``action``'s order to step ``t``'s book and book the fill: (signed
+        contracts filled, fees in cents)."""
+        c, portfolio = self.config, self._portfolio
+        # An order only ever touches one book: build just that one.
+        uses_yes_bids = action in (SELL_YES, BUY_NO)
+        yes_bids = self._levels(self._yes_prices, self._yes_sizes, t) if uses_yes_bids else []
+        no_bids = [] if uses_yes_bids else self._levels(self._no_prices, self._no_sizes, t)
+        fill = execute(
+            action, portfolio.position, portfolio.cash, yes_bids, no_bids,
+            order_size=c.order_size, max_position=c.max_position,
+            limit_slippage_cents=c.limit_slippage_cents,
+        )  # fmt: skip
+        if fill.contracts:
+            portfolio.apply(fill, t)
+        portfolio.last_order = (
+            action / 4,
+            fill.filled / fill.requested if fill.requested else 0.0,
+            fill.average_price_cents / 100,
+            fill.fees_cents / 10,
+        )
+        return fill.contracts, fill.fees_cents
+
     @staticmethod
     def _levels(prices: np.ndarray, sizes: np.ndarray, t: int) -> list[tuple[int, int]]:
         return [(p, s) for p, s in zip(prices[t].tolist(), sizes[t].tolist(), strict=True) if s > 0]
 
-    def _apply(self, fill, t: int) -> None:
-        before = self._position
-        after = before + fill.contracts
-        self._cash += fill.cash_change_cents
-        self._fees_paid += fill.fees_cents
-        if after == 0:
-            self._cost_basis = 0
-        elif before == 0 or (before > 0) != (after > 0):
-            # Opened or flipped: what is held now was opened in this fill.
-            self._cost_basis = fill.opened_notional_cents
-            self._opened_at = t
-        elif abs(after) > abs(before):
-            self._cost_basis += fill.opened_notional_cents
-        else:  # partly closed: the rest keeps its average price
-            self._cost_basis = self._cost_basis * abs(after) // abs(before)
-        self._position = after
-        self._last_fill_step = t
-
-    def _portfolio_value(self, t: int) -> int:
-        position = self._position
-        if position > 0:
-            return self._cash + position * self._yes_bid[t]
-        if position < 0:
-            return self._cash - position * self._no_bid[t]
-        return self._cash
-
     def _observation(self, t: int) -> np.ndarray:
-        c = self.config
-        position, cash, value = self._position, self._cash, self._value
-        order = c.order_size * 100
-        held = value - cash
-        if position:
-            mark = self._yes_bid[t] if position > 0 else self._no_bid[t]
-            entry = self._cost_basis / abs(position)
-            portfolio = (held - self._cost_basis) / order, entry / 100, (mark - entry) / 100
-        else:
-            portfolio = 0.0, 0.0, 0.0
-        obs = np.empty(OBSERVATION_SIZE, dtype=np.float32)
-        obs[:NUM_FEATURES] = self._features[t]
-        since_fill = t - self._last_fill_step if self._last_fill_step >= 0 else t + 1
-        obs[NUM_FEATURES:] = (
-            _clip(cash / c.starting_cash_cents),
-            held / value if value else 0.0,
-            position / c.max_position,
-            _clip(portfolio[0]),
-            _clip((value - c.starting_cash_cents) / c.starting_cash_cents),
-            portfolio[1],
-            portfolio[2],
-            math.log1p(t - self._opened_at) / 5 if position else 0.0,
-            _clip((self._peak - value) / c.starting_cash_cents),
-            _clip(self._fees_paid / order),
-            min(cash / order, 1.0),
-            *self._last,
-            math.log1p(since_fill) / 5,
-        )
-        return obs
+        c, portfolio = self.config, self._portfolio
+        mark = self._yes_bid[t] if portfolio.position > 0 else self._no_bid[t]
+        return observe(
+            self._features[t], portfolio, t, mark,
+            starting_cash_cents=c.starting_cash_cents, order_size=c.order_size,
+            max_position=c.max_position,
+        )  # fmt: skip
 
     def _info(self, t: int) -> dict:
+        portfolio = self._portfolio
         return {
-            "portfolio_value_cents": self._value,
-            "cash_cents": self._cash,
-            "position": self._position,
+            "portfolio_value_cents": portfolio.value,
+            "cash_cents": portfolio.cash,
+            "position": portfolio.position,
             "step": t,
             "view": self._view_key,
         }

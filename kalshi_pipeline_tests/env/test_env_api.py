@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import functools
+import json
 import warnings
 from dataclasses import replace
 
@@ -29,6 +30,7 @@ from kalshi_pipeline.env import (
     HOLD,
     BalancedSampler,
     CurriculumSampler,
+    EnvConfig,
     MarketAgnosticKalshiEnv,
     SequentialSampler,
 )
@@ -45,6 +47,15 @@ def views():
 
 def keys(views) -> list[str]:
     return [v.key for v in views]
+
+
+def test_the_env_config_survives_a_round_trip_through_json():
+    config = EnvConfig(starting_cash_cents=777, order_size=3, reward_scale=0.5)
+    assert EnvConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    assert list(config.to_json()) == [
+        "starting_cash_cents", "order_size", "max_position", "limit_slippage_cents",
+        "reward_scale",
+    ]  # fmt: skip
 
 
 # -- checkers and registration -------------------------------------------------------------

@@ -9,6 +9,8 @@ out by hand in the comments, with Kalshi's taker fee
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -326,3 +328,9 @@ def test_a_buy_is_the_largest_walk_that_cash_can_pay(no_bids, position, cash, or
     # One more contract is either not wanted, not offered, or more than cash can pay.
     more = cash_needed(n + 1)
     assert n == order_size or more is None or more > cash
+
+
+def test_a_fill_survives_a_round_trip_through_json():
+    fill = order(BUY_YES, yes_bids={}, no_bids={60: 3, 59: 4}, position=-2)
+    assert fill.contracts == 7 and fill.opened_notional_cents > 0
+    assert Fill.from_json(json.loads(json.dumps(fill.to_json()))) == fill

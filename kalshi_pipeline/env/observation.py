@@ -1,0 +1,77 @@
+"""The env's observation vector: the view's precomputed features at the current step,
+then 16 numbers computed from the portfolio and the last order.
+
+The 52 rows, their names and their scales are the table of
+:class:`~kalshi_pipeline.env.trading_env.MarketAgnosticKalshiEnv`'s docstring (the env's
+spec; docs/environment.md, "Observation"). The space is bounded (Gymnasium's checker warns
+about infinite bounds): the data features stay within [-1, 2.8] by construction, and the
+unbounded portfolio ratios are clipped to ``OBSERVATION_BOUND``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kalshi_pipeline.env.portfolio import Portfolio
+from kalshi_pipeline.market.features import FEATURE_NAMES, NUM_FEATURES
+
+PORTFOLIO_FEATURES = (
+    "cash_ratio", "exposure", "signed_position", "unrealized_pnl", "total_return",
+    "average_entry", "entry_edge", "holding_time", "drawdown", "fees_paid", "buying_power",
+)  # fmt: skip
+ORDER_FEATURES = (
+    "last_action", "last_fill_ratio", "last_fill_price", "last_fee", "steps_since_fill",
+)  # fmt: skip
+OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES + ORDER_FEATURES
+OBSERVATION_SIZE = len(OBSERVATION_NAMES)
+assert OBSERVATION_SIZE == 52
+OBSERVATION_BOUND = 5.0
+
+
+def clip(x: float) -> float:
+    """``x`` within ``[-OBSERVATION_BOUND, OBSERVATION_BOUND]``."""
+    return OBSERVATION_BOUND if x > OBSERVATION_BOUND else max(x, -OBSERVATION_BOUND)
+
+
+def observe(
+    features: np.ndarray,
+    portfolio: Portfolio,
+    t: int,
+    mark: int,
+    *,
+    starting_cash_cents: int,
+    order_size: int,
+    max_position: int,
+) -> np.ndarray:
+    """The observation at step ``t``: ``features`` (the view's row ``t``), then the
+    portfolio's rows. ``mark`` is the held side's best bid at ``t`` (unused when flat)."""
+    position, cash, value = portfolio.position, portfolio.cash, portfolio.value
+    order = order_size * 100  # the most one order can move, in cents
+    held = value - cash
+    if position:
+        entry = portfolio.cost_basis / abs(position)
+        unrealized = (held - portfolio.cost_basis) / order, entry / 100, (mark - entry) / 100
+    else:
+        unrealized = 0.0, 0.0, 0.0
+    last_fill_step = portfolio.last_fill_step
+    obs = np.empty(OBSERVATION_SIZE, dtype=np.float32)
+    obs[:NUM_FEATURES] = features
+    since_fill = t - last_fill_step if last_fill_step >= 0 else t + 1
+    obs[NUM_FEATURES:] = (
+        clip(cash / starting_cash_cents),
+        held / value if value else 0.0,
+        position / max_position,
+        clip(unrealized[0]),
+        clip((value - starting_cash_cents) / starting_cash_cents),
+        unrealized[1],
+        unrealized[2],
+        math.log1p(t - portfolio.opened_at) / 5 if position else 0.0,
+        clip((portfolio.peak - value) / starting_cash_cents),
+        clip(portfolio.fees_paid / order),
+        min(cash / order, 1.0),
+        *portfolio.last_order,
+        math.log1p(since_fill) / 5,
+    )
+    return obs

@@ -92,7 +92,7 @@ def checkout(tmp_path: Path) -> Path:
             "kalshi_pipeline.training.evaluation -> dagster",
         ),
         (
-            "kalshi_pipeline/market/views.py",
+            "kalshi_pipeline/market/views/__init__.py",
             "from kalshi_pipeline_tests.factories import make_session",
             "kalshi_pipeline.market.views -> kalshi_pipeline_tests",
         ),

@@ -440,7 +440,7 @@ def test_a_whole_session_replayed_after_a_reconnect_is_rebuilt_market_by_market(
 def test_a_view_that_is_not_finite_is_rejected_by_name_when_built(session, monkeypatch):
     """Cleaning bounds every input, so no real session reaches this guard; poison the
     feature computation to check the guard itself."""
-    import kalshi_pipeline.market.views as views_module
+    import kalshi_pipeline.market.views.building as views_module
 
     clean = views_module.compute_features
 

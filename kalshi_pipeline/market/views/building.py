@@ -1,0 +1,70 @@
+"""Cutting reconstructed books into views.
+
+:func:`views_from_books` keeps the books at each market's time steps
+(:mod:`.time_steps`), computes the 36 data-only features once on them
+(:mod:`kalshi_pipeline.market.features`) and the statistics (:mod:`.statistics`), and
+cuts the columns into one :class:`~.market_view.MarketSessionView` per market. Everything
+is columnar. A view with a non-finite feature or statistic is rejected by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kalshi_pipeline.market.books import SessionBooks
+from kalshi_pipeline.market.features import compute_features, market_of_rows
+from kalshi_pipeline.market.views.market_view import MarketSessionView, ViewConfig, non_finite
+from kalshi_pipeline.market.views.statistics import SessionSteps, data_quality, view_statistics
+from kalshi_pipeline.market.views.time_steps import time_steps
+
+
+def views_from_books(
+    books: SessionBooks, config: ViewConfig | None = None, session: SessionSteps | None = None
+) -> list[MarketSessionView]:
+    """Cut reconstructed books into views (the part of
+    :func:`~.session_views.build_market_views` after reconstruction). ``session``
+    defaults to what ``books`` tell of their session: pass it when ``books`` hold only
+    some of the session's markets."""
+    config = config or ViewConfig()
+    if not len(books):
+        return []
+    books = time_steps(books)
+    if session is None:
+        session = SessionSteps(
+            receive_times=np.sort(books.timestamp_ms),
+            quality_factor=1.0 - books.report.missing_fraction,
+        )
+    stats = view_statistics(books, config, session)
+    features = compute_features(books)
+    bad_rows = np.bincount(
+        market_of_rows(books)[~np.isfinite(features).all(axis=1)], minlength=len(books.tickers)
+    )
+    views = []
+    for index, ticker in enumerate(books.tickers):
+        rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
+        view = MarketSessionView(
+            session_id=books.session_id,
+            market_ticker=ticker,
+            timestamps_ms=books.timestamp_ms[rows],
+            sequence_numbers=books.sequence_number[rows],
+            best_yes_bid=books.best_yes_bid[rows],
+            best_yes_ask=books.best_yes_ask[rows],
+            best_no_bid=books.best_no_bid[rows],
+            best_no_ask=books.best_no_ask[rows],
+            yes_bid_prices=books.yes_bid_prices[rows],
+            yes_bid_sizes=books.yes_bid_depth[rows],
+            no_bid_prices=books.no_bid_prices[rows],
+            no_bid_sizes=books.no_bid_depth[rows],
+            features=features[rows],
+            **{name: values[index] for name, values in stats.items()},
+            data_quality_score=data_quality(books.report, ticker, rows.stop - rows.start)
+            * session.quality_factor,
+        )
+        problem = None
+        if bad_rows[index] or not np.isfinite(list(view.statistics().values())).all():
+            problem = non_finite(view)
+        if problem is None:
+            views.append(view)
+        else:
+            books.report.reject(ticker, problem[0], problem[1])
+    return views

@@ -193,25 +193,10 @@ def test_every_single_bit_flip_in_a_session_or_the_catalog_raises_naming_the_fil
         flipped[bit // 8] ^= 1 << (bit % 8)
         path.write_bytes(flipped)
         if path == catalog:
-            # What the sensor and demo decide from: the list, or an error naming the file.
-            try:
-                same = store.list_sessions() == listed
-            except StoreCorrupt as corrupt:
-                assert str(catalog) in str(corrupt) and "rebuild_catalog()" in str(corrupt)
-                outcomes["catalog", "raised"] += 1
-            else:
-                outcomes["catalog", "identical" if same else "silently changed"] += 1
+            outcomes["catalog", catalog_flip_outcome(store, catalog, listed)] += 1
         else:
-            # Loading through the catalog, and rebuilding a lost catalog, both verify.
-            for read in (lambda: store.load_session(3), lambda: rebuilt(store, catalog)[3]):
-                try:
-                    loaded = read()
-                except StoreCorrupt as corrupt:
-                    assert "session 3" in str(corrupt) and str(path) in str(corrupt)
-                    outcomes["session", "raised"] += 1
-                else:
-                    same = same_content(loaded, session)
-                    outcomes["session", "identical" if same else "silently changed"] += 1
+            for outcome in session_flip_outcomes(store, catalog, path, session):
+                outcomes["session", outcome] += 1
         for original, data in originals.items():
             original.write_bytes(data)
 
@@ -232,6 +217,34 @@ def test_every_single_bit_flip_in_a_session_or_the_catalog_raises_naming_the_fil
     # A session written before digests existed still loads, unverified.
     (directory / "digests.json").unlink()
     assert same_content(store.load_session(3), session)
+
+
+def catalog_flip_outcome(store: ParquetSessionStore, catalog: Path, listed: list) -> str:
+    """What the sensor and demo decide from after a flip in the catalog: the list, or an
+    error naming the file."""
+    try:
+        same = store.list_sessions() == listed
+    except StoreCorrupt as corrupt:
+        assert str(catalog) in str(corrupt) and "rebuild_catalog()" in str(corrupt)
+        return "raised"
+    return "identical" if same else "silently changed"
+
+
+def session_flip_outcomes(
+    store: ParquetSessionStore, catalog: Path, path: Path, session: RawSession
+) -> list[str]:
+    """After a flip in session 3's ``path``: loading through the catalog, and rebuilding a
+    lost catalog, both verify."""
+    outcomes = []
+    for read in (lambda: store.load_session(3), lambda: rebuilt(store, catalog)[3]):
+        try:
+            loaded = read()
+        except StoreCorrupt as corrupt:
+            assert "session 3" in str(corrupt) and str(path) in str(corrupt)
+            outcomes.append("raised")
+        else:
+            outcomes.append("identical" if same_content(loaded, session) else "silently changed")
+    return outcomes
 
 
 def rebuilt(store: ParquetSessionStore, catalog: Path) -> dict[int, RawSession]:

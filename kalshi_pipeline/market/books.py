@@ -137,38 +137,12 @@ def books_from_events(
     Crossed books are counted in ``report``, which the books carry; by default a copy of
     the events' report, which stays as cleaning left it.
     """
-    n = len(events)
-    out = empty_replay_columns(n, top_levels)
-    if n:
-        _replay(
-            events.is_snapshot,
-            events.level,
-            events.new_size,
-            events.snapshot_index,
-            events.snapshot_books,
-            out["best_yes_bid"],
-            out["best_no_bid"],
-            out["yes_bid_depth"],
-            out["no_bid_depth"],
-            out["yes_bid_prices"],
-            out["no_bid_prices"],
-            out["yes_bid_volume"],
-            out["no_bid_volume"],
-        )
-    market_offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
-    crossed = (out["best_yes_bid"] > 0) & (out["best_no_bid"] > 0)
-    crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
-    rows = np.flatnonzero(crossed)
-    names = np.array(events.tickers, dtype=object)
+    out = _replayed(events, top_levels)
     if report is None:
         report = copy.deepcopy(events.report)
-    report.repair(
-        RepairKind.CROSSED_BOOK,
-        names[events.market[rows]],
-        events.sequence_number[rows],
-        "book crossed after this event (YES bid >= YES ask); step kept and flagged",
-    )
+    crossed = _count_crossed(events, out, report)
     no_yes, no_no = out["best_yes_bid"] == 0, out["best_no_bid"] == 0
+    market_offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
     return SessionBooks(
         session_id=events.session_id,
         tickers=list(events.tickers),
@@ -196,6 +170,44 @@ def books_from_events(
     )
 
 
+def _replayed(events: CleanEvents, top_levels: int) -> dict[str, np.ndarray]:
+    """What the compiled replay computes per event (:func:`empty_replay_columns`)."""
+    out = empty_replay_columns(len(events), top_levels)
+    if len(events):
+        _replay(
+            events.is_snapshot,
+            events.level,
+            events.new_size,
+            events.snapshot_index,
+            events.snapshot_books,
+            out["best_yes_bid"],
+            out["best_no_bid"],
+            out["yes_bid_depth"],
+            out["no_bid_depth"],
+            out["yes_bid_prices"],
+            out["no_bid_prices"],
+            out["yes_bid_volume"],
+            out["no_bid_volume"],
+        )
+    return out
+
+
+def _count_crossed(events: CleanEvents, out: dict, report: IngestReport) -> np.ndarray:
+    """Which books are crossed (``best_yes_bid + best_no_bid >= 100``, both sides
+    quoted), each counted as a ``crossed_book`` repair."""
+    crossed = (out["best_yes_bid"] > 0) & (out["best_no_bid"] > 0)
+    crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
+    rows = np.flatnonzero(crossed)
+    names = np.array(events.tickers, dtype=object)
+    report.repair(
+        RepairKind.CROSSED_BOOK,
+        names[events.market[rows]],
+        events.sequence_number[rows],
+        "book crossed after this event (YES bid >= YES ask); step kept and flagged",
+    )
+    return crossed
+
+
 @numba.njit(cache=True, nogil=True)
 def _replay(
     is_snapshot,
@@ -212,52 +224,70 @@ def _replay(
     yes_volume,
     no_volume,
 ):  # pragma: no cover - compiled; equality with the reference is tested
+    """Apply each event to its market's 198-level book (a snapshot replaces it) and
+    write the best bids, the top levels and the volumes after it into the outputs."""
     book = np.zeros(BOOK_WIDTH, np.int64)
     best = np.zeros(2, np.int64)
     volume = np.zeros(2, np.int64)
     occupied = np.zeros(2, np.int64)  # levels with size > 0: stops the walk down early
-    top = yes_depth.shape[1]
     for i in range(len(level)):
         if is_snapshot[i]:
             book[:] = snapshot_books[snapshot_index[i]]
-            for side in range(2):
-                volume[side] = 0
-                best[side] = 0
-                occupied[side] = 0
-                for price in range(1, LEVELS + 1):
-                    size = book[side * LEVELS + price - 1]
-                    volume[side] += size
-                    if size > 0:
-                        best[side] = price
-                        occupied[side] += 1
+            _read_snapshot(book, best, volume, occupied)
         else:
-            side = level[i] // LEVELS
-            price = level[i] % LEVELS + 1
-            size = new_size[i]
-            previous = book[level[i]]
-            volume[side] += size - previous
-            occupied[side] += (size > 0) - (previous > 0)
-            book[level[i]] = size
-            if size > 0 and price > best[side]:
-                best[side] = price
-            elif size == 0 and price == best[side]:
-                while price > 0 and book[side * LEVELS + price - 1] == 0:
-                    price -= 1
-                best[side] = price
+            _apply_delta(book, level[i], new_size[i], best, volume, occupied)
         best_yes[i] = best[0]
         best_no[i] = best[1]
         yes_volume[i] = volume[0]
         no_volume[i] = volume[1]
-        for side in range(2):
-            depth = yes_depth if side == 0 else no_depth
-            prices = yes_prices if side == 0 else no_prices
-            found = 0
-            price = best[side]
-            wanted = min(top, occupied[side])
-            while found < wanted:
-                size = book[side * LEVELS + price - 1]
-                if size > 0:
-                    depth[i, found] = size
-                    prices[i, found] = price
-                    found += 1
-                price -= 1
+        _top_levels(book, best[0], occupied[0], 0, yes_depth[i], yes_prices[i])
+        _top_levels(book, best[1], occupied[1], 1, no_depth[i], no_prices[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _read_snapshot(book, best, volume, occupied):  # pragma: no cover - compiled
+    """The best price, volume and occupied levels of each side of a fresh book."""
+    for side in range(2):
+        volume[side] = 0
+        best[side] = 0
+        occupied[side] = 0
+        for price in range(1, LEVELS + 1):
+            size = book[side * LEVELS + price - 1]
+            volume[side] += size
+            if size > 0:
+                best[side] = price
+                occupied[side] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_delta(book, at, size, best, volume, occupied):  # pragma: no cover - compiled
+    """Set level ``at`` to ``size``, keeping its side's best, volume and occupied count
+    up to date (the best is walked down only when the best level empties)."""
+    side = at // LEVELS
+    price = at % LEVELS + 1
+    previous = book[at]
+    volume[side] += size - previous
+    occupied[side] += (size > 0) - (previous > 0)
+    book[at] = size
+    if size > 0 and price > best[side]:
+        best[side] = price
+    elif size == 0 and price == best[side]:
+        while price > 0 and book[side * LEVELS + price - 1] == 0:
+            price -= 1
+        best[side] = price
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_levels(book, best, occupied, side, depth, prices):  # pragma: no cover - compiled
+    """The sizes and prices of the best ``len(depth)`` occupied levels of one side,
+    walking down from its best price."""
+    found = 0
+    price = best
+    wanted = min(depth.shape[0], occupied)
+    while found < wanted:
+        size = book[side * LEVELS + price - 1]
+        if size > 0:
+            depth[found] = size
+            prices[found] = price
+            found += 1
+        price -= 1

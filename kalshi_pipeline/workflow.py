@@ -1,7 +1,8 @@
-"""The pipeline's steps, typed, and its one configuration: what the CLI and Dagster share.
+"""The pipeline's steps, typed: what the CLI and Dagster share.
 
 ``kalshi-pipeline train`` (:func:`run`) and the Dagster assets (``kalshi_pipeline.defs``)
-call the same steps with the same :class:`PipelineConfig`, so the same data, config and
+call the same steps with the same
+:class:`~kalshi_pipeline.pipeline_config.PipelineConfig`, so the same data, config and
 seed give the same split and the same model either way::
 
     view descriptions --select_views--> selection (Arrow table: one row per view,
@@ -14,43 +15,37 @@ A view is known everywhere by its key (:func:`kalshi_pipeline.market.views.view_
 ``"<session>/<ticker>"``); training views are always taken in key order (session, then
 ticker), which is what makes both paths train on the same sequence of episodes.
 
-Every default lives once, in these dataclasses; "unset" is always ``None`` (the
-profile's value). The Dagster ``Config`` classes are made from them
-(:mod:`kalshi_pipeline.defs.config`) and the CLI's arguments map onto them.
+The split itself (:func:`~kalshi_pipeline.market.split.split_views`, :class:`Split`) is
+market code; what it means for selection is said here, by :func:`describe_split`, since
+only this layer knows how selection judges a model (``wins_needed``, training layer).
+The configuration (every default, once) is :mod:`kalshi_pipeline.pipeline_config`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 
-from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.split import DEFAULT_SALT, split_markets, validation_markets
+from kalshi_pipeline.market.split import Split, split_views
 from kalshi_pipeline.market.views import (
     MarketSessionView,
     build_market_views,
     session_of_key,
     view_key,
 )
+from kalshi_pipeline.pipeline_config import PipelineConfig, TuningChoice
 from kalshi_pipeline.training import candidates, promotion, tuning
 from kalshi_pipeline.training import phases as training_phases
 from kalshi_pipeline.training.candidates import train_candidates
-from kalshi_pipeline.training.config import (
-    PROFILES,
-    TrainingConfig,
-    profile,
-    read_hyperparameters,
-)
+from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.evaluation import (
     baseline_policies,
     evaluate_policies,
     per_market_table,
-    round_trip_fees_cents,
     summarise,
     wins_needed,
 )
@@ -65,276 +60,46 @@ from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.report import write_report
 
 PHASES = (1, 2, 3)
-# The round trip's fees of one default order at 50 cents, where they are highest: a
-# market whose spread is wider costs more to cross than the fees at every price, so it is
-# not liquid enough to trade by the report's measure (round_trip_fees_cents).
-TIGHT_SPREAD_CENTS = round_trip_fees_cents(50, EnvConfig().order_size)
 
 
-# -- configuration -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class SplitConfig:
-    """How markets are split between training, validation and holdout
-    (:mod:`kalshi_pipeline.market.split`), and which sessions are kept for the
-    walk-forward evaluation. Validation picks among training's best checkpoints and seed
-    candidates; the holdout and the walk-forward sessions are read only by the report
-    (and the holdout by the promotion check)."""
-
-    holdout_fraction: float = 0.2
-    validation_fraction: float = 0.2  # of the markets outside the holdout
-    salt: str = DEFAULT_SALT
-    # The latest sessions, kept out of training and validation for the walk-forward
-    # evaluation (only while an earlier session is left to train on).
-    walk_forward_sessions: int = 1
-    # Tight markets (their views' average spread under ``tight_spread_cents``) and wide
-    # ones each validate at least this many markets, while as many are left to train on:
-    # a signal that pays on tight markets only shows beyond noise on validation only if
-    # validation holds enough of them (Split.describe, docs/training.md).
-    min_validation_per_kind: int = 4
-    tight_spread_cents: float = TIGHT_SPREAD_CENTS
-
-    def __post_init__(self) -> None:
-        for name in ("holdout_fraction", "validation_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not self.tight_spread_cents > 0:
-            raise ValueError(f"tight_spread_cents must be above 0, got {self.tight_spread_cents!r}")
-        if self.min_validation_per_kind < 0:
-            raise ValueError(
-                f"min_validation_per_kind must be 0 or more, got {self.min_validation_per_kind!r}"
-            )
-        if self.walk_forward_sessions < 0:
-            raise ValueError(
-                f"walk_forward_sessions must be 0 or more, got {self.walk_forward_sessions!r}"
-            )
-
-
-@dataclass(frozen=True)
-class TrainingChoice:
-    """A named training profile and what is changed from it (``None``: the profile's).
-
-    ``timesteps_per_phase`` sets all three phases' budgets; the hyperparameters
-    (``learning_rate``, ``gamma``, ``net_arch``) change the profile's PPO/A2C settings;
-    ``validate_every`` is the timesteps between evaluations on the validation views (0: at
-    every checkpoint); ``candidates`` is how many seeds each phase trains (from ``seed``
-    on), the best on the validation views kept
-    (:mod:`kalshi_pipeline.training.candidates`).
-    """
-
-    profile: str = "default"
-    timesteps_per_phase: int | None = None
-    algorithm: str | None = None
-    seed: int | None = None
-    learning_rate: float | None = None
-    gamma: float | None = None
-    n_envs: int | None = None
-    net_arch: tuple[int, ...] | None = None
-    checkpoint_every: int | None = None
-    validate_every: int | None = None
-    candidates: int | None = None
-    # A file of ``kalshi-pipeline tune``: its hyperparameters replace the profile's (the
-    # fields above still change them).
-    hyperparams: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
-        positive = (
-            "timesteps_per_phase", "learning_rate", "n_envs", "checkpoint_every", "candidates",
-        )  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"training {name} must be positive, got {value!r}")
-        for name in ("seed", "validate_every"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"training {name} must be 0 or more, got {value!r}")
-        if self.gamma is not None and not 0 < self.gamma <= 1:
-            raise ValueError(f"training gamma must be in (0, 1], got {self.gamma!r}")
-        if self.net_arch is not None and (not self.net_arch or min(self.net_arch) < 1):
-            raise ValueError(
-                f"training net_arch must be positive layer sizes, got {self.net_arch!r}"
-            )
-
-    def resolve(self, env: EnvConfig | None = None) -> TrainingConfig:
-        """The profile with the set fields changed (and ``env``, if given)."""
-        base = PROFILES[self.profile]
-        hyper = {
-            name: value
-            for name in ("learning_rate", "gamma", "net_arch")
-            if (value := getattr(self, name)) is not None
-        }
-        changes = {
-            name: value
-            for name in ("n_envs", "checkpoint_every", "validate_every", "candidates")
-            if (value := getattr(self, name)) is not None
-        }
-        tuned = read_hyperparameters(self.hyperparams) if self.hyperparams else None
-        if hyper or tuned:
-            changes["hyperparameters"] = replace(tuned or base.hyperparameters, **hyper)
-        if env is not None:
-            changes["env"] = env
-        return profile(
-            self.profile,
-            timesteps_per_phase=self.timesteps_per_phase,
-            algorithm=self.algorithm,
-            seed=self.seed,
-            **changes,
-        )
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything a training run is configured by: filters, split, training, env
-    (``None``: the profile's)."""
-
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    training: TrainingChoice = field(default_factory=TrainingChoice)
-    env: EnvConfig | None = None
-
-    def training_config(self) -> TrainingConfig:
-        return self.training.resolve(self.env)
-
-
-# The demo: the whole graph in a few minutes on two cores.
-DEMO = PipelineConfig(training=TrainingChoice(profile="demo"))
-
-
-# -- the steps -------------------------------------------------------------------------
 def select_views(descriptions: Iterable[Mapping], filters: FilterConfig) -> pa.Table:
     """One row per view (by key): its statistics, difficulty, one boolean column per
     filter, ``passes_filters`` and the reasons
     (:func:`kalshi_pipeline.market.difficulty.score_views`)."""
     table = score_views(descriptions, filters)
-    keys = [
-        view_key(s, t)
-        for s, t in zip(
-            table.column("session_id").to_pylist(),
-            table.column("market_ticker").to_pylist(),
-            strict=True,
-        )
-    ]
+    sessions, tickers = (table.column(c).to_pylist() for c in ("session_id", "market_ticker"))
+    keys = [view_key(s, t) for s, t in zip(sessions, tickers, strict=True)]
     return table.add_column(0, "view_key", pa.array(keys, pa.string()))
 
 
-@dataclass(frozen=True)
-class Split:
-    """The views that pass the filters, by key: training, validation and holdout
-    (market-grouped: a market's views are all on one side), and the walk-forward views.
-
-    The walk-forward views are every view of the latest sessions (by session id, the
-    collector's order of recording): training and validation take their markets' views
-    of the earlier sessions only, so the model is also judged on sessions recorded after
-    every session it was trained on. The holdout is its markets' views of all sessions.
-    """
-
-    train: tuple[str, ...]
-    holdout: tuple[str, ...]
-    difficulty: Mapping[str, float]  # of every view in the split
-    train_markets: int
-    holdout_markets: int
-    validation: tuple[str, ...] = ()
-    validation_markets: int = 0
-    validation_tight_markets: int = 0  # of them, those of tight spread (market_kinds)
-    walk_forward: tuple[str, ...] = ()
-
-    def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
-        """The difficulty of each of ``views``, in order (the curriculum's input)."""
-        return [self.difficulty[v.key] for v in views]
-
-    @property
-    def sessions(self) -> list[int]:
-        """The sessions of the training views."""
-        return sorted({session_of_key(k) for k in self.train})
-
-    def describe(self) -> str:
-        """One line for the start of a run: the markets on each side, and what selection
-        asks of a model on the validation markets (:func:`wins_needed`): a model whose
-        gains are confined to tight markets cannot show beyond noise with fewer tight
-        validation markets than that, which the line then says."""
-        forward = len({session_of_key(k) for k in self.walk_forward})
-        line = (
-            f"split: {self.train_markets} training, {self.validation_markets} validation "
-            f"({self.validation_tight_markets} of tight spread) and {self.holdout_markets} "
-            f"holdout markets; {forward} walk-forward session"
-            f"{'' if forward == 1 else 's'}"
-        )
-        if not self.validation_markets:
-            return line + "; no validation: each phase's output is its last checkpoint"
-        wins = wins_needed(self.validation_markets)
-        if wins is None:
-            return line
-        line += (
-            f"; to beat always-HOLD beyond noise, a model must win on at least {wins} of the "
-            f"{self.validation_markets} validation markets ({wins / self.validation_markets:.0%}"
-            f"), more if it loses on any"
-        )
-        if self.validation_tight_markets < wins:
-            line += (
-                f"; with {self.validation_tight_markets} of tight spread, a model that gains "
-                f"on tight markets only cannot"
-            )
+def describe_split(split: Split) -> str:
+    """One line for the start of a run: the markets on each side, and what selection
+    asks of a model on the validation markets (:func:`wins_needed`): a model whose
+    gains are confined to tight markets cannot show beyond noise with fewer tight
+    validation markets than that, which the line then says."""
+    forward = len({session_of_key(k) for k in split.walk_forward})
+    line = (
+        f"split: {split.train_markets} training, {split.validation_markets} validation "
+        f"({split.validation_tight_markets} of tight spread) and {split.holdout_markets} "
+        f"holdout markets; {forward} walk-forward session"
+        f"{'' if forward == 1 else 's'}"
+    )
+    if not split.validation_markets:
+        return line + "; no validation: each phase's output is its last checkpoint"
+    wins = wins_needed(split.validation_markets)
+    if wins is None:
         return line
-
-
-def split_views(selection: pa.Table, config: SplitConfig) -> Split:
-    """Split the views that pass the filters by market: a market's views are all on one
-    side, and its holdout side never changes as sessions arrive
-    (:mod:`kalshi_pipeline.market.split`)."""
-    rows = [r for r in selection.to_pylist() if r["passes_filters"]]
-    train_markets, holdout_markets = split_markets(
-        (r["market_ticker"] for r in rows), config.holdout_fraction, config.salt
+    line += (
+        f"; to beat always-HOLD beyond noise, a model must win on at least {wins} of the "
+        f"{split.validation_markets} validation markets ({wins / split.validation_markets:.0%}"
+        f"), more if it loses on any"
     )
-    ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
-    sessions = sorted({r["session_id"] for r in rows})
-    forward = config.walk_forward_sessions
-    # Nothing earlier to train on: no walk-forward evaluation.
-    later = set(sessions[-forward:]) if 0 < forward < len(sessions) else set()
-    kinds = market_kinds(
-        (r for r in rows if r["session_id"] not in later), config.tight_spread_cents
-    )
-    # Markets seen only in walk-forward sessions have no view to train or validate on.
-    earlier = [t for t in train_markets if t in kinds]
-    validating = validation_markets(
-        earlier, config.validation_fraction, config.salt, kinds, config.min_validation_per_kind,
-    )  # fmt: skip
-    held, checked = set(holdout_markets), set(validating)
-
-    def sides(row: dict) -> set[str]:
-        ticker, forward = row["market_ticker"], row["session_id"] in later
-        if ticker in held:
-            return {"holdout", "walk_forward"} if forward else {"holdout"}
-        if forward:
-            return {"walk_forward"}
-        return {"validation" if ticker in checked else "train"}
-
-    keys = {
-        name: tuple(r["view_key"] for r in ordered if name in sides(r))
-        for name in ("train", "validation", "holdout", "walk_forward")
-    }
-    return Split(
-        **keys,
-        difficulty={r["view_key"]: r["difficulty"] for r in ordered},
-        train_markets=len(earlier) - len(validating),
-        holdout_markets=len(holdout_markets),
-        validation_markets=len(validating),
-        validation_tight_markets=sum(kinds[t] == "tight" for t in validating),
-    )
-
-
-def market_kinds(rows: Iterable[dict], tight_spread_cents: float) -> dict[str, str]:
-    """Each market of ``rows`` (views' statistics) by kind: ``"tight"`` when the mean of
-    its views' average spreads is under ``tight_spread_cents``, else ``"wide"`` (a NaN
-    mean too; the filters keep such views out of the split)."""
-    spreads: dict[str, list[float]] = {}
-    for row in rows:
-        spreads.setdefault(row["market_ticker"], []).append(row["avg_spread"])
-    return {
-        ticker: "tight" if sum(values) / len(values) < tight_spread_cents else "wide"
-        for ticker, values in spreads.items()
-    }
+    if split.validation_tight_markets < wins:
+        line += (
+            f"; with {split.validation_tight_markets} of tight spread, a model that gains "
+            f"on tight markets only cannot"
+        )
+    return line
 
 
 def views_for(
@@ -499,7 +264,7 @@ def run(
     models = out / "models"
     split, session_views = load_split(source, config)
     if on_progress is not None:
-        on_progress(split.describe())
+        on_progress(describe_split(split))
     train = views_for(split.train, session_views)
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they
@@ -544,30 +309,6 @@ def load_split(
 
 
 # -- tuning --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TuningChoice:
-    """A tuning study (:mod:`kalshi_pipeline.training.tuning`): its name, the trials this
-    process runs, where the study is kept (``None``: a journal file in the pipeline home)
-    and the training each trial runs (a profile, its budget, one seed)."""
-
-    study: str = "default"
-    trials: int = 10
-    storage: str | None = None
-    profile: str = "default"
-    timesteps_per_phase: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.trials < 1:
-            raise ValueError(f"tuning trials must be 1 or more, got {self.trials!r}")
-        if not self.study or "/" in self.study:
-            raise ValueError(f"a study name is a plain non-empty name, got {self.study!r}")
-
-    def pipeline(self, base: PipelineConfig = PipelineConfig()) -> PipelineConfig:
-        training = TrainingChoice(self.profile, self.timesteps_per_phase, seed=self.seed)
-        return replace(base, training=training)
-
-
 def tune(
     split: Split,
     session_views: Callable[[int], Sequence[MarketSessionView]],

@@ -1,8 +1,9 @@
 """The architecture, enforced: the import contracts in ``pyproject.toml`` hold.
 
 ``[tool.importlinter]`` states the layers of ``docs/architecture.md`` (sources < market <
-env < training), that the domain never imports Dagster or ``defs/``, and that neither the
-library nor the benchmarks import the tests. These tests run import-linter on the
+env < training < workflow and pipeline_config < defs < cli and demo), that the domain
+never imports Dagster or ``defs/``, that ``config_fields`` imports nothing of the package,
+and that neither the library nor the benchmarks import the tests. These tests run import-linter on the
 checkout, and show that each contract has teeth: the same linter, run on a copy of the
 package with one forbidden import added, fails and names the module that broke it.
 
@@ -101,6 +102,21 @@ def checkout(tmp_path: Path) -> Path:
             "from kalshi_pipeline_tests.factories import make_session",
             "benchmarks.bench_env -> kalshi_pipeline_tests",
         ),
+        (
+            "kalshi_pipeline/defs/sensors.py",
+            "import kalshi_pipeline.demo",
+            "kalshi_pipeline.defs.sensors -> kalshi_pipeline.demo",
+        ),
+        (
+            "kalshi_pipeline/pipeline_config.py",
+            "import kalshi_pipeline.cli",
+            "kalshi_pipeline.pipeline_config -> kalshi_pipeline.cli",
+        ),
+        (
+            "kalshi_pipeline/config_fields.py",
+            "from kalshi_pipeline.paths import HOME_ENV",
+            "kalshi_pipeline.config_fields -> kalshi_pipeline.paths",
+        ),
     ],
     ids=[
         "market imports dagster",
@@ -112,6 +128,9 @@ def checkout(tmp_path: Path) -> Path:
         "training imports dagster",
         "the library imports the tests",
         "a benchmark imports the tests",
+        "defs imports the demo runner",
+        "the pipeline config imports the cli",
+        "config_fields imports the package",
     ],
 )
 def test_a_forbidden_import_breaks_the_contract_naming_its_module(checkout, module, line, broken):

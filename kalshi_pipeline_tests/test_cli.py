@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,12 +15,25 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kalshi_pipeline.cli import build_parser, explain, main, pipeline_config
+from kalshi_pipeline.cli import main
+from kalshi_pipeline.cli.errors import CHECK_CONNECTION, explain
+from kalshi_pipeline.cli.options import build_parser, pipeline_config, tuning_choice
+from kalshi_pipeline.config_fields import flag_of
+from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.paths import HOME_ENV
+from kalshi_pipeline.pipeline_config import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
-from kalshi_pipeline.sources.postgres import ConnectionSettings, SourceUnavailable
+from kalshi_pipeline.sources.postgres import (
+    ConnectionSettings,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from kalshi_pipeline.training.config import PROFILES
-from kalshi_pipeline.workflow import SplitConfig
 
 
 def files_and_bytes(root: Path) -> dict[str, bytes]:
@@ -120,6 +135,83 @@ def test_the_validation_interval_flag_reaches_the_training_config():
     assert resolved("--validate-every", "2048").validate_every == 2048
 
 
+def test_every_config_field_is_an_option_with_its_default_in_train_help(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: nothing wraps mid-value
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    # One entry per option: its flag line, and its help when that is on the next line.
+    entries = [" ".join(e.split()) for e in re.split(r"\n(?=  -)", out)]
+
+    for record in (FilterConfig, SplitConfig, TrainingChoice):
+        defaults = record()
+        for field in dataclasses.fields(record):
+            [line] = [e for e in entries if e.startswith(flag_of(field) + " ")]
+            default = getattr(defaults, field.name)
+            # Unset is the profile's value (the help says so), never "None".
+            assert (f"(default: {default})" in line) == (default is not None), line
+            assert "None" not in line
+    assert "(default: the profile's)" in out
+
+
+def test_every_flag_reaches_its_field():
+    train = ["train", "--out", "o", "--min-episode-length", "7", "--min-coverage", "0.3",
+             "--min-data-quality", "0.6", "--profile", "demo", "--timesteps", "512",
+             "--algorithm", "a2c", "--seed", "5", "--learning-rate", "0.001", "--gamma", "0.9",
+             "--n-envs", "2", "--net-arch", "32", "16", "--checkpoint-every", "256",
+             "--validate-every", "0", "--candidates", "2", "--hyperparams", "h.json"]  # fmt: skip
+    config = pipeline_config(build_parser().parse_args(train))
+
+    assert config == PipelineConfig(
+        filters=FilterConfig(min_episode_length=7, min_coverage=0.3, min_data_quality=0.6),
+        training=TrainingChoice(
+            profile="demo", timesteps_per_phase=512, algorithm="a2c", seed=5,
+            learning_rate=0.001, gamma=0.9, n_envs=2, net_arch=(32, 16),
+            checkpoint_every=256, validate_every=0, candidates=2, hyperparams="h.json",
+        ),
+    )  # fmt: skip
+    assert pipeline_config(build_parser().parse_args(["train", "--out", "o"])) == (PipelineConfig())
+    tune = ["tune", "--trials", "3", "--storage", "sqlite:///s", "--study", "s",
+            "--profile", "demo", "--timesteps", "64", "--seed", "2"]  # fmt: skip
+    assert tuning_choice(build_parser().parse_args(tune)) == TuningChoice(
+        study="s", trials=3, storage="sqlite:///s", profile="demo", timesteps_per_phase=64,
+        seed=2,
+    )  # fmt: skip
+    assert tuning_choice(build_parser().parse_args(["tune"])) == TuningChoice()
+
+
+def test_a_source_error_is_advised_by_its_sqlstate_not_its_text():
+    where = "collector database h:5432/db"
+    missing = f'{where}: error while listing sessions: relation "rl_orderbook_x" does not exist'
+    held = f"{where}: statement timeout (1 s, KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S) expired"
+
+    # The text alone says nothing: without the SQLSTATE, the one connection message.
+    assert explain(SourceUnavailable(missing), None)[0].endswith(f"({CHECK_CONNECTION})")
+    schema = explain(SourceUnavailable(missing, sqlstate="42P01"), None)[0]
+    assert schema.endswith("(kalshi_pipeline/sources/collector_schema.sql))")
+    assert "raise KALSHI_COLLECTOR_CONNECT_TIMEOUT_S)" in explain(SourceTimeout(held), None)[0]
+    statement = explain(SourceTimeout(held, sqlstate="57014"), None)[0]
+    assert statement.endswith("or raise KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S)")
+
+
+def test_a_driver_error_is_named_by_its_sqlstate_never_its_text(collector_db):
+    with (
+        closing(psycopg2.connect(collector_db)) as conn,
+        conn.cursor() as cur,
+        pytest.raises(psycopg2.Error) as raised,
+    ):
+        cur.execute("SELECT * FROM kp_no_such_table")
+
+    line, code = explain(raised.value, collector_db)
+
+    assert code == 1
+    database = collector_db.rsplit("/", 1)[1]
+    assert line == (
+        f"error: the database at 127.0.0.1:5432/{database} refused the command: "
+        "UNDEFINED_TABLE (run with --debug for the traceback)"
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
@@ -187,15 +279,12 @@ def test_debug_before_or_after_the_command_prints_the_traceback(where, tmp_path,
     ("address", "reason", "todo"),
     [
         # nothing listens on port 1
-        (
-            "127.0.0.1:1/x",
-            "Connection refused",
-            "start the server, or check the host, port, database and user of the URL",
-        ),
+        ("127.0.0.1:1/x", "Connection refused", CHECK_CONNECTION),
+        # libpq gives no SQLSTATE for a failed connection: one message names every check.
         (
             "127.0.0.1:5432/kp_no_such_database",
             'database "kp_no_such_database" does not exist',
-            "check the database and user of the URL, or create them",
+            CHECK_CONNECTION,
         ),
     ],
 )
@@ -227,7 +316,7 @@ def test_an_unreachable_database_exits_1_from_the_shell():
     [line] = done.stderr.splitlines()
     assert line.startswith("error: collector database 127.0.0.1:1/x: connection failed")
     assert line.endswith(
-        "(start the server, or check the host, port, database and user of the URL)"
+        "(start the server, or check the host, port, database, user and password of the URL)"
     )
     assert "s3cret" not in line
 

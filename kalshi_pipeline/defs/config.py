@@ -1,9 +1,10 @@
-"""Run configuration of the assets (Dagster ``Config``), made from the workflow's dataclasses.
+"""Run configuration of the assets (Dagster ``Config``), made from the pipeline's dataclasses.
 
-Each class has exactly the fields and defaults of its dataclass in
-:mod:`kalshi_pipeline.workflow` (or :class:`~kalshi_pipeline.market.difficulty.FilterConfig`),
-so a default is written once; ``None`` means "the profile's value" here too, and a tuple
-field is a list in the launchpad. ``to_domain()`` gives the dataclass back.
+Each class has exactly the fields, defaults and descriptions (each field's help, the
+command line's too) of its dataclass in :mod:`kalshi_pipeline.pipeline_config` (or
+:class:`~kalshi_pipeline.market.difficulty.FilterConfig`), so a default is written once;
+``None`` means "the profile's value" here too, and a tuple field is a list in the
+launchpad. ``to_domain()`` gives the dataclass back.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ import typing
 import dagster as dg
 import pydantic
 
+from kalshi_pipeline.config_fields import help_of
 from kalshi_pipeline.market.difficulty import FilterConfig
-from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice, TuningChoice
+from kalshi_pipeline.pipeline_config import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
 
 
 def _launchpad_type(hint):
@@ -33,7 +40,11 @@ def config_of(domain: type, name: str, doc: str) -> type[dg.Config]:
     """A Dagster ``Config`` class with the fields and defaults of the dataclass ``domain``."""
     hints = typing.get_type_hints(domain)
     fields = {
-        f.name: (_launchpad_type(hints[f.name]), f.default) for f in dataclasses.fields(domain)
+        f.name: (
+            _launchpad_type(hints[f.name]),
+            pydantic.Field(default=f.default, description=help_of(f)),
+        )
+        for f in dataclasses.fields(domain)
     }
 
     def to_domain(self):

@@ -4,7 +4,7 @@
 ``train_and_evaluate`` ends with ``production_model``: the only way a model reaches
 production is this job's promotion decision (the retrain sensor and the schedule run it).
 
-``DEMO_RUN_CONFIG`` is :data:`kalshi_pipeline.workflow.DEMO` as run config: the demo
+``DEMO_RUN_CONFIG`` is :data:`kalshi_pipeline.pipeline_config.DEMO` as run config: the demo
 profile on every training asset.
 """
 
@@ -22,7 +22,7 @@ from kalshi_pipeline.defs.assets.model_assets import (
 from kalshi_pipeline.defs.assets.production_assets import production_model
 from kalshi_pipeline.defs.assets.tuning_assets import tuned_hyperparameters
 from kalshi_pipeline.defs.config import run_config
-from kalshi_pipeline.workflow import DEMO
+from kalshi_pipeline.pipeline_config import DEMO
 
 # An ingest of a large recorded session takes minutes; one still running after this long
 # is taken for dead (run monitoring ends it) and its session becomes missing again.

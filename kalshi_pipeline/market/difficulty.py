@@ -21,22 +21,37 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import pyarrow as pa
+
+from kalshi_pipeline.config_fields import Values, described, flat_from_json, flat_to_json
 
 SPREAD_HALF_POINT_CENTS = 10.0
 VOLATILITY_HALF_POINT_CENTS = 1.0
 WEIGHTS = {"spread": 0.5, "volatility": 0.3, "coverage": 0.2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FilterConfig:
-    """Which views are fit for training."""
+    """Which views are fit for training (each field's help is its command-line help and
+    Dagster description: :mod:`kalshi_pipeline.config_fields`)."""
 
-    min_episode_length: int = 50
-    min_coverage: float = 0.10
-    min_data_quality: float = 0.5
+    min_episode_length: int = described(
+        50, "views with fewer steps are not trained on", values=Values.POSITIVE_INT
+    )
+    min_coverage: float = described(
+        0.10, "least share of the session's steps a view must span", values=Values.FRACTION
+    )
+    min_data_quality: float = described(0.5, "least data quality score", values=Values.FRACTION)
+
+    def to_json(self) -> dict:
+        return flat_to_json(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        return flat_from_json(cls, data)
 
     def __post_init__(self) -> None:
         if self.min_episode_length < 1:

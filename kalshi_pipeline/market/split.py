@@ -8,14 +8,32 @@ validates when a second hash (:data:`VALIDATION_SALT` added to the salt) falls b
 ``validation_fraction``, and each kind of market validates at least a few of its markets
 (:func:`validation_markets`). The realised fractions are the fractions on average over
 markets, not exactly.
+
+:func:`split_views` applies those rules to the selection table of every view (one row per
+view, its statistics and ``passes_filters``) and gives the :class:`Split`: view keys by
+side, plus the walk-forward views of the latest sessions. The whole split lives here; its
+rules come in as any object with the fields of :class:`SplitRules` (the workflow's
+``SplitConfig``, whose default tight-spread limit is computed from the environment's
+order size, a layer above). The one line that tells a person what the split means for
+selection (how many validation wins beat always-HOLD beyond noise) is the workflow's
+``describe_split``: it needs ``wins_needed`` from the training layer, above this one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol, Self
+
+from kalshi_pipeline.market.views import session_of_key
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from kalshi_pipeline.market.views import MarketSessionView
 
 DEFAULT_SALT = "kalshi-pipeline-split-v1"
 
@@ -96,3 +114,131 @@ def validation_markets(
             members.sort(key=lambda t: (score[t], t))
             chosen.update(members[: min(min_per_kind, len(members) // 2)])
     return sorted(chosen)
+
+
+class SplitRules(Protocol):
+    """The fields :func:`split_views` reads (the workflow's ``SplitConfig`` has them)."""
+
+    holdout_fraction: float
+    validation_fraction: float
+    salt: str
+    walk_forward_sessions: int
+    min_validation_per_kind: int
+    tight_spread_cents: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Split:
+    """The views that pass the filters, by key: training, validation and holdout
+    (market-grouped: a market's views are all on one side), and the walk-forward views.
+
+    The walk-forward views are every view of the latest sessions (by session id, the
+    collector's order of recording): training and validation take their markets' views
+    of the earlier sessions only, so the model is also judged on sessions recorded after
+    every session it was trained on. The holdout is its markets' views of all sessions.
+    """
+
+    train: tuple[str, ...]
+    holdout: tuple[str, ...]
+    difficulty: Mapping[str, float]  # of every view in the split
+    train_markets: int
+    holdout_markets: int
+    validation: tuple[str, ...] = ()
+    validation_markets: int = 0
+    validation_tight_markets: int = 0  # of them, those of tight spread (market_kinds)
+    walk_forward: tuple[str, ...] = ()
+
+    def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
+        """The difficulty of each of ``views``, in order (the curriculum's input)."""
+        return [self.difficulty[v.key] for v in views]
+
+    @property
+    def sessions(self) -> list[int]:
+        """The sessions of the training views."""
+        return sorted({session_of_key(k) for k in self.train})
+
+    def to_json(self) -> dict:
+        return {
+            "train": list(self.train),
+            "holdout": list(self.holdout),
+            "difficulty": dict(self.difficulty),
+            "train_markets": self.train_markets,
+            "holdout_markets": self.holdout_markets,
+            "validation": list(self.validation),
+            "validation_markets": self.validation_markets,
+            "validation_tight_markets": self.validation_tight_markets,
+            "walk_forward": list(self.walk_forward),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        keys = ("train", "holdout", "validation", "walk_forward")
+        counts = ("train_markets", "holdout_markets", "validation_markets")
+        return cls(
+            **{name: tuple(data[name]) for name in keys},
+            **{name: int(data[name]) for name in counts},
+            validation_tight_markets=int(data["validation_tight_markets"]),
+            difficulty={str(k): float(v) for k, v in data["difficulty"].items()},
+        )
+
+
+def split_views(selection: pa.Table, rules: SplitRules) -> Split:
+    """Split the views that pass the filters by market: a market's views are all on one
+    side, and its holdout side never changes as sessions arrive (the module docstring)."""
+    rows = [r for r in selection.to_pylist() if r["passes_filters"]]
+    train_markets, holdout_markets = split_markets(
+        (r["market_ticker"] for r in rows), rules.holdout_fraction, rules.salt
+    )
+    ordered = sorted(rows, key=lambda r: (r["session_id"], r["market_ticker"]))
+    later = _walk_forward_sessions(rows, rules.walk_forward_sessions)
+    kinds = market_kinds(
+        (r for r in rows if r["session_id"] not in later), rules.tight_spread_cents
+    )
+    # Markets seen only in walk-forward sessions have no view to train or validate on.
+    earlier = [t for t in train_markets if t in kinds]
+    validating = validation_markets(
+        earlier, rules.validation_fraction, rules.salt, kinds, rules.min_validation_per_kind,
+    )  # fmt: skip
+    held, checked = set(holdout_markets), set(validating)
+
+    def sides(row: dict) -> set[SplitName]:
+        ticker, forward = row["market_ticker"], row["session_id"] in later
+        if ticker in held:
+            return {SplitName.HOLDOUT, SplitName.WALK_FORWARD} if forward else {SplitName.HOLDOUT}
+        if forward:
+            return {SplitName.WALK_FORWARD}
+        return {SplitName.VALIDATION if ticker in checked else SplitName.TRAIN}
+
+    keys = {
+        str(name): tuple(r["view_key"] for r in ordered if name in sides(r)) for name in SplitName
+    }
+    return Split(
+        **keys,
+        difficulty={r["view_key"]: r["difficulty"] for r in ordered},
+        train_markets=len(earlier) - len(validating),
+        holdout_markets=len(holdout_markets),
+        validation_markets=len(validating),
+        validation_tight_markets=sum(kinds[t] == MarketKind.TIGHT for t in validating),
+    )
+
+
+def _walk_forward_sessions(rows: Iterable[dict], count: int) -> set[int]:
+    """The latest ``count`` sessions of ``rows``; none when no earlier session would be
+    left to train on."""
+    sessions = sorted({r["session_id"] for r in rows})
+    return set(sessions[-count:]) if 0 < count < len(sessions) else set()
+
+
+def market_kinds(rows: Iterable[dict], tight_spread_cents: float) -> dict[str, MarketKind]:
+    """Each market of ``rows`` (views' statistics) by kind: ``TIGHT`` when the mean of its
+    views' average spreads is under ``tight_spread_cents``, else ``WIDE`` (a NaN mean too;
+    the filters keep such views out of the split)."""
+    spreads: dict[str, list[float]] = {}
+    for row in rows:
+        spreads.setdefault(row["market_ticker"], []).append(row["avg_spread"])
+    return {
+        ticker: MarketKind.TIGHT
+        if sum(values) / len(values) < tight_spread_cents
+        else MarketKind.WIDE
+        for ticker, values in spreads.items()
+    }

@@ -42,7 +42,16 @@ STATEMENT_TIMEOUT_ENV = "KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S"
 
 
 class SourceUnavailable(RuntimeError):
-    """The collector's database could not be read; the message says where and why."""
+    """The collector's database could not be read; the message says where and why.
+
+    ``sqlstate`` is the server's SQLSTATE for the failure, ``None`` when there is none
+    (libpq reports a failed connection without one): what callers decide by, never the
+    message's text.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class SourceTimeout(SourceUnavailable):
@@ -147,7 +156,8 @@ def source_error(
     if isinstance(exc, psycopg2.errors.QueryCanceled) and "statement timeout" in reason:
         return SourceTimeout(
             f"{where}: statement timeout ({settings.statement_timeout_s:g} s, "
-            f"{STATEMENT_TIMEOUT_ENV}) expired while {doing}"
+            f"{STATEMENT_TIMEOUT_ENV}) expired while {doing}",
+            sqlstate=exc.pgcode,
         )
     if "timeout expired" in reason:  # libpq's words for connect_timeout
         return SourceTimeout(
@@ -157,5 +167,7 @@ def source_error(
     if isinstance(exc, psycopg2.ProgrammingError) and reason.startswith("invalid dsn"):
         return SourceMisconfigured(f"{where}: the URL is malformed, while {doing}: {reason}")
     if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
-        return SourceUnavailable(f"{where}: connection failed or lost while {doing}: {reason}")
-    return SourceUnavailable(f"{where}: error while {doing}: {reason}")
+        return SourceUnavailable(
+            f"{where}: connection failed or lost while {doing}: {reason}", sqlstate=exc.pgcode
+        )
+    return SourceUnavailable(f"{where}: error while {doing}: {reason}", sqlstate=exc.pgcode)

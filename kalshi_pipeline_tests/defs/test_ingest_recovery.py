@@ -21,7 +21,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from kalshi_pipeline.defs import demo
+from kalshi_pipeline import demo
 from kalshi_pipeline.defs.assets.model_assets import difficulty_scores
 from kalshi_pipeline.defs.ingest_runs import (
     MAX_INGEST_ATTEMPTS,
@@ -157,7 +157,7 @@ import sys
 from pathlib import Path
 import dagster as dg
 from kalshi_pipeline.definitions import defs
-from kalshi_pipeline.defs.demo import ingest_missing
+from kalshi_pipeline.demo import ingest_missing
 ingest_missing(Path(sys.argv[1]), dg.DagsterInstance.get(), defs())
 """
 

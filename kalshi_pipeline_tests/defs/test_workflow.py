@@ -19,7 +19,7 @@ from stable_baselines3.common.save_util import json_to_data
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.defs.config import TRAINING_CONFIGURED, run_config
 from kalshi_pipeline.paths import artifacts_dir, sessions_dir
-from kalshi_pipeline.workflow import PipelineConfig, SplitConfig, TrainingChoice
+from kalshi_pipeline.pipeline_config import PipelineConfig, SplitConfig, TrainingChoice
 from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
 
 CONFIG = PipelineConfig(

@@ -26,16 +26,18 @@ import zipfile
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kalshi_pipeline.pipeline_config import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.callbacks import read_csv_rows
 from kalshi_pipeline.training.config import PROFILES
 from kalshi_pipeline.workflow import (
-    PipelineConfig,
-    SplitConfig,
-    TrainingChoice,
-    TuningChoice,
     load_split,
     run,
     tune,

@@ -18,6 +18,12 @@ import sqlalchemy as sa
 from stable_baselines3.common.save_util import json_to_data
 
 from kalshi_pipeline.cli import main
+from kalshi_pipeline.pipeline_config import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, read_hyperparameters
@@ -32,10 +38,6 @@ from kalshi_pipeline.training.tuning import (
     write_result,
 )
 from kalshi_pipeline.workflow import (
-    PipelineConfig,
-    SplitConfig,
-    TrainingChoice,
-    TuningChoice,
     load_split,
     run,
     tune,

@@ -21,17 +21,17 @@ from kalshi_pipeline.defs.assets.data_assets import market_views
 from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.market.split import Split, split_views
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
 from kalshi_pipeline.training.phases import PhaseResult, read_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import (
-    Split,
+    describe_split,
     evaluate,
     phase_candidates,
     progress_files,
     select_candidate,
     select_views,
-    split_views,
     train_candidate,
     views_for,
 )
@@ -113,7 +113,7 @@ def train_holdout_split(
             "validation_fraction": config.validation_fraction,
         }
     )
-    context.log.info(split.describe())
+    context.log.info(describe_split(split))
     return split
 
 

@@ -33,6 +33,8 @@ import dagster as dg
 
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
 from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.market.split import Split
+from kalshi_pipeline.pipeline_config import TrainingChoice
 from kalshi_pipeline.training.promotion import (
     Registry,
     champion_problems,
@@ -40,7 +42,7 @@ from kalshi_pipeline.training.promotion import (
     history_markdown,
     registry_path,
 )
-from kalshi_pipeline.workflow import Split, TrainingChoice, promote, views_for
+from kalshi_pipeline.workflow import promote, views_for
 
 CHECK = "tested_champion"
 PRODUCTION_CHECKS = [

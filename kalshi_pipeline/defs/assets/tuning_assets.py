@@ -25,8 +25,9 @@ import dagster as dg
 
 from kalshi_pipeline.defs.config import TuningSettings
 from kalshi_pipeline.defs.resources import PipelineResource
+from kalshi_pipeline.market.split import Split
 from kalshi_pipeline.paths import hyperparameters_file, tuning_dir
-from kalshi_pipeline.workflow import Split, tune_trials, tuning_result, tuning_study
+from kalshi_pipeline.workflow import tune_trials, tuning_result, tuning_study
 
 
 def _journal(pipeline: PipelineResource) -> Path:

@@ -13,7 +13,6 @@ import pytest
 
 from kalshi_pipeline.training.evaluation import Episode, per_market_table, summarise
 from kalshi_pipeline.training.report import PLOTS, write_report
-from kalshi_pipeline_tests.training.evaluation.handmade import full
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -31,7 +30,8 @@ SECTIONS = (
 
 
 def ep(policy, split, market, session, reward, **fields) -> Episode:
-    return full(policy, split, market, session, reward, **fields)
+    base = Episode(policy, split, f"{session}/{market}", market, session, reward, 100, 10_000)
+    return replace(base, **fields)
 
 
 def never_trading_episodes() -> list[Episode]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import pyarrow as pa
@@ -11,11 +12,17 @@ from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.split import (
     DEFAULT_SALT,
     VALIDATION_SALT,
+    MarketKind,
+    Split,
+    SplitName,
     holdout_score,
     is_holdout,
+    market_kinds,
     split_markets,
+    split_views,
     validation_markets,
 )
+from kalshi_pipeline.pipeline_config import TIGHT_SPREAD_CENTS, SplitConfig
 from kalshi_pipeline.sources.simulator import (
     SimulatorConfig,
     simulate_session,
@@ -23,14 +30,7 @@ from kalshi_pipeline.sources.simulator import (
     ticker_pool,
 )
 from kalshi_pipeline.training.evaluation import wins_needed
-from kalshi_pipeline.workflow import (
-    TIGHT_SPREAD_CENTS,
-    SplitConfig,
-    market_kinds,
-    select_views,
-    split_views,
-    views_for,
-)
+from kalshi_pipeline.workflow import describe_split, select_views, views_for
 
 TICKERS = [f"KXTEST-{i:04d}" for i in range(2000)]
 
@@ -101,7 +101,7 @@ def test_every_view_of_a_market_lands_on_the_same_side():
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     split = split_views(
         select_views([v.describe() for v in views], keep_all),
-        SplitConfig(0.5, walk_forward_sessions=0),
+        SplitConfig(holdout_fraction=0.5, walk_forward_sessions=0),
     )
     by_session = defaultdict(list)
     for view in views:
@@ -180,8 +180,11 @@ def test_the_split_gives_validation_its_tight_markets():
     # outside the holdout: selection could not see a signal that pays on those only.
     views, liquid = views_and_liquidity(4, seed=25, markets=40)
     selection = select_views([v.describe() for v in views], FilterConfig())
-    split = split_views(selection, SplitConfig(0.3, 0.2))
-    plain = split_views(selection, SplitConfig(0.3, 0.2, min_validation_per_kind=0))
+    split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.2))
+    plain = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.2, min_validation_per_kind=0),
+    )
 
     def tight(keys):
         return {k.split("/", 1)[1] for k in keys if liquid[k.split("/", 1)[1]]}
@@ -192,10 +195,13 @@ def test_the_split_gives_validation_its_tight_markets():
     assert split.validation_tight_markets >= wins_needed(split.validation_markets)
     assert tight(plain.validation) < tight(split.validation)
     assert split.holdout == plain.holdout
-    assert "cannot" in plain.describe() and "cannot" not in split.describe()
+    assert "cannot" in describe_split(plain) and "cannot" not in describe_split(split)
     # Spreads under the threshold make a market tight: with a threshold above every
     # spread, all markets are of one kind and the minimum adds nothing.
-    one_kind = split_views(selection, SplitConfig(0.3, 0.2, tight_spread_cents=1000.0))
+    one_kind = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.2, tight_spread_cents=1000.0),
+    )
     assert one_kind.validation_tight_markets == one_kind.validation_markets
     assert one_kind.validation == plain.validation
 
@@ -213,7 +219,9 @@ def test_a_market_is_of_its_kind_by_the_sessions_before_the_walk_forward():
     # that over all three they would be wide; one market seen in session 3 only.
     rows = [stats(s, t, 1.0 if t in tight else 30.0) for s in (1, 2) for t in tickers[:40]]
     rows += [stats(3, t, 100.0) for t in tickers]
-    split = split_views(pa.Table.from_pylist(rows), SplitConfig(0.3, 0.0001))
+    split = split_views(
+        pa.Table.from_pylist(rows), SplitConfig(holdout_fraction=0.3, validation_fraction=0.0001)
+    )
 
     assert split.validation_tight_markets == 1  # half of the tight kind's two
     assert split.validation_markets == 1 + 4  # and the wide kind's minimum
@@ -225,8 +233,14 @@ def test_the_split_puts_every_view_of_a_market_on_one_of_three_sides():
     views = three_sessions_of_views(markets=12)
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     selection = select_views([v.describe() for v in views], keep_all)
-    split = split_views(selection, SplitConfig(0.3, 0.4, walk_forward_sessions=0))
-    without = split_views(selection, SplitConfig(0.3, 0.0, walk_forward_sessions=0))
+    split = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.4, walk_forward_sessions=0),
+    )
+    without = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.0, walk_forward_sessions=0),
+    )
 
     sides = {
         name: {key.split("/", 1)[1] for key in keys}
@@ -249,8 +263,13 @@ def test_the_latest_session_is_kept_for_the_walk_forward_evaluation():
     views = three_sessions_of_views(markets=12)
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     selection = select_views([v.describe() for v in views], keep_all)
-    split = split_views(selection, SplitConfig(0.3, 0.3))  # one walk-forward session
-    flat = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=0))
+    split = split_views(
+        selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
+    )  # one walk-forward session
+    flat = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.3, walk_forward_sessions=0),
+    )
 
     def sessions(keys):
         return {int(k.split("/")[0]) for k in keys}
@@ -264,10 +283,16 @@ def test_the_latest_session_is_kept_for_the_walk_forward_evaluation():
     assert set(split.validation) == {k for k in flat.validation if not k.startswith("3/")}
     # The market holdout is unchanged: its markets' views of every session.
     assert split.holdout == flat.holdout and not flat.walk_forward
-    two = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=2))
+    two = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.3, walk_forward_sessions=2),
+    )
     assert sessions(two.walk_forward) == {2, 3} and sessions(two.train) == {1}
     # With nothing earlier to train on, there is no walk-forward evaluation.
-    alone = split_views(selection, SplitConfig(0.3, 0.3, walk_forward_sessions=3))
+    alone = split_views(
+        selection,
+        SplitConfig(holdout_fraction=0.3, validation_fraction=0.3, walk_forward_sessions=3),
+    )
     assert not alone.walk_forward and alone.train == flat.train
 
 
@@ -275,13 +300,13 @@ def test_the_split_says_what_beating_hold_on_validation_asks():
     views = three_sessions_of_views(markets=30)
     keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
     selection = select_views([v.describe() for v in views], keep_all)
-    split = split_views(selection, SplitConfig(0.3, 0.2))
-    wider = split_views(selection, SplitConfig(0.3, 0.9))
-    none = split_views(selection, SplitConfig(0.3, 0.0))
+    split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.2))
+    wider = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.9))
+    none = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.0))
 
     n = split.validation_markets
     assert 0 < n < wider.validation_markets
-    line = split.describe()
+    line = describe_split(split)
     assert line.startswith(
         f"split: {split.train_markets} training, {n} validation "
         f"({split.validation_tight_markets} of tight spread) and "
@@ -292,4 +317,25 @@ def test_the_split_says_what_beating_hold_on_validation_asks():
     # More validation markets ask a smaller share of them.
     assert f"({wins_needed(n) / n:.0%})" in line
     assert wins_needed(wider.validation_markets) / wider.validation_markets < wins_needed(n) / n
-    assert none.describe().endswith("no validation: each phase's output is its last checkpoint")
+    assert describe_split(none).endswith(
+        "no validation: each phase's output is its last checkpoint"
+    )
+
+
+def test_a_split_round_trips_through_json_and_names_its_sides():
+    views = three_sessions_of_views(markets=12)
+    keep_all = FilterConfig(min_episode_length=1, min_coverage=0.0, min_data_quality=0.0)
+    selection = select_views([v.describe() for v in views], keep_all)
+    split = split_views(selection, SplitConfig(holdout_fraction=0.3, validation_fraction=0.3))
+
+    assert split.train and split.validation and split.holdout and split.walk_forward
+    data = split.to_json()
+    assert {str(name) for name in SplitName} <= set(data)
+    assert Split.from_json(json.loads(json.dumps(data))) == split
+
+
+def test_market_kinds_are_market_kind_members():
+    views, _ = views_and_liquidity(1, seed=8, markets=12)
+    kinds = market_kinds((v.describe() for v in views), TIGHT_SPREAD_CENTS)
+
+    assert kinds and all(isinstance(kind, MarketKind) for kind in kinds.values())

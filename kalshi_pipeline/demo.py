@@ -8,7 +8,8 @@ simulate sessions; with a collector it simulates nothing and writes nothing to t
 store. It prints which source it uses, never the URL.
 
 It uses the local Dagster instance in ``$DAGSTER_HOME`` (``<home>/dagster`` when unset,
-with the repository's instance settings: SQLite, no services), registers every complete
+with the instance settings shipped in the package, ``kalshi_pipeline/dagster.yaml``, a
+copy of the repository root's: SQLite, no services), registers every complete
 session as a ``sessions`` partition and ingests every complete session that is not yet
 ingested, i.e. whose ``market_views`` partition is not materialised (see
 :mod:`kalshi_pipeline.defs.ingest_runs`): new sessions, and sessions whose earlier ingest
@@ -18,12 +19,19 @@ does not bound attempts (it is the by-hand path): a session that fails here fail
 before training, naming the session and its run. Then it runs the training graph with the
 demo profile and prints where the report is. Runs are recorded in the instance, so
 ``dagster dev`` with the same ``DAGSTER_HOME`` shows them.
+
+This is a runner, not a Dagster definition: it sits above ``defs`` (beside the CLI, the
+one that calls it), so loading the definitions never imports it (docs/architecture.md).
+The settings are package data (:mod:`importlib.resources`), so an installed package runs
+the demo as a checkout does; a package without them is broken and fails, never falls
+back to other settings.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from importlib import resources
 from pathlib import Path
 
 import dagster as dg
@@ -41,7 +49,9 @@ from kalshi_pipeline.sources.simulator import (
     simulate_sessions,
 )
 
-INSTANCE_SETTINGS = Path(__file__).resolve().parents[2] / "dagster.yaml"
+# The instance settings a new local instance gets (package data; the repository root's
+# dagster.yaml is the same file, for users who copy it into their DAGSTER_HOME).
+INSTANCE_SETTINGS = resources.files("kalshi_pipeline").joinpath("dagster.yaml")
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Training logs its progress at INFO every few seconds (and Dagster's own events at DEBUG):
 # the demo shows those lines, so it is never silent for long.
@@ -59,9 +69,7 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
         dagster_home.mkdir(parents=True, exist_ok=True)
         settings = dagster_home / "dagster.yaml"
         if not settings.exists():
-            settings.write_text(
-                INSTANCE_SETTINGS.read_text() if INSTANCE_SETTINGS.exists() else "{}\n"
-            )
+            settings.write_text(INSTANCE_SETTINGS.read_text())
         os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dg.DagsterInstance.get()
 

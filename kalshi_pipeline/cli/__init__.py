@@ -1,0 +1,48 @@
+"""The ``kalshi-pipeline`` command: :func:`main` parses, runs and reports.
+
+:mod:`~kalshi_pipeline.cli.options` builds the parser (the configuration options are
+generated from the pipeline's dataclasses), :mod:`~kalshi_pipeline.cli.commands` does
+each command's work and :mod:`~kalshi_pipeline.cli.errors` turns any failure into one
+line on stderr, ``error: <what> (<what to do>)``, with exit code 2 for usage errors and 1
+otherwise. ``--debug`` (before or after the command) prints the full traceback too, and
+the package's info log. The command is in the top layer beside ``defs``
+(docs/architecture.md); the README lists its commands and flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from kalshi_pipeline.cli.commands import run
+from kalshi_pipeline.cli.errors import database_url, explain
+from kalshi_pipeline.cli.options import COMMANDS, build_parser
+from kalshi_pipeline.runtime import keep_freed_memory
+from kalshi_pipeline.sources.redaction import redact
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # The command's own parser reports a usage error, so its --help is the one pointed to.
+    usage = parser.commands.get(args.command, parser)
+    if unknown:
+        usage.error(f"unrecognised argument{'s' * (len(unknown) > 1)}: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error(f"a command is needed: {', '.join(COMMANDS[:-1])} or {COMMANDS[-1]}")
+    debug = getattr(args, "debug", False)
+    keep_freed_memory()
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
+    try:
+        return run(usage, args)
+    except Exception as exc:
+        line, code = explain(exc, database_url(args))
+        if debug:
+            sys.stderr.write(redact("".join(traceback.format_exception(exc)), database_url(args)))
+        sys.stderr.write(line + "\n")
+        return code

@@ -1,0 +1,167 @@
+"""What the command says about an error: one line, ``error: <what> (<what to do>)``.
+
+:func:`explain` decides by the exception's type and, for the database, by its SQLSTATE,
+never by its text. An expected failure (:class:`CommandError`, the collector source's
+errors, a database or operating-system error, an error our own code raises on bad input)
+exits 1, or 2 for a URL libpq cannot parse; anything else is ``unexpected`` and points to
+``--debug``. No line shows a database password: the collector source's own errors
+(:class:`~kalshi_pipeline.sources.postgres.SourceUnavailable` and its subclasses) name
+host, port and database only, what was being done and the driver's reason, and are shown
+with what to do added by kind and SQLSTATE; a raw driver error is named by host, port and
+database and its SQLSTATE's condition name, never by its text (libpq may quote the URL);
+every line is redacted again.
+
+libpq reports a failed connection (refused, unknown host, wrong password, no such
+database or role) without a SQLSTATE: nothing but the text tells these apart, so they
+share one message that names every thing to check. The driver's reason stays in the
+collector source's message, where the user reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from kalshi_pipeline.paths import COLLECTOR_URL_ENV
+from kalshi_pipeline.sources.postgres import (
+    CONNECT_TIMEOUT_ENV,
+    STATEMENT_TIMEOUT_ENV,
+    SourceMisconfigured,
+    SourceTimeout,
+    SourceUnavailable,
+)
+from kalshi_pipeline.sources.redaction import describe_url, redact
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DEBUG_HINT = "run with --debug for the traceback"
+PERCENT_ENCODE = (
+    "percent-encode the password's special characters, e.g. %25 for %, %40 for @ and %2F for /"
+)
+CHECK_CONNECTION = (
+    "start the server, or check the host, port, database, user and password of the URL"
+)
+# SQLSTATEs (PostgreSQL's appendix A) the advice depends on.
+QUERY_CANCELED = "57014"  # the statement timeout ended the statement
+UNDEFINED_TABLE = "42P01"
+# What to do about an operating-system error, by type (the first match wins).
+_OS_ERROR_TODO: list[tuple[type[OSError], str]] = [
+    (FileNotFoundError, "check the path"),
+    (FileExistsError, "choose another path, or delete what is there"),
+    (NotADirectoryError, "give a directory, not a file"),
+    (IsADirectoryError, "give a file, not a directory"),
+    (PermissionError, "choose another path, or fix its permissions"),
+]
+# Why a connection failed, by the socket error's type (a raw driver error has no type of
+# its own for these: it gets no reason).
+_CONNECTION_REASONS: list[tuple[type[OSError], str]] = [
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError | ConnectionAbortedError | BrokenPipeError, "connection lost"),
+    (TimeoutError, "timed out"),
+]
+
+
+class CommandError(Exception):
+    """An expected failure the user can fix: what went wrong, and what to do about it."""
+
+    def __init__(self, what: str, todo: str) -> None:
+        super().__init__(what)
+        self.what, self.todo = what, todo
+
+
+def explain(exc: Exception, database: str | None) -> tuple[str, int]:
+    """The one line (``error: <what> (<what to do>)``) and exit code for ``exc``.
+
+    ``database`` is the URL the command talks to, if any (see the module docstring).
+    """
+    if isinstance(exc, CommandError):
+        return _line(database, exc.what, exc.todo), 1
+    if isinstance(exc, SourceUnavailable):  # says where, what and why; we add what to do
+        what = redact(" ".join(str(exc).split()), database)
+        code = 2 if isinstance(exc, SourceMisconfigured) else 1
+        return f"error: {what} ({source_todo(exc)})", code
+    if (line := _database_error(exc, database)) is not None:
+        return line, 1
+    if isinstance(exc, OSError):
+        todo = next((t for kind, t in _OS_ERROR_TODO if isinstance(exc, kind)), None)
+        if todo is not None:
+            what = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            return _line(database, what, todo), 1
+    if _ours(type(exc)) or (isinstance(exc, ValueError | KeyError) and _raised_by_us(exc)):
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return _line(database, str(text), DEBUG_HINT), 1
+    what = redact(" ".join(f"unexpected {type(exc).__name__}: {exc}".split()), database)
+    return f"error: {what} ({DEBUG_HINT})", 1
+
+
+def _database_error(exc: Exception, database: str | None) -> str | None:
+    """The line for a connection or raw driver error, else ``None``."""
+    psycopg2 = sys.modules.get("psycopg2")  # imported only by commands that use it
+    driver = (psycopg2.OperationalError, psycopg2.InterfaceError) if psycopg2 else ()
+    at = f" at {describe_url(database)}" if database else ""
+    if isinstance(exc, (ConnectionError, TimeoutError, *driver)):
+        reason = next((r for kind, r in _CONNECTION_REASONS if isinstance(exc, kind)), None)
+        reason = reason or _condition(getattr(exc, "pgcode", None))
+        what = f"cannot reach the database{at}{f': {reason}' if reason else ''}"
+        return _line(database, what, CHECK_CONNECTION)
+    if psycopg2 and isinstance(exc, psycopg2.Error):
+        code = _condition(exc.pgcode) or type(exc).__name__
+        return _line(database, f"the database{at} refused the command: {code}", DEBUG_HINT)
+    return None
+
+
+def _condition(sqlstate: str | None) -> str | None:
+    """PostgreSQL's name of a SQLSTATE (``UNIQUE_VIOLATION``), if there is one."""
+    if not sqlstate:
+        return None
+    from psycopg2 import errorcodes
+
+    return errorcodes.lookup(sqlstate)
+
+
+def source_todo(exc: SourceUnavailable) -> str:
+    """What to do about a collector source error, by its kind and SQLSTATE."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, SourceMisconfigured):
+        return f"fix the URL; {PERCENT_ENCODE}"
+    if isinstance(exc, SourceTimeout) and sqlstate == QUERY_CANCELED:
+        return (
+            "a lock or a long query held the statement: retry later, or raise "
+            f"{STATEMENT_TIMEOUT_ENV}"
+        )
+    if isinstance(exc, SourceTimeout):  # libpq's connect timeout has no SQLSTATE
+        return (
+            f"check that the server answers and the network to it, or raise {CONNECT_TIMEOUT_ENV}"
+        )
+    if sqlstate == UNDEFINED_TABLE:  # the source reads the collector's tables only
+        return (
+            "point the URL at the collector's database, or create its tables with the "
+            "collector's schema (kalshi_pipeline/sources/collector_schema.sql)"
+        )
+    return CHECK_CONNECTION
+
+
+def _line(database: str | None, what: str, todo: str) -> str:
+    """One line; messages ending in ``(...)`` or a full stop already say what to do."""
+    what = redact(" ".join(what.split()), database)
+    return f"error: {what}" if what.endswith((")", ".")) else f"error: {what} ({todo})"
+
+
+def _ours(kind: type) -> bool:
+    return kind.__module__.split(".")[0] == "kalshi_pipeline"
+
+
+def _raised_by_us(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def database_url(args: argparse.Namespace) -> str | None:
+    """The database the command talks to: ``--postgres``, else the collector's, if set."""
+    return (
+        getattr(args, "postgres", None)
+        or getattr(args, "storage", None)
+        or os.environ.get(COLLECTOR_URL_ENV)
+    )

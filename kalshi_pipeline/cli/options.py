@@ -1,0 +1,240 @@
+"""The command line's parser: every command's options, and the config they make.
+
+The options of ``train`` and ``tune`` that configure the pipeline are generated from the
+configuration dataclasses (:mod:`kalshi_pipeline.pipeline_config`, ``FilterConfig``): one
+option per field, with the field's flag, help and accepted values
+(:mod:`kalshi_pipeline.config_fields`) and its default (a ``None`` default, "the
+profile's", is left out of ``--help``'s defaults and out of the parsed arguments), and
+:func:`pipeline_config` / :func:`tuning_choice` turn the parsed arguments back into those
+dataclasses. Dagster's run config is made from the same fields, so the two front ends
+offer the same settings. Options that are not configuration (``--store``, ``--out``,
+``--home``, ``--phases``, ``--sampler-seed`` and ``generate``'s) are written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kalshi_pipeline.config_fields import CHOICES, METAVAR, VALUES, Values, flag_of, help_of
+from kalshi_pipeline.market.difficulty import FilterConfig
+from kalshi_pipeline.pipeline_config import (
+    PipelineConfig,
+    SplitConfig,
+    TrainingChoice,
+    TuningChoice,
+)
+from kalshi_pipeline.sources.simulator import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
+from kalshi_pipeline.workflow import PHASES
+
+COMMANDS = ("generate", "train", "tune", "demo", "models")
+HOME_HELP = "default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
+STORE_HELP = "Parquet session store (default: the home's sessions/)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with our one-line usage errors (subcommand parsers are of this class too)."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top-level parser's subcommands
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _checked(parse: Callable, kind: str, ok: Callable, wanted: Values):
+    """An argparse type: ``parse`` the text as ``kind``, then require ``ok(value)``."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
+        return value
+
+    return convert
+
+
+positive_int = _checked(int, "a whole number", lambda v: v >= 1, Values.POSITIVE_INT)
+non_negative_int = _checked(int, "a whole number", lambda v: v >= 0, Values.NON_NEGATIVE_INT)
+# float() reads "inf" and "nan" too: neither is a count of events (inf overflowed later).
+positive_float = _checked(
+    float, "a number", lambda v: math.isfinite(v) and v > 0, Values.POSITIVE_FLOAT
+)
+fraction = _checked(float, "a number", lambda v: 0 <= v < 1, Values.FRACTION)
+CONVERTERS = {
+    Values.TEXT: None,
+    Values.POSITIVE_INT: positive_int,
+    Values.NON_NEGATIVE_INT: non_negative_int,
+    Values.POSITIVE_FLOAT: positive_float,
+    Values.FRACTION: fraction,
+    Values.POSITIVE_INTS: positive_int,
+}
+
+
+def field_argument(field: dataclasses.Field, default: object) -> dict:
+    """``add_argument``'s keywords for a configuration field (see the module docstring)."""
+    values = field.metadata[VALUES]
+    options: dict = {
+        "dest": field.name,
+        "help": help_of(field),
+        # Unset (None): shown in the help as "the profile's", not "None".
+        "default": argparse.SUPPRESS if default is None else default,
+    }
+    if CONVERTERS[values] is not None:
+        options["type"] = CONVERTERS[values]
+    if values is Values.POSITIVE_INTS:
+        options["nargs"] = "+"
+    if choices := field.metadata.get(CHOICES):
+        options["choices"] = list(choices)
+    elif metavar := field.metadata.get(METAVAR):
+        options["metavar"] = metavar
+    elif flag_of(field) != "--" + field.name.replace("_", "-"):
+        options["metavar"] = flag_of(field)[2:].replace("-", "_").upper()
+    return options
+
+
+def add_field_options(group, record: type, names: Sequence[str] | None = None) -> None:
+    """One option per field of the dataclass ``record`` (only ``names``, in that order)."""
+    by_name = {f.name: f for f in dataclasses.fields(record)}
+    defaults = record()
+    for name in by_name if names is None else names:
+        field = by_name[name]
+        group.add_argument(flag_of(field), **field_argument(field, getattr(defaults, name)))
+
+
+def from_arguments(record: type, args: argparse.Namespace, **changes):
+    """The dataclass ``record`` from the parsed fields (those left out keep their default)."""
+    values = {
+        f.name: tuple(value) if isinstance(value := getattr(args, f.name), list) else value
+        for f in dataclasses.fields(record)
+        if hasattr(args, f.name)
+    }
+    return record(**values, **changes)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bool = True) -> None:
+    """The options of :class:`~kalshi_pipeline.pipeline_config.PipelineConfig`; their
+    defaults are its defaults (unset: the profile's value). Without ``with_training``,
+    only the filters and the split."""
+    add_field_options(parser.add_argument_group("filters"), FilterConfig)
+    add_field_options(parser.add_argument_group("split"), SplitConfig)
+    if not with_training:
+        return
+    group = parser.add_argument_group("training (unset: the profile's value)")
+    add_field_options(group, TrainingChoice, ["profile"])
+    group.add_argument(
+        "--phases", type=int, nargs="+", default=list(PHASES), choices=PHASES,
+        help="phases to train (earlier ones are reused)",
+    )  # fmt: skip
+    rest = [f.name for f in dataclasses.fields(TrainingChoice) if f.name != "profile"]
+    add_field_options(group, TrainingChoice, rest)
+
+
+def pipeline_config(args: argparse.Namespace, *, with_training: bool = True) -> PipelineConfig:
+    """The :class:`PipelineConfig` the options of :func:`add_pipeline_arguments` say
+    (without ``with_training``: the default training)."""
+    data = PipelineConfig(
+        filters=from_arguments(FilterConfig, args), split=from_arguments(SplitConfig, args)
+    )
+    if not with_training:
+        return data
+    return dataclasses.replace(data, training=from_arguments(TrainingChoice, args))
+
+
+def tuning_choice(args: argparse.Namespace) -> TuningChoice:
+    """The :class:`TuningChoice` of ``tune``'s options."""
+    return from_arguments(TuningChoice, args)
+
+
+def build_parser() -> Parser:
+    # --debug is accepted before and after the command: every parser gets it, and only an
+    # explicit flag sets it (SUPPRESS), so a subcommand's default cannot undo a global one.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="print the full traceback of an error",
+    )  # fmt: skip
+    parser = Parser(prog="kalshi-pipeline", description="The ``kalshi-pipeline`` command.",
+                    parents=[debug])  # fmt: skip
+    # Not required here: argparse would report a missing command before an unknown flag.
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    _add_generate(commands, debug)
+    _add_train(commands, debug)
+    _add_tune(commands, debug)
+    demo = commands.add_parser("demo", help="the main job on the embedded default", parents=[debug])
+    demo.add_argument("--home", type=Path, help=HOME_HELP)
+    models = commands.add_parser(
+        "models", help="the model in production, then every candidate's history",
+        parents=[debug],
+    )  # fmt: skip
+    models.add_argument("--home", type=Path, help=HOME_HELP)
+    parser.commands = commands.choices
+    return parser
+
+
+def _add_generate(commands, debug: argparse.ArgumentParser) -> None:
+    gen = commands.add_parser(
+        "generate", help="write simulated sessions in the raw schema", parents=[debug]
+    )
+    gen.add_argument("--out", type=Path, help="Parquet session store directory")
+    gen.add_argument("--postgres", metavar="URL", help="write into the collector's tables")
+    gen.add_argument("--sessions", type=positive_int, default=DEMO_SESSIONS)
+    gen.add_argument("--markets", type=positive_int, default=SimulatorConfig.markets)
+    gen.add_argument("--seed", type=non_negative_int, default=DEMO_SEED)
+    gen.add_argument(
+        "--median-events",
+        type=positive_float,
+        default=SimulatorConfig.median_events_per_market,
+        help="median events per market (activity is log-normal around it; about 2.5 "
+        "events make one book change, one view step)",
+    )
+    gen.add_argument(
+        "--no-signal", action="store_true", help="the control: book imbalance predicts nothing"
+    )
+
+
+def _add_train(commands, debug: argparse.ArgumentParser) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train the three phases on a session store and write the report",
+        parents=[debug],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=STORE_HELP)
+    train.add_argument(
+        "--out", type=Path, required=True, default=argparse.SUPPRESS,
+        help="models and report go here; models already there are reused only if trained "
+        "on the same views with the same config",
+    )  # fmt: skip
+    add_pipeline_arguments(train)
+
+
+def _add_tune(commands, debug: argparse.ArgumentParser) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="search PPO hyperparameters with Optuna, scored on the validation markets",
+        parents=[debug],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    tune.add_argument("--store", type=Path, default=argparse.SUPPRESS, help=STORE_HELP)
+    add_field_options(tune, TuningChoice, ["trials", "storage", "study"])
+    tune.add_argument(
+        "--out", type=Path, default=argparse.SUPPRESS,
+        help="the hyperparameter file (default: artifacts/hyperparameters/STUDY.json)",
+    )  # fmt: skip
+    tune.add_argument("--home", type=Path, help=HOME_HELP)
+    add_pipeline_arguments(tune, with_training=False)
+    group = tune.add_argument_group("each trial's training")
+    add_field_options(group, TuningChoice, ["profile", "timesteps_per_phase", "seed"])
+    tune.add_argument(
+        "--sampler-seed", type=non_negative_int, default=argparse.SUPPRESS,
+        help="seed of the sampler (default: --seed); give each process that shares a study "
+        "its own, or their first, random trials suggest the same hyperparameters",
+    )  # fmt: skip

@@ -32,8 +32,10 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.training.evaluation import PolicyName, difference_key
 
 STORES = ("signal", "control")
 
@@ -120,8 +122,8 @@ def verdict(summaries: dict[str, dict]) -> tuple[bool, list[str]]:
     and no loss beyond noise (the upper end against HOLD not below 0)."""
     lines, met = [], True
     for store in STORES:
-        for baseline in ("hold", "random"):
-            d = summaries[store]["differences"][f"model-vs-{baseline}/holdout"]
+        for baseline in (PolicyName.HOLD, PolicyName.RANDOM):
+            d = summaries[store]["differences"][difference_key(baseline, SplitName.HOLDOUT)]
             low, high = d["ci95"]
             lines.append(
                 f"{store:7s} model-vs-{baseline:6s} holdout: {d['mean_difference']:+8.3f} "
@@ -129,7 +131,7 @@ def verdict(summaries: dict[str, dict]) -> tuple[bool, list[str]]:
             )
             if store == "signal":
                 met &= low > 0
-            elif baseline == "hold":
+            elif baseline == PolicyName.HOLD:
                 met &= low <= 0 <= high
         lines += target_lines(store, summaries[store])
     return met, lines
@@ -140,7 +142,7 @@ def target_lines(store: str, summary: dict) -> list[str]:
     lines = []
     for phase in ("phase2", "phase3"):
         entry = summary["targets"][phase]
-        split = entry["splits"].get("holdout")
+        split = entry["splits"].get(SplitName.HOLDOUT)
         if not split:
             continue
         liquid = split["liquid_positive_share"]
@@ -157,23 +159,23 @@ def table_row(run: HonestyRun, summaries: dict[str, dict]) -> str:
     """One Markdown row: the store, the signal's model - HOLD and - random on holdout,
     the walk-forward result, the phase-3 target shares, and the control."""
 
-    def diff(store: str, name: str) -> str:
-        d = summaries[store]["differences"].get(name)
+    def diff(store: str, baseline: str, split: str = SplitName.HOLDOUT) -> str:
+        d = summaries[store]["differences"].get(difference_key(baseline, split))
         if not d or not d["markets"]:
             return "n/a"
         low, high = d["ci95"]
         return f"{d['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}]"
 
-    share = summaries["signal"]["targets"]["phase3"]["splits"]["holdout"]
+    share = summaries["signal"]["targets"]["phase3"]["splits"][SplitName.HOLDOUT]
     liquid = share["liquid_positive_share"]
     return (
         f"| {run.sessions} x {run.markets}, seed {run.seed}, {run.holdout_fraction:.0%} "
-        f"| {run.training_seed} | {diff('signal', 'model-vs-hold/holdout')} "
-        f"| {diff('signal', 'model-vs-random/holdout')} "
-        f"| {diff('signal', 'model-vs-hold/walk_forward')} "
+        f"| {run.training_seed} | {diff('signal', PolicyName.HOLD)} "
+        f"| {diff('signal', PolicyName.RANDOM)} "
+        f"| {diff('signal', PolicyName.HOLD, SplitName.WALK_FORWARD)} "
         f"| {share['positive_share']:.0%} / "
         + ("n/a" if liquid is None else f"{liquid:.0%}")
-        + f" | {diff('control', 'model-vs-hold/holdout')} |"
+        + f" | {diff('control', PolicyName.HOLD)} |"
     )
 
 

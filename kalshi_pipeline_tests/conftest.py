@@ -1,14 +1,18 @@
 """Shared fixtures: a scratch database on the local PostgreSQL server.
 
-The collector tests run against a real server (127.0.0.1:5432, user ``postgres``, trust
-auth). Each test gets its own database, created from the maintenance database ``test``
-and dropped afterwards, so tests never see each other's sessions or ids. A server that is
-not running fails the tests loudly: skipping would hide that the Postgres source went
+Only the tests that ask for one of these fixtures touch the server; collecting and running
+the others needs no service (``python -m pytest kalshi_pipeline_tests/env`` passes with
+PostgreSQL and RabbitMQ down). The collector tests run against a real server
+(``postgresql://postgres@127.0.0.1:5432`` with trust auth, or ``$KALSHI_TEST_POSTGRES``).
+Each test gets its own database, created from the maintenance database ``test`` and
+dropped afterwards, so tests never see each other's sessions or ids. A server that is not
+reachable fails the tests loudly: skipping would hide that the Postgres source went
 untested.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -19,21 +23,31 @@ from psycopg2 import sql
 
 from kalshi_pipeline.sources.postgres import collector_ddl
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# The server the tests use; pointing it elsewhere (a closed port) shows which tests need it.
+SERVER_ENV = "KALSHI_TEST_POSTGRES"
+PG_SERVER = os.environ.get(SERVER_ENV, "postgresql://postgres@127.0.0.1:5432")
 MAINTENANCE_DB = "test"
 START_SERVER_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
-def _maintenance_connection() -> psycopg2.extensions.connection:
+pytest_plugins = ["pytester"]  # test_services runs a test session of its own
+
+
+def postgres_server() -> str:
+    """The server's URL without a database, read when a test asks for a database."""
+    return os.environ.get(SERVER_ENV, PG_SERVER)
+
+
+def _maintenance_connection(server: str) -> psycopg2.extensions.connection:
     try:
-        conn = psycopg2.connect(f"{PG_SERVER}/{MAINTENANCE_DB}", connect_timeout=5)
+        conn = psycopg2.connect(f"{server}/{MAINTENANCE_DB}", connect_timeout=5)
     except psycopg2.OperationalError as exc:
         reason = str(exc).strip()
     else:
         conn.autocommit = True
         return conn
     pytest.fail(
-        f"the local PostgreSQL server ({PG_SERVER}/{MAINTENANCE_DB}) is not reachable:\n"
+        f"the local PostgreSQL server ({server}/{MAINTENANCE_DB}) is not reachable:\n"
         f"{reason}\nStart it with:\n    {START_SERVER_HINT}",
         pytrace=False,
     )
@@ -43,11 +57,12 @@ def _maintenance_connection() -> psycopg2.extensions.connection:
 def scratch_database() -> Iterator[str]:
     """The URL of a new, empty database on the local server, dropped afterwards."""
     name = f"kp_test_{uuid.uuid4().hex}"
-    with closing(_maintenance_connection()) as admin:
+    server = postgres_server()
+    with closing(_maintenance_connection(server)) as admin:
         with admin.cursor() as cur:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield f"{PG_SERVER}/{name}"
+            yield f"{server}/{name}"
         finally:
             with admin.cursor() as cur:
                 # A connection a test forgot to close must not keep the database alive.

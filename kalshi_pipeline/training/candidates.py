@@ -9,7 +9,7 @@ validation), in ``config.candidate_workers`` processes (0: one per CPU core, at 
 The candidate whose output has the highest lower end of its validation interval of model
 minus HOLD wins, of equal lower ends the one with the smaller mean (the rank each
 candidate's own best checkpoint was chosen by:
-:func:`~kalshi_pipeline.training.callbacks.validation_rank`); ties go to the lower seed.
+:func:`~kalshi_pipeline.training.validation.validation_rank`); ties go to the lower seed.
 The holdout plays no part. The lower end first, not the mean: the best of K noisy means
 favours the luckiest candidate, and on a store with no signal that is a model that trades
 on noise. When no candidate beats HOLD beyond noise, the selection says so.
@@ -48,19 +48,15 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.training.callbacks import validation_rank, write_json_atomically
+from kalshi_pipeline.training.algorithms import MODEL_FILE
+from kalshi_pipeline.training.callbacks import write_json_atomically
 from kalshi_pipeline.training.config import TrainingConfig
-from kalshi_pipeline.training.phases import (
-    FINGERPRINT_FILE,
-    LINEAGE_FILE,
-    MODEL_FILE,
-    PhaseResult,
-    check_fingerprint,
-    check_parent,
-    read_lineage,
-    train_phase,
-    training_fingerprint,
-)
+from kalshi_pipeline.training.fingerprint import training_fingerprint
+from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
+from kalshi_pipeline.training.lineage import LINEAGE_FILE, CandidateResult, read_lineage
+from kalshi_pipeline.training.phases import run_phase
+from kalshi_pipeline.training.stages import open_phase, record_fingerprint
+from kalshi_pipeline.training.validation import validation_rank
 
 CANDIDATES_DIR = "candidates"
 _COPIED = ("progress.csv", "validation.csv")  # the winner's curves, beside its model
@@ -94,18 +90,21 @@ def train_candidates(
     The three steps (:func:`prepare_phase`, :func:`train_candidate` per seed,
     :func:`select_candidate`) are public: Dagster runs each candidate as a step of its own.
     """
+    job = PhaseJob(
+        phase=phase,
+        views=views,
+        difficulties=difficulties,
+        config=config,
+        out_dir=Path(out_dir),
+        parent=parent,
+        validation=validation,
+    )
     if config.candidates == 1:
-        return train_candidate(
-            config.seed, phase, views, difficulties, config, out_dir, parent, validation,
-            on_progress,
-        )  # fmt: skip
+        return run_phase(job, on_progress=on_progress)
     done = prepare_phase(phase, views, config, out_dir, parent, validation)
     if done is not None:
         return done
-    jobs = {
-        seed: (phase, views, difficulties, config, out_dir, parent, validation)
-        for seed in candidate_seeds(config)
-    }
+    jobs = {seed: candidate_job(job, seed) for seed in candidate_seeds(config)}
     results = _run_in_processes(jobs, config.candidate_workers, on_progress)
     return select_candidate(phase, config, out_dir, parent, results)
 
@@ -118,9 +117,10 @@ def prepare_phase(
     parent: Path | None,
     validation: Sequence[MarketSessionView],
 ) -> PhaseResult | None:
-    """Before any candidate trains: refuse a directory of another job or a parent of
-    other hyperparameters, record the phase's fingerprint; the finished phase if it is
-    done already."""
+    """Before any candidate trains: a phase's setup
+    (:func:`~kalshi_pipeline.training.stages.open_phase`: refuse a directory of another
+    job or a parent of other hyperparameters), then record the phase's fingerprint; the
+    finished phase if it is done already."""
     if config.candidates > 1 and not validation:
         raise ValueError(
             f"{config.candidates} seed candidates need validation views to choose among "
@@ -128,16 +128,10 @@ def prepare_phase(
         )
     out = Path(out_dir) / f"phase{phase}"
     fingerprint = training_fingerprint(views, config, validation)
-    check_fingerprint(out, fingerprint)
-    if (out / MODEL_FILE).exists():
-        return PhaseResult(
-            phase, out / MODEL_FILE, read_lineage(out / MODEL_FILE)["timesteps"], None
-        )
-    check_parent(parent, config)
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / FINGERPRINT_FILE).exists():
-        write_json_atomically(out / FINGERPRINT_FILE, fingerprint)
-    return None
+    done = open_phase(phase, out, config, parent, fingerprint)
+    if done is None:
+        record_fingerprint(out, fingerprint)
+    return done
 
 
 def train_candidate(
@@ -153,19 +147,32 @@ def train_candidate(
 ) -> PhaseResult:
     """The candidate of ``seed``: a one-seed phase into :func:`candidate_dir` (with one
     candidate, the phase itself, into ``<out_dir>/phase<N>/``)."""
-    if config.candidates == 1:
-        return train_phase(
-            phase, views, difficulties, config, out_dir, parent,
-            on_progress=on_progress, validation=validation,
-        )  # fmt: skip
-    return train_phase(
-        phase, views, difficulties, replace(config, seed=seed, candidates=1),
-        candidate_dir(out_dir, seed), parent, on_progress=on_progress, validation=validation,
-    )  # fmt: skip
+    job = PhaseJob(
+        phase=phase,
+        views=views,
+        difficulties=difficulties,
+        config=config,
+        out_dir=Path(out_dir),
+        parent=parent,
+        validation=validation,
+    )
+    return run_phase(candidate_job(job, seed), on_progress=on_progress)
+
+
+def candidate_job(job: PhaseJob, seed: int) -> PhaseJob:
+    """The phase of the candidate of ``seed``: one seed, into :func:`candidate_dir` (with
+    one candidate, ``job`` itself)."""
+    if job.config.candidates == 1:
+        return job
+    return replace(
+        job,
+        config=replace(job.config, seed=seed, candidates=1),
+        out_dir=candidate_dir(job.out_dir, seed),
+    )
 
 
 def _run_in_processes(
-    jobs: dict[int, tuple], workers: int, on_progress: Callable[[str], None] | None
+    jobs: dict[int, PhaseJob], workers: int, on_progress: Callable[[str], None] | None
 ) -> dict[int, PhaseResult]:
     """Each job in a process of its own (``forkserver``: no thread or lock of this
     process is inherited); progress lines come back through a queue."""
@@ -219,14 +226,14 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _train_one(seed: int, job: tuple, lines) -> PhaseResult:
+def _train_one(seed: int, job: PhaseJob, lines) -> PhaseResult:
     report = None
     if lines is not None:
 
         def report(line: str) -> None:
             lines.put(f"seed {seed}, {line}")
 
-    return train_candidate(seed, *job, on_progress=report)
+    return run_phase(job, on_progress=report)
 
 
 def _drain(lines, on_progress: Callable[[str], None] | None) -> None:
@@ -250,54 +257,41 @@ def select_candidate(
     if config.candidates == 1:
         (only,) = results.values()
         return only
-    candidates = []
-    for seed in sorted(results):
-        lineage = read_lineage(results[seed].model_path)
-        chosen = lineage["selected_by_validation"]
-        candidates.append(
-            {
-                "seed": seed,
-                "score": chosen["score"],
-                "low": chosen["low"],
-                "high": chosen["high"],
-                "share": chosen["share"],
-                "timesteps": chosen["timesteps"],
-                "model": str(results[seed].model_path),
-            }
-        )
-    winner = max(candidates, key=lambda c: (*validation_rank(c), -c["seed"]))
-    lineage = read_lineage(Path(winner["model"]))
-    lineage.update(
-        config=config.to_dict(),  # the run's config: K candidates from seed config.seed
-        seed=winner["seed"],
-        parent_model=str(parent) if parent else None,
-        candidates=candidates,
-        selection=selection_reason(winner, candidates),
+    candidates = [candidate_result(seed, results[seed]) for seed in sorted(results)]
+    winner = max(candidates, key=lambda c: (*validation_rank(c.validation), -c.seed))
+    lineage = read_lineage(winner.model).with_candidates(
+        winner, candidates, selection_reason(winner, candidates), config, parent
     )
-    source = Path(winner["model"]).parent
+    source = winner.model.parent
     for name in _COPIED:
         if (source / name).exists():
             shutil.copyfile(source / name, out / name)
-    write_json_atomically(out / LINEAGE_FILE, lineage)
+    write_json_atomically(out / LINEAGE_FILE, lineage.to_json())
     partial = out / "model.partial.zip"
     shutil.copyfile(source / MODEL_FILE, partial)
     partial.replace(out / MODEL_FILE)  # last: a model.zip always has its lineage
-    return PhaseResult(phase, out / MODEL_FILE, lineage["timesteps"], None)
+    return PhaseResult(phase=phase, model_path=out / MODEL_FILE, timesteps=lineage.timesteps)
 
 
-def selection_reason(winner: dict, candidates: Sequence[dict]) -> str:
+def candidate_result(seed: int, result: PhaseResult) -> CandidateResult:
+    """A trained candidate as its lineage scores it (the output its validation kept)."""
+    chosen = read_lineage(result.model_path).selected_by_validation
+    return CandidateResult(seed=seed, validation=chosen, model=result.model_path)
+
+
+def selection_reason(winner: CandidateResult, candidates: Sequence[CandidateResult]) -> str:
     """One sentence: which seed won, on what score, against which others."""
     others = ", ".join(
-        f"seed {c['seed']} {c['score']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+        f"seed {c.seed} {c.validation.score:+.3f} "
+        f"[{c.validation.low:+.3f}, {c.validation.high:+.3f}]"
         for c in candidates
         if c is not winner
     )
-    verdict = (
-        "" if winner["low"] > 0 else "; no candidate beat always-HOLD beyond noise on validation"
-    )
+    won = winner.validation
+    verdict = "" if won.low > 0 else "; no candidate beat always-HOLD beyond noise on validation"
     return (
-        f"seed {winner['seed']}: the highest lower end on validation of "
-        f"{len(candidates)} candidates (model - HOLD {winner['score']:+.3f} [{winner['low']:+.3f}, "
-        f"{winner['high']:+.3f}] per validation market, {winner['share']:.0%} of them above "
+        f"seed {winner.seed}: the highest lower end on validation of "
+        f"{len(candidates)} candidates (model - HOLD {won.score:+.3f} [{won.low:+.3f}, "
+        f"{won.high:+.3f}] per validation market, {won.share:.0%} of them above "
         f"HOLD; others: {others}){verdict}"
     )

@@ -1,25 +1,28 @@
 """Training configuration: one typed object, the plan's defaults in one place.
 
-``TrainingConfig()`` (``PROFILES["plan"]``) is DESIGN.md section 6's plan (PPO:
+``TrainingConfig()`` (``PROFILES["plan"]``) is docs/training.md's plan (PPO:
 learning_rate 3e-4, n_steps 2048, batch_size 64, n_epochs 10, gamma 0.99, gae_lambda
 0.95, clip_range 0.2). ``PROFILES["default"]`` is what learns on our markets: the plan
 with ``_LEARNING``'s hyperparameters and eight envs (why, and what else was tried:
 docs/learning.md); ``PROFILES["demo"]`` runs all three phases in a minute or two on two
-CPU cores.
+CPU cores. A config travels as JSON (``to_json``/``from_json``: tuples as lists) in
+lineages, fingerprints and the Dagster steps.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Self
 
 from kalshi_pipeline.env.trading_env import EnvConfig
 
 ALGORITHMS = ("ppo", "a2c")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AlgorithmConfig:
     """Hyperparameters handed to SB3 (PPO-only ones are ignored by A2C)."""
 
@@ -44,8 +47,15 @@ class AlgorithmConfig:
                 f"initial_action_probabilities must be 5 positive numbers summing to 1, got {p}"
             )
 
+    def to_json(self) -> dict:
+        return _as_json(asdict(self))
 
-@dataclass(frozen=True)
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     """Everything the three phases need besides the views."""
 
@@ -90,6 +100,27 @@ class TrainingConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self) -> dict:
+        """The config as it reads back from JSON (tuples as lists), so that a recorded
+        config and this one compare like with like."""
+        return _as_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        values = dict(data)
+        return cls(
+            **values
+            | {
+                "hyperparameters": AlgorithmConfig.from_json(values["hyperparameters"]),
+                "env": EnvConfig(**values["env"]),
+            }
+        )
+
+
+def _as_json(value):
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 # The plan's PPO changed where it had to be to learn on our markets: shorter rollouts in

@@ -20,7 +20,9 @@ from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.candidates import candidate_dir, select_candidate
 from kalshi_pipeline.training.config import profile
-from kalshi_pipeline.training.phases import PhaseResult
+from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.lineage import Lineage, save_lineage
+from kalshi_pipeline.training.validation import ValidationScore
 from kalshi_pipeline.workflow import run
 
 SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
@@ -120,9 +122,20 @@ def _finished_candidate(out, seed: int, scores: dict) -> PhaseResult:
     phase_dir = candidate_dir(out, seed) / "phase1"
     phase_dir.mkdir(parents=True)
     (phase_dir / "model.zip").write_bytes(f"weights of seed {seed}".encode())
-    lineage = {"timesteps": 2048, "selected_by_validation": {"timesteps": 1024, **scores}}
-    (phase_dir / "model.json").write_text(json.dumps(lineage))
-    return PhaseResult(1, phase_dir / "model.zip", 2048, None)
+    lineage = Lineage(
+        phase=1,
+        algorithm="ppo",
+        timesteps=2048,
+        seed=seed,
+        feature_layout="layout",
+        feature_layout_version=1,
+        sessions=(1,),
+        views=("1/A",),
+        config=profile("demo", seed=seed).to_json(),
+        selected_by_validation=ValidationScore.from_json({"timesteps": 1024, **scores}),
+    )
+    save_lineage(phase_dir / "model.json", lineage)
+    return PhaseResult(phase=1, model_path=phase_dir / "model.zip", timesteps=2048)
 
 
 def test_the_winner_beats_hold_beyond_noise_not_on_the_luckiest_mean(tmp_path):

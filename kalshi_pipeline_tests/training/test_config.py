@@ -101,3 +101,12 @@ def test_profile_overrides_set_every_phase_and_keep_the_rest():
     assert config.hyperparameters == PROFILES["demo"].hyperparameters
     # None keeps the profile's value.
     assert profile("demo", timesteps_per_phase=None, seed=None) == PROFILES["demo"]
+
+
+def test_configs_survive_a_json_round_trip():
+    for config in PROFILES.values():
+        data = json.loads(json.dumps(config.to_json()))
+        assert TrainingConfig.from_json(data) == config
+        assert AlgorithmConfig.from_json(data["hyperparameters"]) == config.hyperparameters
+    # As recorded in a lineage: tuples as lists, the same as to_dict through JSON.
+    assert PROFILES["demo"].to_json() == json.loads(json.dumps(PROFILES["demo"].to_dict()))

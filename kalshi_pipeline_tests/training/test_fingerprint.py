@@ -19,12 +19,9 @@ import pytest
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import (
-    TrainedOnOtherData,
-    read_lineage,
-    train_phase,
-    views_digest,
-)
+from kalshi_pipeline.training.fingerprint import TrainedOnOtherData, views_digest
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.phases import train_phase
 
 CONFIG = profile(
     "demo",
@@ -134,7 +131,7 @@ def test_checkpoints_of_an_unfinished_run_resume_only_for_the_same_job(out, view
 def test_a_model_without_a_fingerprint_is_not_reused(out, views_a):
     """Models written before fingerprints were recorded: their data is unknown."""
     (out / "phase1" / "fingerprint.json").unlink()
-    lineage = read_lineage(out / "phase1" / "model.zip")
+    lineage = json.loads((out / "phase1" / "model.json").read_text())
     del lineage["views_sha256"]
     (out / "phase1" / "model.json").write_text(json.dumps(lineage))
 
@@ -148,8 +145,8 @@ def test_the_fingerprint_is_recorded_before_training_and_with_the_model(trained,
     lineage = read_lineage(result.model_path)
 
     assert recorded["views"] == sorted(v.key for v in views_a)
-    assert recorded["views_sha256"] == lineage["views_sha256"] == views_digest(views_a)
-    assert recorded["config"] == lineage["config"] == json.loads(json.dumps(CONFIG.to_dict()))
+    assert recorded["views_sha256"] == lineage.views_sha256 == views_digest(views_a)
+    assert recorded["config"] == lineage.config == json.loads(json.dumps(CONFIG.to_dict()))
 
 
 def test_the_views_digest_covers_the_data_not_the_listing_order(views_a):

@@ -26,15 +26,11 @@ from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.training.algorithms import make_vec_env, new_model
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import (
-    make_vec_env,
-    new_model,
-    read_lineage,
-    struggle_weights,
-    train_phase,
-    train_phases,
-)
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.phases import train_phase, train_phases
+from kalshi_pipeline.training.stages import struggle_weights
 
 TIMESTEPS = 1024
 CONFIG = profile(
@@ -119,21 +115,21 @@ def test_each_model_records_its_lineage(trained, views):
 
     lineages = [read_lineage(r.model_path) for r in results]
 
-    assert [lineage["parent_model"] for lineage in lineages] == [
+    assert [lineage.parent_model for lineage in lineages] == [
         None,
         str(out / "phase1" / "model.zip"),
         str(out / "phase2" / "model.zip"),
     ]
     for phase, lineage in enumerate(lineages, start=1):
-        assert lineage["phase"] == phase
-        assert lineage["algorithm"] == "ppo"
-        assert lineage["timesteps"] == TIMESTEPS
-        assert lineage["seed"] == CONFIG.seed
-        assert lineage["sessions"] == [1, 2]
-        assert lineage["views"] == [v.key for v in views]
-        assert lineage["feature_layout"] == FEATURE_LAYOUT
-        assert lineage["feature_layout_version"] == FEATURE_LAYOUT_VERSION
-        assert lineage["config"] == config
+        assert lineage.phase == phase
+        assert lineage.algorithm == "ppo"
+        assert lineage.timesteps == TIMESTEPS
+        assert lineage.seed == CONFIG.seed
+        assert lineage.sessions == (1, 2)
+        assert lineage.views == tuple(v.key for v in views)
+        assert lineage.feature_layout == FEATURE_LAYOUT
+        assert lineage.feature_layout_version == FEATURE_LAYOUT_VERSION
+        assert lineage.config == config
 
 
 def test_later_phases_start_from_their_parents_parameters(trained, views, difficulties, tmp_path):
@@ -165,7 +161,7 @@ def test_a2c_can_be_chosen_instead_of_ppo(views, difficulties, tmp_path):
     # Trained by A2C itself (its RMSprop optimiser, no PPO epochs), not merely readable by it.
     assert isinstance(model.policy.optimizer, torch.optim.RMSprop)
     assert not hasattr(model, "n_epochs")
-    assert read_lineage(result.model_path)["algorithm"] == "a2c"
+    assert read_lineage(result.model_path).algorithm == "a2c"
 
 
 def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(views):

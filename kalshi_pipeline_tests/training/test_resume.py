@@ -26,8 +26,11 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training import phases
+from kalshi_pipeline.training.algorithms import latest_checkpoint
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import PhaseResult, latest_checkpoint, train_phase
+from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.phases import train_phase
 
 REPO = Path(__file__).resolve().parents[2]
 N_STEPS = 256
@@ -217,4 +220,4 @@ def test_a_kill_before_the_lineage_is_written_leaves_the_phase_unfinished(tmp_pa
     assert not (tmp_path / "phase1" / "model.zip").exists()
     result = train_phase_one(tmp_path, config)
     assert result.resumed_from == tmp_path / "phase1" / "checkpoints" / "model_512_steps.zip"
-    assert phases.read_lineage(result.model_path)["timesteps"] == 512
+    assert read_lineage(result.model_path).timesteps == 512

@@ -21,7 +21,10 @@ from stable_baselines3 import PPO
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.phases import TrainedOnOtherData, read_lineage, train_phase
+from kalshi_pipeline.training.fingerprint import TrainedOnOtherData
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.phases import train_phase
+from kalshi_pipeline.training.validation import ValidationScore
 from kalshi_pipeline_tests.training.test_phases import scalars
 
 TIMESTEPS, EVERY = 256, 64
@@ -136,9 +139,9 @@ def test_the_phase_output_is_the_best_model_and_the_last_is_kept(trained, views,
     assert PPO.load(phase_dir / "model.zip", device="cpu").num_timesteps == first_best
     assert PPO.load(phase_dir / "last_model.zip", device="cpu").num_timesteps == TIMESTEPS
     lineage = read_lineage(phase_dir / "model.zip")
-    assert lineage["selected_by_validation"] == best
-    assert lineage["timesteps"] == TIMESTEPS
-    assert lineage["config"]["validate_every"] == EVERY
+    assert lineage.selected_by_validation == ValidationScore.from_json(best)
+    assert lineage.timesteps == TIMESTEPS
+    assert lineage.config["validate_every"] == EVERY
     # Done phases are not trained again, and report the phase's timesteps, not the best's.
     again = train_phase(
         1, views, [0.5] * len(views), CONFIG, phase_dir.parent, validation=validation
@@ -172,7 +175,8 @@ def test_without_validation_views_the_phase_output_is_the_last_model(views, tmp_
     assert PPO.load(result.model_path, device="cpu").num_timesteps == TIMESTEPS
     for name in ("validation.csv", "best.json", "best_model.zip", "last_model.zip"):
         assert not (phase_dir / name).exists()
-    assert "selected_by_validation" not in read_lineage(result.model_path)
+    assert read_lineage(result.model_path).selected_by_validation is None
+    assert "selected_by_validation" not in json.loads((phase_dir / "model.json").read_text())
 
 
 def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, validation, tmp_path):
@@ -195,7 +199,7 @@ def test_a_resumed_phase_keeps_the_best_of_the_whole_phase(trained, views, valid
     ranked = [(float(r["low"]), -float(r["score"])) for r in rows(killed)]
     assert (best["low"], -best["score"]) == max(ranked)
     assert (best["low"], -best["score"]) >= (best_before["low"], -best_before["score"])
-    assert read_lineage(result.model_path)["selected_by_validation"] == best
+    assert read_lineage(result.model_path).selected_by_validation == ValidationScore.from_json(best)
     assert same_weights(weights(result.model_path), weights(killed / "best_model.zip"))
 
 

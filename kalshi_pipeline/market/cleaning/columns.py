@@ -1,22 +1,63 @@
 """Whole-column steps every part of cleaning shares: row ids, market codes, runs of equal
 keys and taking rows of the event columns.
 
-Cleaning passes a session's events between its stages as a dict of equal-length numpy
-columns by name (``market``, ``seq``, ``ts``, ``is_snapshot``, ``level``, ``size``,
-``snapshot_index``, ``row_id``, ``valid``, later ``segment``); these helpers read them
-from Arrow tables and select their rows.
+Cleaning passes a session's events between its stages as :class:`EventColumns`, one
+numpy column per field; these helpers read columns from Arrow tables and find runs in
+them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def take_rows(ev: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The event columns at ``rows`` (indices or a mask), every column alike."""
-    return {name: values[rows] for name, values in ev.items()}
+@dataclass(frozen=True, kw_only=True, eq=False)
+class EventColumns:
+    """The events of some markets as they go through cleaning, one column per field.
+
+    ``market`` indexes the tickers being cleaned; ``level`` and ``size`` are a delta's bid
+    level (``side * 99 + price - 1``, -1 for a snapshot) and new size;
+    ``snapshot_index`` is a snapshot's row in its books (-1 for a delta); ``row_id`` the
+    collector's row id (storage order); ``valid`` false for deltas dropped as repairs,
+    which still count as received for the sequence checks; ``segment`` the restart
+    segment, once known (:func:`~.restarts.segments`).
+    """
+
+    market: np.ndarray
+    seq: np.ndarray
+    ts: np.ndarray
+    is_snapshot: np.ndarray
+    level: np.ndarray
+    size: np.ndarray
+    snapshot_index: np.ndarray
+    row_id: np.ndarray
+    valid: np.ndarray
+    segment: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> EventColumns:
+        """The events at ``rows``, every column alike."""
+        taken = {
+            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
+            for f in fields(self)
+        }
+        return EventColumns(**taken)
+
+    @classmethod
+    def concatenate(cls, first: EventColumns, second: EventColumns) -> EventColumns:
+        """``first``'s events, then ``second``'s (neither has a segment yet)."""
+        joined = {
+            f.name: np.concatenate([getattr(first, f.name), getattr(second, f.name)])
+            for f in fields(cls)
+            if f.name != "segment"
+        }
+        return cls(**joined)
+
+    def with_segment(self, segment: np.ndarray) -> EventColumns:
+        return replace(self, segment=segment)
 
 
 def int_column(table: pa.Table, column: str) -> np.ndarray:

@@ -12,15 +12,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import int_column, market_codes, row_ids
+from kalshi_pipeline.market.cleaning.columns import (
+    EventColumns,
+    int_column,
+    market_codes,
+    row_ids,
+)
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE, NO, YES
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.sources.raw import LEVELS
 
 
-def delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
-    """Delta columns, with ``valid`` false for the deltas dropped as repairs (they still
-    count as received for the sequence checks)."""
+def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventColumns:
+    """The deltas as events (in table order), with ``valid`` false for the deltas
+    dropped as repairs (they still count as received for the sequence checks)."""
     market = market_codes(table.column("market_ticker"), code)
     seq = int_column(table, "sequence_number")
     ts = int_column(table, "timestamp_ms")
@@ -53,12 +58,14 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> dict:
         report.repair(kind, names[market[rows]], seq[rows], message)
         valid &= ~bad
     level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)
-    return {
-        "market": market,
-        "seq": seq,
-        "ts": ts,
-        "level": level,
-        "size": size,
-        "row_id": row_ids(table),
-        "valid": valid,
-    }
+    return EventColumns(
+        market=market,
+        seq=seq,
+        ts=ts,
+        is_snapshot=np.zeros(len(seq), bool),
+        level=level,
+        size=size,
+        snapshot_index=np.full(len(seq), -1, np.int64),
+        row_id=row_ids(table),
+        valid=valid,
+    )

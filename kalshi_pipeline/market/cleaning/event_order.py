@@ -12,28 +12,28 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kalshi_pipeline.market.cleaning.columns import group_starts
+from kalshi_pipeline.market.cleaning.columns import EventColumns, group_starts
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 
 
-def count_stored_out_of_order(ev: dict, names, report: IngestReport) -> None:
+def count_stored_out_of_order(ev: EventColumns, names, report: IngestReport) -> None:
     """Rows stored (by id, in their own table) after a higher number of their market and
     segment: the sort repairs them; counted so storage problems are visible."""
-    for table_rows in (np.flatnonzero(ev["is_snapshot"]), np.flatnonzero(~ev["is_snapshot"])):
-        market, segment = ev["market"][table_rows], ev["segment"][table_rows]
-        ids = ev["row_id"][table_rows]
+    for table_rows in (np.flatnonzero(ev.is_snapshot), np.flatnonzero(~ev.is_snapshot)):
+        market, segment = ev.market[table_rows], ev.segment[table_rows]
+        ids = ev.row_id[table_rows]
         # ``ev`` is in (market, segment, number) order: if ids rise within every group
         # there, numbers rise in storage order too, and nothing was stored late.
         if not (np.diff(ids) < 0)[~group_starts(market, segment)[1:]].any():
             continue
-        stored = table_rows[np.lexsort((ev["row_id"][table_rows], segment, market))]
-        seq = ev["seq"][stored]
-        late = seq < _previous_max(group_starts(ev["market"][stored], ev["segment"][stored]), seq)
+        stored = table_rows[np.lexsort((ev.row_id[table_rows], segment, market))]
+        seq = ev.seq[stored]
+        late = seq < _previous_max(group_starts(ev.market[stored], ev.segment[stored]), seq)
         rows = stored[late]
         report.repair(
             RepairKind.STORED_OUT_OF_ORDER,
-            names[ev["market"][rows]],
-            ev["seq"][rows],
+            names[ev.market[rows]],
+            ev.seq[rows],
             "row stored after a higher sequence number; events sorted by sequence",
         )
 
@@ -52,12 +52,12 @@ def _previous_max(group_start, values):  # pragma: no cover - compiled; tested t
     return out
 
 
-def resolve_duplicates(ev: dict, books: np.ndarray, names, report) -> np.ndarray:
+def resolve_duplicates(ev: EventColumns, books: np.ndarray, names, report) -> np.ndarray:
     """Drop exact repeats of (market, segment, sequence); reject markets whose repeats
     disagree."""
-    market, seq, segment = ev["market"], ev["seq"], ev["segment"]
+    market, seq, segment = ev.market, ev.seq, ev.segment
     is_snapshot, level, size, snapshot_index = (
-        ev["is_snapshot"], ev["level"], ev["size"], ev["snapshot_index"]
+        ev.is_snapshot, ev.level, ev.size, ev.snapshot_index
     )  # fmt: skip
     keep = np.ones(len(seq), dtype=bool)
     same = ~group_starts(market, segment, seq)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from kalshi_pipeline.market.cleaning.columns import take_rows
+from kalshi_pipeline.market.cleaning.columns import EventColumns
 from kalshi_pipeline.market.cleaning.deltas import delta_events
 from kalshi_pipeline.market.cleaning.event_order import (
     after_first_snapshot,
@@ -67,68 +67,54 @@ def clean_markets(
     names = np.array(tickers, dtype=object)
     ev, books = _event_columns(snapshot_table, delta_table, outline, code, names, report)
     ev = _ordered(ev, outline.window, names, report)
-    tally.add(tickers, ev["market"], ev["segment"], ev["seq"])
+    tally.add(tickers, ev.market, ev.segment, ev.seq)
     ev = _without_bad_events(ev, books, code, names, report)
-    ts, time_repaired = repair_times(
-        ev["market"], ev["seq"], ev["ts"], outline.window, names, report
-    )
+    ts, time_repaired = repair_times(ev.market, ev.seq, ev.ts, outline.window, names, report)
     return _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)
 
 
 def _event_columns(
     snapshot_table: pa.Table, delta_table: pa.Table, outline: SessionOutline, code, names, report
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[EventColumns, np.ndarray]:
     """Outliers dropped, snapshots then deltas as one set of event columns (in storage
     order), and the snapshots' books (row ``snapshot_index`` of each snapshot)."""
     center, reach = outline.center, outline.reach
     snapshot_table = drop_outliers(snapshot_table, center, reach, code, names, report)
     delta_table = drop_outliers(delta_table, center, reach, code, names, report)
-    snaps = snapshot_events(snapshot_table, code, names, report)
+    snapshots, books = snapshot_events(snapshot_table, code, names, report)
     deltas = delta_events(delta_table, code, names, report)
-    n_snap, n_delta = len(snaps["seq"]), len(deltas["seq"])
-    ev = {
-        "market": np.concatenate([snaps["market"], deltas["market"]]),
-        "seq": np.concatenate([snaps["seq"], deltas["seq"]]),
-        "ts": np.concatenate([snaps["ts"], deltas["ts"]]),
-        "is_snapshot": np.concatenate([np.ones(n_snap, bool), np.zeros(n_delta, bool)]),
-        "level": np.concatenate([np.full(n_snap, -1, np.int16), deltas["level"]]),
-        "size": np.concatenate([np.zeros(n_snap, np.int64), deltas["size"]]),
-        "snapshot_index": np.concatenate(
-            [np.arange(n_snap, dtype=np.int64), np.full(n_delta, -1, np.int64)]
-        ),
-        "row_id": np.concatenate([snaps["row_id"], deltas["row_id"]]),
-        "valid": np.concatenate([np.ones(n_snap, bool), deltas["valid"]]),
-    }
-    return ev, snaps["books"]
+    return EventColumns.concatenate(snapshots, deltas), books
 
 
-def _ordered(ev: dict, window: tuple[int, int], names, report: IngestReport) -> dict:
+def _ordered(
+    ev: EventColumns, window: tuple[int, int], names, report: IngestReport
+) -> EventColumns:
     """The events in (market, segment, sequence number) order, with their ``segment``;
     rows that were stored out of that order are counted."""
     # Stable sorts keep storage order among equals: the first stored copy wins.
-    ev = take_rows(ev, np.lexsort((ev["seq"], ev["market"])))
-    ev["segment"] = segments(ev, window, names, report)
-    if ev["segment"].any():
-        ev = take_rows(ev, np.lexsort((ev["seq"], ev["segment"], ev["market"])))
+    ev = ev.take(np.lexsort((ev.seq, ev.market)))
+    ev = ev.with_segment(segments(ev, window, names, report))
+    if ev.segment.any():
+        ev = ev.take(np.lexsort((ev.seq, ev.segment, ev.market)))
     count_stored_out_of_order(ev, names, report)
     return ev
 
 
-def _without_bad_events(ev: dict, books: np.ndarray, code, names, report) -> dict:
+def _without_bad_events(ev: EventColumns, books: np.ndarray, code, names, report) -> EventColumns:
     """Drop the invalid deltas, the extra copies of a number, the rejected markets'
     events and the deltas before their market's first snapshot."""
-    if not ev["valid"].all():
-        ev = take_rows(ev, np.flatnonzero(ev["valid"]))
+    if not ev.valid.all():
+        ev = ev.take(np.flatnonzero(ev.valid))
     keep = resolve_duplicates(ev, books, names, report)
-    keep &= ~np.isin(ev["market"], [code[t] for t in report.rejected if t in code])
-    keep &= after_first_snapshot(ev["market"], ev["seq"], ev["is_snapshot"], keep, names, report)
+    keep &= ~np.isin(ev.market, [code[t] for t in report.rejected if t in code])
+    keep &= after_first_snapshot(ev.market, ev.seq, ev.is_snapshot, keep, names, report)
     if not keep.all():
-        ev = take_rows(ev, np.flatnonzero(keep))
+        ev = ev.take(np.flatnonzero(keep))
     return ev
 
 
 def _accepted_events(
-    ev: dict,
+    ev: EventColumns,
     ts: np.ndarray,
     time_repaired: np.ndarray,
     books: np.ndarray,
@@ -138,23 +124,23 @@ def _accepted_events(
 ) -> CleanEvents:
     """The remaining events as :class:`CleanEvents`: markets renumbered to the accepted
     ones, and only the books of the snapshots kept."""
-    market = ev["market"]
+    market = ev.market
     accepted = np.flatnonzero(np.bincount(market, minlength=len(tickers)))
     accepted_tickers = [tickers[i] for i in accepted]
     market = np.searchsorted(accepted, market).astype(np.int32)
-    snapshot_index = ev["snapshot_index"]
-    used = np.flatnonzero(ev["is_snapshot"])
+    snapshot_index = ev.snapshot_index
+    used = np.flatnonzero(ev.is_snapshot)
     books = books[snapshot_index[used]]
     snapshot_index[used] = np.arange(len(used))
     return CleanEvents(
         session_id=outline.session_id,
         tickers=accepted_tickers,
         market=market,
-        sequence_number=ev["seq"],
+        sequence_number=ev.seq,
         timestamp_ms=ts,
-        is_snapshot=ev["is_snapshot"],
-        level=ev["level"],
-        new_size=ev["size"],
+        is_snapshot=ev.is_snapshot,
+        level=ev.level,
+        new_size=ev.size,
         snapshot_index=snapshot_index,
         snapshot_books=books,
         time_repaired=time_repaired,

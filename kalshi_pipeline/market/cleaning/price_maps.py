@@ -14,13 +14,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import int_column, market_codes, row_ids
+from kalshi_pipeline.market.cleaning.columns import (
+    EventColumns,
+    int_column,
+    market_codes,
+    row_ids,
+)
 from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, MAX_SIZE, NO, YES
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.sources.raw import LEVELS
 
 
-def snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict:
+def snapshot_events(
+    table: pa.Table, code, names, report: IngestReport
+) -> tuple[EventColumns, np.ndarray]:
+    """The snapshots as events (in table order) and their books (int64[S, 198], row
+    ``snapshot_index`` of each); levels that cannot be placed are dropped and counted."""
     market = market_codes(table.column("market_ticker"), code)
     seq = int_column(table, "sequence_number")
     ts = int_column(table, "timestamp_ms")
@@ -49,13 +58,19 @@ def snapshot_events(table: pa.Table, code, names, report: IngestReport) -> dict:
         valid = _valid_levels(row, price, size, market, seq, names, report)
         books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
     _check_stored_asks(table, books, market, seq, names, report)
-    return {
-        "market": market,
-        "seq": seq,
-        "ts": ts,
-        "books": books,
-        "row_id": row_ids(table),
-    }
+    n = len(seq)
+    events = EventColumns(
+        market=market,
+        seq=seq,
+        ts=ts,
+        is_snapshot=np.ones(n, bool),
+        level=np.full(n, -1, np.int16),
+        size=np.zeros(n, np.int64),
+        snapshot_index=np.arange(n, dtype=np.int64),
+        row_id=row_ids(table),
+        valid=np.ones(n, bool),
+    )
+    return events, books
 
 
 def _valid_levels(row, price, size, market, seq, names, report) -> np.ndarray:

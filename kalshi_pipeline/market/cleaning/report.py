@@ -124,7 +124,10 @@ class DataIssue:
 
 @dataclass
 class IngestReport:
-    """What cleaning repaired and which markets it rejected, for one session."""
+    """What cleaning repaired and which markets it rejected, for one session.
+
+    Not frozen: cleaning, reconstruction and cutting views each add to it as they go.
+    """
 
     session_id: int
     repairs: Counter = field(default_factory=Counter)
@@ -169,6 +172,31 @@ class IngestReport:
         issue = self._issue(REJECTED_MARKET, ticker, sequence_number, message, None)
         self.rejected[ticker] = issue
         log.error("%s; market excluded", issue)
+
+    def to_json(self) -> dict:
+        return {
+            "session_id": self.session_id,
+            "repairs": {str(kind): count for kind, count in self.repairs.items()},
+            "examples": [issue.to_json() for issue in self.examples],
+            "rejected": {ticker: issue.to_json() for ticker, issue in self.rejected.items()},
+            "missing_sequence_numbers": self.missing_sequence_numbers,
+            "sequence_span": self.sequence_span,
+            "empty": self.empty,
+            "market_defects": dict(self.market_defects),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        return cls(
+            session_id=data["session_id"],
+            repairs=Counter({RepairKind(k): n for k, n in data["repairs"].items()}),
+            examples=[DataIssue.from_json(issue) for issue in data["examples"]],
+            rejected={t: DataIssue.from_json(issue) for t, issue in data["rejected"].items()},
+            missing_sequence_numbers=data["missing_sequence_numbers"],
+            sequence_span=data["sequence_span"],
+            empty=data["empty"],
+            market_defects=Counter(data["market_defects"]),
+        )
 
     def _issue(self, kind, ticker, sequence_number, message: str, row_id) -> DataIssue:
         return DataIssue(

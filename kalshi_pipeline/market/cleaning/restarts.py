@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kalshi_pipeline.market.cleaning.columns import group_starts
+from kalshi_pipeline.market.cleaning.columns import EventColumns, group_starts
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.market.cleaning.timestamps import TIME_TOLERANCE_MS
 
@@ -21,7 +21,7 @@ from kalshi_pipeline.market.cleaning.timestamps import TIME_TOLERANCE_MS
 RESTART_MIN_DROP = 1_000
 
 
-def segments(ev: dict, window: tuple[int, int], names, report: IngestReport) -> np.ndarray:
+def segments(ev: EventColumns, window: tuple[int, int], names, report: IngestReport) -> np.ndarray:
     """Segment of every event (``ev`` sorted by market, then sequence number).
 
     Scanning a market's events in receive order, a snapshot starts a new segment (the
@@ -45,7 +45,7 @@ def segments(ev: dict, window: tuple[int, int], names, report: IngestReport) -> 
     restart, "later" means later received: the market's events are ordered by segment,
     then number.
     """
-    market, seq, ts = ev["market"], ev["seq"], ev["ts"]
+    market, seq, ts = ev.market, ev.seq, ev.ts
     segment = np.zeros(len(seq), dtype=np.int32)
     back = np.flatnonzero((market[1:] == market[:-1]) & (ts[1:] < ts[:-1] - TIME_TOLERANCE_MS))
     if not len(back):
@@ -55,10 +55,10 @@ def segments(ev: dict, window: tuple[int, int], names, report: IngestReport) -> 
     group_start = group_starts(market[by_time])
     restart = _restarts(
         group_start,
-        ev["is_snapshot"][by_time],
+        ev.is_snapshot[by_time],
         seq[by_time],
         ts[by_time],
-        ev["row_id"][by_time],
+        ev.row_id[by_time],
         (ts[by_time] >= window[0]) & (ts[by_time] <= window[1]),
         TIME_TOLERANCE_MS,
         RESTART_MIN_DROP,

@@ -94,3 +94,15 @@ def test_a_session_outline_round_trips_through_json():
     back = SessionOutline.from_json(json.loads(json.dumps(outline.to_json())))
     assert back == outline
     assert back.rows.dtype == np.int64 and isinstance(back.window, tuple)
+
+
+def test_an_ingest_report_round_trips_through_json():
+    report = IngestReport(5)
+    report.repair(RepairKind.SEQUENCE_OUTLIER, ["MKT-B"], [9 * 10**15], "far", row_ids=[149])
+    report.repair(RepairKind.SEQUENCE_GAP, [None], [156], "gap", count=3)
+    report.reject("MKT-C", 7, "ambiguous")
+    report.missing_sequence_numbers, report.sequence_span = 4, 5024
+    back = IngestReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert back == report
+    assert list(back.repairs) == [RepairKind.SEQUENCE_OUTLIER, RepairKind.SEQUENCE_GAP]
+    assert back.missing_fraction == report.missing_fraction

@@ -13,6 +13,7 @@ import pytest
 
 from kalshi_pipeline.training.evaluation import Episode, per_market_table, summarise
 from kalshi_pipeline.training.report import PLOTS, write_report
+from kalshi_pipeline_tests.training.evaluation.handmade import full
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -30,8 +31,7 @@ SECTIONS = (
 
 
 def ep(policy, split, market, session, reward, **fields) -> Episode:
-    base = Episode(policy, split, f"{session}/{market}", market, session, reward, 100, 10_000)
-    return replace(base, **fields)
+    return full(policy, split, market, session, reward, **fields)
 
 
 def never_trading_episodes() -> list[Episode]:

@@ -1,0 +1,100 @@
+"""Deterministic evaluation of a model next to baselines, per market, with bootstrap CIs.
+
+Every policy plays one episode on every view it is given, deterministically
+(:mod:`.policies`: the model, random, always-HOLD and the imbalance rule;
+:mod:`.rollouts`: playing them into :class:`Episode` records). :mod:`.tables` turns the
+episodes into one :class:`PerMarketRow` per (policy, split, market) and an
+:class:`EvaluationSummary` over markets (each market counts once) with the 95% BCa
+bootstrap intervals of :mod:`.statistics`; :mod:`.headline` and :mod:`.analysis` give
+what the report states on top. The names used elsewhere are re-exported here.
+"""
+
+from kalshi_pipeline.training.evaluation.analysis import (
+    DIFFICULTY_BANDS,
+    SPEARMAN_WITH,
+    TARGET_PHASES,
+    TARGET_SHARES,
+    action_distribution,
+    analyse,
+    difficulty_bands,
+    grouped,
+    spearman_table,
+    target_shares,
+)
+from kalshi_pipeline.training.evaluation.headline import headline, split_result, walk_forward
+from kalshi_pipeline.training.evaluation.policies import (
+    Policy,
+    PolicyFactory,
+    PolicyName,
+    baseline_policies,
+    hold_policy,
+    imbalance_policy,
+    model_policy,
+    random_policy,
+)
+from kalshi_pipeline.training.evaluation.rollouts import (
+    Episode,
+    evaluate_policies,
+    rollout,
+    round_trip_fees_cents,
+)
+from kalshi_pipeline.training.evaluation.statistics import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE,
+    bootstrap_interval,
+    spearman,
+    wins_needed,
+)
+from kalshi_pipeline.training.evaluation.tables import (
+    EvaluationSummary,
+    ModelDifference,
+    PerMarketRow,
+    PolicyAggregate,
+    difference_key,
+    market_type,
+    per_market_table,
+    policy_split_key,
+    summarise,
+)
+
+__all__ = [
+    "BOOTSTRAP_SAMPLES",
+    "CONFIDENCE",
+    "DIFFICULTY_BANDS",
+    "SPEARMAN_WITH",
+    "TARGET_PHASES",
+    "TARGET_SHARES",
+    "Episode",
+    "EvaluationSummary",
+    "ModelDifference",
+    "PerMarketRow",
+    "Policy",
+    "PolicyAggregate",
+    "PolicyFactory",
+    "PolicyName",
+    "action_distribution",
+    "analyse",
+    "baseline_policies",
+    "bootstrap_interval",
+    "difference_key",
+    "difficulty_bands",
+    "evaluate_policies",
+    "grouped",
+    "headline",
+    "hold_policy",
+    "imbalance_policy",
+    "market_type",
+    "model_policy",
+    "per_market_table",
+    "policy_split_key",
+    "random_policy",
+    "rollout",
+    "round_trip_fees_cents",
+    "spearman",
+    "spearman_table",
+    "split_result",
+    "summarise",
+    "target_shares",
+    "walk_forward",
+    "wins_needed",
+]

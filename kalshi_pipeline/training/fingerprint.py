@@ -1,0 +1,176 @@
+"""What a phase trains on, and the checks that keep a phase directory to one job.
+
+Resuming and skipping are only right for the same job: each phase directory records the
+fingerprint of what it trains on (the view keys, a SHA-256 digest of the views' step
+data, and the config; with validation views, theirs too) in ``fingerprint.json`` before
+training starts and in ``model.json`` after. A phase whose directory holds a model or
+checkpoints of other views or another config raises :class:`TrainedOnOtherData` instead
+of reusing them; a phase refuses a parent trained with other hyperparameters
+(:func:`check_parent`), since loading it would bring them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kalshi_pipeline.market.views import STEP_ARRAYS, MarketSessionView
+from kalshi_pipeline.training.algorithms import CHECKPOINT, MODEL_FILE
+from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.lineage import read_lineage
+
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def check_parent(parent: Path | None, config: TrainingConfig) -> None:
+    """Refuse to warm-start from a model trained with another algorithm or hyperparameters.
+
+    Loading a parent restores its hyperparameters and network (SB3 keeps them in the
+    model), so a phase configured otherwise would train as its parent was configured
+    while its lineage recorded the other config. Budgets, envs and seeds may differ.
+    """
+    if parent is None:
+        return
+    restored = ("algorithm", "hyperparameters")  # what SB3 keeps in a saved model
+    recorded = {k: v for k, v in read_lineage(parent).config.items() if k in restored}
+    current = {k: v for k, v in config.to_json().items() if k in restored}
+    differences = _config_differences(recorded, current)
+    if differences:
+        raise ValueError(
+            f"{parent} was trained with another config, and a phase trains as its parent "
+            f"was configured: {'; '.join(differences)} (give every phase the same training "
+            "config)"
+        )
+
+
+class TrainedOnOtherData(FileExistsError):
+    """A phase directory holds a model or checkpoints of other views or another config."""
+
+
+def views_digest(views: Sequence[MarketSessionView]) -> str:
+    """SHA-256 over every view's key, length, feature layout and step arrays, by key.
+
+    Sorted by key, so the order a source lists its views in does not matter; hashing the
+    arrays' buffers directly costs about a second per GB, little next to building views.
+    """
+    digest = hashlib.sha256()
+    for view in sorted(views, key=lambda v: v.key):
+        header = f"{view.key}\0{len(view)}\0{view.feature_layout}:{view.feature_layout_version}\0"
+        digest.update(header.encode())
+        for name in STEP_ARRAYS:
+            digest.update(np.ascontiguousarray(getattr(view, name)).data)
+    return digest.hexdigest()
+
+
+def training_fingerprint(
+    views: Sequence[MarketSessionView],
+    config: TrainingConfig,
+    validation: Sequence[MarketSessionView] = (),
+) -> dict:
+    """What a phase trains on: the view keys, a digest of their data, the config as JSON,
+    and the validation views that pick its output (when there are any)."""
+    fingerprint = {
+        "views": sorted(v.key for v in views),
+        "views_sha256": views_digest(views),
+        "config": config.to_json(),
+    }
+    if validation:
+        fingerprint["validation"] = sorted(v.key for v in validation)
+        fingerprint["validation_sha256"] = views_digest(validation)
+    return fingerprint
+
+
+def recorded_fingerprint(phase_dir: Path) -> dict | None:
+    """The fingerprint a phase directory was trained with; None if nothing was trained.
+
+    ``fingerprint.json`` (written before training starts) wins; a finished model's
+    lineage stands in for it in directories written before it existed. A model or
+    checkpoints without either were written by a version that recorded no fingerprint:
+    they count as trained on unknown data (an empty fingerprint).
+    """
+    if (phase_dir / FINGERPRINT_FILE).exists():
+        return json.loads((phase_dir / FINGERPRINT_FILE).read_text())
+    if (phase_dir / MODEL_FILE).exists():
+        lineage = read_lineage(phase_dir / MODEL_FILE)
+        if lineage.views_sha256 is not None:
+            return {
+                "views": sorted(lineage.views),
+                "views_sha256": lineage.views_sha256,
+                "config": dict(lineage.config),
+            }
+    trained = (phase_dir / MODEL_FILE).exists() or any(
+        CHECKPOINT.search(p.name) for p in _listing(phase_dir / "checkpoints")
+    )
+    return {} if trained else None
+
+
+def check_fingerprint(phase_dir: Path, fingerprint: dict) -> None:
+    """Raise :class:`TrainedOnOtherData` unless ``phase_dir`` is new or holds this job."""
+    recorded = recorded_fingerprint(phase_dir)
+    if recorded is None or recorded == fingerprint:
+        return
+    if not recorded:
+        differences = ["its model or checkpoints record no fingerprint (an older version)"]
+    else:
+        differences = _view_differences(recorded, fingerprint) + _config_differences(
+            recorded["config"], fingerprint["config"]
+        )
+        if recorded.get("validation_sha256") != fingerprint.get("validation_sha256"):
+            there, here = (
+                len(recorded.get("validation", [])),
+                len(fingerprint.get("validation", [])),
+            )
+            differences.append(f"validated on {_views(there)}, here on {_views(here)} or others")
+    raise TrainedOnOtherData(
+        f"{phase_dir} holds a model trained on other data: {'; '.join(differences)} "
+        f"(train into a new directory (--out), or delete {phase_dir.parent} to train afresh)"
+    )
+
+
+def _view_differences(recorded: dict, current: dict) -> list[str]:
+    there, here = set(recorded["views"]), set(current["views"])
+    if there != here:
+        missing, new = len(there - here), len(here - there)
+        if missing:
+            return [
+                f"trained on {_views(len(there))}, {missing} of them not among these {len(here)}"
+            ]
+        return [f"trained on {_views(len(there))}, without {new} of these {len(here)}"]
+    if recorded["views_sha256"] != current["views_sha256"]:
+        return [
+            f"trained on the same {len(here)} view keys with other data (another store, "
+            "or views built by other code)"
+        ]
+    return []
+
+
+def _views(count: int) -> str:
+    return f"{count} view{'s' * (count != 1)}"
+
+
+def _config_differences(recorded: dict, current: dict, shown: int = 4) -> list[str]:
+    there, here = _flatten(recorded), _flatten(current)
+    changed = [k for k in sorted(there.keys() | here.keys()) if there.get(k) != here.get(k)]
+    if not changed:
+        return []
+    listed = ", ".join(f"{k} {here.get(k)} here vs {there.get(k)} there" for k in changed[:shown])
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return [f"config differs: {listed}{more}"]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _listing(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []

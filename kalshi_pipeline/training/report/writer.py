@@ -1,0 +1,72 @@
+"""Writing the report directory: the Markdown, the CSV and JSON it is computed from, plots.
+
+:func:`write_report` puts into ``out_dir``: ``report.md`` (:mod:`.markdown`),
+``per_market.csv`` (every :class:`PerMarketRow`, every policy and split),
+``episodes.csv`` (every :class:`Episode`, the rows everything else is computed from),
+``summary.json`` (the :class:`EvaluationSummary` in the file's layout plus
+:func:`analyse`'s findings, keys sorted) and the plots in :data:`PLOTS`. These files'
+bytes are a contract (docs/contracts.md): the same episodes and seed give the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kalshi_pipeline.training.evaluation import (
+    Episode,
+    EvaluationSummary,
+    PerMarketRow,
+    analyse,
+)
+from kalshi_pipeline.training.lineage import Lineage
+from kalshi_pipeline.training.report.markdown import report_markdown
+from kalshi_pipeline.training.report.order import policy_split_keys
+from kalshi_pipeline.training.report.plots import (
+    PLOTS,
+    action_plot,
+    difficulty_plot,
+    learning_curve,
+    policy_rewards,
+)
+
+
+def write_report(
+    out_dir: str | Path,
+    episodes: Sequence[Episode],
+    rows: Sequence[PerMarketRow],
+    summary: EvaluationSummary,
+    *,
+    model_path: Path | None,
+    lineage: Lineage | None,
+    difficulties: Mapping[str, float],
+    progress_files: Sequence[Path] = (),
+) -> Path:
+    """Write the report directory; returns the path of ``report.md``. The findings on top
+    of ``summary`` are computed here (:func:`analyse`, with ``summary``'s seed), so the
+    report is the same for the same episodes and seed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    findings = analyse(episodes, rows, difficulties, summary.seed)
+    _write_csv(out / "episodes.csv", [e.to_json() for e in episodes])
+    _write_csv(out / "per_market.csv", [r.to_json() for r in rows])
+    summary_json = {**summary.summary_file_json(), **findings}
+    (out / "summary.json").write_text(json.dumps(summary_json, indent=1, sort_keys=True))
+    policy_rewards(out / PLOTS[0], rows, summary.seed)
+    action_plot(out / PLOTS[1], findings["actions"], policy_split_keys(episodes))
+    learning_curve(out / PLOTS[2], progress_files)
+    difficulty_plot(out / PLOTS[3], episodes, rows, difficulties)
+    report = out / "report.md"
+    report.write_text(report_markdown(episodes, rows, summary, findings, model_path, lineage))
+    return report
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        if not rows:
+            return
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

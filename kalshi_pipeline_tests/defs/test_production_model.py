@@ -18,12 +18,10 @@ from kalshi_pipeline.cli import main
 from kalshi_pipeline.env.execution import BUY_YES, HOLD
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.paths import artifacts_dir
-from kalshi_pipeline.training.promotion import (
-    ACTIVE,
-    FAILED,
-    REFUSED,
-    RETIRED,
+from kalshi_pipeline.training.registry import (
     Registry,
+    RegistryRecord,
+    RegistryStatus,
     registry_path,
 )
 from kalshi_pipeline.workflow import promote
@@ -31,6 +29,8 @@ from kalshi_pipeline_tests.defs.conftest import metadata
 from kalshi_pipeline_tests.factories import make_session
 from kalshi_pipeline_tests.training.test_promotion import fixed_model, rising_market
 
+ACTIVE, RETIRED = RegistryStatus.ACTIVE, RegistryStatus.RETIRED
+REFUSED, FAILED = RegistryStatus.REFUSED, RegistryStatus.FAILED
 CHECK = dg.AssetCheckKey(dg.AssetKey("production_model"), "tested_champion")
 
 
@@ -84,9 +84,9 @@ def test_the_graph_ends_with_the_decision_and_a_refusal_warns(trained):
     assert check.metadata["interval_low"].value == shown["interval_low"]
     assert "refused" in check.metadata["reason"].value
     (record,) = registry_of(trained.home).read()
-    assert (record["status"], record["model_path"]) == (REFUSED, phase3)
-    assert record["run"] == result.run_id and record["profile"] == "demo"
-    assert record["views"] == len(split.train)
+    assert (record.status, record.model_path) == (REFUSED, phase3)
+    assert record.run == result.run_id and record.profile == "demo"
+    assert record.views == len(split.train)
 
 
 def test_a_better_challenger_replaces_the_champion_and_models_prints_it(
@@ -104,10 +104,10 @@ def test_a_better_challenger_replaces_the_champion_and_models_prints_it(
     assert shown["decision"] == ACTIVE
     assert shown["against"] == str(buys) and shown["interval_low"] > 0
     assert shown["champion_model"] == phase3
-    assert result.output_for_node("production_model")["model_path"] == phase3
+    assert result.output_for_node("production_model").model_path == phase3
     check = check_result(result)
     assert check.passed
-    statuses = {r["model_path"]: r["status"] for r in registry.read()}
+    statuses = {r.model_path: r.status for r in registry.read()}
     assert statuses == {phase3: ACTIVE, str(buys): RETIRED}
 
     assert main(["models", "--home", str(trained.home)]) == 0
@@ -136,8 +136,8 @@ def test_a_champion_that_cannot_be_played_fails_the_run(
         error = error.cause
     assert error.cls_name == "PromotionError" and str(gone) in error.message
     last = registry.read()[-1]
-    assert last["status"] == FAILED and str(gone) in last["reason"]
-    assert registry.champion()["model_path"] == str(gone)  # unchanged, and named
+    assert last.status == FAILED and str(gone) in last.reason
+    assert registry.champion().model_path == str(gone)  # unchanged, and named
 
 
 def test_an_untested_champion_fails_the_check_with_error_and_the_run(
@@ -149,7 +149,8 @@ def test_an_untested_champion_fails_the_check_with_error_and_the_run(
     wrong and, being blocking, fails the step and the run."""
     registry = registry_of(trained.home)
     holds = fixed_model(tmp_path / "untested" / "model.zip", HOLD, rising_views)
-    untested = registry.append({"model_path": str(holds), "status": ACTIVE, "reason": "by hand"})
+    by_hand = {"model_path": str(holds), "status": "active", "reason": "by hand"}
+    untested = registry.append(RegistryRecord.from_json(by_hand))
 
     result = promote_production_only(definitions, trained, raise_on_error=False)
 
@@ -159,11 +160,11 @@ def test_an_untested_champion_fails_the_check_with_error_and_the_run(
     assert failure.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
     shown = metadata(result, "production_model")
     assert shown["decision"] == REFUSED and shown["against"] == str(holds)
-    assert registry.champion()["id"] == untested["id"]
+    assert registry.champion().id == untested.id
     check = check_result(result)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     problems = check.metadata["problems"].value
-    assert f"champion {untested['id']} ({holds}) has no winning comparison" in problems
+    assert f"champion {untested.id} ({holds}) has no winning comparison" in problems
 
 
 def test_models_without_history_is_one_line(tmp_path, capsys):

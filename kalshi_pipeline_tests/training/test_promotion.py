@@ -10,8 +10,6 @@ hand-made markets whose price climbs all session, buying wins.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +25,22 @@ from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.evaluation import bootstrap_interval
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.promotion import (
-    ACTIVE,
-    FAILED,
     MIN_MARKETS,
-    REFUSED,
-    RETIRED,
+    Comparison,
+    Decision,
+    Outcome,
     PromotionError,
-    Registry,
+    candidate_record,
     champion_problems,
     difference_interval,
-    history_markdown,
 )
+from kalshi_pipeline.training.registry import Registry, RegistryStatus
+from kalshi_pipeline.training.registry_display import history_markdown
 from kalshi_pipeline.workflow import promote
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
+
+ACTIVE, RETIRED = RegistryStatus.ACTIVE, RegistryStatus.RETIRED
+REFUSED, FAILED = RegistryStatus.REFUSED, RegistryStatus.FAILED
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +120,21 @@ def test_the_first_champion_must_beat_hold(tmp_path, holdout, models):
     assert buys.comparison.markets == len({v.market_ticker for v in holdout})
     assert holds.comparison.interval == (0.0, 0.0)
     records = Registry(registry).read()
-    assert [r["status"] for r in records] == [REFUSED, REFUSED]
+    assert [r.status for r in records] == [REFUSED, REFUSED]
     first = records[0]
-    assert first["model_path"] == str(models["buys"])
-    assert (first["profile"], first["run"], first["seed"], first["views"]) == ("demo", "r1", 0, 3)
-    assert first["sessions"] == sorted({v.session_id for v in holdout[:3]})
-    assert first["interval"] == [low, high] and first["markets"] == buys.comparison.markets
-    assert "always-HOLD" in first["reason"] and "not above 0: refused" in first["reason"]
-    assert f"over {first['markets']} holdout markets" in first["reason"]
+    assert first.model_path == str(models["buys"])
+    assert (first.profile, first.run, first.seed, first.views) == ("demo", "r1", 0, 3)
+    assert list(first.sessions) == sorted({v.session_id for v in holdout[:3]})
+    assert first.interval == (low, high) and first.markets == buys.comparison.markets
+    assert "always-HOLD" in first.reason and "not above 0: refused" in first.reason
+    assert f"over {first.markets} holdout markets" in first.reason
 
 
 def test_a_better_challenger_is_promoted_and_a_worse_one_refused(tmp_path, holdout, rising, models):
     registry = tmp_path / "registry.json"
     # While the markets rose, always-buying beat HOLD: the first champion.
     first = promote(models["buys"], rising, registry)
-    assert first.promoted and first.champion["model_path"] == str(models["buys"])
+    assert first.promoted and first.champion.model_path == str(models["buys"])
     assert first.comparison.interval[0] > 0
 
     # On today's holdout holding beats buying on every step: the challenger wins.
@@ -142,25 +143,32 @@ def test_a_better_challenger_is_promoted_and_a_worse_one_refused(tmp_path, holdo
     assert better.promoted
     assert better.comparison.against == str(models["buys"])
     assert better.comparison.interval[0] > 0
-    assert better.champion["model_path"] == str(models["holds"])
-    records = {r["id"]: r for r in Registry(registry).read()}
-    assert records[1]["status"] == RETIRED and records[1]["retired_by"] == 2
-    assert records[2]["status"] == ACTIVE
+    assert better.champion.model_path == str(models["holds"])
+    records = {r.id: r for r in Registry(registry).read()}
+    assert records[1].status == RETIRED and records[1].retired_by == 2
+    assert records[1].retired_at == records[2].at
+    assert records[2].status == ACTIVE
 
     # A model that buys again is worse than the champion that holds: refused, kept.
     worse = promote(models["buys_again"], holdout, registry, run="r3")
 
     assert worse.status == REFUSED and not worse.promoted
-    assert worse.champion["model_path"] == str(models["holds"])
+    assert worse.champion.model_path == str(models["holds"])
     assert worse.comparison.interval[1] < 0
-    assert worse.record["against"] == str(models["holds"])
-    assert "refused" in worse.record["reason"]
-    assert [r["status"] for r in Registry(registry).read()] == [RETIRED, ACTIVE, REFUSED]
+    assert worse.record.against == str(models["holds"])
+    assert "refused" in worse.record.reason
+    assert [r.status for r in Registry(registry).read()] == [RETIRED, ACTIVE, REFUSED]
     assert champion_problems(Registry(registry).read()) == []
+    for decision in (first, better, worse):
+        assert Decision.from_json(json.loads(json.dumps(decision.to_json()))) == decision
+        shown = json.loads(json.dumps(decision.comparison.to_json()))
+        assert Comparison.from_json(shown) == decision.comparison
 
     # The champion itself again (a run that retrains nothing new) changes nothing.
     again = promote(models["holds"], holdout, registry)
     assert again.status == "unchanged" and len(Registry(registry).read()) == 3
+    assert again.status == Outcome.UNCHANGED and again.record == again.champion
+    assert Decision.from_json(json.loads(json.dumps(again.to_json()))) == again
 
 
 def test_too_few_holdout_markets_refuse_a_winner(tmp_path, rising, models):
@@ -171,7 +179,7 @@ def test_too_few_holdout_markets_refuse_a_winner(tmp_path, rising, models):
 
     assert decision.status == REFUSED and decision.champion is None
     assert decision.comparison.interval[0] > 0  # it did earn more, on one market
-    assert "too few markets" in decision.record["reason"]
+    assert "too few markets" in decision.record.reason
 
 
 def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
@@ -183,8 +191,8 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
     gone = tmp_path / "gone" / "model.zip"
     with pytest.raises(PromotionError, match=f"model {gone}: the file"):
         promote(gone, holdout, registry)
-    assert [r["status"] for r in Registry(registry).read()] == [FAILED, FAILED]
-    assert "no holdout view" in Registry(registry).read()[0]["reason"]
+    assert [r.status for r in Registry(registry).read()] == [FAILED, FAILED]
+    assert "no holdout view" in Registry(registry).read()[0].reason
 
     # A champion whose file was deleted: the challenger is not compared with nothing.
     champion = fixed_model(tmp_path / "champion" / "model.zip", BUY_YES, holdout)
@@ -194,8 +202,22 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
     with pytest.raises(PromotionError, match=str(champion)):
         promote(models["holds"], holdout, registry)
     records = Registry(registry).read()
-    assert [r["status"] for r in records] == [FAILED, FAILED, ACTIVE, FAILED]
-    assert records[-1]["against"] == str(champion)
+    assert [r.status for r in records] == [FAILED, FAILED, ACTIVE, FAILED]
+    assert records[-1].against == str(champion)
+
+
+def test_a_candidates_record_summarises_its_lineage(tmp_path, holdout, models):
+    record = candidate_record(models["buys"], "demo", "r1")
+    unread = candidate_record(tmp_path / "gone" / "model.zip")
+
+    assert (record.model_path, record.profile, record.run) == (str(models["buys"]), "demo", "r1")
+    assert record.sessions == tuple(sorted({v.session_id for v in holdout[:3]}))
+    assert (record.views, record.seed, record.algorithm, record.timesteps) == (3, 0, "ppo", 0)
+    assert unread.to_json() == {
+        "model_path": str(tmp_path / "gone" / "model.zip"), "profile": None, "run": "",
+        "at": unread.at, "sessions": [], "views": 0, "seed": None, "algorithm": None,
+        "id": None, "status": None,
+    }  # fmt: skip
 
 
 # -- the interval ---------------------------------------------------------------------------
@@ -222,45 +244,9 @@ def test_the_history_round_trips_and_shows_the_champion_first(tmp_path, holdout,
 
     records = Registry(registry).read()
 
-    assert records == written and [r["id"] for r in records] == [1, 2]
+    assert [r.to_json() for r in records] == written and [r.id for r in records] == [1, 2]
     table = history_markdown(records).splitlines()
     assert table[0].startswith("| id | status |")
     assert table[2].startswith("| 1 | active |") and str(models["buys"]) in table[2]
     assert table[3].startswith("| 2 | refused |")
     assert not list(registry.parent.glob(".registry.json.*"))  # no temporary file left
-
-
-REPO = Path(__file__).resolve().parents[2]
-# Each writer waits for the go file, then appends its records one by one.
-WRITER = """
-import sys, time
-from pathlib import Path
-from kalshi_pipeline.training.promotion import Registry
-path, writer, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
-while not go.exists():
-    time.sleep(0.001)
-registry = Registry(path)
-for n in range(count):
-    registry.append({"model_path": f"writer{writer}/model{n}.zip", "status": "refused"})
-"""
-
-
-def test_two_processes_writing_the_history_lose_nothing(tmp_path):
-    path, go = tmp_path / "registry.json", tmp_path / "go"
-    count = 100
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(w), str(count), str(go)], cwd=REPO
-        )
-        for w in (1, 2)
-    ]
-    go.touch()
-    assert [w.wait(60) for w in writers] == [0, 0]
-
-    records = Registry(path).read()
-
-    assert len(records) == 2 * count
-    assert sorted(r["id"] for r in records) == list(range(1, 2 * count + 1))
-    assert {r["model_path"] for r in records} == {
-        f"writer{w}/model{n}.zip" for w in (1, 2) for n in range(count)
-    }

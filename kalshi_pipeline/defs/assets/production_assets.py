@@ -4,8 +4,9 @@ The asset calls :func:`kalshi_pipeline.workflow.promote`: the new phase-3 model 
 challenger) replaces the champion only if, on the *current* holdout views, their paired
 per-market difference has a bootstrap interval whose lower end is above 0; the first
 champion must beat always-HOLD that way (:mod:`kalshi_pipeline.training.promotion`).
-Every candidate is recorded in ``artifacts/models/registry.json`` (shown here as a
-Markdown table, and by ``kalshi-pipeline models``). This asset is the only writer of
+Every candidate is recorded in ``artifacts/models/registry.json``
+(:mod:`kalshi_pipeline.training.registry`; shown here as a Markdown table, and by
+``kalshi-pipeline models``). This asset is the only writer of
 production: the retrain sensor and the weekly schedule run ``train_and_evaluate``, whose
 last step is this decision, so they never put an untested model into production.
 
@@ -35,13 +36,9 @@ from kalshi_pipeline.defs.assets.model_assets import phase3_model
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split
 from kalshi_pipeline.pipeline_config import TrainingChoice
-from kalshi_pipeline.training.promotion import (
-    Registry,
-    champion_problems,
-    describe_champion,
-    history_markdown,
-    registry_path,
-)
+from kalshi_pipeline.training.promotion import Decision, Outcome, champion_problems
+from kalshi_pipeline.training.registry import Registry, RegistryRecord, registry_path
+from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
 from kalshi_pipeline.workflow import promote, views_for
 
 CHECK = "tested_champion"
@@ -80,18 +77,28 @@ def production_model(
         profile=_training_profile(context),
         run=context.run.run_id,
     )
-    record, comparison = decision.record, decision.comparison
     history = Registry(registry).read()
+    metadata = _decision_metadata(decision, history, phase3_model, registry)
+    yield dg.Output(decision.champion, metadata=metadata)
+    yield _tested_champion(decision, history, metadata)
+
+
+def _decision_metadata(
+    decision: Decision, history: list[RegistryRecord], phase3_model: str, registry: Path
+) -> dict:
+    """What the decision shows in Dagster: the outcome and why, the champion, the history
+    as a table and, when a comparison ran, its numbers."""
     metadata = {
-        "decision": decision.status,
-        "reason": record.get("reason") or "already the champion",
+        "decision": decision.status.value,
+        "reason": decision.record.reason or "already the champion",
         "champion": describe_champion(decision.champion),
         "challenger": dg.MetadataValue.path(phase3_model),
         "history": dg.MetadataValue.md(history_markdown(history)),
         "registry": dg.MetadataValue.path(str(registry)),
     }
     if decision.champion is not None:
-        metadata["champion_model"] = dg.MetadataValue.path(decision.champion["model_path"])
+        metadata["champion_model"] = dg.MetadataValue.path(decision.champion.model_path)
+    comparison = decision.comparison
     if comparison is not None:
         metadata.update(
             against=comparison.against,
@@ -100,30 +107,36 @@ def production_model(
             interval_low=comparison.interval[0],
             interval_high=comparison.interval[1],
         )
-    yield dg.Output(decision.champion, metadata=metadata)
+    return metadata
 
+
+# The decision's metadata the check repeats (those a comparison did not produce are absent).
+_CHECK_KEYS = (
+    "decision", "reason", "champion", "against", "markets", "interval_low", "interval_high",
+)  # fmt: skip
+
+
+def _tested_champion(
+    decision: Decision, history: list[RegistryRecord], metadata: dict
+) -> dg.AssetCheckResult:
+    """ERROR when production holds an untested model; else WARN when the challenger was
+    refused (the champion stays, which is the system working)."""
     problems = champion_problems(history)
-    check_metadata = {
-        k: metadata[k]
-        for k in ("decision", "reason", "champion", "against", "markets", "interval_low",
-                  "interval_high")
-        if k in metadata
-    }  # fmt: skip
+    check_metadata = {k: metadata[k] for k in _CHECK_KEYS if k in metadata}
     if problems:
-        yield dg.AssetCheckResult(
+        return dg.AssetCheckResult(
             check_name=CHECK,
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={**check_metadata, "problems": dg.MetadataValue.md("\n".join(problems))},
         )
-    else:
-        refused = decision.status not in ("active", "unchanged")
-        yield dg.AssetCheckResult(
-            check_name=CHECK,
-            passed=not refused,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=check_metadata,
-        )
+    refused = decision.status not in (Outcome.PROMOTED, Outcome.UNCHANGED)
+    return dg.AssetCheckResult(
+        check_name=CHECK,
+        passed=not refused,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=check_metadata,
+    )
 
 
 def _training_profile(context: dg.AssetExecutionContext) -> str:

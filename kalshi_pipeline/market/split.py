@@ -98,7 +98,7 @@ def validation_markets(
     (the hash's markets validate in any case): the hash alone can leave a kind with one
     or two validation markets (on a small store, two of eleven tight-spread markets), and
     selection cannot see beyond noise a model that does well on one kind only
-    (``wins_needed`` in ``training/evaluation.py``). This part can move a market between
+    (``training.evaluation.statistics.wins_needed``). This part can move a market between
     training and validation as markets of its kind arrive, as it changes kind, or with
     the holdout fraction (never into or out of the holdout); on a store with enough
     markets of every kind the fraction alone decides. A fraction of 0 validates nothing.

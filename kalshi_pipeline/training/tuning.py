@@ -7,14 +7,17 @@ the validation views. The holdout is never read.
 * **Objective** (maximised): the lower end of the 95% BCa bootstrap interval of model
   minus always-HOLD over the validation markets, paired per market, of the phase-3 output:
   the score it was selected by
-  (:class:`~kalshi_pipeline.training.callbacks.ValidationCallback`, read from its lineage).
+  (:class:`~kalshi_pipeline.training.validation.ValidationCallback`, read from its lineage).
   A trial that does better on average but only on a few markets scores lower than one
   that is reliably above HOLD.
 * **Pruning**: every periodic validation of every phase reports that same lower end at
   the trial's cumulative timestep (:func:`pruning_step`; a phase's start is not reported:
   it is the phase before's output, reported already, or the untrained model); Optuna's
   ``MedianPruner`` stops a trial whose score is below the median of earlier trials at the
-  same step (after two complete trials, never in phase 1).
+  same step (after two complete trials, never in phase 1). As rl_zoo3's
+  ``TrialEvalCallback`` does, a :class:`TrialPruningCallback` stops ``learn()`` (its
+  ``_on_step`` returns False) instead of raising inside it; the phase then closes its
+  envs, and only then is the trial reported pruned.
 * **Search space** (:func:`suggest`), around the hand-set ``default`` profile:
 
   ====================  ====================================  ==========================
@@ -65,12 +68,16 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.exc import IntegrityError, ProgrammingError
+from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.sources.redaction import describe_url, redact
-from kalshi_pipeline.training.callbacks import describe_score, write_json_atomically
+from kalshi_pipeline.training.callbacks import write_json_atomically
 from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
-from kalshi_pipeline.training.phases import read_lineage, train_phase
+from kalshi_pipeline.training.jobs import TrainingStopped
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.phases import train_phase
+from kalshi_pipeline.training.validation import ValidationScore
 
 log = logging.getLogger(__name__)
 NET_ARCHS = {"32x32": (32, 32), "64x64": (64, 64), "128x128": (128, 128), "64x64x64": (64,) * 3}
@@ -255,29 +262,54 @@ def tune(
         out = Path(work_dir) / f"trial-{trial.number}"
         model = None
         for phase in (1, 2, 3):
-
-            def report(scores: dict, phase=phase) -> None:
-                if scores["timesteps"] == 0:  # the phase's start: reported as the last's end
-                    return
-                trial.report(scores["low"], pruning_step(config, phase, scores["timesteps"]))
-                if trial.should_prune():
-                    say(f"trial {trial.number}: pruned at phase {phase} ({scores['low']:+.3f})")
-                    raise optuna.TrialPruned()
-
+            pruning = TrialPruningCallback(trial, config, phase)
             parent = model.model_path if model is not None else None
-            model = train_phase(
-                phase, views, difficulties, trying, out, parent,
-                validation=validation, on_validation=report,
-            )  # fmt: skip
-        scored = read_lineage(model.model_path)["selected_by_validation"]
-        trial.set_user_attr("model_minus_hold", scored["score"])
-        trial.set_user_attr("ci95", [scored["low"], scored["high"]])
-        trial.set_user_attr("share_above_hold", scored["share"])
-        say(f"trial {trial.number}: model - HOLD on validation {describe_score(scored)}")
-        return scored["low"]
+            try:
+                model = train_phase(
+                    phase, views, difficulties, trying, out, parent,
+                    validation=validation, on_validation=pruning.validated, callbacks=[pruning],
+                )  # fmt: skip
+            except TrainingStopped:
+                if pruning.pruned_at is None:
+                    raise
+            if pruning.pruned_at is not None:
+                low = pruning.pruned_at.low
+                say(f"trial {trial.number}: pruned at phase {phase} ({low:+.3f})")
+                raise optuna.TrialPruned()  # outside learn(), the phase's envs closed
+        scored = read_lineage(model.model_path).selected_by_validation
+        trial.set_user_attr("model_minus_hold", scored.score)
+        trial.set_user_attr("ci95", [scored.low, scored.high])
+        trial.set_user_attr("share_above_hold", scored.share)
+        say(f"trial {trial.number}: model - HOLD on validation {scored.describe()}")
+        return scored.low
 
     opened.optimize(objective, n_trials=study.trials, catch=())
     return opened
+
+
+class TrialPruningCallback(BaseCallback):
+    """Reports each validation of a trial's phase to Optuna and stops ``learn()`` when the
+    pruner says so (rl_zoo3's ``TrialEvalCallback``): :meth:`validated` marks the trial
+    pruned, and the next step returns False. Raising inside ``learn()`` would skip the
+    phase's cleanup (a ``SubprocVecEnv``'s processes left running).
+
+    ``pruned_at`` is the score the trial was pruned on; a phase's start is not reported
+    (it is the phase before's output, reported already, or the untrained model)."""
+
+    def __init__(self, trial: optuna.Trial, config: TrainingConfig, phase: int) -> None:
+        super().__init__()
+        self.trial, self.config, self.phase = trial, config, phase
+        self.pruned_at: ValidationScore | None = None
+
+    def validated(self, score: ValidationScore) -> None:
+        if score.timesteps == 0 or self.pruned_at is not None:
+            return
+        self.trial.report(score.low, pruning_step(self.config, self.phase, score.timesteps))
+        if self.trial.should_prune():
+            self.pruned_at = score
+
+    def _on_step(self) -> bool:
+        return self.pruned_at is None
 
 
 def default_pruner(config: TrainingConfig) -> optuna.pruners.BasePruner:

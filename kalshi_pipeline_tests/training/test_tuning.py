@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -16,6 +17,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 from stable_baselines3.common.save_util import json_to_data
+from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.pipeline_config import (
@@ -26,7 +28,9 @@ from kalshi_pipeline.pipeline_config import (
 )
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.training.config import AlgorithmConfig, read_hyperparameters
+from kalshi_pipeline.training import phases, tuning
+from kalshi_pipeline.training.callbacks import read_csv_rows
+from kalshi_pipeline.training.config import AlgorithmConfig, profile, read_hyperparameters
 from kalshi_pipeline.training.tuning import (
     Study,
     TuningStorageError,
@@ -41,6 +45,7 @@ from kalshi_pipeline.workflow import (
     load_split,
     run,
     tune,
+    views_for,
 )
 
 SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
@@ -166,6 +171,49 @@ def test_a_trial_below_the_pruners_bar_stops_after_its_first_phase(store, tmp_pa
     for trial in study.trials:
         assert sorted(trial.intermediate_values) == [1024, 2048]  # pruned at phase 2's end
         assert not (tmp_path / "trials" / f"trial-{trial.number}" / "phase3").exists()
+
+
+def test_a_pruned_trial_stops_learning_and_closes_its_envs(store, tmp_path, monkeypatch):
+    """Pruned mid-phase (validation every 256 timesteps, rollouts of 512): the pruning
+    callback stops learn() at its next step, the phase saves no model, and its
+    SubprocVecEnv is closed, its worker processes gone, when the trial is reported
+    pruned."""
+    split, session_views = load_split(store, PipelineConfig(split=SPLIT))
+    train = views_for(split.train, session_views)
+    validation = views_for(split.validation, session_views)
+    config = replace(
+        profile("demo", timesteps_per_phase=1024),
+        n_envs=2, subprocess_envs=True, validate_every=256,
+    )  # fmt: skip
+    envs = []
+
+    def recorded(*args, **kwargs):
+        envs.append(phases_make_vec_env(*args, **kwargs))
+        return envs[-1]
+
+    phases_make_vec_env = phases.make_vec_env
+    monkeypatch.setattr(phases, "make_vec_env", recorded)
+    # Phase 1 (steps up to 1024) is never pruned; phase 2's first report is.
+    pruner = optuna.pruners.ThresholdPruner(lower=1e9, n_warmup_steps=1025)
+    where = tuning.Study("pruned", str(tmp_path / "studies.journal"), 1)
+
+    study = tuning.tune(
+        train, split.difficulties(train), validation, config, where, tmp_path / "trials",
+        pruner=pruner,
+    )  # fmt: skip
+
+    (trial,) = study.trials  # the profile as set: n_steps 256 in the search space
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [512, 1024, 1024 + 512]
+    assert len(envs) == 2 and all(isinstance(e, SubprocVecEnv) for e in envs)
+    for env in envs:
+        assert env.closed
+        assert not any(process.is_alive() for process in env.processes)
+    phase2 = tmp_path / "trials" / f"trial-{trial.number}" / "phase2"
+    assert (phase2 / "fingerprint.json").exists() and not (phase2 / "model.zip").exists()
+    scored = [int(row["timesteps"]) for row in read_csv_rows(phase2 / "validation.csv")]
+    assert 512 in scored and max(scored) < 1024  # stopped after the pruned report
+    assert not phase2.with_name("phase3").exists()
 
 
 def test_train_reads_the_hyperparameter_file(store, tmp_path):

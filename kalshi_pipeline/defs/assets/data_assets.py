@@ -60,7 +60,7 @@ def raw_sessions(
         info, rows = stored.info, {table: stored.rows(table) for table in TABLES}
     return dg.MaterializeResult(
         metadata={
-            "status": info.status,
+            "status": info.status.value,  # Dagster stores only plain strings, not StrEnums
             "markets": len(info.market_tickers),
             "snapshots": rows["snapshots"],
             "deltas": rows["deltas"],

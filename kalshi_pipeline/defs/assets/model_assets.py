@@ -12,6 +12,7 @@ retrain never overwrites the model it warm-starts or compares with.
 import base64
 import json
 from pathlib import Path
+from typing import TypedDict
 
 import dagster as dg
 import pyarrow as pa
@@ -23,7 +24,8 @@ from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, split_views
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
-from kalshi_pipeline.training.phases import PhaseResult, read_lineage
+from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import (
     describe_split,
@@ -156,9 +158,45 @@ def phase_model(phase: int) -> dg.AssetsDefinition:
     seed), ``phase<N>_select`` keeps the best on validation. The asset's config is one
     ``TrainingSettings``, handed to each step."""
     name = f"phase{phase}"
-    parent_input = {"parent": dg.AssetIn(f"phase{phase - 1}_model")} if phase > 1 else {}
+    candidates, candidate, select = (
+        _candidates_op(phase), _candidate_op(phase), _select_op(phase)
+    )  # fmt: skip
 
-    @dg.op(name=f"{name}_candidates", out=dg.DynamicOut(int))
+    def graph(train_holdout_split: Split, **parent):
+        trained = candidates(train_holdout_split, **parent).map(
+            lambda seed: candidate(train_holdout_split, seed, **parent)
+        )
+        return select(train_holdout_split, trained.collect(), **parent)
+
+    parent_input = {"parent": dg.AssetIn(f"phase{phase - 1}_model")} if phase > 1 else {}
+    return dg.graph_asset(
+        name=f"{name}_model",
+        group_name="training",
+        kinds={"pytorch"},
+        config=_settings_for_each_step(name),
+        ins={"train_holdout_split": dg.AssetIn("train_holdout_split"), **parent_input},
+        description=PHASE_DESCRIPTIONS[phase],
+    )(graph if phase == 1 else _with_parent(graph))
+
+
+def _settings_for_each_step(name: str) -> dg.ConfigMapping:
+    """The asset's one ``TrainingSettings``, handed to each of its three steps."""
+    steps = (f"{name}_candidates", f"{name}_candidate", f"{name}_select")
+    return dg.ConfigMapping(
+        config_fn=lambda values: {step: {"config": values} for step in steps},
+        config_schema=TrainingSettings.to_config_schema(),
+    )
+
+
+def _parent_path(parent: str) -> Path | None:
+    """The parent model's path as the step's input carries it ("" for phase 1)."""
+    return Path(parent) if parent else None
+
+
+def _candidates_op(phase: int) -> dg.OpDefinition:
+    """``phase<N>_candidates``: the phase's checks, then one output per seed."""
+
+    @dg.op(name=f"phase{phase}_candidates", out=dg.DynamicOut(int))
     def candidates(
         context: dg.OpExecutionContext,
         pipeline: PipelineResource,
@@ -169,13 +207,25 @@ def phase_model(phase: int) -> dg.AssetsDefinition:
         views, validation, training, out = _phase_inputs(
             pipeline, train_holdout_split, config, context.run.run_id
         )
-        seeds = phase_candidates(
-            phase, views, training, out, Path(parent) if parent else None, validation
-        )
+        seeds = phase_candidates(phase, views, training, out, _parent_path(parent), validation)
         for seed in seeds:
             yield dg.DynamicOutput(seed, mapping_key=f"seed_{seed}")
 
-    @dg.op(name=f"{name}_candidate", retry_policy=CANDIDATE_RETRIES)
+    return candidates
+
+
+class TrainedCandidate(TypedDict):
+    """A ``phase<N>_candidate`` step's output (plain data: Dagster pickles it between
+    steps): the seed and its :class:`PhaseResult` as JSON."""
+
+    seed: int
+    result: dict
+
+
+def _candidate_op(phase: int) -> dg.OpDefinition:
+    """``phase<N>_candidate``: one seed's candidate, its progress in the run's log."""
+
+    @dg.op(name=f"phase{phase}_candidate", retry_policy=CANDIDATE_RETRIES)
     def candidate(
         context: dg.OpExecutionContext,
         pipeline: PipelineResource,
@@ -183,74 +233,59 @@ def phase_model(phase: int) -> dg.AssetsDefinition:
         seed: int,
         config: TrainingSettings,
         parent: str = "",
-    ) -> dict:
+    ) -> dict:  # a TrainedCandidate (Dagster cannot type-check a TypedDict)
         views, validation, training, out = _phase_inputs(
             pipeline, train_holdout_split, config, context.run.run_id
         )
         result = train_candidate(
-            seed, phase, views, train_holdout_split, training, out,
-            Path(parent) if parent else None, validation,
-            lambda line: context.log.info(f"seed {seed}, {line}"),
+            seed, phase, views, train_holdout_split, training, out, _parent_path(parent),
+            validation, lambda line: context.log.info(f"seed {seed}, {line}"),
         )  # fmt: skip
-        return {"seed": seed, "model_path": str(result.model_path), "timesteps": result.timesteps}
+        return TrainedCandidate(seed=seed, result=result.to_json())
 
-    @dg.op(name=f"{name}_select")
+    return candidate
+
+
+def _select_op(phase: int) -> dg.OpDefinition:
+    """``phase<N>_select``: the best candidate on validation, the phase's model."""
+
+    @dg.op(name=f"phase{phase}_select")
     def select(
         context: dg.OpExecutionContext,
         pipeline: PipelineResource,
         train_holdout_split: Split,
-        trained: list[dict],
+        trained: list[dict],  # of TrainedCandidate
         config: TrainingSettings,
         parent: str = "",
     ) -> str:
         training = config.to_domain().resolve()
         out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
-        results = {
-            t["seed"]: PhaseResult(phase, Path(t["model_path"]), t["timesteps"], None)
-            for t in trained
-        }
-        result = select_candidate(phase, training, out, Path(parent) if parent else None, results)
-        lineage = read_lineage(result.model_path)
-        context.add_output_metadata(
-            {
-                "model_path": dg.MetadataValue.path(str(result.model_path)),
-                "timesteps": result.timesteps,
-                "sessions": dg.MetadataValue.json(lineage["sessions"]),
-                "scored_sessions": dg.MetadataValue.json(_scored_sessions(context)),
-                "views": len(lineage["views"]),
-                "parent_model": lineage["parent_model"] or "",
-                "seed": lineage["seed"],
-                "config": dg.MetadataValue.json(lineage["config"]),
-                "feature_layout": (
-                    f"{lineage['feature_layout']} v{lineage['feature_layout_version']}"
-                ),
-                # Seed candidates: every one's validation score, and why the winner won.
-                "candidates": dg.MetadataValue.json(lineage.get("candidates", [])),
-                "selection": lineage.get("selection", "one seed"),
-            }
-        )
+        done: list[TrainedCandidate] = trained
+        results = {t["seed"]: PhaseResult.from_json(t["result"]) for t in done}
+        result = select_candidate(phase, training, out, _parent_path(parent), results)
+        context.add_output_metadata(_model_metadata(context, result))
         return str(result.model_path)
 
-    steps = (f"{name}_candidates", f"{name}_candidate", f"{name}_select")
-    settings = dg.ConfigMapping(
-        config_fn=lambda values: {step: {"config": values} for step in steps},
-        config_schema=TrainingSettings.to_config_schema(),
-    )
+    return select
 
-    def graph(train_holdout_split: Split, **parent):
-        trained = candidates(train_holdout_split, **parent).map(
-            lambda seed: candidate(train_holdout_split, seed, **parent)
-        )
-        return select(train_holdout_split, trained.collect(), **parent)
 
-    return dg.graph_asset(
-        name=f"{name}_model",
-        group_name="training",
-        kinds={"pytorch"},
-        config=settings,
-        ins={"train_holdout_split": dg.AssetIn("train_holdout_split"), **parent_input},
-        description=PHASE_DESCRIPTIONS[phase],
-    )(graph if phase == 1 else _with_parent(graph))
+def _model_metadata(context: dg.OpExecutionContext, result: PhaseResult) -> dict:
+    """A phase model's metadata: where it is, and its lineage."""
+    lineage = read_lineage(result.model_path)
+    return {
+        "model_path": dg.MetadataValue.path(str(result.model_path)),
+        "timesteps": result.timesteps,
+        "sessions": dg.MetadataValue.json(list(lineage.sessions)),
+        "scored_sessions": dg.MetadataValue.json(_scored_sessions(context)),
+        "views": len(lineage.views),
+        "parent_model": lineage.parent_model or "",
+        "seed": lineage.seed,
+        "config": dg.MetadataValue.json(dict(lineage.config)),
+        "feature_layout": f"{lineage.feature_layout} v{lineage.feature_layout_version}",
+        # Seed candidates: every one's validation score, and why the winner won.
+        "candidates": dg.MetadataValue.json([c.to_json() for c in lineage.candidates or ()]),
+        "selection": lineage.selection or "one seed",
+    }
 
 
 def _with_parent(graph):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from kalshi_pipeline.training.registry import RegistryRecord, RegistryStatus
 from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
 from kalshi_pipeline_tests.training.test_registry import legacy  # noqa: F401 (a fixture)
@@ -46,3 +49,14 @@ def test_no_history_and_no_champion_say_so():
     assert describe_champion(None) == (
         "no champion: no candidate has beaten always-HOLD on the holdout yet"
     )
+
+
+def test_showing_the_history_needs_none_of_the_models_machinery():
+    """``kalshi-pipeline models`` reads and shows the history without torch, SB3 or the
+    env: a fresh interpreter that imports the display has loaded none of them."""
+    code = (
+        "import sys, kalshi_pipeline.training.registry_display; "
+        "print(sorted(m for m in ('torch', 'stable_baselines3', 'gymnasium') if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

@@ -62,8 +62,9 @@ def production_model(
     phase3_model: str,
 ):
     """The champion: the phase-3 model promoted if it beats the champion (or, first,
-    always-HOLD) on the current holdout; the value is the champion's history record
-    (``None`` while no model has won)."""
+    always-HOLD) on the current holdout; the value is the champion's history record, a
+    :class:`~kalshi_pipeline.training.registry.RegistryRecord` (``None`` while no model
+    has won)."""
     registry = registry_path(pipeline.artifacts)
     holdout = views_for(train_holdout_split.holdout, pipeline.session_views)
     context.log.info(

@@ -164,6 +164,7 @@ def run_phase(
     fingerprint = training_fingerprint(job.views, job.config, job.validation)
     done = open_phase(job.phase, job.directory, job.config, job.parent, fingerprint)
     if done is not None:
+        log.info("phase %d already trained: %s", job.phase, done.model_path)
         return done
     torch.set_num_threads(job.config.torch_threads)
     sampler = phase_sampler(job)
@@ -172,6 +173,11 @@ def run_phase(
     try:
         checkpoint = latest_checkpoint(job.directory / "checkpoints")
         model = load_or_warm_start(job, env, checkpoint)
+        if checkpoint is not None:
+            log.info(
+                "phase %d: resuming from %s at %d timesteps",
+                job.phase, checkpoint, model.num_timesteps,
+            )  # fmt: skip
         # SB3 rewrites progress.csv from scratch: keep the killed run's rows to merge back.
         earlier = read_csv_rows(job.directory / "progress.csv") if checkpoint else []
         outputs = ["csv", "tensorboard"] + (["stdout"] if progress else [])

@@ -9,7 +9,6 @@ that order, then learns and saves; seed candidates share the setup
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,8 +33,6 @@ from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.validation import ValidationCallback, ValidationScore
 
-log = logging.getLogger(__name__)
-
 
 def open_phase(
     phase: int,
@@ -50,7 +47,6 @@ def open_phase(
     check_fingerprint(directory, fingerprint)
     final = directory / MODEL_FILE
     if final.exists():
-        log.info("phase %d already trained: %s", phase, final)
         lineage = read_lineage(final)
         # With validation, model.zip is the best, not the last, model: the phase's count
         # is the lineage's.
@@ -90,12 +86,7 @@ def load_or_warm_start(job: PhaseJob, env: VecEnv, checkpoint: Path | None) -> B
     count reset, reseeded), else a new model."""
     config = job.config
     if checkpoint is not None:
-        model = load_model(config, checkpoint, env)
-        log.info(
-            "phase %d: resuming from %s at %d timesteps",
-            job.phase, checkpoint, model.num_timesteps,
-        )  # fmt: skip
-        return model
+        return load_model(config, checkpoint, env)
     if job.parent is not None:
         model = load_model(config, job.parent, env)
         model.num_timesteps = 0

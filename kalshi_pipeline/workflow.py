@@ -40,6 +40,7 @@ from kalshi_pipeline.market.views import (
 from kalshi_pipeline.pipeline_config import PipelineConfig, TuningChoice
 from kalshi_pipeline.training import candidates, promotion, tuning
 from kalshi_pipeline.training import phases as training_phases
+from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES
 from kalshi_pipeline.training.candidates import train_candidates
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.evaluation import (
@@ -49,13 +50,9 @@ from kalshi_pipeline.training.evaluation import (
     summarise,
     wins_needed,
 )
-from kalshi_pipeline.training.phases import (
-    ALGORITHM_CLASSES,
-    PhaseResult,
-    check_fingerprint,
-    read_lineage,
-    training_fingerprint,
-)
+from kalshi_pipeline.training.fingerprint import check_fingerprint, training_fingerprint
+from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.report import write_report
 
@@ -204,14 +201,14 @@ def evaluate(
     the plan's target share after phase 2 as well as after phase 3.
     """
     lineage = read_lineage(model_path)
-    layout = (lineage["feature_layout"], lineage["feature_layout_version"])
+    layout = (lineage.feature_layout, lineage.feature_layout_version)
     if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
         raise ValueError(f"model {model_path} was trained on feature layout {layout}")
-    model = ALGORITHM_CLASSES[lineage["algorithm"]].load(model_path, device="cpu")
-    parent = lineage["parent_model"]
+    model = ALGORITHM_CLASSES[lineage.algorithm].load(model_path, device="cpu")
+    parent = lineage.parent_model
     phase2 = (
-        ALGORITHM_CLASSES[lineage["algorithm"]].load(parent, device="cpu")
-        if lineage["phase"] == 3 and parent and Path(parent).exists()
+        ALGORITHM_CLASSES[lineage.algorithm].load(parent, device="cpu")
+        if lineage.phase == 3 and parent and Path(parent).exists()
         else None
     )
     episodes = evaluate_policies(

@@ -16,8 +16,9 @@ ingested, i.e. whose ``market_views`` partition is not materialised (see
 failed or was killed. An ingest run left unfinished by a process that no longer exists is
 marked failed first; one still running in another live process is left to it. The demo
 does not bound attempts (it is the by-hand path): a session that fails here fails the demo
-before training, naming the session and its run. Then it runs the training graph with the
-demo profile and prints where the report is. Runs are recorded in the instance, so
+before training, naming the session and its run. Then it runs the training graph with
+:data:`kalshi_pipeline.pipeline_config.DEMO` (the ``default`` profile on a smaller budget)
+and prints where the report is and its first line. Runs are recorded in the instance, so
 ``dagster dev`` with the same ``DAGSTER_HOME`` shows them.
 
 This is a runner, not a Dagster definition: it sits above ``defs`` (beside the CLI, the
@@ -45,7 +46,7 @@ from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.simulator import (
     DEMO_SEED,
     DEMO_SESSIONS,
-    SimulatorConfig,
+    DEMO_SIMULATOR,
     simulate_sessions,
 )
 
@@ -77,10 +78,11 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
 def ensure_store(home: Path) -> ParquetSessionStore:
     store = ParquetSessionStore(sessions_dir(home))
     if not store.list_sessions():
-        print(f"no session store at {store.path}: simulating {DEMO_SESSIONS} sessions")
-        for session in simulate_sessions(
-            DEMO_SESSIONS, DEMO_SEED, SimulatorConfig(), progress=True
-        ):
+        print(
+            f"no session store at {store.path}: simulating {DEMO_SESSIONS} sessions of "
+            f"{DEMO_SIMULATOR.markets} markets, {DEMO_SIMULATOR.liquid_fraction:.0%} of them liquid"
+        )
+        for session in simulate_sessions(DEMO_SESSIONS, DEMO_SEED, DEMO_SIMULATOR, progress=True):
             store.write_session(session)
     return store
 
@@ -147,7 +149,7 @@ def train(
     instance: dg.DagsterInstance, definitions: dg.Definitions, run_config: dg.RunConfig
 ) -> Path:
     """``train_and_evaluate`` in process; returns the report's path."""
-    print("training phases 1-3 (demo profile) and evaluating ...")
+    print("training phases 1-3 and evaluating (about two minutes on two cores) ...")
     started = time.perf_counter()
     result = definitions.resolve_job_def("train_and_evaluate").execute_in_process(
         instance=instance,
@@ -156,6 +158,8 @@ def train(
     )
     report = Path(result.output_for_node("evaluation_report"))
     print(f"done in {time.perf_counter() - started:.0f}s; report: {report}")
+    # The report's first line: what the model did on the markets it never trained on.
+    print(report.read_text().splitlines()[0].removeprefix("# Evaluation report: "))
     return report
 
 

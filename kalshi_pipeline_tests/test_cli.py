@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import socket
@@ -78,8 +79,11 @@ def test_generate_into_the_collector_tables(collector_db, tmp_path):
         assert got.drop_columns(["id"]).equals(want.drop_columns(["id"])), table
 
 
-def test_demo_runs_the_whole_graph_on_a_fresh_home(tmp_path):
-    """The README's main-job command: simulated store, local instance, report."""
+@pytest.mark.slow  # two to three minutes on two cores: the demo trains for real
+def test_demo_runs_the_whole_graph_on_a_fresh_home_and_learns(tmp_path):
+    """The README's main-job command: simulated store, local instance, report; the model
+    trades on the holdout and beats always-HOLD there beyond noise (the interval's lower
+    end above 0), which the last line printed says."""
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", HOME_ENV)}
     command = [sys.executable, "-m", "kalshi_pipeline.cli", "demo", "--home", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
@@ -87,9 +91,16 @@ def test_demo_runs_the_whole_graph_on_a_fresh_home(tmp_path):
     assert "simulating" in done.stdout
     assert (tmp_path / "sessions" / "catalog.json").exists()
     assert (tmp_path / "dagster" / "dagster.yaml").exists()  # the local instance
-    report = Path(done.stdout.strip().splitlines()[-1].split("report: ")[1])
+    *_, where, headline = done.stdout.strip().splitlines()
+    report = Path(where.split("report: ")[1])
     assert report.is_file() and report.is_relative_to(tmp_path / "artifacts")
     assert "model-vs-hold/holdout" in report.read_text()
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert summary["actions"]["model/holdout"]["contracts_per_episode"] > 0
+    low, high = summary["differences"]["model-vs-hold/holdout"]["ci95"]
+    assert 0 < low < high
+    assert headline == summary["headline"]
+    assert headline.startswith("Model minus always-HOLD on the holdout: +")
 
 
 # -- errors: one line, `error: <what> (<what to do>)`, exit 2 for usage, 1 otherwise --------

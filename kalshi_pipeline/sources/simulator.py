@@ -73,11 +73,17 @@ from kalshi_pipeline.sources.simulated_market import (
     simulate_market,
 )
 from kalshi_pipeline.sources.simulated_session import assemble_session
-from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
+from kalshi_pipeline.sources.simulator_config import (
+    DEMO_SEED,
+    DEMO_SESSIONS,
+    DEMO_SIMULATOR,
+    SimulatorConfig,
+)
 
 __all__ = [
     "DEMO_SEED",
     "DEMO_SESSIONS",
+    "DEMO_SIMULATOR",
     "MarketTraits",
     "SimulatedMarketKind",
     "SimulatorConfig",

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -66,64 +68,98 @@ def views_digest(views: Sequence[MarketSessionView]) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True, kw_only=True)
+class Fingerprint:
+    """What a phase trains on: the view keys (sorted), a digest of their data, the config
+    as JSON data, and the validation views that pick its output (when there are any).
+    ``fingerprint.json`` holds it, keys sorted."""
+
+    views: tuple[str, ...]
+    views_sha256: str
+    config: Mapping
+    validation: tuple[str, ...] | None = None
+    validation_sha256: str | None = None
+
+    def to_json(self) -> dict:
+        data = {
+            "views": list(self.views),
+            "views_sha256": self.views_sha256,
+            "config": dict(self.config),
+        }
+        if self.validation is not None:
+            data["validation"] = list(self.validation)
+            data["validation_sha256"] = self.validation_sha256
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Self:
+        validation = data.get("validation")
+        return cls(
+            views=tuple(data["views"]),
+            views_sha256=data["views_sha256"],
+            config=data["config"],
+            validation=tuple(validation) if validation is not None else None,
+            validation_sha256=data.get("validation_sha256"),
+        )
+
+
 def training_fingerprint(
     views: Sequence[MarketSessionView],
     config: TrainingConfig,
     validation: Sequence[MarketSessionView] = (),
-) -> dict:
-    """What a phase trains on: the view keys, a digest of their data, the config as JSON,
-    and the validation views that pick its output (when there are any)."""
-    fingerprint = {
-        "views": sorted(v.key for v in views),
-        "views_sha256": views_digest(views),
-        "config": config.to_json(),
-    }
-    if validation:
-        fingerprint["validation"] = sorted(v.key for v in validation)
-        fingerprint["validation_sha256"] = views_digest(validation)
-    return fingerprint
+) -> Fingerprint:
+    """The fingerprint of training on ``views`` with ``config``, validated on
+    ``validation``."""
+    return Fingerprint(
+        views=tuple(sorted(v.key for v in views)),
+        views_sha256=views_digest(views),
+        config=config.to_json(),
+        validation=tuple(sorted(v.key for v in validation)) if validation else None,
+        validation_sha256=views_digest(validation) if validation else None,
+    )
 
 
-def recorded_fingerprint(phase_dir: Path) -> dict | None:
-    """The fingerprint a phase directory was trained with; None if nothing was trained.
+def recorded_fingerprint(phase_dir: Path) -> Fingerprint | None:
+    """The fingerprint a phase directory was trained with; None if it records none.
 
     ``fingerprint.json`` (written before training starts) wins; a finished model's
     lineage stands in for it in directories written before it existed. A model or
-    checkpoints without either were written by a version that recorded no fingerprint:
-    they count as trained on unknown data (an empty fingerprint).
+    checkpoints without either were written by a version that recorded no fingerprint
+    (:func:`_trained`): they count as trained on unknown data.
     """
     if (phase_dir / FINGERPRINT_FILE).exists():
-        return json.loads((phase_dir / FINGERPRINT_FILE).read_text())
+        return Fingerprint.from_json(json.loads((phase_dir / FINGERPRINT_FILE).read_text()))
     if (phase_dir / MODEL_FILE).exists():
         lineage = read_lineage(phase_dir / MODEL_FILE)
         if lineage.views_sha256 is not None:
-            return {
-                "views": sorted(lineage.views),
-                "views_sha256": lineage.views_sha256,
-                "config": dict(lineage.config),
-            }
-    trained = (phase_dir / MODEL_FILE).exists() or any(
+            return Fingerprint(
+                views=tuple(sorted(lineage.views)),
+                views_sha256=lineage.views_sha256,
+                config=lineage.config,
+            )
+    return None
+
+
+def _trained(phase_dir: Path) -> bool:
+    """Whether ``phase_dir`` holds a model or checkpoints."""
+    return (phase_dir / MODEL_FILE).exists() or any(
         CHECKPOINT.search(p.name) for p in _listing(phase_dir / "checkpoints")
     )
-    return {} if trained else None
 
 
-def check_fingerprint(phase_dir: Path, fingerprint: dict) -> None:
+def check_fingerprint(phase_dir: Path, fingerprint: Fingerprint) -> None:
     """Raise :class:`TrainedOnOtherData` unless ``phase_dir`` is new or holds this job."""
     recorded = recorded_fingerprint(phase_dir)
-    if recorded is None or recorded == fingerprint:
+    if recorded == fingerprint or (recorded is None and not _trained(phase_dir)):
         return
-    if not recorded:
+    if recorded is None:
         differences = ["its model or checkpoints record no fingerprint (an older version)"]
     else:
         differences = _view_differences(recorded, fingerprint) + _config_differences(
-            recorded["config"], fingerprint["config"]
+            recorded.config, fingerprint.config
         )
-        if recorded.get("validation_sha256") != fingerprint.get("validation_sha256"):
-            there, here = (
-                len(recorded.get("validation", [])),
-                len(fingerprint.get("validation", [])),
-            )
+        if recorded.validation_sha256 != fingerprint.validation_sha256:
+            there, here = len(recorded.validation or ()), len(fingerprint.validation or ())
             differences.append(f"validated on {_views(there)}, here on {_views(here)} or others")
     raise TrainedOnOtherData(
         f"{phase_dir} holds a model trained on other data: {'; '.join(differences)} "
@@ -131,8 +167,8 @@ def check_fingerprint(phase_dir: Path, fingerprint: dict) -> None:
     )
 
 
-def _view_differences(recorded: dict, current: dict) -> list[str]:
-    there, here = set(recorded["views"]), set(current["views"])
+def _view_differences(recorded: Fingerprint, current: Fingerprint) -> list[str]:
+    there, here = set(recorded.views), set(current.views)
     if there != here:
         missing, new = len(there - here), len(here - there)
         if missing:
@@ -140,7 +176,7 @@ def _view_differences(recorded: dict, current: dict) -> list[str]:
                 f"trained on {_views(len(there))}, {missing} of them not among these {len(here)}"
             ]
         return [f"trained on {_views(len(there))}, without {new} of these {len(here)}"]
-    if recorded["views_sha256"] != current["views_sha256"]:
+    if recorded.views_sha256 != current.views_sha256:
         return [
             f"trained on the same {len(here)} view keys with other data (another store, "
             "or views built by other code)"

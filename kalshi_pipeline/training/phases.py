@@ -197,9 +197,7 @@ def run_phase(
                 f"{job.total_timesteps:,} timesteps"
             )
         earlier_until = checkpoint_steps(checkpoint) if checkpoint else 0
-        return save_phase(
-            job, model, fingerprint["views_sha256"], earlier, earlier_until, checkpoint
-        )
+        return save_phase(job, model, fingerprint.views_sha256, earlier, earlier_until, checkpoint)
     finally:
         env.close()
 

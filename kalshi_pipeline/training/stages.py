@@ -28,7 +28,12 @@ from kalshi_pipeline.training.callbacks import (
     write_json_atomically,
 )
 from kalshi_pipeline.training.config import TrainingConfig
-from kalshi_pipeline.training.fingerprint import FINGERPRINT_FILE, check_fingerprint, check_parent
+from kalshi_pipeline.training.fingerprint import (
+    FINGERPRINT_FILE,
+    Fingerprint,
+    check_fingerprint,
+    check_parent,
+)
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.validation import ValidationCallback, ValidationScore
@@ -39,7 +44,7 @@ def open_phase(
     directory: Path,
     config: TrainingConfig,
     parent: Path | None,
-    fingerprint: dict,
+    fingerprint: Fingerprint,
 ) -> PhaseResult | None:
     """Setup, before anything in ``directory`` is reused or written: refuse a directory
     of another job (:func:`~kalshi_pipeline.training.fingerprint.check_fingerprint`) or a
@@ -60,11 +65,11 @@ def open_phase(
     return None
 
 
-def record_fingerprint(directory: Path, fingerprint: dict) -> None:
+def record_fingerprint(directory: Path, fingerprint: Fingerprint) -> None:
     """``fingerprint.json``, before training starts (kept if a killed run wrote it)."""
     if not (directory / FINGERPRINT_FILE).exists():
         directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(directory / FINGERPRINT_FILE, fingerprint)
+        write_json_atomically(directory / FINGERPRINT_FILE, fingerprint.to_json())
 
 
 def phase_sampler(job: PhaseJob) -> Callable[[], ViewSampler]:

@@ -19,7 +19,12 @@ import pytest
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
-from kalshi_pipeline.training.fingerprint import TrainedOnOtherData, views_digest
+from kalshi_pipeline.training.fingerprint import (
+    Fingerprint,
+    TrainedOnOtherData,
+    training_fingerprint,
+    views_digest,
+)
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase
 
@@ -157,3 +162,15 @@ def test_the_views_digest_covers_the_data_not_the_listing_order(views_a):
     assert views_digest(list(reversed(views_a))) == digest
     assert views_digest([replace(views_a[0], yes_bid_sizes=sizes), *views_a[1:]]) != digest
     assert views_digest(views_a[1:]) != digest
+
+
+def test_a_fingerprint_survives_a_json_round_trip_and_is_the_file(trained, views_a):
+    out, _ = trained
+    recorded = json.loads((out / "phase1" / "fingerprint.json").read_text())
+    fingerprint = training_fingerprint(views_a, CONFIG)
+
+    assert fingerprint.to_json() == recorded  # no validation views: no validation keys
+    validated = training_fingerprint(views_a, CONFIG, views_a[:2])
+    for record in (fingerprint, validated):
+        assert Fingerprint.from_json(json.loads(json.dumps(record.to_json()))) == record
+    assert validated.validation == tuple(sorted(v.key for v in views_a[:2]))

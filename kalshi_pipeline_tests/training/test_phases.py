@@ -15,22 +15,18 @@ import subprocess
 import sys
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.training.algorithms import make_vec_env, new_model
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase, train_phases
-from kalshi_pipeline.training.stages import struggle_weights
 
 TIMESTEPS = 1024
 CONFIG = profile(
@@ -46,6 +42,10 @@ CONFIG = profile(
 
 @pytest.fixture(scope="module")
 def views():
+    return trainable_views()
+
+
+def trainable_views() -> list:
     """The trainable views (50+ steps) of two simulated sessions."""
     found = [
         view
@@ -164,53 +164,6 @@ def test_a2c_can_be_chosen_instead_of_ppo(views, difficulties, tmp_path):
     assert read_lineage(result.model_path).algorithm == "a2c"
 
 
-def test_several_envs_step_in_one_process_unless_subprocesses_are_asked_for(views):
-    config = replace(CONFIG, n_envs=4)
-    sampler = lambda: BalancedSampler(len(views))  # noqa: E731
-
-    in_process = make_vec_env(views, config, sampler)
-    separate = make_vec_env(views, replace(config, subprocess_envs=True), sampler)
-    try:
-        assert isinstance(in_process, DummyVecEnv) and in_process.num_envs == 4
-        assert isinstance(separate, SubprocVecEnv) and separate.num_envs == 4
-        # Each env draws its own views: seeded apart, they do not play in lockstep.
-        in_process.seed(0)
-        in_process.reset()
-        first = in_process.get_attr("episode_counts")
-        assert any(not np.array_equal(first[0], other) for other in first[1:])
-    finally:
-        in_process.close()
-        separate.close()
-
-
-@pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
-def test_a_new_model_starts_with_the_configured_action_probabilities(views, algorithm):
-    start = (0.9, 0.04, 0.01, 0.04, 0.01)
-    config = replace(
-        CONFIG,
-        algorithm=algorithm,
-        hyperparameters=replace(CONFIG.hyperparameters, initial_action_probabilities=start),
-    )
-    env = make_vec_env(views, config, lambda: BalancedSampler(len(views)))
-    observations = []
-    obs = env.reset()
-    for _ in range(200):
-        observations.append(obs[0])
-        obs, *_ = env.step(np.array([env.action_space.sample()]))
-
-    def probabilities(model) -> np.ndarray:
-        with torch.no_grad():
-            batch = torch.as_tensor(np.array(observations))
-            return model.policy.get_distribution(batch).distribution.probs.numpy()
-
-    shaped = probabilities(new_model(config, env))
-    uniform = probabilities(new_model(replace(config, hyperparameters=CONFIG.hyperparameters), env))
-    env.close()
-    # In every state, not only on average.
-    assert np.abs(shaped - np.array(start)).max() < 0.02
-    assert np.abs(uniform - 0.2).max() < 0.02
-
-
 def test_phases_train_on_several_envs(views, difficulties, tmp_path):
     config = replace(CONFIG, n_envs=4, phase1_timesteps=2 * 4 * 128)
 
@@ -289,36 +242,6 @@ def test_a_finished_phase_is_not_trained_again(trained, views, difficulties):
     assert after == before
 
 
-def total_reward(model, view) -> float:
-    """One deterministic episode of ``model`` on ``view``, played here by hand."""
-    env = MarketAgnosticKalshiEnv(view)
-    obs, _ = env.reset(seed=0)
-    total, done = 0.0, False
-    while not done:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(int(action))
-        total += reward
-        done = terminated or truncated
-    return total
-
-
-@pytest.mark.parametrize("fraction", [0.4, 0.2])
-def test_struggle_weights_go_to_the_views_the_model_does_worst_on(views, fraction):
-    # Tiny-budget models may hold everywhere (all tied at 0); an untrained model trades,
-    # and loses a different amount on each view.
-    model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=1, device="cpu")
-    rewards = np.array([total_reward(model, view) for view in views])
-    assert rewards.min() < rewards.max(), "the views must not all tie"
-    config = profile("demo", struggle_fraction=fraction, struggle_weight=3.0)
-
-    weights = struggle_weights(model, views, config)
-
-    struggling = weights > 0
-    assert struggling.sum() == max(1, int(len(views) * fraction))  # the share, rounded down
-    assert set(weights[struggling]) == {3.0}
-    assert rewards[struggling].max() <= rewards[~struggling].min()
-
-
 def test_a_checkpoint_holds_the_update_of_the_rollout_before_it(trained):
     """Resuming from the last checkpoint must not lose a rollout's worth of learning."""
     out, _ = trained
@@ -341,12 +264,6 @@ def test_rollouts_aligned_with_stage_switches_still_log_every_stage(views, diffi
 
     stages = [value for _, value in sorted(scalars(tmp_path / "phase2")["curriculum/stage"])]
     assert stages[0] == 0 and stages == sorted(stages)
-
-
-def test_no_struggle_fraction_gives_no_extra_weight(views):
-    model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=0, device="cpu")
-    weights = struggle_weights(model, views, profile("demo", struggle_fraction=0.0))
-    assert not weights.any()
 
 
 def test_a_phase_reports_its_progress_from_start_to_end(views, difficulties, tmp_path):

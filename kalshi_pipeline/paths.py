@@ -4,9 +4,9 @@
 ``sessions/`` and models and reports in ``artifacts/``. ``KALSHI_COLLECTOR_URL``, when set,
 makes the collector's Postgres the session source. Settings of one concern live beside it:
 the collector's timeouts (``KALSHI_COLLECTOR_CONNECT_TIMEOUT_S``,
-``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``) in :mod:`kalshi_pipeline.sources.postgres`, the
-ingest retry delay (``KALSHI_SOURCE_RETRY_DELAY_SECONDS``) in
-:mod:`kalshi_pipeline.defs.resources`.
+``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``) in
+:mod:`kalshi_pipeline.sources.collector_connection`, the ingest retry delay
+(``KALSHI_SOURCE_RETRY_DELAY_SECONDS``) in :mod:`kalshi_pipeline.defs.resources`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from kalshi_pipeline.sources.postgres import collector_ddl
+from kalshi_pipeline.sources.collector_writer import collector_ddl
 
 # The server the tests use; pointing it elsewhere (a closed port) shows which tests need it.
 SERVER_ENV = "KALSHI_TEST_POSTGRES"

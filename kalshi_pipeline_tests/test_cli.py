@@ -29,7 +29,7 @@ from kalshi_pipeline.pipeline_config import (
     TuningChoice,
 )
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
-from kalshi_pipeline.sources.postgres import (
+from kalshi_pipeline.sources.collector_connection import (
     ConnectionSettings,
     SourceTimeout,
     SourceUnavailable,

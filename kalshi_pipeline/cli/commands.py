@@ -158,11 +158,8 @@ def generate(
     else:
         import psycopg2
 
-        from kalshi_pipeline.sources.postgres import (
-            collector_ddl,
-            connect,
-            write_collector_session,
-        )
+        from kalshi_pipeline.sources.collector_connection import connect
+        from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 
         # The source's connection: bounded by its timeouts, errors without the password.
         with closing(connect(postgres_url, doing="writing sessions", readonly=False)) as conn:

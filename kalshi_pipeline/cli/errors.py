@@ -5,7 +5,7 @@ never by its text. An expected failure (:class:`CommandError`, the collector sou
 errors, a database or operating-system error, an error our own code raises on bad input)
 exits 1, or 2 for a URL libpq cannot parse; anything else is ``unexpected`` and points to
 ``--debug``. No line shows a database password: the collector source's own errors
-(:class:`~kalshi_pipeline.sources.postgres.SourceUnavailable` and its subclasses) name
+(:class:`~kalshi_pipeline.sources.collector_connection.SourceUnavailable` and its subclasses) name
 host, port and database only, what was being done and the driver's reason, and are shown
 with what to do added by kind and SQLSTATE; a raw driver error is named by host, port and
 database and its SQLSTATE's condition name, never by its text (libpq may quote the URL);
@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV
-from kalshi_pipeline.sources.postgres import (
+from kalshi_pipeline.sources.collector_connection import (
     CONNECT_TIMEOUT_ENV,
     STATEMENT_TIMEOUT_ENV,
     SourceMisconfigured,

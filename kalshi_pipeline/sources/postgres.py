@@ -1,4 +1,4 @@
-"""Reading the collector's Postgres tables (and writing them, for the simulator and tests).
+"""Reading the collector's Postgres tables into raw sessions, a batch of rows at a time.
 
 :class:`PostgresSessionSource` reads ``rl_orderbook_sessions``, ``rl_orderbook_snapshots``
 and ``rl_orderbook_deltas`` exactly as the collector writes them (``docs/data-model.md``).
@@ -8,12 +8,11 @@ held once, as Arrow columns, never also as a list of Python rows. JSONB price ma
 fetched as text and decoded by :func:`~kalshi_pipeline.sources.raw.snapshot_table`, so a
 malformed map marks its row instead of failing the whole session.
 
-Every wait is bounded and every database error comes out as :class:`SourceUnavailable`
-(or a subclass) with the credentials redacted: see
-:mod:`~kalshi_pipeline.sources.collector_connection`. Writing sessions into the
-collector's tables (for ``generate --postgres`` and tests) is
-:mod:`~kalshi_pipeline.sources.collector_writer`; both are re-exported here, the public
-entry for the collector's database.
+Every wait is bounded and every database error comes out as
+:class:`~kalshi_pipeline.sources.collector_connection.SourceUnavailable` (or a subclass)
+with the credentials redacted: see :mod:`~kalshi_pipeline.sources.collector_connection`
+(the connection, its timeouts and errors). Writing sessions into the collector's tables
+(for ``generate --postgres`` and tests) is :mod:`~kalshi_pipeline.sources.collector_writer`.
 """
 
 from __future__ import annotations
@@ -28,16 +27,10 @@ import psycopg2.extensions
 import pyarrow as pa
 
 from kalshi_pipeline.sources.collector_connection import (
-    CONNECT_TIMEOUT_ENV,
-    STATEMENT_TIMEOUT_ENV,
     ConnectionSettings,
-    SourceMisconfigured,
-    SourceTimeout,
-    SourceUnavailable,
     connect,
     source_error,
 )
-from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 from kalshi_pipeline.sources.raw import (
     DELTA_SCHEMA,
     SNAPSHOT_SCHEMA,
@@ -48,20 +41,7 @@ from kalshi_pipeline.sources.raw import (
     snapshot_table,
 )
 
-__all__ = [
-    "CONNECT_TIMEOUT_ENV",
-    "STATEMENT_TIMEOUT_ENV",
-    "CollectorSession",
-    "ConnectionSettings",
-    "PostgresSessionSource",
-    "SourceMisconfigured",
-    "SourceTimeout",
-    "SourceUnavailable",
-    "collector_ddl",
-    "connect",
-    "source_error",
-    "write_collector_session",
-]
+__all__ = ["CollectorSession", "PostgresSessionSource"]
 
 T = TypeVar("T")
 
@@ -88,8 +68,9 @@ class PostgresSessionSource:
     """Sessions from the collector's database at ``url`` (a libpq URL or DSN).
 
     ``settings`` bounds every wait (default: :meth:`ConnectionSettings.from_env`). Any
-    database error comes out as :class:`SourceUnavailable` or a subclass, naming what was
-    being read, with the credentials redacted.
+    database error comes out as
+    :class:`~kalshi_pipeline.sources.collector_connection.SourceUnavailable` or a subclass,
+    naming what was being read, with the credentials redacted.
     """
 
     def __init__(

@@ -35,7 +35,7 @@ from kalshi_pipeline.paths import (
     hyperparameters_file,
     tuning_dir,
 )
-from kalshi_pipeline.sources.postgres import write_collector_session
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.training.config import read_hyperparameters
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.training.tuning import Study

@@ -35,7 +35,7 @@ from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch
 from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor, retrain_sensor
 from kalshi_pipeline.market.views import view_descriptions
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
-from kalshi_pipeline.sources.postgres import write_collector_session
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.simulator import SimulatorConfig
 from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 

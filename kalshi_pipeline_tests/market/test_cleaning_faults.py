@@ -26,7 +26,7 @@ from kalshi_pipeline.market.difficulty import score_views
 from kalshi_pipeline.market.features import FEATURE_NAMES
 from kalshi_pipeline.market.views import STEP_ARRAYS, build_market_views
 from kalshi_pipeline.sources import PostgresSessionSource
-from kalshi_pipeline.sources.postgres import collector_ddl, write_collector_session
+from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot

@@ -43,12 +43,8 @@ from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.paths import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
-from kalshi_pipeline.sources.simulator import (
-    DEMO_SEED,
-    DEMO_SESSIONS,
-    DEMO_SIMULATOR,
-    simulate_sessions,
-)
+from kalshi_pipeline.sources.simulator import simulate_sessions
+from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, DEMO_SIMULATOR
 
 # The instance settings a new local instance gets (package data; the repository root's
 # dagster.yaml is the same file, for users who copy it into their DAGSTER_HOME).

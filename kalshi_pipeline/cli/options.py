@@ -28,7 +28,7 @@ from kalshi_pipeline.pipeline_config import (
     TrainingChoice,
     TuningChoice,
 )
-from kalshi_pipeline.sources.simulator import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
+from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
 from kalshi_pipeline.workflow import PHASES
 
 COMMANDS = ("generate", "train", "tune", "demo", "models")

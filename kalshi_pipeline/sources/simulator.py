@@ -67,30 +67,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kalshi_pipeline.sources.raw import RawSession
-from kalshi_pipeline.sources.simulated_market import (
-    MarketTraits,
-    SimulatedMarketKind,
-    simulate_market,
-)
+from kalshi_pipeline.sources.simulated_market import MarketTraits, simulate_market
 from kalshi_pipeline.sources.simulated_session import assemble_session
-from kalshi_pipeline.sources.simulator_config import (
-    DEMO_SEED,
-    DEMO_SESSIONS,
-    DEMO_SIMULATOR,
-    SimulatorConfig,
-)
+from kalshi_pipeline.sources.simulator_config import SimulatorConfig
 
-__all__ = [
-    "DEMO_SEED",
-    "DEMO_SESSIONS",
-    "DEMO_SIMULATOR",
-    "MarketTraits",
-    "SimulatedMarketKind",
-    "SimulatorConfig",
-    "simulate_session",
-    "simulate_sessions",
-    "ticker_pool",
-]
+# SimulatorConfig is public here too: docs/contracts.md names it beside simulate_session.
+__all__ = ["SimulatorConfig", "simulate_session", "simulate_sessions", "ticker_pool"]
 
 _BASE_TIME = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 

@@ -100,7 +100,7 @@ def test_the_readme_stands_alone_every_link_inside_the_repository():
 
 FAULTY = f"""\
 Phased PPO training. See `../shared/DESIGN.md` for the whole plan, and
-[the cleaning](kalshi_pipeline/market/no_such_module.py), [views](kalshi_pipeline/market/views.py).
+[the cleaning](kalshi_pipeline/market/no_such_module.py), [views](kalshi_pipeline/market/views/).
 
 The layout's name and version (`{FEATURE_LAYOUT}`, version {FEATURE_LAYOUT_VERSION - 1}) are
 stored with every view; `{FEATURE_LAYOUT}0` was another.

@@ -1,7 +1,7 @@
 """MarketSessionView: the views of hand-made sessions, their statistics, and Parquet.
 
-Every statistic of the docstring of ``views.py`` is checked on a small session whose
-value is computed by hand in the comments; the Parquet round trip is checked field by
+Every statistic of the docstring of ``market/views/statistics.py`` is checked on a small
+session whose value is computed by hand in the comments; the Parquet round trip is checked field by
 field (values and dtypes) on simulated sessions and on a hand-made one with an empty side.
 """
 

@@ -54,6 +54,7 @@ from kalshi_pipeline.training.fingerprint import check_fingerprint, training_fin
 from kalshi_pipeline.training.jobs import PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.promotion import Decision
+from kalshi_pipeline.training.registry import Registry
 from kalshi_pipeline.training.report import write_report
 
 PHASES = (1, 2, 3)
@@ -172,14 +173,11 @@ def train_candidate(
     on_progress: Callable[[str], None] | None = None,
 ) -> PhaseResult:
     """One seed candidate of a phase (:func:`phase_candidates`); then
-    :func:`select_candidate` over all of them."""
+    :func:`kalshi_pipeline.training.candidates.select_candidate` over all of them."""
     return candidates.train_candidate(
         seed, phase, views, split.difficulties(views), training, out_dir, parent, validation,
         on_progress,
     )  # fmt: skip
-
-
-select_candidate = candidates.select_candidate
 
 
 def evaluate(
@@ -391,6 +389,4 @@ def promote(
     else refused; either way recorded in the model history at ``registry``
     (:mod:`kalshi_pipeline.training.promotion`). Raises ``PromotionError`` if the
     comparison cannot run (no holdout view, a model that does not load)."""
-    return promotion.promote(
-        promotion.Registry(registry), model_path, holdout, profile=profile, run=run
-    )
+    return promotion.promote(Registry(registry), model_path, holdout, profile=profile, run=run)

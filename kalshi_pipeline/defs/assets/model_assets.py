@@ -24,6 +24,7 @@ from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, split_views
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
+from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.report import PLOTS
@@ -32,7 +33,6 @@ from kalshi_pipeline.workflow import (
     evaluate,
     phase_candidates,
     progress_files,
-    select_candidate,
     select_views,
     train_candidate,
     views_for,

@@ -28,6 +28,7 @@ from kalshi_pipeline.training.callbacks import (
     write_json_atomically,
 )
 from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.evaluation import model_policy, rollout
 from kalshi_pipeline.training.fingerprint import (
     FINGERPRINT_FILE,
     Fingerprint,
@@ -153,8 +154,6 @@ def struggle_weights(
     model: BaseAlgorithm, views: Sequence[MarketSessionView], config: TrainingConfig
 ) -> np.ndarray:
     """Extra sampling weight for the ``struggle_fraction`` of views the model does worst on."""
-    from kalshi_pipeline.training.evaluation import model_policy, rollout
-
     rewards = np.array(
         [rollout(model_policy(model), view, config.env).total_reward for view in views]
     )

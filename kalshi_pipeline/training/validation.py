@@ -22,6 +22,12 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.training.callbacks import read_csv_rows, write_json_atomically
+from kalshi_pipeline.training.evaluation import (
+    bootstrap_interval,
+    hold_policy,
+    model_policy,
+    rollout,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,8 +145,6 @@ class ValidationCallback(BaseCallback):
         self._last_row = -1
 
     def _on_training_start(self) -> None:
-        from kalshi_pipeline.training.evaluation import hold_policy, rollout
-
         self.hold = np.array(
             [rollout(hold_policy(), view, self.env_config).total_reward for view in self.views]
         )
@@ -170,8 +174,6 @@ class ValidationCallback(BaseCallback):
 
     def scores(self) -> ValidationScore:
         """The model's score, ``low``, ``high`` and ``share`` on the validation markets."""
-        from kalshi_pipeline.training.evaluation import bootstrap_interval, model_policy, rollout
-
         policy = model_policy(self.model)
         model = np.array(
             [rollout(policy, view, self.env_config).total_reward for view in self.views]

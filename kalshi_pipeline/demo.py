@@ -37,6 +37,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from kalshi_pipeline.definitions import defs
 from kalshi_pipeline.defs.ingest_runs import ingest_states, run_ingest
 from kalshi_pipeline.defs.jobs import DEMO_RUN_CONFIG
 from kalshi_pipeline.defs.partitions import session_key, sessions
@@ -163,8 +164,6 @@ def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
     """The whole graph on the embedded default; returns the report's path."""
     os.environ[HOME_ENV] = str(home)
     instance = prepare_instance(home)
-    from kalshi_pipeline.definitions import defs
-
     definitions = defs()
     ingest_missing(home, instance, definitions)
     return train(instance, definitions, run_config or DEMO_RUN_CONFIG)

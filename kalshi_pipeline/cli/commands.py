@@ -18,6 +18,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import psycopg2
+
+from kalshi_pipeline import workflow
 from kalshi_pipeline.cli.errors import PERCENT_ENCODE, CommandError
 from kalshi_pipeline.cli.options import pipeline_config, tuning_choice
 from kalshi_pipeline.paths import (
@@ -27,9 +30,13 @@ from kalshi_pipeline.paths import (
     sessions_dir,
     tuning_dir,
 )
+from kalshi_pipeline.sources.collector_connection import connect
+from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.training.registry import Registry, registry_path
+from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
 
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
 
@@ -64,8 +71,6 @@ def say(line: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from kalshi_pipeline.workflow import run
-
     config = pipeline_config(args)
     config.training_config()  # a bad --hyperparams file is reported before any work
     if args.out.exists() and not args.out.is_dir():
@@ -73,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
     store = existing_store(getattr(args, "store", None) or sessions_dir(pipeline_home(None)))
     # One line per phase and seed candidate every few seconds: a progress bar per
     # candidate process would garble the terminal.
-    report = run(store, args.out, config, phases=args.phases, on_progress=say)
+    report = workflow.run(store, args.out, config, phases=args.phases, on_progress=say)
     print(f"models: {args.out / 'models'}")
     if report is not None:
         print(f"report: {report}")
@@ -81,16 +86,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from kalshi_pipeline.workflow import describe_split, load_split, tune
-
     home = pipeline_home(args.home)
     choice = tuning_choice(args)
     base = pipeline_config(args, with_training=False)
     out = getattr(args, "out", None) or hyperparameters_file(home, choice.study)
     store = existing_store(getattr(args, "store", None) or sessions_dir(home))
-    split, session_views = load_split(store, choice.pipeline(base))
-    say(describe_split(split))
-    result = tune(
+    split, session_views = workflow.load_split(store, choice.pipeline(base))
+    say(workflow.describe_split(split))
+    result = workflow.tune(
         split, session_views, choice.pipeline(base), choice,
         tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out, say,
         sampler_seed=getattr(args, "sampler_seed", None),
@@ -156,11 +159,6 @@ def generate(
             events += session.num_events
         where = str(out)
     else:
-        import psycopg2
-
-        from kalshi_pipeline.sources.collector_connection import connect
-        from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
-
         # The source's connection: bounded by its timeouts, errors without the password.
         with closing(connect(postgres_url, doing="writing sessions", readonly=False)) as conn:
             with conn.cursor() as cur:
@@ -186,9 +184,6 @@ def generate(
 def show_models(home: Path | None) -> int:
     """The champion, then every candidate's record (the champion's first, then newest
     first), from the home's model history (:mod:`kalshi_pipeline.training.registry`)."""
-    from kalshi_pipeline.training.registry import Registry, registry_path
-    from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
-
     path = registry_path(artifacts_dir(pipeline_home(home)))
     records = Registry(path).read()
     if not records:
@@ -210,6 +205,7 @@ def show_models(home: Path | None) -> int:
 
 
 def run_demo(home: Path) -> int:
+    # Only the demo needs Dagster (most of a second to import): the other commands skip it.
     from kalshi_pipeline.demo import run_demo as run_pipeline
 
     run_pipeline(home)

@@ -455,7 +455,7 @@ def test_train_refuses_an_out_directory_trained_on_another_store(tmp_path, capsy
         args = ["--sessions", "1", "--markets", "8", "--seed", str(seed)]
         assert main(["generate", "--out", str(tmp_path / name), *args]) == 0
     out = tmp_path / "out"
-    train = ["train", "--out", str(out), "--timesteps", "256", "--phases"]
+    train = ["train", "--out", str(out), "--timesteps", "256", "--candidates", "1", "--phases"]
     assert main([*train, "1", "--store", str(tmp_path / "a")]) == 0
     capsys.readouterr()
     before = files_and_bytes(out)

@@ -261,10 +261,14 @@ class MarketAgnosticKalshiEnv(gym.Env):
         action = int(action)
         t = self._t
         portfolio = self._portfolio
-        filled, fees = self._trade(action, t) if action != HOLD else (0, 0)
         if action == HOLD:
+            filled = fees = 0
             portfolio.last_order = NO_ORDER
+        else:
+            filled, fees = self._trade(action, t)
         terminated = t + 1 >= self._length
+        # The action met step t's book; the portfolio is valued at the next step's (or at
+        # the last one's after the last action), and the reward is its change in dollars.
         self._t = now = t if terminated else t + 1
         change = portfolio.revalue(portfolio.value_at(self._yes_bid[now], self._no_bid[now]))
         reward = change / 100 * self.config.reward_scale

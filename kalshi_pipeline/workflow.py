@@ -56,6 +56,7 @@ from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.registry import Registry
 from kalshi_pipeline.training.report import write_report
+from kalshi_pipeline.training.tuning_result import TuningResult
 
 PHASES = (1, 2, 3)
 
@@ -316,7 +317,7 @@ def tune(
     pruner=None,
     *,
     sampler_seed: int | None = None,
-) -> dict:
+) -> TuningResult:
     """Run ``choice.trials`` trials on the training views, scored on the validation views
     (never the holdout), and write the best as a hyperparameter file: its contents.
     ``home_storage`` is the journal file used when ``choice.storage`` is unset;
@@ -366,7 +367,7 @@ def tuning_study(
 
 def tuning_result(
     config: PipelineConfig, choice: TuningChoice, home_storage: Path, out_file: Path
-) -> dict:
+) -> TuningResult:
     """The best trial of the study so far, written as a hyperparameter file: its contents."""
     study = tuning_study(choice, home_storage)
     return tuning.write_result(

@@ -98,18 +98,18 @@ def run_tune(args: argparse.Namespace) -> int:
         tuning_dir(home) / "studies.journal", tuning_dir(home) / choice.study, out, say,
         sampler_seed=getattr(args, "sampler_seed", None),
     )  # fmt: skip
-    best, study = result["best"], result["study"]
-    low, high = best["ci95"]
+    best, study = result.best, result.study
+    low, high = best.ci95
     print(
-        f"study {study['name']} ({study['storage']}): {study['complete']} complete and "
-        f"{study['pruned']} pruned of {study['trials']} trials; best: trial {best['trial']}, "
-        f"model - HOLD on validation {best['model_minus_hold']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        f"study {study.name} ({study.storage}): {study.complete} complete and "
+        f"{study.pruned} pruned of {study.trials} trials; best: trial {best.trial}, "
+        f"model - HOLD on validation {best.model_minus_hold:+.3f} [{low:+.3f}, {high:+.3f}]"
     )
-    if (as_set := result["profile_as_set"]) is not None:
-        low, high = as_set["ci95"]
+    if (as_set := result.profile_as_set) is not None:
+        low, high = as_set.ci95
         print(
-            f"the {study['profile']} profile as set: trial {as_set['trial']}, model - HOLD on "
-            f"validation {as_set['model_minus_hold']:+.3f} [{low:+.3f}, {high:+.3f}]"
+            f"the {study.profile} profile as set: trial {as_set.trial}, model - HOLD on "
+            f"validation {as_set.model_minus_hold:+.3f} [{low:+.3f}, {high:+.3f}]"
         )
     print(f"hyperparameters: {out}  (kalshi-pipeline train --hyperparams {out})")
     return 0

@@ -48,7 +48,8 @@ the validation views. The holdout is never read.
   given the same storage and study name share the study: each runs its own trials, the
   sampler sees them all.
 
-The result is a hyperparameter file (:func:`write_result`): the best trial's
+The result is a hyperparameter file (:func:`write_result`, the JSON of a
+:class:`~kalshi_pipeline.training.tuning_result.TuningResult`): the best trial's
 :class:`~kalshi_pipeline.training.config.AlgorithmConfig` with the study's figures, which
 ``kalshi-pipeline train --hyperparams FILE`` and the Dagster training config read
 (:func:`~kalshi_pipeline.training.config.read_hyperparameters`).
@@ -61,7 +62,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -77,12 +78,12 @@ from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
 from kalshi_pipeline.training.jobs import TrainingStopped
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase
+from kalshi_pipeline.training.tuning_result import ScoredTrial, StudySummary, TuningResult
 from kalshi_pipeline.training.validation import ValidationScore
 
 log = logging.getLogger(__name__)
 NET_ARCHS = {"32x32": (32, 32), "64x64": (64, 64), "128x128": (128, 128), "64x64x64": (64,) * 3}
 _BUY, _SELL = 0.42, 0.08  # of the non-HOLD probability, per BUY and per SELL action
-HYPERPARAMETERS_FORMAT = 1
 
 
 # The search space: a (low, high) range is searched as a float (log scale for the learning
@@ -332,16 +333,17 @@ def pruning_step(config: TrainingConfig, phase: int, timesteps: int) -> int:
     return earlier + (budget if timesteps >= budget else timesteps // every * every)
 
 
-def scored_trial(trial: optuna.trial.FrozenTrial) -> dict:
+def scored_trial(trial: optuna.trial.FrozenTrial) -> ScoredTrial:
     """A complete trial's number, objective, validation figures and parameters."""
-    return {
-        "trial": trial.number,
-        "objective": trial.value,
-        "model_minus_hold": trial.user_attrs.get("model_minus_hold"),
-        "ci95": trial.user_attrs.get("ci95"),
-        "share_above_hold": trial.user_attrs.get("share_above_hold"),
-        "params": trial.params,
-    }
+    ci95 = trial.user_attrs.get("ci95")
+    return ScoredTrial(
+        trial=trial.number,
+        objective=trial.value,
+        model_minus_hold=trial.user_attrs.get("model_minus_hold"),
+        ci95=None if ci95 is None else (ci95[0], ci95[1]),
+        share_above_hold=trial.user_attrs.get("share_above_hold"),
+        params=trial.params,
+    )
 
 
 def write_result(
@@ -351,7 +353,7 @@ def write_result(
     where: Study,
     *,
     profile: str,
-) -> dict:
+) -> TuningResult:
     """The best trial as a hyperparameter file at ``path`` (JSON): its
     :class:`AlgorithmConfig`, its objective and validation figures, and the study's."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -361,24 +363,21 @@ def write_result(
     as_set = [t for t in complete if t.user_attrs.get("profile")]
     if as_set and as_set[0].value >= best.value:  # a tie keeps the hand-set values
         best = as_set[0]
-    chosen = hyperparameters(best, config.hyperparameters)
-    result = {
-        "format": HYPERPARAMETERS_FORMAT,
-        "hyperparameters": asdict(chosen),
-        "objective": "lower end of the 95% BCa interval of model - HOLD on validation markets",
-        "best": scored_trial(best),
+    result = TuningResult(
+        hyperparameters=hyperparameters(best, config.hyperparameters),
+        best=scored_trial(best),
         # The profile's own hyperparameters, scored as the study's first trial.
-        "profile_as_set": scored_trial(as_set[0]) if as_set else None,
-        "study": {
-            "name": study.study_name,
-            "storage": where.shown(),
-            "trials": len(study.trials),
-            "complete": len(complete),
-            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
-            "profile": profile,
-            "timesteps_per_phase": [config.phase_timesteps(p) for p in (1, 2, 3)],
-        },
-    }
+        profile_as_set=scored_trial(as_set[0]) if as_set else None,
+        study=StudySummary(
+            name=study.study_name,
+            storage=where.shown(),
+            trials=len(study.trials),
+            complete=len(complete),
+            pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+            profile=profile,
+            timesteps_per_phase=tuple(config.phase_timesteps(p) for p in (1, 2, 3)),
+        ),
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(Path(path), result)
+    write_json_atomically(Path(path), result.to_json())
     return result

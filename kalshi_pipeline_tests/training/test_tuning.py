@@ -41,6 +41,7 @@ from kalshi_pipeline.training.tuning import (
     suggest,
     write_result,
 )
+from kalshi_pipeline.training.tuning_result import TuningResult
 from kalshi_pipeline.workflow import (
     load_split,
     run,
@@ -60,7 +61,9 @@ def store(tmp_path_factory):
     return store
 
 
-def small_study(store, where: Path, trials=3, seed=0, **options) -> tuple[dict, optuna.Study]:
+def small_study(
+    store, where: Path, trials=3, seed=0, **options
+) -> tuple[TuningResult, optuna.Study]:
     choice = TuningChoice(study="small", trials=trials, seed=seed, **TINY)
     config = choice.pipeline(PipelineConfig(split=SPLIT))
     split, session_views = load_split(store, config)
@@ -79,7 +82,7 @@ def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     assert len(study.trials) == 3
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     best = study.best_trial
-    assert result["best"]["trial"] == best.number and result["best"]["objective"] == best.value
+    assert result.best.trial == best.number and result.best.objective == best.value
     # The objective is the lower end of the validation interval of model minus HOLD, not
     # its mean (they differ for the trial that trades).
     traded = study.trials[1]
@@ -91,19 +94,19 @@ def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     # The first trial is the profile as set, and the file scores it beside the best.
     first, *searched = study.trials
     assert first.params == base_params(base) and first.user_attrs["profile"]
-    assert result["profile_as_set"]["trial"] == first.number
+    assert result.profile_as_set.trial == first.number
     # At this budget the others never trade and tie at 0 above the loser; the first best is
     # the profile: the file is the profile exactly (its parameters give the action
     # probabilities rounded).
     assert traded.value < 0 == first.value == study.trials[2].value
     assert best.number == first.number and written == base
-    assert result["profile_as_set"]["objective"] == first.value <= best.value
+    assert result.profile_as_set.objective == first.value <= best.value
     assert all(t.params != first.params for t in searched)  # the search moved away from it
     # Each validation of each phase was reported for pruning, at cumulative timesteps.
     assert sorted(best.intermediate_values) == [1024, 2048, 3072]
     # A second run adds trials to the same study.
     again, study = small_study(store, tmp_path, trials=1, seed=9)
-    assert len(study.trials) == again["study"]["trials"] == 4
+    assert len(study.trials) == again.study.trials == 4
 
 
 def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
@@ -121,13 +124,13 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
     study.optimize(objective, n_trials=2)  # the profile ties the earlier trial 0
     where = Study("ties", str(tmp_path / "j"), 0)
     result = write_result(study, base, tmp_path / "a.json", where, profile="demo")
-    assert study.best_trial.number == 0 and result["best"]["trial"] == 1
+    assert study.best_trial.number == 0 and result.best.trial == 1
     assert read_hyperparameters(tmp_path / "a.json") == base.hyperparameters  # exactly
 
     study.optimize(objective, n_trials=1)  # a searched trial above the profile
     result = write_result(study, base, tmp_path / "b.json", where, profile="demo")
     best = study.trials[2]
-    assert result["best"]["trial"] == 2 and result["profile_as_set"]["trial"] == 1
+    assert result.best.trial == 2 and result.profile_as_set.trial == 1
     written = read_hyperparameters(tmp_path / "b.json")
     assert written == suggest(optuna.trial.FixedTrial(best.params), base.hyperparameters)
 

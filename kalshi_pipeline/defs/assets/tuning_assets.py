@@ -83,23 +83,24 @@ def tuning_result_file(
     choice = config.to_domain()
     out = hyperparameters_file(pipeline.home_path, choice.study)
     result = tuning_result(choice.pipeline(), choice, _journal(pipeline), out)
-    best, study, as_set = result["best"], result["study"], result["profile_as_set"]
-    compared = {} if as_set is None else {"profile_as_set_objective": as_set["objective"]}
+    best, study, as_set = result.best, result.study, result.profile_as_set
+    compared = {} if as_set is None else {"profile_as_set_objective": as_set.objective}
+    best_json = best.to_json()
     context.add_output_metadata(
         compared
         | {
             "hyperparameters_file": dg.MetadataValue.path(str(out)),
-            "objective": best["objective"],
-            "model_minus_hold": best["model_minus_hold"],
-            "ci95": dg.MetadataValue.json(best["ci95"]),
-            "best_trial": best["trial"],
-            "params": dg.MetadataValue.json(best["params"]),
-            "hyperparameters": dg.MetadataValue.json(result["hyperparameters"]),
-            "trials": study["trials"],
+            "objective": best.objective,
+            "model_minus_hold": best.model_minus_hold,
+            "ci95": dg.MetadataValue.json(best_json["ci95"]),
+            "best_trial": best.trial,
+            "params": dg.MetadataValue.json(best_json["params"]),
+            "hyperparameters": dg.MetadataValue.json(result.hyperparameters.to_json()),
+            "trials": study.trials,
             "trials_this_run": len(trials),
-            "complete": study["complete"],
-            "pruned": study["pruned"],
-            "storage": study["storage"],
+            "complete": study.complete,
+            "pruned": study.pruned,
+            "storage": study.storage,
         }
     )
     return str(out)

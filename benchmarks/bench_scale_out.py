@@ -44,7 +44,7 @@ SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 def timed_run(instance, candidates: int, timesteps: int) -> float:
-    settings = {"profile": "demo", "timesteps_per_phase": timesteps, "candidates": candidates}
+    settings = {"profile": "smoke", "timesteps_per_phase": timesteps, "candidates": candidates}
     started = time.perf_counter()
     with dg.execute_job(
         dg.reconstructable(train_and_evaluate), instance,

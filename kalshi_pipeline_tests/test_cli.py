@@ -139,10 +139,10 @@ def test_the_split_flags_reach_the_split_config():
 
 def test_the_validation_interval_flag_reaches_the_training_config():
     def resolved(*flags):
-        args = build_parser().parse_args(["train", "--out", "o", "--profile", "demo", *flags])
+        args = build_parser().parse_args(["train", "--out", "o", "--profile", "smoke", *flags])
         return pipeline_config(args).training_config()
 
-    assert resolved().validate_every == PROFILES["demo"].validate_every
+    assert resolved().validate_every == PROFILES["smoke"].validate_every
     assert resolved("--validate-every", "2048").validate_every == 2048
 
 
@@ -167,7 +167,7 @@ def test_every_config_field_is_an_option_with_its_default_in_train_help(capsys, 
 
 def test_every_flag_reaches_its_field():
     train = ["train", "--out", "o", "--min-episode-length", "7", "--min-coverage", "0.3",
-             "--min-data-quality", "0.6", "--profile", "demo", "--timesteps", "512",
+             "--min-data-quality", "0.6", "--profile", "smoke", "--timesteps", "512",
              "--algorithm", "a2c", "--seed", "5", "--learning-rate", "0.001", "--gamma", "0.9",
              "--n-envs", "2", "--net-arch", "32", "16", "--checkpoint-every", "256",
              "--validate-every", "0", "--candidates", "2", "--hyperparams", "h.json"]  # fmt: skip
@@ -176,16 +176,16 @@ def test_every_flag_reaches_its_field():
     assert config == PipelineConfig(
         filters=FilterConfig(min_episode_length=7, min_coverage=0.3, min_data_quality=0.6),
         training=TrainingChoice(
-            profile="demo", timesteps_per_phase=512, algorithm="a2c", seed=5,
+            profile="smoke", timesteps_per_phase=512, algorithm="a2c", seed=5,
             learning_rate=0.001, gamma=0.9, n_envs=2, net_arch=(32, 16),
             checkpoint_every=256, validate_every=0, candidates=2, hyperparams="h.json",
         ),
     )  # fmt: skip
     assert pipeline_config(build_parser().parse_args(["train", "--out", "o"])) == (PipelineConfig())
     tune = ["tune", "--trials", "3", "--storage", "sqlite:///s", "--study", "s",
-            "--profile", "demo", "--timesteps", "64", "--seed", "2"]  # fmt: skip
+            "--profile", "smoke", "--timesteps", "64", "--seed", "2"]  # fmt: skip
     assert tuning_choice(build_parser().parse_args(tune)) == TuningChoice(
-        study="s", trials=3, storage="sqlite:///s", profile="demo", timesteps_per_phase=64,
+        study="s", trials=3, storage="sqlite:///s", profile="smoke", timesteps_per_phase=64,
         seed=2,
     )  # fmt: skip
     assert tuning_choice(build_parser().parse_args(["tune"])) == TuningChoice()

@@ -23,7 +23,7 @@ from kalshi_pipeline.pipeline_config import (
 CHANGED = PipelineConfig(
     filters=FilterConfig(min_episode_length=20, min_coverage=0.2, min_data_quality=0.7),
     split=SplitConfig(holdout_fraction=0.3, salt="s", walk_forward_sessions=2),
-    training=TrainingChoice(profile="demo", seed=3, net_arch=(32, 16), hyperparams="h.json"),
+    training=TrainingChoice(profile="smoke", seed=3, net_arch=(32, 16), hyperparams="h.json"),
     env=EnvConfig(order_size=5),
 )
 

@@ -71,8 +71,9 @@ SplitSettings = config_of(
 TrainingSettings = config_of(
     TrainingChoice,
     "TrainingSettings",
-    'A training profile ("default" learns, "plan" is the plan\'s PPO, "demo" is quick) and '
-    "what is changed from it: timesteps, algorithm, seed, learning rate, gamma, n_envs, "
+    'A training profile ("default" learns, "plan" is the plan\'s PPO, "demo" is the demo\'s, '
+    '"smoke" is quick) and what is changed from it: timesteps, algorithm, seed, learning '
+    "rate, gamma, n_envs, "
     "net_arch, checkpoints, validations (unset: the profile's).",
 )
 

@@ -4,8 +4,9 @@
 learning_rate 3e-4, n_steps 2048, batch_size 64, n_epochs 10, gamma 0.99, gae_lambda
 0.95, clip_range 0.2). ``PROFILES["default"]`` is what learns on our markets: the plan
 with ``_LEARNING``'s hyperparameters and eight envs (why, and what else was tried:
-docs/learning.md); ``PROFILES["demo"]`` runs all three phases in a minute or two on two
-CPU cores. A config travels as JSON (``to_json``/``from_json``: tuples as lists) in
+docs/learning.md); ``PROFILES["demo"]`` is ``default`` on the budget of the demo (a few
+minutes on two CPU cores) and ``PROFILES["smoke"]`` runs all three phases in about a minute,
+for tests and quick tries. A config travels as JSON (``to_json``/``from_json``: tuples as lists) in
 lineages, fingerprints and the Dagster steps.
 """
 
@@ -131,18 +132,33 @@ _LEARNING = AlgorithmConfig(
     gamma=0.995,
     initial_action_probabilities=(0.95, 0.021, 0.004, 0.021, 0.004),
 )
+_DEFAULT = TrainingConfig(
+    hyperparameters=_LEARNING,
+    n_envs=8,
+    phase1_timesteps=409_600,  # 100 rollouts of 8 envs x 512 steps
+    phase2_timesteps=409_600,
+    phase3_timesteps=409_600,
+    checkpoint_every=40_960,
+    candidates=3,
+)
 PROFILES: dict[str, TrainingConfig] = {
     "plan": TrainingConfig(),
-    "default": TrainingConfig(
-        hyperparameters=_LEARNING,
-        n_envs=8,
-        phase1_timesteps=409_600,  # 100 rollouts of 8 envs x 512 steps
-        phase2_timesteps=409_600,
-        phase3_timesteps=409_600,
-        checkpoint_every=40_960,
-        candidates=3,
+    "default": _DEFAULT,
+    # What `kalshi-pipeline demo` trains: `default` with one seed and a budget of a few
+    # minutes on two cores, put first: phase 1 gets 50 rollouts of 8 envs, phases 2 and 3
+    # 12.5 each. Each phase starts from its parent's best checkpoint on validation, so a
+    # long first phase hands the later ones a model that already trades
+    # (docs/decisions/0010-a-demo-that-learns.md).
+    "demo": replace(
+        _DEFAULT,
+        phase1_timesteps=204_800,
+        phase2_timesteps=51_200,
+        phase3_timesteps=51_200,
+        candidates=1,
     ),
-    "demo": TrainingConfig(
+    # Small budgets, about a minute on two cores, for tests and quick tries: it does not
+    # learn (its models tie always-HOLD).
+    "smoke": TrainingConfig(
         hyperparameters=replace(_LEARNING, n_steps=256, n_epochs=4),
         n_envs=8,
         phase1_timesteps=20_480,

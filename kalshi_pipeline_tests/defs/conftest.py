@@ -4,7 +4,7 @@
 Parquet store of two closed simulated sessions (ten markets each); ``instance`` is a real
 (SQLite, temporary) Dagster instance. ``trained`` runs the whole graph once per test
 module (two sessions ingested, then ``train_and_evaluate`` with ``TINY_TRAINING``: the
-demo profile cut to one PPO rollout per phase) and is shared by that module's tests.
+smoke profile cut to one PPO rollout per phase) and is shared by that module's tests.
 
 A failing source read is retried by ``raw_sessions``'s retry policy; its delay is read
 when the assets are imported, so it is cut to a hundredth of a second here, before they
@@ -38,13 +38,13 @@ SMALL = SimulatorConfig(markets=MARKETS)
 # Every market of a session this size has far fewer than the 50 steps training needs.
 TOO_SHORT = SimulatorConfig(markets=4, median_events_per_market=8, events_sigma=0.2)
 
-# The demo profile collects PPO rollouts of n_steps on each of n_envs envs; one rollout per
+# The smoke profile collects PPO rollouts of n_steps on each of n_envs envs; one rollout per
 # phase is the least that trains (so the model's timestep count is exactly this).
-TINY_TIMESTEPS = PROFILES["demo"].hyperparameters.n_steps * PROFILES["demo"].n_envs
+TINY_TIMESTEPS = PROFILES["smoke"].hyperparameters.n_steps * PROFILES["smoke"].n_envs
 TRAINING_ASSETS = ("phase1_model", "phase2_model", "phase3_model", "evaluation_report")
 TINY_TRAINING = dg.RunConfig(
     ops={
-        name: TrainingSettings(profile="demo", timesteps_per_phase=TINY_TIMESTEPS)
+        name: TrainingSettings(profile="smoke", timesteps_per_phase=TINY_TIMESTEPS)
         for name in TRAINING_ASSETS
     }
 )

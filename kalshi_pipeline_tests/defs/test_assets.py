@@ -401,7 +401,7 @@ def test_the_collector_url_never_reaches_the_event_log(
 
 def test_tuning_runs_in_its_own_job_and_training_accepts_its_file(trained, definitions):
     settings = TuningSettings(
-        study="asset", trials=2, profile="demo", timesteps_per_phase=TINY_TIMESTEPS
+        study="asset", trials=2, profile="smoke", timesteps_per_phase=TINY_TIMESTEPS
     )
     result = definitions.resolve_job_def("tune_hyperparameters").execute_in_process(
         instance=trained.instance, run_config=dg.RunConfig(ops={"tuned_hyperparameters": settings})
@@ -422,6 +422,6 @@ def test_tuning_runs_in_its_own_job_and_training_accepts_its_file(trained, defin
     study = Study("asset", str(tuning_dir(trained.home) / "studies.journal"), 2).open()
     assert study.trials[0].params != study.trials[1].params
     # The training config takes the file, as the CLI's --hyperparams does.
-    training = TrainingSettings(profile="demo", hyperparams=str(path)).to_domain().resolve()
+    training = TrainingSettings(profile="smoke", hyperparams=str(path)).to_domain().resolve()
     assert training.hyperparameters == read_hyperparameters(path)
     assert json.loads(path.read_text())["study"]["name"] == "asset"

@@ -100,7 +100,7 @@ def ingested(deployment: dict) -> dg.DagsterInstance:
 def train_phase1(instance: dg.DagsterInstance, candidates: int, timesteps: int):
     """``train_and_evaluate`` up to ``phase1_model`` on the Celery executor: (success,
     events, the selected model's path)."""
-    settings = {"profile": "demo", "timesteps_per_phase": timesteps, "candidates": candidates}
+    settings = {"profile": "smoke", "timesteps_per_phase": timesteps, "candidates": candidates}
     run_config = {
         "ops": {
             "train_holdout_split": {"config": {"validation_fraction": 0.4}},
@@ -148,7 +148,7 @@ def tune(instance: dg.DagsterInstance, storage: str, trials: int):
     """The ``tune_hyperparameters`` job on the Celery executor, its study in ``storage``:
     (success, failures, events)."""
     settings = {
-        "study": "celery", "trials": trials, "profile": "demo",
+        "study": "celery", "trials": trials, "profile": "smoke",
         "timesteps_per_phase": TINY_TIMESTEPS, "storage": storage,
     }  # fmt: skip
     run_config = {"ops": {"tuned_hyperparameters": {"config": settings}}}

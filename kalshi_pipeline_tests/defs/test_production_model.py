@@ -84,7 +84,7 @@ def test_the_graph_ends_with_the_decision_and_a_refusal_warns(trained):
     assert "refused" in check.metadata["reason"].value
     (record,) = registry_of(trained.home).read()
     assert (record.status, record.model_path) == (REFUSED, phase3)
-    assert record.run == result.run_id and record.profile == "demo"
+    assert record.run == result.run_id and record.profile == "smoke"
     assert record.views == len(split.train)
 
 

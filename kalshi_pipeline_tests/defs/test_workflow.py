@@ -24,7 +24,7 @@ from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
 
 CONFIG = PipelineConfig(
     split=SplitConfig(holdout_fraction=0.3),
-    training=TrainingChoice(profile="demo", timesteps_per_phase=TINY_TIMESTEPS, seed=4),
+    training=TrainingChoice(profile="smoke", timesteps_per_phase=TINY_TIMESTEPS, seed=4),
 )
 
 
@@ -53,7 +53,7 @@ def test_the_cli_and_dagster_make_the_same_split_and_the_same_models(
     out = tmp_path / "cli"
     argv = [
         "train", "--store", str(sessions_dir(pipeline_home)), "--out", str(out),
-        "--profile", "demo", "--timesteps", str(TINY_TIMESTEPS), "--seed", "4",
+        "--profile", "smoke", "--timesteps", str(TINY_TIMESTEPS), "--seed", "4",
         "--holdout-fraction", "0.3",
     ]  # fmt: skip
     assert main(argv) == 0
@@ -88,7 +88,7 @@ def test_the_cli_and_dagster_make_the_same_split_and_the_same_models(
 def test_a_different_seed_makes_a_different_model(pipeline_home, tmp_path):
     """The comparison above can fail: another seed gives other weights."""
     store = str(sessions_dir(pipeline_home))
-    common = ["--store", store, "--profile", "demo", "--timesteps", str(TINY_TIMESTEPS)]
+    common = ["--store", store, "--profile", "smoke", "--timesteps", str(TINY_TIMESTEPS)]
     common += ["--phases", "1"]
     assert main(["train", "--out", str(tmp_path / "a"), *common, "--seed", "4"]) == 0
     assert main(["train", "--out", str(tmp_path / "b"), *common, "--seed", "5"]) == 0
@@ -106,7 +106,7 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
     configured unlike its parent is refused (it would train as its parent was configured)."""
     ingest(definitions, instance, "1", "2")
     training = {
-        "profile": "demo", "timesteps_per_phase": TINY_TIMESTEPS // 2, "learning_rate": 0.001,
+        "profile": "smoke", "timesteps_per_phase": TINY_TIMESTEPS // 2, "learning_rate": 0.001,
         "gamma": 0.9, "n_envs": 4, "net_arch": [16, 16], "validate_every": 4096,
     }  # fmt: skip
     job = definitions.resolve_job_def("train_and_evaluate")

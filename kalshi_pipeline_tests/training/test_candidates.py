@@ -29,7 +29,7 @@ SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
 
 
 def choice(**changes) -> TrainingChoice:
-    settings = {"profile": "demo", "timesteps_per_phase": 2048, "n_envs": 2, "seed": 1}
+    settings = {"profile": "smoke", "timesteps_per_phase": 2048, "n_envs": 2, "seed": 1}
     return TrainingChoice(**{**settings, **changes})
 
 
@@ -131,7 +131,7 @@ def _finished_candidate(out, seed: int, scores: dict) -> PhaseResult:
         feature_layout_version=1,
         sessions=(1,),
         views=("1/A",),
-        config=profile("demo", seed=seed).to_json(),
+        config=profile("smoke", seed=seed).to_json(),
         selected_by_validation=ValidationScore.from_json({"timesteps": 1024, **scores}),
     )
     save_lineage(phase_dir / "model.json", lineage)
@@ -150,7 +150,7 @@ def test_the_winner_beats_hold_beyond_noise_not_on_the_luckiest_mean(tmp_path):
         3: {"score": -1.0, "low": -2.0, "high": -0.1, "share": 0.1},
     }
     results = {seed: _finished_candidate(tmp_path, seed, s) for seed, s in scores.items()}
-    config = replace(profile("demo", seed=1), candidates=3)
+    config = replace(profile("smoke", seed=1), candidates=3)
 
     chosen = select_candidate(1, config, tmp_path, None, results)
 
@@ -228,7 +228,7 @@ def test_killing_the_run_ends_its_candidate_processes(store, tmp_path):
     out = tmp_path / "out"
     run = subprocess.Popen(
         [sys.executable, "-m", "kalshi_pipeline.cli", "train", "--store", str(store.path),
-         "--out", str(out), "--profile", "demo", "--candidates", "2", "--timesteps", "400000",
+         "--out", str(out), "--profile", "smoke", "--candidates", "2", "--timesteps", "400000",
          "--holdout-fraction", "0.3", "--validation-fraction", "0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

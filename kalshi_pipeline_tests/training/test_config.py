@@ -1,4 +1,4 @@
-"""The training configuration: the plan's defaults, the demo profile, refusals, JSON."""
+"""The training configuration: the plan's defaults, the smoke and demo profiles, JSON."""
 
 from __future__ import annotations
 
@@ -42,26 +42,38 @@ def test_initial_action_probabilities_must_be_a_distribution_over_the_actions(pr
         AlgorithmConfig(initial_action_probabilities=probabilities)
 
 
-def test_the_demo_profile_trains_on_much_smaller_budgets():
-    default, demo = PROFILES["default"], profile("demo")
+def test_the_smoke_profile_trains_on_much_smaller_budgets():
+    default, smoke = PROFILES["default"], profile("smoke")
 
-    assert demo.algorithm == "ppo"
+    assert smoke.algorithm == "ppo"
     for phase in (1, 2, 3):
-        assert 0 < demo.phase_timesteps(phase) <= default.phase_timesteps(phase) / 5
-    assert demo.checkpoint_every < default.checkpoint_every
-    assert demo.hyperparameters.n_steps < default.hyperparameters.n_steps
+        assert 0 < smoke.phase_timesteps(phase) <= default.phase_timesteps(phase) / 5
+    assert smoke.checkpoint_every < default.checkpoint_every
+    assert smoke.hyperparameters.n_steps < default.hyperparameters.n_steps
     # A checkpoint lands on a rollout boundary, so a resumed run ends on its budget exactly.
-    assert demo.checkpoint_every % (demo.hyperparameters.n_steps * demo.n_envs) == 0
-    assert demo.phase1_timesteps % demo.checkpoint_every == 0
+    assert smoke.checkpoint_every % (smoke.hyperparameters.n_steps * smoke.n_envs) == 0
+    assert smoke.phase1_timesteps % smoke.checkpoint_every == 0
+
+
+def test_the_demo_profile_is_default_on_a_smaller_budget_put_first():
+    """What the demo trains is what the pipeline trains (the same PPO settings, selection on
+    validation), with one seed and a third of one phase's budget, most of it in phase 1."""
+    default, demo = PROFILES["default"], PROFILES["demo"]
+
+    assert demo.hyperparameters == default.hyperparameters and demo.n_envs == default.n_envs
+    assert demo.candidates == 1 and demo.checkpoint_every == default.checkpoint_every
+    budgets = [demo.phase_timesteps(phase) for phase in (1, 2, 3)]
+    assert sum(budgets) <= default.phase1_timesteps
+    assert budgets[0] > budgets[1] == budgets[2] > 0
 
 
 def test_profile_changes_only_the_fields_asked_for():
-    small = profile("demo", phase1_timesteps=1024, seed=7)
+    small = profile("smoke", phase1_timesteps=1024, seed=7)
 
     assert (small.phase1_timesteps, small.seed) == (1024, 7)
-    assert small.phase2_timesteps == PROFILES["demo"].phase2_timesteps
-    assert small.hyperparameters == PROFILES["demo"].hyperparameters
-    assert PROFILES["demo"].phase1_timesteps != 1024  # the profile itself is untouched
+    assert small.phase2_timesteps == PROFILES["smoke"].phase2_timesteps
+    assert small.hyperparameters == PROFILES["smoke"].hyperparameters
+    assert PROFILES["smoke"].phase1_timesteps != 1024  # the profile itself is untouched
     assert [small.phase_timesteps(p) for p in (1, 2, 3)] == [
         1024,
         small.phase2_timesteps,
@@ -74,14 +86,14 @@ def test_a2c_is_accepted_and_an_unknown_algorithm_refused():
     with pytest.raises(ValueError, match="'dqn'"):
         TrainingConfig(algorithm="dqn")
     with pytest.raises(ValueError, match="'sac'"):
-        profile("demo", algorithm="sac")
+        profile("smoke", algorithm="sac")
     with pytest.raises(KeyError):
         profile("no-such-profile")
 
 
 def test_to_dict_is_json_and_keeps_every_setting():
     config = profile(
-        "demo", algorithm="a2c", seed=3, hyperparameters=AlgorithmConfig(net_arch=(32, 16))
+        "smoke", algorithm="a2c", seed=3, hyperparameters=AlgorithmConfig(net_arch=(32, 16))
     )
 
     data = json.loads(json.dumps(config.to_dict()))
@@ -95,12 +107,12 @@ def test_to_dict_is_json_and_keeps_every_setting():
 
 
 def test_profile_overrides_set_every_phase_and_keep_the_rest():
-    config = profile("demo", timesteps_per_phase=4096, algorithm="a2c", seed=7)
+    config = profile("smoke", timesteps_per_phase=4096, algorithm="a2c", seed=7)
     assert [config.phase_timesteps(p) for p in (1, 2, 3)] == [4096, 4096, 4096]
     assert (config.algorithm, config.seed) == ("a2c", 7)
-    assert config.hyperparameters == PROFILES["demo"].hyperparameters
+    assert config.hyperparameters == PROFILES["smoke"].hyperparameters
     # None keeps the profile's value.
-    assert profile("demo", timesteps_per_phase=None, seed=None) == PROFILES["demo"]
+    assert profile("smoke", timesteps_per_phase=None, seed=None) == PROFILES["smoke"]
 
 
 def test_configs_survive_a_json_round_trip():
@@ -109,4 +121,4 @@ def test_configs_survive_a_json_round_trip():
         assert TrainingConfig.from_json(data) == config
         assert AlgorithmConfig.from_json(data["hyperparameters"]) == config.hyperparameters
     # As recorded in a lineage: tuples as lists, the same as to_dict through JSON.
-    assert PROFILES["demo"].to_json() == json.loads(json.dumps(PROFILES["demo"].to_dict()))
+    assert PROFILES["smoke"].to_json() == json.loads(json.dumps(PROFILES["smoke"].to_dict()))

@@ -29,7 +29,7 @@ from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase
 
 CONFIG = profile(
-    "demo",
+    "smoke",
     phase1_timesteps=256,
     checkpoint_every=128,
     hyperparameters=AlgorithmConfig(n_steps=128, batch_size=64, n_epochs=1),

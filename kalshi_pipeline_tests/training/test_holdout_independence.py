@@ -73,12 +73,12 @@ def weights(model) -> bytes:
 
 def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
     hyperparams = tmp_path / "even.json"
-    even = dataclasses.replace(PROFILES["demo"].hyperparameters, initial_action_probabilities=EVEN)
+    even = dataclasses.replace(PROFILES["smoke"].hyperparameters, initial_action_probabilities=EVEN)
     hyperparams.write_text(json.dumps({"hyperparameters": dataclasses.asdict(even)}))
     config = PipelineConfig(
         split=SPLIT,
         training=TrainingChoice(
-            profile="demo", timesteps_per_phase=2048, n_envs=2, seed=1,
+            profile="smoke", timesteps_per_phase=2048, n_envs=2, seed=1,
             checkpoint_every=1024, hyperparams=str(hyperparams),
         ),
     )  # fmt: skip
@@ -141,7 +141,7 @@ def small_study(store, where) -> dict:
 
     The sampler's seed 9 has the second trial start at 21% HOLD, trading at once (the
     first is the profile as set, 95% HOLD, which never trades on this budget)."""
-    choice = TuningChoice(trials=3, profile="demo", timesteps_per_phase=1024, seed=9)
+    choice = TuningChoice(trials=3, profile="smoke", timesteps_per_phase=1024, seed=9)
     config = choice.pipeline(PipelineConfig(split=SPLIT))
     split, session_views = load_split(store, config)
     result = tune(

@@ -25,7 +25,7 @@ def one_seed_lineage(**changes) -> Lineage:
         views=("1/B", "1/A", "2/A"),
         views_sha256="ab" * 32,
         parent_model="out/models/phase1/model.zip",
-        config=profile("demo", seed=3).to_json(),
+        config=profile("smoke", seed=3).to_json(),
         selected_by_validation=SCORE,
     )
     return Lineage(**values | changes)

@@ -30,7 +30,7 @@ from kalshi_pipeline.training.phases import train_phase, train_phases
 
 TIMESTEPS = 1024
 CONFIG = profile(
-    "demo",
+    "smoke",
     phase1_timesteps=TIMESTEPS,
     phase2_timesteps=TIMESTEPS,
     phase3_timesteps=TIMESTEPS,
@@ -257,7 +257,7 @@ def test_rollouts_aligned_with_stage_switches_still_log_every_stage(views, diffi
     # 1024 timesteps, rollouts of 256: four rollouts, five stages. The stage each rollout
     # was collected in is logged, so stage 0 shows too.
     config = profile(
-        "demo", phase2_timesteps=1024, checkpoint_every=1024,
+        "smoke", phase2_timesteps=1024, checkpoint_every=1024,
         hyperparameters=AlgorithmConfig(n_steps=256, batch_size=64, n_epochs=1),
     )  # fmt: skip
     train_phases(views, difficulties, config, tmp_path, phases=(1, 2))

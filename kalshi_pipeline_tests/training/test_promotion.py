@@ -89,7 +89,7 @@ def fixed_model(path: Path, action: int, views, seed: int = 0) -> Path:
         model.policy.action_net.bias.copy_(bias)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    write_lineage(path.parent / "model.json", 3, views[:3], profile("demo", seed=seed), None, 0)
+    write_lineage(path.parent / "model.json", 3, views[:3], profile("smoke", seed=seed), None, 0)
     return path
 
 
@@ -109,9 +109,9 @@ def models(tmp_path_factory, holdout):
 def test_the_first_champion_must_beat_hold(tmp_path, holdout, models):
     registry = tmp_path / "registry.json"
 
-    buys = promote(models["buys"], holdout, registry, profile="demo", run="r1")
+    buys = promote(models["buys"], holdout, registry, profile="smoke", run="r1")
     # Holding exactly as HOLD does is no improvement: the interval is [0, 0].
-    holds = promote(models["holds"], holdout, registry, profile="demo", run="r2")
+    holds = promote(models["holds"], holdout, registry, profile="smoke", run="r2")
 
     assert (buys.status, holds.status) == (REFUSED, REFUSED)
     assert buys.champion is None and holds.champion is None
@@ -123,7 +123,7 @@ def test_the_first_champion_must_beat_hold(tmp_path, holdout, models):
     assert [r.status for r in records] == [REFUSED, REFUSED]
     first = records[0]
     assert first.model_path == str(models["buys"])
-    assert (first.profile, first.run, first.seed, first.views) == ("demo", "r1", 0, 3)
+    assert (first.profile, first.run, first.seed, first.views) == ("smoke", "r1", 0, 3)
     assert list(first.sessions) == sorted({v.session_id for v in holdout[:3]})
     assert first.interval == (low, high) and first.markets == buys.comparison.markets
     assert "always-HOLD" in first.reason and "not above 0: refused" in first.reason
@@ -207,10 +207,10 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
 
 
 def test_a_candidates_record_summarises_its_lineage(tmp_path, holdout, models):
-    record = candidate_record(models["buys"], "demo", "r1")
+    record = candidate_record(models["buys"], "smoke", "r1")
     unread = candidate_record(tmp_path / "gone" / "model.zip")
 
-    assert (record.model_path, record.profile, record.run) == (str(models["buys"]), "demo", "r1")
+    assert (record.model_path, record.profile, record.run) == (str(models["buys"]), "smoke", "r1")
     assert record.sessions == tuple(sorted({v.session_id for v in holdout[:3]}))
     assert (record.views, record.seed, record.algorithm, record.timesteps) == (3, 0, "ppo", 0)
     assert unread.to_json() == {
@@ -238,8 +238,8 @@ def test_the_interval_is_the_reports_own():
 
 def test_the_history_round_trips_and_shows_the_champion_first(tmp_path, holdout, rising, models):
     registry = tmp_path / "models" / "registry.json"
-    promote(models["buys"], rising, registry, profile="demo", run="a")
-    promote(models["buys_again"], holdout, registry, profile="demo", run="b")
+    promote(models["buys"], rising, registry, profile="smoke", run="a")
+    promote(models["buys_again"], holdout, registry, profile="smoke", run="b")
     written = json.loads(registry.read_text())["models"]
 
     records = Registry(registry).read()

@@ -35,7 +35,7 @@ from kalshi_pipeline.training.phases import train_phase
 REPO = Path(__file__).resolve().parents[2]
 N_STEPS = 256
 CONFIG = profile(
-    "demo",
+    "smoke",
     phase1_timesteps=8192,  # plenty left to train when the first checkpoint is seen
     checkpoint_every=512,  # a multiple of n_steps: checkpoints fall on rollout boundaries
     hyperparameters=AlgorithmConfig(n_steps=N_STEPS, batch_size=64, n_epochs=2),

@@ -37,7 +37,7 @@ def test_struggle_weights_go_to_the_views_the_model_does_worst_on(views, fractio
     model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=1, device="cpu")
     rewards = np.array([total_reward(model, view) for view in views])
     assert rewards.min() < rewards.max(), "the views must not all tie"
-    config = profile("demo", struggle_fraction=fraction, struggle_weight=3.0)
+    config = profile("smoke", struggle_fraction=fraction, struggle_weight=3.0)
 
     weights = struggle_weights(model, views, config)
 
@@ -49,5 +49,5 @@ def test_struggle_weights_go_to_the_views_the_model_does_worst_on(views, fractio
 
 def test_no_struggle_fraction_gives_no_extra_weight(views):
     model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), seed=0, device="cpu")
-    weights = struggle_weights(model, views, profile("demo", struggle_fraction=0.0))
+    weights = struggle_weights(model, views, profile("smoke", struggle_fraction=0.0))
     assert not weights.any()

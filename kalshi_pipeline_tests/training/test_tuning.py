@@ -50,7 +50,7 @@ from kalshi_pipeline.workflow import (
 )
 
 SPLIT = SplitConfig(holdout_fraction=0.3, validation_fraction=0.3)
-TINY = {"profile": "demo", "timesteps_per_phase": 1024}
+TINY = {"profile": "smoke", "timesteps_per_phase": 1024}
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +123,12 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
 
     study.optimize(objective, n_trials=2)  # the profile ties the earlier trial 0
     where = Study("ties", str(tmp_path / "j"), 0)
-    result = write_result(study, base, tmp_path / "a.json", where, profile="demo")
+    result = write_result(study, base, tmp_path / "a.json", where, profile="smoke")
     assert study.best_trial.number == 0 and result.best.trial == 1
     assert read_hyperparameters(tmp_path / "a.json") == base.hyperparameters  # exactly
 
     study.optimize(objective, n_trials=1)  # a searched trial above the profile
-    result = write_result(study, base, tmp_path / "b.json", where, profile="demo")
+    result = write_result(study, base, tmp_path / "b.json", where, profile="smoke")
     best = study.trials[2]
     assert result.best.trial == 2 and result.profile_as_set.trial == 1
     written = read_hyperparameters(tmp_path / "b.json")
@@ -185,7 +185,7 @@ def test_a_pruned_trial_stops_learning_and_closes_its_envs(store, tmp_path, monk
     train = views_for(split.train, session_views)
     validation = views_for(split.validation, session_views)
     config = replace(
-        profile("demo", timesteps_per_phase=1024),
+        profile("smoke", timesteps_per_phase=1024),
         n_envs=2, subprocess_envs=True, validate_every=256,
     )  # fmt: skip
     envs = []
@@ -264,7 +264,7 @@ def test_two_processes_share_one_study_in_postgresql(store, collector_db, tmp_pa
     storage = collector_db  # postgresql://: the psycopg2 driver is chosen for it
     command = [
         sys.executable, "-m", "kalshi_pipeline.cli", "tune", "--store", str(store.path),
-        "--trials", "2", "--storage", storage, "--study", "shared", "--profile", "demo",
+        "--trials", "2", "--storage", storage, "--study", "shared", "--profile", "smoke",
         "--timesteps", "1024", "--holdout-fraction", "0.3", "--validation-fraction", "0.3",
     ]  # fmt: skip
     workers = [

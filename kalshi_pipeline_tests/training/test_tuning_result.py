@@ -33,7 +33,7 @@ def result(profile_as_set: ScoredTrial | None) -> TuningResult:
             trials=3,
             complete=2,
             pruned=1,
-            profile="demo",
+            profile="smoke",
             timesteps_per_phase=(1024, 1024, 1024),
         ),
     )

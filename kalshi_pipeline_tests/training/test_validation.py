@@ -29,7 +29,7 @@ from kalshi_pipeline_tests.training.test_phases import scalars
 
 TIMESTEPS, EVERY = 256, 64
 CONFIG = profile(
-    "demo",
+    "smoke",
     phase1_timesteps=TIMESTEPS,
     checkpoint_every=128,
     validate_every=EVERY,

@@ -49,7 +49,7 @@ def dollar_interval(bounds) -> str:
 
 
 def test_the_report_traces_every_number_to_the_model_and_the_data(views, tmp_path):
-    config = profile("demo")
+    config = profile("smoke")
     trainable = [v for v in views if len(v) >= 20]
     holdout_markets = set(sorted({v.market_ticker for v in trainable})[:2])
     holdout = [v for v in trainable if v.market_ticker in holdout_markets]
@@ -129,7 +129,7 @@ def test_the_report_traces_every_number_to_the_model_and_the_data(views, tmp_pat
 
 
 def test_a_model_of_another_feature_layout_is_refused(views, tmp_path):
-    config = profile("demo")
+    config = profile("smoke")
     model_path = tmp_path / "model.zip"
     PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), n_steps=64, device="cpu").save(model_path)
     write_lineage(model_path.parent / "model.json", 1, views, config, None, 0)

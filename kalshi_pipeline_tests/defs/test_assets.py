@@ -322,13 +322,12 @@ def test_a_new_session_is_ingested_alone(pipeline_home, instance, definitions):
     assert artifacts / "views" / "session-2.parquet" in before
 
     store_at(pipeline_home).write_session(simulated(3))
-    tick = new_sessions_sensor.evaluate_tick(
-        dg.build_sensor_context(
-            instance_ref=instance.get_ref(),
-            resources={"pipeline": PipelineResource()},
-            definitions=definitions,
-        )
-    )
+    with dg.build_sensor_context(
+        instance_ref=instance.get_ref(),
+        resources={"pipeline": PipelineResource()},
+        definitions=definitions,
+    ) as context:
+        tick = new_sessions_sensor.evaluate_tick(context)
     assert [r.partition_key for r in tick.run_requests] == ["3"]
     (result,) = ingest(definitions, instance, "3")
 

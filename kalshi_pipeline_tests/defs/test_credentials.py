@@ -72,15 +72,15 @@ def test_a_malformed_collector_url_leaks_nowhere(tmp_path, pipeline_home, defini
 
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         # The sensor evaluated directly: what it says, whether it skips or fails the tick.
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance_ref=instance.get_ref(),
             resources={"pipeline": PipelineResource()},
             definitions=definitions,
-        )
-        try:
-            said = new_sessions_sensor.evaluate_tick(context).skip_message or ""
-        except Exception:  # noqa: BLE001 - the error as Dagster records it
-            said = serializable_error_info_from_exc_info(sys.exc_info()).to_string()
+        ) as context:
+            try:
+                said = new_sessions_sensor.evaluate_tick(context).skip_message or ""
+            except Exception:  # noqa: BLE001 - the error as Dagster records it
+                said = serializable_error_info_from_exc_info(sys.exc_info()).to_string()
         assert "the URL is malformed, while listing sessions" in said
         assert TOKEN not in said
 

@@ -45,12 +45,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def sensor_tick(instance: dg.DagsterInstance, definitions) -> dg.SensorResult:
     """One evaluation of ``new_sessions_sensor``, with the partitions it adds applied
     (what the daemon does before it launches the requested runs)."""
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance_ref=instance.get_ref(),
         resources={"pipeline": PipelineResource()},
         definitions=definitions,
-    )
-    result = new_sessions_sensor.evaluate_tick(context)
+    ) as context:
+        # Closed, the context exits the instance it opened from the ref; left open, that
+        # instance stays Dagster's current definitions-state storage, and a later
+        # definitions load in this process reads its (deleted) temporary directory.
+        result = new_sessions_sensor.evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
@@ -256,11 +259,13 @@ def test_retrain_sensor_does_not_count_failed_sessions(
     assert [r.success for r in results] == [True, True, False]
 
     monkeypatch.setenv(RETRAIN_AFTER_ENV, "3")
-    context = dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=definitions)
-    skipped = retrain_sensor.evaluate_tick(context)
-    assert not skipped.run_requests and "2 new sessions" in skipped.skip_message
-    monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")
-    (request,) = retrain_sensor.evaluate_tick(context).run_requests
+    with dg.build_sensor_context(
+        instance_ref=instance.get_ref(), definitions=definitions
+    ) as context:
+        skipped = retrain_sensor.evaluate_tick(context)
+        assert not skipped.run_requests and "2 new sessions" in skipped.skip_message
+        monkeypatch.setenv(RETRAIN_AFTER_ENV, "2")
+        (request,) = retrain_sensor.evaluate_tick(context).run_requests
     assert request.run_key == "retrain-1-2"
 
 

@@ -33,10 +33,13 @@ from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 
 
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, definitions, **resources):
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance_ref=instance.get_ref(), resources=resources or None, definitions=definitions
-    )
-    return sensor.evaluate_tick(context)
+    ) as context:
+        # Closed, the context exits the instance it opened from the ref; left open, that
+        # instance stays Dagster's current definitions-state storage, and a later
+        # definitions load in this process reads its (deleted) temporary directory.
+        return sensor.evaluate_tick(context)
 
 
 def new_sessions_tick(instance, definitions):

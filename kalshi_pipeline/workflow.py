@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.split import Split, split_views
+from kalshi_pipeline.market.split import Split, SplitName, split_views
 from kalshi_pipeline.market.views import (
     MarketSessionView,
     build_market_views,
@@ -51,7 +51,7 @@ from kalshi_pipeline.training.evaluation import (
     wins_needed,
 )
 from kalshi_pipeline.training.fingerprint import check_fingerprint, training_fingerprint
-from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.registry import Registry
@@ -137,33 +137,11 @@ def train_phase(
     With ``validation`` views, the phase's output is its best checkpoint on them (the last
     is kept too), and with several seed candidates the best candidate's
     (:mod:`kalshi_pipeline.training.candidates`)."""
-    if not views:
-        raise ValueError("no training view passes the filters: nothing to train on")
-    return train_candidates(
-        phase, views, split.difficulties(views), training, out_dir, parent,
-        on_progress=on_progress, validation=validation,
-    )  # fmt: skip
+    job = phase_job(phase, views, split, training, out_dir, parent, validation)
+    return train_candidates(job, on_progress=on_progress)
 
 
-def phase_candidates(
-    phase: int,
-    views: Sequence[MarketSessionView],
-    training: TrainingConfig,
-    out_dir: Path,
-    parent: Path | None,
-    validation: Sequence[MarketSessionView],
-) -> list[int]:
-    """The seeds of a phase's candidates, after the checks :func:`train_phase` makes
-    first (:func:`kalshi_pipeline.training.candidates.prepare_phase`): for an
-    orchestrator that trains each candidate as a step of its own."""
-    if not views:
-        raise ValueError("no training view passes the filters: nothing to train on")
-    candidates.prepare_phase(phase, views, training, out_dir, parent, validation)
-    return candidates.candidate_seeds(training)
-
-
-def train_candidate(
-    seed: int,
+def phase_job(
     phase: int,
     views: Sequence[MarketSessionView],
     split: Split,
@@ -171,14 +149,36 @@ def train_candidate(
     out_dir: Path,
     parent: Path | None,
     validation: Sequence[MarketSessionView],
-    on_progress: Callable[[str], None] | None = None,
+) -> PhaseJob:
+    """The phase to train: ``views`` in key order with their difficulties from ``split``
+    (the curriculum's input), into ``<out_dir>/phase<N>/``. Raises if there is no view."""
+    if not views:
+        raise ValueError("no training view passes the filters: nothing to train on")
+    return PhaseJob(
+        phase=phase,
+        views=views,
+        difficulties=split.difficulties(views),
+        config=training,
+        out_dir=Path(out_dir),
+        parent=parent,
+        validation=validation,
+    )
+
+
+def phase_candidates(job: PhaseJob) -> list[int]:
+    """The seeds of a phase's candidates, after the checks :func:`train_phase` makes
+    first (:func:`kalshi_pipeline.training.candidates.prepare_phase`): for an
+    orchestrator that trains each candidate as a step of its own."""
+    candidates.prepare_phase(job)
+    return candidates.candidate_seeds(job.config)
+
+
+def train_candidate(
+    job: PhaseJob, seed: int, on_progress: Callable[[str], None] | None = None
 ) -> PhaseResult:
     """One seed candidate of a phase (:func:`phase_candidates`); then
     :func:`kalshi_pipeline.training.candidates.select_candidate` over all of them."""
-    return candidates.train_candidate(
-        seed, phase, views, split.difficulties(views), training, out_dir, parent, validation,
-        on_progress,
-    )  # fmt: skip
+    return candidates.train_candidate(job, seed, on_progress)
 
 
 def evaluate(
@@ -212,7 +212,7 @@ def evaluate(
     )
     episodes = evaluate_policies(
         baseline_policies(model, phase2_model=phase2),
-        {"train": train, "holdout": holdout, "walk_forward": walk_forward},
+        {SplitName.TRAIN: train, SplitName.HOLDOUT: holdout, SplitName.WALK_FORWARD: walk_forward},
         training.env,
         training.seed,
         on_progress,

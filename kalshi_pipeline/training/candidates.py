@@ -47,7 +47,6 @@ from dataclasses import replace
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 
-from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.training.algorithms import MODEL_FILE
 from kalshi_pipeline.training.callbacks import write_json_atomically
 from kalshi_pipeline.training.config import TrainingConfig
@@ -72,90 +71,49 @@ def candidate_dir(out_dir: str | Path, seed: int) -> Path:
 
 
 def train_candidates(
-    phase: int,
-    views: Sequence[MarketSessionView],
-    difficulties: Sequence[float],
-    config: TrainingConfig,
-    out_dir: str | Path,
-    parent: Path | None = None,
-    *,
-    on_progress: Callable[[str], None] | None = None,
-    validation: Sequence[MarketSessionView] = (),
+    job: PhaseJob, *, on_progress: Callable[[str], None] | None = None
 ) -> PhaseResult:
-    """Train phase ``phase`` into ``<out_dir>/phase<N>/``: one seed (``config.candidates``
-    1, exactly :func:`~kalshi_pipeline.training.phases.train_phase`) or the best of K
+    """Train ``job`` into ``<out_dir>/phase<N>/``: one seed (``config.candidates`` 1,
+    exactly :func:`~kalshi_pipeline.training.phases.run_phase`) or the best of K
     candidates by validation, trained in parallel processes. ``on_progress`` gets every
     candidate's progress lines, each starting with its seed.
 
     The three steps (:func:`prepare_phase`, :func:`train_candidate` per seed,
     :func:`select_candidate`) are public: Dagster runs each candidate as a step of its own.
     """
-    job = PhaseJob(
-        phase=phase,
-        views=views,
-        difficulties=difficulties,
-        config=config,
-        out_dir=Path(out_dir),
-        parent=parent,
-        validation=validation,
-    )
-    if config.candidates == 1:
+    if job.config.candidates == 1:
         return run_phase(job, on_progress=on_progress)
-    done = prepare_phase(phase, views, config, out_dir, parent, validation)
+    done = prepare_phase(job)
     if done is not None:
         return done
-    jobs = {seed: candidate_job(job, seed) for seed in candidate_seeds(config)}
-    results = _run_in_processes(jobs, config.candidate_workers, on_progress)
-    return select_candidate(phase, config, out_dir, parent, results)
+    jobs = {seed: candidate_job(job, seed) for seed in candidate_seeds(job.config)}
+    results = _run_in_processes(jobs, job.config.candidate_workers, on_progress)
+    return select_candidate(job.phase, job.config, job.out_dir, job.parent, results)
 
 
-def prepare_phase(
-    phase: int,
-    views: Sequence[MarketSessionView],
-    config: TrainingConfig,
-    out_dir: str | Path,
-    parent: Path | None,
-    validation: Sequence[MarketSessionView],
-) -> PhaseResult | None:
+def prepare_phase(job: PhaseJob) -> PhaseResult | None:
     """Before any candidate trains: a phase's setup
     (:func:`~kalshi_pipeline.training.stages.open_phase`: refuse a directory of another
     job or a parent of other hyperparameters), then record the phase's fingerprint; the
     finished phase if it is done already."""
-    if config.candidates > 1 and not validation:
+    config = job.config
+    if config.candidates > 1 and not job.validation:
         raise ValueError(
             f"{config.candidates} seed candidates need validation views to choose among "
             "them (a validation fraction above 0, or one candidate)"
         )
-    out = Path(out_dir) / f"phase{phase}"
-    fingerprint = training_fingerprint(views, config, validation)
-    done = open_phase(phase, out, config, parent, fingerprint)
+    fingerprint = training_fingerprint(job.views, config, job.validation)
+    done = open_phase(job.phase, job.directory, config, job.parent, fingerprint)
     if done is None:
-        record_fingerprint(out, fingerprint)
+        record_fingerprint(job.directory, fingerprint)
     return done
 
 
 def train_candidate(
-    seed: int,
-    phase: int,
-    views: Sequence[MarketSessionView],
-    difficulties: Sequence[float],
-    config: TrainingConfig,
-    out_dir: str | Path,
-    parent: Path | None,
-    validation: Sequence[MarketSessionView],
-    on_progress: Callable[[str], None] | None = None,
+    job: PhaseJob, seed: int, on_progress: Callable[[str], None] | None = None
 ) -> PhaseResult:
     """The candidate of ``seed``: a one-seed phase into :func:`candidate_dir` (with one
     candidate, the phase itself, into ``<out_dir>/phase<N>/``)."""
-    job = PhaseJob(
-        phase=phase,
-        views=views,
-        difficulties=difficulties,
-        config=config,
-        out_dir=Path(out_dir),
-        parent=parent,
-        validation=validation,
-    )
     return run_phase(candidate_job(job, seed), on_progress=on_progress)
 
 

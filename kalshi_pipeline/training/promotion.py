@@ -33,6 +33,7 @@ import numpy as np
 
 from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
+from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES
 from kalshi_pipeline.training.evaluation import (
@@ -169,7 +170,7 @@ def compare(
     if not holdout:
         raise PromotionError("no holdout view to compare the models on")
     episodes = evaluate_policies(
-        {"challenger": challenger, "champion": champion}, {"holdout": holdout}, env, seed
+        {"challenger": challenger, "champion": champion}, {SplitName.HOLDOUT: holdout}, env, seed
     )
     by_policy: dict[str, dict[str, float]] = {"challenger": {}, "champion": {}}
     for row in per_market_table(episodes):

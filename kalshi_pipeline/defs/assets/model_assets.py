@@ -25,13 +25,14 @@ from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, split_views
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
 from kalshi_pipeline.training.candidates import select_candidate
-from kalshi_pipeline.training.jobs import PhaseResult
+from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.report import PLOTS
 from kalshi_pipeline.workflow import (
     describe_split,
     evaluate,
     phase_candidates,
+    phase_job,
     progress_files,
     select_views,
     train_candidate,
@@ -139,15 +140,24 @@ def _scored_sessions(context: dg.AssetExecutionContext) -> list[int]:
     return list(value.value) if value is not None else []
 
 
-def _phase_inputs(
-    pipeline: PipelineResource, split: Split, settings: TrainingSettings, run_id: str
-):
-    """(training views, validation views, training config, the run's models directory)."""
-    return (
+def _phase_job(
+    phase: int,
+    pipeline: PipelineResource,
+    split: Split,
+    settings: TrainingSettings,
+    run_id: str,
+    parent: str,
+) -> PhaseJob:
+    """The phase to train: the split's training and validation views, the config, into
+    the run's models directory."""
+    return phase_job(
+        phase,
         views_for(split.train, pipeline.session_views),
-        views_for(split.validation, pipeline.session_views),
+        split,
         settings.to_domain().resolve(),
         pipeline.artifacts / "models" / f"run-{run_id}",
+        _parent_path(parent),
+        views_for(split.validation, pipeline.session_views),
     )
 
 
@@ -204,10 +214,8 @@ def _candidates_op(phase: int) -> dg.OpDefinition:
         config: TrainingSettings,
         parent: str = "",
     ):
-        views, validation, training, out = _phase_inputs(
-            pipeline, train_holdout_split, config, context.run.run_id
-        )
-        seeds = phase_candidates(phase, views, training, out, _parent_path(parent), validation)
+        job = _phase_job(phase, pipeline, train_holdout_split, config, context.run.run_id, parent)
+        seeds = phase_candidates(job)
         for seed in seeds:
             yield dg.DynamicOutput(seed, mapping_key=f"seed_{seed}")
 
@@ -234,13 +242,8 @@ def _candidate_op(phase: int) -> dg.OpDefinition:
         config: TrainingSettings,
         parent: str = "",
     ) -> dict:  # a TrainedCandidate (Dagster cannot type-check a TypedDict)
-        views, validation, training, out = _phase_inputs(
-            pipeline, train_holdout_split, config, context.run.run_id
-        )
-        result = train_candidate(
-            seed, phase, views, train_holdout_split, training, out, _parent_path(parent),
-            validation, lambda line: context.log.info(f"seed {seed}, {line}"),
-        )  # fmt: skip
+        job = _phase_job(phase, pipeline, train_holdout_split, config, context.run.run_id, parent)
+        result = train_candidate(job, seed, lambda line: context.log.info(f"seed {seed}, {line}"))
         return TrainedCandidate(seed=seed, result=result.to_json())
 
     return candidate

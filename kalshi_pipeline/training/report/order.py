@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.training.evaluation import Episode, PolicyName, policy_split_key
 
 _POLICY_ORDER = (
@@ -30,7 +31,7 @@ def ordered_policies(names: Iterable[str]) -> list[str]:
 
 def ordered_splits(names: Iterable[str]) -> list[str]:
     """Holdout first: it is the result; train shows the generalisation gap."""
-    return sorted(names, key=lambda s: (s != "holdout", s))
+    return sorted(names, key=lambda s: (s != SplitName.HOLDOUT, s))
 
 
 def policy_split_keys(episodes: Iterable[Episode]) -> list[str]:

@@ -149,8 +149,8 @@ def small_study(store, where) -> dict:
     )
     study = tuning_study(choice, where / "journal").open()
     return {
-        "hyperparameters": result["hyperparameters"],
-        "best": result["best"],
+        "hyperparameters": result.hyperparameters,
+        "best": result.best,
         "trials": [(t.number, t.state, t.value, t.user_attrs.get("ci95")) for t in study.trials],
         "validated": [  # every validation of every trial's phases: its score (the mean)
             row["score"]

@@ -29,7 +29,7 @@ LEGACY = """{
  "models": [
   {
    "model_path": "/h/runs/a/phase3/model.zip",
-   "profile": "smoke",
+   "profile": "demo",
    "run": "run-a",
    "at": "2026-01-01T00:00:00+00:00",
    "sessions": [

@@ -1,6 +1,7 @@
 """SB3 callbacks: curriculum stages, per-view episode statistics, checkpoints at rollout
-starts, progress reports; and the small CSV and JSON file helpers the training modules
-share. (Validation's callback and score are in :mod:`kalshi_pipeline.training.validation`.)
+starts, progress reports. (Validation's callback and score are in
+:mod:`kalshi_pipeline.training.validation`; the file helpers the training modules share in
+:mod:`kalshi_pipeline.training.files`.)
 
 The curriculum and statistics callbacks talk to the environments only through
 ``env_method`` (curriculum) or the ``infos`` SB3 hands every callback (statistics), so
@@ -9,20 +10,16 @@ they work the same under ``DummyVecEnv`` and ``SubprocVecEnv``.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-if TYPE_CHECKING:  # validation.py imports this module's file helpers
-    from kalshi_pipeline.training.validation import ValidationCallback
+from kalshi_pipeline.training.validation import ValidationCallback
 
 
 class CurriculumCallback(BaseCallback):
@@ -184,19 +181,3 @@ class ProgressCallback(BaseCallback):
             f"phase {self.phase}: {self.num_timesteps:,}/{self.total:,} timesteps "
             f"({rate:,.0f}/s){reward}{validated}"
         )
-
-
-def read_csv_rows(path: Path) -> list[dict]:
-    """The rows of a CSV file with a header; none if it does not exist."""
-    try:
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
-
-
-def write_json_atomically(path: Path, value) -> None:
-    """Write JSON through a temporary file and ``os.replace``: readers see old or new."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(partial, path)

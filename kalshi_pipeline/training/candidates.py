@@ -48,8 +48,8 @@ from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 from kalshi_pipeline.training.algorithms import MODEL_FILE
-from kalshi_pipeline.training.callbacks import write_json_atomically
 from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.files import write_json_atomically
 from kalshi_pipeline.training.fingerprint import training_fingerprint
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import LINEAGE_FILE, CandidateResult, read_lineage

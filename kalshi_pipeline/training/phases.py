@@ -55,8 +55,8 @@ from kalshi_pipeline.training.algorithms import (
     latest_checkpoint,
     make_vec_env,
 )
-from kalshi_pipeline.training.callbacks import read_csv_rows
 from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.files import read_csv_rows
 from kalshi_pipeline.training.fingerprint import training_fingerprint, views_digest
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult, TrainingStopped
 from kalshi_pipeline.training.lineage import LINEAGE_FILE, Lineage, save_lineage

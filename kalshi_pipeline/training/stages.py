@@ -25,10 +25,10 @@ from kalshi_pipeline.training.callbacks import (
     ProgressCallback,
     RolloutCheckpointCallback,
     ViewStatsCallback,
-    write_json_atomically,
 )
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.evaluation import model_policy, rollout
+from kalshi_pipeline.training.files import write_json_atomically
 from kalshi_pipeline.training.fingerprint import (
     FINGERPRINT_FILE,
     Fingerprint,

@@ -73,8 +73,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.sources.redaction import describe_url, redact
-from kalshi_pipeline.training.callbacks import write_json_atomically
 from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
+from kalshi_pipeline.training.files import write_json_atomically
 from kalshi_pipeline.training.jobs import TrainingStopped
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase

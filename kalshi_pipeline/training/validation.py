@@ -21,13 +21,13 @@ from typing import Self
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from kalshi_pipeline.training.callbacks import read_csv_rows, write_json_atomically
 from kalshi_pipeline.training.evaluation import (
     bootstrap_interval,
     hold_policy,
     model_policy,
     rollout,
 )
+from kalshi_pipeline.training.files import read_csv_rows, write_json_atomically
 
 
 @dataclass(frozen=True, kw_only=True)

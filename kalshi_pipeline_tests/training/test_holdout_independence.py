@@ -35,8 +35,8 @@ from kalshi_pipeline.pipeline_config import (
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
-from kalshi_pipeline.training.callbacks import read_csv_rows
 from kalshi_pipeline.training.config import PROFILES
+from kalshi_pipeline.training.files import read_csv_rows
 from kalshi_pipeline.workflow import (
     load_split,
     run,

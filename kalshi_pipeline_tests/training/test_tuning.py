@@ -29,8 +29,8 @@ from kalshi_pipeline.pipeline_config import (
 from kalshi_pipeline.sources import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training import phases, tuning
-from kalshi_pipeline.training.callbacks import read_csv_rows
 from kalshi_pipeline.training.config import AlgorithmConfig, profile, read_hyperparameters
+from kalshi_pipeline.training.files import read_csv_rows
 from kalshi_pipeline.training.tuning import (
     Study,
     TuningStorageError,

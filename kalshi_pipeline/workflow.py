@@ -55,7 +55,7 @@ from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.registry import Registry
-from kalshi_pipeline.training.report import write_report
+from kalshi_pipeline.training.report import WrittenReport, write_report
 from kalshi_pipeline.training.tuning_result import TuningResult
 
 PHASES = (1, 2, 3)
@@ -191,9 +191,9 @@ def evaluate(
     progress_files: Sequence[Path] = (),
     walk_forward: Sequence[MarketSessionView] = (),
     on_progress: Callable[[str], None] | None = None,
-) -> Path:
+) -> WrittenReport:
     """The model against the baselines on training, holdout and walk-forward views (those
-    of sessions recorded after every training session): the report's path.
+    of sessions recorded after every training session): the report as written.
     ``on_progress`` gets a line every few seconds while the episodes play.
 
     A phase-3 model's parent (its phase-2 model) is evaluated too, so the report states
@@ -279,10 +279,11 @@ def run(
     if result is None or result.phase != 3:
         return None
     holdout = views_for(split.holdout, session_views)
-    return evaluate(
+    report = evaluate(
         result.model_path, training, train, holdout, split, out / "report",
         progress_files(models), views_for(split.walk_forward, session_views), on_progress,
     )  # fmt: skip
+    return report.path
 
 
 def load_split(

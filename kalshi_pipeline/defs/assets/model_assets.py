@@ -10,7 +10,6 @@ retrain never overwrites the model it warm-starts or compares with.
 """
 
 import base64
-import json
 from pathlib import Path
 from typing import TypedDict
 
@@ -334,18 +333,17 @@ def evaluation_report(
         views_for(split.walk_forward, pipeline.session_views),
         on_progress=context.log.info,
     )
-    summary = json.loads((out / "summary.json").read_text())
     images = "\n\n".join(
         f"![{name}](data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()})"
         for name in PLOTS
     )
     context.add_output_metadata(
         {
-            "report": dg.MetadataValue.path(str(report)),
+            "report": dg.MetadataValue.path(str(report.path)),
             "model": dg.MetadataValue.path(phase3_model),
-            "summary": dg.MetadataValue.md(report.read_text().split("## Plots")[0]),
+            "summary": dg.MetadataValue.md(report.results_markdown),
             "plots": dg.MetadataValue.md(images),
-            "generalisation_gap": summary["generalisation_gap"] or 0.0,
+            "generalisation_gap": report.summary.generalisation_gap or 0.0,
         }
     )
-    return str(report)
+    return str(report.path)

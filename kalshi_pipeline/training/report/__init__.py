@@ -7,6 +7,6 @@ fixes the order policies and splits are listed in.
 """
 
 from kalshi_pipeline.training.report.plots import PLOTS
-from kalshi_pipeline.training.report.writer import write_report
+from kalshi_pipeline.training.report.writer import WrittenReport, write_report
 
-__all__ = ["PLOTS", "write_report"]
+__all__ = ["PLOTS", "WrittenReport", "write_report"]

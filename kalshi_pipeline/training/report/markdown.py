@@ -47,8 +47,9 @@ def report_markdown(
     findings: Mapping,
     model_path: Path | None,
     lineage: Lineage | None,
-) -> str:
-    """The whole of ``report.md``; ``findings`` is
+) -> tuple[str, str]:
+    """``report.md`` in two parts: its results (sections 1 to 7) and the rest (the plots
+    and what was evaluated); the file is the two joined. ``findings`` is
     :func:`~kalshi_pipeline.training.evaluation.analyse`'s."""
     lines = [f"# Evaluation report: {findings['headline']}", "", findings["walk_forward"], ""]
     lines += _targets(findings["targets"])
@@ -66,10 +67,10 @@ def report_markdown(
     )
     lines += _spearman(findings["spearman"], keys)
     lines += _per_market(rows)
-    lines += ["## Plots", ""]
-    lines += [f"![{name[:-4]}]({name})" for name in PLOTS]
-    lines += [""] + _lineage(episodes, model_path, lineage)
-    return "\n".join(lines) + "\n"
+    rest = ["## Plots", ""]
+    rest += [f"![{name[:-4]}]({name})" for name in PLOTS]
+    rest += [""] + _lineage(episodes, model_path, lineage)
+    return "\n".join(lines) + "\n", "\n".join(rest) + "\n"
 
 
 def _money(value) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kalshi_pipeline.training.evaluation import (
@@ -33,6 +34,31 @@ from kalshi_pipeline.training.report.plots import (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class WrittenReport:
+    """A report directory as written: ``report.md``'s path, its results (the file up to
+    its plots: what Dagster shows as metadata) and the summary its figures come from."""
+
+    path: Path
+    results_markdown: str
+    summary: EvaluationSummary
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path),
+            "results_markdown": self.results_markdown,
+            "summary": self.summary.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> WrittenReport:
+        return cls(
+            path=Path(data["path"]),
+            results_markdown=data["results_markdown"],
+            summary=EvaluationSummary.from_json(data["summary"]),
+        )
+
+
 def write_report(
     out_dir: str | Path,
     episodes: Sequence[Episode],
@@ -43,8 +69,8 @@ def write_report(
     lineage: Lineage | None,
     difficulties: Mapping[str, float],
     progress_files: Sequence[Path] = (),
-) -> Path:
-    """Write the report directory; returns the path of ``report.md``. The findings on top
+) -> WrittenReport:
+    """Write the report directory (see :class:`WrittenReport`). The findings on top
     of ``summary`` are computed here (:func:`analyse`, with ``summary``'s seed), so the
     report is the same for the same episodes and seed."""
     out = Path(out_dir)
@@ -58,9 +84,10 @@ def write_report(
     action_plot(out / PLOTS[1], findings["actions"], policy_split_keys(episodes))
     learning_curve(out / PLOTS[2], progress_files)
     difficulty_plot(out / PLOTS[3], episodes, rows, difficulties)
+    results, rest = report_markdown(episodes, rows, summary, findings, model_path, lineage)
     report = out / "report.md"
-    report.write_text(report_markdown(episodes, rows, summary, findings, model_path, lineage))
-    return report
+    report.write_text(results + rest)
+    return WrittenReport(path=report, results_markdown=results, summary=summary)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -56,7 +56,7 @@ def write(tmp_path, episodes, name="report", **kwargs):
     return write_report(
         tmp_path / name, episodes, rows, summarise(rows, seed=4), model_path=None,
         lineage=None, difficulties=difficulties, **kwargs,
-    )  # fmt: skip
+    ).path  # fmt: skip
 
 
 def test_the_first_line_says_the_model_never_trades_and_results_come_before_lineage(tmp_path):

@@ -19,7 +19,7 @@ from kalshi_pipeline.env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.market.split import Split
 from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.phases import write_lineage
-from kalshi_pipeline.training.report import PLOTS
+from kalshi_pipeline.training.report import PLOTS, WrittenReport
 from kalshi_pipeline.workflow import evaluate
 from kalshi_pipeline_tests.training.evaluation.simulated import simulated_views
 
@@ -71,12 +71,17 @@ def test_the_report_traces_every_number_to_the_model_and_the_data(views, tmp_pat
     )
     difficulty = {v.key: i / len(views) for i, v in enumerate(views)}
 
-    report = evaluate(
+    written = evaluate(
         model_path, config, train, holdout, scored(difficulty), tmp_path / "report", [progress]
     )
 
-    out = report.parent
+    report, out = written.path, written.path.parent
     assert report == tmp_path / "report" / "report.md"
+    # The results Dagster shows are report.md up to its plots, and the summary is the file's.
+    text = report.read_text()
+    assert text.startswith(written.results_markdown)
+    assert text[len(written.results_markdown) :].startswith("## Plots")
+    assert WrittenReport.from_json(json.loads(json.dumps(written.to_json()))) == written
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
     with open(out / "episodes.csv") as fh:
@@ -116,6 +121,7 @@ def test_the_report_traces_every_number_to_the_model_and_the_data(views, tmp_pat
         assert ci == dollar_interval(expected["ci95"]), key
     gap = f"Generalisation gap (model, train - holdout): {dollars(summary['generalisation_gap'])}"
     assert gap in text
+    assert written.summary.generalisation_gap == summary["generalisation_gap"]
     # And the summary is the one the episodes give: each holdout market counts once.
     by_market = defaultdict(list)
     for e in episodes:

@@ -363,7 +363,12 @@ def tuning_study(
     """The study ``choice`` names: in ``choice.storage``, else the journal ``home_storage``;
     its sampler seeded ``sampler_seed`` (default ``choice.seed``)."""
     seed = choice.seed if sampler_seed is None else sampler_seed
-    return tuning.Study(choice.study, choice.storage or str(home_storage), choice.trials, seed)
+    return tuning.Study(
+        name=choice.study,
+        storage=choice.storage or str(home_storage),
+        trials=choice.trials,
+        seed=seed,
+    )
 
 
 def tuning_result(

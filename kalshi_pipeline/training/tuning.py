@@ -151,7 +151,7 @@ def base_params(base: AlgorithmConfig) -> dict | None:
     return params if close else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Study:
     """Where trials are kept and how many this process runs."""
 

@@ -418,7 +418,9 @@ def test_tuning_runs_in_its_own_job_and_training_accepts_its_file(trained, defin
     succeeded = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     trials = {k for k in succeeded if ".tuning_trial[" in k}
     assert trials == {f"tuned_hyperparameters.tuning_trial[trial_{i}]" for i in (0, 1)}
-    study = Study("asset", str(tuning_dir(trained.home) / "studies.journal"), 2).open()
+    study = Study(
+        name="asset", storage=str(tuning_dir(trained.home) / "studies.journal"), trials=2
+    ).open()
     assert study.trials[0].params != study.trials[1].params
     # The training config takes the file, as the CLI's --hyperparams does.
     training = TrainingSettings(profile="smoke", hyperparams=str(path)).to_domain().resolve()

@@ -187,7 +187,7 @@ def test_the_workers_share_a_runs_independent_steps(deployment, study_db, tmp_pa
         f"tuned_hyperparameters.tuning_trial[trial_{i}]" for i in (0, 1)
     ]
     assert all(trials.get(worker) for worker in ("w1", "w2")), trials
-    study = Study("celery", study_db, 2).open()
+    study = Study(name="celery", storage=study_db, trials=2).open()
     assert len(study.trials) == 2  # both workers' trials in the one study
 
 

@@ -72,7 +72,8 @@ def small_study(
         split, session_views, config, choice, journal, where / "trials",
         where / "small.json", **options,
     )  # fmt: skip
-    return result, Study("small", str(journal), 0).open(optuna.pruners.NopPruner())
+    study = Study(name="small", storage=str(journal), trials=0)
+    return result, study.open(optuna.pruners.NopPruner())
 
 
 def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
@@ -122,7 +123,7 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
         return next(scores)
 
     study.optimize(objective, n_trials=2)  # the profile ties the earlier trial 0
-    where = Study("ties", str(tmp_path / "j"), 0)
+    where = Study(name="ties", storage=str(tmp_path / "j"), trials=0)
     result = write_result(study, base, tmp_path / "a.json", where, profile="smoke")
     assert study.best_trial.number == 0 and result.best.trial == 1
     assert read_hyperparameters(tmp_path / "a.json") == base.hyperparameters  # exactly
@@ -169,7 +170,7 @@ def test_a_trial_below_the_pruners_bar_stops_after_its_first_phase(store, tmp_pa
     with pytest.raises(ValueError, match="no complete trial"):
         small_study(store, tmp_path, trials=2, pruner=pruner)
 
-    study = Study("small", str(tmp_path / "studies.journal"), 0).open(pruner)
+    study = Study(name="small", storage=str(tmp_path / "studies.journal"), trials=0).open(pruner)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
     for trial in study.trials:
         assert sorted(trial.intermediate_values) == [1024, 2048]  # pruned at phase 2's end
@@ -198,7 +199,7 @@ def test_a_pruned_trial_stops_learning_and_closes_its_envs(store, tmp_path, monk
     monkeypatch.setattr(phases, "make_vec_env", recorded)
     # Phase 1 (steps up to 1024) is never pruned; phase 2's first report is.
     pruner = optuna.pruners.ThresholdPruner(lower=1e9, n_warmup_steps=1025)
-    where = tuning.Study("pruned", str(tmp_path / "studies.journal"), 1)
+    where = tuning.Study(name="pruned", storage=str(tmp_path / "studies.journal"), trials=1)
 
     study = tuning.tune(
         train, split.difficulties(train), validation, config, where, tmp_path / "trials",
@@ -314,7 +315,7 @@ def test_a_database_another_application_versions_is_refused_naming_why(collector
         conn.commit()
 
     with pytest.raises(TuningStorageError, match="a database of its own") as error:
-        Study("s", collector_db, 1).open()
+        Study(name="s", storage=collector_db, trials=1).open()
     assert "postgres@" not in str(error.value)
 
 

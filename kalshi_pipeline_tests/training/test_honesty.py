@@ -7,8 +7,9 @@ control it does not beat always-HOLD beyond noise. Marked slow.
 
 One seed candidate per phase (``--candidates 1``): the default's three candidates make
 the check 20 to 30 minutes on two cores, too long for CI's budget next to the rest; this
-single-seed run takes under 7 on a quiet machine, up to 18 under load. ``python benchmarks/honesty_check.py`` runs the full
-default (docs/learning.md gives both figures).
+single-seed run takes under 7 on a quiet machine, up to 18 under load.
+``python benchmarks/honesty_check.py`` runs the full default (docs/learning.md gives both
+figures).
 """
 
 from __future__ import annotations

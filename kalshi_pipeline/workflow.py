@@ -39,8 +39,7 @@ from kalshi_pipeline.market.views import (
 )
 from kalshi_pipeline.pipeline_config import PipelineConfig, TuningChoice
 from kalshi_pipeline.training import candidates, promotion, tuning
-from kalshi_pipeline.training import phases as training_phases
-from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES
+from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES, MODEL_FILE
 from kalshi_pipeline.training.candidates import train_candidates
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.evaluation import (
@@ -271,7 +270,7 @@ def run(
         check_fingerprint(models / f"phase{phase}", fingerprint)
     result = None
     for phase in phases:
-        parent = models / f"phase{phase - 1}" / training_phases.MODEL_FILE if phase > 1 else None
+        parent = models / f"phase{phase - 1}" / MODEL_FILE if phase > 1 else None
         result = train_phase(
             phase, train, split, training, models, parent,
             on_progress=on_progress, validation=validation,

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, Self
 
-from kalshi_pipeline.market.views import session_of_key
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -151,11 +149,6 @@ class Split:
     def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
         """The difficulty of each of ``views``, in order (the curriculum's input)."""
         return [self.difficulty[v.key] for v in views]
-
-    @property
-    def sessions(self) -> list[int]:
-        """The sessions of the training views."""
-        return sorted({session_of_key(k) for k in self.train})
 
     def to_json(self) -> dict:
         return {

@@ -96,6 +96,12 @@ class TrainingConfig:
                 f"validate_every must be 0 or more timesteps, got {self.validate_every}"
             )
 
+    @property
+    def validation_interval(self) -> int:
+        """Timesteps between validations: ``validate_every``, or every checkpoint when 0.
+        The validation callback and the tuning pruner's steps must agree on it."""
+        return self.validate_every or self.checkpoint_every
+
     def phase_timesteps(self, phase: int) -> int:
         return (self.phase1_timesteps, self.phase2_timesteps, self.phase3_timesteps)[phase - 1]
 
@@ -211,8 +217,7 @@ def read_hyperparameters(path: str | Path) -> AlgorithmConfig:
     unknown = sorted(set(recorded) - known) if isinstance(recorded, dict) else ["(not a map)"]
     if unknown:
         raise ValueError(f"hyperparameter file {path}: unknown hyperparameters {unknown}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
     try:
-        return replace(AlgorithmConfig(), **values)
+        return AlgorithmConfig.from_json(recorded)
     except (TypeError, ValueError) as error:
         raise ValueError(f"hyperparameter file {path}: {error}") from None

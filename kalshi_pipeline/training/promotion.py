@@ -37,6 +37,7 @@ from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES
 from kalshi_pipeline.training.evaluation import (
+    CONFIDENCE,
     PolicyFactory,
     bootstrap_interval,
     evaluate_policies,
@@ -57,7 +58,6 @@ from kalshi_pipeline.training.registry import (
 )
 
 ALWAYS_HOLD = "always-HOLD"  # what the first champion is compared with
-CONFIDENCE = 0.95  # of the interval (that of the report's bootstrap_interval)
 # One market's difference has no spread to bootstrap: an interval needs at least two.
 MIN_MARKETS = 2
 

@@ -144,9 +144,12 @@ def validation_callback(
             ValidationCallback.BEST,
         ):
             (job.directory / name).unlink(missing_ok=True)
-    every = job.config.validate_every or job.config.checkpoint_every
     return ValidationCallback(
-        job.validation, job.config.env, every, job.directory, on_validated=on_validation
+        job.validation,
+        job.config.env,
+        job.config.validation_interval,
+        job.directory,
+        on_validated=on_validation,
     )
 
 

@@ -327,7 +327,7 @@ def pruning_step(config: TrainingConfig, phase: int, timesteps: int) -> int:
     ``validate_every``, the phase's budget at its end) after the earlier phases' budgets.
     Trials whose rollouts differ in length validate at other timesteps; their marks agree,
     so the pruner compares like with like."""
-    every = config.validate_every or config.checkpoint_every
+    every = config.validation_interval
     budget = config.phase_timesteps(phase)
     earlier = sum(config.phase_timesteps(p) for p in range(1, phase))
     return earlier + (budget if timesteps >= budget else timesteps // every * every)

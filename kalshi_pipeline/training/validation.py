@@ -11,6 +11,7 @@ scores the model during training and writes ``validation.csv``, ``best.json`` an
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -115,7 +116,7 @@ class ValidationCallback(BaseCallback):
     """
 
     CSV, BEST_MODEL, BEST = "validation.csv", "best_model.zip", "best.json"
-    FIELDS = ("timesteps", "score", "low", "high", "share")
+    FIELDS = tuple(f.name for f in dataclasses.fields(ValidationScore))  # validation.csv
     BOOTSTRAP_SEED = 0
 
     def __init__(

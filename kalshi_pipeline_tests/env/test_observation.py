@@ -32,7 +32,7 @@ def test_the_names_are_the_features_then_the_portfolio_and_the_last_order():
 @pytest.mark.parametrize(("x", "clipped"), [(7.5, 5.0), (-9.0, -5.0), (1.25, 1.25)])
 def test_clip_keeps_a_value_within_the_bound(x, clipped):
     assert clip(x) == clipped
-    assert abs(clipped) <= OBSERVATION_BOUND
+    assert abs(clip(x)) <= OBSERVATION_BOUND
 
 
 def test_a_flat_portfolio_shows_its_cash_and_no_position():

@@ -154,7 +154,7 @@ def _phase_job(
         views_for(split.train, pipeline.session_views),
         split,
         settings.to_domain().resolve(),
-        pipeline.artifacts / "models" / f"run-{run_id}",
+        _models_dir(pipeline, run_id),
         _parent_path(parent),
         views_for(split.validation, pipeline.session_views),
     )
@@ -195,6 +195,11 @@ def _settings_for_each_step(name: str) -> dg.ConfigMapping:
         config_fn=lambda values: {step: {"config": values} for step in steps},
         config_schema=TrainingSettings.to_config_schema(),
     )
+
+
+def _models_dir(pipeline: PipelineResource, run_id: str) -> Path:
+    """Where a run's phase models go: one directory per run under the artifacts."""
+    return pipeline.artifacts / "models" / f"run-{run_id}"
 
 
 def _parent_path(parent: str) -> Path | None:
@@ -261,7 +266,7 @@ def _select_op(phase: int) -> dg.OpDefinition:
         parent: str = "",
     ) -> str:
         training = config.to_domain().resolve()
-        out = pipeline.artifacts / "models" / f"run-{context.run.run_id}"
+        out = _models_dir(pipeline, context.run.run_id)
         done: list[TrainedCandidate] = trained
         results = {t["seed"]: PhaseResult.from_json(t["result"]) for t in done}
         result = select_candidate(phase, training, out, _parent_path(parent), results)

@@ -92,8 +92,9 @@ stored asks that disagree with the bids     repair ``stored_asks_disagree``: ask
                                             always derived from bids (older rows: 99 - p)
 several events in one millisecond           ordered by sequence number; none lost
 a view whose features or statistics are     rejection of that market when the view is
-not finite                                  built (:mod:`.views`); the ``data_quality``
-                                            check fails on any non-finite value
+not finite                                  built (``kalshi_pipeline.market.views``); the
+                                            ``data_quality`` check fails on any
+                                            non-finite value
 empty session                               ``report.empty``; no markets, no error
 session still ``active``                    never reaches here: sources raise
                                             ``SessionNotComplete`` and callers skip it
@@ -113,44 +114,34 @@ from kalshi_pipeline.market.cleaning.events import (
     CleanEvents,
 )
 from kalshi_pipeline.market.cleaning.outline import (
-    OUTLINE_COLUMNS,
-    SessionOutline,
     outline_session,
     usable_rows,
 )
 from kalshi_pipeline.market.cleaning.pipeline import clean_markets, clean_session
 from kalshi_pipeline.market.cleaning.report import (
     DEFECTS,
-    MAX_EXAMPLES_PER_KIND,
     DataIssue,
     IngestReport,
     RepairKind,
 )
-from kalshi_pipeline.market.cleaning.restarts import RESTART_MIN_DROP
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import (
     TIME_TOLERANCE_MS,
-    WINDOW_TOLERANCE_MS,
     recorded_window,
 )
 
 __all__ = [
     "BOOK_WIDTH",
     "DEFECTS",
-    "MAX_EXAMPLES_PER_KIND",
     "MAX_SIZE",
     "NO",
-    "OUTLINE_COLUMNS",
-    "RESTART_MIN_DROP",
     "TIME_TOLERANCE_MS",
-    "WINDOW_TOLERANCE_MS",
     "YES",
     "CleanEvents",
     "DataIssue",
     "IngestReport",
     "RepairKind",
     "SequenceTally",
-    "SessionOutline",
     "clean_markets",
     "clean_session",
     "outline_session",

@@ -10,7 +10,6 @@ cleaning any group of the session's markets needs of the whole session
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,13 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import int_column, market_codes
-from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
+from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind, log
 from kalshi_pipeline.market.cleaning.timestamps import recorded_window
 from kalshi_pipeline.market.spill import GrowingArray, median
 from kalshi_pipeline.sources.raw import TABLES, SessionBatches
-
-# The package's logger, so records keep the name they have always had.
-log = logging.getLogger("kalshi_pipeline.market.cleaning")
 
 # A sequence number further than this from the session's median (or 100 per row, if that
 # is more) is an outlier: recorded sessions span at most a few times their row count.

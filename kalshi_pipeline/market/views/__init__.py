@@ -21,41 +21,31 @@ from kalshi_pipeline.market.views.market_view import (
     STEP_ARRAYS,
     MarketSessionView,
     ViewConfig,
-    non_finite,
     session_of_key,
     view_key,
 )
 from kalshi_pipeline.market.views.parquet import (
     read_views,
     view_descriptions,
-    views_from_table,
-    views_to_table,
     write_view_batches,
     write_views,
 )
 from kalshi_pipeline.market.views.session_views import SessionViews, build_market_views
-from kalshi_pipeline.market.views.statistics import SessionSteps
-from kalshi_pipeline.market.views.time_steps import receive_times, step_rows, time_steps
+from kalshi_pipeline.market.views.time_steps import time_steps
 
 __all__ = [
     "STATISTICS",
     "STEP_ARRAYS",
     "MarketSessionView",
-    "SessionSteps",
     "SessionViews",
     "ViewConfig",
     "build_market_views",
-    "non_finite",
     "read_views",
-    "receive_times",
     "session_of_key",
-    "step_rows",
     "time_steps",
     "view_descriptions",
     "view_key",
     "views_from_books",
-    "views_from_table",
-    "views_to_table",
     "write_view_batches",
     "write_views",
 ]

@@ -10,10 +10,6 @@ what the report states on top. The names used elsewhere are re-exported here.
 """
 
 from kalshi_pipeline.training.evaluation.analysis import (
-    DIFFICULTY_BANDS,
-    SPEARMAN_WITH,
-    TARGET_PHASES,
-    TARGET_SHARES,
     action_distribution,
     analyse,
     difficulty_bands,
@@ -21,9 +17,8 @@ from kalshi_pipeline.training.evaluation.analysis import (
     spearman_table,
     target_shares,
 )
-from kalshi_pipeline.training.evaluation.headline import headline, split_result, walk_forward
+from kalshi_pipeline.training.evaluation.headline import headline
 from kalshi_pipeline.training.evaluation.policies import (
-    Policy,
     PolicyFactory,
     PolicyName,
     baseline_policies,
@@ -39,7 +34,6 @@ from kalshi_pipeline.training.evaluation.rollouts import (
     round_trip_fees_cents,
 )
 from kalshi_pipeline.training.evaluation.statistics import (
-    BOOTSTRAP_SAMPLES,
     CONFIDENCE,
     bootstrap_interval,
     spearman,
@@ -47,9 +41,7 @@ from kalshi_pipeline.training.evaluation.statistics import (
 )
 from kalshi_pipeline.training.evaluation.tables import (
     EvaluationSummary,
-    ModelDifference,
     PerMarketRow,
-    PolicyAggregate,
     difference_key,
     market_type,
     per_market_table,
@@ -58,18 +50,10 @@ from kalshi_pipeline.training.evaluation.tables import (
 )
 
 __all__ = [
-    "BOOTSTRAP_SAMPLES",
     "CONFIDENCE",
-    "DIFFICULTY_BANDS",
-    "SPEARMAN_WITH",
-    "TARGET_PHASES",
-    "TARGET_SHARES",
     "Episode",
     "EvaluationSummary",
-    "ModelDifference",
     "PerMarketRow",
-    "Policy",
-    "PolicyAggregate",
     "PolicyFactory",
     "PolicyName",
     "action_distribution",
@@ -92,9 +76,7 @@ __all__ = [
     "round_trip_fees_cents",
     "spearman",
     "spearman_table",
-    "split_result",
     "summarise",
     "target_shares",
-    "walk_forward",
     "wins_needed",
 ]

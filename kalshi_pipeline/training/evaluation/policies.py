@@ -17,13 +17,14 @@ from enum import StrEnum
 import numpy as np
 
 from kalshi_pipeline.env.execution import BUY_NO, BUY_YES, HOLD, SELL_NO, SELL_YES
+from kalshi_pipeline.env.observation import OBSERVATION_NAMES
 from kalshi_pipeline.market.features import FEATURE_NAMES
 
 Policy = Callable[[np.ndarray], int]
 PolicyFactory = Callable[[int], Policy]  # takes the per-view seed
 _IMBALANCE = FEATURE_NAMES.index("top_imbalance")
 _SPREAD = FEATURE_NAMES.index("spread")
-_SIGNED_POSITION = len(FEATURE_NAMES) + 2
+_SIGNED_POSITION = OBSERVATION_NAMES.index("signed_position")
 
 
 class PolicyName(StrEnum):

@@ -9,7 +9,6 @@ changes matplotlib's process-wide state.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from kalshi_pipeline.env.execution import ACTION_NAMES
 from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.training.evaluation import Episode, PerMarketRow, PolicyName
+from kalshi_pipeline.training.files import read_csv_rows
 from kalshi_pipeline.training.report.order import ordered_policies, ordered_splits
 
 PLOTS = (
@@ -92,15 +92,13 @@ def learning_curve(path: Path, progress_files: Sequence[Path]) -> None:
 
 
 def _read_progress(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    steps, rewards = [], []
-    try:
-        with open(path) as fh:
-            for row in csv.DictReader(fh):
-                if row.get("rollout/ep_rew_mean") and row.get("time/total_timesteps"):
-                    steps.append(float(row["time/total_timesteps"]))
-                    rewards.append(float(row["rollout/ep_rew_mean"]))
-    except FileNotFoundError:
-        pass
+    rows = [
+        row
+        for row in read_csv_rows(path)
+        if row.get("rollout/ep_rew_mean") and row.get("time/total_timesteps")
+    ]
+    steps = [float(row["time/total_timesteps"]) for row in rows]
+    rewards = [float(row["rollout/ep_rew_mean"]) for row in rows]
     return np.array(steps), np.array(rewards)
 
 

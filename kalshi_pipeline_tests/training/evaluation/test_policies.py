@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from kalshi_pipeline.env.execution import BUY_NO, BUY_YES, HOLD, SELL_NO, SELL_YES
+from kalshi_pipeline.env.observation import OBSERVATION_NAMES, OBSERVATION_SIZE
 from kalshi_pipeline.market.features import FEATURE_NAMES
 from kalshi_pipeline.training.evaluation import baseline_policies, imbalance_policy
 
 IMBALANCE = FEATURE_NAMES.index("top_imbalance")
 SPREAD = FEATURE_NAMES.index("spread")
-SIGNED_POSITION = len(FEATURE_NAMES) + 2
+SIGNED_POSITION = OBSERVATION_NAMES.index("signed_position")
 
 
 def observation(imbalance: float, spread_cents: float, signed_position: float = 0.0):
-    obs = np.zeros(len(FEATURE_NAMES) + 16, dtype=np.float32)
+    obs = np.zeros(OBSERVATION_SIZE, dtype=np.float32)
     obs[IMBALANCE] = imbalance
     obs[SPREAD] = spread_cents / 100
     obs[SIGNED_POSITION] = signed_position

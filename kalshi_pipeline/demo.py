@@ -30,6 +30,7 @@ back to other settings.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from importlib import resources
@@ -156,7 +157,7 @@ def train(
     report = Path(result.output_for_node("evaluation_report"))
     print(f"done in {time.perf_counter() - started:.0f}s; report: {report}")
     # The report's first line: what the model did on the markets it never trained on.
-    print(report.read_text().splitlines()[0].removeprefix("# Evaluation report: "))
+    print(json.loads((report.parent / "summary.json").read_text())["headline"])
     return report
 
 

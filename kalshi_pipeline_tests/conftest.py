@@ -25,7 +25,7 @@ from kalshi_pipeline.sources.collector_writer import collector_ddl
 
 # The server the tests use; pointing it elsewhere (a closed port) shows which tests need it.
 SERVER_ENV = "KALSHI_TEST_POSTGRES"
-PG_SERVER = os.environ.get(SERVER_ENV, "postgresql://postgres@127.0.0.1:5432")
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # the default of SERVER_ENV
 MAINTENANCE_DB = "test"
 START_SERVER_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

@@ -1,8 +1,8 @@
 """The code's shape, enforced: small modules, short functions, shallow branching.
 
 A library module holds one job in at most :data:`MAX_MODULE_LINES` lines, and a function
-does one step in at most :data:`MAX_FUNCTION_LINES` (docstring included); a longer one is
-allowed only where :data:`LONG_FUNCTIONS` says why. Branching is held by ruff's C901 rule
+does one step in at most :data:`MAX_FUNCTION_LINES` (docstring included), with no
+exception today. Branching is held by ruff's C901 rule
 (max-complexity 12, ``[tool.ruff.lint.mccabe]`` in ``pyproject.toml``), run here so that
 the test suite, not only a developer's habit, keeps it.
 """
@@ -19,8 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "kalshi_pipeline"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# "module:qualified.name" -> why it stays longer than MAX_FUNCTION_LINES.
-LONG_FUNCTIONS: dict[str, str] = {}
 
 
 def library_modules() -> list[Path]:
@@ -48,14 +46,13 @@ def functions(node: ast.AST, prefix: str = ""):
 
 
 def long_functions(paths: list[Path], root: Path = REPO) -> list[str]:
-    """Every function over the limit, as ``module:qualified.name: N lines``, unless
-    :data:`LONG_FUNCTIONS` names it."""
+    """Every function over the limit, as ``module:qualified.name: N lines``."""
     found = []
     for path in paths:
         module = path.relative_to(root).as_posix()
         for name, lines in functions(ast.parse(path.read_text())):
             key = f"{module}:{name}"
-            if lines > MAX_FUNCTION_LINES and key not in LONG_FUNCTIONS:
+            if lines > MAX_FUNCTION_LINES:
                 found.append(f"{key}: {lines} lines")
     return found
 
@@ -64,20 +61,8 @@ def test_no_library_module_is_over_the_limit():
     assert long_modules(library_modules()) == []
 
 
-def test_no_function_is_over_the_limit_unless_its_reason_is_written_down():
+def test_no_function_is_over_the_limit():
     assert long_functions(library_modules()) == []
-
-
-def test_every_written_exception_still_exists():
-    """An exception for a function that was since shortened or removed goes too."""
-    stale = []
-    for key in LONG_FUNCTIONS:
-        module, name = key.split(":")
-        tree = ast.parse((REPO / module).read_text())
-        names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-        if not set(name.split(".")) <= names:
-            stale.append(key)
-    assert stale == []
 
 
 def test_the_limits_catch_what_they_are_for(tmp_path):

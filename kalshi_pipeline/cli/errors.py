@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import traceback
 from pathlib import Path
+
+import psycopg2
 
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV
 from kalshi_pipeline.sources.collector_connection import (
@@ -98,15 +99,14 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
 
 def _database_error(exc: Exception, database: str | None) -> str | None:
     """The line for a connection or raw driver error, else ``None``."""
-    psycopg2 = sys.modules.get("psycopg2")  # imported only by commands that use it
-    driver = (psycopg2.OperationalError, psycopg2.InterfaceError) if psycopg2 else ()
     at = f" at {describe_url(database)}" if database else ""
+    driver = (psycopg2.OperationalError, psycopg2.InterfaceError)
     if isinstance(exc, (ConnectionError, TimeoutError, *driver)):
         reason = next((r for kind, r in _CONNECTION_REASONS if isinstance(exc, kind)), None)
         reason = reason or _condition(getattr(exc, "pgcode", None))
         what = f"cannot reach the database{at}{f': {reason}' if reason else ''}"
         return _line(database, what, CHECK_CONNECTION)
-    if psycopg2 and isinstance(exc, psycopg2.Error):
+    if isinstance(exc, psycopg2.Error):
         code = _condition(exc.pgcode) or type(exc).__name__
         return _line(database, f"the database{at} refused the command: {code}", DEBUG_HINT)
     return None

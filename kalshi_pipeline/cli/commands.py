@@ -36,7 +36,11 @@ from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.registry import Registry, registry_path
-from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
+from kalshi_pipeline.training.registry_display import (
+    champion_warning,
+    describe_champion,
+    history_markdown,
+)
 
 MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
 
@@ -195,6 +199,9 @@ def show_models(home: Path | None) -> int:
     if champion is not None:
         print(describe_champion(champion))
     print(history_markdown(records))
+    warning = champion_warning(champion)
+    if warning:
+        print(warning, file=sys.stderr)
     if champion is None:
         raise CommandError(
             f"no champion in {path}: none of the {len(records)} candidates beat always-HOLD "

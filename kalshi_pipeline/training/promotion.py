@@ -13,9 +13,13 @@ if it plays better on the *current* holdout markets, with confidence:
 
 With no champion yet, the first one must beat always-HOLD the same way. Otherwise the
 champion stays and the candidate is recorded as refused, with the interval and the number
-of markets. An evaluation that cannot run (no holdout view, a model file that is gone or
-of another feature layout) raises :class:`PromotionError` after recording the candidate
-as failed: production never changes on a comparison that did not happen. Every candidate
+of markets. An evaluation that cannot run (no holdout view, a challenger whose model file
+is gone or of another feature layout) raises :class:`PromotionError` after recording the
+candidate as failed: production never changes on a comparison that did not happen. A
+champion that can no longer be loaded (its file deleted, damaged, or of another feature
+layout) cannot be compared with, and would otherwise fail every later promotion: it is
+recorded as ``lost`` (with why, and the candidate that found it) and the challenger is
+judged against always-HOLD, as if there were no champion. Every candidate
 goes into the model history (:mod:`kalshi_pipeline.training.registry`), and the decision
 holds the history's lock from reading the champion to writing the result, so a second
 promotion waits, then compares with whatever won. docs/training.md, Promotion.
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 
 from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
@@ -124,6 +129,7 @@ class Decision:
     champion: RegistryRecord | None
     comparison: Comparison | None  # None when UNCHANGED
     history: tuple[RegistryRecord, ...] = ()  # every record after the decision
+    lost: RegistryRecord | None = None  # a champion that no longer loaded, now marked lost
 
     @property
     def promoted(self) -> bool:
@@ -136,6 +142,7 @@ class Decision:
             "champion": self.champion.to_json() if self.champion else None,
             "comparison": self.comparison.to_json() if self.comparison else None,
             "history": [r.to_json() for r in self.history],
+            "lost": self.lost.to_json() if self.lost else None,
         }
 
     @classmethod
@@ -147,6 +154,7 @@ class Decision:
             champion=RegistryRecord.from_json(champion) if champion else None,
             comparison=Comparison.from_json(comparison) if comparison else None,
             history=tuple(RegistryRecord.from_json(r) for r in data.get("history", [])),
+            lost=RegistryRecord.from_json(data["lost"]) if data.get("lost") else None,
         )
 
 
@@ -276,9 +284,11 @@ def promote(
                 comparison=None, history=tuple(records),
             )  # fmt: skip
         record = replace(candidate_record(model_path, profile, run), id=next_id(records))
+        records, champion, held = _loaded_champion(records, champion, record)
+        lost = next((r for r in records if r.retired_by == record.id), None)
         against = champion.model_path if champion else ALWAYS_HOLD
         try:
-            comparison = _challenge(model_path, champion, holdout, against)
+            comparison = _challenge(model_path, held, holdout, against)
         except Exception as exc:  # whatever stopped it, the candidate is on record as failed
             failed = replace(
                 record, status=RegistryStatus.FAILED, against=against,
@@ -293,17 +303,35 @@ def promote(
         registry.write(records)
     return Decision(
         status=Outcome(record.status), record=record, champion=champion_of(records),
-        comparison=comparison, history=tuple(records),
+        comparison=comparison, history=tuple(records), lost=lost,
     )  # fmt: skip
+
+
+def _loaded_champion(
+    records: list[RegistryRecord], champion: RegistryRecord | None, candidate: RegistryRecord
+) -> tuple[list[RegistryRecord], RegistryRecord | None, BaseAlgorithm | None]:
+    """The records, the champion and its loaded model; a champion that no longer loads is
+    marked ``lost`` in the records (found by ``candidate``) and returned as absent."""
+    if champion is None:
+        return records, None, None
+    try:
+        return records, champion, load_model(Path(champion.model_path))
+    except PromotionError as exc:
+        lost = replace(
+            champion, status=RegistryStatus.LOST, retired_at=candidate.at,
+            retired_by=candidate.id, reason=f"{champion.reason or 'champion'}; lost: {exc}",
+        )  # fmt: skip
+        return [lost if r is champion else r for r in records], None, None
 
 
 def _challenge(
     model_path: Path,
-    champion: RegistryRecord | None,
+    held: BaseAlgorithm | None,
     holdout: Sequence[MarketSessionView],
     against: str,
 ) -> Comparison:
-    """The challenger at ``model_path`` against ``champion`` (always-HOLD if None)."""
+    """The challenger at ``model_path`` against the champion's loaded model ``held``
+    (always-HOLD if None)."""
     challenger = load_model(model_path)
     lineage = read_lineage(model_path)
     env = EnvConfig(**lineage.config["env"])
@@ -312,8 +340,7 @@ def _challenge(
             f"no holdout view to compare model {model_path} with {against} on "
             "(more sessions, or a larger holdout fraction)"
         )
-    if champion is not None:
-        held = load_model(Path(champion.model_path))
+    if held is not None:
         champion_policy: PolicyFactory = lambda seed: model_policy(held)  # noqa: E731
     else:
         champion_policy = lambda seed: hold_policy()  # noqa: E731

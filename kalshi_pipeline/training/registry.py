@@ -37,13 +37,15 @@ class PromotionError(RuntimeError):
 
 class RegistryStatus(StrEnum):
     """Where a candidate stands: ``ACTIVE`` (the champion, in production), ``RETIRED`` (a
-    former champion, beaten), ``REFUSED`` (did not win its comparison) or ``FAILED`` (its
-    comparison could not run)."""
+    former champion, beaten), ``REFUSED`` (did not win its comparison), ``FAILED`` (its
+    comparison could not run) or ``LOST`` (a former champion whose model could no longer be
+    loaded when a challenger came; ``retired_by`` names that challenger)."""
 
     ACTIVE = "active"
     RETIRED = "retired"
     REFUSED = "refused"
     FAILED = "failed"
+    LOST = "lost"
 
 
 # The record's keys, in the order the pipeline writes them. These are in every record it

@@ -17,6 +17,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
+from kalshi_pipeline.cli import main
 from kalshi_pipeline.env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.env.execution import BUY_YES, HOLD
 from kalshi_pipeline.market import build_market_views
@@ -25,6 +26,7 @@ from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.evaluation import bootstrap_interval
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.promotion import (
+    ALWAYS_HOLD,
     MIN_MARKETS,
     Comparison,
     Decision,
@@ -35,11 +37,11 @@ from kalshi_pipeline.training.promotion import (
     difference_interval,
 )
 from kalshi_pipeline.training.registry import Registry, RegistryStatus
-from kalshi_pipeline.training.registry_display import history_markdown
+from kalshi_pipeline.training.registry_display import champion_warning, history_markdown
 from kalshi_pipeline.workflow import promote
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
-ACTIVE, RETIRED = RegistryStatus.ACTIVE, RegistryStatus.RETIRED
+ACTIVE, RETIRED, LOST = RegistryStatus.ACTIVE, RegistryStatus.RETIRED, RegistryStatus.LOST
 REFUSED, FAILED = RegistryStatus.REFUSED, RegistryStatus.FAILED
 
 
@@ -194,16 +196,37 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
     assert [r.status for r in Registry(registry).read()] == [FAILED, FAILED]
     assert "no holdout view" in Registry(registry).read()[0].reason
 
-    # A champion whose file was deleted: the challenger is not compared with nothing.
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_champion_that_no_longer_loads_is_recorded_lost_and_the_challenger_faces_hold(
+    damage, tmp_path, holdout, rising, models, capsys
+):
+    registry = tmp_path / "home" / "artifacts" / "models" / "registry.json"
     champion = fixed_model(tmp_path / "champion" / "model.zip", BUY_YES, holdout)
     assert promote(champion, rising, registry).promoted
-    champion.unlink()
-    assert champion_problems(Registry(registry).read()) == [f"champion model {champion} is missing"]
-    with pytest.raises(PromotionError, match=str(champion)):
-        promote(models["holds"], holdout, registry)
+    if damage == "deleted":
+        champion.unlink()
+        assert champion_problems(Registry(registry).read()) == [
+            f"champion model {champion} is missing"
+        ]
+        # `models` still exits 0 (the history is readable) but warns on stderr.
+        assert main(["models", "--home", str(tmp_path / "home")]) == 0
+        warning = capsys.readouterr().err.strip()
+        assert warning == champion_warning(Registry(registry).champion())
+        assert str(champion) in warning and "lost" in warning
+    else:
+        champion.write_bytes(champion.read_bytes()[:100])
+
+    # The next promotion does not fail on it: the champion is recorded lost, and the
+    # challenger must beat always-HOLD, as the first champion had to.
+    decision = promote(models["buys_again"], rising, registry)
     records = Registry(registry).read()
-    assert [r.status for r in records] == [FAILED, FAILED, ACTIVE, FAILED]
-    assert records[-1].against == str(champion)
+    assert [r.status for r in records] == [LOST, ACTIVE]
+    assert decision.promoted and decision.record.against == ALWAYS_HOLD
+    assert decision.lost == records[0]
+    assert records[0].retired_by == records[1].id and records[0].retired_at == records[1].at
+    assert str(champion) in records[0].reason and "promoted" in records[0].reason
+    assert champion_problems(records) == []
 
 
 def test_a_candidates_record_summarises_its_lineage(tmp_path, holdout, models):

@@ -17,9 +17,12 @@ Outcomes, and why:
   stays, which is the system working, so the run succeeds; the check fails with WARN
   severity (yellow in the UI) and its metadata says why: the interval, the number of
   markets, the champion compared with.
-* **the comparison cannot run** (no holdout view, a model file, the champion's too, that
-  is gone or does not load): the asset fails, and with it the run, naming the model; the
+* **the comparison cannot run** (no holdout view, a challenger's model file that is gone
+  or does not load): the asset fails, and with it the run, naming the model; the
   candidate is recorded as failed and production does not change.
+* **the champion no longer loads** (its file deleted or damaged): it is recorded as
+  ``lost`` (metadata ``lost_champion``, a warning in the run's log) and the challenger is
+  judged against always-HOLD, as the first champion is.
 * **production is not a tested model** (the registry's champion has no winning comparison
   on record, or more than one model is active: a history edited by hand): the check fails
   with ERROR severity and, being blocking, fails the step and the run.
@@ -78,6 +81,11 @@ def production_model(
         profile=_training_profile(context),
         run=context.run.run_id,
     )
+    if decision.lost is not None:
+        context.log.warning(
+            f"champion {decision.lost.id} ({decision.lost.model_path}) no longer loads: "
+            "recorded as lost; the challenger was judged against always-HOLD"
+        )
     history = Registry(registry).read()
     metadata = _decision_metadata(decision, history, phase3_model, registry)
     yield dg.Output(decision.champion, metadata=metadata)
@@ -99,6 +107,8 @@ def _decision_metadata(
     }
     if decision.champion is not None:
         metadata["champion_model"] = dg.MetadataValue.path(decision.champion.model_path)
+    if decision.lost is not None:
+        metadata["lost_champion"] = decision.lost.reason or ""
     comparison = decision.comparison
     if comparison is not None:
         metadata.update(

@@ -104,16 +104,22 @@ def views_for(
     keys: Sequence[str], session_views: Callable[[int], Sequence[MarketSessionView]]
 ) -> list[MarketSessionView]:
     """The views of ``keys``, in that order; ``session_views(id)`` gives a session's views
-    (read from its views file, or held in memory)."""
+    (read from its views file, verified, or held in memory). A view of another session
+    among them (a views file copied over this one's) is an error naming both sessions."""
     wanted: dict[int, set[str]] = {}
     for key in keys:
         wanted.setdefault(session_of_key(key), set()).add(key)
-    found = {
-        v.key: v
-        for session_id in sorted(wanted)
-        for v in session_views(session_id)
-        if v.key in wanted[session_id]
-    }
+    found = {}
+    for session_id in sorted(wanted):
+        for view in session_views(session_id):
+            if view.session_id != session_id:
+                raise ValueError(
+                    f"the views given for session {session_id} include {view.key}, a view of "
+                    f"session {view.session_id}: not used (build session {session_id}'s views "
+                    "again from its raw copy)"
+                )
+            if view.key in wanted[session_id]:
+                found[view.key] = view
     missing = [k for k in keys if k not in found]
     if missing:
         raise KeyError(f"{len(missing)} views of the split are gone, e.g. {missing[0]}")

@@ -32,6 +32,7 @@ from kalshi_pipeline.market.views import (
     MarketSessionView,
     SessionViews,
     ViewConfig,
+    ViewsDamaged,
     build_market_views,
     read_views,
     view_descriptions,
@@ -527,7 +528,7 @@ def test_view_descriptions_never_read_the_step_data(tmp_path):
     path.write_bytes(bytes(data))
 
     assert view_descriptions(path) == [v.describe() for v in views]
-    with pytest.raises(OSError):  # the garbled pages cannot be decoded
+    with pytest.raises(ViewsDamaged, match="cannot be decoded"):  # garbled pages
         read_views(path)
 
 

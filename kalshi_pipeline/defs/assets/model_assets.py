@@ -49,7 +49,10 @@ def difficulty_scores(
     A session is read when its ``market_views`` partition is materialised and its views
     file exists. Registered sessions that fail either test are left out, named in the
     ``sessions_without_views`` metadata and in a warning: a retrain never quietly runs on
-    fewer sessions than were registered.
+    fewer sessions than were registered. A views file that is damaged, older than the
+    views' digests, or holds another session's views fails the step, naming the file and
+    the partition to materialise again (:class:`~kalshi_pipeline.market.views.ViewsDamaged`):
+    it is never used, nor quietly left out.
     """
     registered = sorted(context.instance.get_dynamic_partitions(sessions.name), key=int)
     ingested = context.instance.get_materialized_partitions(market_views.key)
@@ -62,7 +65,8 @@ def difficulty_scores(
             without[key] = f"ingested, but its views file {path} is missing"
         else:
             used.append(key)
-    descriptions = [d for k in used for d in view_descriptions(pipeline.views_path(k))]
+    # Verified, and each file must hold its own session's views (ViewsDamaged otherwise).
+    descriptions = [d for k in used for d in view_descriptions(pipeline.views_path(k), int(k))]
     table = select_views(descriptions, config.to_domain())
     # One file per run: a scheduled retrain and a sensor's retrain may overlap.
     out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run.run_id}.parquet"

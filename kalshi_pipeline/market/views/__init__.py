@@ -9,13 +9,15 @@ reconstructed and cut a group of markets at a time (:class:`SessionViews`), so i
 are never all in memory. One module per concern: ``market_view`` (the view, its config
 and key), ``time_steps`` (what a step is), ``statistics`` (the figures that describe a
 view), ``building`` (books to views), ``session_views`` (a session's views, whole or
-streamed) and ``parquet`` (the lossless round trip through Parquet: one row per step,
-the statistics and the feature layout in the file's metadata).
+streamed), ``parquet`` (the lossless round trip through Parquet: one row per step,
+the statistics and the feature layout in the file's metadata) and ``integrity`` (what
+a views file must carry to be read: its session and the digests of its data and footer).
 """
 
 from __future__ import annotations
 
 from kalshi_pipeline.market.views.building import views_from_books
+from kalshi_pipeline.market.views.integrity import ViewsDamaged
 from kalshi_pipeline.market.views.market_view import (
     STATISTICS,
     STEP_ARRAYS,
@@ -39,6 +41,7 @@ __all__ = [
     "MarketSessionView",
     "SessionViews",
     "ViewConfig",
+    "ViewsDamaged",
     "build_market_views",
     "read_views",
     "session_of_key",

@@ -1,10 +1,14 @@
-"""Views on disk: a lossless Parquet round trip.
+"""Views on disk: a lossless, verified Parquet round trip.
 
-:func:`write_views` and :func:`write_view_batches` write one row per step (2-D step
-arrays as fixed-size lists), atomically, with every view's description (its statistics
-and feature layout, :meth:`~.market_view.MarketSessionView.describe`) in the file's
-metadata; :func:`read_views` reads them back equal, and :func:`view_descriptions` reads
-only the descriptions, from the footer.
+:func:`write_views` and :func:`write_view_batches` write one session's views, one row per
+step (2-D step arrays as fixed-size lists), atomically (a temporary file, then a rename),
+with every view's description (its statistics and feature layout,
+:meth:`~.market_view.MarketSessionView.describe`), the session id and two SHA-256 digests
+in the file's metadata (:mod:`.integrity`); :func:`read_views` reads them back equal, and
+:func:`view_descriptions` reads only the descriptions, from the footer. Both verify what
+they read, and check the session when the caller names it: a file that is damaged, of
+another session, or older than the digests raises
+:class:`~.integrity.ViewsDamaged`, naming the file; nothing from it is returned.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ import pyarrow.parquet as pq
 
 from kalshi_pipeline.market.books import TOP_LEVELS
 from kalshi_pipeline.market.features import NUM_FEATURES
+from kalshi_pipeline.market.views.integrity import (
+    CHECK_KEY,
+    DataDigest,
+    ViewsDamaged,
+    check_entry,
+    unreadable,
+    verified_footer,
+)
 from kalshi_pipeline.market.views.market_view import STATISTICS, STEP_ARRAYS, MarketSessionView
 
 _METADATA_KEY = b"kalshi_pipeline.views"
@@ -71,43 +83,54 @@ def views_from_table(table: pa.Table, described: list[dict]) -> list[MarketSessi
     return views
 
 
-def write_views(views: list[MarketSessionView], path: str | os.PathLike[str]) -> Path:
-    """Write views to one Parquet file atomically (temporary file, then rename).
+def write_views(
+    views: list[MarketSessionView], path: str | os.PathLike[str], session_id: int | None = None
+) -> Path:
+    """Write one session's views to one Parquet file atomically (temporary file, then
+    rename); ``session_id`` as in :func:`write_view_batches`.
 
     A failed write leaves the previous file as it was and no temporary file behind.
     """
-    write_view_batches([views], path)
+    write_view_batches([views], path, session_id)
     return Path(path)
 
 
 def write_view_batches(
-    batches: Iterable[list[MarketSessionView]], path: str | os.PathLike[str]
+    batches: Iterable[list[MarketSessionView]],
+    path: str | os.PathLike[str],
+    session_id: int | None = None,
 ) -> list[dict]:
-    """Write batches of views to one Parquet file as they come, one row group per
-    batch, atomically as :func:`write_views`; returns every view's description.
+    """Write batches of one session's views to one Parquet file as they come, one row
+    group per batch, atomically as :func:`write_views`; returns every view's description.
 
-    Only one batch is in memory at a time: with
-    :meth:`~.session_views.SessionViews.batches` a session is written without ever
-    holding all its views. The descriptions go into the file's metadata when the last
-    batch is written.
+    ``session_id`` is the session the file holds (recorded in it, and every view must be
+    of it); unset, it is the first view's (none for an empty file). Only one batch is in
+    memory at a time: with :meth:`~.session_views.SessionViews.batches` a session is
+    written without ever holding all its views. The descriptions and the digests go into
+    the file's metadata when the last batch is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     described: list[dict] = []
+    digest = DataDigest()
     writer = None
     try:
         for views in batches:
             if not views and writer is not None:
                 continue
+            session_id = _one_session(views, session_id, path)
             table = views_to_table(views)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = _writer(tmp, table.schema)
             writer.write_table(table)
+            digest.update(views)
             described += [v.describe() for v in views]
         if writer is None:  # no batch at all: an empty file with the views' schema
-            writer = pq.ParquetWriter(tmp, views_to_table([]).schema)
-        writer.add_key_value_metadata({_METADATA_KEY: json.dumps(described).encode()})
+            writer = _writer(tmp, views_to_table([]).schema)
+        descriptions = json.dumps(described).encode()
+        check = check_entry(session_id, digest.hexdigest(), descriptions)
+        writer.add_key_value_metadata({_METADATA_KEY: descriptions, CHECK_KEY: check})
         writer.close()
         os.replace(tmp, path)
     except BaseException:
@@ -118,18 +141,62 @@ def write_view_batches(
     return described
 
 
-def read_views(path: str | os.PathLike[str]) -> list[MarketSessionView]:
-    file = pq.ParquetFile(path)
-    return views_from_table(file.read(), _described(file))
+def read_views(
+    path: str | os.PathLike[str], session_id: int | None = None
+) -> list[MarketSessionView]:
+    """The views of a views file, verified against its digests; with ``session_id``, the
+    file must hold that session's views. Else :class:`~.integrity.ViewsDamaged`."""
+    path = Path(path)
+    with open(path, "rb") as handle:  # a missing file is a FileNotFoundError, not damage
+        try:
+            file = pq.ParquetFile(handle, page_checksum_verification=True)
+            described, data_sha256 = _footer(file, path, session_id)
+            table = file.read()
+            if table.num_rows != sum(entry["length"] for entry in described):
+                raise ViewsDamaged(path, session_id, "its rows do not add up to its views")
+            views = views_from_table(table, described)
+        except ViewsDamaged:
+            raise
+        except Exception as exc:  # whatever a damaged file makes the reader raise
+            raise unreadable(path, session_id, exc) from exc
+    if DataDigest.of(views) != data_sha256:
+        raise ViewsDamaged(path, session_id, "its step data do not match their digest")
+    return views
 
 
-def view_descriptions(path: str | os.PathLike[str]) -> list[dict]:
-    """The per-view statistics of a views file, read from its footer only."""
-    return _described(pq.ParquetFile(path))
+def view_descriptions(path: str | os.PathLike[str], session_id: int | None = None) -> list[dict]:
+    """The per-view statistics of a views file, read from its footer only (verified
+    against its digest, and its session checked as in :func:`read_views`)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        try:
+            return _footer(pq.ParquetFile(handle), path, session_id)[0]
+        except ViewsDamaged:
+            raise
+        except Exception as exc:
+            raise unreadable(path, session_id, exc) from exc
 
 
-def _described(file: pq.ParquetFile) -> list[dict]:
-    return json.loads(file.metadata.metadata[_METADATA_KEY])
+def _footer(file: pq.ParquetFile, path: Path, session_id: int | None) -> tuple[list[dict], str]:
+    return verified_footer(path, file.metadata.metadata, _METADATA_KEY, session_id)
+
+
+def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, compression="zstd", write_page_checksum=True)
+
+
+def _one_session(views: list[MarketSessionView], session_id: int | None, path: Path) -> int | None:
+    """The file's session: ``session_id``, else the first view's; a view of another
+    session is refused (a file holds one session, whose id its readers check)."""
+    for view in views:
+        if session_id is None:
+            session_id = view.session_id
+        if view.session_id != session_id:
+            raise ValueError(
+                f"views file {path}: view {view.key} is not of session {session_id} "
+                "(a views file holds one session's views)"
+            )
+    return session_id
 
 
 def _width(name: str) -> int:

@@ -1,0 +1,130 @@
+"""What makes a views file trusted: the session it holds and two SHA-256 digests.
+
+Views are derived data, read back by every training step, so a file that is not what was
+written must never be used: a bit flipped on disk would change prices silently, and a
+file copied over another session's would make one session vanish and another count
+twice. A views file (:mod:`.parquet`) therefore carries in its footer, beside the views'
+descriptions, the key :data:`CHECK_KEY` with ``{"session_id", "data_sha256", "sha256"}``:
+
+- ``session_id``: the one session whose views the file holds (a file holds one session);
+- ``data_sha256``: the SHA-256 of every view's step arrays, in file order, each in its
+  dtype, little-endian (:class:`DataDigest`), computed as the batches are written and
+  recomputed from the views read back, so it covers what training uses, not the file's
+  layout;
+- ``sha256``: the SHA-256 of the session id, ``data_sha256`` and the descriptions' bytes
+  as stored (:func:`footer_digest`), so the small footer-only read
+  (:func:`~.parquet.view_descriptions`) is verified without reading the step data.
+
+Parquet's own page checksums are written too, so most damage to the step data is caught
+while decoding. A reader passes the session it expects; a file of another session, a
+digest that does not match, a footer that cannot be parsed, or a file written before
+views carried digests (no :data:`CHECK_KEY`) raises :class:`ViewsDamaged`, naming the
+file and saying how to build the views again from the session's raw copy. Nothing is
+read from such a file, and it is never repaired in place: views are rebuilt by the step
+that writes them (``market_views``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from kalshi_pipeline.market.views.market_view import STEP_ARRAYS, MarketSessionView
+
+CHECK_KEY = b"kalshi_pipeline.views.check"
+# The longest reason quoted from a reader's exception (pyarrow's can run to pages).
+_MAX_REASON = 200
+
+
+class ViewsDamaged(ValueError):
+    """A views file that is not what was written for the session asked for."""
+
+    def __init__(self, path: Path, session_id: int | None, reason: str) -> None:
+        whose = f"session {session_id}'s" if session_id is not None else "these"
+        todo = f"build {whose} views again from its raw copy" + (
+            f": materialise the market_views partition {session_id} again"
+            if session_id is not None
+            else ""
+        )
+        super().__init__(f"views file {path} is not used: {reason} ({todo})")
+        self.path, self.session_id, self.reason = path, session_id, reason
+
+
+class DataDigest:
+    """The SHA-256 of views' step arrays, fed a batch of views at a time."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, views: Iterable[MarketSessionView]) -> None:
+        for view in views:
+            for name, dtype in STEP_ARRAYS.items():
+                array = np.ascontiguousarray(getattr(view, name), np.dtype(dtype).newbyteorder("<"))
+                self._hash.update(array.tobytes())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    @classmethod
+    def of(cls, views: Iterable[MarketSessionView]) -> str:
+        digest = cls()
+        digest.update(views)
+        return digest.hexdigest()
+
+
+def footer_digest(session_id: int | None, data_sha256: str, described: bytes) -> str:
+    """The SHA-256 over the session id, the data's digest and the descriptions' bytes."""
+    head = json.dumps({"session_id": session_id, "data_sha256": data_sha256}, sort_keys=True)
+    return hashlib.sha256(head.encode() + b"\n" + described).hexdigest()
+
+
+def check_entry(session_id: int | None, data_sha256: str, described: bytes) -> bytes:
+    """The footer value stored under :data:`CHECK_KEY`."""
+    entry = {
+        "session_id": session_id,
+        "data_sha256": data_sha256,
+        "sha256": footer_digest(session_id, data_sha256, described),
+    }
+    return json.dumps(entry, sort_keys=True).encode()
+
+
+def verified_footer(
+    path: Path, metadata: Mapping[bytes, bytes] | None, descriptions_key: bytes,
+    expected_session: int | None,
+) -> tuple[list[dict], str]:  # fmt: skip
+    """The descriptions and the data's digest of a views file's footer, once its session
+    and its digest are checked; else :class:`ViewsDamaged`."""
+    metadata = metadata or {}
+    raw_check, described = metadata.get(CHECK_KEY), metadata.get(descriptions_key)
+    if raw_check is None:
+        raise ViewsDamaged(
+            path, expected_session, "it has no digest (written before views carried one)"
+        )
+    try:
+        check = json.loads(raw_check)
+        session, data_sha256, sha256 = check["session_id"], check["data_sha256"], check["sha256"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ViewsDamaged(path, expected_session, "its digest cannot be parsed") from exc
+    if described is None or footer_digest(session, data_sha256, described) != sha256:
+        raise ViewsDamaged(
+            path, expected_session, "its footer (the views' descriptions) does not match its digest"
+        )
+    if expected_session is not None and session != expected_session:
+        raise ViewsDamaged(
+            path,
+            expected_session,
+            f"it holds the views of session {session}, not of session {expected_session}",
+        )
+    return json.loads(described), data_sha256
+
+
+def unreadable(path: Path, session_id: int | None, exc: BaseException) -> ViewsDamaged:
+    """The :class:`ViewsDamaged` for a file the Parquet reader could not decode."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(detail) > _MAX_REASON:
+        detail = detail[: _MAX_REASON - 3] + "..."
+    return ViewsDamaged(path, session_id, f"it cannot be decoded ({detail})")

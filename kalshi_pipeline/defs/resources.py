@@ -157,7 +157,7 @@ class PipelineResource(dg.ConfigurableResource):
 
     def session_views(self, session_id: int) -> list[MarketSessionView]:
         """The views ``market_views`` wrote for one session."""
-        return read_views(self.views_path(session_id))
+        return read_views(self.views_path(session_id), int(session_id))
 
 
 @dg.definitions

@@ -1,12 +1,9 @@
-"""Where things live on disk (``docs/contracts.md``): one place for the environment variables.
+"""Where things live on disk (``docs/contracts.md``).
 
 ``KALSHI_PIPELINE_HOME`` (default ``./.kalshi-pipeline``) holds the local session store in
 ``sessions/`` and models and reports in ``artifacts/``. ``KALSHI_COLLECTOR_URL``, when set,
-makes the collector's Postgres the session source. Settings of one concern live beside it:
-the collector's timeouts (``KALSHI_COLLECTOR_CONNECT_TIMEOUT_S``,
-``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``) in
-:mod:`kalshi_pipeline.sources.collector_connection`, the ingest retry delay
-(``KALSHI_SOURCE_RETRY_DELAY_SECONDS``) in :mod:`kalshi_pipeline.defs.resources`.
+makes the collector's Postgres the session source. Every environment variable, these two
+included, is read and checked in :mod:`kalshi_pipeline.sources.settings`.
 """
 
 from __future__ import annotations
@@ -14,14 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-HOME_ENV = "KALSHI_PIPELINE_HOME"
-COLLECTOR_URL_ENV = "KALSHI_COLLECTOR_URL"
-DEFAULT_HOME = ".kalshi-pipeline"
+from kalshi_pipeline.sources.settings import COLLECTOR_URL, PIPELINE_HOME
+
+HOME_ENV = PIPELINE_HOME.name
+COLLECTOR_URL_ENV = COLLECTOR_URL.name
+DEFAULT_HOME = PIPELINE_HOME.default
 
 
 def pipeline_home(home: str | os.PathLike[str] | None = None) -> Path:
     """``home`` if given, else ``$KALSHI_PIPELINE_HOME``, else ``./.kalshi-pipeline``."""
-    return Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+    return Path(home or PIPELINE_HOME.read() or DEFAULT_HOME).resolve()
 
 
 def sessions_dir(home: Path) -> Path:

@@ -25,18 +25,24 @@ executor: a database (``db+postgresql+psycopg2://user@host/dagster``, the instan
 database will do; the password from ``PGPASSWORD``, so that it never lands in the
 worker's generated config file). Celery's ``rpc://`` backend sends results through the
 broker and loses those in flight when it restarts (the run then fails: the broker-restart
-test does with it), so it is refused.
+test does with it), so it is refused. The three variables are read and checked in
+:mod:`kalshi_pipeline.sources.settings`; a bad one fails the definitions' load, named.
 """
-
-import os
 
 import dagster as dg
 from dagster_celery import celery_executor
 
-EXECUTOR_ENV = "KALSHI_EXECUTOR"
-BROKER_ENV = "KALSHI_CELERY_BROKER"
-BACKEND_ENV = "KALSHI_CELERY_BACKEND"
-DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
+from kalshi_pipeline.sources.settings import (
+    CELERY_BACKEND,
+    CELERY_BROKER,
+    EXECUTOR,
+    SettingError,
+)
+
+EXECUTOR_ENV = EXECUTOR.name
+BROKER_ENV = CELERY_BROKER.name
+BACKEND_ENV = CELERY_BACKEND.name
+DEFAULT_BROKER = CELERY_BROKER.default
 CELERY_SETTINGS = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
@@ -56,31 +62,28 @@ CELERY_SETTINGS = {
 def executor() -> dg.ExecutorDefinition:
     """The executor ``KALSHI_EXECUTOR`` names (``multiprocess``, the default, or
     ``celery``)."""
-    kind = os.environ.get(EXECUTOR_ENV, "multiprocess")
-    if kind == "multiprocess":
+    if EXECUTOR.read() == "multiprocess":
         return dg.multiprocess_executor
-    if kind == "celery":
-        return celery_executor.configured(
-            {
-                "broker": os.environ.get(BROKER_ENV, DEFAULT_BROKER),
-                "backend": result_backend(),
-                "config_source": CELERY_SETTINGS,
-                "retries": {"enabled": {}},
-            },
-            name="celery",
-        )
-    raise ValueError(f"{EXECUTOR_ENV} must be multiprocess or celery, got {kind!r}")
+    return celery_executor.configured(
+        {
+            "broker": CELERY_BROKER.read(),
+            "backend": result_backend(),
+            "config_source": CELERY_SETTINGS,
+            "retries": {"enabled": {}},
+        },
+        name="celery",
+    )
 
 
 def result_backend() -> str:
     """The Celery result backend ``KALSHI_CELERY_BACKEND`` names (see the module notes)."""
-    backend = os.environ.get(BACKEND_ENV, "")
-    if not backend or backend.startswith("rpc:"):
-        raise ValueError(
+    backend = CELERY_BACKEND.read()
+    if not backend or backend.strip().lower().startswith("rpc:"):
+        raise SettingError(
             f"{BACKEND_ENV} must name a durable Celery result backend with "
-            f"{EXECUTOR_ENV}=celery, e.g. db+postgresql+psycopg2://user@host:5432/dagster "
-            f"(rpc:// loses the results in flight when the broker restarts); got "
-            f"{'nothing' if not backend else 'rpc://'}"
+            f"{EXECUTOR_ENV}=celery, got {'nothing' if not backend else 'rpc://'} "
+            "(e.g. db+postgresql+psycopg2://user@host:5432/dagster; rpc:// loses the results "
+            "in flight when the broker restarts)"
         )
     return backend
 

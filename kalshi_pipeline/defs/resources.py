@@ -9,9 +9,13 @@ successful ingest records it (``artifacts/source.json``), and a home used with a
 source fails with :class:`SourceMismatch` before anything is read or counted as ingested.
 
 Reading the source may fail for a while (the collector restarts, the network drops):
-``raw_sessions`` retries a failed read with ``SOURCE_RETRY_POLICY``, after
-``KALSHI_SOURCE_RETRY_DELAY_SECONDS`` (default 10; read at import) and then three times that
-(Dagster's exponential backoff), so an outage of up to ~40 s does not fail the run.
+``raw_sessions`` retries a failed read twice (``SOURCE_RETRY_POLICY``), after
+``KALSHI_SOURCE_RETRY_DELAY_SECONDS`` (default 10, at most an hour) and then three times that,
+so an outage of up to ~40 s does not fail the run. The step waits itself, before it fails
+(:func:`wait_before_source_retry`), and Dagster retries it at once: Dagster's own retry delay
+is a ``time.sleep`` in the in-process executor (the demo's) that ignores SIGTERM, while a
+step's wait is ended by it at once (Dagster raises interrupts inside a step). Every setting is
+checked when the definitions load (:func:`resources`), so a bad one names itself there.
 Tests set a tiny delay so that a failing ingest fails fast.
 """
 
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -28,16 +33,35 @@ from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, pipeline_hom
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
 from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.settings import COLLECTOR_URL, SOURCE_RETRY_DELAY, check_all
 
 # Tags an ingest run that failed because the collector could not be reached at all: the
 # session is not at fault, so the sensor does not count the run as one of its attempts.
 SOURCE_DOWN_TAG = "kalshi_pipeline/source_down"
-SOURCE_RETRY_DELAY_ENV = "KALSHI_SOURCE_RETRY_DELAY_SECONDS"
-SOURCE_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=2,
-    delay=float(os.environ.get(SOURCE_RETRY_DELAY_ENV, "10")),
-    backoff=dg.Backoff.EXPONENTIAL,
-)
+SOURCE_RETRY_DELAY_ENV = SOURCE_RETRY_DELAY.name
+SOURCE_RETRIES = 2
+# No delay here: the step waits before it fails (wait_before_source_retry).
+SOURCE_RETRY_POLICY = dg.RetryPolicy(max_retries=SOURCE_RETRIES)
+
+
+def source_retry_wait_s(retry_number: int) -> float:
+    """Seconds to wait after failed attempt ``retry_number`` (0 first) before the next:
+    the delay, then three times it (Dagster's exponential backoff), 0 after the last."""
+    if retry_number >= SOURCE_RETRIES:
+        return 0.0
+    return SOURCE_RETRY_DELAY.read() * (2 ** (retry_number + 1) - 1)
+
+
+def wait_before_source_retry(context: dg.AssetExecutionContext) -> None:
+    """Wait, inside the failing step, before Dagster retries it (see the module notes).
+
+    SIGTERM (or a run's termination) ends the wait at once: inside a step Dagster's
+    signal handler raises, and ``time.sleep`` gives way to it.
+    """
+    wait_s = source_retry_wait_s(context.retry_number)
+    if wait_s > 0:
+        context.log.info(f"the source failed; retrying in {wait_s:g} s ({SOURCE_RETRY_DELAY.name})")
+        time.sleep(wait_s)
 
 
 def redact_source_error(exc: BaseException) -> str:
@@ -51,7 +75,7 @@ def redact_source_error(exc: BaseException) -> str:
 
 def redact_collector(text: str) -> str:
     """``text`` without the collector URL's credentials (or any other visible password)."""
-    return redact(text, os.environ.get(COLLECTOR_URL_ENV))
+    return redact(text, COLLECTOR_URL.read())
 
 
 class SourceMismatch(RuntimeError):
@@ -79,13 +103,13 @@ class PipelineResource(dg.ConfigurableResource):
         return artifacts_dir(self.home_path)
 
     def source(self) -> SessionSource:
-        url = os.environ.get(COLLECTOR_URL_ENV)
+        url = COLLECTOR_URL.read()
         if url:
             return PostgresSessionSource(url)
         return ParquetSessionStore(sessions_dir(self.home_path))
 
     def source_kind(self) -> str:
-        return "collector postgres" if os.environ.get(COLLECTOR_URL_ENV) else "local parquet"
+        return "collector postgres" if COLLECTOR_URL.read() else "local parquet"
 
     def source_identity(self) -> str:
         """Which source this is, without credentials: the collector's host:port/database,
@@ -162,6 +186,7 @@ class PipelineResource(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    check_all()  # a bad KALSHI_* setting fails the load, named, before any run or tick
     return dg.Definitions(resources={"pipeline": PipelineResource()})
 
 

@@ -23,7 +23,6 @@ not count.
 """
 
 import json
-import os
 
 import dagster as dg
 
@@ -36,9 +35,10 @@ from kalshi_pipeline.defs.ingest_runs import (
 from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
 from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
+from kalshi_pipeline.sources.settings import RETRAIN_AFTER_SESSIONS
 
 MAX_SESSIONS_PER_TICK = 25
-RETRAIN_AFTER_ENV = "KALSHI_RETRAIN_AFTER_SESSIONS"
+RETRAIN_AFTER_ENV = RETRAIN_AFTER_SESSIONS.name
 
 
 @dg.sensor(
@@ -102,7 +102,9 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
 
 
 def retrain_after() -> int:
-    return int(os.environ.get(RETRAIN_AFTER_ENV, "3"))
+    """``KALSHI_RETRAIN_AFTER_SESSIONS``: a whole number from 1 (default 3); a bad value fails
+    the tick with a :class:`~kalshi_pipeline.sources.settings.SettingError` naming it."""
+    return RETRAIN_AFTER_SESSIONS.read()
 
 
 @dg.sensor(job=train_and_evaluate_job, minimum_interval_seconds=300)

@@ -36,9 +36,10 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.settings import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
 
-CONNECT_TIMEOUT_ENV = "KALSHI_COLLECTOR_CONNECT_TIMEOUT_S"
-STATEMENT_TIMEOUT_ENV = "KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S"
+CONNECT_TIMEOUT_ENV = CONNECT_TIMEOUT.name
+STATEMENT_TIMEOUT_ENV = STATEMENT_TIMEOUT.name
 
 
 class SourceUnavailable(RuntimeError):
@@ -94,16 +95,13 @@ class ConnectionSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConnectionSettings:
-        """Defaults, with the two timeouts from ``KALSHI_COLLECTOR_*_TIMEOUT_S`` if set."""
-        changes = {}
-        for name, field in ((CONNECT_TIMEOUT_ENV, "connect_timeout_s"),
-                            (STATEMENT_TIMEOUT_ENV, "statement_timeout_s")):  # fmt: skip
-            if text := environ.get(name, "").strip():
-                try:
-                    changes[field] = float(text)
-                except ValueError:
-                    raise ValueError(f"{name}={text!r} is not a number of seconds") from None
-        return cls(**changes)
+        """Defaults, with the two timeouts from ``KALSHI_COLLECTOR_*_TIMEOUT_S`` if set
+        (checked by :mod:`kalshi_pipeline.sources.settings`: finite, above 0, at most a day;
+        a bad value raises its :class:`~kalshi_pipeline.sources.settings.SettingError`)."""
+        return cls(
+            connect_timeout_s=CONNECT_TIMEOUT.read(environ),
+            statement_timeout_s=STATEMENT_TIMEOUT.read(environ),
+        )
 
     def libpq_parameters(self, url: str) -> dict[str, object]:
         """Keyword arguments for ``psycopg2.connect(url, ...)``; keeps the URL's options."""

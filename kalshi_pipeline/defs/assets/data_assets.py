@@ -11,7 +11,12 @@ from kalshi_pipeline.defs.checks import (
 )
 from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
-from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG, SOURCE_RETRY_POLICY, PipelineResource
+from kalshi_pipeline.defs.resources import (
+    SOURCE_DOWN_TAG,
+    SOURCE_RETRY_POLICY,
+    PipelineResource,
+    wait_before_source_retry,
+)
 from kalshi_pipeline.market.views import SessionViews, write_view_batches
 from kalshi_pipeline.sources import (
     SessionNotComplete,
@@ -54,6 +59,7 @@ def raw_sessions(
     except SourceUnavailable as exc:
         if not isinstance(exc, SourceTimeout):  # unreachable, not slow: not this session's fault
             context.instance.add_run_tags(context.run.run_id, {SOURCE_DOWN_TAG: "true"})
+        wait_before_source_retry(context)
         raise
     pipeline.claim_source()
     with store.open_session(session_id, allow_incomplete=True) as stored:

@@ -1,8 +1,11 @@
 """Deltas: one level of one side set to a new size, as event columns.
 
 A delta with an unknown side, a price outside 1..99 or a size that is negative, missing or
-above ``MAX_SIZE`` is dropped (and counted), but still counts as received for the sequence
-checks. ``remove`` clears its level whatever ``new_size`` says (the collector's convention,
+above ``MAX_SIZE`` is dropped (and counted, naming its row id), but still counts as
+received for the sequence checks. A value the source could not read as an integer (a NaN,
+a string, a number of 5,000 digits) arrives here NULL or clamped far out of range
+(:mod:`kalshi_pipeline.sources.raw_values`), so it is one of these repairs too. ``remove``
+clears its level whatever ``new_size`` says (the collector's convention,
 docs/data-model.md).
 """
 
@@ -39,15 +42,20 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
     is_yes = pc.equal(side, "yes").fill_null(False).to_numpy(zero_copy_only=False)
     is_no = pc.equal(side, "no").fill_null(False).to_numpy(zero_copy_only=False)
 
+    ids = row_ids(table)
     valid = np.ones(len(seq), dtype=bool)
     for kind, bad, message in (
         (RepairKind.UNKNOWN_SIDE, ~(is_yes | is_no), "delta with a side other than yes/no dropped"),
         (
             RepairKind.PRICE_OUT_OF_RANGE,
             (price < 1) | (price > LEVELS),
-            "delta with price outside 1..99 dropped",
+            "delta with a price outside 1..99 (or none, or not an integer) dropped",
         ),
-        (RepairKind.NEGATIVE_SIZE, size < 0, "delta with a negative or missing size dropped"),
+        (
+            RepairKind.NEGATIVE_SIZE,
+            size < 0,
+            "delta with a negative or missing size (or not an integer) dropped",
+        ),
         (
             RepairKind.SIZE_OUT_OF_RANGE,
             size > MAX_SIZE,
@@ -55,7 +63,7 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
         ),
     ):
         rows = np.flatnonzero(valid & bad)
-        report.repair(kind, names[market[rows]], seq[rows], message)
+        report.repair(kind, names[market[rows]], seq[rows], message, row_ids=ids[rows])
         valid &= ~bad
     level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)
     return EventColumns(
@@ -66,6 +74,6 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
         level=level,
         size=size,
         snapshot_index=np.full(len(seq), -1, np.int64),
-        row_id=row_ids(table),
+        row_id=ids,
         valid=valid,
     )

@@ -1,7 +1,10 @@
 """Snapshots: their stored price maps become full 198-level bid books.
 
 A snapshot's bid maps (``yes_bids``, ``no_bids``; price -> size) are its market's whole
-book; a map that could not be decoded rejects the market at that snapshot. Levels with a
+book; a map that could not be decoded (``map_error``: not JSON, nested too deeply, not
+UTF-8, a key or size that is not an integer; see
+:func:`kalshi_pipeline.sources.raw.decode_price_map`) rejects the market at that
+snapshot, naming its row id and why. Levels with a
 price outside 1..99 or a size that is negative, missing or above ``MAX_SIZE`` are dropped
 (and counted); stored ask maps are never used, since asks are derived from the opposite
 bids (``100 - p``), and are only checked against them (``stored_asks_disagree``,
@@ -42,8 +45,10 @@ def snapshot_events(
         | table.column("no_bids").is_null().to_numpy(zero_copy_only=False)
     )
     error_text = table.column("map_error").to_pylist()
+    ids = row_ids(table)
     for row in np.flatnonzero(bad_bids):
-        report.reject(names[market[row]], seq[row], f"malformed price map: {error_text[row]}")
+        message = f"malformed price map: {error_text[row]}"
+        report.reject(names[market[row]], seq[row], message, row_id=ids[row])
     bad_asks = np.flatnonzero(failed & ~bad_bids)
     report.repair(
         RepairKind.MALFORMED_ASK_MAP,
@@ -55,7 +60,7 @@ def snapshot_events(
     books = np.zeros((len(seq), BOOK_WIDTH), dtype=np.int64)
     for side, column in ((YES, "yes_bids"), (NO, "no_bids")):
         row, price, size = _explode_map(table.column(column))
-        valid = _valid_levels(row, price, size, market, seq, names, report)
+        valid = _valid_levels(row, price, size, market, seq, ids, names, report)
         books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
     _check_stored_asks(table, books, market, seq, names, report)
     n = len(seq)
@@ -67,13 +72,13 @@ def snapshot_events(
         level=np.full(n, -1, np.int16),
         size=np.zeros(n, np.int64),
         snapshot_index=np.arange(n, dtype=np.int64),
-        row_id=row_ids(table),
+        row_id=ids,
         valid=np.ones(n, bool),
     )
     return events, books
 
 
-def _valid_levels(row, price, size, market, seq, names, report) -> np.ndarray:
+def _valid_levels(row, price, size, market, seq, ids, names, report) -> np.ndarray:
     keep = np.ones(len(row), dtype=bool)
     for kind, bad, message in (
         (
@@ -93,7 +98,7 @@ def _valid_levels(row, price, size, market, seq, names, report) -> np.ndarray:
         ),
     ):
         out = np.flatnonzero(keep & bad)
-        report.repair(kind, names[market[row[out]]], seq[row[out]], message)
+        report.repair(kind, names[market[row[out]]], seq[row[out]], message, ids[row[out]])
         keep &= ~bad
     return keep
 

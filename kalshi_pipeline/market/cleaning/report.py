@@ -165,11 +165,13 @@ class IngestReport:
         first = self._issue(kind, tickers[0], sequences[0], message, ids[0])
         log.warning("%s (%d in this session)", first, count)
 
-    def reject(self, ticker: str, sequence_number: int | None, message: str) -> None:
+    def reject(
+        self, ticker: str, sequence_number: int | None, message: str, row_id: int | None = None
+    ) -> None:
         """Exclude one market; the first reason given is the one kept."""
         if ticker in self.rejected:
             return
-        issue = self._issue(REJECTED_MARKET, ticker, sequence_number, message, None)
+        issue = self._issue(REJECTED_MARKET, ticker, sequence_number, message, row_id)
         self.rejected[ticker] = issue
         log.error("%s; market excluded", issue)
 

@@ -1,11 +1,14 @@
 """Reading raw sessions: the collector's Postgres, the local Parquet store, the simulator.
 
 Every source has the same small interface (:class:`SessionSource`): ``list_sessions()``,
-``load_session(session_id)`` returning a :class:`RawSession`, and
+``load_session(session_id)`` returning a :class:`RawSession`,
 ``open_session(session_id)``, a context manager giving the session to read a batch of rows
-at a time (:class:`SessionBatches`) when it is too big to load.
+at a time (:class:`SessionBatches`) when it is too big to load, and
+``fingerprints(session_ids)``, what tells that a session changed since it was read
+(:class:`SessionFingerprint`).
 """
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -15,6 +18,7 @@ from kalshi_pipeline.sources.collector_connection import (
     SourceTimeout,
     SourceUnavailable,
 )
+from kalshi_pipeline.sources.fingerprint import SessionFingerprint, fingerprint_of
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import PostgresSessionSource
 from kalshi_pipeline.sources.raw import (
@@ -36,6 +40,8 @@ class SessionSource(Protocol):
         self, session_id: int, *, allow_incomplete: bool = False
     ) -> AbstractContextManager[SessionBatches]: ...
 
+    def fingerprints(self, session_ids: Iterable[int]) -> dict[int, SessionFingerprint]: ...
+
 
 __all__ = [
     "ConnectionSettings",
@@ -44,6 +50,7 @@ __all__ = [
     "RawSession",
     "SessionBatches",
     "SessionExists",
+    "SessionFingerprint",
     "SessionInfo",
     "SessionNotComplete",
     "SessionSource",
@@ -52,4 +59,5 @@ __all__ = [
     "SourceMisconfigured",
     "SourceTimeout",
     "SourceUnavailable",
+    "fingerprint_of",
 ]

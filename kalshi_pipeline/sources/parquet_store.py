@@ -74,17 +74,25 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from kalshi_pipeline.sources.raw import TABLES, RawSession, SessionBatches, SessionInfo
+from kalshi_pipeline.sources.fingerprint import SessionFingerprint, parquet_extent
+from kalshi_pipeline.sources.raw import (
+    TABLES,
+    RawSession,
+    SessionBatches,
+    SessionInfo,
+    check_complete,
+)
 from kalshi_pipeline.sources.store_layout import (
     CATALOG,
     DIGESTS,
     LOCK,
     METADATA,
+    TABLE_FILES,
     SessionExists,
     StoreCorrupt,
     catalog_by_id,
@@ -96,7 +104,6 @@ from kalshi_pipeline.sources.store_layout import (
 )
 from kalshi_pipeline.sources.store_reading import (
     StoredSession,
-    check_complete,
     check_digests,
     decode_info,
     decode_session,
@@ -147,6 +154,23 @@ class ParquetSessionStore:
             info = decode_info(session_id, directory, files[METADATA].read())
             check_complete(info, allow_incomplete)
             yield StoredSession(info, directory, files)
+
+    def fingerprints(self, session_ids: Iterable[int]) -> dict[int, SessionFingerprint]:
+        """The fingerprint of each stored session among ``session_ids``, by id, from its
+        metadata and its files' footers (not verified: reading a session verifies it)."""
+        listed = self._catalog()
+        found = {}
+        for session_id in sorted({int(i) for i in session_ids} & set(listed)):
+            directory = self._session_dir(session_id)
+            with self._verified(session_id, check=False) as files:
+                info = decode_info(session_id, directory, files[METADATA].read())
+                extents = {
+                    table: decoded(f"session {session_id}", directory / name, parquet_extent,
+                                   files[name])
+                    for table, (name, _) in zip(TABLES, TABLE_FILES, strict=True)
+                }  # fmt: skip
+            found[session_id] = SessionFingerprint.of(info, extents)
+        return found
 
     # -- writing -----------------------------------------------------------------------
     def write_session(self, session: SessionBatches, *, replace: bool = False) -> Path:
@@ -293,9 +317,11 @@ class ParquetSessionStore:
         return interrupted
 
     @contextmanager
-    def _verified(self, session_id: int, *, locked: bool = False) -> Iterator[dict[str, BinaryIO]]:
+    def _verified(
+        self, session_id: int, *, locked: bool = False, check: bool = True
+    ) -> Iterator[dict[str, BinaryIO]]:
         """The session's files, open, from one version of its directory and checked
-        against its digests; closed on exit."""
+        against its digests (unless not ``check``); closed on exit."""
         directory = self._session_dir(session_id)
         files = open_directory(directory)
         if files is None and not locked:
@@ -307,7 +333,8 @@ class ParquetSessionStore:
         if files is None:
             raise StoreCorrupt(f"session {session_id}: its directory {directory} is missing")
         try:
-            check_digests(session_id, directory, files)
+            if check:
+                check_digests(session_id, directory, files)
             yield files
         finally:
             for fh in files.values():

@@ -18,8 +18,9 @@ with the credentials redacted: see :mod:`~kalshi_pipeline.sources.collector_conn
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC
 from typing import TypeVar
 
 import psycopg2
@@ -31,15 +32,17 @@ from kalshi_pipeline.sources.collector_connection import (
     connect,
     source_error,
 )
+from kalshi_pipeline.sources.fingerprint import SessionFingerprint, TableExtent
 from kalshi_pipeline.sources.raw import (
     DELTA_SCHEMA,
     SNAPSHOT_SCHEMA,
     TABLES,
     RawSession,
     SessionInfo,
-    SessionNotComplete,
+    check_complete,
     snapshot_table,
 )
+from kalshi_pipeline.sources.redaction import describe_url, redact
 
 __all__ = ["CollectorSession", "PostgresSessionSource"]
 
@@ -58,6 +61,26 @@ _SNAPSHOT_QUERY = (
     "yes_bids::text, no_bids::text, yes_asks::text, no_asks::text "
     "FROM rl_orderbook_snapshots WHERE session_id = %s ORDER BY id"
 )
+# Each session's status, end, and per table its row count and last id: one query, each
+# count and max read from the (session_id, id) index of that session's rows.
+_FINGERPRINT_QUERY = (
+    "SELECT s.session_id, s.status, s.ended_at, sn.n, sn.last, d.n, d.last "
+    "FROM rl_orderbook_sessions s "
+    "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_snapshots "
+    "WHERE session_id = s.session_id) AS sn(n, last) "
+    "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_deltas "
+    "WHERE session_id = s.session_id) AS d(n, last) "
+    "WHERE s.session_id = ANY(%s) ORDER BY s.session_id"
+)
+# The schema each table name resolves to on this connection (search_path, options, the
+# role's settings): which tables are read, whatever chose them.
+_SCHEMAS_QUERY = (
+    "SELECT n.nspname FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, i) "
+    "LEFT JOIN pg_class c ON c.oid = to_regclass(t.name) "
+    "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY t.i"
+)
+COLLECTOR_TABLES = ("rl_orderbook_sessions", "rl_orderbook_snapshots", "rl_orderbook_deltas")
+DEFAULT_SCHEMA = "public"
 _DELTA_QUERY = (
     "SELECT id, session_id, market_ticker, timestamp_ms, sequence_number, side, action, "
     "price, old_size, new_size FROM rl_orderbook_deltas WHERE session_id = %s ORDER BY id"
@@ -94,8 +117,41 @@ class PostgresSessionSource:
             rows = self._read(doing, _fetch_all, conn, _SESSIONS_QUERY, ())
         return [_session_info(row) for row in rows]
 
+    def fingerprints(self, session_ids: Iterable[int]) -> dict[int, SessionFingerprint]:
+        """The fingerprint of each listed session among ``session_ids``, by id, from one
+        query (:mod:`~kalshi_pipeline.sources.fingerprint`)."""
+        ids = sorted({int(i) for i in session_ids})
+        if not ids:
+            return {}
+        doing = "reading the sessions' row counts and last ids"
+        with self._connection(doing) as conn:
+            rows = self._read(doing, _fetch_all, conn, _FINGERPRINT_QUERY, (ids,))
+        return {row[0]: _fingerprint(row) for row in rows}
+
+    def identity(self) -> str:
+        """Which collector tables this URL reads, without credentials: ``host:port/database``,
+        followed by ``schema <name>`` when the tables resolve to a schema other than
+        ``public`` (the URL's ``options``, its search_path, the role's settings: whatever
+        chose them), or ``tables <schema.table, ...>`` when they resolve to several or are
+        missing. ``public`` is not written, so an identity recorded before the schema was
+        part of it still matches."""
+        doing = "finding the schema of the collector's tables"
+        with self._connection(doing) as conn:
+            rows = self._read(doing, _fetch_all, conn, _SCHEMAS_QUERY, (list(COLLECTOR_TABLES),))
+        schemas = [row[0] for row in rows]
+        where = describe_url(self._url)
+        if set(schemas) == {DEFAULT_SCHEMA}:
+            return where
+        if len(set(schemas)) == 1:
+            return redact(f"{where} schema {schemas[0]}", self._url)
+        tables = ", ".join(
+            f"{schema}.{table}" if schema else f"(missing) {table}"
+            for schema, table in zip(schemas, COLLECTOR_TABLES, strict=True)
+        )
+        return redact(f"{where} tables {tables}", self._url)
+
     def load_session(self, session_id: int, *, allow_incomplete: bool = False) -> RawSession:
-        """The raw session; a session still recording raises :class:`SessionNotComplete`."""
+        """The raw session; one not complete raises :class:`SessionNotComplete`."""
         with self.open_session(session_id, allow_incomplete=allow_incomplete) as session:
             tables = [
                 pa.Table.from_batches(list(session.batches(table)), schema).combine_chunks()
@@ -121,10 +177,7 @@ class PostgresSessionSource:
             if not rows:
                 raise KeyError(f"session {session_id} is not in rl_orderbook_sessions")
             info = _session_info(rows[0])
-            if not info.is_complete and not allow_incomplete:
-                raise SessionNotComplete(
-                    f"session {session_id} is still {info.status} (no end time): not ingested"
-                )
+            check_complete(info, allow_incomplete)
             yield CollectorSession(self, conn, info)
 
     @contextmanager
@@ -201,6 +254,17 @@ _TABLE_READS = {
     "snapshots": (_SNAPSHOT_QUERY, _snapshot_batch),
     "deltas": (_DELTA_QUERY, _delta_batch),
 }
+
+
+def _fingerprint(row: tuple) -> SessionFingerprint:
+    session_id, status, ended_at, snapshots, last_snapshot, deltas, last_delta = row
+    return SessionFingerprint(
+        session_id=int(session_id),
+        status=str(status),  # as SessionFingerprint.of writes a SessionInfo's
+        ended_at=ended_at.astimezone(UTC).isoformat() if ended_at else None,
+        snapshots=TableExtent(rows=int(snapshots), last_id=last_snapshot),
+        deltas=TableExtent(rows=int(deltas), last_id=last_delta),
+    )
 
 
 def _session_info(row: tuple) -> SessionInfo:

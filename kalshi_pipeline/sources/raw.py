@@ -43,6 +43,7 @@ out-of-order storage is the job of :mod:`kalshi_pipeline.market.cleaning`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -96,7 +97,8 @@ BATCH_ROWS = 65_536  # rows per batch when a session is read a batch at a time
 
 
 class SessionNotComplete(RuntimeError):
-    """Raised when asked to ingest a session that is still recording."""
+    """Raised when asked to ingest a session that is not complete (still recording, or
+    of an unknown status): see :attr:`SessionInfo.is_complete`."""
 
 
 class SessionStatus(StrEnum):
@@ -107,16 +109,25 @@ class SessionStatus(StrEnum):
     ERROR = "error"
 
 
+STATUS_WORDS = ", ".join(status.value for status in SessionStatus)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionInfo:
     """One ``rl_orderbook_sessions`` row: what ``list_sessions()`` returns per session.
 
     ``snapshots_count``/``deltas_count``/``messages_received`` are the collector's own
     counters, which may over-count; the tables are the truth.
+
+    ``status`` is the :class:`SessionStatus` its word names. A word the collector's table
+    does not allow (``'ACTIVE'``, ``'paused'``: a database without the table's CHECK, or
+    another writer) is kept as given, so that one odd row neither fails the listing of
+    every session nor passes for a known word: such a session is never complete, and
+    :attr:`incomplete_reason` names the word.
     """
 
     session_id: int
-    status: SessionStatus
+    status: SessionStatus | str
     started_at: datetime
     ended_at: datetime | None
     market_tickers: tuple[str, ...]
@@ -130,19 +141,40 @@ class SessionInfo:
     connection_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Rows and JSON give the status as a word: hold it as the member it names (an
-        # unknown word raises ValueError, which a catalog read reports as corrupt).
-        object.__setattr__(self, "status", SessionStatus(self.status))
+        # Rows and JSON give the status as a word: hold a known word as its member; an
+        # unknown word stays as given (never complete: incomplete_reason names it).
+        with contextlib.suppress(ValueError):
+            object.__setattr__(self, "status", SessionStatus(self.status))
+
+    @property
+    def status_is_known(self) -> bool:
+        return isinstance(self.status, SessionStatus)
 
     @property
     def is_complete(self) -> bool:
-        """No longer recording: ``closed`` or ``error``, or given an end time.
+        """No longer recording: status ``closed``, or an end time (``ended_at``).
 
-        A collector that crashed leaves its session ``active`` with no end time: that one
-        is skipped until it closes. An ``error`` session is complete but is only used if
-        it passes the data-quality checks downstream (``docs/data-model.md``).
+        Nothing else counts. A collector that crashed leaves its session ``active`` with
+        no end time, and one that failed may leave it ``error`` with none: both are
+        skipped until they end (the collector may resume them). An unknown status is never
+        complete, end time or not: what it means cannot be told. An ``error`` session with
+        an end time is complete, and only used if it passes the data-quality checks
+        downstream (``docs/data-model.md``).
         """
-        return self.status != SessionStatus.ACTIVE or self.ended_at is not None
+        if not self.status_is_known:
+            return False
+        return self.status == SessionStatus.CLOSED or self.ended_at is not None
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the session is not complete (None when it is), e.g. ``still active (no end
+        time)`` or ``of unknown status 'ACTIVE' (the collector writes active, closed or
+        error)``."""
+        if not self.status_is_known:
+            return f"of unknown status {self.status!r} (the collector writes {STATUS_WORDS})"
+        if self.is_complete:
+            return None
+        return f"still {self.status} (no end time)"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO-8601 UTC timestamps (stable across runs)."""
@@ -150,7 +182,7 @@ class SessionInfo:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, StrEnum):
-                value = value.value
+                value = value.value  # an unknown status is already a plain value
             elif isinstance(value, datetime):
                 value = value.astimezone(UTC).isoformat()
             elif isinstance(value, tuple):
@@ -168,6 +200,15 @@ class SessionInfo:
                 values[name] = datetime.fromisoformat(values[name])
         values["market_tickers"] = tuple(values.get("market_tickers") or ())
         return cls(**values)
+
+
+def check_complete(info: SessionInfo, allow_incomplete: bool = False) -> None:
+    """Raise :class:`SessionNotComplete` naming why, unless the session is complete or
+    ``allow_incomplete``."""
+    if not info.is_complete and not allow_incomplete:
+        raise SessionNotComplete(
+            f"session {info.session_id} is {info.incomplete_reason}: not ingested"
+        )
 
 
 @dataclass(frozen=True)

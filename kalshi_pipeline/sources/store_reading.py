@@ -26,7 +26,6 @@ from kalshi_pipeline.sources.raw import (
     TABLES,
     RawSession,
     SessionInfo,
-    SessionNotComplete,
 )
 from kalshi_pipeline.sources.store_layout import (
     DIGESTS,
@@ -119,13 +118,6 @@ def load_directory(session_id: int, directory: Path) -> RawSession:
     finally:
         for fh in files.values():
             fh.close()
-
-
-def check_complete(info: SessionInfo, allow_incomplete: bool) -> None:
-    if not info.is_complete and not allow_incomplete:
-        raise SessionNotComplete(
-            f"session {info.session_id} is still {info.status} (no end time): not ingested"
-        )
 
 
 def decode_info(session_id: int, directory: Path, raw: bytes) -> SessionInfo:

@@ -282,7 +282,7 @@ def test_the_url_is_never_shown(collector_tables):
         assert collector_tables.rsplit("/", 1)[1] not in shown  # not even the database
 
 
-def test_an_error_session_without_end_time_is_complete_and_json_null_is_an_empty_side(
+def test_an_error_session_is_complete_once_it_has_an_end_and_json_null_is_an_empty_side(
     collector_tables,
 ):
     run_sql(
@@ -298,8 +298,14 @@ def test_an_error_session_without_end_time_is_complete_and_json_null_is_an_empty
     )
     source = PostgresSessionSource(collector_tables)
 
+    # With no end time its collector may still resume it: not complete (only closed, or
+    # an end time, is).
     (info,) = source.list_sessions()
-    assert info.status == "error" and info.ended_at is None and info.is_complete
+    assert info.status == "error" and info.ended_at is None and not info.is_complete
+    with pytest.raises(SessionNotComplete, match="session 1 is still error"):
+        source.load_session(1)
+    run_sql(collector_tables, "UPDATE rl_orderbook_sessions SET ended_at = now()")
+    assert source.list_sessions()[0].is_complete
 
     snaps = source.load_session(1).snapshots
     assert snaps["map_error"].to_pylist() == [None]

@@ -28,6 +28,8 @@ class Values(StrEnum):
     NON_NEGATIVE_INT = "a non-negative whole number"
     POSITIVE_FLOAT = "a finite positive number"
     FRACTION = "a fraction in [0, 1)"
+    UNIT_OPEN_LOW = "a number in (0, 1]"  # a learning rate, a discount factor
+    SEED = "a seed in [0, 4294967295]"  # 32 bits: NumPy's and SB3's seeds
     # One or more positive whole numbers (a tuple field, e.g. layer sizes).
     POSITIVE_INTS = "positive whole numbers"
 

@@ -29,6 +29,12 @@ from kalshi_pipeline.training.config import (
     profile,
     read_hyperparameters,
 )
+from kalshi_pipeline.training.config_checks import (
+    ALGORITHM_RANGES,
+    TRAINING_RANGES,
+    InvalidConfig,
+    Range,
+)
 from kalshi_pipeline.training.evaluation import round_trip_fees_cents
 
 # The round trip's fees of one default order at 50 cents, where they are highest: a
@@ -102,6 +108,28 @@ class SplitConfig:
         return flat_from_json(cls, data)
 
 
+# The ranges of TrainingChoice's numbers, where set: those of the training config's fields.
+_CHOICE_RANGES: dict[str, Range] = {
+    "timesteps_per_phase": Range(whole=True, low=1),
+    "seed": TRAINING_RANGES["seed"],
+    "learning_rate": ALGORITHM_RANGES["learning_rate"],
+    "gamma": ALGORITHM_RANGES["gamma"],
+    "n_envs": TRAINING_RANGES["n_envs"],
+    "checkpoint_every": TRAINING_RANGES["checkpoint_every"],
+    "validate_every": TRAINING_RANGES["validate_every"],
+    "candidates": TRAINING_RANGES["candidates"],
+}
+_LAYER = Range(whole=True, low=1)
+
+
+def _check_set(record: object, ranges: dict[str, Range], what: str = "training") -> None:
+    """Raise :class:`InvalidConfig` naming the first set field of ``record`` out of range."""
+    for name, valid in ranges.items():
+        value = getattr(record, name)
+        if value is not None and not valid.accepts(value):
+            raise InvalidConfig(f"{what} {name} must be {valid.describe()}, got {value!r}")
+
+
 def _unset(help: str, values: Values = Values.TEXT, **options) -> object:
     """A training field that is ``None`` (the profile's value) unless set."""
     return described(None, f"{help} {PROFILE_UNSET}", values=values, **options)
@@ -128,9 +156,9 @@ class TrainingChoice:
         "timesteps of each phase", Values.POSITIVE_INT, flag="--timesteps"
     )
     algorithm: str | None = _unset("ppo or a2c", choices=ALGORITHMS)
-    seed: int | None = _unset("training seed", Values.NON_NEGATIVE_INT)
-    learning_rate: float | None = _unset("learning rate", Values.POSITIVE_FLOAT)
-    gamma: float | None = _unset("discount factor", Values.FRACTION)
+    seed: int | None = _unset("training seed", Values.SEED)
+    learning_rate: float | None = _unset("learning rate", Values.UNIT_OPEN_LOW)
+    gamma: float | None = _unset("discount factor", Values.UNIT_OPEN_LOW)
     n_envs: int | None = _unset("environments per rollout", Values.POSITIVE_INT)
     net_arch: tuple[int, ...] | None = _unset(
         "hidden layer sizes, e.g. 64 64", Values.POSITIVE_INTS
@@ -153,27 +181,23 @@ class TrainingChoice:
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
-            raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
-        positive = (
-            "timesteps_per_phase", "learning_rate", "n_envs", "checkpoint_every", "candidates",
-        )  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"training {name} must be positive, got {value!r}")
-        for name in ("seed", "validate_every"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"training {name} must be 0 or more, got {value!r}")
-        if self.gamma is not None and not 0 < self.gamma <= 1:
-            raise ValueError(f"training gamma must be in (0, 1], got {self.gamma!r}")
-        if self.net_arch is not None and (not self.net_arch or min(self.net_arch) < 1):
-            raise ValueError(
+            raise InvalidConfig(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
+        _check_set(self, _CHOICE_RANGES)
+        if self.net_arch is not None and not (
+            isinstance(self.net_arch, tuple)
+            and self.net_arch
+            and all(_LAYER.accepts(size) for size in self.net_arch)
+        ):
+            raise InvalidConfig(
                 f"training net_arch must be positive layer sizes, got {self.net_arch!r}"
             )
+        # The rest (ranges that depend on the profile, the hyperparameter file) when resolved.
 
     def resolve(self, env: EnvConfig | None = None) -> TrainingConfig:
-        """The profile with the set fields changed (and ``env``, if given)."""
+        """The profile with the set fields changed (and ``env``, if given). A value out of
+        its range, alone or with the profile's (e.g. a seed whose last candidate's seed is
+        too large), raises :class:`~kalshi_pipeline.training.config_checks.InvalidConfig`
+        naming the key (and the hyperparameter file, for its values)."""
         base = PROFILES[self.profile]
         hyper = {
             name: value
@@ -190,13 +214,16 @@ class TrainingChoice:
             changes["hyperparameters"] = replace(tuned or base.hyperparameters, **hyper)
         if env is not None:
             changes["env"] = env
-        return profile(
-            self.profile,
-            timesteps_per_phase=self.timesteps_per_phase,
-            algorithm=self.algorithm,
-            seed=self.seed,
-            **changes,
-        )
+        try:
+            return profile(
+                self.profile,
+                timesteps_per_phase=self.timesteps_per_phase,
+                algorithm=self.algorithm,
+                seed=self.seed,
+                **changes,
+            )
+        except InvalidConfig as error:
+            raise InvalidConfig(f"training {error}") from None
 
     def to_json(self) -> dict:
         return flat_to_json(self)
@@ -266,11 +293,12 @@ class TuningChoice:
     timesteps_per_phase: int | None = _unset(
         "timesteps of each phase", Values.POSITIVE_INT, flag="--timesteps"
     )
-    seed: int = described(0, "training and sampler seed", values=Values.NON_NEGATIVE_INT)
+    seed: int = described(0, "training and sampler seed", values=Values.SEED)
 
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ValueError(f"tuning trials must be 1 or more, got {self.trials!r}")
+        _check_set(self, {k: _CHOICE_RANGES[k] for k in ("timesteps_per_phase", "seed")}, "tuning")
         if not self.study or "/" in self.study:
             raise ValueError(f"a study name is a plain non-empty name, got {self.study!r}")
 

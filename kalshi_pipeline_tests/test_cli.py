@@ -239,7 +239,7 @@ def test_a_driver_error_is_named_by_its_sqlstate_never_its_text(collector_db):
         (["generate", "--out", "s", "--median-events", "nan"], "nan is not a finite positive"),
         (["generate", "--out", "s", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
         (["generate", "--out", "s", "--seed", "1.5"], "--seed: '1.5' is not a whole number"),
-        (["train", "--out", "o", "--seed", "-1"], "--seed: -1 is not a non-negative whole"),
+        (["train", "--out", "o", "--seed", "-1"], "--seed: -1 is not a seed in [0, 4294967295]"),
         (["train", "--out", "o", "--validate-every", "-5"], "--validate-every: -5 is not a non"),
         ([], "a command is needed"),
     ],

@@ -22,6 +22,7 @@ import psycopg2
 
 from kalshi_pipeline import workflow
 from kalshi_pipeline.cli.errors import PERCENT_ENCODE, CommandError
+from kalshi_pipeline.cli.inputs import check_paths, training_of
 from kalshi_pipeline.cli.options import pipeline_config, tuning_choice
 from kalshi_pipeline.paths import (
     artifacts_dir,
@@ -46,6 +47,7 @@ MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
 
 
 def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    check_paths(args)  # every path option, and the home, before any work
     if args.command == "generate":
         if (args.out is None) == (args.postgres is None):
             usage.error("generate needs exactly one of --out DIR or --postgres URL")
@@ -75,11 +77,13 @@ def say(line: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = pipeline_config(args)
-    config.training_config()  # a bad --hyperparams file is reported before any work
+    # Every setting in range (the flags, the profile, a --hyperparams file) before any work.
+    config, training = training_of(args)
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(f"--out {args.out} is a file", "give a directory for models and report")
     store = existing_store(getattr(args, "store", None) or sessions_dir(pipeline_home(None)))
+    if note := training.budget_note():  # what will be trained, before training
+        say(note)
     # One line per phase and seed candidate every few seconds: a progress bar per
     # candidate process would garble the terminal.
     report = workflow.run(store, args.out, config, phases=args.phases, on_progress=say)

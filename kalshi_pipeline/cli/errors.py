@@ -72,13 +72,18 @@ class CommandError(Exception):
         self.what, self.todo = what, todo
 
 
+class UsageError(CommandError):
+    """An input the command cannot use (a path, a training setting), found after parsing:
+    a usage error like argparse's, exit 2."""
+
+
 def explain(exc: Exception, database: str | None) -> tuple[str, int]:
     """The one line (``error: <what> (<what to do>)``) and exit code for ``exc``.
 
     ``database`` is the URL the command talks to, if any (see the module docstring).
     """
     if isinstance(exc, CommandError):
-        return _line(database, exc.what, exc.todo), 1
+        return _line(database, exc.what, exc.todo), 2 if isinstance(exc, UsageError) else 1
     if isinstance(exc, SourceUnavailable):  # says where, what and why; we add what to do
         what = redact(" ".join(str(exc).split()), database)
         code = 2 if isinstance(exc, SourceMisconfigured) else 1

@@ -29,6 +29,7 @@ from kalshi_pipeline.pipeline_config import (
     TuningChoice,
 )
 from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
+from kalshi_pipeline.training.config_checks import MAX_SEED
 from kalshi_pipeline.workflow import PHASES
 
 COMMANDS = ("generate", "train", "tune", "demo", "models")
@@ -68,12 +69,16 @@ positive_float = _checked(
     float, "a number", lambda v: math.isfinite(v) and v > 0, Values.POSITIVE_FLOAT
 )
 fraction = _checked(float, "a number", lambda v: 0 <= v < 1, Values.FRACTION)
+unit_open_low = _checked(float, "a number", lambda v: 0 < v <= 1, Values.UNIT_OPEN_LOW)
+seed = _checked(int, "a whole number", lambda v: 0 <= v <= MAX_SEED, Values.SEED)
 CONVERTERS = {
     Values.TEXT: None,
     Values.POSITIVE_INT: positive_int,
     Values.NON_NEGATIVE_INT: non_negative_int,
     Values.POSITIVE_FLOAT: positive_float,
     Values.FRACTION: fraction,
+    Values.UNIT_OPEN_LOW: unit_open_low,
+    Values.SEED: seed,
     Values.POSITIVE_INTS: positive_int,
 }
 

@@ -50,14 +50,13 @@ from pathlib import Path
 from kalshi_pipeline.training.algorithms import MODEL_FILE
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.files import write_json_atomically
-from kalshi_pipeline.training.fingerprint import training_fingerprint
+from kalshi_pipeline.training.fingerprint import CANDIDATES_DIR, training_fingerprint
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import LINEAGE_FILE, CandidateResult, read_lineage
 from kalshi_pipeline.training.phases import run_phase
 from kalshi_pipeline.training.stages import open_phase, record_fingerprint
 from kalshi_pipeline.training.validation import validation_rank
 
-CANDIDATES_DIR = "candidates"
 _COPIED = ("progress.csv", "validation.csv")  # the winner's curves, beside its model
 
 
@@ -94,8 +93,9 @@ def train_candidates(
 def prepare_phase(job: PhaseJob) -> PhaseResult | None:
     """Before any candidate trains: a phase's setup
     (:func:`~kalshi_pipeline.training.stages.open_phase`: refuse a directory of another
-    job or a parent of other hyperparameters), then record the phase's fingerprint; the
-    finished phase if it is done already."""
+    job or a parent of other hyperparameters), then record the phase's fingerprint (it
+    guards the phase once a candidate has a checkpoint); the finished phase if it is done
+    already."""
     config = job.config
     if config.candidates > 1 and not job.validation:
         raise ValueError(

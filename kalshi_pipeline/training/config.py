@@ -8,6 +8,16 @@ docs/learning.md); ``PROFILES["demo"]`` is ``default`` on the budget of the demo
 minutes on two CPU cores) and ``PROFILES["smoke"]`` runs all three phases in about a minute,
 for tests and quick tries. A config travels as JSON (``to_json``/``from_json``: tuples as lists) in
 lineages, fingerprints and the Dagster steps.
+
+Every value is checked when a config is made (:mod:`kalshi_pipeline.training.config_checks`):
+a hyperparameter or setting of the wrong type, not finite or out of its range raises
+:class:`~kalshi_pipeline.training.config_checks.InvalidConfig` naming the key, before any
+training, however the config was made (a profile, the command line, a file of
+``kalshi-pipeline tune``, Dagster's run config).
+
+A phase's budget is rounded up to whole rollouts (``n_steps`` x ``n_envs`` timesteps: SB3
+updates the policy once per rollout), so a phase trains :meth:`TrainingConfig.trained_timesteps`,
+which :meth:`TrainingConfig.budget_note` states when it differs from the budget.
 """
 
 from __future__ import annotations
@@ -19,6 +29,14 @@ from pathlib import Path
 from typing import Self
 
 from kalshi_pipeline.env.trading_env import EnvConfig
+from kalshi_pipeline.training.config_checks import (
+    ALGORITHM_RANGES,
+    MAX_SEED,
+    TRAINING_RANGES,
+    InvalidConfig,
+    check_probabilities,
+    check_ranges,
+)
 
 ALGORITHMS = ("ppo", "a2c")
 
@@ -42,11 +60,8 @@ class AlgorithmConfig:
     initial_action_probabilities: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        p = self.initial_action_probabilities
-        if p is not None and (len(p) != 5 or min(p) <= 0 or abs(sum(p) - 1) > 1e-6):
-            raise ValueError(
-                f"initial_action_probabilities must be 5 positive numbers summing to 1, got {p}"
-            )
+        check_ranges(self, ALGORITHM_RANGES)
+        check_probabilities("initial_action_probabilities", self.initial_action_probabilities)
 
     def to_json(self) -> dict:
         return _as_json(asdict(self))
@@ -85,16 +100,57 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
-        if self.candidates < 1 or self.candidate_workers < 0:
-            raise ValueError(
-                f"candidates must be 1 or more and candidate_workers 0 or more, got "
-                f"{self.candidates} and {self.candidate_workers}"
+            raise InvalidConfig(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if not isinstance(self.hyperparameters, AlgorithmConfig):
+            raise InvalidConfig(f"hyperparameters must be a map, got {self.hyperparameters!r}")
+        check_ranges(self, TRAINING_RANGES)
+        last_seed = self.seed + self.candidates - 1
+        if last_seed > MAX_SEED:
+            raise InvalidConfig(
+                f"seed {self.seed} with {self.candidates} candidates trains seeds up to "
+                f"{last_seed}, above the largest seed {MAX_SEED}"
             )
-        if self.validate_every < 0:
-            raise ValueError(
-                f"validate_every must be 0 or more timesteps, got {self.validate_every}"
+        if self.algorithm == "ppo" and self.rollout_timesteps < 2:
+            # SB3's PPO normalises advantages over the rollout: one timestep is not enough.
+            raise InvalidConfig(
+                "PPO needs n_steps x n_envs of 2 or more timesteps per rollout, got "
+                f"{self.hyperparameters.n_steps} x {self.n_envs}"
             )
+
+    @property
+    def rollout_timesteps(self) -> int:
+        """Timesteps of one rollout, between two updates: ``n_steps`` x ``n_envs``."""
+        return self.hyperparameters.n_steps * self.n_envs
+
+    def trained_timesteps(self, phase: int) -> int:
+        """The timesteps phase ``phase`` trains: its budget rounded up to whole rollouts
+        (SB3 collects whole rollouts until the budget is reached)."""
+        rollout = self.rollout_timesteps
+        return -(-self.phase_timesteps(phase) // rollout) * rollout
+
+    def budget_note(self) -> str | None:
+        """One line saying what the phases train when rounding changes their budgets
+        (``None`` when every budget is a whole number of rollouts)."""
+        changed = {
+            p: (self.phase_timesteps(p), self.trained_timesteps(p))
+            for p in (1, 2, 3)
+            if self.trained_timesteps(p) != self.phase_timesteps(p)
+        }
+        if not changed:
+            return None
+        if len(set(changed.values())) == 1 and len(changed) == 3:
+            ((budget, trained),) = set(changed.values())
+            what = f"each phase trains {trained:,} timesteps, not its budget of {budget:,}"
+        else:
+            what = ", ".join(
+                f"phase {p} trains {trained:,} timesteps, not its budget of {budget:,}"
+                for p, (budget, trained) in changed.items()
+            )
+        return (
+            f"{what}: budgets round up to whole rollouts of {self.rollout_timesteps:,} "
+            f"timesteps ({self.n_envs} envs x {self.hyperparameters.n_steps} steps); for "
+            "fewer, give fewer envs or a budget of whole rollouts"
+        )
 
     @property
     def validation_interval(self) -> int:
@@ -202,22 +258,26 @@ def profile(
 
 def read_hyperparameters(path: str | Path) -> AlgorithmConfig:
     """The hyperparameters of a file written by ``kalshi-pipeline tune``
-    (:func:`kalshi_pipeline.training.tuning.write_result`); a clear error naming the file
-    and what is wrong otherwise."""
+    (:func:`kalshi_pipeline.training.tuning.write_result`); :class:`InvalidConfig` naming
+    the file, and the key, of what is wrong otherwise."""
     try:
         recorded = json.loads(Path(path).read_text())["hyperparameters"]
     except FileNotFoundError:
-        raise ValueError(f"hyperparameter file {path} does not exist") from None
+        raise InvalidConfig(f"hyperparameter file {path} does not exist") from None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise ValueError(
+        raise InvalidConfig(
             f"hyperparameter file {path} is not one kalshi-pipeline tune wrote "
             f"(no JSON object with 'hyperparameters': {error})"
+        ) from None
+    except OSError as error:
+        raise InvalidConfig(
+            f"hyperparameter file {path} cannot be read: {error.strerror}"
         ) from None
     known = {f.name for f in fields(AlgorithmConfig)}
     unknown = sorted(set(recorded) - known) if isinstance(recorded, dict) else ["(not a map)"]
     if unknown:
-        raise ValueError(f"hyperparameter file {path}: unknown hyperparameters {unknown}")
+        raise InvalidConfig(f"hyperparameter file {path}: unknown hyperparameters {unknown}")
     try:
         return AlgorithmConfig.from_json(recorded)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"hyperparameter file {path}: {error}") from None
+        raise InvalidConfig(f"hyperparameter file {path}: {error}") from None

@@ -2,11 +2,17 @@
 
 Resuming and skipping are only right for the same job: each phase directory records the
 fingerprint of what it trains on (the view keys, a SHA-256 digest of the views' step
-data, and the config; with validation views, theirs too) in ``fingerprint.json`` before
-training starts and in ``model.json`` after. A phase whose directory holds a model or
-checkpoints of other views or another config raises :class:`TrainedOnOtherData` instead
-of reusing them; a phase refuses a parent trained with other hyperparameters
-(:func:`check_parent`), since loading it would bring them back.
+data, and the config; with validation views, theirs too) in ``fingerprint.json`` once it
+has trained a rollout, before its first checkpoint or model, and in ``model.json`` after. A
+phase whose directory holds a model or checkpoints of other views or another config raises
+:class:`TrainedOnOtherData` instead of reusing them; a phase refuses a parent trained with
+other hyperparameters (:func:`check_parent`), since loading it would bring them back.
+
+Only a trained directory is guarded: one with a model or a checkpoint, its own or one of
+its seed candidates' (``<out>/candidates/seed-<s>/phase<N>/``). A run that failed before
+its first checkpoint leaves nothing to resume, so a ``fingerprint.json`` it left (seed
+candidates record the phase's before they start) does not lock the directory: the
+corrected run trains there and records its own.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.lineage import read_lineage
 
 FINGERPRINT_FILE = "fingerprint.json"
+CANDIDATES_DIR = "candidates"  # <out>/candidates/seed-<s>/phase<N>/: a phase's seed candidates
 
 
 def check_parent(parent: Path | None, config: TrainingConfig) -> None:
@@ -122,10 +129,10 @@ def training_fingerprint(
 def recorded_fingerprint(phase_dir: Path) -> Fingerprint | None:
     """The fingerprint a phase directory was trained with; None if it records none.
 
-    ``fingerprint.json`` (written before training starts) wins; a finished model's
+    ``fingerprint.json`` (written before the first checkpoint) wins; a finished model's
     lineage stands in for it in directories written before it existed. A model or
     checkpoints without either were written by a version that recorded no fingerprint
-    (:func:`_trained`): they count as trained on unknown data.
+    (:func:`trained`): they count as trained on unknown data.
     """
     if (phase_dir / FINGERPRINT_FILE).exists():
         return Fingerprint.from_json(json.loads((phase_dir / FINGERPRINT_FILE).read_text()))
@@ -140,17 +147,24 @@ def recorded_fingerprint(phase_dir: Path) -> Fingerprint | None:
     return None
 
 
-def _trained(phase_dir: Path) -> bool:
-    """Whether ``phase_dir`` holds a model or checkpoints."""
-    return (phase_dir / MODEL_FILE).exists() or any(
-        CHECKPOINT.search(p.name) for p in _listing(phase_dir / "checkpoints")
+def trained(phase_dir: Path) -> bool:
+    """Whether ``phase_dir`` holds a model or checkpoints, or one of its seed candidates
+    does."""
+    candidates = _listing(phase_dir.parent / CANDIDATES_DIR)
+    return any(
+        (directory / MODEL_FILE).exists()
+        or any(CHECKPOINT.search(p.name) for p in _listing(directory / "checkpoints"))
+        for directory in [phase_dir, *(c / phase_dir.name for c in candidates)]
     )
 
 
 def check_fingerprint(phase_dir: Path, fingerprint: Fingerprint) -> None:
-    """Raise :class:`TrainedOnOtherData` unless ``phase_dir`` is new or holds this job."""
+    """Raise :class:`TrainedOnOtherData` unless ``phase_dir`` is untrained (whatever
+    fingerprint it records: see the module docstring) or holds this job."""
+    if not trained(phase_dir):
+        return
     recorded = recorded_fingerprint(phase_dir)
-    if recorded == fingerprint or (recorded is None and not _trained(phase_dir)):
+    if recorded == fingerprint:
         return
     if recorded is None:
         differences = ["its model or checkpoints record no fingerprint (an older version)"]

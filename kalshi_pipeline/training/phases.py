@@ -17,7 +17,8 @@ parent of other hyperparameters, skip a finished phase), envs (:func:`phase_samp
 
 Each phase writes into ``<out>/phase<N>/``: ``model.zip`` (``model.save()``: any SB3 user
 can ``PPO.load()`` it), ``model.json`` (its :class:`~kalshi_pipeline.training.lineage.Lineage`),
-``fingerprint.json`` (:mod:`kalshi_pipeline.training.fingerprint`), ``checkpoints/`` every
+``fingerprint.json`` (:mod:`kalshi_pipeline.training.fingerprint`: written once a rollout
+is trained, before the first checkpoint), ``checkpoints/`` every
 ``checkpoint_every`` timesteps, ``view_stats.json`` (per-view episode statistics),
 ``progress.csv`` and TensorBoard event files (episode reward, entropy, value loss,
 curriculum stage: ``tensorboard --logdir <out>``). A phase that finds checkpoints of an
@@ -168,7 +169,6 @@ def run_phase(
         return done
     torch.set_num_threads(job.config.torch_threads)
     sampler = phase_sampler(job)
-    record_fingerprint(job.directory, fingerprint)
     env = make_vec_env(job.views, job.config, sampler)
     try:
         checkpoint = latest_checkpoint(job.directory / "checkpoints")
@@ -185,8 +185,13 @@ def run_phase(
         model.learn(
             max(job.total_timesteps - model.num_timesteps, 0),
             callback=phase_callbacks(
-                job, checkpoint is None, on_progress, on_validation, callbacks
-            ),
+                job,
+                checkpoint is None,
+                on_progress,
+                on_validation,
+                callbacks,
+                fingerprint=fingerprint,
+            ),  # fmt: skip
             reset_num_timesteps=False,
             progress_bar=progress,
             tb_log_name=f"phase{job.phase}",
@@ -197,6 +202,7 @@ def run_phase(
                 f"{job.total_timesteps:,} timesteps"
             )
         earlier_until = checkpoint_steps(checkpoint) if checkpoint else 0
+        record_fingerprint(job.directory, fingerprint)  # a phase of 0 timesteps has none yet
         return save_phase(job, model, fingerprint.views_sha256, earlier, earlier_until, checkpoint)
     finally:
         env.close()

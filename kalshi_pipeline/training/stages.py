@@ -1,10 +1,11 @@
 """The stages of a training phase before and around ``learn()``.
 
-As rl_zoo3's experiment manager does it: setup (:func:`open_phase`, :func:`record_fingerprint`),
-envs (:func:`phase_sampler`), load or warm-start (:func:`load_or_warm_start`), callbacks
-(:func:`phase_callbacks`). :func:`kalshi_pipeline.training.phases.run_phase` runs them in
-that order, then learns and saves; seed candidates share the setup
-(:mod:`kalshi_pipeline.training.candidates`).
+As rl_zoo3's experiment manager does it: setup (:func:`open_phase`), envs
+(:func:`phase_sampler`), load or warm-start (:func:`load_or_warm_start`), callbacks
+(:func:`phase_callbacks`; :class:`FingerprintCallback` records the phase's fingerprint
+once a rollout is trained, before the first checkpoint: :func:`record_fingerprint`).
+:func:`kalshi_pipeline.training.phases.run_phase` runs them in that order, then learns and
+saves; seed candidates share the setup (:mod:`kalshi_pipeline.training.candidates`).
 """
 
 from __future__ import annotations
@@ -67,10 +68,34 @@ def open_phase(
 
 
 def record_fingerprint(directory: Path, fingerprint: Fingerprint) -> None:
-    """``fingerprint.json``, before training starts (kept if a killed run wrote it)."""
-    if not (directory / FINGERPRINT_FILE).exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(directory / FINGERPRINT_FILE, fingerprint.to_json())
+    """``fingerprint.json``, replacing any there: :func:`open_phase` has found the
+    directory either untrained (a fingerprint there is a failed run's) or this job's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(directory / FINGERPRINT_FILE, fingerprint.to_json())
+
+
+class FingerprintCallback(BaseCallback):
+    """Records the phase's fingerprint once it has trained: at the first rollout start or
+    training end after a timestep, the moments a checkpoint is saved, and before the
+    checkpoint callback (it comes first). A run that fails before then leaves none."""
+
+    def __init__(self, directory: Path, fingerprint: Fingerprint) -> None:
+        super().__init__()
+        self.directory, self.fingerprint, self.recorded = directory, fingerprint, False
+
+    def _on_rollout_start(self) -> None:
+        self._record()
+
+    def _on_training_end(self) -> None:
+        self._record()
+
+    def _record(self) -> None:
+        if not self.recorded and self.model.num_timesteps > 0:
+            record_fingerprint(self.directory, self.fingerprint)
+            self.recorded = True
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def phase_sampler(job: PhaseJob) -> Callable[[], ViewSampler]:
@@ -110,9 +135,11 @@ def phase_callbacks(
     on_progress: Callable[[str], None] | None,
     on_validation: Callable[[ValidationScore], None] | None,
     extra: Sequence[BaseCallback] = (),
+    *,
+    fingerprint: Fingerprint,
 ) -> CallbackList:
-    """Validation (with validation views), checkpoints, view statistics, the curriculum
-    (phase 2), progress lines (with ``on_progress``), then ``extra``."""
+    """Validation (with validation views), the fingerprint, checkpoints, view statistics,
+    the curriculum (phase 2), progress lines (with ``on_progress``), then ``extra``."""
     callbacks: list[BaseCallback] = []
     validating = None
     if job.validation:
@@ -120,15 +147,16 @@ def phase_callbacks(
         # Before the checkpoint callback: a checkpoint on disk means its score is recorded.
         callbacks.append(validating)
     callbacks += [
+        FingerprintCallback(job.directory, fingerprint),
         RolloutCheckpointCallback(job.config.checkpoint_every, job.directory / "checkpoints"),
         ViewStatsCallback(job.directory / "view_stats.json"),
     ]
     if job.phase == 2:
         callbacks.append(CurriculumCallback(job.total_timesteps, job.config.curriculum_stages))
     if on_progress is not None:
-        callbacks.append(
-            ProgressCallback(job.phase, job.total_timesteps, on_progress, validation=validating)
-        )
+        # The total it reports is what the phase trains: its budget in whole rollouts.
+        trained = job.config.trained_timesteps(job.phase)
+        callbacks.append(ProgressCallback(job.phase, trained, on_progress, validation=validating))
     return CallbackList(callbacks + list(extra))
 
 

@@ -1,0 +1,106 @@
+"""A command's inputs, checked before any work: its paths and its training config.
+
+Every path a command reads or writes (``--out``, ``--store``, ``--home`` or
+``$KALSHI_PIPELINE_HOME``, ``--hyperparams``) must be UTF-8 text as an absolute path:
+TensorBoard, which writes the training logs, encodes its paths as UTF-8, so a path with
+another byte (or a working directory with one) would fail after the views were built and
+the first phase had started, naming no path: that is a
+:class:`~kalshi_pipeline.cli.errors.UsageError` (exit 2) naming the option (or variable)
+and the path. A directory the command writes in (``--out`` of ``train`` and ``generate``,
+the home of ``train``, ``tune`` and ``demo``) that cannot be made because a file is in
+its way, or under a directory the user cannot write in, is a
+:class:`~kalshi_pipeline.cli.errors.CommandError` (exit 1, as for an ``--out`` or home
+that is a file, which the commands check themselves): the value is usable, the file
+system is in the way.
+
+The training config is resolved once (the profile, the flags, a ``--hyperparams`` file):
+a value out of its range is a usage error naming its key, and the file for its values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from kalshi_pipeline.cli.errors import CommandError, UsageError
+from kalshi_pipeline.cli.options import pipeline_config
+from kalshi_pipeline.paths import HOME_ENV, pipeline_home
+from kalshi_pipeline.pipeline_config import PipelineConfig
+from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.config_checks import InvalidConfig
+
+UTF8_TODO = "choose a path of UTF-8 characters: TensorBoard and the stores need one"
+# Commands that write in the home, and those that read it (train only without --store).
+WRITE_HOME = ("tune", "demo")
+READ_HOME = ("models",)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse a path of ``args`` (or the home it uses) that the command cannot use."""
+    for name in ("store", "out", "hyperparams", "home"):
+        if (value := getattr(args, name, None)) is not None:
+            utf8_path(f"--{name}", value)
+    if args.command in ("train", "generate") and getattr(args, "out", None) is not None:
+        writable_directory("--out", Path(args.out))
+    uses_home = args.command in WRITE_HOME + READ_HOME or (
+        args.command == "train" and getattr(args, "store", None) is None
+    )
+    if uses_home:
+        home, named = home_of(args)
+        utf8_path(named, home)
+        if args.command != "models":
+            writable_directory(named, home)
+
+
+def home_of(args: argparse.Namespace) -> tuple[Path, str]:
+    """The home the command uses, and how to name it in an error."""
+    home = pipeline_home(getattr(args, "home", None))
+    if getattr(args, "home", None) is not None:
+        return home, "--home"
+    if os.environ.get(HOME_ENV):
+        return home, HOME_ENV
+    return home, "the home (the working directory's .kalshi-pipeline)"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` printable: a byte that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def utf8_path(name: str, path: str | os.PathLike) -> None:
+    """Refuse ``path`` unless it is UTF-8 text, made absolute (the working directory too)."""
+    try:
+        os.path.abspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        where = shown(os.path.abspath(path))
+        raise UsageError(f"{name} {where} holds a byte that is not UTF-8", UTF8_TODO) from None
+
+
+def writable_directory(name: str, path: Path) -> None:
+    """Refuse a ``path`` to be made under a file, or under a directory the user cannot
+    write in (a ``path`` that is a file itself the command reports in its own words)."""
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if existing != path and not existing.is_dir():
+        raise CommandError(
+            f"{name} {shown(path)} is under {shown(existing)}, a file",
+            "give a path under a directory",
+        )
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(
+            f"{name} {shown(path)}: {shown(existing)} is not writable",
+            "choose a directory you can write in",
+        )
+
+
+def training_of(args: argparse.Namespace) -> tuple[PipelineConfig, TrainingConfig]:
+    """The pipeline config of ``train``'s options and its resolved training config; a
+    setting out of range (a flag's, the profile's with it, a ``--hyperparams`` file's) is
+    a usage error naming its key."""
+    config = pipeline_config(args)
+    try:
+        return config, config.training_config()
+    except InvalidConfig as error:
+        raise UsageError(
+            str(error), "fix the value; kalshi-pipeline train --help lists the flags and ranges"
+        ) from None

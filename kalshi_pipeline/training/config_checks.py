@@ -1,0 +1,130 @@
+"""The valid range of every training setting, checked when a config is made.
+
+:class:`~kalshi_pipeline.training.config.AlgorithmConfig` and
+:class:`~kalshi_pipeline.training.config.TrainingConfig` check each field against its
+:class:`Range` here (type, finiteness, bounds) and raise :class:`InvalidConfig` naming the
+key and the value, so a bad value fails before any training, never mid-training as an
+SB3 assertion or a policy of NaN logits. The bounds:
+
+* ``learning_rate`` in (0, 1]: above, the first update already overflows into NaN.
+* ``gamma`` in (0, 1], ``gae_lambda`` in [0, 1], ``clip_range`` in (0, 1], ``ent_coef``
+  in [0, 1].
+* ``n_steps``, ``n_epochs`` 1 or more; ``batch_size`` 2 or more (SB3's PPO normalises
+  advantages within a mini-batch). A batch larger than the rollout is allowed: SB3 then
+  updates on the whole rollout as one mini-batch (the tuning space around the ``plan``
+  profile, one env, has such combinations).
+* ``net_arch`` 1 to 8 layers of 1 to 4,096 units.
+* ``seed`` in [0, 2**32 - 1] (NumPy's and SB3's seeds are 32-bit), and so is the last
+  seed candidate's, ``seed + candidates - 1``.
+* timesteps 0 or more, counts 1 or more, fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MAX_SEED = 2**32 - 1
+
+
+class InvalidConfig(ValueError):
+    """A training setting of the wrong type or out of its range, named by its key."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a setting accepts: a whole number (``whole``) or any finite number, between
+    ``low`` and ``high`` (``None``: unbounded), each end open or closed."""
+
+    whole: bool
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def accepts(self, value: object) -> bool:
+        kind = int if self.whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.whole else "a finite number"
+        if self.high is None:
+            more = "above" if self.low_open else "of at least"
+            return f"{kind} {more} {self.low:g}"
+        return (
+            f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+
+UNIT_OPEN_LOW = Range(whole=False, low=0, high=1, low_open=True)  # (0, 1]
+UNIT = Range(whole=False, low=0, high=1)  # [0, 1]
+COUNT = Range(whole=True, low=1)
+TIMESTEPS = Range(whole=True, low=0)
+
+ALGORITHM_RANGES: Mapping[str, Range] = {
+    "learning_rate": UNIT_OPEN_LOW,
+    "n_steps": COUNT,
+    "batch_size": Range(whole=True, low=2),
+    "n_epochs": COUNT,
+    "gamma": UNIT_OPEN_LOW,
+    "gae_lambda": UNIT,
+    "clip_range": UNIT_OPEN_LOW,
+    "ent_coef": UNIT,
+}
+TRAINING_RANGES: Mapping[str, Range] = {
+    "phase1_timesteps": TIMESTEPS,
+    "phase2_timesteps": TIMESTEPS,
+    "phase3_timesteps": TIMESTEPS,
+    "curriculum_stages": COUNT,
+    "revisit_fraction": UNIT,
+    "struggle_fraction": UNIT,
+    "struggle_weight": Range(whole=False, low=0),
+    "n_envs": COUNT,
+    "seed": Range(whole=True, low=0, high=MAX_SEED),
+    "checkpoint_every": COUNT,
+    "validate_every": TIMESTEPS,
+    "torch_threads": COUNT,
+    "candidates": COUNT,
+    "candidate_workers": TIMESTEPS,
+}
+MAX_LAYERS, MAX_UNITS = 8, 4096
+
+
+def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
+    """Raise :class:`InvalidConfig` for the first field of ``config`` outside its range
+    (and for a ``net_arch`` that is not 1 to 8 layer sizes of 1 to 4,096)."""
+    for name, valid in ranges.items():
+        value = getattr(config, name)
+        if not valid.accepts(value):
+            raise InvalidConfig(f"{name} must be {valid.describe()}, got {value!r}")
+    layers = getattr(config, "net_arch", (1,))
+    unit = Range(whole=True, low=1, high=MAX_UNITS)
+    if (
+        not isinstance(layers, tuple)
+        or not 1 <= len(layers) <= MAX_LAYERS
+        or not all(unit.accepts(size) for size in layers)
+    ):
+        raise InvalidConfig(
+            f"net_arch must be 1 to {MAX_LAYERS} layer sizes, each {unit.describe()}, "
+            f"got {layers!r}"
+        )
+
+
+def check_probabilities(name: str, p: object) -> None:
+    """``None``, or 5 positive finite numbers summing to 1 (one per action)."""
+    if p is None:
+        return
+    positive = Range(whole=False, low=0, low_open=True)
+    if (
+        not isinstance(p, tuple)
+        or len(p) != 5
+        or not all(positive.accepts(x) for x in p)
+        or abs(sum(p) - 1) > 1e-6
+    ):
+        raise InvalidConfig(f"{name} must be 5 positive numbers summing to 1, got {p!r}")

@@ -7,8 +7,11 @@ partition. The filters read the selection's boolean columns (one per filter, see
 
 * ``min_episode_length``, ``min_coverage``: list the views each filter excludes; they
   pass, since a filter excludes views and does not fail the session.
-* ``data_quality`` (blocking, ERROR): fails when no view of the session is usable, or any
-  feature or statistic is not finite; lists the rejected markets with their reasons.
+* ``data_quality`` (blocking, ERROR): fails when no view of the session is usable, any
+  feature or statistic is not finite, or the session's recorded window contradicts its
+  events (its start after its end, or most events outside it:
+  :meth:`~kalshi_pipeline.market.cleaning.IngestReport.window_contradiction`); its
+  description names the session and why. Lists the rejected markets with their reasons.
 """
 
 import math
@@ -30,8 +33,9 @@ VIEW_CHECKS = [
     ),
     dg.AssetCheckSpec(
         "data_quality", asset="market_views", blocking=True,
-        description="Fails when the session has no usable view or any non-finite feature or "
-        "statistic; lists rejected markets and views below min_data_quality.",
+        description="Fails when the session has no usable view, any non-finite feature or "
+        "statistic, or a recorded window its events contradict; lists rejected markets and "
+        "views below min_data_quality.",
     ),
 ]  # fmt: skip
 # check name -> the selection column of its filter
@@ -75,12 +79,8 @@ def view_checks(selected: list[dict], report: IngestReport, non_finite_views: li
             metadata={"excluded": len(listed), "views": dg.MetadataValue.md(bullets(listed))},
         )
     usable = sum(r["passes_filters"] for r in selected)
-    if non_finite_views:
-        problem = f"non-finite values in {len(non_finite_views)} views: " + "; ".join(
-            non_finite_views[:5]
-        )
-    else:
-        problem = None if usable else "no view of this session is usable for training"
+    window = report.window_contradiction()
+    problem = quality_problem(report.session_id, window, non_finite_views, usable)
     yield dg.AssetCheckResult(
         check_name="data_quality",
         passed=problem is None,
@@ -88,6 +88,7 @@ def view_checks(selected: list[dict], report: IngestReport, non_finite_views: li
         description=problem,
         metadata={
             "usable_views": usable,
+            "window": window or "(consistent with its events)",
             "non_finite": dg.MetadataValue.md(bullets(non_finite_views)),
             "rejected_markets": dg.MetadataValue.md(
                 bullets([str(issue) for issue in report.rejected.values()])
@@ -96,6 +97,23 @@ def view_checks(selected: list[dict], report: IngestReport, non_finite_views: li
             "missing_sequence_numbers": report.missing_sequence_numbers,
         },
     )
+
+
+def quality_problem(
+    session_id: int, window: str | None, non_finite_views: list[str], usable: int
+) -> str | None:
+    """Why the ``data_quality`` check fails (every reason, in one line), or None."""
+    problems = []
+    if window:
+        problems.append(
+            f"session {session_id}: its recorded window contradicts its events: {window}"
+        )
+    if non_finite_views:
+        listed = "; ".join(non_finite_views[:5])
+        problems.append(f"non-finite values in {len(non_finite_views)} views: {listed}")
+    if not usable:
+        problems.append("no view of this session is usable for training")
+    return "; ".join(problems) or None
 
 
 def bullets(lines: list[str]) -> str:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import int_column, market_codes
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind, log
-from kalshi_pipeline.market.cleaning.timestamps import recorded_window
+from kalshi_pipeline.market.cleaning.timestamps import inverted_window, recorded_window
 from kalshi_pipeline.market.spill import GrowingArray, median
 from kalshi_pipeline.sources.raw import TABLES, SessionBatches
 
@@ -112,6 +112,9 @@ def outline_session(
     if not tickers:
         report.empty = not report.repairs
         log.warning("session %d has no usable rows: no snapshots and no deltas", report.session_id)
+    report.inverted_window = inverted_window(session.info)
+    if report.inverted_window is not None:
+        log.error("session %d: %s", report.session_id, report.inverted_window)
     all_numbers = numbers.array()
     return SessionOutline(
         session_id=session.info.session_id,

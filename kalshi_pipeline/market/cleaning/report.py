@@ -21,6 +21,9 @@ from typing import Self
 log = logging.getLogger("kalshi_pipeline.market.cleaning")
 
 MAX_EXAMPLES_PER_KIND = 20
+# More than this share of a session's events outside its recorded window: the window
+# contradicts the events (see IngestReport.window_contradiction).
+MAX_OUTSIDE_WINDOW_SHARE = 0.5
 # The kind of the issue that names a rejected market (a rejection, not a repair).
 REJECTED_MARKET = "rejected_market"
 
@@ -137,6 +140,30 @@ class IngestReport:
     sequence_span: int = 0  # highest - lowest sequence number + 1, summed over segments
     empty: bool = False
     market_defects: Counter = field(default_factory=Counter)  # ticker -> DEFECTS repaired
+    timed_events: int = 0  # events whose time was checked against the recorded window
+    inverted_window: str | None = None  # why the session's start is after its end
+
+    def window_contradiction(self) -> str | None:
+        """Why the session's recorded window contradicts its events, or None.
+
+        It does when the session's ``started_at`` is after its ``ended_at``, or when more
+        than :data:`MAX_OUTSIDE_WINDOW_SHARE` of its events (those cleaning kept) fell
+        outside the window and had their times replaced: times in seconds instead of
+        milliseconds, rows of another session, or a wrong start or end. Such a session's
+        views keep their books but hardly any real time (their data quality says so); the
+        ``data_quality`` check fails naming the session and this reason.
+        """
+        if self.inverted_window is not None:
+            return self.inverted_window
+        outside = self.repairs[RepairKind.TIMESTAMP_OUT_OF_WINDOW]
+        if not self.timed_events or outside <= MAX_OUTSIDE_WINDOW_SHARE * self.timed_events:
+            return None
+        return (
+            f"{outside} of its {self.timed_events} events "
+            f"({outside / self.timed_events:.0%}) have receive times outside its recorded "
+            "window (times in seconds instead of ms, rows of another session, or a wrong "
+            "started_at/ended_at?)"
+        )
 
     @property
     def missing_fraction(self) -> float:
@@ -185,6 +212,8 @@ class IngestReport:
             "sequence_span": self.sequence_span,
             "empty": self.empty,
             "market_defects": dict(self.market_defects),
+            "timed_events": self.timed_events,
+            "inverted_window": self.inverted_window,
         }
 
     @classmethod
@@ -198,6 +227,8 @@ class IngestReport:
             sequence_span=data["sequence_span"],
             empty=data["empty"],
             market_defects=Counter(data["market_defects"]),
+            timed_events=data.get("timed_events", 0),
+            inverted_window=data.get("inverted_window"),
         )
 
     def _issue(self, kind, ticker, sequence_number, message: str, row_id) -> DataIssue:

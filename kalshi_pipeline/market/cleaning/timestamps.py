@@ -3,7 +3,9 @@
 A time outside the window a session was recording (:func:`recorded_window`) is replaced by
 its market's previous valid time (``timestamp_out_of_window``); a time that steps back is
 kept as received and counted (``timestamp_backwards`` beyond :data:`TIME_TOLERANCE_MS`,
-``timestamp_jitter`` within it). Restarts (:mod:`.restarts`) use the same tolerance.
+``timestamp_jitter`` within it). Restarts (:mod:`.restarts`) use the same tolerance. A
+window that contradicts the session's events (:func:`inverted_window`, or most times
+outside it) is the report's :meth:`~.report.IngestReport.window_contradiction`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ def recorded_window(info: SessionInfo) -> tuple[int, int]:
     return start - WINDOW_TOLERANCE_MS, max(end, start) + WINDOW_TOLERANCE_MS
 
 
+def inverted_window(info: SessionInfo) -> str | None:
+    """Why a session's recorded start and end contradict each other (its
+    ``started_at`` after its ``ended_at``, or its ``last_message_at`` when it has no
+    end), or None."""
+    end_time = info.ended_at or info.last_message_at
+    if end_time is None or end_time >= info.started_at:
+        return None
+    which = "ended_at" if info.ended_at else "last_message_at"
+    return (
+        f"its started_at {info.started_at.isoformat()} is after its {which} {end_time.isoformat()}"
+    )
+
+
 def repair_times(
     market, seq, ts, window, names, report: IngestReport
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +67,7 @@ def repair_times(
     of them were replaced.
     """
     n = len(ts)
+    report.timed_events += n
     repaired = np.zeros(n, dtype=bool)
     if not n:
         return ts, repaired

@@ -36,9 +36,9 @@ def views_from_books(
         )
     stats = view_statistics(books, config, session)
     features = compute_features(books)
-    bad_rows = np.bincount(
-        market_of_rows(books)[~np.isfinite(features).all(axis=1)], minlength=len(books.tickers)
-    )
+    market = market_of_rows(books)
+    bad_rows = np.bincount(market[~np.isfinite(features).all(axis=1)], minlength=len(books.tickers))
+    time_repaired = np.bincount(market[books.time_repaired], minlength=len(books.tickers))
     views = []
     for index, ticker in enumerate(books.tickers):
         rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
@@ -57,7 +57,9 @@ def views_from_books(
             no_bid_sizes=books.no_bid_depth[rows],
             features=features[rows],
             **{name: values[index] for name, values in stats.items()},
-            data_quality_score=data_quality(books.report, ticker, rows.stop - rows.start)
+            data_quality_score=data_quality(
+                books.report, ticker, rows.stop - rows.start, int(time_repaired[index])
+            )
             * session.quality_factor,
         )
         problem = None

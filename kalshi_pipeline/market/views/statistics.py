@@ -8,12 +8,23 @@ They never enter an observation:
   two-sided steps (0 with fewer than two).
 * ``market_coverage``: the share of the session's time steps (those of all its
   markets) whose receive times fall within this market's earliest and latest.
-* ``data_quality_score``: ``T / (T + defects of this market)`` (``T`` steps, defects
-  counted per event) times the share of the session-wide sequence that arrived; 1.0 for
-  clean data. Defects are the repairs that mean the market's own data was wrong
+* ``data_quality_score``: how much real information survived, in [0, 1]; 1.0 for clean
+  data::
+
+      T / (T + defects of this market)      T steps, defects counted per event
+      * (1 - R / T)                         R steps whose receive time was replaced
+      * share of the session-wide sequence that arrived
+
+  Defects are the repairs that mean the market's own data was wrong
   (:data:`kalshi_pipeline.market.cleaning.report.DEFECTS`: dropped bad events and events
   after which the book crossed); sorting rows, dropping exact copies and ignoring stored
-  asks are not.
+  asks are not. A step whose time was replaced (``timestamp_out_of_window``: the event's
+  time lay outside the session's recorded window and took its market's previous time)
+  holds a book but no real time, so the middle factor takes it out: a view whose times
+  were all replaced (times in seconds instead of ms, another session's rows, a start
+  after the end) scores 0, not the 0.5 of ``T / (T + T)``, and fails the
+  ``min_data_quality`` filter. Clean data has ``R = 0``: its score is as without the
+  factor.
 * ``activity_bursts``: runs of at least ``burst_min_events`` steps each within
   ``burst_gap_ms`` of the previous one; ``quiet_periods``: gaps longer than
   ``quiet_gap_ms``.
@@ -124,6 +135,8 @@ def _grouped_std_of_halves(doubled: np.ndarray, group: np.ndarray, groups: int) 
     return np.sqrt(variance)
 
 
-def data_quality(report: IngestReport, ticker: str, length: int) -> float:
-    """A view's ``data_quality_score`` before the session's factor: ``T / (T + defects)``."""
-    return length / (length + report.market_defects[ticker])
+def data_quality(report: IngestReport, ticker: str, length: int, time_repaired: int) -> float:
+    """A view's ``data_quality_score`` before the session's factor: ``T / (T + defects)``
+    times the share of its ``T`` steps whose time was not replaced (``time_repaired``)."""
+    real_time = (length - time_repaired) / length
+    return length / (length + report.market_defects[ticker]) * real_time

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
-from kalshi_pipeline.market.split import Split, SplitName, split_views
+from kalshi_pipeline.market.split import Split, SplitName, needed_sides, split_views
 from kalshi_pipeline.market.views import (
     MarketSessionView,
     build_market_views,
@@ -114,9 +114,8 @@ def views_for(
         for view in session_views(session_id):
             if view.session_id != session_id:
                 raise ValueError(
-                    f"the views given for session {session_id} include {view.key}, a view of "
-                    f"session {view.session_id}: not used (build session {session_id}'s views "
-                    "again from its raw copy)"
+                    f"the views of session {session_id} include {view.key}, of session "
+                    f"{view.session_id} (build session {session_id}'s views again)"
                 )
             if view.key in wanted[session_id]:
                 found[view.key] = view
@@ -260,10 +259,11 @@ def run(
     on_progress: Callable[[str], None] | None = None,
 ) -> Path | None:
     """The whole training job on ``source`` (``kalshi-pipeline train``): the same steps as
-    the Dagster assets, in one process. Returns the report's path (after phase 3)."""
+    the Dagster assets, in one process. Returns the report's path (after phase 3). A split
+    with an empty side the run reads is refused before any training (:func:`load_split`)."""
     out = Path(out_dir)
     models = out / "models"
-    split, session_views = load_split(source, config)
+    split, session_views = load_split(source, config, evaluate=3 in phases)
     if on_progress is not None:
         on_progress(describe_split(split))
     train = views_for(split.train, session_views)
@@ -292,22 +292,19 @@ def run(
 
 
 def load_split(
-    source, config: PipelineConfig
+    source, config: PipelineConfig, *, evaluate: bool = False
 ) -> tuple[Split, Callable[[int], list[MarketSessionView]]]:
-    """The split of ``source``'s views, and a session's views by id (held in memory).
-    Raises if no view is left to train on."""
+    """The split of ``source``'s views, and a session's views by id (held in memory): built
+    from the sessions as loaded (a Parquet store verifies each against its digest), never
+    read from a views file. Raises :class:`~kalshi_pipeline.market.split.SplitTooSmall` if
+    a side the run reads is empty (``needed_sides``; the holdout only if ``evaluate``)."""
     views = load_views(source)
     by_session: dict[int, list[MarketSessionView]] = {}
     for view in views:
         by_session.setdefault(view.session_id, []).append(view)
-    split = split_views(select_views([v.describe() for v in views], config.filters), config.split)
-    if not split.train:
-        raise ValueError(
-            f"none of the {len(views)} views in {source!r} passes the filters and is outside "
-            f"the holdout and the walk-forward sessions: nothing to train on (more or longer "
-            f"sessions, or a smaller holdout fraction)"
-        )
-    return split, by_session.__getitem__
+    selection = select_views([v.describe() for v in views], config.filters)
+    needs = needed_sides(config.split, evaluate=evaluate)
+    return split_views(selection, config.split, needs=needs), by_session.__getitem__
 
 
 # -- tuning --------------------------------------------------------------------------------
@@ -389,13 +386,9 @@ def tuning_result(
 
 # -- promotion ---------------------------------------------------------------------------
 def promote(
-    model_path: Path,
-    holdout: Sequence[MarketSessionView],
-    registry: Path,
-    *,
-    profile: str | None = None,
-    run: str = "",
-) -> Decision:
+    model_path: Path, holdout: Sequence[MarketSessionView], registry: Path, *,
+    profile: str | None = None, run: str = "",
+) -> Decision:  # fmt: skip
     """The model against the champion (or, with none yet, always-HOLD) on the *current*
     holdout views: promoted if the paired per-market interval's lower end is above 0,
     else refused; either way recorded in the model history at ``registry``

@@ -499,3 +499,24 @@ def test_an_out_that_is_a_regular_file_is_refused(tmp_path, capsys):
         one_error_line(capsys)
         == f"error: --out {out} is a file (give a directory for models and report)"
     )
+
+
+def test_train_on_a_store_without_a_holdout_market_is_refused_before_training(tmp_path, capsys):
+    """Three sessions of six markets (seed 0): none of their markets is held out. The
+    run would train every phase, then have no holdout to evaluate on: it is refused
+    first, in one line, and nothing is written."""
+    store, out = tmp_path / "store", tmp_path / "out"
+    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    assert main([*generate, "--out", str(store)]) == 0
+    capsys.readouterr()
+    smoke = PROFILES["smoke"]
+    rollout = smoke.hyperparameters.n_steps * smoke.n_envs
+    argv = ["train", "--store", str(store), "--out", str(out), "--profile", "smoke"]
+    argv += ["--timesteps", str(rollout), "--candidates", "1"]
+
+    assert main(argv) == 1
+
+    line = one_error_line(capsys)
+    assert line.startswith("error: the split has no holdout market: none of the ")
+    assert "(add sessions with more markets, or raise holdout_fraction" in line
+    assert not out.exists()

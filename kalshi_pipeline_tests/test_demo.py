@@ -9,12 +9,15 @@ is in ``test_cli.py``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
+
+import dagster as dg
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = "kalshi_pipeline/dagster.yaml"
@@ -47,3 +50,36 @@ def test_the_wheel_ships_the_instance_settings_and_no_runner_in_defs(tmp_path):
     assert "kalshi_pipeline/demo.py" in names
     assert "kalshi_pipeline/defs/demo.py" not in names
     assert "kalshi_pipeline/cli/__main__.py" in names
+
+
+def test_a_store_too_small_for_the_split_fails_before_training_in_one_line(tmp_path):
+    """The demo on three sessions of six markets (no holdout market among them) stops at
+    the split, before any phase trains: one line on the terminal and exit 1; Dagster's
+    traceback of the failed step is in the run's log, not on the terminal."""
+    home = tmp_path / "home"
+    cli = [sys.executable, "-m", "kalshi_pipeline.cli"]
+    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    subprocess.run([*cli, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
+    drop = ("DAGSTER_HOME", "KALSHI_PIPELINE_HOME", "KALSHI_COLLECTOR_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+
+    done = subprocess.run(
+        [*cli, "demo", "--home", str(home)], capture_output=True, text=True, env=env, timeout=600
+    )
+
+    assert done.returncode == 1, done.stderr
+    shown = done.stdout + done.stderr
+    assert "Traceback" not in shown and "Stack Trace" not in shown  # Dagster's or Python's
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: training run ") and line.endswith(")")
+    assert "failed: the split has no holdout market: none of the " in line
+    assert not (home / "artifacts" / "models").exists()  # no phase trained
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="train_and_evaluate"))
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    finally:
+        instance.dispose()
+    assert run.run_id in line
+    assert failure.dagster_event.step_key == "train_holdout_split"
+    assert "SplitTooSmall" in failure.dagster_event.step_failure_data.error.to_string()

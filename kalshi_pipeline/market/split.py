@@ -17,13 +17,24 @@ rules come in as any object with the fields of :class:`SplitRules` (the workflow
 order size, a layer above). The one line that tells a person what the split means for
 selection (how many validation wins beat always-HOLD beyond noise) is the workflow's
 ``describe_split``: it needs ``wins_needed`` from the training layer, above this one.
+
+A split the run cannot use is refused before anything trains: with ``needs`` (the sides
+the run reads, :func:`needed_sides`), :func:`split_views` raises :class:`SplitTooSmall`
+when one of them is empty, naming the side, what the store holds and what to add. On a
+small store this is the usual case, not a corner: three sessions of six markets hold no
+holdout market one time in four (each market is held out with probability
+``holdout_fraction``), and training all three phases only to find no holdout to
+evaluate or promote on would waste the run. Training is always needed; validation when
+``validation_fraction`` is above 0 (0 means "train without validation"); the holdout
+when the run evaluates or promotes. The walk-forward side is never required: it is empty
+by design when only one session is left to train on, and the report says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, Self
@@ -175,9 +186,35 @@ class Split:
         )
 
 
-def split_views(selection: pa.Table, rules: SplitRules) -> Split:
+class SplitTooSmall(ValueError):
+    """A side of the split the run needs is empty; raised before anything trains."""
+
+
+def needed_sides(rules: SplitRules, *, evaluate: bool = True) -> frozenset[SplitName]:
+    """The sides a run reads: training; validation unless ``validation_fraction`` is 0;
+    the holdout if the run evaluates or promotes (the module docstring)."""
+    sides = {SplitName.TRAIN}
+    if rules.validation_fraction > 0:
+        sides.add(SplitName.VALIDATION)
+    if evaluate:
+        sides.add(SplitName.HOLDOUT)
+    return frozenset(sides)
+
+
+def split_views(
+    selection: pa.Table, rules: SplitRules, *, needs: Collection[SplitName] = ()
+) -> Split:
     """Split the views that pass the filters by market: a market's views are all on one
-    side, and its holdout side never changes as sessions arrive (the module docstring)."""
+    side, and its holdout side never changes as sessions arrive (the module docstring).
+    A side of ``needs`` left empty raises :class:`SplitTooSmall`."""
+    split = _split(selection, rules)
+    for side in (SplitName.TRAIN, SplitName.VALIDATION, SplitName.HOLDOUT):
+        if side in needs and not getattr(split, str(side)):
+            raise SplitTooSmall(too_small(side, split, selection, rules))
+    return split
+
+
+def _split(selection: pa.Table, rules: SplitRules) -> Split:
     rows = [r for r in selection.to_pylist() if r["passes_filters"]]
     train_markets, holdout_markets = split_markets(
         (r["market_ticker"] for r in rows), rules.holdout_fraction, rules.salt
@@ -235,3 +272,51 @@ def market_kinds(rows: Iterable[dict], tight_spread_cents: float) -> dict[str, M
         else MarketKind.WIDE
         for ticker, values in spreads.items()
     }
+
+
+_NOTHING_TRAINED = "nothing was trained"
+
+
+def too_small(side: SplitName, split: Split, selection: pa.Table, rules: SplitRules) -> str:
+    """One line: which side is empty, what the store holds, and what to add."""
+    rows = [r for r in selection.to_pylist() if r["passes_filters"]]
+    markets = len({r["market_ticker"] for r in rows})
+    sessions = len({r["session_id"] for r in rows})
+    held = (
+        f"{markets} market{'s' * (markets != 1)} whose views pass the filters ({len(rows)} "
+        f"of {selection.num_rows} views, in {sessions} session{'s' * (sessions != 1)})"
+    )
+    if not rows:
+        return (
+            f"none of the {selection.num_rows} views passes the filters: {_NOTHING_TRAINED} "
+            "(add more or longer sessions, or loosen the filters)"
+        )
+    if side == SplitName.HOLDOUT and rules.holdout_fraction == 0:
+        return (
+            "the holdout fraction is 0, and evaluating and promoting a model need holdout "
+            f"markets: {_NOTHING_TRAINED} (set holdout_fraction, --holdout-fraction, above 0)"
+        )
+    if side == SplitName.HOLDOUT:
+        return (
+            f"the split has no holdout market: none of the {held} falls in the holdout "
+            f"(about {rules.holdout_fraction:.0%} of markets, chosen by a hash of the "
+            f"ticker); {_NOTHING_TRAINED} (add sessions with more markets, or raise "
+            "holdout_fraction, --holdout-fraction)"
+        )
+    if side == SplitName.VALIDATION:
+        left = markets - split.holdout_markets
+        return (
+            f"the split has no validation market: of the {held}, {split.holdout_markets} "
+            f"held out, and none of the other {left} validating (about "
+            f"{rules.validation_fraction:.0%} of them); {_NOTHING_TRAINED} (add sessions "
+            "with more markets, raise validation_fraction, --validation-fraction, or set it "
+            "to 0 to train without validation)"
+        )
+    forward_only = markets - split.train_markets - split.validation_markets
+    forward_only -= split.holdout_markets
+    return (
+        f"the split leaves no market to train on: of the {held}, {split.holdout_markets} "
+        f"held out, {split.validation_markets} validating and {forward_only} only in the "
+        f"walk-forward sessions; {_NOTHING_TRAINED} (add sessions or markets, "
+        "or lower holdout_fraction, validation_fraction or walk_forward_sessions)"
+    )

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 import pyarrow as pa
+import pytest
 
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.difficulty import FilterConfig
@@ -15,9 +16,11 @@ from kalshi_pipeline.market.split import (
     MarketKind,
     Split,
     SplitName,
+    SplitTooSmall,
     holdout_score,
     is_holdout,
     market_kinds,
+    needed_sides,
     split_markets,
     split_views,
     validation_markets,
@@ -339,3 +342,79 @@ def test_market_kinds_are_market_kind_members():
     kinds = market_kinds((v.describe() for v in views), TIGHT_SPREAD_CENTS)
 
     assert kinds and all(isinstance(kind, MarketKind) for kind in kinds.values())
+
+
+# -- a split too small for the run is refused before anything trains ------------------------
+def small_store_selection():
+    """``kalshi-pipeline generate --sessions 3 --markets 6 --seed 0``'s views: none of
+    their 8 markets falls in the default holdout."""
+    views = [
+        v for s in simulate_sessions(3, seed=0, config=SimulatorConfig(markets=6))
+        for v in build_market_views(s)
+    ]  # fmt: skip
+    return select_views([v.describe() for v in views], FilterConfig())
+
+
+def test_a_store_without_a_holdout_market_is_refused_naming_what_to_add():
+    selection = small_store_selection()
+    rules = SplitConfig()
+    assert not split_views(selection, rules).holdout  # the store's split, unchecked
+
+    with pytest.raises(SplitTooSmall) as refused:
+        split_views(selection, rules, needs=needed_sides(rules))
+
+    markets = len({r["market_ticker"] for r in selection.to_pylist() if r["passes_filters"]})
+    assert str(refused.value).startswith(
+        f"the split has no holdout market: none of the {markets} markets whose views pass "
+        "the filters ("
+    )
+    assert "in 3 sessions) falls in the holdout (about 20% of markets" in str(refused.value)
+    assert str(refused.value).endswith(
+        "nothing was trained (add sessions with more markets, or raise holdout_fraction, "
+        "--holdout-fraction)"
+    )
+    # A run that never evaluates (phases 1-2, tuning) does not need the holdout.
+    split = split_views(selection, rules, needs=needed_sides(rules, evaluate=False))
+    assert split.train and split.validation
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (SplitConfig(holdout_fraction=0.0), "the holdout fraction is 0, and evaluating"),
+        (
+            SplitConfig(holdout_fraction=0.9, validation_fraction=0.9),
+            "the split leaves no market to train on: of the ",
+        ),
+        (
+            SplitConfig(holdout_fraction=0.3, validation_fraction=0.01, min_validation_per_kind=0),
+            "the split has no validation market: of the ",
+        ),
+    ],
+)
+def test_each_empty_side_a_run_reads_is_named(rules, expected):
+    selection = small_store_selection()
+
+    with pytest.raises(SplitTooSmall, match=f"^{expected}") as refused:
+        split_views(selection, rules, needs=needed_sides(rules))
+    assert "nothing was trained (" in str(refused.value)
+
+
+def test_no_view_passing_the_filters_is_named_first():
+    selection = small_store_selection()
+    nothing = selection.set_column(
+        selection.schema.get_field_index("passes_filters"),
+        "passes_filters",
+        pa.array([False] * selection.num_rows),
+    )
+
+    with pytest.raises(SplitTooSmall, match=f"^none of the {selection.num_rows} views passes"):
+        split_views(nothing, SplitConfig(), needs=needed_sides(SplitConfig()))
+
+
+def test_a_run_needs_validation_unless_its_fraction_is_zero():
+    assert needed_sides(SplitConfig()) == {SplitName.TRAIN, SplitName.VALIDATION, SplitName.HOLDOUT}
+    assert needed_sides(SplitConfig(validation_fraction=0.0), evaluate=False) == {SplitName.TRAIN}
+    selection = small_store_selection()
+    rules = SplitConfig(holdout_fraction=0.3, validation_fraction=0.0)
+    assert not split_views(selection, rules, needs=needed_sides(rules)).validation

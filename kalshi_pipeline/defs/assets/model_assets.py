@@ -21,7 +21,7 @@ from kalshi_pipeline.defs.assets.data_assets import market_views
 from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.market.split import Split, split_views
+from kalshi_pipeline.market.split import Split, needed_sides, split_views
 from kalshi_pipeline.market.views import session_of_key, view_descriptions
 from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
@@ -100,8 +100,14 @@ def difficulty_scores(
 def train_holdout_split(
     context: dg.AssetExecutionContext, difficulty_scores: pa.Table, config: SplitSettings
 ) -> Split:
-    """Market-grouped, hash-based split of the views that pass the filters."""
-    split = split_views(difficulty_scores, config.to_domain())
+    """Market-grouped, hash-based split of the views that pass the filters.
+
+    Every side this job reads must hold a view (training; validation unless its fraction
+    is 0; the holdout, which the report and the promotion compare on): else this step
+    fails with :class:`~kalshi_pipeline.market.split.SplitTooSmall`, naming the empty side
+    and what to add, before any phase trains."""
+    rules = config.to_domain()
+    split = split_views(difficulty_scores, rules, needs=needed_sides(rules))
     context.add_output_metadata(
         {
             "train_markets": split.train_markets,

@@ -56,12 +56,26 @@ def wait_before_source_retry(context: dg.AssetExecutionContext) -> None:
     """Wait, inside the failing step, before Dagster retries it (see the module notes).
 
     SIGTERM (or a run's termination) ends the wait at once: inside a step Dagster's
-    signal handler raises, and ``time.sleep`` gives way to it.
+    signal handler raises, and ``time.sleep`` gives way to it. The step then fails without
+    a retry, so the run ends.
     """
     wait_s = source_retry_wait_s(context.retry_number)
     if wait_s > 0:
-        context.log.info(f"the source failed; retrying in {wait_s:g} s ({SOURCE_RETRY_DELAY.name})")
-        time.sleep(wait_s)
+        context.log.warning(
+            f"reading the source failed; retrying in {wait_s:g} s "
+            f"(attempt {context.retry_number + 2} of {SOURCE_RETRIES + 1}; "
+            f"{SOURCE_RETRY_DELAY.name}={SOURCE_RETRY_DELAY.read():g})"
+        )
+        try:
+            time.sleep(wait_s)
+        except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+            # Dagster retries an interrupted step that has a retry policy: a stop request
+            # ends the run instead.
+            raise dg.Failure(
+                "interrupted while waiting to retry reading the source (SIGTERM, SIGINT or "
+                "the run's termination): not retried",
+                allow_retries=False,
+            ) from None
 
 
 def redact_source_error(exc: BaseException) -> str:

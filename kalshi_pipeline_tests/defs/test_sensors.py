@@ -29,6 +29,7 @@ from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.defs.schedules import weekly_retrain
 from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor, retrain_sensor
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV
+from kalshi_pipeline.sources.settings import SettingError
 from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
 
 
@@ -200,4 +201,23 @@ def test_weekly_schedule_requests_train_and_evaluate(instance):
     assert (weekly_retrain.cron_schedule, weekly_retrain.execution_timezone) == (
         "0 3 * * 0",
         "UTC",
+    )
+
+
+# -- a bad KALSHI_RETRAIN_AFTER_SESSIONS -------------------------------------------------
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_retrain_sensor_fails_its_tick_naming_a_bad_retrain_after(
+    value, pipeline_home, instance, definitions, monkeypatch
+):
+    """``0`` or ``-1`` used to request a retrain with no new session (run key
+    ``retrain-``), and ``abc`` failed the tick without naming the variable."""
+    monkeypatch.setenv(RETRAIN_AFTER_ENV, value)
+    with pytest.raises(Exception) as raised:
+        tick(retrain_sensor, instance, definitions)
+    causes = [raised.value]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    (error,) = [e for e in causes if isinstance(e, SettingError)]
+    assert str(error).startswith(
+        f"KALSHI_RETRAIN_AFTER_SESSIONS={value!r} is not a whole number of sessions from 1"
     )

@@ -35,6 +35,7 @@ from kalshi_pipeline.sources.collector_connection import (
     SourceUnavailable,
 )
 from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.settings import SettingError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEBUG_HINT = "run with --debug for the traceback"
@@ -84,6 +85,8 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
     """
     if isinstance(exc, CommandError):
         return _line(database, exc.what, exc.todo), 2 if isinstance(exc, UsageError) else 1
+    if isinstance(exc, SettingError):  # a KALSHI_* variable: the message names it and its range
+        return _line(database, str(exc), "fix the variable, or unset it"), 2
     if isinstance(exc, SourceUnavailable):  # says where, what and why; we add what to do
         what = redact(" ".join(str(exc).split()), database)
         code = 2 if isinstance(exc, SourceMisconfigured) else 1

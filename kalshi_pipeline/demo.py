@@ -40,10 +40,11 @@ from pathlib import Path
 import dagster as dg
 
 from kalshi_pipeline.definitions import defs
-from kalshi_pipeline.defs.ingest_runs import ingest_states, run_ingest
+from kalshi_pipeline.defs.ingest_runs import run_ingest
 from kalshi_pipeline.defs.jobs import DEMO_RUN_CONFIG
-from kalshi_pipeline.defs.partitions import session_key, sessions
+from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
+from kalshi_pipeline.defs.session_survey import read_source, survey
 from kalshi_pipeline.paths import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.simulator import simulate_sessions
@@ -100,18 +101,28 @@ def demo_source(home: Path) -> SessionSource:
 def ingest_missing(
     home: Path, instance: dg.DagsterInstance, definitions: dg.Definitions
 ) -> list[str]:
-    """Ingest every complete session of the demo's source that is not ingested yet.
+    """Ingest every complete session of the demo's source that is not ingested yet, or
+    that changed since its ingest (:mod:`kalshi_pipeline.defs.session_survey`).
 
     Returns the keys ingested by this call; raises :class:`IngestFailed` naming each
-    session that failed (with its run id and error) after trying all of them.
+    session that failed (with its run id and error) after trying all of them. Sessions
+    that wait are named (one recording again keeps its earlier views). Only a source with
+    no complete session and no views ingested from it is refused, saying what it lists.
     """
     source = demo_source(home)
-    keys = [session_key(s.session_id) for s in source.list_sessions() if s.is_complete]
-    if not keys:
-        raise IngestFailed("the session source lists no complete session: nothing to train on")
+    reading = read_source(source, instance)
+    found = survey(reading, instance)
+    keys = found.complete
+    for line in found.waiting:
+        print(line)
+    if not keys and not found.recording_again:
+        raise IngestFailed(
+            f"the session source lists no complete session ({len(reading.listed)} listed, "
+            "none closed or with an end time): nothing to train on"
+        )
     registered = set(instance.get_dynamic_partitions(sessions.name))
     instance.add_dynamic_partitions(sessions.name, [k for k in keys if k not in registered])
-    states = ingest_states(instance, keys)
+    states = found.states
     busy = [k for k in keys if not states[k].ingested and states[k].running]
     missing = [k for k in keys if not states[k].ingested and not states[k].running]
     print(
@@ -125,8 +136,11 @@ def ingest_missing(
         )
     failed = []
     for number, key in enumerate(missing, 1):
+        if key in found.changes:
+            print(f"session {key} changed since its ingest ({found.changes[key]}): again")
         started = time.perf_counter()
-        result = run_ingest(definitions, instance, key, run_config=_QUIET)
+        tags = found.fingerprint_tags(key)
+        result = run_ingest(definitions, instance, key, run_config=_QUIET, tags=tags)
         if not result.success:
             failed.append(f"session {key} (run {result.run_id}): {_first_error(result)}")
             print(f"[{number}/{len(missing)}] session {key}: FAILED")

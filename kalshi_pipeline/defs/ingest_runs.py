@@ -13,6 +13,11 @@ only because the collector could not be reached (tagged ``SOURCE_DOWN_TAG`` by
 ``raw_sessions``) is not the session's fault and uses no attempt (at most
 ``MAX_OUTAGE_RUNS`` of them).
 
+**A session that changed after its ingest** (:mod:`.session_survey`: its fingerprint
+differs from the one its ingest recorded) is to be ingested again: its earlier views stay in
+use meanwhile. Its attempts are only the runs tagged with its new fingerprint
+(``FINGERPRINT_TAG``), so each version of a session has attempts of its own.
+
 **In progress, and killed runs.** A run whose process is SIGKILLed stays ``STARTED`` in the
 instance for good: nothing in it records its end. So "in progress" means a run that is not
 finished (queued, not started, starting, started, canceling) and not known to be dead:
@@ -32,13 +37,14 @@ finished (queued, not started, starting, started, canceling) and not known to be
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.defs.assets.data_assets import market_views
 from kalshi_pipeline.defs.jobs import INGEST_JOB
+from kalshi_pipeline.defs.recorded_fingerprints import MARKET_VIEWS
 from kalshi_pipeline.defs.resources import SOURCE_DOWN_TAG
 
 MAX_INGEST_ATTEMPTS = 3
@@ -46,6 +52,8 @@ MAX_INGEST_ATTEMPTS = 3
 # bounds them separately, in case the collector answers listings but never loads.
 MAX_OUTAGE_RUNS = 20
 WORKER_TAG = "kalshi_pipeline/worker"
+# The fingerprint token of the session version a re-ingest run was asked for.
+FINGERPRINT_TAG = "kalshi_pipeline/source_fingerprint"
 PARTITION_NAME_TAG = "dagster/partition"  # Dagster's public run tag
 
 
@@ -53,7 +61,8 @@ PARTITION_NAME_TAG = "dagster/partition"  # Dagster's public run tag
 class IngestState:
     """One session's ingest as the instance records it."""
 
-    ingested: bool = False
+    ingested: bool = False  # its views are of the session as the source holds it now
+    changed: str | None = None  # ingested earlier, since changed: its new fingerprint token
     running: list[str] = field(default_factory=list)  # run ids in progress
     attempts: int = 0  # ingest_session runs of the partition, but for those below
     outages: int = 0  # runs that failed because the collector could not be reached
@@ -71,18 +80,27 @@ class IngestState:
 
 def ingested_sessions(instance: dg.DagsterInstance) -> set[str]:
     """Keys of the sessions whose ``market_views`` partition is materialised."""
-    return set(instance.get_materialized_partitions(market_views.key))
+    return set(instance.get_materialized_partitions(MARKET_VIEWS))
 
 
-def ingest_states(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, IngestState]:
+def ingest_states(
+    instance: dg.DagsterInstance, keys: list[str], changed: Mapping[str, str] | None = None
+) -> dict[str, IngestState]:
     """The ingest state of each session key; runs whose worker is known dead are failed.
 
-    Marking such a run failed is what Dagster's run monitoring does for a dead worker it
-    can see; here it is done for in-process runs, which monitoring cannot check.
+    ``changed`` maps the keys of ingested sessions that changed since to their new
+    fingerprint token: they are not ingested (as they are now), and only runs tagged with
+    that token count as their attempts. Marking a dead worker's run failed is what
+    Dagster's run monitoring does for a dead worker it can see; here it is done for
+    in-process runs, which monitoring cannot check.
     """
+    changed = changed or {}
     done = ingested_sessions(instance)
-    states = {k: IngestState(ingested=k in done) for k in keys}
-    missing = [k for k in keys if k not in done]
+    states = {
+        k: IngestState(ingested=k in done and k not in changed, changed=changed.get(k))
+        for k in keys
+    }
+    missing = [k for k in keys if not states[k].ingested]
     if not missing:
         return states
     runs = instance.get_runs(
@@ -92,23 +110,31 @@ def ingest_states(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, In
         state = states.get(run.tags.get(PARTITION_NAME_TAG, ""))
         if state is None:
             continue
+        run = _failed_if_worker_gone(instance, run)
+        if not run.is_finished:
+            state.running.append(run.run_id)  # of this version or an earlier one: wait
+        if state.changed and run.tags.get(FINGERPRINT_TAG) != state.changed:
+            continue  # an ingest of an earlier version of the session
         if run.tags.get(SOURCE_DOWN_TAG):
             state.outages += 1
         else:
             state.attempts += 1
-        if not run.is_finished and _worker_is_gone(run.tags.get(WORKER_TAG)):
-            instance.report_run_failed(
-                run,
-                f"session {run.tags[PARTITION_NAME_TAG]}: the process that ran this ingest "
-                f"({run.tags[WORKER_TAG]}) is gone (killed?); marked failed so the session "
-                "is ingested again",
-            )
-            run = instance.get_run_by_id(run.run_id) or run
-        if not run.is_finished:
-            state.running.append(run.run_id)
-        elif run.status != dg.DagsterRunStatus.SUCCESS:
+        if run.is_finished and run.status != dg.DagsterRunStatus.SUCCESS:
             state.failed_runs.append(run.run_id)
     return states
+
+
+def _failed_if_worker_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """The run, marked failed first if it is unfinished and its process is known gone."""
+    if run.is_finished or not _worker_is_gone(run.tags.get(WORKER_TAG)):
+        return run
+    instance.report_run_failed(
+        run,
+        f"session {run.tags[PARTITION_NAME_TAG]}: the process that ran this ingest "
+        f"({run.tags[WORKER_TAG]}) is gone (killed?); marked failed so the session "
+        "is ingested again",
+    )
+    return instance.get_run_by_id(run.run_id) or run
 
 
 def this_worker() -> str:
@@ -121,6 +147,7 @@ def run_ingest(
     instance: dg.DagsterInstance,
     key: str,
     run_config: dict | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One ``ingest_session`` run of partition ``key`` in this process (not raising).
 
@@ -131,7 +158,7 @@ def run_ingest(
         instance=instance,
         partition_key=key,
         run_config=run_config,
-        tags={WORKER_TAG: this_worker()},
+        tags={**(tags or {}), WORKER_TAG: this_worker()},
         raise_on_error=False,
     )
 

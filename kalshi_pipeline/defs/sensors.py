@@ -10,6 +10,13 @@ unregistered ones and, for each complete session that is not ingested
   never launches one key twice. A session that used its attempts is named in the tick's
   skip reason and log: fix the cause, then materialise its partition by hand (job
   ``ingest_session``, partition ``<id>``); a successful run by hand makes it ingested.
+* A session ingested earlier whose fingerprint changed since (a collector resumed it:
+  :mod:`.session_survey`) is requested again, logged with its old and new fingerprint and
+  what changed, under run key ``session-<id>-<new fingerprint>-attempt-<n>`` (tagged
+  ``FINGERPRINT_TAG``): a new key per version, so the daemon launches it, with attempts of
+  its own. Its earlier views stay in use meanwhile.
+* Sessions that wait are named in the skip reason: one ingested earlier that is being
+  recorded again, one of an unknown status, an ``error`` one with no end time.
 * When listing the source fails (the collector is down), the tick skips with the source's
   error (sources redact their URL; the sensor scrubs it again) and requests nothing, so an
   outage consumes no attempt; the first tick after it requests the missing sessions again.
@@ -27,14 +34,11 @@ import json
 import dagster as dg
 
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
-from kalshi_pipeline.defs.ingest_runs import (
-    MAX_INGEST_ATTEMPTS,
-    ingest_states,
-    ingested_sessions,
-)
+from kalshi_pipeline.defs.ingest_runs import MAX_INGEST_ATTEMPTS, ingested_sessions
 from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
-from kalshi_pipeline.defs.partitions import session_key, sessions
+from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
+from kalshi_pipeline.defs.session_survey import Survey, read_source, survey
 from kalshi_pipeline.sources.settings import RETRAIN_AFTER_SESSIONS
 
 MAX_SESSIONS_PER_TICK = 25
@@ -48,7 +52,11 @@ RETRAIN_AFTER_ENV = RETRAIN_AFTER_SESSIONS.name
 )
 def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
     try:
-        listed = pipeline.source().list_sessions()
+        pipeline.check_source()
+        reading = read_source(pipeline.source(), context.instance)
+    except SourceMismatch as exc:
+        context.log.error(str(exc))
+        return dg.SkipReason(f"nothing requested: {exc}")
     except Exception as exc:  # any source failure: skip, request nothing, retry next tick
         reason = (
             f"cannot list sessions from the {pipeline.source_kind()} source "
@@ -57,19 +65,27 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
         )
         context.log.warning(reason)
         return dg.SkipReason(reason)
-    try:
-        pipeline.check_source()
-    except SourceMismatch as exc:
-        context.log.error(str(exc))
-        return dg.SkipReason(f"nothing requested: {exc}")
-    complete = [session_key(s.session_id) for s in listed if s.is_complete]
+    found = survey(reading, context.instance)
     registered = set(context.instance.get_dynamic_partitions(sessions.name))
-    unregistered = [k for k in complete if k not in registered]
-    states = ingest_states(context.instance, complete)
+    unregistered = [k for k in found.complete if k not in registered]
+    requests, notes = _ingest_requests(context, found)
+    if not requests and not unregistered:
+        return dg.SkipReason("; ".join(["no session to ingest", *notes]))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[sessions.build_add_request(unregistered)]
+        if unregistered
+        else [],
+    )
 
+
+def _ingest_requests(
+    context: dg.SensorEvaluationContext, found: Survey
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """The runs to request (see the module docstring) and the notes for the skip reason."""
     requests, running, exhausted = [], [], []
-    for key in complete:
-        state = states[key]
+    for key in found.complete:
+        state = found.states[key]
         if state.ingested:
             continue
         if state.running:
@@ -77,11 +93,10 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
         elif state.exhausted:
             exhausted.append(key)
         elif len(requests) < MAX_SESSIONS_PER_TICK:
-            attempt = state.runs + 1  # a new run key for every run
-            requests.append(
-                dg.RunRequest(partition_key=key, run_key=f"session-{key}-attempt-{attempt}")
-            )
-    notes = []
+            requests.append(_run_request(context, found, key))
+    notes = list(found.waiting)
+    for line in found.waiting:
+        context.log.info(line)
     if running:
         notes.append(f"being ingested: sessions {', '.join(running)}")
     if exhausted:
@@ -91,13 +106,22 @@ def new_sessions_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineR
             "each by hand (job ingest_session, its partition)"
         )
         context.log.warning(notes[-1])
-    if not requests and not unregistered:
-        return dg.SkipReason("; ".join(["no session to ingest", *notes]))
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[sessions.build_add_request(unregistered)]
-        if unregistered
-        else [],
+    return requests, notes
+
+
+def _run_request(context: dg.SensorEvaluationContext, found: Survey, key: str) -> dg.RunRequest:
+    """Run ``n`` = runs so far + 1 of the session (of its new version, if it changed)."""
+    state = found.states[key]
+    attempt = state.runs + 1  # a new run key for every run
+    if not state.changed:
+        return dg.RunRequest(partition_key=key, run_key=f"session-{key}-attempt-{attempt}")
+    context.log.warning(
+        f"session {key} changed since its ingest ({found.changes[key]}): ingesting it again"
+    )
+    return dg.RunRequest(
+        partition_key=key,
+        run_key=f"session-{key}-{state.changed}-attempt-{attempt}",
+        tags=found.fingerprint_tags(key),
     )
 
 

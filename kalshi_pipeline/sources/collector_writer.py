@@ -3,7 +3,8 @@
 For ``kalshi-pipeline generate --postgres`` and for tests: :func:`collector_ddl` creates
 the collector's three tables (``collector_schema.sql``, described in
 ``docs/data-model.md``) and :func:`write_collector_session` inserts one
-:class:`~kalshi_pipeline.sources.raw.RawSession` into them. Reading them back is
+:class:`~kalshi_pipeline.sources.raw.RawSession` into them (:func:`append_collector_rows`
+adds rows to a session already there, as a collector that resumed it). Reading them back is
 :class:`~kalshi_pipeline.sources.postgres.PostgresSessionSource`'s job.
 """
 
@@ -31,6 +32,16 @@ def write_collector_session(conn, session: RawSession) -> None:
     """
     with conn.cursor() as cur:
         _insert_session_row(cur, session)
+        _insert_snapshots(cur, session)
+        _copy_deltas(cur, session)
+    conn.commit()
+
+
+def append_collector_rows(conn, session: RawSession) -> None:
+    """Insert the snapshot and delta rows of ``session`` under its id, whose
+    ``rl_orderbook_sessions`` row already exists, as a collector that resumed that session
+    would (the row itself is left as it is). Commits."""
+    with conn.cursor() as cur:
         _insert_snapshots(cur, session)
         _copy_deltas(cur, session)
     conn.commit()

@@ -8,22 +8,28 @@ the daemon or ``kalshi-pipeline demo`` would, and checks what the instance then 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from kalshi_pipeline import demo
 from kalshi_pipeline.defs.assets.model_assets import difficulty_scores
 from kalshi_pipeline.defs.ingest_runs import (
+    FINGERPRINT_TAG,
     MAX_INGEST_ATTEMPTS,
     PARTITION_NAME_TAG,
     WORKER_TAG,
@@ -35,9 +41,11 @@ from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch
 from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor, retrain_sensor
 from kalshi_pipeline.market.views import view_descriptions
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
-from kalshi_pipeline.sources.collector_writer import write_collector_session
+from kalshi_pipeline.sources import PostgresSessionSource, RawSession
+from kalshi_pipeline.sources.collector_writer import append_collector_rows, write_collector_session
+from kalshi_pipeline.sources.raw import TABLES
 from kalshi_pipeline.sources.simulator import SimulatorConfig
-from kalshi_pipeline_tests.defs.conftest import ingest, simulated, store_at
+from kalshi_pipeline_tests.defs.conftest import ingest, metadata, simulated, store_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -345,3 +353,165 @@ def test_a_home_filled_from_the_local_store_refuses_the_collector(
     assert not run.success  # the partition is not overwritten from the other source
     views = PipelineResource().views_path(1)
     assert len(view_descriptions(views)) == 10  # still the local session's ten markets
+
+
+# -- a session that changes after its ingest ----------------------------------------------
+NEW_TICKER = "KXRESUMED-26JAN"
+
+
+def resumed_rows(original: RawSession) -> RawSession:
+    """The rows a collector records after resuming ``original``: the busiest market of
+    another simulated session, as ``NEW_TICKER`` under ``original``'s id, after its end
+    and its sequence numbers; its info carries the new end."""
+    extra = simulated(7)
+    market = Counter(extra.deltas["market_ticker"].to_pylist()).most_common(1)[0][0]
+    shift_ms = int((original.info.ended_at - extra.info.started_at).total_seconds() * 1000)
+    shift_ms += 1000
+    last = max(pc.max(getattr(original, t)["sequence_number"]).as_py() for t in TABLES)
+
+    def moved(table: pa.Table) -> pa.Table:
+        table = table.filter(pc.equal(table["market_ticker"], market))
+        changes = {
+            "session_id": pc.multiply(table["session_id"], 0),
+            "market_ticker": pa.array([NEW_TICKER] * table.num_rows, pa.string()),
+            "timestamp_ms": pc.add(table["timestamp_ms"], shift_ms),
+            "sequence_number": pc.add(table["sequence_number"], last),
+        }
+        for name, column in changes.items():
+            if name == "session_id":
+                column = pc.add(column, original.session_id)
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+        return table
+
+    ended_at = extra.info.ended_at + timedelta(milliseconds=shift_ms)
+    info = dataclasses.replace(original.info, ended_at=ended_at)
+    return RawSession(info, moved(extra.snapshots), moved(extra.deltas))
+
+
+def run_sql(url: str, statement: str, params: tuple = ()) -> None:
+    with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        conn.commit()
+
+
+def reopen(url: str, session_id: int) -> None:
+    """A collector resumes a closed session: active again, no end time."""
+    run_sql(
+        url,
+        "UPDATE rl_orderbook_sessions SET status = 'active', ended_at = NULL WHERE session_id = %s",
+        (session_id,),
+    )
+
+
+def record_and_close(url: str, rows: RawSession) -> None:
+    """The resumed recording: its rows and new market, then closed with its new end."""
+    with closing(psycopg2.connect(url)) as conn:
+        append_collector_rows(conn, rows)
+    run_sql(
+        url,
+        "UPDATE rl_orderbook_sessions SET status = 'closed', ended_at = %s, "
+        "market_tickers = array_append(market_tickers, %s) WHERE session_id = %s",
+        (rows.info.ended_at, NEW_TICKER, rows.session_id),
+    )
+
+
+def tickers_in_views(session_id: int) -> set[str]:
+    path = PipelineResource().views_path(session_id)
+    return {d["market_ticker"] for d in view_descriptions(path, session_id)}
+
+
+def test_a_session_resumed_after_its_ingest_is_ingested_again_with_its_new_market(
+    collector_tables, tmp_path, monkeypatch, instance, definitions
+):
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+    original = simulated(1)
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, original)
+    (first,) = sensor_tick(instance, definitions).run_requests
+    assert launch(definitions, instance, first).success
+    assert NEW_TICKER not in tickers_in_views(1)
+
+    # Resumed: while it records again, nothing is requested and the tick says why.
+    reopen(collector_tables, 1)
+    recording = sensor_tick(instance, definitions)
+    assert not recording.run_requests
+    assert "session 1 is being recorded again (still active (no end time))" in (
+        recording.skip_message
+    )
+    assert "views from the earlier ingest stay in use" in recording.skip_message
+
+    # Closed again with more rows and a new market: requested again, under a run key of
+    # its new fingerprint, and the new market gets its view.
+    record_and_close(collector_tables, resumed_rows(original))
+    fingerprint = PostgresSessionSource(collector_tables).fingerprints([1])[1]
+    (again,) = sensor_tick(instance, definitions).run_requests
+    assert again.run_key == f"session-1-{fingerprint.token}-attempt-1"
+    assert again.tags[FINGERPRINT_TAG] == fingerprint.token
+    result = launch(definitions, instance, again)
+    assert result.success
+    assert NEW_TICKER in tickers_in_views(1)
+    recorded = metadata(result, "raw_sessions")
+    assert recorded["fingerprint"] == fingerprint.token
+    assert recorded["changed"].startswith("session 1 changed since its previous ingest")
+    assert recorded["previous_fingerprint"]["snapshots"]["rows"] == original.snapshots.num_rows
+    assert fingerprint.token in recorded["changed"] and "snapshots" in recorded["changed"]
+
+    done = sensor_tick(instance, definitions)
+    assert not done.run_requests and "no session to ingest" in done.skip_message
+
+
+def test_the_demo_uses_the_views_of_a_session_recorded_again_then_ingests_it_again(
+    collector_tables, tmp_path, monkeypatch, instance, definitions, capsys
+):
+    home = tmp_path / "home"
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+    original = simulated(1)
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, original)
+    assert demo.ingest_missing(home, instance, definitions) == ["1"]
+
+    reopen(collector_tables, 1)
+    capsys.readouterr()
+    assert demo.ingest_missing(home, instance, definitions) == []  # not "no complete session"
+    out = capsys.readouterr().out
+    assert "session 1 is being recorded again" in out and "stay in use" in out
+
+    record_and_close(collector_tables, resumed_rows(original))
+    assert demo.ingest_missing(home, instance, definitions) == ["1"]
+    assert "session 1 changed since its ingest" in capsys.readouterr().out
+    assert NEW_TICKER in tickers_in_views(1)
+    assert demo.ingest_missing(home, instance, definitions) == []
+
+
+def test_a_session_of_unknown_status_is_named_and_never_ingested(
+    collector_tables, tmp_path, monkeypatch, instance, definitions, capsys
+):
+    """A collector database without the table's CHECK: 'ACTIVE' (recording) is not taken
+    for complete, whatever its end time; the tick and the demo name it, and the other
+    sessions are ingested as usual."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+    run_sql(
+        collector_tables,
+        "ALTER TABLE rl_orderbook_sessions DROP CONSTRAINT rl_orderbook_sessions_status_check",
+    )
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, simulated(1))
+        write_collector_session(conn, simulated(2, status="ACTIVE"))  # its end time kept
+        write_collector_session(conn, simulated(3, status="error", ended_at=None))
+
+    tick = sensor_tick(instance, definitions)
+    assert requested(tick) == [("1", "session-1-attempt-1")]
+    assert launch(definitions, instance, tick.run_requests[0]).success
+    skipped = sensor_tick(instance, definitions)
+    assert not skipped.run_requests
+    assert "session 2 is of unknown status 'ACTIVE'" in skipped.skip_message
+    assert "session 3 is still error (no end time)" in skipped.skip_message
+
+    assert demo.ingest_missing(tmp_path / "home", instance, definitions) == []
+    out = capsys.readouterr().out
+    assert "session 2 is of unknown status 'ACTIVE'" in out
+    assert ingested_sessions(instance) == {"1"}
+    (by_hand,) = ingest(definitions, instance, "2", raise_on_error=False)
+    assert not by_hand.success  # asked for by hand, it is refused, naming the status

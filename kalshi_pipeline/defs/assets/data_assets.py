@@ -11,10 +11,15 @@ from kalshi_pipeline.defs.checks import (
 )
 from kalshi_pipeline.defs.config import FilterSettings
 from kalshi_pipeline.defs.partitions import sessions
+from kalshi_pipeline.defs.recorded_fingerprints import (
+    FINGERPRINT_METADATA,
+    recorded_fingerprints,
+)
 from kalshi_pipeline.defs.resources import (
     SOURCE_DOWN_TAG,
     SOURCE_RETRY_POLICY,
     PipelineResource,
+    SourceMismatch,
     wait_before_source_retry,
 )
 from kalshi_pipeline.market.views import SessionViews, write_view_batches
@@ -23,6 +28,7 @@ from kalshi_pipeline.sources import (
     SourceMisconfigured,
     SourceTimeout,
     SourceUnavailable,
+    fingerprint_of,
 )
 from kalshi_pipeline.sources.raw import TABLES
 from kalshi_pipeline.workflow import select_views
@@ -40,17 +46,23 @@ def raw_sessions(
     moment), except when the source says the session is not there or not complete, or
     its URL cannot be read: retrying cannot change that. A run that fails because the
     collector cannot be reached is tagged ``SOURCE_DOWN_TAG``, so that the sensor does
-    not count it against the session.
+    not count it against the session. A home filled from another source fails at once.
+
+    The metadata records the fingerprint of the rows ingested (``source_fingerprint``):
+    how the sensor and the demo tell that the session changed since
+    (:mod:`kalshi_pipeline.defs.session_survey`). When it differs from the one recorded
+    by the previous ingest, the change (which session, old and new fingerprint, what
+    differs) is logged and recorded as ``changed``.
     """
     session_id = int(context.partition_key)
-    pipeline.check_source()
     store = pipeline.raw_store(session_id)
     try:
+        pipeline.check_source()
         # Read and written a batch of rows at a time: a session of any size streams through.
         with pipeline.source().open_session(session_id) as session:
             # The pipeline's own normalised copy: a new ingest of the session replaces it.
             store.write_session(session, replace=True)
-    except (KeyError, SessionNotComplete, SourceMisconfigured) as exc:
+    except (KeyError, SessionNotComplete, SourceMisconfigured, SourceMismatch) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise dg.Failure(
             f"session {session_id} ({pipeline.source_kind()} source): {reason}",
@@ -62,19 +74,43 @@ def raw_sessions(
         wait_before_source_retry(context)
         raise
     pipeline.claim_source()
-    with store.open_session(session_id, allow_incomplete=True) as stored:
+    return dg.MaterializeResult(metadata=_ingested_metadata(context, pipeline, session_id))
+
+
+def _ingested_metadata(
+    context: dg.AssetExecutionContext, pipeline: PipelineResource, session_id: int
+) -> dict:
+    """raw_sessions' metadata: what the stored copy holds, and its fingerprint compared
+    with the one the previous ingest of the session recorded."""
+    with pipeline.raw_store(session_id).open_session(session_id, allow_incomplete=True) as stored:
         info, rows = stored.info, {table: stored.rows(table) for table in TABLES}
-    return dg.MaterializeResult(
-        metadata={
-            "status": info.status.value,  # Dagster stores only plain strings, not StrEnums
-            "markets": len(info.market_tickers),
-            "snapshots": rows["snapshots"],
-            "deltas": rows["deltas"],
-            "started_at": info.started_at.isoformat(),
-            "ended_at": info.ended_at.isoformat() if info.ended_at else "",
-            "source": pipeline.source_kind(),
-        }
-    )
+        fingerprint = fingerprint_of(stored)
+    key = context.partition_key
+    metadata = {
+        "status": str(info.status),  # Dagster stores only plain strings, not StrEnums
+        "markets": len(info.market_tickers),
+        "snapshots": rows["snapshots"],
+        "deltas": rows["deltas"],
+        "started_at": info.started_at.isoformat(),
+        "ended_at": info.ended_at.isoformat() if info.ended_at else "",
+        "source": pipeline.source_kind(),
+        "fingerprint": fingerprint.token,
+        FINGERPRINT_METADATA: dg.MetadataValue.json(fingerprint.to_json()),
+    }
+    recorded = recorded_fingerprints(context.instance, [key])
+    if key in recorded:  # ingested before
+        previous = recorded[key]
+        if previous is None or previous.token != fingerprint.token:
+            change = (
+                f"session {key} changed since its previous ingest (fingerprint "
+                f"{previous.token if previous else 'none'} -> {fingerprint.token}): "
+                f"{fingerprint.changes_since(previous)}; its raw copy and views are replaced"
+            )
+            context.log.warning(change)
+            metadata["changed"] = change
+            if previous is not None:
+                metadata["previous_fingerprint"] = dg.MetadataValue.json(previous.to_json())
+    return metadata
 
 
 @dg.asset(

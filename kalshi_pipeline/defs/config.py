@@ -4,7 +4,10 @@ Each class has exactly the fields, defaults and descriptions (each field's help,
 command line's too) of its dataclass in :mod:`kalshi_pipeline.pipeline_config` (or
 :class:`~kalshi_pipeline.market.difficulty.FilterConfig`), so a default is written once;
 ``None`` means "the profile's value" here too, and a tuple field is a list in the
-launchpad. ``to_domain()`` gives the dataclass back.
+launchpad. ``to_domain()`` gives the dataclass back. The dataclass checks its values
+when settings are made (a step's start, or :func:`run_config`): a value out of its
+range (a NaN learning rate, a seed above 2**32 - 1, ...) fails there, naming its key,
+before any work.
 """
 
 from __future__ import annotations
@@ -54,7 +57,14 @@ def config_of(domain: type, name: str, doc: str) -> type[dg.Config]:
         }
         return domain(**values)
 
-    config = pydantic.create_model(name, __base__=dg.Config, __module__=__name__, **fields)
+    def check(self):
+        self.to_domain()  # the dataclass's own checks: a ValueError naming the key
+        return self
+
+    validators = {"check": pydantic.model_validator(mode="after")(check)}
+    config = pydantic.create_model(
+        name, __base__=dg.Config, __module__=__name__, __validators__=validators, **fields
+    )
     config.__doc__ = doc
     config.to_domain = to_domain
     return config

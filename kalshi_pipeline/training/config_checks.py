@@ -53,13 +53,16 @@ class Range:
 
     def describe(self) -> str:
         kind = "a whole number" if self.whole else "a finite number"
+        low, high = _number(self.low), _number(self.high)
         if self.high is None:
-            more = "above" if self.low_open else "of at least"
-            return f"{kind} {more} {self.low:g}"
-        return (
-            f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-            f"{')' if self.high_open else ']'}"
-        )
+            return f"{kind} {'above' if self.low_open else 'of at least'} {low}"
+        opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{kind} in {opening}{low}, {high}{closing}"
+
+
+def _number(value: float | None) -> str:
+    """A bound as written: 4294967295, not 4.29497e+09."""
+    return str(int(value)) if value is not None and value == int(value) else f"{value}"
 
 
 UNIT_OPEN_LOW = Range(whole=False, low=0, high=1, low_open=True)  # (0, 1]

@@ -1,4 +1,5 @@
-"""The training configuration: the plan's defaults, the smoke and demo profiles, JSON."""
+"""The training configuration: the plan's defaults, the smoke and demo profiles, JSON, the
+range of every setting, and budgets in whole rollouts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import json
 
 import pytest
 
-from kalshi_pipeline.training.config import PROFILES, AlgorithmConfig, TrainingConfig, profile
+from kalshi_pipeline.training.config import (
+    PROFILES,
+    AlgorithmConfig,
+    TrainingConfig,
+    profile,
+    read_hyperparameters,
+)
+from kalshi_pipeline.training.config_checks import MAX_SEED, InvalidConfig
 
 
 def test_the_default_config_is_the_plans_ppo():
@@ -122,3 +130,111 @@ def test_configs_survive_a_json_round_trip():
         assert AlgorithmConfig.from_json(data["hyperparameters"]) == config.hyperparameters
     # As recorded in a lineage: tuples as lists, the same as to_dict through JSON.
     assert PROFILES["smoke"].to_json() == json.loads(json.dumps(PROFILES["smoke"].to_dict()))
+
+
+# -- every setting in its range, named by its key, before any training -----------------------
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("learning_rate", float("nan")),
+        ("learning_rate", -3e-4),
+        ("learning_rate", "3e-4"),
+        ("learning_rate", 1e30),
+        ("learning_rate", float("inf")),
+        ("batch_size", 0),
+        ("batch_size", 1),  # SB3's PPO normalises advantages within a mini-batch
+        ("n_steps", 0),
+        ("n_steps", 512.0),
+        ("n_epochs", True),
+        ("gamma", 2.0),
+        ("gamma", 0.0),
+        ("gae_lambda", 1.5),
+        ("clip_range", 0.0),
+        ("ent_coef", -0.01),
+        ("ent_coef", float("nan")),
+        ("net_arch", (64, 0)),
+        ("net_arch", ()),
+        ("net_arch", (10**6,)),
+        ("initial_action_probabilities", (float("nan"), 0.25, 0.25, 0.25, 0.25)),
+    ],
+)
+def test_a_hyperparameter_out_of_its_range_is_refused_naming_its_key(key, value):
+    with pytest.raises(InvalidConfig, match=f"^{key} must be"):
+        AlgorithmConfig(**{key: value})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("seed", 2**32),
+        ("seed", -1),
+        ("n_envs", 0),
+        ("phase1_timesteps", -1),
+        ("checkpoint_every", 0),
+        ("candidates", 0),
+        ("torch_threads", 0),
+        ("struggle_fraction", 1.5),
+        ("struggle_weight", float("inf")),
+        ("curriculum_stages", 0),
+    ],
+)
+def test_a_training_setting_out_of_its_range_is_refused_naming_its_key(key, value):
+    with pytest.raises(InvalidConfig, match=f"^{key} must be"):
+        profile("smoke", **{key: value})
+
+
+def test_the_last_candidates_seed_must_be_a_32_bit_seed_too():
+    assert profile("smoke", seed=MAX_SEED, candidates=1).seed == 2**32 - 1
+    with pytest.raises(InvalidConfig, match="seeds up to 4294967296, above the largest seed"):
+        profile("smoke", seed=MAX_SEED - 1, candidates=3)
+
+
+def test_ppo_needs_two_timesteps_per_rollout():
+    one = AlgorithmConfig(n_steps=1, batch_size=2)
+    with pytest.raises(InvalidConfig, match="n_steps x n_envs of 2 or more"):
+        TrainingConfig(hyperparameters=one, n_envs=1)
+    assert TrainingConfig(hyperparameters=one, n_envs=2).rollout_timesteps == 2
+
+
+@pytest.mark.parametrize(
+    ("recorded", "named"),
+    [
+        (
+            {"learning_rate": float("nan")},
+            "learning_rate must be a finite number in (0, 1], got nan",
+        ),
+        ({"learning_rate": "abc"}, "learning_rate must be a finite number in (0, 1], got 'abc'"),
+        ({"batch_size": 0}, "batch_size must be a whole number of at least 2, got 0"),
+        ({"gamma": 2.0}, "gamma must be a finite number in (0, 1], got 2.0"),
+        (
+            {"net_arch": 64},
+            "net_arch must be 1 to 8 layer sizes, each a whole number in [1, 4096], got 64",
+        ),
+    ],
+)
+def test_a_hyperparameter_file_names_itself_and_the_key(recorded, named, tmp_path):
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"hyperparameters": recorded}))  # NaN as JSON's NaN
+
+    with pytest.raises(InvalidConfig) as refused:
+        read_hyperparameters(path)
+
+    assert str(refused.value) == f"hyperparameter file {path}: {named}"
+
+
+# -- the budget in whole rollouts ------------------------------------------------------------
+def test_a_budget_rounds_up_to_whole_rollouts_and_says_so():
+    config = profile("smoke", timesteps_per_phase=256, n_envs=1000)  # rollouts of 256 steps
+
+    assert config.rollout_timesteps == 256_000
+    assert [config.trained_timesteps(p) for p in (1, 2, 3)] == [256_000] * 3
+    assert config.budget_note().startswith(
+        "each phase trains 256,000 timesteps, not its budget of 256: budgets round up to "
+        "whole rollouts of 256,000 timesteps (1000 envs x 256 steps)"
+    )
+    uneven = profile("smoke", phase1_timesteps=2048, phase2_timesteps=3000, phase3_timesteps=0)
+    assert [uneven.trained_timesteps(p) for p in (1, 2, 3)] == [2048, 4096, 0]
+    assert uneven.budget_note().startswith(
+        "phase 2 trains 4,096 timesteps, not its budget of 3,000: budgets round up"
+    )
+    assert PROFILES["smoke"].budget_note() is None  # 10 rollouts of 8 envs x 256 steps

@@ -4,7 +4,9 @@ One module-scoped run trains phase 1 (a few hundred timesteps) on the views of s
 With another store's views, altered view data or another config, training into the same
 directory is refused with an error naming the directory and what differs, and nothing
 there changes; the same views and config still reuse the model (test_phases and
-test_resume rely on that too). Checkpoints of an unfinished run are guarded the same way.
+test_resume rely on that too). Checkpoints of an unfinished run are guarded the same way;
+a directory nothing was trained in (a run that failed before its first checkpoint) is
+guarded by nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
@@ -22,6 +25,7 @@ from kalshi_pipeline.training.config import AlgorithmConfig, profile
 from kalshi_pipeline.training.fingerprint import (
     Fingerprint,
     TrainedOnOtherData,
+    check_fingerprint,
     training_fingerprint,
     views_digest,
 )
@@ -144,7 +148,7 @@ def test_a_model_without_a_fingerprint_is_not_reused(out, views_a):
         train(views_a, out)
 
 
-def test_the_fingerprint_is_recorded_before_training_and_with_the_model(trained, views_a):
+def test_the_fingerprint_is_recorded_with_the_checkpoints_and_the_model(trained, views_a):
     out, result = trained
     recorded = json.loads((out / "phase1" / "fingerprint.json").read_text())
     lineage = read_lineage(result.model_path)
@@ -174,3 +178,51 @@ def test_a_fingerprint_survives_a_json_round_trip_and_is_the_file(trained, views
     for record in (fingerprint, validated):
         assert Fingerprint.from_json(json.loads(json.dumps(record.to_json()))) == record
     assert validated.validation == tuple(sorted(v.key for v in views_a[:2]))
+
+
+class FailAtFirstStep(BaseCallback):
+    """A run that fails as soon as it steps (an env or a setting failing mid-phase)."""
+
+    def _on_step(self) -> bool:
+        raise RuntimeError("failed at the first step")
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_leaves_the_directory_free(views_a, tmp_path):
+    out = tmp_path / "models"
+    with pytest.raises(RuntimeError, match="failed at the first step"):
+        train_phase(1, views_a, [0.5] * len(views_a), CONFIG, out, callbacks=[FailAtFirstStep()])
+    assert (out / "phase1").is_dir() and not (out / "phase1" / "fingerprint.json").exists()
+
+    # The corrected run (another config) trains there and records its own fingerprint.
+    corrected = replace(CONFIG, seed=7)
+    assert train(views_a, out, corrected).timesteps == 256
+    recorded = json.loads((out / "phase1" / "fingerprint.json").read_text())
+    assert recorded["config"]["seed"] == 7
+
+
+def test_a_fingerprint_left_in_an_untrained_directory_locks_nothing(views_a, tmp_path):
+    """An older version wrote fingerprint.json before training: a run that failed then
+    left one beside no model and no checkpoint."""
+    phase_dir = tmp_path / "models" / "phase1"
+    phase_dir.mkdir(parents=True)
+    other = training_fingerprint(store_views(seed=3), replace(CONFIG, seed=7))
+    (phase_dir / "fingerprint.json").write_text(json.dumps(other.to_json()))
+
+    check_fingerprint(phase_dir, training_fingerprint(views_a, CONFIG))  # not refused
+
+
+def test_a_phase_whose_seed_candidates_trained_is_guarded_by_its_fingerprint(views_a, tmp_path):
+    models = tmp_path / "models"
+    (models / "phase1").mkdir(parents=True)
+    recorded = training_fingerprint(views_a, CONFIG)
+    (models / "phase1" / "fingerprint.json").write_text(json.dumps(recorded.to_json()))
+    other = training_fingerprint(views_a, replace(CONFIG, seed=7))
+    check_fingerprint(models / "phase1", other)  # no candidate has trained yet
+
+    checkpoints = models / "candidates" / "seed-0" / "phase1" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "model_128_steps.zip").write_bytes(b"")
+
+    check_fingerprint(models / "phase1", recorded)
+    with pytest.raises(TrainedOnOtherData, match="config differs: seed 7 here vs 0 there"):
+        check_fingerprint(models / "phase1", other)

@@ -29,10 +29,10 @@ from pathlib import Path
 import dagster as dg
 
 from kalshi_pipeline.market.views import MarketSessionView, read_views
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV, artifacts_dir, pipeline_home, sessions_dir
+from kalshi_pipeline.paths import artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
-from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.redaction import redact
 from kalshi_pipeline.sources.settings import COLLECTOR_URL, SOURCE_RETRY_DELAY, check_all
 
 # Tags an ingest run that failed because the collector could not be reached at all: the
@@ -126,11 +126,13 @@ class PipelineResource(dg.ConfigurableResource):
         return "collector postgres" if COLLECTOR_URL.read() else "local parquet"
 
     def source_identity(self) -> str:
-        """Which source this is, without credentials: the collector's host:port/database,
-        or the home's own local store."""
-        url = os.environ.get(COLLECTOR_URL_ENV)
-        if url:
-            return f"collector postgres {describe_url(url)}"
+        """Which source this is, without credentials: the collector's host:port/database
+        and the schema its tables resolve to (its URL's options may pick another one:
+        :meth:`PostgresSessionSource.identity`, which asks the server), or the home's own
+        local store."""
+        source = self.source()
+        if isinstance(source, PostgresSessionSource):
+            return f"collector postgres {source.identity()}"
         return "local parquet store <home>/sessions"
 
     def check_source(self) -> None:

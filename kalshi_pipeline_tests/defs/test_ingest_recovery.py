@@ -19,6 +19,7 @@ from collections import Counter
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import psycopg2
@@ -42,7 +43,11 @@ from kalshi_pipeline.defs.sensors import RETRAIN_AFTER_ENV, new_sessions_sensor,
 from kalshi_pipeline.market.views import view_descriptions
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import PostgresSessionSource, RawSession
-from kalshi_pipeline.sources.collector_writer import append_collector_rows, write_collector_session
+from kalshi_pipeline.sources.collector_writer import (
+    append_collector_rows,
+    collector_ddl,
+    write_collector_session,
+)
 from kalshi_pipeline.sources.raw import TABLES
 from kalshi_pipeline.sources.simulator import SimulatorConfig
 from kalshi_pipeline_tests.defs.conftest import ingest, metadata, simulated, store_at
@@ -515,3 +520,34 @@ def test_a_session_of_unknown_status_is_named_and_never_ingested(
     assert ingested_sessions(instance) == {"1"}
     (by_hand,) = ingest(definitions, instance, "2", raise_on_error=False)
     assert not by_hand.success  # asked for by hand, it is refused, naming the status
+
+
+def test_a_url_whose_options_pick_another_schema_is_another_source(
+    collector_tables, tmp_path, monkeypatch, instance, definitions
+):
+    """Two sets of collector tables in one database: the URL's ``options`` choose the
+    schema. Session 1 of one is not session 1 of the other, so a home filled from one
+    refuses the other, and says which schema each is."""
+    home = tmp_path / "home"
+    run_sql(collector_tables, "CREATE SCHEMA other")
+    run_sql(collector_tables, "SET search_path TO other; " + collector_ddl())
+    other = f"{collector_tables}?options={quote('-c search_path=other')}"
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, simulated(1))
+    with closing(psycopg2.connect(other)) as conn:
+        write_collector_session(conn, simulated(1, config=SimulatorConfig(markets=3)))
+
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+    assert demo.ingest_missing(home, instance, definitions) == ["1"]
+    monkeypatch.setenv(COLLECTOR_URL_ENV, other)
+    with pytest.raises(SourceMismatch) as refused:
+        demo.ingest_missing(home, instance, definitions)
+    assert "schema other" in str(refused.value)
+    tick = sensor_tick(instance, definitions)
+    assert not tick.run_requests and "their session ids would mix" in tick.skip_message
+    (run,) = ingest(definitions, instance, "1", raise_on_error=False)
+    assert not run.success
+    assert len(view_descriptions(PipelineResource().views_path(1), 1)) == 10  # the first's
+
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)  # the same source again: fine
+    assert demo.ingest_missing(home, instance, definitions) == []

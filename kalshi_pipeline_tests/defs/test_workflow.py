@@ -11,16 +11,21 @@ attributes but for those two times.
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
+import pytest
 from stable_baselines3.common.save_util import json_to_data
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.defs.config import TRAINING_CONFIGURED, run_config
+from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.paths import artifacts_dir, sessions_dir
 from kalshi_pipeline.pipeline_config import PipelineConfig, SplitConfig, TrainingChoice
-from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
+from kalshi_pipeline.sources.simulator import SimulatorConfig
+from kalshi_pipeline.workflow import views_for
+from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated
 
 CONFIG = PipelineConfig(
     split=SplitConfig(holdout_fraction=0.3),
@@ -137,3 +142,55 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
     failure = next(e for e in mixed.all_events if e.is_step_failure)
     assert failure.step_key == "phase2_model.phase2_candidates"  # before any candidate trains
     assert "learning_rate" in str(failure.step_failure_data.error.to_string())
+
+
+# -- views that are not what market_views wrote are never trained on ------------------------
+def failed_step(result) -> tuple[str, str]:
+    """The key of a failed run's first failed step and its root cause's message."""
+    event = next(e for e in result.all_events if e.is_step_failure)
+    error = event.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    return event.step_key, error.message
+
+
+def test_a_copied_or_damaged_views_file_fails_the_training_naming_it(
+    pipeline_home, instance, definitions
+):
+    """Session 1's views file copied over session 2's would drop session 2 and count
+    session 1 twice; a bit flipped in session 1's step data would change the prices
+    training sees. The first is refused where the sessions' statistics are read, the
+    second where phase 1 reads its views; neither trains anything."""
+    ingest(definitions, instance, "1", "2")
+    views = artifacts_dir(pipeline_home) / "views"
+    first, second = views / "session-1.parquet", views / "session-2.parquet"
+    written = {path: path.read_bytes() for path in (first, second)}
+    job = definitions.resolve_job_def("train_and_evaluate")
+
+    def train():
+        return job.execute_in_process(
+            instance=instance, run_config=run_config(CONFIG), raise_on_error=False
+        )
+
+    shutil.copyfile(first, second)
+    step, message = failed_step(train())
+    assert step == "difficulty_scores"
+    assert f"views file {second} is not used" in message
+    assert "it holds the views of session 1, not of session 2" in message
+    assert "materialise the market_views partition 2 again" in message
+
+    second.write_bytes(written[second])
+    damaged = bytearray(written[first])
+    damaged[len(damaged) // 3] ^= 0x10  # inside the step data, far from the footer
+    first.write_bytes(bytes(damaged))  # session 1 trains (session 2 is the walk-forward)
+    step, message = failed_step(train())
+    assert step == "phase1_model.phase1_candidates"
+    assert f"views file {first} is not used" in message
+    assert not (artifacts_dir(pipeline_home) / "models").exists()
+
+
+def test_views_of_another_session_are_refused_by_the_workflow():
+    session_one = build_market_views(simulated(1, SimulatorConfig(markets=2)))
+
+    with pytest.raises(ValueError, match="the views of session 2 include 1/"):
+        views_for(["2/ANY"], lambda session_id: session_one)

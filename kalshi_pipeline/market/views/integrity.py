@@ -107,8 +107,8 @@ def verified_footer(
     try:
         check = json.loads(raw_check)
         session, data_sha256, sha256 = check["session_id"], check["data_sha256"], check["sha256"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ViewsDamaged(path, expected_session, "its digest cannot be parsed") from exc
+    except (ValueError, TypeError, KeyError):
+        raise ViewsDamaged(path, expected_session, "its digest cannot be parsed") from None
     if described is None or footer_digest(session, data_sha256, described) != sha256:
         raise ViewsDamaged(
             path, expected_session, "its footer (the views' descriptions) does not match its digest"

@@ -158,7 +158,7 @@ def read_views(
         except ViewsDamaged:
             raise
         except Exception as exc:  # whatever a damaged file makes the reader raise
-            raise unreadable(path, session_id, exc) from exc
+            raise unreadable(path, session_id, exc) from None  # the root cause: it names the file
     if DataDigest.of(views) != data_sha256:
         raise ViewsDamaged(path, session_id, "its step data do not match their digest")
     return views
@@ -174,7 +174,7 @@ def view_descriptions(path: str | os.PathLike[str], session_id: int | None = Non
         except ViewsDamaged:
             raise
         except Exception as exc:
-            raise unreadable(path, session_id, exc) from exc
+            raise unreadable(path, session_id, exc) from None  # the root cause: it names the file
 
 
 def _footer(file: pq.ParquetFile, path: Path, session_id: int | None) -> tuple[list[dict], str]:

@@ -12,6 +12,7 @@ turns into one line.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import time
@@ -94,6 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    quiet_optuna_tracebacks(getattr(args, "debug", False))
     home = pipeline_home(args.home)
     choice = tuning_choice(args)
     base = pipeline_config(args, with_training=False)
@@ -108,9 +110,13 @@ def run_tune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     best, study = result.best, result.study
     low, high = best.ci95
+    others = "".join(
+        f", {n} {state}" for n, state in ((study.failed, "failed"), (study.running, "running"))
+        if n
+    )  # fmt: skip
     print(
         f"study {study.name} ({study.storage}): {study.complete} complete and "
-        f"{study.pruned} pruned of {study.trials} trials; best: trial {best.trial}, "
+        f"{study.pruned} pruned{others} of {study.trials} trials; best: trial {best.trial}, "
         f"model - HOLD on validation {best.model_minus_hold:+.3f} [{low:+.3f}, {high:+.3f}]"
     )
     if (as_set := result.profile_as_set) is not None:
@@ -121,6 +127,32 @@ def run_tune(args: argparse.Namespace) -> int:
         )
     print(f"hyperparameters: {out}  (kalshi-pipeline train --hyperparams {out})")
     return 0
+
+
+# Optuna's warnings the command says better itself: a failed trial (two warnings, one with
+# the traceback), and a database error (with its SQL) that the study's storage retries.
+_SAID_BY_THE_COMMAND = ("optuna.study._optimize", "optuna.storages._rdb")
+
+
+def quiet_optuna_tracebacks(debug: bool) -> None:
+    """Without ``--debug``, Optuna shows no traceback, and none of the warnings the
+    command reports in its one line (``_SAID_BY_THE_COMMAND``); its progress stays."""
+    if debug:
+        return
+    import optuna  # only tune needs it (it takes a while to import)
+
+    optuna.logging.disable_default_handler()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
+    handler.addFilter(
+        lambda record: (
+            not record.exc_info
+            and not (
+                record.levelno >= logging.WARNING and record.name.startswith(_SAID_BY_THE_COMMAND)
+            )
+        )
+    )
+    optuna.logging.get_logger("optuna").addHandler(handler)
 
 
 def existing_store(path: Path) -> ParquetSessionStore:

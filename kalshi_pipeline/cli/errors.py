@@ -167,9 +167,11 @@ def _raised_by_us(exc: BaseException) -> bool:
 
 
 def database_url(args: argparse.Namespace) -> str | None:
-    """The database the command talks to: ``--postgres``, else the collector's, if set."""
+    """The database the command talks to: ``--postgres``, else a study's ``--storage``
+    URL (a journal's path is no secret), else the collector's, if set."""
+    storage = getattr(args, "storage", None)
     return (
         getattr(args, "postgres", None)
-        or getattr(args, "storage", None)
+        or (storage if storage and "://" in storage else None)
         or os.environ.get(COLLECTOR_URL_ENV)
     )

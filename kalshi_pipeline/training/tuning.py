@@ -43,10 +43,11 @@ the validation views. The holdout is never read.
   that open a new study at the same moment may both run it (Optuna's ``enqueue_trial``
   is not atomic): one trial spent twice, nothing wrong.
 
-* **Storage**: an Optuna storage URL (``postgresql://...``, ``sqlite:///...``) or a
-  journal file (any other path; safe for several processes on one machine). Processes
-  given the same storage and study name share the study: each runs its own trials, the
-  sampler sees them all.
+* **Storage** (:class:`~kalshi_pipeline.training.tuning_storage.Study`): an Optuna
+  storage URL (``postgresql://...``, ``sqlite:///...``) or a journal file. Processes
+  given the same storage and study name share the study. Connection faults are retried,
+  then reported in one line naming the storage; a damaged journal is named; a trial whose
+  process died is failed, not counted (:mod:`~kalshi_pipeline.training.tuning_storage`).
 
 The result is a hyperparameter file (:func:`write_result`, the JSON of a
 :class:`~kalshi_pipeline.training.tuning_result.TuningResult`): the best trial's
@@ -58,27 +59,24 @@ The result is a hyperparameter file (:func:`write_result`, the JSON of a
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from optuna.trial import TrialState
 from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.sources.redaction import describe_url, redact
 from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
 from kalshi_pipeline.training.files import write_json_atomically
 from kalshi_pipeline.training.jobs import TrainingStopped
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase
 from kalshi_pipeline.training.tuning_result import ScoredTrial, StudySummary, TuningResult
+from kalshi_pipeline.training.tuning_retry import TuningStorageError, in_chain
+from kalshi_pipeline.training.tuning_storage import Study, mark_process
 from kalshi_pipeline.training.validation import ValidationScore
 
 log = logging.getLogger(__name__)
@@ -151,89 +149,6 @@ def base_params(base: AlgorithmConfig) -> dict | None:
     return params if close else None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Study:
-    """Where trials are kept and how many this process runs."""
-
-    name: str
-    storage: str  # an Optuna storage URL, or the path of a journal file
-    trials: int
-    seed: int = 0  # the sampler's
-
-    def open(
-        self, pruner: optuna.pruners.BasePruner | None = None, attempts: int = 5
-    ) -> optuna.Study:
-        """The study, created if new. Processes starting together race to create the
-        study (or a database's tables): the loser sees an integrity error, or PostgreSQL's
-        duplicate table or object, and retries.
-        Without ``pruner``, trials run through the study never stop early."""
-        for attempt in range(attempts):
-            try:
-                return optuna.create_study(
-                    study_name=self.name,
-                    storage=self._storage(),
-                    direction="maximize",
-                    sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=4),
-                    pruner=pruner or optuna.pruners.NopPruner(),
-                    load_if_exists=True,
-                )
-            except Exception as error:  # the driver's message may quote the URL: redacted
-                if _lost_creation_race(error) and attempt + 1 < attempts:
-                    time.sleep(0.5 + attempt)
-                    continue
-                failure = error
-                break
-        first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
-        if "compatible with the table schema" in first:  # another alembic user's tables
-            first += (
-                " (does the database belong to another application, such as Dagster's "
-                "instance? Give the study a database of its own)"
-            )
-        raise TuningStorageError(
-            f"cannot open study {self.name!r} at {self.shown()}: "
-            f"{type(failure).__name__}: {redact(first, self._url())}"
-        ) from None
-
-    def shown(self) -> str:
-        """The storage as it may be shown: a database's host, port and name, no user or
-        password; a file's path."""
-        if "://" not in self.storage:
-            return self.storage
-        scheme, _ = self.storage.split("://", 1)
-        if scheme.split("+")[0] in ("postgresql", "postgres"):
-            return f"postgresql {describe_url(self._url())}"
-        return redact(self.storage, self.storage)
-
-    def _url(self) -> str:
-        """The storage URL with a libpq scheme (SQLAlchemy's ``+driver`` dropped)."""
-        scheme, _, rest = self.storage.partition("://")
-        return f"{scheme.split('+')[0]}://{rest}" if rest else self.storage
-
-    def _storage(self):
-        if "://" in self.storage:
-            scheme, rest = self.storage.split("://", 1)
-            if scheme in ("postgresql", "postgres"):  # SQLAlchemy 2.1 would pick psycopg 3
-                return f"postgresql+psycopg2://{rest}"
-            return self.storage
-        Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(self.storage))
-
-
-_DUPLICATE_TABLE, _DUPLICATE_OBJECT = "42P07", "42710"  # PostgreSQL's SQLSTATE codes
-
-
-def _lost_creation_race(error: Exception) -> bool:
-    """Another process created the same study, table or type first."""
-    if isinstance(error, IntegrityError):
-        return True
-    code = getattr(getattr(error, "orig", None), "pgcode", None)
-    return isinstance(error, ProgrammingError) and code in (_DUPLICATE_TABLE, _DUPLICATE_OBJECT)
-
-
-class TuningStorageError(RuntimeError):
-    """The study's storage cannot be opened (the message names it without credentials)."""
-
-
 def tune(
     views: Sequence[MarketSessionView],
     difficulties: Sequence[float],
@@ -252,13 +167,11 @@ def tune(
         raise ValueError("tuning needs validation views (a validation fraction above 0)")
     config = replace(config, candidates=1)
     say = on_progress or log.info
-    opened = study.open(pruner or default_pruner(config))
-    first = base_params(config.hyperparameters)
-    if first is not None:  # the profile itself is scored first: tuning is measured against it
-        opened.enqueue_trial(first, user_attrs={"profile": True}, skip_if_exists=True)
+    opened = study.open(pruner or default_pruner(config), say)
+    _enqueue_profile(opened, config.hyperparameters)
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
+        mark_process(trial)
         trying = replace(config, hyperparameters=hyperparameters(trial, config.hyperparameters))
         out = Path(work_dir) / f"trial-{trial.number}"
         model = None
@@ -284,8 +197,25 @@ def tune(
         say(f"trial {trial.number}: model - HOLD on validation {scored.describe()}")
         return scored.low
 
-    opened.optimize(objective, n_trials=study.trials, catch=())
+    try:
+        opened.optimize(objective, n_trials=study.trials, catch=())
+    except Exception as error:
+        # A storage lost mid-trial fails Optuna's own bookkeeping of the trial too (in
+        # Optuna 5.1 as an UnboundLocalError): the storage's error is the one to report.
+        lost = in_chain(error, TuningStorageError)
+        if lost is None:
+            raise
+        raise lost from None
     return opened
+
+
+def _enqueue_profile(study: optuna.Study, base: AlgorithmConfig) -> None:
+    """The profile itself is scored first: tuning is measured against it (again, if its
+    trial failed: its process died)."""
+    first = base_params(base)
+    tried = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("profile")]
+    if first is not None and all(t.state == TrialState.FAIL for t in tried):
+        study.enqueue_trial(first, user_attrs={"profile": True})
 
 
 class TrialPruningCallback(BaseCallback):
@@ -356,7 +286,9 @@ def write_result(
 ) -> TuningResult:
     """The best trial as a hyperparameter file at ``path`` (JSON): its
     :class:`AlgorithmConfig`, its objective and validation figures, and the study's."""
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False)
+    count = Counter(t.state for t in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial: nothing to write")
     best = study.best_trial
@@ -371,9 +303,11 @@ def write_result(
         study=StudySummary(
             name=study.study_name,
             storage=where.shown(),
-            trials=len(study.trials),
-            complete=len(complete),
-            pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+            trials=len(trials),
+            complete=count[TrialState.COMPLETE],
+            pruned=count[TrialState.PRUNED],
+            failed=count[TrialState.FAIL],
+            running=count[TrialState.RUNNING],
             profile=profile,
             timesteps_per_phase=tuple(config.phase_timesteps(p) for p in (1, 2, 3)),
         ),

@@ -59,8 +59,9 @@ class ScoredTrial:
 @dataclass(frozen=True, kw_only=True)
 class StudySummary:
     """The study a result comes from: its name, its storage as shown (credentials
-    hidden), its trials (all, complete, pruned), the profile it was run for and that
-    profile's timesteps per phase."""
+    hidden), its trials (all; complete, pruned, failed, and still running in another
+    process; the rest are waiting), the profile it was run for and that profile's
+    timesteps per phase. A trial whose process died counts as failed."""
 
     name: str
     storage: str
@@ -69,6 +70,8 @@ class StudySummary:
     pruned: int
     profile: str
     timesteps_per_phase: tuple[int, ...]
+    failed: int = 0
+    running: int = 0
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +80,8 @@ class StudySummary:
             "trials": self.trials,
             "complete": self.complete,
             "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running,
             "profile": self.profile,
             "timesteps_per_phase": list(self.timesteps_per_phase),
         }
@@ -89,6 +94,8 @@ class StudySummary:
             trials=data["trials"],
             complete=data["complete"],
             pruned=data["pruned"],
+            failed=data.get("failed", 0),  # absent in files written before they were counted
+            running=data.get("running", 0),
             profile=data["profile"],
             timesteps_per_phase=tuple(data["timesteps_per_phase"]),
         )

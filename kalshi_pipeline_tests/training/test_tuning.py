@@ -32,9 +32,6 @@ from kalshi_pipeline.training import phases, tuning
 from kalshi_pipeline.training.config import AlgorithmConfig, profile, read_hyperparameters
 from kalshi_pipeline.training.files import read_csv_rows
 from kalshi_pipeline.training.tuning import (
-    Study,
-    TuningStorageError,
-    _lost_creation_race,
     base_params,
     default_pruner,
     pruning_step,
@@ -42,6 +39,7 @@ from kalshi_pipeline.training.tuning import (
     write_result,
 )
 from kalshi_pipeline.training.tuning_result import TuningResult
+from kalshi_pipeline.training.tuning_storage import Study, TuningStorageError, _lost_creation_race
 from kalshi_pipeline.workflow import (
     load_split,
     run,

@@ -16,6 +16,11 @@ volume; a PostgreSQL URL (``storage``, a database of the study's own: not the Da
 instance's) does anywhere, and also lets ``kalshi-pipeline tune`` processes add trials to
 the same study. Run config is shown in the UI: keep the
 password out of the URL (libpq reads ``PGPASSWORD`` or ``~/.pgpass``).
+
+A trial whose worker died is failed when the study is next opened (its process is gone,
+or, in PostgreSQL, it sent no heartbeat for three minutes) and counts as failed in the
+result's metadata, never as complete; the step's retry runs a new trial
+(:mod:`kalshi_pipeline.training.tuning_storage`).
 """
 
 from dataclasses import replace
@@ -43,7 +48,7 @@ def tuning_trials(
     trials to run."""
     choice = config.to_domain()
     study = tuning_study(choice, _journal(pipeline))
-    so_far = len(study.open().trials)
+    so_far = len(study.open(say=context.log.info).trials)  # dead trials failed, said why
     context.log.info(f"study {choice.study!r} at {study.shown()}: {so_far} trials so far")
     for index in range(choice.trials):
         yield dg.DynamicOutput(index, mapping_key=f"trial_{index}")
@@ -100,6 +105,8 @@ def tuning_result_file(
             "trials_this_run": len(trials),
             "complete": study.complete,
             "pruned": study.pruned,
+            "failed": study.failed,
+            "running": study.running,
             "storage": study.storage,
         }
     )

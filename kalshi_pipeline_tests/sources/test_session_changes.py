@@ -36,12 +36,13 @@ def run_sql(url: str, *statements: str) -> None:
 
 
 def resume(url: str, session_id: int, ticker: str) -> None:
-    """What a collector that resumes a closed session does: active again, new rows of a
-    new market (and of an old one), then closed with a later end."""
+    """What a collector that resumes a closed session does: active again, with a new
+    market and its first snapshot (``close`` then ends it later)."""
     run_sql(
         url,
         f"UPDATE rl_orderbook_sessions SET status = 'active', ended_at = NULL, "
-        f"market_tickers = array_append(market_tickers, '{ticker}') WHERE session_id = {session_id}",
+        f"market_tickers = array_append(market_tickers, '{ticker}') "
+        f"WHERE session_id = {session_id}",
         "INSERT INTO rl_orderbook_snapshots (session_id, market_ticker, timestamp_ms, "
         "sequence_number, yes_bids, no_bids, yes_asks, no_asks) "
         f"SELECT {session_id}, '{ticker}', max(timestamp_ms) + 1000, max(sequence_number) + 1, "

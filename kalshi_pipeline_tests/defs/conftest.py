@@ -6,9 +6,9 @@ Parquet store of two closed simulated sessions (ten markets each); ``instance`` 
 module (two sessions ingested, then ``train_and_evaluate`` with ``TINY_TRAINING``: the
 smoke profile cut to one PPO rollout per phase) and is shared by that module's tests.
 
-A failing source read is retried by ``raw_sessions``'s retry policy; its delay is read
-when the assets are imported, so it is cut to a hundredth of a second here, before they
-are, to keep tests of failing ingests fast.
+A failing source read is retried by ``raw_sessions``, which waits
+``KALSHI_SOURCE_RETRY_DELAY_SECONDS`` before each retry: it is cut to a hundredth of a
+second here (unless set), to keep tests of failing ingests fast.
 """
 
 from __future__ import annotations

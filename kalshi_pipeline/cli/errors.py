@@ -15,6 +15,11 @@ libpq reports a failed connection (refused, unknown host, wrong password, no suc
 database or role) without a SQLSTATE: nothing but the text tells these apart, so they
 share one message that names every thing to check. The driver's reason stays in the
 collector source's message, where the user reads it.
+
+Dagster wraps the errors raised while it loads the definitions or runs a step
+(``ComponentTreeException``, ``DagsterUserCodeExecutionError``, ...): each is explained
+by the error it carries (:func:`root_cause`), so the line and the exit code are the
+project's own, whatever command met it (``demo`` builds the definitions).
 """
 
 from __future__ import annotations
@@ -82,7 +87,10 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
     """The one line (``error: <what> (<what to do>)``) and exit code for ``exc``.
 
     ``database`` is the URL the command talks to, if any (see the module docstring).
+    A Dagster error that wraps another is explained by the error it wraps
+    (:func:`root_cause`).
     """
+    exc = root_cause(exc)
     if isinstance(exc, CommandError):
         return _line(database, exc.what, exc.todo), 2 if isinstance(exc, UsageError) else 1
     if isinstance(exc, SettingError):  # a KALSHI_* variable: the message names it and its range
@@ -103,6 +111,31 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
         return _line(database, str(text), DEBUG_HINT), 1
     what = redact(" ".join(f"unexpected {type(exc).__name__}: {exc}".split()), database)
     return f"error: {what} ({DEBUG_HINT})", 1
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error Dagster's wrappers carry, unwrapped to the first that is not one.
+
+    Dagster raises our own errors wrapped: loading the definitions in a
+    ``ComponentTreeException``, a step's in ``DagsterUserCodeExecutionError`` (or its
+    subclass ``DagsterExecutionStepExecutionError``, which keep it as ``user_exception``
+    and ``original_exc_info``), others ``raise ... from`` it. A wrapper is an error of a
+    ``dagster`` package (``dagster``, ``dagster_celery``, ...) that carries another; a
+    Dagster error carrying none is its own root cause, and an error of ours is never
+    unwrapped (its message is the one to show, whatever caused it)."""
+    seen: set[int] = set()
+    while type(exc).__module__.startswith("dagster") and id(exc) not in seen:
+        seen.add(id(exc))
+        info = getattr(exc, "original_exc_info", None) or (None, None, None)
+        inner = next(
+            (e for e in (getattr(exc, "user_exception", None), info[1], exc.__cause__)
+             if isinstance(e, BaseException)),
+            None,
+        )  # fmt: skip
+        if inner is None:
+            break
+        exc = inner
+    return exc
 
 
 def _database_error(exc: Exception, database: str | None) -> str | None:

@@ -102,10 +102,11 @@ def train_holdout_split(
 ) -> Split:
     """Market-grouped, hash-based split of the views that pass the filters.
 
-    Every side this job reads must hold a view (training; validation unless its fraction
+    Every side training reads must hold a view (training; validation unless its fraction
     is 0; the holdout, which the report and the promotion compare on): else this step
     fails with :class:`~kalshi_pipeline.market.split.SplitTooSmall`, naming the empty side
-    and what to add, before any phase trains."""
+    and what to add, before any phase trains. The tuning job shares this split, so it is
+    refused too: what it tunes could never be evaluated or promoted on that store."""
     rules = config.to_domain()
     split = split_views(difficulty_scores, rules, needs=needed_sides(rules))
     context.add_output_metadata(

@@ -148,7 +148,8 @@ class TrainingConfig:
             )
         return (
             f"{what}: budgets round up to whole rollouts of {self.rollout_timesteps:,} "
-            f"timesteps ({self.n_envs} envs x {self.hyperparameters.n_steps} steps); for "
+            f"timesteps ({self.n_envs} env{'s' * (self.n_envs != 1)} x "
+            f"{self.hyperparameters.n_steps} steps); for "
             "fewer, give fewer envs or a budget of whole rollouts"
         )
 

@@ -124,7 +124,9 @@ class Study:
     def _cannot_open(self, error: Exception) -> TuningStorageError:
         fault = connection_fault(error)
         first = redact(first_line(fault or error), self._url())
-        if "compatible with the table schema" in first:  # another alembic user's tables
+        if "://" not in self.storage and isinstance(error, OSError):
+            first += " (give the path of a journal file, or a storage URL)"
+        elif "compatible with the table schema" in first:  # another alembic user's tables
             first += (
                 " (does the database belong to another application, such as Dagster's "
                 "instance? Give the study a database of its own)"
@@ -133,10 +135,11 @@ class Study:
             first += f" (retried for {self.retry_seconds:g} s; {CHECK_SERVER})"
         return TuningStorageError(f"cannot open study {self.name!r} at {self.shown()}: {first}")
 
-    def _url(self) -> str:
-        """The storage URL with a libpq scheme (SQLAlchemy's ``+driver`` dropped)."""
+    def _url(self) -> str | None:
+        """The storage URL with a libpq scheme (SQLAlchemy's ``+driver`` dropped); ``None``
+        for a journal (its path is no secret)."""
         scheme, _, rest = self.storage.partition("://")
-        return f"{scheme.split('+')[0]}://{rest}" if rest else self.storage
+        return f"{scheme.split('+')[0]}://{rest}" if rest else None
 
     def _journal_damage(self) -> str | None:
         return None if "://" in self.storage else journal_damage(self.storage)

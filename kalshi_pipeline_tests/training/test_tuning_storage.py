@@ -262,3 +262,10 @@ def test_the_command_names_a_damaged_journal_in_one_line(store, tmp_path, capsys
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: the study's journal {journal} is damaged at line")
     assert line.endswith(f"mv {journal}.new {journal})")
+
+
+def test_a_directory_given_as_the_journal_is_named(tmp_path):
+    with pytest.raises(TuningStorageError) as raised:
+        Study(name="s", storage=str(tmp_path), trials=1).open()
+    assert f"at {tmp_path}: IsADirectoryError" in str(raised.value)
+    assert str(raised.value).endswith("(give the path of a journal file, or a storage URL)")

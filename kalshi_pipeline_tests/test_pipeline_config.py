@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
+import pydantic
 import pytest
 
 from kalshi_pipeline.config_fields import Values, flag_of, help_of
@@ -19,6 +21,7 @@ from kalshi_pipeline.pipeline_config import (
     TrainingChoice,
     TuningChoice,
 )
+from kalshi_pipeline.training.config_checks import InvalidConfig
 
 CHANGED = PipelineConfig(
     filters=FilterConfig(min_episode_length=20, min_coverage=0.2, min_data_quality=0.7),
@@ -69,3 +72,29 @@ def test_dagsters_run_config_describes_each_field_with_its_help(settings, record
     described = {name: info.description for name, info in settings.model_fields.items()}
 
     assert described == {f.name: help_of(f) for f in dataclasses.fields(record)}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (
+            {"learning_rate": float("nan")},
+            "training learning_rate must be a finite number in (0, 1]",
+        ),
+        ({"gamma": 2.0}, "training gamma must be a finite number in (0, 1]"),
+        ({"seed": 2**32}, "training seed must be a whole number in [0, 4294967295]"),
+        ({"n_envs": 0}, "training n_envs must be a whole number of at least 1"),
+    ],
+)
+def test_dagsters_training_settings_refuse_a_value_out_of_range_by_key(settings, named):
+    with pytest.raises(pydantic.ValidationError, match=re.escape(named)):
+        TrainingSettings(**settings)
+    with pytest.raises(InvalidConfig, match=re.escape(named)):
+        TrainingChoice(**settings)
+
+
+def test_a_seed_whose_last_candidate_overflows_is_refused_when_resolved():
+    choice = TrainingChoice(profile="smoke", seed=2**32 - 1, candidates=2)
+
+    with pytest.raises(InvalidConfig, match="^training seed 4294967295 with 2 candidates"):
+        choice.resolve()

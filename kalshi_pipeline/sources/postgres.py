@@ -40,6 +40,7 @@ from kalshi_pipeline.sources.raw import (
     RawSession,
     SessionInfo,
     check_complete,
+    delta_table,
     snapshot_table,
 )
 from kalshi_pipeline.sources.redaction import describe_url, redact
@@ -243,11 +244,7 @@ def _snapshot_batch(rows: list[tuple]) -> pa.RecordBatch:
 
 
 def _delta_batch(rows: list[tuple]) -> pa.RecordBatch:
-    columns = zip(*rows, strict=True)
-    return pa.RecordBatch.from_arrays(
-        [pa.array(col, type=f.type) for col, f in zip(columns, DELTA_SCHEMA, strict=True)],
-        schema=DELTA_SCHEMA,
-    )
+    return delta_table(rows).combine_chunks().to_batches()[0]
 
 
 _TABLE_READS = {

@@ -55,6 +55,8 @@ from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
+from kalshi_pipeline.sources.raw_values import bounded_int, column_array, json_error, shown
+
 # A Kalshi contract trades at 1..99 cents: the price levels of each side's bid book. It
 # lives with the raw schema because every layer above reads prices against it (cleaning,
 # books, the simulator). The raw tables keep any price the collector stored; cleaning
@@ -277,15 +279,17 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
     number. So that the cleaning step can see them, a null size stays ``None`` (a missing
     size), and a price or size too large for its column is clamped to the column's limit
     (``PRICE_LIMIT``, ``SIZE_LIMIT``), far outside any valid value, instead of failing
-    the whole session with an overflow.
+    the whole session with an overflow (a literal of 5,000 digits too). Any other text
+    that cannot be decoded (nested too deeply, not UTF-8) raises :class:`PriceMapError`:
+    no input raises anything else.
     """
     if raw is None:
         return []
     if isinstance(raw, str | bytes):
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise PriceMapError(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+            raw = json.loads(raw, parse_int=bounded_int)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, depth
+            raise PriceMapError(json_error(exc)) from None
         if raw is None:  # JSON null, like SQL NULL: no map stored for this side
             return []
     if not isinstance(raw, Mapping):
@@ -293,8 +297,8 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
     levels = []
     for key, size in raw.items():
         if not isinstance(key, str) or not _INTEGER_KEY.fullmatch(key):
-            raise PriceMapError(f"price key {key!r} is not an integer")
-        levels.append((_clamp(int(key), PRICE_LIMIT), _size(key, size)))
+            raise PriceMapError(f"price key {shown(key)} is not an integer")
+        levels.append((_clamp(bounded_int(key), PRICE_LIMIT), _size(key, size)))
     levels.sort(key=lambda level: level[0])
     return levels
 
@@ -314,7 +318,7 @@ def _size(key: str, size: Any) -> int | None:
     if isinstance(size, float) and math.isfinite(size) and size == int(size):
         size = int(size)
     if isinstance(size, bool) or not isinstance(size, int):
-        raise PriceMapError(f"size {size!r} at price {key!r} is not an integer")
+        raise PriceMapError(f"size {shown(size)} at price {shown(key)} is not an integer")
     return _clamp(size, SIZE_LIMIT)
 
 
@@ -332,7 +336,8 @@ def snapshot_table(rows: list[tuple]) -> pa.Table:
     yes_bids, no_bids, yes_asks, no_asks)`` with the maps as JSON text or mappings. A map
     that cannot be decoded does not stop the session: that map is null, the reason is in
     ``map_error``, and the cleaning step decides (a bad bid map rejects the market by
-    name; a bad ask map is ignored, asks being derived from bids).
+    name; a bad ask map is ignored, asks being derived from bids). The other columns
+    take any value as :func:`delta_table` does.
     """
     columns: dict[str, list] = {name: [] for name in SNAPSHOT_SCHEMA.names}
     for row in rows:
@@ -342,8 +347,26 @@ def snapshot_table(rows: list[tuple]) -> pa.Table:
         for name, raw in zip(PRICE_MAP_COLUMNS, row[5:9], strict=True):
             try:
                 columns[name].append(decode_price_map(raw))
-            except PriceMapError as exc:
+            except Exception as exc:  # whatever it is, it marks the row: never the session
                 columns[name].append(None)
-                errors.append(f"{name}: {exc}")
+                why = exc if isinstance(exc, PriceMapError) else type(exc).__name__
+                errors.append(f"{name}: {why}")
         columns["map_error"].append("; ".join(errors) or None)
-    return pa.Table.from_pydict(columns, schema=SNAPSHOT_SCHEMA)
+    arrays = [
+        pa.array(columns[f.name], f.type)
+        if f.type == PRICE_MAP_TYPE
+        else column_array(columns[f.name], f.type)
+        for f in SNAPSHOT_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=SNAPSHOT_SCHEMA)
+
+
+def delta_table(rows: list[tuple]) -> pa.Table:
+    """Build the deltas table from collector-shaped rows (:data:`DELTA_SCHEMA`'s columns,
+    in order). A value that does not fit its column never fails the session: an integer
+    too large is clamped to the column's limit, anything else that is not an integer
+    (NaN, a string, a fraction) or not text is NULL; cleaning counts and drops that row
+    (:mod:`kalshi_pipeline.sources.raw_values`)."""
+    columns = list(zip(*rows, strict=True)) or [()] * len(DELTA_SCHEMA)
+    arrays = [column_array(list(c), f.type) for c, f in zip(columns, DELTA_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=DELTA_SCHEMA)

@@ -82,15 +82,28 @@ timestamp earlier by at most the tolerance  repair ``timestamp_jitter``: counted
                                             clamp it)
 crossed book after applying deltas          repair ``crossed_book``: the step is kept and
                                             flagged ``crossed`` (see ``books.py``)
-malformed JSON bid map (not JSON, not an    rejection of that market at that snapshot
-object, a key that is not a plain integer
-such as ``"6_3"`` or ``" 64"``, a size that
-is not an integer)
+malformed JSON bid map (not JSON, not an    rejection of that market at that snapshot,
+object, nested too deeply, not UTF-8, a     naming its row id and why; never the whole
+key that is not a plain integer such as     session, whatever the exception
+``"6_3"`` or ``" 64"``, a size that is not  (``sources.raw.snapshot_table``); a number of
+an integer: NaN, a string, a bool, a list)  5,000 digits is an oversized one (above)
+delta value that is not an integer (NaN, a  read as NULL (``sources.raw_values``): repair
+fraction, a string other than digits, a     ``price_out_of_range``, ``negative_size``,
+bool) or not text (a lone surrogate)        ``unknown_side`` or ``missing_*`` naming its
+                                            row id; never the whole session
+delta value too large for its column        clamped to the column's limit: repair
+(5,000 digits, ``1E+100000000``)            ``price_out_of_range``, ``size_out_of_range``,
+                                            ``timestamp_out_of_window`` or
+                                            ``sequence_outlier``
 malformed JSON ask map                      repair ``malformed_ask_map``: ignored (asks
                                             are always derived from bids)
 stored asks that disagree with the bids     repair ``stored_asks_disagree``: asks are
                                             always derived from bids (older rows: 99 - p)
 several events in one millisecond           ordered by sequence number; none lost
+``started_at`` after the session's end, or  ``IngestReport.window_contradiction`` says
+more than half its events outside its       so; the ``data_quality`` check fails naming
+recorded window (times in seconds, another  the session and why; views whose times were
+session's rows)                             replaced score low (all replaced: 0)
 a view whose features or statistics are     rejection of that market when the view is
 not finite                                  built (``kalshi_pipeline.market.views``); the
                                             ``data_quality`` check fails on any

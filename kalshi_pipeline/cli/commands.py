@@ -141,8 +141,12 @@ def quiet_optuna_tracebacks(debug: bool) -> None:
         return
     import optuna  # only tune needs it (it takes a while to import)
 
+    optuna_root = optuna.logging.get_logger("optuna")
+    if any(h.name == "kalshi-pipeline" for h in optuna_root.handlers):
+        return  # installed by an earlier command of this process
     optuna.logging.disable_default_handler()
     handler = logging.StreamHandler()
+    handler.name = "kalshi-pipeline"
     handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
     handler.addFilter(
         lambda record: (
@@ -152,7 +156,7 @@ def quiet_optuna_tracebacks(debug: bool) -> None:
             )
         )
     )
-    optuna.logging.get_logger("optuna").addHandler(handler)
+    optuna_root.addHandler(handler)
 
 
 def existing_store(path: Path) -> ParquetSessionStore:

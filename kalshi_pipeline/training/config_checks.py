@@ -115,7 +115,7 @@ def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
     ):
         raise InvalidConfig(
             f"net_arch must be 1 to {MAX_LAYERS} layer sizes, each {unit.describe()}, "
-            f"got {layers!r}"
+            f"got {_as_given(layers)}"
         )
 
 
@@ -130,4 +130,10 @@ def check_probabilities(name: str, p: object) -> None:
         or not all(positive.accepts(x) for x in p)
         or abs(sum(p) - 1) > 1e-6
     ):
-        raise InvalidConfig(f"{name} must be 5 positive numbers summing to 1, got {p!r}")
+        raise InvalidConfig(f"{name} must be 5 positive numbers summing to 1, got {_as_given(p)}")
+
+
+def _as_given(value: object) -> str:
+    """A value as a file or flag gives it: a tuple as a list (an error line ending in
+    ``)`` would read as one that says what to do)."""
+    return repr(list(value) if isinstance(value, tuple) else value)

@@ -47,6 +47,7 @@ from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.defs.session_survey import read_source, survey
 from kalshi_pipeline.paths import HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
+from kalshi_pipeline.sources.settings import SettingError
 from kalshi_pipeline.sources.simulator import simulate_sessions
 from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, DEMO_SIMULATOR
 
@@ -64,8 +65,24 @@ class IngestFailed(RuntimeError):
 
 
 def prepare_instance(home: Path) -> dg.DagsterInstance:
-    """The local instance: ``$DAGSTER_HOME``, or ``<home>/dagster`` with our settings."""
-    if not os.environ.get("DAGSTER_HOME"):
+    """The local instance: ``$DAGSTER_HOME``, or ``<home>/dagster`` with our settings.
+
+    A ``DAGSTER_HOME`` that is set must be an absolute path to an existing directory
+    (Dagster's own rule): anything else is a :class:`SettingError` naming it, before any
+    work, not Dagster's invariant violation.
+    """
+    given = os.environ.get("DAGSTER_HOME")
+    if given and not (os.path.isabs(given) and os.path.isdir(given)):
+        problem, fix = (
+            ("is not a directory", "create that directory")
+            if os.path.isabs(given)
+            else ("is not an absolute path", "give an absolute path")
+        )
+        raise SettingError(
+            f"DAGSTER_HOME={given!r} {problem} ({fix}, or unset DAGSTER_HOME for the "
+            f"demo's own instance under {home / 'dagster'})"
+        )
+    if not given:
         dagster_home = home / "dagster"
         dagster_home.mkdir(parents=True, exist_ok=True)
         settings = dagster_home / "dagster.yaml"

@@ -18,6 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 import dagster as dg
+import pytest
+
+from kalshi_pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = "kalshi_pipeline/dagster.yaml"
@@ -83,3 +86,26 @@ def test_a_store_too_small_for_the_split_fails_before_training_in_one_line(tmp_p
     assert run.run_id in line
     assert failure.dagster_event.step_key == "train_holdout_split"
     assert "SplitTooSmall" in failure.dagster_event.step_failure_data.error.to_string()
+
+
+@pytest.mark.parametrize("dagster_home", ["missing", "relative", "a_file"])
+def test_a_dagster_home_that_cannot_be_used_is_named_before_any_work(
+    dagster_home, tmp_path, monkeypatch, capsys
+):
+    """Dagster wants an absolute path to an existing directory; the demo names anything
+    else in one line (exit 2) before it simulates, ingests or trains."""
+    (tmp_path / "a_file").write_text("")
+    value = {
+        "missing": str(tmp_path / "missing"),
+        "relative": "relative/dagster",
+        "a_file": str(tmp_path / "a_file"),
+    }[dagster_home]
+    monkeypatch.setenv("DAGSTER_HOME", value)
+    monkeypatch.delenv("KALSHI_COLLECTOR_URL", raising=False)
+    home = tmp_path / "home"
+
+    assert main(["demo", "--home", str(home)]) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: DAGSTER_HOME={value!r} is not ")
+    assert not (tmp_path / "missing").exists() and not (home / "sessions").exists()

@@ -43,7 +43,10 @@ from kalshi_pipeline.sources.raw import (
     delta_table,
     snapshot_table,
 )
+from kalshi_pipeline.sources.raw_values import integer
 from kalshi_pipeline.sources.redaction import describe_url, redact
+
+_INT64_MAX = 2**63 - 1
 
 __all__ = ["CollectorSession", "PostgresSessionSource"]
 
@@ -274,10 +277,15 @@ def _session_info(row: tuple) -> SessionInfo:
         market_tickers=tuple(tickers or ()),
         environment=env or "local",
         websocket_url=url or "",
-        messages_received=int(msgs or 0),
-        snapshots_count=int(snaps or 0),
-        deltas_count=int(deltas or 0),
+        # The collector's counters, shown only: one that is not a whole number is 0.
+        messages_received=_counter(msgs),
+        snapshots_count=_counter(snaps),
+        deltas_count=_counter(deltas),
         last_message_at=last,
         error_message=err,
         connection_metadata=meta or {},
     )
+
+
+def _counter(value: object) -> int:
+    return integer(value, _INT64_MAX) or 0

@@ -43,22 +43,23 @@ def write_parquet(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatc
     """Write ``batches`` as row groups of ``BATCH_ROWS`` rows (so the bytes depend on the
     rows only, not on how they were batched) and fsync; returns the SHA-256 of the bytes
     written."""
+    # The writer is closed before its file even when reading the batches fails (the
+    # staged files are then discarded), so it never writes to a closed file later.
     with open(path, "wb") as fh:
         sink = _HashingSink(fh)
-        writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **PARQUET_OPTIONS)
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in batches:
-            pending.append(batch)
-            rows += batch.num_rows
-            while rows >= BATCH_ROWS:
-                table = pa.Table.from_batches(pending, schema)
-                writer.write_table(table.slice(0, BATCH_ROWS), row_group_size=BATCH_ROWS)
-                rest = table.slice(BATCH_ROWS)
-                pending, rows = rest.to_batches(), rest.num_rows
-        if rows:
-            writer.write_table(pa.Table.from_batches(pending, schema))
-        writer.close()
+        with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **PARQUET_OPTIONS) as writer:
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in batches:
+                pending.append(batch)
+                rows += batch.num_rows
+                while rows >= BATCH_ROWS:
+                    table = pa.Table.from_batches(pending, schema)
+                    writer.write_table(table.slice(0, BATCH_ROWS), row_group_size=BATCH_ROWS)
+                    rest = table.slice(BATCH_ROWS)
+                    pending, rows = rest.to_batches(), rest.num_rows
+            if rows:
+                writer.write_table(pa.Table.from_batches(pending, schema))
         fh.flush()
         os.fsync(fh.fileno())
     return sink.hexdigest()

@@ -153,3 +153,23 @@ def test_a_url_whose_options_pick_another_schema_is_another_source(collector_db)
     run_sql(collector_db, "DROP TABLE other.rl_orderbook_deltas")
     broken = PostgresSessionSource(also_other).identity()
     assert "other.rl_orderbook_sessions" in broken and "public.rl_orderbook_deltas" in broken
+
+
+def test_a_session_counter_that_is_not_a_whole_number_lists_as_zero(collector_tables):
+    """The session's counters are shown, never used: in a database with looser column
+    types, a NaN, a fraction or a huge one does not fail the listing of every session."""
+    run_sql(
+        collector_tables,
+        "ALTER TABLE rl_orderbook_sessions ALTER COLUMN messages_received TYPE NUMERIC, "
+        "ALTER COLUMN snapshots_count TYPE NUMERIC, ALTER COLUMN deltas_count TYPE NUMERIC",
+    )
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, simulate_session(1, 3, SMALL))
+    run_sql(
+        collector_tables,
+        "UPDATE rl_orderbook_sessions SET messages_received = 'NaN', snapshots_count = 2.5, "
+        "deltas_count = 1e400",
+    )
+    [info] = PostgresSessionSource(collector_tables).list_sessions()
+    assert (info.messages_received, info.snapshots_count) == (0, 0)
+    assert info.deltas_count == 2**63 - 1 and info.is_complete

@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -250,3 +252,30 @@ def session_flip_outcomes(
 def rebuilt(store: ParquetSessionStore, catalog: Path) -> dict[int, RawSession]:
     catalog.unlink()
     return {info.session_id: store.load_session(info.session_id) for info in store.list_sessions()}
+
+
+_FAILING_READ = """
+import gc, pathlib, sys
+import pyarrow as pa
+from kalshi_pipeline.sources.store_writing import write_parquet
+schema = pa.schema([("a", pa.int64())])
+def batches():
+    yield pa.record_batch([pa.array([1, 2])], schema=schema)
+    raise RuntimeError("the source went away")
+try:
+    write_parquet(pathlib.Path(sys.argv[1]), schema, batches())
+except RuntimeError as exc:
+    print(exc)
+gc.collect()
+"""
+
+
+def test_a_read_that_fails_mid_write_leaves_no_writer_behind(tmp_path):
+    """The Parquet writer is closed with its file when the rows stop coming: a writer left
+    open writes to the closed file when collected, and Python prints that on exit."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_READ, str(tmp_path / "table.parquet")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.strip() == "the source went away"
+    assert done.stderr == ""

@@ -24,9 +24,11 @@ unregistered ones and, for each complete session that is not ingested
   :mod:`kalshi_pipeline.defs.resources`), so a short outage does not fail the run at all.
 
 ``retrain_sensor`` requests ``train_and_evaluate`` once at least ``retrain_after``
-ingested sessions (``KALSHI_RETRAIN_AFTER_SESSIONS``, default 3) were not considered by the
-latest phase-3 model (run key: the sorted new session ids). Failed or missing sessions do
-not count.
+ingested sessions (``KALSHI_RETRAIN_AFTER_SESSIONS``, default 3) are new to the latest
+phase-3 model: not considered by it, or ingested again (their views rebuilt) since the run
+that made it began, so that what a resumed session gained reaches a model (run key: the
+sorted new session ids, a session ingested again with its views' version,
+``retrain-3-4-5v812``). Failed or missing sessions do not count.
 """
 
 import json
@@ -36,7 +38,8 @@ import dagster as dg
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
 from kalshi_pipeline.defs.ingest_runs import MAX_INGEST_ATTEMPTS, ingested_sessions
 from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
-from kalshi_pipeline.defs.partitions import sessions
+from kalshi_pipeline.defs.partitions import session_key, sessions
+from kalshi_pipeline.defs.recorded_fingerprints import MARKET_VIEWS, latest_storage_ids
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
 from kalshi_pipeline.defs.session_survey import Survey, read_source, survey
 from kalshi_pipeline.sources.settings import RETRAIN_AFTER_SESSIONS
@@ -133,20 +136,47 @@ def retrain_after() -> int:
 
 @dg.sensor(job=train_and_evaluate_job, minimum_interval_seconds=300)
 def retrain_sensor(context: dg.SensorEvaluationContext):
-    registered = set(context.instance.get_dynamic_partitions(sessions.name))
-    ingested = {int(k) for k in ingested_sessions(context.instance) & registered}
-    considered = set()
-    event = context.instance.get_latest_materialization_event(phase3_model.key)
-    if event is not None and event.asset_materialization is not None:
-        metadata = event.asset_materialization.metadata
+    instance = context.instance
+    registered = set(instance.get_dynamic_partitions(sessions.name))
+    ingested = {int(k) for k in ingested_sessions(instance) & registered}
+    [model] = instance.fetch_materializations(phase3_model.key, limit=1).records or [None]
+    considered, rebuilt = set(), {}
+    if model is not None:
+        metadata = model.asset_materialization.metadata
         # Models since this change record every session whose views training read
         # ("scored_sessions"); older ones only the sessions of their training views.
         value = metadata.get("scored_sessions") or metadata.get("sessions")
         considered = set(json.loads(json.dumps(value.value))) if value is not None else set()
-    new = sorted(ingested - considered)
+        rebuilt = _views_rebuilt_since(instance, model, considered & ingested)
+    new = sorted((ingested - considered) | set(rebuilt))
     if len(new) < retrain_after():
         return dg.SkipReason(
             f"{len(new)} new sessions since the last model; waiting for {retrain_after()} "
-            "(only sessions whose ingest succeeded count)"
+            "(only sessions whose ingest succeeded count; a session ingested again counts)"
         )
-    return dg.RunRequest(run_key="retrain-" + "-".join(map(str, new)))
+    # A session ingested again is named with its views' version: a new key for each.
+    named = [f"{s}v{rebuilt[s]}" if s in rebuilt else str(s) for s in new]
+    return dg.RunRequest(run_key="retrain-" + "-".join(named))
+
+
+def _views_rebuilt_since(
+    instance: dg.DagsterInstance, model: dg.EventLogRecord, sessions_seen: set[int]
+) -> dict[int, int]:
+    """Sessions the model saw whose views another run built again after the model's run
+    began (a session changed after its ingest): session -> the new views' storage id.
+    Views built in the model's own run are those it trained on. Times, not storage ids,
+    are compared: a run's own events are numbered apart from the asset index's."""
+    run = instance.get_run_record_by_id(model.run_id) if model.run_id else None
+    began = run.start_time if run is not None and run.start_time else model.timestamp
+    latest = latest_storage_ids(instance, MARKET_VIEWS, [session_key(s) for s in sessions_seen])
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MARKET_VIEWS, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
+    return {
+        int(r.partition_key): r.storage_id
+        for r in records
+        if r.timestamp > began and r.run_id != model.run_id
+    }

@@ -8,6 +8,7 @@ daemon's own iteration, to see that the daemon never launches a session twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -177,6 +178,16 @@ def test_retrain_sensor_waits_for_enough_sessions_the_model_did_not_see(
         )
     )
     assert not tick(retrain_sensor, instance, definitions).run_requests
+
+    # A session the model saw, ingested again since (a collector resumed it), is new
+    # data: it counts, under a key of its views' version, so each new version counts.
+    monkeypatch.setenv(RETRAIN_AFTER_ENV, "1")
+    keys = []
+    for _ in range(2):
+        ingest(definitions, instance, "3")
+        (request,) = tick(retrain_sensor, instance, definitions).run_requests
+        keys.append(request.run_key)
+    assert all(re.fullmatch(r"retrain-3v\d+", key) for key in keys) and keys[0] != keys[1]
 
 
 def test_retrain_sensor_counts_every_session_before_the_first_model(

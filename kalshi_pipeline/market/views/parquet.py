@@ -132,6 +132,7 @@ def write_view_batches(
         check = check_entry(session_id, digest.hexdigest(), descriptions)
         writer.add_key_value_metadata({_METADATA_KEY: descriptions, CHECK_KEY: check})
         writer.close()
+        _fsync(tmp)  # on disk before it replaces the old file: a crash leaves one or the other
         os.replace(tmp, path)
     except BaseException:
         if writer is not None:
@@ -139,6 +140,14 @@ def write_view_batches(
         tmp.unlink(missing_ok=True)
         raise
     return described
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_views(

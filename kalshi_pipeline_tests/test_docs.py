@@ -325,3 +325,19 @@ def test_the_code_path_check_finds_each_stale_form_and_nothing_else(tmp_path):
         "docs/guide.md:8: kalshi_pipeline/cli names no file or directory of the code",
         "docs/guide.md:10: benchmarks/bench_gone.py names no file or directory of the code",
     ]
+
+
+_TEST_NAME = re.compile(r"`(test_\w+)`")
+
+
+def test_every_test_the_faults_table_names_exists():
+    """docs/faults.md says which tests hold each fault class: each must be a test."""
+    defined = {
+        node.name
+        for path in (REPO / "kalshi_pipeline_tests").rglob("test_*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef)
+    }
+    named = set(_TEST_NAME.findall((REPO / "docs" / "faults.md").read_text()))
+    assert len(named) > 50
+    assert sorted(named - defined) == []

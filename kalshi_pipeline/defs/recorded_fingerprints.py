@@ -24,15 +24,8 @@ def recorded_fingerprints(
 ) -> dict[str, SessionFingerprint | None]:
     """The fingerprint each session's latest ``raw_sessions`` materialisation recorded
     (None where it recorded none or an unreadable one)."""
-    latest = latest_storage_ids(instance, RAW_SESSIONS, keys)
-    if not latest:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=RAW_SESSIONS, storage_ids=list(latest.values())),
-        limit=len(latest),
-    ).records
-    found: dict[str, SessionFingerprint | None] = dict.fromkeys(latest)
-    for record in records:
+    found: dict[str, SessionFingerprint | None] = {}
+    for record in latest_materializations(instance, RAW_SESSIONS, keys):
         value = record.asset_materialization.metadata.get(FINGERPRINT_METADATA)
         try:
             found[record.partition_key] = SessionFingerprint.from_json(value.value)
@@ -47,6 +40,20 @@ def views_behind(instance: dg.DagsterInstance, keys: Iterable[str]) -> set[str]:
     raw = latest_storage_ids(instance, RAW_SESSIONS, keys)
     views = latest_storage_ids(instance, MARKET_VIEWS, keys)
     return {key for key, storage_id in raw.items() if storage_id > views.get(key, -1)}
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Iterable[str]
+) -> list[dg.EventLogRecord]:
+    """The latest materialisation of each of ``asset``'s partitions ``keys`` (those that
+    have one), in two reads of the event log whatever their number."""
+    latest = latest_storage_ids(instance, asset, keys)
+    if not latest:
+        return []
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
 
 
 def latest_storage_ids(

@@ -39,7 +39,7 @@ from kalshi_pipeline.defs.assets.model_assets import phase3_model
 from kalshi_pipeline.defs.ingest_runs import MAX_INGEST_ATTEMPTS, ingested_sessions
 from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
 from kalshi_pipeline.defs.partitions import session_key, sessions
-from kalshi_pipeline.defs.recorded_fingerprints import MARKET_VIEWS, latest_storage_ids
+from kalshi_pipeline.defs.recorded_fingerprints import MARKET_VIEWS, latest_materializations
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
 from kalshi_pipeline.defs.session_survey import Survey, read_source, survey
 from kalshi_pipeline.sources.settings import RETRAIN_AFTER_SESSIONS
@@ -168,13 +168,8 @@ def _views_rebuilt_since(
     are compared: a run's own events are numbered apart from the asset index's."""
     run = instance.get_run_record_by_id(model.run_id) if model.run_id else None
     began = run.start_time if run is not None and run.start_time else model.timestamp
-    latest = latest_storage_ids(instance, MARKET_VIEWS, [session_key(s) for s in sessions_seen])
-    if not latest:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=MARKET_VIEWS, storage_ids=list(latest.values())),
-        limit=len(latest),
-    ).records
+    keys = [session_key(s) for s in sessions_seen]
+    records = latest_materializations(instance, MARKET_VIEWS, keys)
     return {
         int(r.partition_key): r.storage_id
         for r in records

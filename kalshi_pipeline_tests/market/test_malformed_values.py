@@ -20,7 +20,7 @@ from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.market.views import SessionViews, build_market_views
 from kalshi_pipeline.sources import PostgresSessionSource
-from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, delta_table
 from kalshi_pipeline.sources.raw_values import shown
@@ -217,13 +217,11 @@ def test_hostile_values_through_a_parquet_store_mark_their_rows_and_keep_the_ses
     assert_names(example(report, RepairKind.NEGATIVE_SIZE), "MKT-D", 9)
 
 
-def test_hostile_values_in_the_collectors_database_mark_their_rows(collector_db):
+def test_hostile_values_in_the_collectors_database_mark_their_rows(collector_tables):
     """A copy of the collector's tables with looser column types (NUMERIC, TEXT) and
     values the collector never writes: the session loads and builds."""
     raw = simulate_session(3, 0, SimulatorConfig(markets=6))
-    with closing(psycopg2.connect(collector_db)) as conn:
-        with conn.cursor() as cur:
-            cur.execute(collector_ddl())
+    with closing(psycopg2.connect(collector_tables)) as conn:
         write_collector_session(conn, raw)
         with conn.cursor() as cur:
             cur.execute(
@@ -246,7 +244,7 @@ def test_hostile_values_in_the_collectors_database_mark_their_rows(collector_db)
             cur.execute("UPDATE rl_orderbook_deltas SET action = 'update' WHERE id IN (7, 8)")
         conn.commit()
 
-    loaded = PostgresSessionSource(collector_db).load_session(3)
+    loaded = PostgresSessionSource(collector_tables).load_session(3)
     report = reconstruct_books(loaded).report
     views = build_market_views(loaded)
 

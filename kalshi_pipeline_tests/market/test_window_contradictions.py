@@ -25,7 +25,7 @@ from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
 from kalshi_pipeline.market.views import SessionViews, build_market_views
 from kalshi_pipeline.sources import PostgresSessionSource
-from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
+from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
@@ -144,11 +144,9 @@ def test_clean_sessions_score_as_before_the_time_factor():
             assert view.data_quality_score == len(view) / (len(view) + defects) * arrived
 
 
-def test_a_collector_session_that_started_after_it_ended_is_named(collector_db):
+def test_a_collector_session_that_started_after_it_ended_is_named(collector_tables):
     raw = simulate_session(3, 0, SIM)
-    with closing(psycopg2.connect(collector_db)) as conn:
-        with conn.cursor() as cur:
-            cur.execute(collector_ddl())
+    with closing(psycopg2.connect(collector_tables)) as conn:
         write_collector_session(conn, raw)
         with conn.cursor() as cur:
             cur.execute(
@@ -157,7 +155,7 @@ def test_a_collector_session_that_started_after_it_ended_is_named(collector_db):
             )
         conn.commit()
 
-    builder = SessionViews(PostgresSessionSource(collector_db).load_session(3))
+    builder = SessionViews(PostgresSessionSource(collector_tables).load_session(3))
     views = [view for batch in builder.batches() for view in batch]
 
     assert "is after its ended_at" in builder.report.window_contradiction()

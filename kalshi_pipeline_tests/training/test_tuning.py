@@ -26,8 +26,6 @@ from kalshi_pipeline.pipeline_config import (
     TrainingChoice,
     TuningChoice,
 )
-from kalshi_pipeline.sources import ParquetSessionStore
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training import phases, tuning
 from kalshi_pipeline.training.config import AlgorithmConfig, profile, read_hyperparameters
 from kalshi_pipeline.training.files import read_csv_rows
@@ -52,11 +50,8 @@ TINY = {"profile": "smoke", "timesteps_per_phase": 1024}
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    store = ParquetSessionStore(tmp_path_factory.mktemp("tuning") / "store")
-    for i in (1, 2, 3):
-        store.write_session(simulate_session(i, i, SimulatorConfig(markets=10)))
-    return store
+def store(tuning_store):
+    return tuning_store
 
 
 def small_study(

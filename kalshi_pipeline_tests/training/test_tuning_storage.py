@@ -19,8 +19,6 @@ from optuna.trial import TrialState
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.pipeline_config import TrainingChoice
-from kalshi_pipeline.sources import ParquetSessionStore
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.tuning import base_params, suggest, write_result
 from kalshi_pipeline.training.tuning_storage import Study, TuningStorageError
 from kalshi_pipeline_tests.conftest import MAINTENANCE_DB, postgres_server
@@ -41,11 +39,8 @@ study.open().optimize(objective, n_trials=1)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    store = ParquetSessionStore(tmp_path_factory.mktemp("tuning") / "store")
-    for i in (1, 2, 3):
-        store.write_session(simulate_session(i, i, SimulatorConfig(markets=10)))
-    return store
+def store(tuning_store):
+    return tuning_store
 
 
 def tune_command(store, storage: str, home: Path, trials: int) -> list[str]:

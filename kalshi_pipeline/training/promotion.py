@@ -199,7 +199,12 @@ def load_model(model_path: Path):
     model_path = Path(model_path)
     if not model_path.is_file() or not (model_path.parent / LINEAGE_FILE).is_file():
         raise PromotionError(f"model {model_path}: the file or its {LINEAGE_FILE} is missing")
-    lineage = read_lineage(model_path)
+    try:
+        lineage = read_lineage(model_path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PromotionError(
+            f"model {model_path}: its {LINEAGE_FILE} is unreadable: {exc}"
+        ) from exc
     layout = (lineage.feature_layout, lineage.feature_layout_version)
     if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
         raise PromotionError(
@@ -258,6 +263,26 @@ def champion_problems(records: Sequence[RegistryRecord]) -> list[str]:
     return problems
 
 
+def champion_warning(record: RegistryRecord | None) -> str | None:
+    """A warning when the champion's model file or its lineage is gone or unreadable, so
+    that the next promotion will find it lost (``None`` when all is well)."""
+    if record is None:
+        return None
+    path = Path(record.model_path)
+    if not path.is_file():
+        problem = "is missing"
+    else:
+        try:
+            read_lineage(path)
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problem = f"has no readable {LINEAGE_FILE} beside it ({type(exc).__name__})"
+    return (
+        f"warning: champion {record.id}'s model file {record.model_path} {problem}: the next "
+        "promotion records it as lost and judges its challenger against always-HOLD"
+    )
+
+
 # -- the decision ---------------------------------------------------------------------------
 def promote(
     registry: Registry,
@@ -284,11 +309,11 @@ def promote(
                 comparison=None, history=tuple(records),
             )  # fmt: skip
         record = replace(candidate_record(model_path, profile, run), id=next_id(records))
-        records, champion, held = _loaded_champion(records, champion, record)
-        lost = next((r for r in records if r.retired_by == record.id), None)
+        found = _loaded_champion(records, champion, record)
+        records, champion = found.records, found.record
         against = champion.model_path if champion else ALWAYS_HOLD
         try:
-            comparison = _challenge(model_path, held, holdout, against)
+            comparison = _challenge(model_path, found.model, holdout, against)
         except Exception as exc:  # whatever stopped it, the candidate is on record as failed
             failed = replace(
                 record, status=RegistryStatus.FAILED, against=against,
@@ -303,25 +328,36 @@ def promote(
         registry.write(records)
     return Decision(
         status=Outcome(record.status), record=record, champion=champion_of(records),
-        comparison=comparison, history=tuple(records), lost=lost,
+        comparison=comparison, history=tuple(records), lost=found.lost,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Champion:
+    """The champion as a promotion finds it: its record and loaded model, or the record
+    it was marked ``lost`` with when it no longer loads."""
+
+    records: list[RegistryRecord]  # the history, the lost champion marked
+    record: RegistryRecord | None = None  # None: no champion (or it was lost)
+    model: BaseAlgorithm | None = None
+    lost: RegistryRecord | None = None
 
 
 def _loaded_champion(
     records: list[RegistryRecord], champion: RegistryRecord | None, candidate: RegistryRecord
-) -> tuple[list[RegistryRecord], RegistryRecord | None, BaseAlgorithm | None]:
-    """The records, the champion and its loaded model; a champion that no longer loads is
-    marked ``lost`` in the records (found by ``candidate``) and returned as absent."""
+) -> _Champion:
+    """The champion and its loaded model; one that no longer loads is marked ``lost`` in
+    the records (found by ``candidate``) and is absent from then on."""
     if champion is None:
-        return records, None, None
+        return _Champion(records)
     try:
-        return records, champion, load_model(Path(champion.model_path))
+        return _Champion(records, champion, load_model(Path(champion.model_path)))
     except PromotionError as exc:
         lost = replace(
             champion, status=RegistryStatus.LOST, retired_at=candidate.at,
             retired_by=candidate.id, reason=f"{champion.reason or 'champion'}; lost: {exc}",
         )  # fmt: skip
-        return [lost if r is champion else r for r in records], None, None
+        return _Champion([lost if r is champion else r for r in records], lost=lost)
 
 
 def _challenge(

@@ -10,7 +10,6 @@ fields, which show as ``None`` or an empty cell.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from kalshi_pipeline.training.registry import RegistryRecord, champion_of
 
@@ -51,16 +50,6 @@ def describe_champion(record: RegistryRecord | None) -> str:
         f"sessions {shown['sessions']}, {record.views} views, profile "
         f"{record.profile}, seed {record.seed}); beat {record.against} "
         f"over {record.markets} holdout markets, interval {shown['interval']}"
-    )
-
-
-def champion_warning(record: RegistryRecord | None) -> str | None:
-    """A warning when the champion's model file is gone (``None`` when all is well)."""
-    if record is None or Path(record.model_path).is_file():
-        return None
-    return (
-        f"warning: champion {record.id}'s model file {record.model_path} is missing: the next "
-        "promotion records it as lost and judges its challenger against always-HOLD"
     )
 
 

@@ -34,10 +34,11 @@ from kalshi_pipeline.training.promotion import (
     PromotionError,
     candidate_record,
     champion_problems,
+    champion_warning,
     difference_interval,
 )
 from kalshi_pipeline.training.registry import Registry, RegistryStatus
-from kalshi_pipeline.training.registry_display import champion_warning, history_markdown
+from kalshi_pipeline.training.registry_display import history_markdown
 from kalshi_pipeline.workflow import promote
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
@@ -197,7 +198,7 @@ def test_a_comparison_that_cannot_run_fails_loudly_and_changes_nothing(
     assert "no holdout view" in Registry(registry).read()[0].reason
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "lineage damaged"])
 def test_a_champion_that_no_longer_loads_is_recorded_lost_and_the_challenger_faces_hold(
     damage, tmp_path, holdout, rising, models, capsys
 ):
@@ -214,8 +215,13 @@ def test_a_champion_that_no_longer_loads_is_recorded_lost_and_the_challenger_fac
         warning = capsys.readouterr().err.strip()
         assert warning == champion_warning(Registry(registry).champion())
         assert str(champion) in warning and "lost" in warning
-    else:
+    elif damage == "truncated":
         champion.write_bytes(champion.read_bytes()[:100])
+    else:
+        (champion.parent / "model.json").write_text("{not json")
+        assert main(["models", "--home", str(tmp_path / "home")]) == 0
+        warning = capsys.readouterr().err.strip()
+        assert "has no readable model.json beside it (JSONDecodeError)" in warning
 
     # The next promotion does not fail on it: the champion is recorded lost, and the
     # challenger must beat always-HOLD, as the first champion had to.

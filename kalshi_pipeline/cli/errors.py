@@ -25,13 +25,11 @@ project's own, whatever command met it (``demo`` builds the definitions).
 from __future__ import annotations
 
 import argparse
-import os
 import traceback
 from pathlib import Path
 
 import psycopg2
 
-from kalshi_pipeline.paths import COLLECTOR_URL_ENV
 from kalshi_pipeline.sources.collector_connection import (
     CONNECT_TIMEOUT_ENV,
     STATEMENT_TIMEOUT_ENV,
@@ -40,7 +38,7 @@ from kalshi_pipeline.sources.collector_connection import (
     SourceUnavailable,
 )
 from kalshi_pipeline.sources.redaction import describe_url, redact
-from kalshi_pipeline.sources.settings import SettingError
+from kalshi_pipeline.sources.settings import COLLECTOR_URL, SettingError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEBUG_HINT = "run with --debug for the traceback"
@@ -206,5 +204,5 @@ def database_url(args: argparse.Namespace) -> str | None:
     return (
         getattr(args, "postgres", None)
         or (storage if storage and "://" in storage else None)
-        or os.environ.get(COLLECTOR_URL_ENV)
+        or COLLECTOR_URL.read()
     )

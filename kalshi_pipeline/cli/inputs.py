@@ -27,10 +27,10 @@ from kalshi_pipeline.cli.errors import CommandError, UsageError
 from kalshi_pipeline.cli.options import pipeline_config
 from kalshi_pipeline.paths import HOME_ENV, pipeline_home
 from kalshi_pipeline.pipeline_config import PipelineConfig
+from kalshi_pipeline.sources.settings import PIPELINE_HOME, UTF8_TODO, not_utf8, shown_path
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.config_checks import InvalidConfig
 
-UTF8_TODO = "choose a path of UTF-8 characters: TensorBoard and the stores need one"
 # Commands that write in the home, and those that read it (train only without --store).
 WRITE_HOME = ("tune", "demo")
 READ_HOME = ("models",)
@@ -58,23 +58,16 @@ def home_of(args: argparse.Namespace) -> tuple[Path, str]:
     home = pipeline_home(getattr(args, "home", None))
     if getattr(args, "home", None) is not None:
         return home, "--home"
-    if os.environ.get(HOME_ENV):
+    if PIPELINE_HOME.is_set():
         return home, HOME_ENV
     return home, "the home (the working directory's .kalshi-pipeline)"
 
 
-def shown(path: str | os.PathLike) -> str:
-    """``path`` printable: a byte that is not UTF-8 as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def utf8_path(name: str, path: str | os.PathLike) -> None:
-    """Refuse ``path`` unless it is UTF-8 text, made absolute (the working directory too)."""
-    try:
-        os.path.abspath(path).encode("utf-8")
-    except UnicodeEncodeError:
-        where = shown(os.path.abspath(path))
-        raise UsageError(f"{name} {where} holds a byte that is not UTF-8", UTF8_TODO) from None
+    """Refuse ``path`` unless it is UTF-8 text, made absolute (the working directory too):
+    the rule of ``$KALSHI_PIPELINE_HOME`` (:func:`~kalshi_pipeline.sources.settings.not_utf8`)."""
+    if (problem := not_utf8(name, path)) is not None:
+        raise UsageError(problem, UTF8_TODO)
 
 
 def writable_directory(name: str, path: Path) -> None:
@@ -83,12 +76,12 @@ def writable_directory(name: str, path: Path) -> None:
     existing = next(p for p in [path, *path.absolute().parents] if p.exists())
     if existing != path and not existing.is_dir():
         raise CommandError(
-            f"{name} {shown(path)} is under {shown(existing)}, a file",
+            f"{name} {shown_path(path)} is under {shown_path(existing)}, a file",
             "give a path under a directory",
         )
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         raise CommandError(
-            f"{name} {shown(path)}: {shown(existing)} is not writable",
+            f"{name} {shown_path(path)}: {shown_path(existing)} is not writable",
             "choose a directory you can write in",
         )
 
@@ -97,8 +90,8 @@ def training_of(args: argparse.Namespace) -> tuple[PipelineConfig, TrainingConfi
     """The pipeline config of ``train``'s options and its resolved training config; a
     setting out of range (a flag's, the profile's with it, a ``--hyperparams`` file's) is
     a usage error naming its key."""
-    config = pipeline_config(args)
     try:
+        config = pipeline_config(args)  # e.g. more --net-arch layers than allowed
         return config, config.training_config()
     except InvalidConfig as error:
         raise UsageError(

@@ -6,6 +6,8 @@ tests feed each kind of setting the values users actually type by mistake.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kalshi_pipeline.cli import main
@@ -107,3 +109,41 @@ def test_the_command_exits_2_with_one_line_naming_the_variable(monkeypatch, caps
         "error: KALSHI_COLLECTOR_CONNECT_TIMEOUT_S='inf' is not a finite number of seconds "
         "above 0 and at most 86400 (fix it, or unset it for the default 10)"
     ]
+
+
+@pytest.mark.parametrize("value", ["1_0", "+1", "\u0661", "1e1"])
+def test_a_number_only_in_plain_decimal_notation_is_read(value):
+    """Python's ``float()`` and ``int()`` read all of these (``1_0`` as 10, ``\u0661`` as
+    1); a setting takes only ``-``, ASCII digits and one decimal point."""
+    for setting in (SOURCE_RETRY_DELAY, RETRAIN_AFTER_SESSIONS):
+        with pytest.raises(SettingError) as raised:
+            setting.read({setting.name: value})
+        assert str(raised.value).startswith(f"{setting.name}={value!r} is not a ")
+    for plain, number in [("2.50", 2.5), (".5", 0.5), ("5.", 5)]:
+        assert SOURCE_RETRY_DELAY.read({SOURCE_RETRY_DELAY.name: plain}) == number
+    assert SOURCE_RETRY_DELAY.read({SOURCE_RETRY_DELAY.name: "-0"}) == 0
+
+
+def test_a_non_utf8_home_fails_the_definitions_load_naming_the_variable(monkeypatch, tmp_path):
+    """``dagster dev`` and the daemon read the home from the variable, not the command
+    line: a byte that is not UTF-8 is refused when the definitions load (``check_all``),
+    not when TensorBoard first writes under it."""
+    from kalshi_pipeline.definitions import defs
+
+    home = os.fsdecode(os.fsencode(tmp_path) + b"/home\xff")  # as the shell gives it
+    monkeypatch.setenv(PIPELINE_HOME.name, home)
+    expected = (
+        f"{PIPELINE_HOME.name} {tmp_path}/home\\xff holds a byte that is not UTF-8 "
+        "(choose a path of UTF-8 characters: TensorBoard and the stores need one)"
+    )
+    with pytest.raises(SettingError) as raised:
+        check_all()
+    assert str(raised.value) == expected
+    with pytest.raises(Exception) as raised:
+        defs()
+    causes, exc = [], raised.value
+    while exc is not None:
+        causes.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert expected in [str(e) for e in causes if isinstance(e, SettingError)]
+    assert not os.path.exists(os.fsencode(home))

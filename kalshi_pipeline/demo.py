@@ -157,7 +157,9 @@ def ingest_missing(
             print(f"session {key} changed since its ingest ({found.changes[key]}): again")
         started = time.perf_counter()
         tags = found.fingerprint_tags(key)
-        result = run_ingest(definitions, instance, key, run_config=_QUIET, tags=tags)
+        result = run_ingest(
+            definitions, instance, key, run_config=_QUIET, tags=tags, console=_terminal_logger
+        )
         if not result.success:
             failed.append(f"session {key} (run {result.run_id}): {_first_error(result)}")
             print(f"[{number}/{len(missing)}] session {key}: FAILED")

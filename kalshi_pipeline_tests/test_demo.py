@@ -109,3 +109,31 @@ def test_a_dagster_home_that_cannot_be_used_is_named_before_any_work(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: DAGSTER_HOME={value!r} is not ")
     assert not (tmp_path / "missing").exists() and not (home / "sessions").exists()
+
+
+def test_a_failed_ingest_is_one_line_without_dagsters_tracebacks(tmp_path):
+    """A session whose stored copy is damaged fails its ingest: the demo names it in one
+    line (exit 1) and trains nothing; Dagster's step-failure traceback stays in the log."""
+    home = tmp_path / "home"
+    cli = [sys.executable, "-m", "kalshi_pipeline.cli"]
+    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    subprocess.run([*cli, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
+    deltas = home / "sessions" / "session-2" / "deltas.parquet"
+    data = bytearray(deltas.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    deltas.write_bytes(bytes(data))
+    drop = ("DAGSTER_HOME", "KALSHI_PIPELINE_HOME", "KALSHI_COLLECTOR_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+
+    done = subprocess.run(
+        [*cli, "demo", "--home", str(home)], capture_output=True, text=True, env=env, timeout=600
+    )
+
+    assert done.returncode == 1, done.stderr
+    shown = done.stdout + done.stderr
+    assert "Traceback" not in shown and "Stack Trace" not in shown
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: 1 of 3 sessions failed to ingest; training not started")
+    assert f"{deltas} is corrupt" in line
+    assert "[2/3] session 2: FAILED" in done.stdout
+    assert not (home / "artifacts" / "models").exists()

@@ -148,13 +148,18 @@ def run_ingest(
     key: str,
     run_config: dict | None = None,
     tags: Mapping[str, str] | None = None,
+    console: dg.LoggerDefinition | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One ``ingest_session`` run of partition ``key`` in this process (not raising).
+    """One ``ingest_session`` run of partition ``key`` in this process (not raising), its
+    console logger ``console`` when given.
 
     Tagged with this process (``WORKER_TAG``) so that, if the process is killed, the next
     demo or sensor tick knows the run is dead instead of waiting for it forever.
     """
-    return definitions.resolve_job_def(INGEST_JOB).execute_in_process(
+    job = definitions.resolve_job_def(INGEST_JOB)
+    if console is not None:
+        job = job.with_logger_defs({"console": console})
+    return job.execute_in_process(
         instance=instance,
         partition_key=key,
         run_config=run_config,

@@ -116,11 +116,17 @@ def test_one_market_in_seconds_loses_only_its_own_view(tmp_path):
     assert scores == {t: q for t, q in clean.items() if t != ticker}
 
 
-def test_a_few_replaced_times_lower_the_score_a_little():
+def test_replaced_times_lower_the_score_by_their_share_once():
+    """A third of one market's deltas in seconds: its score loses those steps' share,
+    once (a replaced time is not counted as a defect as well), and no other view moves."""
     raw = simulate_session(1, 0, SIM)
     ticker = raw.deltas.column("market_ticker")[0].as_py()
+    clean = {v.market_ticker: v for v in build_market_views(raw)}
+    tickers = raw.deltas.column("market_ticker").to_pylist()
     ts = raw.deltas.column("timestamp_ms").to_pylist()
-    ts[0] //= 1000  # one delta of that market in seconds
+    mine = [i for i, t in enumerate(tickers) if t == ticker]
+    for i in mine[1 : len(mine) // 3 + 1]:
+        ts[i] //= 1000
     deltas = raw.deltas.set_column(
         raw.deltas.schema.get_field_index("timestamp_ms"), "timestamp_ms", pa.array(ts, pa.int64())
     )
@@ -129,7 +135,12 @@ def test_a_few_replaced_times_lower_the_score_a_little():
         v.market_ticker: v for v in build_market_views(dataclasses.replace(raw, deltas=deltas))
     }
 
-    assert 0.9 < views[ticker].data_quality_score < 1.0
+    view = views[ticker]
+    share = (len(mine) // 3) / len(view)  # each replaced time is a step of its own
+    assert view.data_quality_score == pytest.approx(clean[ticker].data_quality_score * (1 - share))
+    assert all(
+        views[t].data_quality_score == v.data_quality_score for t, v in clean.items() if t != ticker
+    )
 
 
 def test_clean_sessions_score_as_before_the_time_factor():

@@ -60,9 +60,11 @@ class RepairKind(StrEnum):
 
 
 # Repairs that mean a market's own data was wrong (dropped events, crossed books, times
-# that had to be replaced). The others fix the storage without losing or doubting
-# anything (sorting rows, dropping an exact copy, ignoring stored asks, new segments) and
-# do not lower a view's data quality.
+# that went back). The others fix the storage without losing or doubting anything
+# (sorting rows, dropping an exact copy, ignoring stored asks, new segments) and do not
+# lower a view's data quality. A time replaced because it fell outside the session's
+# window (TIMESTAMP_OUT_OF_WINDOW) is not among them: the score's time factor, the share
+# of steps whose time is real, counts it once (kalshi_pipeline.market.views.statistics).
 DEFECTS = frozenset(
     {
         RepairKind.PRICE_OUT_OF_RANGE,
@@ -74,7 +76,6 @@ DEFECTS = frozenset(
         RepairKind.MISSING_SEQUENCE_NUMBER,
         RepairKind.MISSING_TIMESTAMP,
         RepairKind.SEQUENCE_OUTLIER,
-        RepairKind.TIMESTAMP_OUT_OF_WINDOW,
         RepairKind.TIMESTAMP_BACKWARDS,
     }
 )

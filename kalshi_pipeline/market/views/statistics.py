@@ -20,11 +20,11 @@ They never enter an observation:
   after which the book crossed); sorting rows, dropping exact copies and ignoring stored
   asks are not. A step whose time was replaced (``timestamp_out_of_window``: the event's
   time lay outside the session's recorded window and took its market's previous time)
-  holds a book but no real time, so the middle factor takes it out: a view whose times
-  were all replaced (times in seconds instead of ms, another session's rows, a start
-  after the end) scores 0, not the 0.5 of ``T / (T + T)``, and fails the
-  ``min_data_quality`` filter. Clean data has ``R = 0``: its score is as without the
-  factor.
+  holds a book but no real time, so the middle factor takes it out, once (it is not a
+  defect as well): a view whose times were all replaced (times in seconds instead of
+  ms, another session's rows, a start after the end) scores 0 and fails the
+  ``min_data_quality`` filter, and one whose times were a third replaced scores about
+  two thirds. Clean data has ``R = 0``: its score is as without the factor.
 * ``activity_bursts``: runs of at least ``burst_min_events`` steps each within
   ``burst_gap_ms`` of the previous one; ``quiet_periods``: gaps longer than
   ``quiet_gap_ms``.

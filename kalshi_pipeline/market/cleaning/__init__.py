@@ -114,7 +114,8 @@ session still ``active``                    never reaches here: sources raise
 ==========================================  ==============================================
 
 Repairs in :data:`~.report.DEFECTS` mean the market's own data was wrong and lower its
-view's data quality; the others fix storage or timing without doubting the book.
+view's data quality; a time replaced for lying outside the window lowers it through the
+share of real times instead; the others fix storage or timing without doubting the book.
 """
 
 from __future__ import annotations

@@ -101,24 +101,24 @@ def describe_split(split: Split) -> str:
 
 
 def views_for(
-    keys: Sequence[str], session_views: Callable[[int], Sequence[MarketSessionView]]
+    keys: Sequence[str],
+    session_views: Callable[..., Sequence[MarketSessionView]],
+    versions: Mapping[int, str] | None = None,
 ) -> list[MarketSessionView]:
     """The views of ``keys``, in that order; ``session_views(id)`` gives a session's views
-    (read from its views file, verified, or held in memory). A view of another session
-    among them (a views file copied over this one's) is an error naming both sessions."""
+    (from its views file, whose reader refuses another session's, or held in memory).
+    ``versions``, the split's ``views_versions``, pins sessions: each is read as
+    ``session_views(id, version)``, at the version the split was made from or an error
+    saying it changed (:class:`~kalshi_pipeline.market.views.ViewsChanged`, or the
+    caller's own), so a run never mixes two versions of a session ingested again."""
     wanted: dict[int, set[str]] = {}
     for key in keys:
         wanted.setdefault(session_of_key(key), set()).add(key)
     found = {}
     for session_id in sorted(wanted):
-        for view in session_views(session_id):
-            if view.session_id != session_id:
-                raise ValueError(
-                    f"the views of session {session_id} include {view.key}, of session "
-                    f"{view.session_id} (build session {session_id}'s views again)"
-                )
-            if view.key in wanted[session_id]:
-                found[view.key] = view
+        pinned = (versions or {}).get(session_id)
+        views = session_views(session_id) if pinned is None else session_views(session_id, pinned)
+        found.update((v.key, v) for v in views if v.key in wanted[session_id])
     missing = [k for k in keys if k not in found]
     if missing:
         raise KeyError(f"{len(missing)} views of the split are gone, e.g. {missing[0]}")
@@ -266,11 +266,11 @@ def run(
     split, session_views = load_split(source, config, evaluate=3 in phases)
     if on_progress is not None:
         on_progress(describe_split(split))
-    train = views_for(split.train, session_views)
+    train = views_for(split.train, session_views, split.views_versions)
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they
     # warm-start from. Checked before any phase writes, so a refusal changes nothing.
-    validation = views_for(split.validation, session_views)
+    validation = views_for(split.validation, session_views, split.views_versions)
     fingerprint = training_fingerprint(train, training, validation)
     for phase in range(1, max(phases) + 1):
         check_fingerprint(models / f"phase{phase}", fingerprint)
@@ -283,10 +283,11 @@ def run(
         )  # fmt: skip
     if result is None or result.phase != 3:
         return None
-    holdout = views_for(split.holdout, session_views)
+    pins = split.views_versions
+    holdout = views_for(split.holdout, session_views, pins)
     report = evaluate(
         result.model_path, training, train, holdout, split, out / "report",
-        progress_files(models), views_for(split.walk_forward, session_views), on_progress,
+        progress_files(models), views_for(split.walk_forward, session_views, pins), on_progress,
     )  # fmt: skip
     return report.path
 
@@ -310,7 +311,7 @@ def load_split(
 # -- tuning --------------------------------------------------------------------------------
 def tune(
     split: Split,
-    session_views: Callable[[int], Sequence[MarketSessionView]],
+    session_views: Callable[..., Sequence[MarketSessionView]],
     config: PipelineConfig,
     choice: TuningChoice,
     home_storage: Path,
@@ -335,7 +336,7 @@ def tune(
 
 def tune_trials(
     split: Split,
-    session_views: Callable[[int], Sequence[MarketSessionView]],
+    session_views: Callable[..., Sequence[MarketSessionView]],
     config: PipelineConfig,
     choice: TuningChoice,
     home_storage: Path,
@@ -350,11 +351,11 @@ def tune_trials(
     Several calls (processes, Dagster steps) may run at once on one study; give each its
     own ``sampler_seed`` (default ``choice.seed``), or their first, random trials would
     all suggest the same hyperparameters."""
-    train = views_for(split.train, session_views)
+    train = views_for(split.train, session_views, split.views_versions)
+    validation = views_for(split.validation, session_views, split.views_versions)
     study = tuning_study(choice, home_storage, sampler_seed)
     tuning.tune(
-        train, split.difficulties(train),
-        views_for(split.validation, session_views), config.training_config(), study,
+        train, split.difficulties(train), validation, config.training_config(), study,
         work_dir, on_progress, pruner,
     )  # fmt: skip
 

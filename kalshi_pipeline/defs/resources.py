@@ -28,7 +28,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.market.views import MarketSessionView, read_views
+from kalshi_pipeline.market.views import (
+    MarketSessionView,
+    ViewsChanged,
+    ViewsDamaged,
+    read_views,
+)
 from kalshi_pipeline.paths import artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource, SessionSource
@@ -40,7 +45,9 @@ from kalshi_pipeline.sources.settings import COLLECTOR_URL, SOURCE_RETRY_DELAY, 
 SOURCE_DOWN_TAG = "kalshi_pipeline/source_down"
 SOURCE_RETRY_DELAY_ENV = SOURCE_RETRY_DELAY.name
 SOURCE_RETRIES = 2
-# No delay here: the step waits before it fails (wait_before_source_retry).
+# No delay here: the step waits before it fails (wait_before_source_retry). Only a source
+# that cannot be reached waits and is retried: an error a retry cannot change (a damaged
+# store, a session not there) is raised as dg.Failure(allow_retries=False) by the step.
 SOURCE_RETRY_POLICY = dg.RetryPolicy(max_retries=SOURCE_RETRIES)
 
 
@@ -195,9 +202,27 @@ class PipelineResource(dg.ConfigurableResource):
     def views_path(self, session_id: int | str) -> Path:
         return self.artifacts / "views" / f"session-{int(session_id)}.parquet"
 
-    def session_views(self, session_id: int) -> list[MarketSessionView]:
-        """The views ``market_views`` wrote for one session."""
-        return read_views(self.views_path(session_id), int(session_id))
+    def session_views(self, session_id: int, version: str | None = None) -> list[MarketSessionView]:
+        """The views ``market_views`` wrote for one session; with ``version`` (the split's
+        pin, ``Split.views_versions``), at that version.
+
+        Neither a damaged file nor one replaced since the split was made (the session
+        ingested again mid-run) can come right by retrying the step: both fail it with a
+        :class:`dagster.Failure` that is not retried, naming the session and the file.
+        """
+        path = self.views_path(session_id)
+        try:
+            return read_views(path, int(session_id), version)
+        except ViewsChanged as exc:
+            raise dg.Failure(
+                f"session {session_id}'s views changed since this training's split was made "
+                f"(the session was ingested again): views file {path} is now version "
+                f"{exc.found[:12]}, not {exc.pinned[:12]}; run train_and_evaluate again "
+                "(a new split of the current views)",
+                allow_retries=False,
+            ) from exc
+        except ViewsDamaged as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
 
 
 @dg.definitions

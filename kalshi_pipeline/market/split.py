@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -145,6 +145,11 @@ class Split:
     collector's order of recording): training and validation take their markets' views
     of the earlier sessions only, so the model is also judged on sessions recorded after
     every session it was trained on. The holdout is its markets' views of all sessions.
+
+    ``views_versions`` pins, by session, the version of the views file the split was made
+    from (:func:`kalshi_pipeline.market.views.views_footer`), when its views were read from
+    files: every later read of the run checks it, so a session ingested again mid-run is
+    refused, never mixed. Empty when the views were held in memory (they cannot change).
     """
 
     train: tuple[str, ...]
@@ -156,6 +161,7 @@ class Split:
     validation_markets: int = 0
     validation_tight_markets: int = 0  # of them, those of tight spread (market_kinds)
     walk_forward: tuple[str, ...] = ()
+    views_versions: Mapping[int, str] = field(default_factory=dict)
 
     def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
         """The difficulty of each of ``views``, in order (the curriculum's input)."""
@@ -172,6 +178,7 @@ class Split:
             "validation_markets": self.validation_markets,
             "validation_tight_markets": self.validation_tight_markets,
             "walk_forward": list(self.walk_forward),
+            "views_versions": {str(k): v for k, v in self.views_versions.items()},
         }
 
     @classmethod
@@ -183,6 +190,7 @@ class Split:
             **{name: int(data[name]) for name in counts},
             validation_tight_markets=int(data["validation_tight_markets"]),
             difficulty={str(k): float(v) for k, v in data["difficulty"].items()},
+            views_versions={int(k): str(v) for k, v in data.get("views_versions", {}).items()},
         )
 
 

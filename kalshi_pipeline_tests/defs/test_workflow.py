@@ -15,17 +15,13 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import pytest
 from stable_baselines3.common.save_util import json_to_data
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.defs.config import TRAINING_CONFIGURED, run_config
-from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.paths import artifacts_dir, sessions_dir
 from kalshi_pipeline.pipeline_config import PipelineConfig, SplitConfig, TrainingChoice
-from kalshi_pipeline.sources.simulator import SimulatorConfig
-from kalshi_pipeline.workflow import views_for
-from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest, simulated
+from kalshi_pipeline_tests.defs.conftest import TINY_TIMESTEPS, ingest
 
 CONFIG = PipelineConfig(
     split=SplitConfig(holdout_fraction=0.3),
@@ -187,10 +183,3 @@ def test_a_copied_or_damaged_views_file_fails_the_training_naming_it(
     assert step == "phase1_model.phase1_candidates"
     assert f"views file {first} is not used" in message
     assert not (artifacts_dir(pipeline_home) / "models").exists()
-
-
-def test_views_of_another_session_are_refused_by_the_workflow():
-    session_one = build_market_views(simulated(1, SimulatorConfig(markets=2)))
-
-    with pytest.raises(ValueError, match="the views of session 2 include 1/"):
-        views_for(["2/ANY"], lambda session_id: session_one)

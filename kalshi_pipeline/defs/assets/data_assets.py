@@ -28,6 +28,7 @@ from kalshi_pipeline.sources import (
     SourceMisconfigured,
     SourceTimeout,
     SourceUnavailable,
+    StoreCorrupt,
     fingerprint_of,
 )
 from kalshi_pipeline.sources.raw import TABLES
@@ -43,8 +44,9 @@ def raw_sessions(
     """One closed session from the source, stored as normalised Parquet.
 
     A failed read is retried (``SOURCE_RETRY_POLICY``: the collector may be back in a
-    moment), except when the source says the session is not there or not complete, or
-    its URL cannot be read: retrying cannot change that. A run that fails because the
+    moment), except when the source says the session is not there or not complete, its
+    URL cannot be read, or a stored file is damaged (``StoreCorrupt``, naming the file):
+    retrying cannot change that, so the step fails once. A run that fails because the
     collector cannot be reached is tagged ``SOURCE_DOWN_TAG``, so that the sensor does
     not count it against the session. A home filled from another source fails at once.
 
@@ -62,7 +64,7 @@ def raw_sessions(
         with pipeline.source().open_session(session_id) as session:
             # The pipeline's own normalised copy: a new ingest of the session replaces it.
             store.write_session(session, replace=True)
-    except (KeyError, SessionNotComplete, SourceMisconfigured, SourceMismatch) as exc:
+    except (KeyError, SessionNotComplete, SourceMisconfigured, SourceMismatch, StoreCorrupt) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise dg.Failure(
             f"session {session_id} ({pipeline.source_kind()} source): {reason}",

@@ -10,6 +10,7 @@ retrain never overwrites the model it warm-starts or compares with.
 """
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -22,7 +23,7 @@ from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingS
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, needed_sides, split_views
-from kalshi_pipeline.market.views import session_of_key, view_descriptions
+from kalshi_pipeline.market.views import session_of_key, views_footer
 from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
@@ -66,8 +67,13 @@ def difficulty_scores(
         else:
             used.append(key)
     # Verified, and each file must hold its own session's views (ViewsDamaged otherwise).
-    descriptions = [d for k in used for d in view_descriptions(pipeline.views_path(k), int(k))]
-    table = select_views(descriptions, config.to_domain())
+    footers = {int(k): views_footer(pipeline.views_path(k), int(k)) for k in used}
+    table = select_views([d for f in footers.values() for d in f.descriptions], config.to_domain())
+    versions = {k: f.version for k, f in footers.items()}
+    sessions_column = table.column("session_id").to_pylist()
+    table = table.append_column(
+        VERSION_COLUMN, pa.array([versions[s] for s in sessions_column], pa.string())
+    )
     # One file per run: a scheduled retrain and a sensor's retrain may overlap.
     out = pipeline.artifacts / "difficulty_scores" / f"run-{context.run.run_id}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,7 @@ def difficulty_scores(
             "scores_path": dg.MetadataValue.path(str(out)),
             "sessions": len(used),
             "session_ids": dg.MetadataValue.json([int(k) for k in used]),
+            "views_versions": dg.MetadataValue.json({str(k): v for k, v in versions.items()}),
             "sessions_without_views": dg.MetadataValue.md(
                 "\n".join(f"- {line}" for line in left_out) or "(none)"
             ),
@@ -109,6 +116,7 @@ def train_holdout_split(
     refused too: what it tunes could never be evaluated or promoted on that store."""
     rules = config.to_domain()
     split = split_views(difficulty_scores, rules, needs=needed_sides(rules))
+    split = replace(split, views_versions=_views_versions(difficulty_scores))
     context.add_output_metadata(
         {
             "train_markets": split.train_markets,
@@ -128,6 +136,18 @@ def train_holdout_split(
     )
     context.log.info(describe_split(split))
     return split
+
+
+VERSION_COLUMN = "views_version"  # of difficulty_scores: each view's file's version
+
+
+def _views_versions(scores: pa.Table) -> dict[int, str]:
+    """Each session's views version in ``difficulty_scores`` (none in a table written
+    before the scores carried them: nothing is pinned then)."""
+    if VERSION_COLUMN not in scores.column_names:
+        return {}
+    sessions, versions = scores.column("session_id"), scores.column(VERSION_COLUMN)
+    return dict(zip(sessions.to_pylist(), versions.to_pylist(), strict=True))
 
 
 def _scored_sessions(context: dg.AssetExecutionContext) -> list[int]:
@@ -162,12 +182,12 @@ def _phase_job(
     the run's models directory."""
     return phase_job(
         phase,
-        views_for(split.train, pipeline.session_views),
+        views_for(split.train, pipeline.session_views, split.views_versions),
         split,
         settings.to_domain().resolve(),
         _models_dir(pipeline, run_id),
         _parent_path(parent),
-        views_for(split.validation, pipeline.session_views),
+        views_for(split.validation, pipeline.session_views, split.views_versions),
     )
 
 
@@ -219,7 +239,9 @@ def _parent_path(parent: str) -> Path | None:
 
 
 def _candidates_op(phase: int) -> dg.OpDefinition:
-    """``phase<N>_candidates``: the phase's checks, then one output per seed."""
+    """``phase<N>_candidates``: the phase's checks, then one output per seed. A budget
+    that rounds up to whole rollouts is said first, as a warning (what the CLI's ``train``
+    prints: :meth:`~kalshi_pipeline.training.config.TrainingConfig.budget_note`)."""
 
     @dg.op(name=f"phase{phase}_candidates", out=dg.DynamicOut(int))
     def candidates(
@@ -229,6 +251,9 @@ def _candidates_op(phase: int) -> dg.OpDefinition:
         config: TrainingSettings,
         parent: str = "",
     ):
+        # What is trained when a budget rounds up, said first, where Dagster shows it.
+        if note := config.to_domain().resolve().budget_note():
+            context.log.warning(f"phase {phase}: {note}")
         job = _phase_job(phase, pipeline, train_holdout_split, config, context.run.run_id, parent)
         seeds = phase_candidates(job)
         for seed in seeds:
@@ -341,12 +366,12 @@ def evaluation_report(
     report = evaluate(
         model,
         config.to_domain().resolve(),
-        views_for(split.train, pipeline.session_views),
-        views_for(split.holdout, pipeline.session_views),
+        views_for(split.train, pipeline.session_views, split.views_versions),
+        views_for(split.holdout, pipeline.session_views, split.views_versions),
         split,
         out,
         progress_files(model.parent.parent),
-        views_for(split.walk_forward, pipeline.session_views),
+        views_for(split.walk_forward, pipeline.session_views, split.views_versions),
         on_progress=context.log.info,
     )
     images = "\n\n".join(

@@ -69,7 +69,8 @@ def production_model(
     :class:`~kalshi_pipeline.training.registry.RegistryRecord` (``None`` while no model
     has won)."""
     registry = registry_path(pipeline.artifacts)
-    holdout = views_for(train_holdout_split.holdout, pipeline.session_views)
+    split = train_holdout_split
+    holdout = views_for(split.holdout, pipeline.session_views, split.views_versions)
     context.log.info(
         f"comparing {phase3_model} with the champion (always-HOLD while there is none) on "
         f"{len(holdout)} holdout views"

@@ -17,7 +17,7 @@ a views file must carry to be read: its session and the digests of its data and 
 from __future__ import annotations
 
 from kalshi_pipeline.market.views.building import views_from_books
-from kalshi_pipeline.market.views.integrity import ViewsDamaged
+from kalshi_pipeline.market.views.integrity import Footer, ViewsChanged, ViewsDamaged
 from kalshi_pipeline.market.views.market_view import (
     STATISTICS,
     STEP_ARRAYS,
@@ -29,6 +29,7 @@ from kalshi_pipeline.market.views.market_view import (
 from kalshi_pipeline.market.views.parquet import (
     read_views,
     view_descriptions,
+    views_footer,
     write_view_batches,
     write_views,
 )
@@ -40,7 +41,9 @@ __all__ = [
     "STEP_ARRAYS",
     "MarketSessionView",
     "SessionViews",
+    "Footer",
     "ViewConfig",
+    "ViewsChanged",
     "ViewsDamaged",
     "build_market_views",
     "read_views",
@@ -48,6 +51,7 @@ __all__ = [
     "time_steps",
     "view_descriptions",
     "view_key",
+    "views_footer",
     "views_from_books",
     "write_view_batches",
     "write_views",

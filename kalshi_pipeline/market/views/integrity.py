@@ -22,6 +22,12 @@ views carried digests (no :data:`CHECK_KEY`) raises :class:`ViewsDamaged`, namin
 file and saying how to build the views again from the session's raw copy. Nothing is
 read from such a file, and it is never repaired in place: views are rebuilt by the step
 that writes them (``market_views``).
+
+A file's ``version`` is its footer's digest (:class:`Footer`). A reader that reads a
+session's views in several steps (a training run: statistics first, then each phase, the
+evaluation) pins the version it first read and passes it to every later read; a file
+replaced in between (its session ingested again) raises :class:`ViewsChanged` instead of
+mixing two versions of the session in one run.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,12 +99,35 @@ def check_entry(session_id: int | None, data_sha256: str, described: bytes) -> b
     return json.dumps(entry, sort_keys=True).encode()
 
 
+class ViewsChanged(ValueError):
+    """A views file that is no longer the version a reader pinned: the file was replaced
+    (its session built again) since the reader's earlier read of it."""
+
+    def __init__(self, path: Path, session_id: int | None, pinned: str, found: str) -> None:
+        super().__init__(
+            f"views file {path} changed since it was first read: session {session_id}'s "
+            f"views are now version {found[:12]}, not {pinned[:12]}"
+        )
+        self.path, self.session_id, self.pinned, self.found = path, session_id, pinned, found
+
+
+class Footer(NamedTuple):
+    """A views file's verified footer: its views' descriptions, the digest of their step
+    data, and its ``version``: the footer's own digest, which covers the session, the
+    descriptions and the data's digest, so any rebuild that changes what a reader gets
+    changes it (and a rebuild that changes nothing keeps it)."""
+
+    descriptions: list[dict]
+    data_sha256: str
+    version: str
+
+
 def verified_footer(
     path: Path, metadata: Mapping[bytes, bytes] | None, descriptions_key: bytes,
     expected_session: int | None,
-) -> tuple[list[dict], str]:  # fmt: skip
-    """The descriptions and the data's digest of a views file's footer, once its session
-    and its digest are checked; else :class:`ViewsDamaged`."""
+) -> Footer:  # fmt: skip
+    """A views file's footer, once its session and its digest are checked (and every
+    view described in it is of that session); else :class:`ViewsDamaged`."""
     metadata = metadata or {}
     raw_check, described = metadata.get(CHECK_KEY), metadata.get(descriptions_key)
     if raw_check is None:
@@ -119,7 +149,15 @@ def verified_footer(
             expected_session,
             f"it holds the views of session {session}, not of session {expected_session}",
         )
-    return json.loads(described), data_sha256
+    descriptions = json.loads(described)
+    others = {d.get("session_id") for d in descriptions} - {session}
+    if others:  # written by hand: write_view_batches refuses a view of another session
+        raise ViewsDamaged(
+            path,
+            expected_session,
+            f"it describes views of sessions {sorted(others, key=str)!r} too",
+        )
+    return Footer(descriptions, data_sha256, sha256)
 
 
 def unreadable(path: Path, session_id: int | None, exc: BaseException) -> ViewsDamaged:

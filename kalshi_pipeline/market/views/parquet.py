@@ -9,6 +9,8 @@ in the file's metadata (:mod:`.integrity`); :func:`read_views` reads them back e
 they read, and check the session when the caller names it: a file that is damaged, of
 another session, or older than the digests raises
 :class:`~.integrity.ViewsDamaged`, naming the file; nothing from it is returned.
+:func:`views_footer` gives the descriptions with the file's version, and :func:`read_views`
+given that version refuses a file replaced since (:class:`~.integrity.ViewsChanged`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from kalshi_pipeline.market.features import NUM_FEATURES
 from kalshi_pipeline.market.views.integrity import (
     CHECK_KEY,
     DataDigest,
+    Footer,
+    ViewsChanged,
     ViewsDamaged,
     check_entry,
     unreadable,
@@ -151,20 +155,24 @@ def _fsync(path: Path) -> None:
 
 
 def read_views(
-    path: str | os.PathLike[str], session_id: int | None = None
+    path: str | os.PathLike[str], session_id: int | None = None, version: str | None = None
 ) -> list[MarketSessionView]:
     """The views of a views file, verified against its digests; with ``session_id``, the
-    file must hold that session's views. Else :class:`~.integrity.ViewsDamaged`."""
+    file must hold that session's views. Else :class:`~.integrity.ViewsDamaged`. With
+    ``version`` (from :func:`views_footer`), the file must still be that version, else
+    :class:`~.integrity.ViewsChanged` (checked on the footer, before the data is read)."""
     path = Path(path)
     with open(path, "rb") as handle:  # a missing file is a FileNotFoundError, not damage
         try:
             file = pq.ParquetFile(handle, page_checksum_verification=True)
-            described, data_sha256 = _footer(file, path, session_id)
+            described, data_sha256, found = _footer(file, path, session_id)
+            if version is not None and found != version:
+                raise ViewsChanged(path, session_id, version, found)
             table = file.read()
             if table.num_rows != sum(entry["length"] for entry in described):
                 raise ViewsDamaged(path, session_id, "its rows do not add up to its views")
             views = views_from_table(table, described)
-        except ViewsDamaged:
+        except (ViewsDamaged, ViewsChanged):
             raise
         except Exception as exc:  # whatever a damaged file makes the reader raise
             raise unreadable(path, session_id, exc) from None  # the root cause: it names the file
@@ -176,17 +184,23 @@ def read_views(
 def view_descriptions(path: str | os.PathLike[str], session_id: int | None = None) -> list[dict]:
     """The per-view statistics of a views file, read from its footer only (verified
     against its digest, and its session checked as in :func:`read_views`)."""
+    return views_footer(path, session_id).descriptions
+
+
+def views_footer(path: str | os.PathLike[str], session_id: int | None = None) -> Footer:
+    """A views file's footer, read alone and verified as in :func:`view_descriptions`:
+    the per-view statistics and the file's ``version``, to pin for later reads."""
     path = Path(path)
     with open(path, "rb") as handle:
         try:
-            return _footer(pq.ParquetFile(handle), path, session_id)[0]
+            return _footer(pq.ParquetFile(handle), path, session_id)
         except ViewsDamaged:
             raise
         except Exception as exc:
             raise unreadable(path, session_id, exc) from None  # the root cause: it names the file
 
 
-def _footer(file: pq.ParquetFile, path: Path, session_id: int | None) -> tuple[list[dict], str]:
+def _footer(file: pq.ParquetFile, path: Path, session_id: int | None) -> Footer:
     return verified_footer(path, file.metadata.metadata, _METADATA_KEY, session_id)
 
 

@@ -16,13 +16,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from kalshi_pipeline.market.views import (
+    ViewsChanged,
     ViewsDamaged,
     build_market_views,
     read_views,
     view_descriptions,
+    views_footer,
     write_view_batches,
     write_views,
 )
+from kalshi_pipeline.market.views.integrity import CHECK_KEY, check_entry
 from kalshi_pipeline.market.views.parquet import views_to_table
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
@@ -128,6 +131,53 @@ def test_an_edited_statistic_is_refused_by_the_footer_only_read(written, tmp_pat
 
     with pytest.raises(ViewsDamaged, match="does not match its digest"):
         view_descriptions(path, 3)
+
+
+def test_a_footer_describing_another_sessions_view_is_refused_even_with_its_digests(
+    written, tmp_path
+):
+    """A footer rewritten by hand, digests recomputed: one view described as of session
+    4 in session 3's file. The file's session and its views' must agree, so a reader
+    that names the session never gets a view of another one."""
+    views, data = written
+    path = tmp_path / "session-3.parquet"
+    path.write_bytes(data)
+    table = pq.read_table(path)
+    metadata = dict(pq.ParquetFile(path).metadata.metadata)
+    described = json.loads(metadata[b"kalshi_pipeline.views"])
+    described[0]["session_id"] = 4
+    stored = json.dumps(described).encode()
+    data_sha256 = json.loads(metadata[CHECK_KEY])["data_sha256"]
+    metadata |= {b"kalshi_pipeline.views": stored, CHECK_KEY: check_entry(3, data_sha256, stored)}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+    for read in (read_views, view_descriptions):
+        with pytest.raises(ViewsDamaged, match=r"it describes views of sessions \[4\] too"):
+            read(path, 3)
+
+
+def test_a_file_replaced_since_its_version_was_pinned_is_refused_naming_both(tmp_path):
+    """A reader pins the version it first read; a rebuild with other views changes it and
+    is refused before its data is read, while a rebuild with the same views keeps it."""
+    path = tmp_path / "session-3.parquet"
+    write_views(session_views(3), path, 3)
+    pinned = views_footer(path, 3).version
+    assert views_footer(path, 3).descriptions == view_descriptions(path, 3)
+
+    write_views(session_views(3), path, 3)  # built again, the same views
+    assert views_footer(path, 3).version == pinned
+    assert read_views(path, 3, pinned) == session_views(3)
+
+    other = build_market_views(simulate_session(3, 2, SimulatorConfig(markets=6)))
+    write_views(other, path, 3)  # ingested again, other rows
+    found = views_footer(path, 3).version
+    with pytest.raises(ViewsChanged) as refused:
+        read_views(path, 3, pinned)
+    assert str(refused.value) == (
+        f"views file {path} changed since it was first read: session 3's views are now "
+        f"version {found[:12]}, not {pinned[:12]}"
+    )
+    assert read_views(path, 3, found) == other
 
 
 def test_a_file_holds_one_sessions_views(tmp_path):

@@ -41,7 +41,12 @@ the validation views. The holdout is never read.
   so the study measures what it finds against the hand-set values on the same validation
   markets, and its best is never worse there. The result file gives both. Two processes
   that open a new study at the same moment may both run it (Optuna's ``enqueue_trial``
-  is not atomic): one trial spent twice, nothing wrong.
+  is not atomic): one trial spent twice, nothing wrong. The profile's trial is run again
+  only when every earlier one died with its process (failed by
+  :func:`~kalshi_pipeline.training.tuning_storage.fail_dead_trials` or for want of a
+  heartbeat), at most :data:`PROFILE_TRIES` times in all: a trial that fails by itself
+  records why (``failed_because``, its error's first line) and is not run again, so a
+  profile that cannot train fails once, not at every ``tune``.
 
 * **Storage** (:class:`~kalshi_pipeline.training.tuning_storage.Study`): an Optuna
   storage URL (``postgresql://...``, ``sqlite:///...``) or a journal file. Processes
@@ -61,6 +66,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,13 +81,14 @@ from kalshi_pipeline.training.jobs import TrainingStopped
 from kalshi_pipeline.training.lineage import read_lineage
 from kalshi_pipeline.training.phases import train_phase
 from kalshi_pipeline.training.tuning_result import ScoredTrial, StudySummary, TuningResult
-from kalshi_pipeline.training.tuning_retry import TuningStorageError, in_chain
-from kalshi_pipeline.training.tuning_storage import Study, mark_process
+from kalshi_pipeline.training.tuning_retry import TuningStorageError, first_line, in_chain
+from kalshi_pipeline.training.tuning_storage import NO_PROCESS, PROCESS_GONE, Study, mark_process
 from kalshi_pipeline.training.validation import ValidationScore
 
 log = logging.getLogger(__name__)
 NET_ARCHS = {"32x32": (32, 32), "64x64": (64, 64), "128x128": (128, 128), "64x64x64": (64,) * 3}
 _BUY, _SELL = 0.42, 0.08  # of the non-HOLD probability, per BUY and per SELL action
+PROFILE_TRIES = 3  # the profile's trial, run again after its process died, at most
 
 
 # The search space: a (low, high) range is searched as a float (log scale for the learning
@@ -170,8 +177,7 @@ def tune(
     opened = study.open(pruner or default_pruner(config), say)
     _enqueue_profile(opened, config.hyperparameters)
 
-    def objective(trial: optuna.Trial) -> float:
-        mark_process(trial)
+    def train_trial(trial: optuna.Trial) -> float:
         trying = replace(config, hyperparameters=hyperparameters(trial, config.hyperparameters))
         out = Path(work_dir) / f"trial-{trial.number}"
         model = None
@@ -198,7 +204,7 @@ def tune(
         return scored.low
 
     try:
-        opened.optimize(objective, n_trials=study.trials, catch=())
+        opened.optimize(_objective(train_trial), n_trials=study.trials, catch=())
     except Exception as error:
         # A storage lost mid-trial fails Optuna's own bookkeeping of the trial too (in
         # Optuna 5.1 as an UnboundLocalError): the storage's error is the one to report.
@@ -209,13 +215,42 @@ def tune(
     return opened
 
 
+def _objective(train: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    """``train`` as the study's objective: the trial names its process first, and an
+    error of its own (not a pruning, not its storage lost) is recorded as its
+    ``failed_because`` before Optuna fails it."""
+
+    def objective(trial: optuna.Trial) -> float:
+        mark_process(trial)
+        try:
+            return train(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            if in_chain(error, TuningStorageError) is None:
+                with suppress(TuningStorageError):  # the error itself is the one to raise
+                    trial.set_user_attr("failed_because", first_line(error)[:500])
+            raise
+
+    return objective
+
+
 def _enqueue_profile(study: optuna.Study, base: AlgorithmConfig) -> None:
-    """The profile itself is scored first: tuning is measured against it (again, if its
-    trial failed: its process died)."""
+    """The profile itself is scored first: tuning is measured against it (again, if each
+    of its trials died with its process, up to :data:`PROFILE_TRIES` in all)."""
     first = base_params(base)
     tried = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("profile")]
-    if first is not None and all(t.state == TrialState.FAIL for t in tried):
+    again = len(tried) < PROFILE_TRIES and all(_died(t) for t in tried)
+    if first is not None and again:
         study.enqueue_trial(first, user_attrs={"profile": True})
+
+
+def _died(trial: optuna.trial.FrozenTrial) -> bool:
+    """The trial failed because its process died (its heartbeat stopped, its process is
+    gone or it never named one), not by an error of its own."""
+    why = trial.user_attrs.get("failed_because")
+    dead = why is None or why == PROCESS_GONE or why.startswith(NO_PROCESS)
+    return trial.state == TrialState.FAIL and dead
 
 
 class TrialPruningCallback(BaseCallback):

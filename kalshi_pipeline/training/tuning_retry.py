@@ -4,9 +4,11 @@
 A call that fails because the connection failed (the server refused it, was restarted, or
 terminated the backend: SQLAlchemy's and the driver's ``OperationalError`` and
 ``InterfaceError``, wherever they sit in the exception's chain, Optuna's
-``StorageInternalError`` included) is made again after 0.5, 1, 2, 4, ... seconds, within
-``retry_seconds`` in all; then :class:`TuningStorageError` names the storage (never its
-password), what was being done and the server's reason. Once the storage is lost, later
+``StorageInternalError`` included) is made again after 0.5, 1, 2, 4, ... seconds (each
+wait twice the one before, the last one what is left), within ``retry_seconds`` in all
+(``KALSHI_TUNING_RETRY_SECONDS``, 15 s by default: waits of 0.5, 1, 2, 4 and 7.5 s); then
+:class:`TuningStorageError` names the storage (never its password), what was being done
+and the server's reason. Once the storage is lost, later
 calls are tried once more each, without waiting again, until one succeeds. Any other
 error passes unchanged; a journal that fails to replay is checked and, when damaged,
 named (:func:`~kalshi_pipeline.training.tuning_journal.journal_damage`).
@@ -15,11 +17,13 @@ Retrying is safe for Optuna's calls: they read, or write one row by key (a param
 intermediate value, an attribute), and a write repeated after its commit was lost either
 writes the same again or finds the trial finished (a state already set is taken as set).
 The one exception is creating a trial: should the connection drop at its commit, the
-retry may create a second trial that nobody runs. It sends no heartbeat and names no
-process, so it stays ``RUNNING`` and is reported as such; the window is the commit's
-round trip. Together with ``pool_pre_ping`` (a pooled connection the server closed is
-replaced before use), a server that kills connections or restarts within the budget
-costs the study nothing.
+retry may create a second trial that nobody runs. It is still retried (a study that
+stopped at every dropped connection would not ride out a server restart): the orphan
+sends no heartbeat and names no process, and a ``RUNNING`` trial that names no process
+once the grace period is over is failed when the study is next opened
+(:func:`~kalshi_pipeline.training.tuning_storage.fail_dead_trials`). Together with
+``pool_pre_ping`` (a pooled connection the server closed is replaced before use), a server
+that kills connections or restarts within the budget costs the study nothing.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 
 from kalshi_pipeline.sources.redaction import redact
+from kalshi_pipeline.sources.settings import TUNING_RETRY
 
 log = logging.getLogger(__name__)
-RETRY_SECONDS = 15.0  # the default budget: a server restart fits in it, a typo waits 15 s
+RETRY_SECONDS = TUNING_RETRY.default  # a server restart fits in 15 s; a typo waits that long
 CHECK_SERVER = (
     "check that the server is up and accepts connections, then run again: the study goes on "
     "where it stopped"
@@ -61,7 +66,8 @@ class TuningStorageError(RuntimeError):
 
 
 def backoff(total_seconds: float) -> Iterator[float]:
-    """The waits between attempts: 0.5, 1, 2, 4, ... seconds, ``total_seconds`` in all."""
+    """The waits between attempts: 0.5, 1, 2, 4, ... seconds, ``total_seconds`` in all
+    (the last wait is what is left: 0.5, 1, 2, 4 and 7.5 for 15 s; none for 0)."""
     spent, delay = 0.0, 0.5
     while spent < total_seconds:
         wait = min(delay, total_seconds - spent)

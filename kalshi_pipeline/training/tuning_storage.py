@@ -19,12 +19,17 @@
   when the study is opened), whichever machine ran it. Optuna's journal storage has no
   heartbeat (``JournalStorage`` is not a ``BaseHeartbeat`` in Optuna 5.1), so on every
   storage the study, when opened, also fails each ``RUNNING`` trial of a process of this
-  machine that no longer exists. A trial failed so is reported through ``say`` (and
-  records why, ``failed_because``, when its process is gone: Optuna fails a stale trial
-  before its callback could); it counts as failed, never as complete or running; its
-  parameters are not tried again (the sampler goes on). A journal's trial of a process on
-  another machine (a shared volume) cannot be checked: it stays ``RUNNING``, reported as
-  running, until that process's machine opens the study.
+  machine that no longer exists. And it fails each ``RUNNING`` trial that names no
+  process although it started more than ``grace_seconds`` ago (by this machine's clock):
+  its process died between creating it and marking it (before its first heartbeat, which
+  Optuna's stale-trial query needs), or a retried creation left it behind
+  (:mod:`~kalshi_pipeline.training.tuning_retry`); every trial ``tune`` runs names its
+  process as it starts. A trial failed so is reported through ``say`` (and records why,
+  ``failed_because``, when this module fails it: Optuna fails a stale trial before its
+  callback could); it counts as failed, never as complete or running; its parameters are
+  not tried again (the sampler goes on). A journal's trial of a process on another
+  machine (a shared volume) cannot be checked: it stays ``RUNNING``, reported as running,
+  until that process's machine opens the study.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -46,10 +52,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.settings import TUNING_RETRY
 from kalshi_pipeline.training.tuning_journal import journal_damage
 from kalshi_pipeline.training.tuning_retry import (
     CHECK_SERVER,
-    RETRY_SECONDS,
     RetryingStorage,
     TuningStorageError,
     backoff,
@@ -59,6 +65,8 @@ from kalshi_pipeline.training.tuning_retry import (
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 180  # six missed heartbeats: a trial busy in one long step is not failed
+PROCESS_GONE = "its process is gone"
+NO_PROCESS = "it names no process"
 _DUPLICATE_TABLE, _DUPLICATE_OBJECT = "42P07", "42710"  # PostgreSQL's SQLSTATE codes
 
 __all__ = ["Study", "TuningStorageError", "mark_process"]
@@ -67,13 +75,14 @@ __all__ = ["Study", "TuningStorageError", "mark_process"]
 @dataclass(frozen=True, kw_only=True)
 class Study:
     """Where trials are kept and how many this process runs; how long storage faults are
-    retried and how long a trial may go without a heartbeat (see the module docstring)."""
+    retried (by default ``KALSHI_TUNING_RETRY_SECONDS``, read when the study is made) and
+    how long a trial may go without a heartbeat (see the module docstring)."""
 
     name: str
     storage: str  # an Optuna storage URL, or the path of a journal file
     trials: int
     seed: int = 0  # the sampler's
-    retry_seconds: float = RETRY_SECONDS
+    retry_seconds: float = field(default_factory=TUNING_RETRY.read)
     heartbeat_seconds: int = HEARTBEAT_SECONDS
     grace_seconds: int = GRACE_SECONDS
 
@@ -107,7 +116,7 @@ class Study:
                     raise self._cannot_open(error) from None
                 time.sleep(wait)
             else:
-                fail_dead_trials(study, say)
+                fail_dead_trials(study, say, self.grace_seconds)
                 return study
         raise AssertionError("unreachable: the last wait is None")
 
@@ -183,7 +192,7 @@ class _StaleTrialReport:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         why = f"no heartbeat for {self.grace_seconds} s"  # the trial is finished: said only
-        self.say(f"trial {trial.number} of {_process(trial)}: {why}, marked failed")
+        self.say(f"trial {trial.number}{_of_process(trial)}: {why}, marked failed")
 
 
 def mark_process(trial: optuna.Trial) -> None:
@@ -192,28 +201,40 @@ def mark_process(trial: optuna.Trial) -> None:
     trial.set_user_attr("process_started", _started(os.getpid()))
 
 
-def fail_dead_trials(study: optuna.Study, say: Callable[[str], None]) -> None:
-    """Fail the study's ``RUNNING`` trials whose heartbeat is stale, or whose process,
-    on this machine, is gone."""
+def fail_dead_trials(
+    study: optuna.Study, say: Callable[[str], None], grace_seconds: float = GRACE_SECONDS
+) -> None:
+    """Fail the study's ``RUNNING`` trials whose heartbeat is stale, whose process, on
+    this machine, is gone, or that name no process ``grace_seconds`` after they started."""
     if is_heartbeat_enabled(study._storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+    unmarked_before = datetime.now() - timedelta(seconds=grace_seconds)  # Optuna's: local
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _process_gone(trial):
+        if _process_gone(trial):
+            why = PROCESS_GONE
+        elif "process" not in trial.user_attrs and _started_before(trial, unmarked_before):
+            why = f"{NO_PROCESS} {grace_seconds:g} s after it started"
+        else:
             continue
         # Optuna has no public call to end another process's trial; its storage does it.
         storage = study._storage
         try:
-            storage.set_trial_user_attr(trial._trial_id, "failed_because", "its process is gone")
+            storage.set_trial_user_attr(trial._trial_id, "failed_because", why)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # another process failed it first
-        say(f"trial {trial.number} of {_process(trial)}: its process is gone, marked failed")
+        say(f"trial {trial.number}{_of_process(trial)}: {why}, marked failed")
 
 
-def _process(trial: FrozenTrial) -> str:
-    return f"process {trial.user_attrs.get('process', '(unknown)')}"
+def _started_before(trial: FrozenTrial, moment: datetime) -> bool:
+    return trial.datetime_start is not None and trial.datetime_start < moment
+
+
+def _of_process(trial: FrozenTrial) -> str:
+    process = trial.user_attrs.get("process")
+    return "" if process is None else f" of process {process}"
 
 
 def _process_gone(trial: FrozenTrial) -> bool:

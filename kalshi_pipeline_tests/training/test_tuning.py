@@ -42,6 +42,7 @@ from kalshi_pipeline.workflow import (
     load_split,
     run,
     tune,
+    tune_trials,
     views_for,
 )
 
@@ -127,6 +128,69 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
     assert result.best.trial == 2 and result.profile_as_set.trial == 1
     written = read_hyperparameters(tmp_path / "b.json")
     assert written == suggest(optuna.trial.FixedTrial(best.params), base.hyperparameters)
+
+
+# A trial that names its process, runs the profile's hyperparameters first (as tune does)
+# and waits: its process is killed.
+PROFILE_TRIAL = """
+import sys, time
+from kalshi_pipeline.training import tuning
+from kalshi_pipeline.training.config import profile
+study = tuning.Study(name="p", storage=sys.argv[1], trials=1).open()
+tuning._enqueue_profile(study, profile("smoke").hyperparameters)
+def objective(trial):
+    tuning.mark_process(trial)
+    print("running", flush=True)
+    time.sleep(600)
+study.optimize(objective, n_trials=1)
+"""
+
+
+def test_the_profiles_trial_runs_again_only_when_its_process_died(store, tmp_path):
+    """Its process SIGKILLed, the profile's trial is run again by the next tune; failing
+    by an error of its own (here: its work directory is a file), it is not."""
+    journal = str(tmp_path / "studies.journal")
+    killed = subprocess.Popen(
+        [sys.executable, "-c", PROFILE_TRIAL, journal], stdout=subprocess.PIPE, text=True
+    )
+    assert killed.stdout.readline() == "running\n"
+    killed.kill()
+    killed.wait()
+    choice = TuningChoice(study="p", trials=1, **TINY)
+    config = choice.pipeline(PipelineConfig(split=SPLIT))
+    split, session_views = load_split(store, config)
+    not_a_directory = tmp_path / "trials"
+    not_a_directory.write_text("")
+
+    for _ in range(2):
+        with pytest.raises(OSError):
+            tune_trials(split, session_views, config, choice, Path(journal), not_a_directory)
+
+    where = tuning.Study(name="p", storage=journal, trials=1)
+    study = where.open()
+    dead, again, searched = study.trials
+    assert dead.user_attrs["failed_because"] == "its process is gone"
+    assert dead.user_attrs["profile"] and again.user_attrs["profile"]
+    assert again.user_attrs["failed_because"].startswith(("FileExistsError", "NotADirectoryError"))
+    assert "profile" not in searched.user_attrs
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
+
+
+def test_the_profiles_trial_is_tried_at_most_three_times(tmp_path):
+    """Trials that died before they named their process (created, then left): the
+    profile runs again after each, three times in all."""
+    base = profile("smoke").hyperparameters
+    where = tuning.Study(name="p", storage=str(tmp_path / "j"), trials=1, grace_seconds=0)
+    for _ in range(4):
+        study = where.open()  # fails the trial asked before
+        tuning._enqueue_profile(study, base)
+        if study.get_trials(states=(optuna.trial.TrialState.WAITING,)):
+            study.ask()
+    study = where.open()
+    assert [t.user_attrs.get("profile") for t in study.trials] == [True] * 3
+    assert all(
+        t.user_attrs["failed_because"].startswith("it names no process") for t in study.trials
+    )
 
 
 def test_the_default_pruner_waits_for_two_trials_and_the_first_phase():

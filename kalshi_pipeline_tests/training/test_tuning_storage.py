@@ -36,6 +36,15 @@ def objective(trial):
     time.sleep(600)
 study.open().optimize(objective, n_trials=1)
 """
+# A process that creates a trial and is killed before it names its process or sends a
+# heartbeat (Optuna's ask(), as a trial's first step or a retried creation leaves it).
+ASKED_TRIAL = """
+import sys, time
+from kalshi_pipeline.training.tuning_storage import Study
+Study(name="s", storage=sys.argv[1], trials=1, heartbeat_seconds=1, grace_seconds=2).open().ask()
+print("asked", flush=True)
+time.sleep(600)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +122,10 @@ def test_a_database_that_refuses_connections_mid_study_is_one_line_naming_it(
     retries give up, and the command says so in one line, naming the storage."""
     database = study_db.rsplit("/", 1)[1]
     command = tune_command(store, with_password(study_db), tmp_path / "home", trials=50)
-    tuner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environ = os.environ | {"KALSHI_TUNING_RETRY_SECONDS": "2"}  # 15 s by default
+    tuner = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ
+    )
     try:
         while complete_trials(study_db) == 0 and tuner.poll() is None:
             time.sleep(0.2)
@@ -128,6 +140,7 @@ def test_a_database_that_refuses_connections_mid_study_is_one_line_naming_it(
     [line] = error_lines(err)
     assert line.startswith(f"error: lost the study's storage postgresql 127.0.0.1:5432/{database}")
     assert "not currently accepting connections" in line and "check that the server" in line
+    assert "retried for 2 s" in line
     assert PASSWORD not in out + err
 
 
@@ -190,6 +203,40 @@ def test_a_killed_trial_in_a_journal_is_failed_and_not_counted(tmp_path):
     _one_complete_trial(study, base)
     result = write_result(study, base, tmp_path / "r.json", where, profile="smoke")
     assert (result.study.trials, result.study.complete, result.study.failed) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "journal"])
+def test_a_trial_killed_before_it_names_its_process_is_failed(kind, request, tmp_path):
+    """SIGKILLed right after Optuna created its trial: no process named, no heartbeat
+    (which Optuna's stale-trial query needs). Left alone for the grace period, then
+    failed when the study is opened."""
+    storage = request.getfixturevalue("study_db") if kind == "postgresql" else None
+    storage = storage or str(tmp_path / "studies.journal")
+    asking = subprocess.Popen(
+        [sys.executable, "-c", ASKED_TRIAL, storage], stdout=subprocess.PIPE, text=True
+    )
+    assert asking.stdout.readline() == "asked\n"
+    asking.send_signal(signal.SIGKILL)
+    asking.wait()
+
+    study = Study(name="s", storage=storage, trials=0).open()  # the grace period: 180 s
+    assert [t.state for t in study.trials] == [TrialState.RUNNING]
+    where = Study(name="s", storage=storage, trials=0, heartbeat_seconds=1, grace_seconds=1)
+    said: list[str] = []
+    for _ in range(100):  # the grace period is 1 s after the trial's start
+        study = where.open(say=said.append)
+        if study.trials[0].state != TrialState.RUNNING:
+            break
+        time.sleep(0.2)
+
+    [trial] = study.trials
+    assert trial.state == TrialState.FAIL and "process" not in trial.user_attrs
+    assert trial.user_attrs["failed_because"] == "it names no process 1 s after it started"
+    assert said == ["trial 0: it names no process 1 s after it started, marked failed"]
+    base = TrainingChoice(**TINY).resolve()
+    _one_complete_trial(study, base)
+    result = write_result(study, base, tmp_path / "r.json", where, profile="smoke")
+    assert (result.study.complete, result.study.failed, result.study.running) == (1, 1, 0)
 
 
 def test_a_live_trial_of_another_process_is_left_running(tmp_path):

@@ -21,7 +21,8 @@ HELP, VALUES, FLAG, CHOICES, METAVAR = "help", "values", "flag", "choices", "met
 
 
 class Values(StrEnum):
-    """What a field accepts on the command line (the value is how an error names it)."""
+    """What a field accepts on the command line (its range, and the words an error says it
+    in: ``training.config_checks.VALUE_RANGES``)."""
 
     TEXT = "text"
     POSITIVE_INT = "a positive whole number"

@@ -31,9 +31,14 @@ from kalshi_pipeline.training.config import (
 )
 from kalshi_pipeline.training.config_checks import (
     ALGORITHM_RANGES,
+    COUNT,
+    FRACTION,
+    POSITIVE,
+    TIMESTEPS,
     TRAINING_RANGES,
     InvalidConfig,
     Range,
+    check_layers,
 )
 from kalshi_pipeline.training.evaluation import round_trip_fees_cents
 
@@ -86,19 +91,7 @@ class SplitConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("holdout_fraction", "validation_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not self.tight_spread_cents > 0:
-            raise ValueError(f"tight_spread_cents must be above 0, got {self.tight_spread_cents!r}")
-        if self.min_validation_per_kind < 0:
-            raise ValueError(
-                f"min_validation_per_kind must be 0 or more, got {self.min_validation_per_kind!r}"
-            )
-        if self.walk_forward_sessions < 0:
-            raise ValueError(
-                f"walk_forward_sessions must be 0 or more, got {self.walk_forward_sessions!r}"
-            )
+        _check_set(self, _SPLIT_RANGES, "split")
 
     def to_json(self) -> dict:
         return flat_to_json(self)
@@ -108,9 +101,19 @@ class SplitConfig:
         return flat_from_json(cls, data)
 
 
-# The ranges of TrainingChoice's numbers, where set: those of the training config's fields.
+# The ranges (training.config_checks, the one place they are written) of SplitConfig's
+# numbers, and of TrainingChoice's where set: those of the training config's fields
+# (net_arch's: check_layers). The command line takes the same ranges by each field's kind
+# of values (config_checks.VALUE_RANGES).
+_SPLIT_RANGES: dict[str, Range] = {
+    "holdout_fraction": FRACTION,
+    "validation_fraction": FRACTION,
+    "walk_forward_sessions": TIMESTEPS,
+    "min_validation_per_kind": TIMESTEPS,
+    "tight_spread_cents": POSITIVE,
+}
 _CHOICE_RANGES: dict[str, Range] = {
-    "timesteps_per_phase": Range(whole=True, low=1),
+    "timesteps_per_phase": COUNT,
     "seed": TRAINING_RANGES["seed"],
     "learning_rate": ALGORITHM_RANGES["learning_rate"],
     "gamma": ALGORITHM_RANGES["gamma"],
@@ -119,7 +122,6 @@ _CHOICE_RANGES: dict[str, Range] = {
     "validate_every": TRAINING_RANGES["validate_every"],
     "candidates": TRAINING_RANGES["candidates"],
 }
-_LAYER = Range(whole=True, low=1)
 
 
 def _check_set(record: object, ranges: dict[str, Range], what: str = "training") -> None:
@@ -183,14 +185,8 @@ class TrainingChoice:
         if self.profile not in PROFILES:
             raise InvalidConfig(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
         _check_set(self, _CHOICE_RANGES)
-        if self.net_arch is not None and not (
-            isinstance(self.net_arch, tuple)
-            and self.net_arch
-            and all(_LAYER.accepts(size) for size in self.net_arch)
-        ):
-            raise InvalidConfig(
-                f"training net_arch must be positive layer sizes, got {self.net_arch!r}"
-            )
+        if self.net_arch is not None:
+            check_layers(self.net_arch, "training net_arch")
         # The rest (ranges that depend on the profile, the hyperparameter file) when resolved.
 
     def resolve(self, env: EnvConfig | None = None) -> TrainingConfig:
@@ -296,9 +292,8 @@ class TuningChoice:
     seed: int = described(0, "training and sampler seed", values=Values.SEED)
 
     def __post_init__(self) -> None:
-        if self.trials < 1:
-            raise ValueError(f"tuning trials must be 1 or more, got {self.trials!r}")
-        _check_set(self, {k: _CHOICE_RANGES[k] for k in ("timesteps_per_phase", "seed")}, "tuning")
+        ranges = {"trials": COUNT} | {k: _CHOICE_RANGES[k] for k in ("timesteps_per_phase", "seed")}
+        _check_set(self, ranges, "tuning")
         if not self.study or "/" in self.study:
             raise ValueError(f"a study name is a plain non-empty name, got {self.study!r}")
 

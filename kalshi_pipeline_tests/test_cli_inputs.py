@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.paths import HOME_ENV
+from kalshi_pipeline.pipeline_config import SplitConfig, TrainingChoice
+from kalshi_pipeline.training.config_checks import InvalidConfig
 
 SMALL = ["--profile", "smoke", "--candidates", "1", "--phases", "1"]
 
@@ -62,10 +65,19 @@ def test_a_bad_hyperparameter_file_is_named_with_its_key_and_exits_2(
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (["--seed", "4294967296"], "argument --seed: 4294967296 is not a seed in [0, 4294967295]"),
-        (["--learning-rate", "1e30"], "argument --learning-rate: 1e+30 is not a number in (0, 1]"),
-        (["--learning-rate", "nan"], "argument --learning-rate: nan is not a number in (0, 1]"),
-        (["--gamma", "2"], "argument --gamma: 2.0 is not a number in (0, 1]"),
+        (
+            ["--seed", "4294967296"],
+            "argument --seed: 4294967296 is not a whole number in [0, 4294967295]",
+        ),
+        (
+            ["--learning-rate", "1e30"],
+            "argument --learning-rate: 1e+30 is not a finite number in (0, 1]",
+        ),
+        (
+            ["--learning-rate", "nan"],
+            "argument --learning-rate: nan is not a finite number in (0, 1]",
+        ),
+        (["--gamma", "2"], "argument --gamma: 2.0 is not a finite number in (0, 1]"),
     ],
 )
 def test_a_flag_out_of_range_is_a_usage_error(flags, named, store, tmp_path, capsys):
@@ -76,6 +88,35 @@ def test_a_flag_out_of_range_is_a_usage_error(flags, named, store, tmp_path, cap
     assert exit_info.value.code == 2
     assert named in error_line(capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "record", "key", "value"),
+    [
+        ("--seed", TrainingChoice, "seed", 2**32),
+        ("--learning-rate", TrainingChoice, "learning_rate", 0.0),
+        ("--gamma", TrainingChoice, "gamma", 1.5),
+        ("--n-envs", TrainingChoice, "n_envs", 0),
+        ("--validate-every", TrainingChoice, "validate_every", -1),
+        ("--timesteps", TrainingChoice, "timesteps_per_phase", 0),
+        ("--net-arch", TrainingChoice, "net_arch", (5000,)),
+        ("--holdout-fraction", SplitConfig, "holdout_fraction", 1.0),
+        ("--tight-spread-cents", SplitConfig, "tight_spread_cents", 0.0),
+    ],
+)
+def test_a_flag_refuses_what_the_config_refuses_in_the_same_words(
+    flag, record, key, value, tmp_path, capsys
+):
+    """One range per setting (training.config_checks): the flag and the configuration
+    (Dagster's run config, a stored config) say the same thing of the same value."""
+    with pytest.raises(InvalidConfig) as raised:
+        record(**{key: value})
+    text = str(value[0] if isinstance(value, tuple) else value)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "out"), flag, text])
+    wanted = re.fullmatch(rf"error: argument {flag}: \S+ is not (.+) \(see: .*", error_line(capsys))
+    assert wanted is not None
+    assert f" {wanted[1]}, got " in str(raised.value)
 
 
 def test_a_seed_whose_last_candidate_overflows_is_refused(store, tmp_path, capsys):

@@ -93,6 +93,17 @@ def test_dagsters_training_settings_refuse_a_value_out_of_range_by_key(settings,
         TrainingChoice(**settings)
 
 
+@pytest.mark.parametrize("net_arch", [(64,) * 9, (5000,)], ids=["9 layers", "5000 units"])
+def test_a_net_arch_beyond_the_limits_is_refused_when_set_not_when_resolved(net_arch):
+    """Dagster's run config and the command line make a TrainingChoice: it refuses the
+    layers that training would, in training's words, before any profile is resolved."""
+    named = "training net_arch must be 1 to 8 layer sizes, each a whole number in [1, 4096], got "
+    with pytest.raises(pydantic.ValidationError, match=re.escape(named)):
+        TrainingSettings(net_arch=list(net_arch))
+    with pytest.raises(InvalidConfig, match=re.escape(named)):
+        TrainingChoice(net_arch=net_arch)
+
+
 def test_a_seed_whose_last_candidate_overflows_is_refused_when_resolved():
     choice = TrainingChoice(profile="smoke", seed=2**32 - 1, candidates=2)
 

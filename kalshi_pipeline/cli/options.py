@@ -9,13 +9,16 @@ profile's", is left out of ``--help``'s defaults and out of the parsed arguments
 dataclasses. Dagster's run config is made from the same fields, so the two front ends
 offer the same settings. Options that are not configuration (``--store``, ``--out``,
 ``--home``, ``--phases``, ``--sampler-seed`` and ``generate``'s) are written here.
+
+An option's values are checked against the range of its kind
+(:data:`~kalshi_pipeline.training.config_checks.VALUE_RANGES`, where every range is
+written), so a flag refuses what the configuration refuses, in the same words.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +32,7 @@ from kalshi_pipeline.pipeline_config import (
     TuningChoice,
 )
 from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
-from kalshi_pipeline.training.config_checks import MAX_SEED
+from kalshi_pipeline.training.config_checks import VALUE_RANGES, Range
 from kalshi_pipeline.workflow import PHASES
 
 COMMANDS = ("generate", "train", "tune", "demo", "models")
@@ -47,40 +50,26 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _checked(parse: Callable, kind: str, ok: Callable, wanted: Values):
-    """An argparse type: ``parse`` the text as ``kind``, then require ``ok(value)``."""
+def _checked(valid: Range) -> Callable[[str], int | float]:
+    """An argparse type: the text as a number (a whole one if ``valid`` wants one) that
+    ``valid`` accepts (float() reads "inf" and "nan" too: ``valid`` refuses them)."""
 
-    def convert(text: str):
+    def convert(text: str) -> int | float:
         try:
-            value = parse(text)
+            value = int(text) if valid.whole else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{value} is not {wanted}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {valid.describe()}") from None
+        if not valid.accepts(value):
+            raise argparse.ArgumentTypeError(f"{value} is not {valid.describe()}")
         return value
 
     return convert
 
 
-positive_int = _checked(int, "a whole number", lambda v: v >= 1, Values.POSITIVE_INT)
-non_negative_int = _checked(int, "a whole number", lambda v: v >= 0, Values.NON_NEGATIVE_INT)
-# float() reads "inf" and "nan" too: neither is a count of events (inf overflowed later).
-positive_float = _checked(
-    float, "a number", lambda v: math.isfinite(v) and v > 0, Values.POSITIVE_FLOAT
-)
-fraction = _checked(float, "a number", lambda v: 0 <= v < 1, Values.FRACTION)
-unit_open_low = _checked(float, "a number", lambda v: 0 < v <= 1, Values.UNIT_OPEN_LOW)
-seed = _checked(int, "a whole number", lambda v: 0 <= v <= MAX_SEED, Values.SEED)
-CONVERTERS = {
-    Values.TEXT: None,
-    Values.POSITIVE_INT: positive_int,
-    Values.NON_NEGATIVE_INT: non_negative_int,
-    Values.POSITIVE_FLOAT: positive_float,
-    Values.FRACTION: fraction,
-    Values.UNIT_OPEN_LOW: unit_open_low,
-    Values.SEED: seed,
-    Values.POSITIVE_INTS: positive_int,
-}
+CONVERTERS = {Values.TEXT: None} | {kind: _checked(r) for kind, r in VALUE_RANGES.items()}
+positive_int = CONVERTERS[Values.POSITIVE_INT]
+non_negative_int = CONVERTERS[Values.NON_NEGATIVE_INT]
+positive_float = CONVERTERS[Values.POSITIVE_FLOAT]
 
 
 def field_argument(field: dataclasses.Field, default: object) -> dict:

@@ -17,6 +17,14 @@ SB3 assertion or a policy of NaN logits. The bounds:
 * ``seed`` in [0, 2**32 - 1] (NumPy's and SB3's seeds are 32-bit), and so is the last
   seed candidate's, ``seed + candidates - 1``.
 * timesteps 0 or more, counts 1 or more, fractions in [0, 1].
+
+This module is the one place these ranges are written. The pipeline's configuration
+(:mod:`kalshi_pipeline.pipeline_config`) checks its set fields against the same
+:class:`Range` objects (:data:`ALGORITHM_RANGES`, :data:`TRAINING_RANGES`,
+:func:`check_layers`), and the command line's options take theirs from
+:data:`VALUE_RANGES`, by the kind of values a field declares
+(:class:`~kalshi_pipeline.config_fields.Values`): every front end refuses the same values,
+in the words of :meth:`Range.describe`.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kalshi_pipeline.config_fields import Values
+
 MAX_SEED = 2**32 - 1
+MAX_LAYERS, MAX_UNITS = 8, 4096
 
 
 class InvalidConfig(ValueError):
@@ -67,8 +78,12 @@ def _number(value: float | None) -> str:
 
 UNIT_OPEN_LOW = Range(whole=False, low=0, high=1, low_open=True)  # (0, 1]
 UNIT = Range(whole=False, low=0, high=1)  # [0, 1]
+FRACTION = Range(whole=False, low=0, high=1, high_open=True)  # [0, 1): a share held out
+POSITIVE = Range(whole=False, low=0, low_open=True)
 COUNT = Range(whole=True, low=1)
 TIMESTEPS = Range(whole=True, low=0)
+SEED = Range(whole=True, low=0, high=MAX_SEED)
+LAYER = Range(whole=True, low=1, high=MAX_UNITS)  # one layer's units
 
 ALGORITHM_RANGES: Mapping[str, Range] = {
     "learning_rate": UNIT_OPEN_LOW,
@@ -89,14 +104,24 @@ TRAINING_RANGES: Mapping[str, Range] = {
     "struggle_fraction": UNIT,
     "struggle_weight": Range(whole=False, low=0),
     "n_envs": COUNT,
-    "seed": Range(whole=True, low=0, high=MAX_SEED),
+    "seed": SEED,
     "checkpoint_every": COUNT,
     "validate_every": TIMESTEPS,
     "torch_threads": COUNT,
     "candidates": COUNT,
     "candidate_workers": TIMESTEPS,
 }
-MAX_LAYERS, MAX_UNITS = 8, 4096
+# The range of each kind of value a configuration field declares (config_fields.Values),
+# for the command line's options; a list's (POSITIVE_INTS, net_arch) is each item's.
+VALUE_RANGES: Mapping[Values, Range] = {
+    Values.POSITIVE_INT: COUNT,
+    Values.NON_NEGATIVE_INT: TIMESTEPS,
+    Values.POSITIVE_FLOAT: POSITIVE,
+    Values.FRACTION: FRACTION,
+    Values.UNIT_OPEN_LOW: UNIT_OPEN_LOW,
+    Values.SEED: SEED,
+    Values.POSITIVE_INTS: LAYER,
+}
 
 
 def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
@@ -106,15 +131,19 @@ def check_ranges(config: object, ranges: Mapping[str, Range]) -> None:
         value = getattr(config, name)
         if not valid.accepts(value):
             raise InvalidConfig(f"{name} must be {valid.describe()}, got {value!r}")
-    layers = getattr(config, "net_arch", (1,))
-    unit = Range(whole=True, low=1, high=MAX_UNITS)
+    check_layers(getattr(config, "net_arch", (1,)))
+
+
+def check_layers(layers: object, key: str = "net_arch") -> None:
+    """Raise :class:`InvalidConfig` (naming ``key``) unless ``layers`` is a tuple of 1 to
+    8 layer sizes, each 1 to 4,096."""
     if (
         not isinstance(layers, tuple)
         or not 1 <= len(layers) <= MAX_LAYERS
-        or not all(unit.accepts(size) for size in layers)
+        or not all(LAYER.accepts(size) for size in layers)
     ):
         raise InvalidConfig(
-            f"net_arch must be 1 to {MAX_LAYERS} layer sizes, each {unit.describe()}, "
+            f"{key} must be 1 to {MAX_LAYERS} layer sizes, each {LAYER.describe()}, "
             f"got {_as_given(layers)}"
         )
 
@@ -123,11 +152,10 @@ def check_probabilities(name: str, p: object) -> None:
     """``None``, or 5 positive finite numbers summing to 1 (one per action)."""
     if p is None:
         return
-    positive = Range(whole=False, low=0, low_open=True)
     if (
         not isinstance(p, tuple)
         or len(p) != 5
-        or not all(positive.accepts(x) for x in p)
+        or not all(POSITIVE.accepts(x) for x in p)
         or abs(sum(p) - 1) > 1e-6
     ):
         raise InvalidConfig(f"{name} must be 5 positive numbers summing to 1, got {_as_given(p)}")

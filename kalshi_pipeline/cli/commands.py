@@ -37,7 +37,7 @@ from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collec
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
-from kalshi_pipeline.training.promotion import champion_warning
+from kalshi_pipeline.training.model_loading import champion_warning
 from kalshi_pipeline.training.registry import Registry, registry_path
 from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
 

@@ -37,10 +37,8 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from kalshi_pipeline.env.trading_env import EnvConfig
-from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.market.views import MarketSessionView
-from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES
 from kalshi_pipeline.training.evaluation import (
     CONFIDENCE,
     PolicyFactory,
@@ -50,7 +48,8 @@ from kalshi_pipeline.training.evaluation import (
     model_policy,
     per_market_table,
 )
-from kalshi_pipeline.training.lineage import LINEAGE_FILE, read_lineage
+from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.model_loading import load_checked_model
 from kalshi_pipeline.training.registry import (
     PromotionError,
     Registry,
@@ -194,29 +193,6 @@ def compare(
 
 
 # -- models ---------------------------------------------------------------------------------
-def load_model(model_path: Path):
-    """The SB3 model at ``model_path`` (with its lineage beside it), or PromotionError."""
-    model_path = Path(model_path)
-    if not model_path.is_file() or not (model_path.parent / LINEAGE_FILE).is_file():
-        raise PromotionError(f"model {model_path}: the file or its {LINEAGE_FILE} is missing")
-    try:
-        lineage = read_lineage(model_path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PromotionError(
-            f"model {model_path}: its {LINEAGE_FILE} is unreadable: {exc}"
-        ) from exc
-    layout = (lineage.feature_layout, lineage.feature_layout_version)
-    if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
-        raise PromotionError(
-            f"model {model_path} was trained on feature layout {layout[0]} v{layout[1]}, and "
-            f"the views have {FEATURE_LAYOUT} v{FEATURE_LAYOUT_VERSION}"
-        )
-    try:
-        return ALGORITHM_CLASSES[lineage.algorithm].load(model_path, device="cpu")
-    except Exception as exc:
-        raise PromotionError(f"model {model_path} does not load: {exc}") from exc
-
-
 def candidate_record(model_path: Path, profile: str | None = None, run: str = "") -> RegistryRecord:
     """A new history record for the model at ``model_path``: what produced it, and when."""
     at = now()
@@ -261,26 +237,6 @@ def champion_problems(records: Sequence[RegistryRecord]) -> list[str]:
     if not Path(champion.model_path).is_file():
         problems.append(f"champion model {champion.model_path} is missing")
     return problems
-
-
-def champion_warning(record: RegistryRecord | None) -> str | None:
-    """A warning when the champion's model file or its lineage is gone or unreadable, so
-    that the next promotion will find it lost (``None`` when all is well)."""
-    if record is None:
-        return None
-    path = Path(record.model_path)
-    if not path.is_file():
-        problem = "is missing"
-    else:
-        try:
-            read_lineage(path)
-            return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            problem = f"has no readable {LINEAGE_FILE} beside it ({type(exc).__name__})"
-    return (
-        f"warning: champion {record.id}'s model file {record.model_path} {problem}: the next "
-        "promotion records it as lost and judges its challenger against always-HOLD"
-    )
 
 
 # -- the decision ---------------------------------------------------------------------------
@@ -351,7 +307,7 @@ def _loaded_champion(
     if champion is None:
         return _Champion(records)
     try:
-        return _Champion(records, champion, load_model(Path(champion.model_path)))
+        return _Champion(records, champion, load_checked_model(Path(champion.model_path)))
     except PromotionError as exc:
         lost = replace(
             champion, status=RegistryStatus.LOST, retired_at=candidate.at,
@@ -368,7 +324,7 @@ def _challenge(
 ) -> Comparison:
     """The challenger at ``model_path`` against the champion's loaded model ``held``
     (always-HOLD if None)."""
-    challenger = load_model(model_path)
+    challenger = load_checked_model(model_path)
     lineage = read_lineage(model_path)
     env = EnvConfig(**lineage.config["env"])
     if not holdout:

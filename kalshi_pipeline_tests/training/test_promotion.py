@@ -24,6 +24,7 @@ from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.evaluation import bootstrap_interval
+from kalshi_pipeline.training.model_loading import champion_warning
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.promotion import (
     ALWAYS_HOLD,
@@ -34,7 +35,6 @@ from kalshi_pipeline.training.promotion import (
     PromotionError,
     candidate_record,
     champion_problems,
-    champion_warning,
     difference_interval,
 )
 from kalshi_pipeline.training.registry import Registry, RegistryStatus
@@ -217,6 +217,7 @@ def test_a_champion_that_no_longer_loads_is_recorded_lost_and_the_challenger_fac
         assert str(champion) in warning and "lost" in warning
     elif damage == "truncated":
         champion.write_bytes(champion.read_bytes()[:100])
+        assert "is not a readable zip archive" in champion_warning(Registry(registry).champion())
     else:
         (champion.parent / "model.json").write_text("{not json")
         assert main(["models", "--home", str(tmp_path / "home")]) == 0

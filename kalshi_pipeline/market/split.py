@@ -163,6 +163,10 @@ class Split:
     walk_forward: tuple[str, ...] = ()
     views_versions: Mapping[int, str] = field(default_factory=dict)
 
+    def __setstate__(self, state: dict) -> None:
+        # A split pickled before splits pinned views (an earlier run's output) pins none.
+        self.__dict__.update({"views_versions": {}, **state})
+
     def difficulties(self, views: Sequence[MarketSessionView]) -> list[float]:
         """The difficulty of each of ``views``, in order (the curriculum's input)."""
         return [self.difficulty[v.key] for v in views]

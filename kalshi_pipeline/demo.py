@@ -239,7 +239,8 @@ def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str:
     """The reason of the run's first step failure, on one line: the user's error, not
-    Dagster's wrapper, and for the project's own errors without their module and type."""
+    Dagster's wrapper (nor the error ours was raised from), for the project's own errors
+    without their module and type, and for a failed blocking check the check's reason."""
     for event in result.all_events:
         if not event.is_step_failure:
             continue
@@ -247,16 +248,30 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str:
         if data.user_failure_data is not None and data.user_failure_data.description:
             return redact_collector(" ".join(data.user_failure_data.description.split()))
         error = data.error
-        while error is not None and error.cause is not None:
+        while error is not None and error.cls_name.startswith("Dagster") and error.cause:
             error = error.cause
         if error is None:
             return "step failed"
+        if error.cls_name == "DagsterAssetCheckFailedError":
+            return redact_collector(_failed_check(result) or error.message.strip())
         message = " ".join(error.message.split())
         kind, _, reason = message.partition(": ")
         if kind.startswith("kalshi_pipeline.") and reason:
             message = reason
         return redact_collector(message)
     return "run failed"
+
+
+def _failed_check(result: dg.ExecuteInProcessResult) -> str | None:
+    """The first blocking check that failed with ERROR, and its reason (its description)."""
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        check = event.asset_check_evaluation_data
+        if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            why = " ".join((check.description or "see its metadata in the run").split())
+            return f"check {check.check_name} of {check.asset_key.to_user_string()} failed: {why}"
+    return None
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str, key: str):

@@ -9,6 +9,7 @@ is in ``test_cli.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kalshi_pipeline import demo
 from kalshi_pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,3 +139,24 @@ def test_a_failed_ingest_is_one_line_without_dagsters_tracebacks(tmp_path):
     assert f"{deltas} is corrupt" in line
     assert "[2/3] session 2: FAILED" in done.stdout
     assert not (home / "artifacts" / "models").exists()
+
+
+class _HistoryUnreadable(RuntimeError):
+    """Stands for the project's own errors (PromotionError and the like)."""
+
+
+@dg.asset
+def _reads_a_damaged_history():
+    try:
+        json.loads('{"models": [')
+    except ValueError as exc:
+        raise _HistoryUnreadable("the model history H is unreadable: cut short") from exc
+
+
+def test_the_one_line_is_our_error_not_the_one_it_was_raised_from():
+    """Dagster's wrapper is unwrapped to the project's error, and no further: the error
+    ours was raised from (a JSONDecodeError) does not replace ours, which names the file."""
+    result = dg.materialize([_reads_a_damaged_history], raise_on_error=False)
+    assert demo._first_error(result).endswith(
+        "_HistoryUnreadable: the model history H is unreadable: cut short"
+    )

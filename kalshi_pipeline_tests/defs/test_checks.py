@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from kalshi_pipeline.defs.checks import non_finite_features, non_finite_statistics, view_checks
+from kalshi_pipeline.demo import _first_error as first_error
 from kalshi_pipeline.market.cleaning import clean_session
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.views import SessionViews, build_market_views
@@ -107,3 +108,8 @@ def test_the_market_views_asset_fails_data_quality_for_times_in_seconds(
     assert "session 9: its recorded window contradicts its events" in quality.description
     assert "outside its recorded window" in quality.description
     assert metadata(result, "market_views")["views"] == MARKETS
+    # The demo's one line is the check's reason, not Dagster's "1 blocking asset check
+    # failed".
+    assert first_error(result) == (
+        f"check data_quality of market_views failed: {' '.join(quality.description.split())}"
+    )

@@ -75,6 +75,11 @@ def backoff(total_seconds: float) -> Iterator[float]:
         spent, delay = spent + wait, delay * 2
 
 
+def retried(seconds: float) -> str:
+    """How long a storage was retried, as an error says it."""
+    return f"retried for {seconds:g} s" if seconds else "not retried: KALSHI_TUNING_RETRY_SECONDS=0"
+
+
 def in_chain(error: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
     """The first error of ``kinds`` in ``error``'s chain (causes and contexts), if any."""
     seen: set[int] = set()
@@ -150,8 +155,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         if self._lost is None:
             reason = redact(first_line(fault), self._url)
             self._lost = (
-                f"lost the study's storage {self._where} ({name.replace('_', ' ')}, retried "
-                f"for {self._retry_seconds:g} s): {reason} ({CHECK_SERVER})"
+                f"lost the study's storage {self._where} ({name.replace('_', ' ')}, "
+                f"{retried(self._retry_seconds)}): {reason} ({CHECK_SERVER})"
             )
         return TuningStorageError(self._lost)
 

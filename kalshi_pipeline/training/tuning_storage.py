@@ -61,6 +61,7 @@ from kalshi_pipeline.training.tuning_retry import (
     backoff,
     connection_fault,
     first_line,
+    retried,
 )
 
 HEARTBEAT_SECONDS = 30
@@ -141,7 +142,7 @@ class Study:
                 "instance? Give the study a database of its own)"
             )
         elif fault is not None:
-            first += f" (retried for {self.retry_seconds:g} s; {CHECK_SERVER})"
+            first += f" ({retried(self.retry_seconds)}; {CHECK_SERVER})"
         return TuningStorageError(f"cannot open study {self.name!r} at {self.shown()}: {first}")
 
     def _url(self) -> str | None:

@@ -208,3 +208,28 @@ def test_an_out_under_a_file_is_named(store, tmp_path, capsys):
     assert error_line(capsys) == (
         f"error: --out {blocker / 'out'} is under {blocker}, a file (give a path under a directory)"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("KALSHI_COLLECTOR_CONNECT_TIMEOUT_S", "-inf", ["models"]),
+        ("KALSHI_SOURCE_RETRY_DELAY_SECONDS", "3600.5", ["models"]),
+        ("KALSHI_TUNING_RETRY_SECONDS", "abc", ["generate", "--sessions", "1"]),
+    ],
+)
+def test_every_setting_is_checked_whatever_the_command(
+    variable, value, command, tmp_path, monkeypatch, capsys
+):
+    """A bad KALSHI_* value fails every command, not only those that read it: the README
+    promises a bad value is named, and a setting ignored today is read by the next one."""
+    monkeypatch.setenv(variable, value)
+    argv = [*command, "--home", str(tmp_path)] if command == ["models"] else command
+    if command[0] == "generate":
+        argv = [*command, "--out", str(tmp_path / "store")]
+
+    assert main(argv) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {variable}={value!r} is not ")
+    assert not (tmp_path / "store").exists()

@@ -36,6 +36,7 @@ from kalshi_pipeline.sources.collector_connection import connect
 from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
+from kalshi_pipeline.sources.settings import check_all
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.model_loading import champion_warning
 from kalshi_pipeline.training.registry import Registry, registry_path
@@ -45,6 +46,7 @@ MAKE_A_STORE = "make one with: kalshi-pipeline generate --out DIR"
 
 
 def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    check_all()  # every KALSHI_* setting, whether this command reads it or not
     check_paths(args)  # every path option, and the home, before any work
     if args.command == "generate":
         if (args.out is None) == (args.postgres is None):

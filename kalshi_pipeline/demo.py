@@ -38,6 +38,8 @@ from importlib import resources
 from pathlib import Path
 
 import dagster as dg
+import yaml
+from dagster_shared.check import CheckError
 
 from kalshi_pipeline.definitions import defs
 from kalshi_pipeline.defs.ingest_runs import run_ingest
@@ -45,11 +47,12 @@ from kalshi_pipeline.defs.jobs import DEMO_RUN_CONFIG
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.defs.session_survey import read_source, survey
-from kalshi_pipeline.paths import HOME_ENV, sessions_dir
+from kalshi_pipeline.paths import HOME_ENV, artifacts_dir, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
-from kalshi_pipeline.sources.settings import SettingError
+from kalshi_pipeline.sources.settings import EXECUTOR, SettingError
 from kalshi_pipeline.sources.simulator import simulate_sessions
 from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, DEMO_SIMULATOR
+from kalshi_pipeline.training.registry import Registry, registry_path
 
 # The instance settings a new local instance gets (package data; the repository root's
 # dagster.yaml is the same file, for users who copy it into their DAGSTER_HOME).
@@ -60,6 +63,10 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 _PROGRESS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+# The instance's parts dagster.yaml may name a class for, loaded when first used.
+_LOADED_ON_FIRST_USE = ("run_coordinator", "run_launcher", "compute_log_manager")
+
+
 class IngestFailed(RuntimeError):
     """Some sessions could not be ingested; training was not started."""
 
@@ -68,8 +75,8 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
     """The local instance: ``$DAGSTER_HOME``, or ``<home>/dagster`` with our settings.
 
     A ``DAGSTER_HOME`` that is set must be an absolute path to an existing directory
-    (Dagster's own rule): anything else is a :class:`SettingError` naming it, before any
-    work, not Dagster's invariant violation.
+    (Dagster's own rule), and its ``dagster.yaml`` valid: anything else is a
+    :class:`SettingError` naming it, before any work, not Dagster's error.
     """
     given = os.environ.get("DAGSTER_HOME")
     if given and not (os.path.isabs(given) and os.path.isdir(given)):
@@ -89,7 +96,18 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
         if not settings.exists():
             settings.write_text(INSTANCE_SETTINGS.read_text())
         os.environ["DAGSTER_HOME"] = str(dagster_home)
-    return dg.DagsterInstance.get()
+    try:
+        instance = dg.DagsterInstance.get()
+        for part in _LOADED_ON_FIRST_USE:  # a bad class in dagster.yaml fails here, not in a run
+            getattr(instance, part)
+        return instance
+    except (yaml.YAMLError, CheckError, dg.DagsterInvalidConfigError) as exc:
+        settings = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+        reason = " ".join(str(exc).split())[:300]
+        raise SettingError(
+            f"the Dagster instance settings {settings} cannot be used: {reason} (fix the file, "
+            "or move it away for the default local instance)"
+        ) from None
 
 
 def ensure_store(home: Path) -> ParquetSessionStore:
@@ -233,6 +251,14 @@ def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
     os.environ[HOME_ENV] = str(home)
     instance = prepare_instance(home)
     definitions = defs()
+    if EXECUTOR.read() != EXECUTOR.default:
+        print(
+            f"{EXECUTOR.name}={EXECUTOR.read()} applies to runs that dagster dev and its "
+            "daemon launch; the demo runs its jobs in this process"
+        )
+    # The run ends with a promotion, which needs the model history: a damaged one is
+    # named now, before any work, not after three phases of training.
+    Registry(registry_path(artifacts_dir(home))).read()
     ingest_missing(home, instance, definitions)
     return train(instance, definitions, run_config or DEMO_RUN_CONFIG)
 
@@ -259,6 +285,15 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str:
         if kind.startswith("kalshi_pipeline.") and reason:
             message = reason
         return redact_collector(message)
+    return _run_failure(result)
+
+
+def _run_failure(result: dg.ExecuteInProcessResult) -> str:
+    """Why a run failed outside its steps (its failure event's error), on one line."""
+    for event in result.all_events:
+        data = event.event_specific_data if event.is_run_failure else None
+        if data is not None and getattr(data, "error", None) is not None:
+            return redact_collector(" ".join(data.error.message.split()))
     return "run failed"
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from kalshi_pipeline import demo
 from kalshi_pipeline.cli import main
+from kalshi_pipeline.paths import HOME_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = "kalshi_pipeline/dagster.yaml"
@@ -160,3 +161,73 @@ def test_the_one_line_is_our_error_not_the_one_it_was_raised_from():
     assert demo._first_error(result).endswith(
         "_HistoryUnreadable: the model history H is unreadable: cut short"
     )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "storage:\n  postgres: [unclosed\n",  # not YAML
+        "bogus_key: 1\n",  # not Dagster's
+        "run_coordinator:\n  module: nope.nothing\n  class: X\n",  # a class that is not there
+    ],
+)
+def test_instance_settings_that_cannot_be_used_are_named_before_any_work(
+    settings, tmp_path, monkeypatch, capsys
+):
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(settings)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.delenv("KALSHI_COLLECTOR_URL", raising=False)
+    home = tmp_path / "home"
+
+    assert main(["demo", "--home", str(home)]) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        f"error: the Dagster instance settings {dagster_home / 'dagster.yaml'} cannot be used: "
+    )
+    assert not (home / "sessions").exists()
+
+
+def test_a_damaged_model_history_is_named_before_any_work(tmp_path, monkeypatch, capsys):
+    """The demo ends with a promotion, which reads the model history: a damaged one is
+    named before anything is simulated, ingested or trained."""
+    home = tmp_path / "home"
+    history = home / "artifacts" / "models" / "registry.json"
+    history.parent.mkdir(parents=True)
+    history.write_text('{"models": [{"model_path": "m", "st')
+    monkeypatch.delenv("KALSHI_COLLECTOR_URL", raising=False)
+    # The demo sets both for its jobs: monkeypatch holds their values to put them back.
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv(HOME_ENV, str(home))
+
+    assert main(["demo", "--home", str(home)]) == 1
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: the model history {history} is unreadable: ")
+    assert not (home / "sessions").exists()
+
+
+def test_the_demo_says_it_runs_in_process_whatever_the_executor(tmp_path, monkeypatch, capsys):
+    """KALSHI_EXECUTOR=celery is for runs the daemon launches; the demo runs its jobs in
+    its own process and says so, rather than seem to use workers it never calls. (A
+    damaged model history stops it right after, before any work.)"""
+    home = tmp_path / "home"
+    history = home / "artifacts" / "models" / "registry.json"
+    history.parent.mkdir(parents=True)
+    history.write_text("{")
+    monkeypatch.delenv("KALSHI_COLLECTOR_URL", raising=False)
+    monkeypatch.setenv("KALSHI_EXECUTOR", "celery")
+    monkeypatch.setenv("KALSHI_CELERY_BACKEND", "db+postgresql+psycopg2://u@127.0.0.1/dagster")
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv(HOME_ENV, str(home))
+
+    assert main(["demo", "--home", str(home)]) == 1
+
+    assert capsys.readouterr().out.splitlines() == [
+        "KALSHI_EXECUTOR=celery applies to runs that dagster dev and its daemon launch; the "
+        "demo runs its jobs in this process"
+    ]

@@ -29,10 +29,12 @@ from pathlib import Path
 import dagster as dg
 
 from kalshi_pipeline.market.views import (
+    Footer,
     MarketSessionView,
     ViewsChanged,
     ViewsDamaged,
     read_views,
+    views_footer,
 )
 from kalshi_pipeline.paths import artifacts_dir, pipeline_home, sessions_dir
 from kalshi_pipeline.runtime import keep_freed_memory
@@ -212,7 +214,7 @@ class PipelineResource(dg.ConfigurableResource):
         """
         path = self.views_path(session_id)
         try:
-            return read_views(path, int(session_id), version)
+            return read_views(path, int(session_id), version, self._raw_copy_sha256(session_id))
         except ViewsChanged as exc:
             raise dg.Failure(
                 f"session {session_id}'s views changed since this training's split was made "
@@ -223,6 +225,29 @@ class PipelineResource(dg.ConfigurableResource):
             ) from exc
         except ViewsDamaged as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
+
+    def session_views_footer(self, session_id: int) -> Footer:
+        """The footer of the views ``market_views`` wrote for one session (its views'
+        statistics and its version), verified as :meth:`session_views` verifies the file:
+        :class:`ViewsDamaged` if it is damaged, of another session, or built from another
+        raw copy of the session than this home's."""
+        path = self.views_path(session_id)
+        return views_footer(path, int(session_id), self._raw_copy_sha256(session_id))
+
+    def _raw_copy_sha256(self, session_id: int) -> str | None:
+        """The SHA-256 of this home's raw copy's ``digests.json``, which the session's views
+        file must record as what it was built from (None: a raw copy without digests, not
+        checked); :class:`ViewsDamaged` if this home has no raw copy of the session."""
+        store = self.raw_store(session_id)
+        try:
+            return store.digests_sha256(int(session_id))
+        except KeyError:
+            raise ViewsDamaged(
+                self.views_path(session_id),
+                int(session_id),
+                f"this home has no raw copy of session {session_id} ({store.path}) to tell "
+                "what it was built from (materialise its raw_sessions partition first)",
+            ) from None
 
 
 @dg.definitions

@@ -107,6 +107,7 @@ from kalshi_pipeline.sources.store_reading import (
     check_digests,
     decode_info,
     decode_session,
+    digests_sha256,
     load_directory,
     open_directory,
 )
@@ -171,6 +172,15 @@ class ParquetSessionStore:
                 }  # fmt: skip
             found[session_id] = SessionFingerprint.of(info, extents)
         return found
+
+    def digests_sha256(self, session_id: int) -> str | None:
+        """The SHA-256 of a stored session's ``digests.json``, read alone (the session's
+        data is neither read nor verified): a cheap name for this copy of it, which what
+        is built from it records. None for a session stored before digests; KeyError for
+        one not stored."""
+        self._check_listed(session_id)
+        with self._verified(session_id, check=False) as files:
+            return digests_sha256(files)
 
     # -- writing -----------------------------------------------------------------------
     def write_session(self, session: SessionBatches, *, replace: bool = False) -> Path:

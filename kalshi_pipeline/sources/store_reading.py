@@ -100,6 +100,18 @@ def check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO | 
             )
 
 
+def digests_sha256(files: dict[str, BinaryIO | None]) -> str | None:
+    """The SHA-256 of an open session's ``digests.json`` (None if it has none), read from
+    its start and left there."""
+    handle = files[DIGESTS]
+    if handle is None:
+        return None
+    handle.seek(0)
+    digest = hashlib.sha256(handle.read()).hexdigest()
+    handle.seek(0)
+    return digest
+
+
 def decode_session(session_id: int, directory: Path, files: dict[str, BinaryIO]) -> RawSession:
     info = decode_info(session_id, directory, files[METADATA].read())
     where = f"session {session_id}"
@@ -160,6 +172,12 @@ class StoredSession:
     def rows(self, table: str) -> int:
         """Rows of ``table`` (``"snapshots"`` or ``"deltas"``), from its file's footer."""
         return self._parquet(table)[1].metadata.num_rows
+
+    @property
+    def digests_sha256(self) -> str | None:
+        """The SHA-256 of this version's ``digests.json`` (None if it has none): a cheap
+        name for this copy of the session, which what is built from it records."""
+        return digests_sha256(self._files)
 
     def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The rows of ``table`` (``"snapshots"`` or ``"deltas"``) in storage order, in

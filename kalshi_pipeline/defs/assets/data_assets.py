@@ -127,7 +127,8 @@ def market_views(
     The stored session is read a batch of rows at a time, cleaned a group of markets at a
     time and its views written a group at a time (``SessionViews.streamed``), so a session
     of any size is never held whole in memory; the groups wait in ``pipeline.scratch``.
-    The file records its session and the digests its readers verify
+    The file records its session, the raw copy it was built from (the SHA-256 of its
+    ``digests.json``) and the digests its readers verify
     (:mod:`kalshi_pipeline.market.views.integrity`); it replaces the previous one atomically.
     """
     session_id = int(context.partition_key)
@@ -143,7 +144,9 @@ def market_views(
                 poisoned.extend(non_finite_features(views))
                 yield views
 
-        described = write_view_batches(checked_batches(), path, session_id)
+        described = write_view_batches(
+            checked_batches(), path, session_id, raw_sha256=stored.digests_sha256
+        )
     report = builder.report
     selected = select_views(described, config.to_domain()).to_pylist()
     yield dg.MaterializeResult(

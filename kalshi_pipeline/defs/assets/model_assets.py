@@ -23,7 +23,7 @@ from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingS
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, needed_sides, split_views
-from kalshi_pipeline.market.views import session_of_key, views_footer
+from kalshi_pipeline.market.views import session_of_key
 from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
@@ -51,7 +51,8 @@ def difficulty_scores(
     file exists. Registered sessions that fail either test are left out, named in the
     ``sessions_without_views`` metadata and in a warning: a retrain never quietly runs on
     fewer sessions than were registered. A views file that is damaged, older than the
-    views' digests, or holds another session's views fails the step, naming the file and
+    views' digests, holds another session's views or was built from another raw copy of
+    its session (another home's) fails the step, naming the file and
     the partition to materialise again (:class:`~kalshi_pipeline.market.views.ViewsDamaged`):
     it is never used, nor quietly left out.
     """
@@ -66,8 +67,9 @@ def difficulty_scores(
             without[key] = f"ingested, but its views file {path} is missing"
         else:
             used.append(key)
-    # Verified, and each file must hold its own session's views (ViewsDamaged otherwise).
-    footers = {int(k): views_footer(pipeline.views_path(k), int(k)) for k in used}
+    # Verified, and each file must hold its own session's views, built from this home's raw
+    # copy of it (ViewsDamaged otherwise).
+    footers = {int(k): pipeline.session_views_footer(int(k)) for k in used}
     table = select_views([d for f in footers.values() for d in f.descriptions], config.to_domain())
     versions = {k: f.version for k, f in footers.items()}
     sessions_column = table.column("session_id").to_pylist()

@@ -11,7 +11,8 @@ and key), ``time_steps`` (what a step is), ``statistics`` (the figures that desc
 view), ``building`` (books to views), ``session_views`` (a session's views, whole or
 streamed), ``parquet`` (the lossless round trip through Parquet: one row per step,
 the statistics and the feature layout in the file's metadata) and ``integrity`` (what
-a views file must carry to be read: its session and the digests of its data and footer).
+a views file must carry to be read: its session, the raw copy it was built from and the
+digests of its data and footer).
 """
 
 from __future__ import annotations

@@ -1,27 +1,42 @@
-"""What makes a views file trusted: the session it holds and two SHA-256 digests.
+"""What makes a views file trusted: its session, the raw copy it was built from, two digests.
 
 Views are derived data, read back by every training step, so a file that is not what was
 written must never be used: a bit flipped on disk would change prices silently, and a
 file copied over another session's would make one session vanish and another count
 twice. A views file (:mod:`.parquet`) therefore carries in its footer, beside the views'
-descriptions, the key :data:`CHECK_KEY` with ``{"session_id", "data_sha256", "sha256"}``:
+descriptions, the key :data:`CHECK_KEY` with ``{"session_id", "raw_sha256", "data_sha256",
+"sha256"}``:
 
 - ``session_id``: the one session whose views the file holds (a file holds one session);
+- ``raw_sha256``: what the views were built from: the SHA-256 of the ``digests.json`` of
+  the raw copy of the session they were built from (the home's own normalised copy,
+  ``artifacts/raw/session-<id>``), or null for a raw copy stored without digests. Session
+  ids are only unique within one collector, so a views file of the same session id from
+  another home (ingested from another collector, or from the same collector before the
+  session changed) would otherwise pass every other check. The pipeline's readers pass
+  the SHA-256 of their home's raw copy's ``digests.json`` as ``built_from`` (one small
+  JSON file hashed per session read, never the data); a file built from another raw
+  copy raises :class:`ViewsDamaged` saying so (:func:`check_built_from`). A home whose
+  raw copy has no ``digests.json`` (stored before the raw store kept digests) is not
+  checked, as the raw store itself reads such a copy unverified; a home with no raw copy
+  of the session at all cannot tell what its views were built from, and refuses them;
 - ``data_sha256``: the SHA-256 of every view's step arrays, in file order, each in its
   dtype, little-endian (:class:`DataDigest`), computed as the batches are written and
   recomputed from the views read back, so it covers what training uses, not the file's
   layout;
-- ``sha256``: the SHA-256 of the session id, ``data_sha256`` and the descriptions' bytes
-  as stored (:func:`footer_digest`), so the small footer-only read
+- ``sha256``: the SHA-256 of the session id, ``raw_sha256``, ``data_sha256`` and the
+  descriptions' bytes as stored (:func:`footer_digest`), so the small footer-only read
   (:func:`~.parquet.view_descriptions`) is verified without reading the step data.
 
 Parquet's own page checksums are written too, so most damage to the step data is caught
 while decoding. A reader passes the session it expects; a file of another session, a
-digest that does not match, a footer that cannot be parsed, or a file written before
-views carried digests (no :data:`CHECK_KEY`) raises :class:`ViewsDamaged`, naming the
-file and saying how to build the views again from the session's raw copy. Nothing is
-read from such a file, and it is never repaired in place: views are rebuilt by the step
-that writes them (``market_views``).
+digest that does not match, a footer that cannot be parsed, a file written before
+views carried digests (no :data:`CHECK_KEY`) or before they recorded their raw copy (no
+``raw_sha256``: written by an earlier build of this same release, and as untrusted as a
+file without digests) raises :class:`ViewsDamaged`, naming the file and saying how to
+build the views again from the session's raw copy. Nothing is read from such a file, and
+it is never repaired in place: views are rebuilt by the step that writes them
+(``market_views``).
 
 A file's ``version`` is its footer's digest (:class:`Footer`). A reader that reads a
 session's views in several steps (a training run: statistics first, then each phase, the
@@ -83,18 +98,25 @@ class DataDigest:
         return digest.hexdigest()
 
 
-def footer_digest(session_id: int | None, data_sha256: str, described: bytes) -> str:
-    """The SHA-256 over the session id, the data's digest and the descriptions' bytes."""
-    head = json.dumps({"session_id": session_id, "data_sha256": data_sha256}, sort_keys=True)
-    return hashlib.sha256(head.encode() + b"\n" + described).hexdigest()
+def footer_digest(
+    session_id: int | None, data_sha256: str, described: bytes, raw_sha256: str | None
+) -> str:
+    """The SHA-256 over the session id, the raw copy's and the data's digests and the
+    descriptions' bytes."""
+    head = {"session_id": session_id, "raw_sha256": raw_sha256, "data_sha256": data_sha256}
+    return hashlib.sha256(json.dumps(head, sort_keys=True).encode() + b"\n" + described).hexdigest()
 
 
-def check_entry(session_id: int | None, data_sha256: str, described: bytes) -> bytes:
-    """The footer value stored under :data:`CHECK_KEY`."""
+def check_entry(
+    session_id: int | None, data_sha256: str, described: bytes, raw_sha256: str | None = None
+) -> bytes:
+    """The footer value stored under :data:`CHECK_KEY` (``raw_sha256``: the SHA-256 of the
+    ``digests.json`` of the raw copy the views were built from, if any)."""
     entry = {
         "session_id": session_id,
+        "raw_sha256": raw_sha256,
         "data_sha256": data_sha256,
-        "sha256": footer_digest(session_id, data_sha256, described),
+        "sha256": footer_digest(session_id, data_sha256, described, raw_sha256),
     }
     return json.dumps(entry, sort_keys=True).encode()
 
@@ -113,13 +135,15 @@ class ViewsChanged(ValueError):
 
 class Footer(NamedTuple):
     """A views file's verified footer: its views' descriptions, the digest of their step
-    data, and its ``version``: the footer's own digest, which covers the session, the
-    descriptions and the data's digest, so any rebuild that changes what a reader gets
-    changes it (and a rebuild that changes nothing keeps it)."""
+    data, and its ``version``: the footer's own digest, which covers the session, the raw
+    copy it was built from, the descriptions and the data's digest, so any rebuild that
+    changes what a reader gets changes it (and a rebuild that changes nothing keeps it);
+    ``raw_sha256``: the SHA-256 of the raw copy's ``digests.json`` (None: one without)."""
 
     descriptions: list[dict]
     data_sha256: str
     version: str
+    raw_sha256: str | None = None
 
 
 def verified_footer(
@@ -139,7 +163,14 @@ def verified_footer(
         session, data_sha256, sha256 = check["session_id"], check["data_sha256"], check["sha256"]
     except (ValueError, TypeError, KeyError):
         raise ViewsDamaged(path, expected_session, "its digest cannot be parsed") from None
-    if described is None or footer_digest(session, data_sha256, described) != sha256:
+    if "raw_sha256" not in check:
+        raise ViewsDamaged(
+            path,
+            expected_session,
+            "it does not record the raw copy it was built from (written before views did)",
+        )
+    raw_sha256 = check["raw_sha256"]
+    if described is None or footer_digest(session, data_sha256, described, raw_sha256) != sha256:
         raise ViewsDamaged(
             path, expected_session, "its footer (the views' descriptions) does not match its digest"
         )
@@ -157,7 +188,21 @@ def verified_footer(
             expected_session,
             f"it describes views of sessions {sorted(others, key=str)!r} too",
         )
-    return Footer(descriptions, data_sha256, sha256)
+    return Footer(descriptions, data_sha256, sha256, raw_sha256)
+
+
+def check_built_from(path: Path, session_id: int | None, footer: Footer, built_from: str) -> None:
+    """Raise :class:`ViewsDamaged` unless the file was built from the raw copy whose
+    ``digests.json`` has the SHA-256 ``built_from`` (the reader's home's copy)."""
+    if footer.raw_sha256 != built_from:
+        recorded = footer.raw_sha256[:12] if footer.raw_sha256 else "one without digests"
+        raise ViewsDamaged(
+            path,
+            session_id,
+            f"it was built from another raw copy of session {session_id} (raw digests "
+            f"{recorded}, not {built_from[:12]} as this home's raw copy): another home's or "
+            "an earlier ingest's views",
+        )
 
 
 def unreadable(path: Path, session_id: int | None, exc: BaseException) -> ViewsDamaged:

@@ -3,12 +3,13 @@
 :func:`write_views` and :func:`write_view_batches` write one session's views, one row per
 step (2-D step arrays as fixed-size lists), atomically (a temporary file, then a rename),
 with every view's description (its statistics and feature layout,
-:meth:`~.market_view.MarketSessionView.describe`), the session id and two SHA-256 digests
-in the file's metadata (:mod:`.integrity`); :func:`read_views` reads them back equal, and
-:func:`view_descriptions` reads only the descriptions, from the footer. Both verify what
-they read, and check the session when the caller names it: a file that is damaged, of
-another session, or older than the digests raises
-:class:`~.integrity.ViewsDamaged`, naming the file; nothing from it is returned.
+:meth:`~.market_view.MarketSessionView.describe`), the session id, the SHA-256 of the raw
+copy it was built from and two SHA-256 digests in the file's metadata (:mod:`.integrity`);
+:func:`read_views` reads them back equal, and :func:`view_descriptions` reads only the
+descriptions, from the footer. Both verify what they read, and check the session and the
+raw copy when the caller names them (``session_id``, ``built_from``): a file that is
+damaged, of another session, built from another raw copy of it, or older than the digests
+raises :class:`~.integrity.ViewsDamaged`, naming the file; nothing from it is returned.
 :func:`views_footer` gives the descriptions with the file's version, and :func:`read_views`
 given that version refuses a file replaced since (:class:`~.integrity.ViewsChanged`).
 """
@@ -33,6 +34,7 @@ from kalshi_pipeline.market.views.integrity import (
     Footer,
     ViewsChanged,
     ViewsDamaged,
+    check_built_from,
     check_entry,
     unreadable,
     verified_footer,
@@ -88,14 +90,17 @@ def views_from_table(table: pa.Table, described: list[dict]) -> list[MarketSessi
 
 
 def write_views(
-    views: list[MarketSessionView], path: str | os.PathLike[str], session_id: int | None = None
+    views: list[MarketSessionView],
+    path: str | os.PathLike[str],
+    session_id: int | None = None,
+    raw_sha256: str | None = None,
 ) -> Path:
     """Write one session's views to one Parquet file atomically (temporary file, then
-    rename); ``session_id`` as in :func:`write_view_batches`.
+    rename); ``session_id`` and ``raw_sha256`` as in :func:`write_view_batches`.
 
     A failed write leaves the previous file as it was and no temporary file behind.
     """
-    write_view_batches([views], path, session_id)
+    write_view_batches([views], path, session_id, raw_sha256)
     return Path(path)
 
 
@@ -103,12 +108,15 @@ def write_view_batches(
     batches: Iterable[list[MarketSessionView]],
     path: str | os.PathLike[str],
     session_id: int | None = None,
+    raw_sha256: str | None = None,
 ) -> list[dict]:
     """Write batches of one session's views to one Parquet file as they come, one row
     group per batch, atomically as :func:`write_views`; returns every view's description.
 
     ``session_id`` is the session the file holds (recorded in it, and every view must be
-    of it); unset, it is the first view's (none for an empty file). Only one batch is in
+    of it); unset, it is the first view's (none for an empty file). ``raw_sha256`` is the
+    SHA-256 of the ``digests.json`` of the raw copy the views are built from (readers
+    check it against their own: :func:`~.integrity.check_built_from`). Only one batch is in
     memory at a time: with :meth:`~.session_views.SessionViews.batches` a session is
     written without ever holding all its views. The descriptions and the digests go into
     the file's metadata when the last batch is written.
@@ -133,7 +141,7 @@ def write_view_batches(
         if writer is None:  # no batch at all: an empty file with the views' schema
             writer = _writer(tmp, views_to_table([]).schema)
         descriptions = json.dumps(described).encode()
-        check = check_entry(session_id, digest.hexdigest(), descriptions)
+        check = check_entry(session_id, digest.hexdigest(), descriptions, raw_sha256)
         writer.add_key_value_metadata({_METADATA_KEY: descriptions, CHECK_KEY: check})
         writer.close()
         _fsync(tmp)  # on disk before it replaces the old file: a crash leaves one or the other
@@ -155,17 +163,22 @@ def _fsync(path: Path) -> None:
 
 
 def read_views(
-    path: str | os.PathLike[str], session_id: int | None = None, version: str | None = None
+    path: str | os.PathLike[str],
+    session_id: int | None = None,
+    version: str | None = None,
+    built_from: str | None = None,
 ) -> list[MarketSessionView]:
     """The views of a views file, verified against its digests; with ``session_id``, the
-    file must hold that session's views. Else :class:`~.integrity.ViewsDamaged`. With
-    ``version`` (from :func:`views_footer`), the file must still be that version, else
-    :class:`~.integrity.ViewsChanged` (checked on the footer, before the data is read)."""
+    file must hold that session's views, and with ``built_from`` (the SHA-256 of the
+    reader's raw copy's ``digests.json``), it must have been built from that raw copy.
+    Else :class:`~.integrity.ViewsDamaged`. With ``version`` (from :func:`views_footer`),
+    the file must still be that version, else :class:`~.integrity.ViewsChanged` (checked
+    on the footer, before the data is read, after the raw copy)."""
     path = Path(path)
     with open(path, "rb") as handle:  # a missing file is a FileNotFoundError, not damage
         try:
             file = pq.ParquetFile(handle, page_checksum_verification=True)
-            described, data_sha256, found = _footer(file, path, session_id)
+            described, data_sha256, found, _ = _footer(file, path, session_id, built_from)
             if version is not None and found != version:
                 raise ViewsChanged(path, session_id, version, found)
             table = file.read()
@@ -181,27 +194,36 @@ def read_views(
     return views
 
 
-def view_descriptions(path: str | os.PathLike[str], session_id: int | None = None) -> list[dict]:
+def view_descriptions(
+    path: str | os.PathLike[str], session_id: int | None = None, built_from: str | None = None
+) -> list[dict]:
     """The per-view statistics of a views file, read from its footer only (verified
-    against its digest, and its session checked as in :func:`read_views`)."""
-    return views_footer(path, session_id).descriptions
+    against its digest, and its session and raw copy checked as in :func:`read_views`)."""
+    return views_footer(path, session_id, built_from).descriptions
 
 
-def views_footer(path: str | os.PathLike[str], session_id: int | None = None) -> Footer:
+def views_footer(
+    path: str | os.PathLike[str], session_id: int | None = None, built_from: str | None = None
+) -> Footer:
     """A views file's footer, read alone and verified as in :func:`view_descriptions`:
     the per-view statistics and the file's ``version``, to pin for later reads."""
     path = Path(path)
     with open(path, "rb") as handle:
         try:
-            return _footer(pq.ParquetFile(handle), path, session_id)
+            return _footer(pq.ParquetFile(handle), path, session_id, built_from)
         except ViewsDamaged:
             raise
         except Exception as exc:
             raise unreadable(path, session_id, exc) from None  # the root cause: it names the file
 
 
-def _footer(file: pq.ParquetFile, path: Path, session_id: int | None) -> Footer:
-    return verified_footer(path, file.metadata.metadata, _METADATA_KEY, session_id)
+def _footer(
+    file: pq.ParquetFile, path: Path, session_id: int | None, built_from: str | None
+) -> Footer:
+    footer = verified_footer(path, file.metadata.metadata, _METADATA_KEY, session_id)
+    if built_from is not None:
+        check_built_from(path, session_id, footer, built_from)
+    return footer
 
 
 def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:

@@ -8,6 +8,7 @@ the views are made of, reads back exactly as written; never as other values.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -192,3 +193,54 @@ def test_a_file_holds_one_sessions_views(tmp_path):
 def test_a_missing_file_is_not_damage(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_views(tmp_path / "session-9.parquet", 9)
+
+
+def test_a_file_built_from_another_raw_copy_is_refused_before_its_data_is_read(tmp_path):
+    """Session 3's views built from one raw copy (its digests.json's SHA-256 "a" * 64),
+    read by a home whose raw copy is another ("b" * 64): refused by every reader, naming
+    the file and both raw copies; read by that raw copy's home, or unchecked, as written.
+    The recorded raw copy is covered by the footer's digest: edited alone, it is damage."""
+    path = tmp_path / "session-3.parquet"
+    views = session_views(3)
+    write_views(views, path, 3, raw_sha256="a" * 64)
+    for read in (read_views, view_descriptions, views_footer):
+        with pytest.raises(ViewsDamaged) as refused:
+            read(path, 3, built_from="b" * 64)
+        assert str(refused.value) == (
+            f"views file {path} is not used: it was built from another raw copy of session 3 "
+            f"(raw digests {'a' * 12}, not {'b' * 12} as this home's raw copy): another "
+            "home's or an earlier ingest's views (build session 3's views again from its raw "
+            "copy: materialise the market_views partition 3 again)"
+        )
+    assert read_views(path, 3, built_from="a" * 64) == views
+    assert views_footer(path, 3).raw_sha256 == "a" * 64
+
+    metadata = dict(pq.ParquetFile(path).metadata.metadata)
+    check = json.loads(metadata[CHECK_KEY]) | {"raw_sha256": "b" * 64}
+    table = pq.read_table(path)
+    metadata[CHECK_KEY] = json.dumps(check).encode()
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    with pytest.raises(ViewsDamaged, match="does not match its digest"):
+        read_views(path, 3, built_from="b" * 64)
+
+
+def test_a_file_that_does_not_record_its_raw_copy_is_refused(written, tmp_path):
+    """Written by the previous build of this release (digests, but no raw copy): as
+    untrusted as a file without digests, whoever reads it."""
+    _, data = written
+    path = tmp_path / "session-3.parquet"
+    path.write_bytes(data)
+    metadata = dict(pq.ParquetFile(path).metadata.metadata)
+    check = json.loads(metadata[CHECK_KEY])
+    head = json.dumps({"session_id": 3, "data_sha256": check["data_sha256"]}, sort_keys=True)
+    described = metadata[b"kalshi_pipeline.views"]
+    older = {
+        "session_id": 3,
+        "data_sha256": check["data_sha256"],
+        "sha256": hashlib.sha256(head.encode() + b"\n" + described).hexdigest(),
+    }
+    metadata[CHECK_KEY] = json.dumps(older, sort_keys=True).encode()
+    pq.write_table(pq.read_table(path).replace_schema_metadata(metadata), path)
+    for read in (read_views, view_descriptions):
+        with pytest.raises(ViewsDamaged, match="does not record the raw copy it was built from"):
+            read(path, 3)

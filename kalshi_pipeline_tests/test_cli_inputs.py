@@ -43,9 +43,9 @@ def error_line(capsys) -> str:
         ({"learning_rate": -0.001}, "learning_rate must be a finite number in (0, 1]"),
         ({"learning_rate": "fast"}, "learning_rate must be a finite number in (0, 1]"),
         ({"learning_rate": 1e30}, "learning_rate must be a finite number in (0, 1]"),
-        ({"batch_size": 0}, "batch_size must be a whole number of at least 2"),
+        ({"batch_size": 0}, "batch_size must be a whole number in [2, 2097152]"),
         ({"gamma": 2.0}, "gamma must be a finite number in (0, 1]"),
-        ({"n_steps": 0}, "n_steps must be a whole number of at least 1"),
+        ({"n_steps": 0}, "n_steps must be a whole number in [1, 2097152]"),
     ],
 )
 def test_a_bad_hyperparameter_file_is_named_with_its_key_and_exits_2(

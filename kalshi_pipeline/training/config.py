@@ -31,6 +31,7 @@ from typing import Self
 from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.training.config_checks import (
     ALGORITHM_RANGES,
+    MAX_ROLLOUT,
     MAX_SEED,
     TRAINING_RANGES,
     InvalidConfig,
@@ -109,6 +110,12 @@ class TrainingConfig:
             raise InvalidConfig(
                 f"seed {self.seed} with {self.candidates} candidates trains seeds up to "
                 f"{last_seed}, above the largest seed {MAX_SEED}"
+            )
+        if self.rollout_timesteps > MAX_ROLLOUT:
+            raise InvalidConfig(
+                f"a rollout of n_steps x n_envs = {self.hyperparameters.n_steps} x "
+                f"{self.n_envs} timesteps is above the largest, {MAX_ROLLOUT:,} (about 1 GB "
+                "of buffer): give fewer steps or envs"
             )
         if self.algorithm == "ppo" and self.rollout_timesteps < 2:
             # SB3's PPO normalises advantages over the rollout: one timestep is not enough.

@@ -9,10 +9,12 @@ SB3 assertion or a policy of NaN logits. The bounds:
 * ``learning_rate`` in (0, 1]: above, the first update already overflows into NaN.
 * ``gamma`` in (0, 1], ``gae_lambda`` in [0, 1], ``clip_range`` in (0, 1], ``ent_coef``
   in [0, 1].
-* ``n_steps``, ``n_epochs`` 1 or more; ``batch_size`` 2 or more (SB3's PPO normalises
-  advantages within a mini-batch). A batch larger than the rollout is allowed: SB3 then
-  updates on the whole rollout as one mini-batch (the tuning space around the ``plan``
-  profile, one env, has such combinations).
+* ``n_steps`` 1 to 2**21, ``n_epochs`` 1 to 1,000; ``batch_size`` 2 to 2**21 (SB3's PPO
+  normalises advantages within a mini-batch); a rollout, ``n_steps`` x ``n_envs``, of at
+  most 2**21 timesteps (about 1 GB of buffer: a larger one fails late, out of memory).
+  A batch larger than the rollout is allowed: SB3 then updates on the whole rollout as
+  one mini-batch (the tuning space around the ``plan`` profile, one env, has such
+  combinations).
 * ``net_arch`` 1 to 8 layers of 1 to 4,096 units.
 * ``seed`` in [0, 2**32 - 1] (NumPy's and SB3's seeds are 32-bit), and so is the last
   seed candidate's, ``seed + candidates - 1``.
@@ -37,6 +39,9 @@ from kalshi_pipeline.config_fields import Values
 
 MAX_SEED = 2**32 - 1
 MAX_LAYERS, MAX_UNITS = 8, 4096
+# Bounds that keep a run within one machine: a rollout of 2**21 transitions holds about
+# 1 GB of observations, values and log-probabilities in SB3's buffer.
+MAX_ROLLOUT, MAX_EPOCHS = 2**21, 1000
 
 
 class InvalidConfig(ValueError):
@@ -87,9 +92,9 @@ LAYER = Range(whole=True, low=1, high=MAX_UNITS)  # one layer's units
 
 ALGORITHM_RANGES: Mapping[str, Range] = {
     "learning_rate": UNIT_OPEN_LOW,
-    "n_steps": COUNT,
-    "batch_size": Range(whole=True, low=2),
-    "n_epochs": COUNT,
+    "n_steps": Range(whole=True, low=1, high=MAX_ROLLOUT),
+    "batch_size": Range(whole=True, low=2, high=MAX_ROLLOUT),
+    "n_epochs": Range(whole=True, low=1, high=MAX_EPOCHS),
     "gamma": UNIT_OPEN_LOW,
     "gae_lambda": UNIT,
     "clip_range": UNIT_OPEN_LOW,

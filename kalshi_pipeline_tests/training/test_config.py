@@ -14,7 +14,7 @@ from kalshi_pipeline.training.config import (
     profile,
     read_hyperparameters,
 )
-from kalshi_pipeline.training.config_checks import MAX_SEED, InvalidConfig
+from kalshi_pipeline.training.config_checks import MAX_ROLLOUT, MAX_SEED, InvalidConfig
 
 
 def test_the_default_config_is_the_plans_ppo():
@@ -145,7 +145,10 @@ def test_configs_survive_a_json_round_trip():
         ("batch_size", 1),  # SB3's PPO normalises advantages within a mini-batch
         ("n_steps", 0),
         ("n_steps", 512.0),
+        ("n_steps", 10**12),  # a rollout buffer of petabytes, out of memory mid-run
+        ("batch_size", 2**40),
         ("n_epochs", True),
+        ("n_epochs", 10**9),
         ("gamma", 2.0),
         ("gamma", 0.0),
         ("gae_lambda", 1.5),
@@ -189,6 +192,13 @@ def test_the_last_candidates_seed_must_be_a_32_bit_seed_too():
         profile("smoke", seed=MAX_SEED - 1, candidates=3)
 
 
+def test_a_rollout_too_large_for_the_machine_is_refused_naming_both_factors():
+    steps = AlgorithmConfig(n_steps=2**20)
+    assert TrainingConfig(hyperparameters=steps, n_envs=2).rollout_timesteps == MAX_ROLLOUT
+    with pytest.raises(InvalidConfig, match=r"n_steps x n_envs = 1048576 x 3 timesteps is above"):
+        TrainingConfig(hyperparameters=steps, n_envs=3)
+
+
 def test_ppo_needs_two_timesteps_per_rollout():
     one = AlgorithmConfig(n_steps=1, batch_size=2)
     with pytest.raises(InvalidConfig, match="n_steps x n_envs of 2 or more"):
@@ -204,7 +214,7 @@ def test_ppo_needs_two_timesteps_per_rollout():
             "learning_rate must be a finite number in (0, 1], got nan",
         ),
         ({"learning_rate": "abc"}, "learning_rate must be a finite number in (0, 1], got 'abc'"),
-        ({"batch_size": 0}, "batch_size must be a whole number of at least 2, got 0"),
+        ({"batch_size": 0}, "batch_size must be a whole number in [2, 2097152], got 0"),
         ({"gamma": 2.0}, "gamma must be a finite number in (0, 1], got 2.0"),
         (
             {"net_arch": 64},

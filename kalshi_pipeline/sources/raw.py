@@ -30,7 +30,10 @@ map_error          string (nullable)         why stored maps could not be decode
 ``RawSession.deltas`` mirrors ``rl_orderbook_deltas`` (:data:`DELTA_SCHEMA`): ``id``,
 ``session_id``, ``market_ticker``, ``timestamp_ms``, ``sequence_number`` as above, then
 ``side`` (``"yes"``/``"no"``: the bid book that changed), ``action``
-(``"add"|"remove"|"update"``, informative), ``price`` (int32 cents, the collector's INT),
+(``"add"|"remove"|"update"``, :data:`DELTA_ACTIONS`: ``remove`` clears the level, the others
+only name the change; a row with any other action, possible in a collector database
+without its CHECK constraint, is carried as stored and dropped by cleaning as
+``unknown_action``), ``price`` (int32 cents, the collector's INT),
 ``old_size`` (int64, informative) and ``new_size`` (int64: the absolute size now resting
 at ``price``).
 
@@ -92,7 +95,8 @@ DELTA_SCHEMA = pa.schema(
         ("new_size", pa.int64()),
     ]
 )
-
+# The actions the collector writes (its CHECK constraint), spelled exactly so.
+DELTA_ACTIONS = ("add", "remove", "update")
 
 TABLES = ("snapshots", "deltas")  # a raw session's two tables, as RawSession names them
 BATCH_ROWS = 65_536  # rows per batch when a session is read a batch at a time

@@ -46,6 +46,9 @@ NULL size in a map)
 size above ``MAX_SIZE`` (1e20 in a map,     repair ``size_out_of_range``: dropped
 int64 extremes)
 unknown delta side                          repair ``unknown_side``: dropped
+delta action other than ``add``,            repair ``unknown_action``: dropped, not
+``remove``, ``update`` (``explode``,        applied (a collector database without its
+``REMOVE``, NULL)                           CHECK constraint can hold one)
 duplicate sequence number, same event       repair ``duplicate_sequence``: one copy kept
 duplicate sequence number, other event      rejection of that market (ambiguous book)
 same sequence number in two markets         repair ``sequence_shared``: counted, data
@@ -89,8 +92,9 @@ key that is not a plain integer such as     session, whatever the exception
 an integer: NaN, a string, a bool, a list)  5,000 digits is an oversized one (above)
 delta value that is not an integer (NaN, a  read as NULL (``sources.raw_values``): repair
 fraction, a string other than digits, a     ``price_out_of_range``, ``negative_size``,
-bool) or not text (a lone surrogate)        ``unknown_side`` or ``missing_*`` naming its
-                                            row id; never the whole session
+bool) or not text (a lone surrogate)        ``unknown_side``, ``unknown_action`` or
+                                            ``missing_*`` naming its row id; never the
+                                            whole session
 delta value too large for its column        clamped to the column's limit: repair
 (5,000 digits, ``1E+100000000``)            ``price_out_of_range``, ``size_out_of_range``,
                                             ``timestamp_out_of_window`` or

@@ -1,7 +1,9 @@
 """Deltas: one level of one side set to a new size, as event columns.
 
-A delta with an unknown side, a price outside 1..99 or a size that is negative, missing or
-above ``MAX_SIZE`` is dropped (and counted, naming its row id), but still counts as
+A delta with an unknown side, an action other than ``add``, ``remove`` or ``update``
+(another word, another case, or none: the collector's CHECK constraint allows only those
+three), a price outside 1..99 or a size that is negative, missing or above ``MAX_SIZE``
+is dropped (and counted, naming its row id), but still counts as
 received for the sequence checks. A value the source could not read as an integer (a NaN,
 a string, a number of 5,000 digits) arrives here NULL or clamped far out of range
 (:mod:`kalshi_pipeline.sources.raw_values`), so it is one of these repairs too. ``remove``
@@ -23,7 +25,7 @@ from kalshi_pipeline.market.cleaning.columns import (
 )
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE, NO, YES
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
-from kalshi_pipeline.sources.raw import LEVELS
+from kalshi_pipeline.sources.raw import DELTA_ACTIONS, LEVELS
 
 
 def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventColumns:
@@ -35,7 +37,9 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
     price = table.column("price").fill_null(0).to_numpy().astype(np.int64)  # NULL: out of range
     size = table.column("new_size").fill_null(-1).to_numpy().astype(np.int64)
     # `remove` clears the level whatever new_size says (docs/data-model.md).
-    removes = pc.equal(table.column("action"), "remove").fill_null(False)
+    action = table.column("action")
+    removes = pc.equal(action, "remove").fill_null(False)
+    known_action = pc.is_in(action, value_set=pa.array(DELTA_ACTIONS)).fill_null(False)
     size = np.where(removes.to_numpy(zero_copy_only=False), 0, size)
     # A NULL side is an unknown side (fill_null: a null comparison would be None).
     side = table.column("side")
@@ -46,6 +50,11 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
     valid = np.ones(len(seq), dtype=bool)
     for kind, bad, message in (
         (RepairKind.UNKNOWN_SIDE, ~(is_yes | is_no), "delta with a side other than yes/no dropped"),
+        (
+            RepairKind.UNKNOWN_ACTION,
+            ~known_action.to_numpy(zero_copy_only=False),
+            "delta with an action other than add/remove/update dropped",
+        ),
         (
             RepairKind.PRICE_OUT_OF_RANGE,
             (price < 1) | (price > LEVELS),

@@ -40,6 +40,7 @@ class RepairKind(StrEnum):
     NEGATIVE_SIZE = "negative_size"
     SIZE_OUT_OF_RANGE = "size_out_of_range"
     UNKNOWN_SIDE = "unknown_side"
+    UNKNOWN_ACTION = "unknown_action"
     DUPLICATE_SEQUENCE = "duplicate_sequence"
     SEQUENCE_SHARED = "sequence_shared"
     SEQUENCE_RESTART = "sequence_restart"
@@ -71,6 +72,7 @@ DEFECTS = frozenset(
         RepairKind.NEGATIVE_SIZE,
         RepairKind.SIZE_OUT_OF_RANGE,
         RepairKind.UNKNOWN_SIDE,
+        RepairKind.UNKNOWN_ACTION,
         RepairKind.DELTA_BEFORE_SNAPSHOT,
         RepairKind.CROSSED_BOOK,
         RepairKind.MISSING_SEQUENCE_NUMBER,

@@ -21,15 +21,15 @@ from kalshi_pipeline.market.cleaning.report import (
 KINDS = {
     "missing_market_ticker", "missing_sequence_number", "missing_timestamp",
     "sequence_outlier", "price_out_of_range", "negative_size", "size_out_of_range",
-    "unknown_side", "duplicate_sequence", "sequence_shared", "sequence_restart",
-    "stored_out_of_order", "delta_before_snapshot", "sequence_gap",
+    "unknown_side", "unknown_action", "duplicate_sequence", "sequence_shared",
+    "sequence_restart", "stored_out_of_order", "delta_before_snapshot", "sequence_gap",
     "timestamp_out_of_window", "timestamp_backwards", "timestamp_jitter", "crossed_book",
     "malformed_ask_map", "stored_asks_disagree",
 }  # fmt: skip
 DEFECT_KINDS = {
     "price_out_of_range", "negative_size", "size_out_of_range", "unknown_side",
-    "delta_before_snapshot", "crossed_book", "missing_sequence_number", "missing_timestamp",
-    "sequence_outlier", "timestamp_backwards",
+    "unknown_action", "delta_before_snapshot", "crossed_book", "missing_sequence_number",
+    "missing_timestamp", "sequence_outlier", "timestamp_backwards",
 }  # fmt: skip  # timestamp_out_of_window: counted by the score's time factor instead
 
 

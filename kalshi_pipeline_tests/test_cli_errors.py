@@ -4,6 +4,7 @@ are unwrapped to the root cause, whose type decides the line and the exit code."
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -108,3 +109,21 @@ def test_our_own_error_is_never_unwrapped():
         raise CommandError("the store is not readable", "check it") from SettingError("x")
     except CommandError as ours:
         assert root_cause(ours) is ours
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            OSError(errno.ENAMETOOLONG, "File name too long", "/out/xxx"),
+            "error: File name too long: /out/xxx (check the path)",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/out/model.zip"),
+            "error: No space left on device: /out/model.zip (free some disk space)",
+        ),
+        (OSError(errno.EIO, "Input/output error"), "error: Input/output error (check the path)"),
+    ],
+)
+def test_any_error_of_the_system_is_one_line_naming_its_path(error, line):
+    assert explain(error, None) == (line, 1)

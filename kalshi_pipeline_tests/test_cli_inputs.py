@@ -233,3 +233,15 @@ def test_every_setting_is_checked_whatever_the_command(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {variable}={value!r} is not ")
     assert not (tmp_path / "store").exists()
+
+
+def test_a_name_too_long_for_the_file_system_is_named_before_any_work(tmp_path, capsys):
+    """A directory name over 255 bytes would fail when the first file under it is
+    written, as 'unexpected OSError'; it is refused up front, naming the option."""
+    out = tmp_path / ("x" * 256) / "out"
+
+    assert main(["generate", "--sessions", "1", "--out", str(out)]) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --out {out} has a name of 256 bytes, more than the 255 a")
+    assert line.endswith("(give shorter names)")

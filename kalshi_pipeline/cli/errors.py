@@ -25,6 +25,7 @@ project's own, whatever command met it (``demo`` builds the definitions).
 from __future__ import annotations
 
 import argparse
+import errno
 import traceback
 from pathlib import Path
 
@@ -99,11 +100,14 @@ def explain(exc: Exception, database: str | None) -> tuple[str, int]:
         return f"error: {what} ({source_todo(exc)})", code
     if (line := _database_error(exc, database)) is not None:
         return line, 1
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and (exc.strerror or exc.filename):
+        # Any error of the system's with a path (a name too long, a full disk, ...) is
+        # the path's problem, named with it; the listed kinds say what to do.
         todo = next((t for kind, t in _OS_ERROR_TODO if isinstance(exc, kind)), None)
-        if todo is not None:
-            what = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
-            return _line(database, what, todo), 1
+        if todo is None:
+            todo = "free some disk space" if exc.errno == errno.ENOSPC else "check the path"
+        what = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror)
+        return _line(database, what, todo), 1
     if _ours(type(exc)) or (isinstance(exc, ValueError | KeyError) and _raised_by_us(exc)):
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return _line(database, str(text), DEBUG_HINT), 1

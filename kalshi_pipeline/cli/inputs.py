@@ -34,6 +34,7 @@ from kalshi_pipeline.training.config_checks import InvalidConfig
 # Commands that write in the home, and those that read it (train only without --store).
 WRITE_HOME = ("tune", "demo")
 READ_HOME = ("models",)
+MAX_NAME_BYTES = 255  # one file or directory name, on Linux's file systems
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -65,9 +66,18 @@ def home_of(args: argparse.Namespace) -> tuple[Path, str]:
 
 def utf8_path(name: str, path: str | os.PathLike) -> None:
     """Refuse ``path`` unless it is UTF-8 text, made absolute (the working directory too):
-    the rule of ``$KALSHI_PIPELINE_HOME`` (:func:`~kalshi_pipeline.sources.settings.not_utf8`)."""
+    the rule of ``$KALSHI_PIPELINE_HOME`` (:func:`~kalshi_pipeline.sources.settings.not_utf8`);
+    and unless each of its names fits the file system (255 bytes), which would otherwise
+    fail when the first file under it is written."""
     if (problem := not_utf8(name, path)) is not None:
         raise UsageError(problem, UTF8_TODO)
+    longest = max(Path(os.path.abspath(path)).parts, key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > MAX_NAME_BYTES:
+        raise UsageError(
+            f"{name} {shown_path(path)} has a name of {len(os.fsencode(longest))} bytes, more "
+            f"than the {MAX_NAME_BYTES} a file system allows",
+            "give shorter names",
+        )
 
 
 def writable_directory(name: str, path: Path) -> None:

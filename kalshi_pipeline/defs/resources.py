@@ -31,6 +31,7 @@ import dagster as dg
 from kalshi_pipeline.market.views import (
     Footer,
     MarketSessionView,
+    RawCopy,
     ViewsChanged,
     ViewsDamaged,
     read_views,
@@ -214,7 +215,7 @@ class PipelineResource(dg.ConfigurableResource):
         """
         path = self.views_path(session_id)
         try:
-            return read_views(path, int(session_id), version, self._raw_copy_sha256(session_id))
+            return read_views(path, int(session_id), version, self._raw_copy(session_id))
         except ViewsChanged as exc:
             raise dg.Failure(
                 f"session {session_id}'s views changed since this training's split was made "
@@ -232,15 +233,15 @@ class PipelineResource(dg.ConfigurableResource):
         :class:`ViewsDamaged` if it is damaged, of another session, or built from another
         raw copy of the session than this home's."""
         path = self.views_path(session_id)
-        return views_footer(path, int(session_id), self._raw_copy_sha256(session_id))
+        return views_footer(path, int(session_id), self._raw_copy(session_id))
 
-    def _raw_copy_sha256(self, session_id: int) -> str | None:
-        """The SHA-256 of this home's raw copy's ``digests.json``, which the session's views
-        file must record as what it was built from (None: a raw copy without digests, not
-        checked); :class:`ViewsDamaged` if this home has no raw copy of the session."""
+    def _raw_copy(self, session_id: int) -> RawCopy:
+        """This home's raw copy of the session (the SHA-256 of its ``digests.json``), which
+        the session's views file must record as what it was built from;
+        :class:`ViewsDamaged` if this home has no raw copy of the session."""
         store = self.raw_store(session_id)
         try:
-            return store.digests_sha256(int(session_id))
+            return RawCopy(store.digests_sha256(int(session_id)))
         except KeyError:
             raise ViewsDamaged(
                 self.views_path(session_id),

@@ -77,6 +77,12 @@ def test_views_copied_from_another_homes_session_are_refused_naming_the_file(
     assert PipelineResource().session_views(1)
     assert training.execute_in_process(instance=instance, asset_selection=SCORES_AND_SPLIT).success
 
+    # This home's raw copy loses its digests.json: the copied file is still not its own.
+    (PipelineResource().raw_store(1).path / "session-1" / "digests.json").unlink()
+    shutil.copyfile(artifacts_dir(other_home) / "views" / "session-1.parquet", views)
+    with pytest.raises(dg.Failure, match="built from another raw copy of session 1"):
+        PipelineResource().session_views(1)
+
 
 def test_views_of_a_home_without_the_raw_copy_are_refused(pipeline_home, instance, definitions):
     """Views whose raw copy is gone cannot be told from another home's: refused, naming

@@ -18,7 +18,7 @@ digests of its data and footer).
 from __future__ import annotations
 
 from kalshi_pipeline.market.views.building import views_from_books
-from kalshi_pipeline.market.views.integrity import Footer, ViewsChanged, ViewsDamaged
+from kalshi_pipeline.market.views.integrity import Footer, RawCopy, ViewsChanged, ViewsDamaged
 from kalshi_pipeline.market.views.market_view import (
     STATISTICS,
     STEP_ARRAYS,
@@ -43,6 +43,7 @@ __all__ = [
     "MarketSessionView",
     "SessionViews",
     "Footer",
+    "RawCopy",
     "ViewConfig",
     "ViewsChanged",
     "ViewsDamaged",

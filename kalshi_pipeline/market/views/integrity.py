@@ -14,12 +14,16 @@ descriptions, the key :data:`CHECK_KEY` with ``{"session_id", "raw_sha256", "dat
   ids are only unique within one collector, so a views file of the same session id from
   another home (ingested from another collector, or from the same collector before the
   session changed) would otherwise pass every other check. The pipeline's readers pass
-  the SHA-256 of their home's raw copy's ``digests.json`` as ``built_from`` (one small
-  JSON file hashed per session read, never the data); a file built from another raw
-  copy raises :class:`ViewsDamaged` saying so (:func:`check_built_from`). A home whose
-  raw copy has no ``digests.json`` (stored before the raw store kept digests) is not
-  checked, as the raw store itself reads such a copy unverified; a home with no raw copy
-  of the session at all cannot tell what its views were built from, and refuses them;
+  their home's raw copy as ``built_from`` (:class:`RawCopy`: the SHA-256 of its
+  ``digests.json``, one small JSON file hashed per session read, never the data); a file
+  built from another raw copy raises :class:`ViewsDamaged` saying so
+  (:func:`check_built_from`). A raw copy without ``digests.json`` (stored before the raw
+  store kept digests) is ``RawCopy(None)``: only views that recorded null match it, so a
+  copy that lost its ``digests.json`` refuses views built from one that had it, but two
+  such copies cannot be told apart (the raw store reads them unverified too). A home with
+  no raw copy of the session at all cannot tell what its views were built from, and
+  refuses them. A session ingested again has a new raw copy before ``market_views``
+  rebuilds its views: in between, its views are refused too;
 - ``data_sha256``: the SHA-256 of every view's step arrays, in file order, each in its
   dtype, little-endian (:class:`DataDigest`), computed as the batches are written and
   recomputed from the views read back, so it covers what training uses, not the file's
@@ -191,17 +195,28 @@ def verified_footer(
     return Footer(descriptions, data_sha256, sha256, raw_sha256)
 
 
-def check_built_from(path: Path, session_id: int | None, footer: Footer, built_from: str) -> None:
-    """Raise :class:`ViewsDamaged` unless the file was built from the raw copy whose
-    ``digests.json`` has the SHA-256 ``built_from`` (the reader's home's copy)."""
-    if footer.raw_sha256 != built_from:
-        recorded = footer.raw_sha256[:12] if footer.raw_sha256 else "one without digests"
+class RawCopy(NamedTuple):
+    """The raw copy of a session a reader's views must have been built from: the SHA-256
+    of its ``digests.json``, or None for a copy stored without one."""
+
+    sha256: str | None
+
+    def describe(self) -> str:
+        return self.sha256[:12] if self.sha256 else "none (a raw copy without digests.json)"
+
+
+def check_built_from(
+    path: Path, session_id: int | None, footer: Footer, built_from: RawCopy
+) -> None:
+    """Raise :class:`ViewsDamaged` unless the file was built from the raw copy
+    ``built_from`` (the reader's home's copy of the session)."""
+    if footer.raw_sha256 != built_from.sha256:
         raise ViewsDamaged(
             path,
             session_id,
             f"it was built from another raw copy of session {session_id} (raw digests "
-            f"{recorded}, not {built_from[:12]} as this home's raw copy): another home's or "
-            "an earlier ingest's views",
+            f"{RawCopy(footer.raw_sha256).describe()}, not {built_from.describe()} as this "
+            "home's raw copy): another home's or an earlier ingest's views",
         )
 
 

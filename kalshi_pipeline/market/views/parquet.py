@@ -32,6 +32,7 @@ from kalshi_pipeline.market.views.integrity import (
     CHECK_KEY,
     DataDigest,
     Footer,
+    RawCopy,
     ViewsChanged,
     ViewsDamaged,
     check_built_from,
@@ -166,11 +167,11 @@ def read_views(
     path: str | os.PathLike[str],
     session_id: int | None = None,
     version: str | None = None,
-    built_from: str | None = None,
+    built_from: RawCopy | None = None,
 ) -> list[MarketSessionView]:
     """The views of a views file, verified against its digests; with ``session_id``, the
-    file must hold that session's views, and with ``built_from`` (the SHA-256 of the
-    reader's raw copy's ``digests.json``), it must have been built from that raw copy.
+    file must hold that session's views, and with ``built_from`` (the reader's raw copy of
+    the session: :class:`~.integrity.RawCopy`), it must have been built from that copy.
     Else :class:`~.integrity.ViewsDamaged`. With ``version`` (from :func:`views_footer`),
     the file must still be that version, else :class:`~.integrity.ViewsChanged` (checked
     on the footer, before the data is read, after the raw copy)."""
@@ -195,7 +196,7 @@ def read_views(
 
 
 def view_descriptions(
-    path: str | os.PathLike[str], session_id: int | None = None, built_from: str | None = None
+    path: str | os.PathLike[str], session_id: int | None = None, built_from: RawCopy | None = None
 ) -> list[dict]:
     """The per-view statistics of a views file, read from its footer only (verified
     against its digest, and its session and raw copy checked as in :func:`read_views`)."""
@@ -203,7 +204,7 @@ def view_descriptions(
 
 
 def views_footer(
-    path: str | os.PathLike[str], session_id: int | None = None, built_from: str | None = None
+    path: str | os.PathLike[str], session_id: int | None = None, built_from: RawCopy | None = None
 ) -> Footer:
     """A views file's footer, read alone and verified as in :func:`view_descriptions`:
     the per-view statistics and the file's ``version``, to pin for later reads."""
@@ -218,7 +219,7 @@ def views_footer(
 
 
 def _footer(
-    file: pq.ParquetFile, path: Path, session_id: int | None, built_from: str | None
+    file: pq.ParquetFile, path: Path, session_id: int | None, built_from: RawCopy | None
 ) -> Footer:
     footer = verified_footer(path, file.metadata.metadata, _METADATA_KEY, session_id)
     if built_from is not None:

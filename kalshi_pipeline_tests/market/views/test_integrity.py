@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kalshi_pipeline.market.views import (
+    RawCopy,
     ViewsChanged,
     ViewsDamaged,
     build_market_views,
@@ -205,14 +206,14 @@ def test_a_file_built_from_another_raw_copy_is_refused_before_its_data_is_read(t
     write_views(views, path, 3, raw_sha256="a" * 64)
     for read in (read_views, view_descriptions, views_footer):
         with pytest.raises(ViewsDamaged) as refused:
-            read(path, 3, built_from="b" * 64)
+            read(path, 3, built_from=RawCopy("b" * 64))
         assert str(refused.value) == (
             f"views file {path} is not used: it was built from another raw copy of session 3 "
             f"(raw digests {'a' * 12}, not {'b' * 12} as this home's raw copy): another "
             "home's or an earlier ingest's views (build session 3's views again from its raw "
             "copy: materialise the market_views partition 3 again)"
         )
-    assert read_views(path, 3, built_from="a" * 64) == views
+    assert read_views(path, 3, built_from=RawCopy("a" * 64)) == views
     assert views_footer(path, 3).raw_sha256 == "a" * 64
 
     metadata = dict(pq.ParquetFile(path).metadata.metadata)
@@ -221,7 +222,7 @@ def test_a_file_built_from_another_raw_copy_is_refused_before_its_data_is_read(t
     metadata[CHECK_KEY] = json.dumps(check).encode()
     pq.write_table(table.replace_schema_metadata(metadata), path)
     with pytest.raises(ViewsDamaged, match="does not match its digest"):
-        read_views(path, 3, built_from="b" * 64)
+        read_views(path, 3, built_from=RawCopy("b" * 64))
 
 
 def test_a_file_that_does_not_record_its_raw_copy_is_refused(written, tmp_path):
@@ -244,3 +245,18 @@ def test_a_file_that_does_not_record_its_raw_copy_is_refused(written, tmp_path):
     for read in (read_views, view_descriptions):
         with pytest.raises(ViewsDamaged, match="does not record the raw copy it was built from"):
             read(path, 3)
+
+
+def test_a_raw_copy_without_digests_matches_only_views_that_recorded_none(tmp_path):
+    """A home's raw copy that has no digests.json (stored before the raw store kept
+    them, or lost it) is RawCopy(None): views built from a copy with digests are refused
+    by it, views built from one without are read."""
+    path = tmp_path / "session-3.parquet"
+    views = session_views(3)
+    write_views(views, path, 3, raw_sha256="a" * 64)
+    with pytest.raises(ViewsDamaged, match=r"not none \(a raw copy without digests.json\)"):
+        read_views(path, 3, built_from=RawCopy(None))
+    write_views(views, path, 3)
+    assert read_views(path, 3, built_from=RawCopy(None)) == views
+    with pytest.raises(ViewsDamaged, match=r"raw digests none \(a raw copy without digests"):
+        view_descriptions(path, 3, built_from=RawCopy("a" * 64))

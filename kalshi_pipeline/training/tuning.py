@@ -179,6 +179,8 @@ def tune(
 
     def train_trial(trial: optuna.Trial) -> float:
         trying = replace(config, hyperparameters=hyperparameters(trial, config.hyperparameters))
+        if note := trying.budget_note():  # this trial's rollout may round its budget up
+            say(f"trial {trial.number}: {note}")
         out = Path(work_dir) / f"trial-{trial.number}"
         model = None
         for phase in (1, 2, 3):

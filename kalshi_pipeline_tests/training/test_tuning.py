@@ -72,7 +72,10 @@ def small_study(
 
 def test_a_small_study_writes_the_best_trials_hyperparameters(store, tmp_path):
     # The sampler's seed 9 starts the second trial at 21% HOLD: it trades, and loses.
-    result, study = small_study(store, tmp_path, seed=9)
+    said: list[str] = []
+    result, study = small_study(store, tmp_path, seed=9, on_progress=said.append)
+    # The profile's rollout (8 envs x 256 steps) is larger than the budget: it is said.
+    assert "trial 0: each phase trains 2,048 timesteps, not its budget of 1,024" in "\n".join(said)
 
     assert len(study.trials) == 3
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

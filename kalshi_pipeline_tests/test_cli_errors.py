@@ -21,10 +21,10 @@ from kalshi_pipeline.training.tuning_storage import TuningStorageError
 
 BAD_EXECUTORS = [
     ({"KALSHI_EXECUTOR": "bogus"}, "KALSHI_EXECUTOR='bogus' is not one of"),
-    ({"KALSHI_EXECUTOR": "celery"}, "KALSHI_CELERY_BACKEND must name a durable"),
+    ({"KALSHI_EXECUTOR": "celery"}, "KALSHI_CELERY_BACKEND must name a database"),
     (
         {"KALSHI_EXECUTOR": "celery", "KALSHI_CELERY_BACKEND": "rpc://"},
-        "KALSHI_CELERY_BACKEND must name a durable",
+        "KALSHI_CELERY_BACKEND must name a database",
     ),
 ]
 

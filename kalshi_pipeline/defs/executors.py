@@ -25,7 +25,8 @@ executor: a database (``db+postgresql+psycopg2://user@host/dagster``, the instan
 database will do; the password from ``PGPASSWORD``, so that it never lands in the
 worker's generated config file). Celery's ``rpc://`` backend sends results through the
 broker and loses those in flight when it restarts (the run then fails: the broker-restart
-test does with it), so it is refused. The three variables are read and checked in
+test does with it), and ``cache+memory://`` keeps them in one process: only a database
+(``db+...``) is accepted. The three variables are read and checked in
 :mod:`kalshi_pipeline.sources.settings`; a bad one fails the definitions' load, named.
 """
 
@@ -42,6 +43,7 @@ from kalshi_pipeline.sources.settings import (
 EXECUTOR_ENV = EXECUTOR.name
 BROKER_ENV = CELERY_BROKER.name
 BACKEND_ENV = CELERY_BACKEND.name
+DURABLE_BACKEND = "db+"  # SQLAlchemy: results in a database, which outlives the broker
 DEFAULT_BROKER = CELERY_BROKER.default
 CELERY_SETTINGS = {
     "task_acks_late": True,
@@ -78,12 +80,13 @@ def executor() -> dg.ExecutorDefinition:
 def result_backend() -> str:
     """The Celery result backend ``KALSHI_CELERY_BACKEND`` names (see the module notes)."""
     backend = CELERY_BACKEND.read()
-    if not backend or backend.strip().lower().startswith("rpc:"):
+    if not backend or not backend.strip().lower().startswith(DURABLE_BACKEND):
+        scheme = backend.strip().partition(":")[0] + "://" if backend else "nothing"
         raise SettingError(
-            f"{BACKEND_ENV} must name a durable Celery result backend with "
-            f"{EXECUTOR_ENV}=celery, got {'nothing' if not backend else 'rpc://'} "
+            f"{BACKEND_ENV} must name a database as the Celery result backend with "
+            f"{EXECUTOR_ENV}=celery, got {scheme} "
             "(e.g. db+postgresql+psycopg2://user@host:5432/dagster; rpc:// loses the results "
-            "in flight when the broker restarts)"
+            "in flight when the broker restarts, cache+memory:// keeps them in one process)"
         )
     return backend
 

@@ -52,10 +52,9 @@ def difficulty_scores(
     ``sessions_without_views`` metadata and in a warning: a retrain never quietly runs on
     fewer sessions than were registered. A views file that is damaged, older than the
     views' digests, holds another session's views or was built from another raw copy of
-    its session (another home's) fails the step, naming the file and
-    the partition to materialise again (:class:`~kalshi_pipeline.market.views.ViewsDamaged`):
-    it is never used, nor quietly left out.
-    """
+    its session (another home's) fails the step, naming the file and the partition to
+    materialise again (:class:`~kalshi_pipeline.market.views.ViewsDamaged`): it is never
+    used, nor quietly left out."""
     registered = sorted(context.instance.get_dynamic_partitions(sessions.name), key=int)
     ingested = context.instance.get_materialized_partitions(market_views.key)
     used, without = [], {}
@@ -67,8 +66,7 @@ def difficulty_scores(
             without[key] = f"ingested, but its views file {path} is missing"
         else:
             used.append(key)
-    # Verified, and each file must hold its own session's views, built from this home's raw
-    # copy of it (ViewsDamaged otherwise).
+    # Verified: each file holds its session's views, built from this home's raw copy.
     footers = {int(k): pipeline.session_views_footer(int(k)) for k in used}
     table = select_views([d for f in footers.values() for d in f.descriptions], config.to_domain())
     versions = {k: f.version for k, f in footers.items()}

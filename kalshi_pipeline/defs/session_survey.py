@@ -23,7 +23,10 @@ the new one whole; the raw copy is swapped in the same way. A session ingested e
 recording again (it is not complete now) keeps its views, and the survey says so.
 
 **Sessions that wait.** A session whose status is unknown, or an ``error`` session without
-an end time, is never complete: the survey names each in ``waiting``, with why.
+an end time, is never complete: the survey names each in ``waiting``, with why. So is an
+ingested session the source no longer lists (deleted from the collector): its views stay
+in use, since a source losing rows is no reason to forget what was recorded, and the note
+says how to leave it out.
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from kalshi_pipeline.defs.ingest_runs import (
     ingest_states,
     ingested_sessions,
 )
-from kalshi_pipeline.defs.partitions import session_key
+from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.recorded_fingerprints import recorded_fingerprints, views_behind
 from kalshi_pipeline.sources import SessionFingerprint, SessionInfo, SessionSource
 from kalshi_pipeline.sources.raw import SessionStatus
@@ -89,13 +92,22 @@ def survey(reading: SourceReading, instance: dg.DagsterInstance) -> Survey:
             changes[key] = f"fingerprint {before.token if before else 'none'} -> {now.token}: {why}"
     tokens = {key: current[key].token for key in changes}
     found = Survey(complete, ingest_states(instance, complete, tokens), changes)
-    _note_waiting(found, reading.listed, ingested_sessions(instance))
+    registered = set(instance.get_dynamic_partitions(sessions.name))
+    _note_waiting(found, reading.listed, ingested_sessions(instance) & registered)
     return found
 
 
 def _note_waiting(found: Survey, listed: list[SessionInfo], done: set[str]) -> None:
     """Name each session that is not complete and matters: ingested before and recording
-    again, of an unknown status, or ``error`` with no end (not a plain recording one)."""
+    again, of an unknown status, or ``error`` with no end (not a plain recording one); and
+    each ingested session the source no longer lists (deleted from the collector)."""
+    listed_keys = {session_key(info.session_id) for info in listed}
+    gone = sorted(done - listed_keys, key=lambda key: (len(key), key))
+    for key in gone:
+        found.waiting.append(
+            f"session {key} was ingested but the source no longer lists it: its views stay "
+            f"in use (delete its partition {key} to leave it out)"
+        )
     for info in listed:
         key = session_key(info.session_id)
         if info.is_complete:

@@ -551,3 +551,26 @@ def test_a_url_whose_options_pick_another_schema_is_another_source(
 
     monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)  # the same source again: fine
     assert demo.ingest_missing(home, instance, definitions) == []
+
+
+def test_an_ingested_session_deleted_from_the_collector_is_named_and_kept(
+    collector_tables, tmp_path, monkeypatch, instance, definitions
+):
+    """A session the collector no longer lists after its ingest: its views stay in use
+    (a source losing rows is no reason to forget them), and every tick says so."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(COLLECTOR_URL_ENV, collector_tables)
+    with closing(psycopg2.connect(collector_tables)) as conn:
+        write_collector_session(conn, simulated(1))
+        write_collector_session(conn, simulated(2))
+    tick = sensor_tick(instance, definitions)
+    for request in tick.run_requests:
+        assert launch(definitions, instance, request).success
+    for table in ("rl_orderbook_deltas", "rl_orderbook_snapshots", "rl_orderbook_sessions"):
+        run_sql(collector_tables, f"DELETE FROM {table} WHERE session_id = 2")
+
+    skipped = sensor_tick(instance, definitions)
+
+    assert not skipped.run_requests
+    assert "session 2 was ingested but the source no longer lists it" in skipped.skip_message
+    assert ingested_sessions(instance) == {"1", "2"}

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
@@ -49,7 +50,7 @@ from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, ProgrammingError
 
 from kalshi_pipeline.sources.redaction import describe_url, redact
 from kalshi_pipeline.sources.settings import TUNING_RETRY
@@ -129,7 +130,7 @@ class Study:
         scheme, _ = self.storage.split("://", 1)
         if scheme.split("+")[0] in ("postgresql", "postgres"):
             return f"postgresql {describe_url(self._url())}"
-        return redact(self.storage, self.storage)
+        return _without_credentials(self.storage)
 
     def _cannot_open(self, error: Exception) -> TuningStorageError:
         fault = connection_fault(error)
@@ -143,6 +144,8 @@ class Study:
             )
         elif fault is not None:
             first += f" ({retried(self.retry_seconds)}; {CHECK_SERVER})"
+        elif isinstance(error, NoSuchModuleError):  # a scheme SQLAlchemy has no dialect for
+            first += " (give the path of a journal file, or a postgresql:// or sqlite:/// URL)"
         return TuningStorageError(f"cannot open study {self.name!r} at {self.shown()}: {first}")
 
     def _url(self) -> str | None:
@@ -174,6 +177,18 @@ class Study:
                 heartbeat_stale_trial_callback=_StaleTrialReport(self.grace_seconds, say),
             )
         return RetryingStorage(_CachedStorage(database), **shown)
+
+
+def _without_credentials(url: str) -> str:
+    """A storage URL of another database than PostgreSQL, shown without user or password:
+    its scheme, host, port and path (``sqlite:////tmp/study.db``)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redact(url, url)
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _lost_creation_race(error: Exception) -> bool:

@@ -311,3 +311,17 @@ def test_a_directory_given_as_the_journal_is_named(tmp_path):
         Study(name="s", storage=str(tmp_path), trials=1).open()
     assert f"at {tmp_path}: IsADirectoryError" in str(raised.value)
     assert str(raised.value).endswith("(give the path of a journal file, or a storage URL)")
+
+
+def test_a_storage_no_database_driver_knows_is_named_with_what_to_give():
+    """A URL of a kind Optuna cannot use (redis://) is named by its scheme, host and path,
+    never its password, with the storages it can use."""
+    study = Study(name="s", storage="redis://user:secret@127.0.0.1:6379/0", trials=1)
+    with pytest.raises(TuningStorageError) as raised:
+        study.open(optuna.pruners.NopPruner())
+    message = str(raised.value)
+    assert message.startswith("cannot open study 's' at redis://127.0.0.1:6379/0: ")
+    assert message.endswith(
+        "(give the path of a journal file, or a postgresql:// or sqlite:/// URL)"
+    )
+    assert "secret" not in message and "user" not in message

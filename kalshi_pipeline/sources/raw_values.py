@@ -7,7 +7,7 @@ session. Here an integer too large for its column is clamped to the column's lim
 outside any valid value, so cleaning counts it: ``price_out_of_range``,
 ``size_out_of_range``, ``timestamp_out_of_window``, ``sequence_outlier``), and a value that
 is not an integer at all (or a word that is not text) becomes NULL, which cleaning counts
-as missing (``negative_size``, ``price_out_of_range``, ``unknown_side``,
+as missing (``negative_size``, ``price_out_of_range``, ``unknown_side``, ``unknown_action``,
 ``missing_timestamp`` ...). A string of plain decimal digits is an integer (a column of
 type TEXT holds nothing else). Every such row is counted and named by cleaning; nothing here
 raises. :func:`shown` describes a value in an error message in a few characters, whatever

@@ -47,6 +47,12 @@ from kalshi_pipeline.defs.jobs import DEMO_RUN_CONFIG
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource, redact_collector
 from kalshi_pipeline.defs.session_survey import read_source, survey
+from kalshi_pipeline.demo_interrupts import (
+    RunInterrupted,
+    ends_the_run_on_interrupt,
+    interrupted,
+    signals_interrupt,
+)
 from kalshi_pipeline.paths import HOME_ENV, artifacts_dir, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, SessionSource
 from kalshi_pipeline.sources.settings import EXECUTOR, SettingError
@@ -175,7 +181,7 @@ def ingest_missing(
             print(f"session {key} changed since its ingest ({found.changes[key]}): again")
         started = time.perf_counter()
         tags = found.fingerprint_tags(key)
-        result = run_ingest(
+        result = _ingest(
             definitions, instance, key, run_config=_QUIET, tags=tags, console=_terminal_logger
         )
         if not result.success:
@@ -204,7 +210,9 @@ def train(
     traceback stay in the run's log (the instance's), and the run's failure is raised as
     :class:`TrainingFailed`, one line from its first failed step's root cause. A split too
     small for the run (an empty holdout, validation or training side) fails its first
-    step, before any phase trains.
+    step, before any phase trains. SIGTERM or SIGINT ends the run at once, recorded as
+    failed and with no promotion, and raises :class:`RunInterrupted`
+    (:mod:`kalshi_pipeline.demo_interrupts`).
     """
     print("training phases 1-3 and evaluating (about two minutes on two cores) ...")
     started = time.perf_counter()
@@ -215,6 +223,7 @@ def train(
         raise_on_error=False,
     )
     if not result.success:
+        _stop_if_interrupted(result, "the training run")
         raise TrainingFailed(
             f"training run {result.run_id} failed: {_first_error(result)} (the run's log, "
             f"with tracebacks: dagster dev with DAGSTER_HOME={instance.root_directory})"
@@ -230,6 +239,24 @@ class TrainingFailed(RuntimeError):
     """The training run failed; the message is its first failed step's reason."""
 
 
+def _ingest(definitions, instance, key, **options) -> dg.ExecuteInProcessResult:
+    """:func:`~kalshi_pipeline.defs.ingest_runs.run_ingest`; an interrupted run stops the
+    demo (:class:`RunInterrupted`) instead of going on to the next session."""
+    result = run_ingest(definitions, instance, key, **options)
+    if not result.success:
+        _stop_if_interrupted(result, f"the ingest run of session {key}")
+    return result
+
+
+def _stop_if_interrupted(result: dg.ExecuteInProcessResult, what: str) -> None:
+    """Raise :class:`RunInterrupted` if SIGTERM or SIGINT ended this run: the demo stops."""
+    if interrupted(result):
+        raise RunInterrupted(
+            f"{what} ({result.run_id}) was interrupted by SIGTERM or SIGINT and is recorded "
+            "as failed; nothing after it ran (run the demo again to go on)"
+        )
+
+
 def _without_errors(record: logging.LogRecord) -> bool:
     """The terminal's filter: records below ERROR only. Dagster logs a failed step at
     ERROR with its whole traceback (and each skipped step after it); the demo prints the
@@ -239,15 +266,27 @@ def _without_errors(record: logging.LogRecord) -> bool:
 
 @dg.logger(dg.colored_console_logger.config_schema)
 def _terminal_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    """Dagster's console logger, with :func:`_without_errors` on its handlers."""
+    """Dagster's console logger, with :func:`_without_errors` on its handlers; an
+    interrupt it sees ends the run
+    (:func:`~kalshi_pipeline.demo_interrupts.ends_the_run_on_interrupt`)."""
     logger = dg.colored_console_logger.logger_fn(init_context)
     for handler in logger.handlers:
         handler.addFilter(_without_errors)
-    return logger
+    return ends_the_run_on_interrupt(logger)
 
 
 def run_demo(home: Path, run_config: dg.RunConfig | None = None) -> Path:
-    """The whole graph on the embedded default; returns the report's path."""
+    """The whole graph on the embedded default; returns the report's path.
+
+    SIGTERM or SIGINT stops it promptly, wherever it is
+    (:func:`~kalshi_pipeline.demo_interrupts.signals_interrupt`): ``KeyboardInterrupt``,
+    or :class:`RunInterrupted` when a run was interrupted.
+    """
+    with signals_interrupt():
+        return _run_demo(home, run_config)
+
+
+def _run_demo(home: Path, run_config: dg.RunConfig | None) -> Path:
     os.environ[HOME_ENV] = str(home)
     instance = prepare_instance(home)
     definitions = defs()

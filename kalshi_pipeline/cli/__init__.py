@@ -4,8 +4,9 @@
 generated from the pipeline's dataclasses), :mod:`~kalshi_pipeline.cli.commands` does
 each command's work and :mod:`~kalshi_pipeline.cli.errors` turns any failure into one
 line on stderr, ``error: <what> (<what to do>)``, with exit code 2 for usage errors and 1
-otherwise. ``--debug`` (before or after the command) prints the full traceback too, and
-the package's info log. The command is in the top layer beside ``defs``
+otherwise; a command stopped by SIGINT (``KeyboardInterrupt``; the demo maps SIGTERM to
+it too) prints one line and exits 130. ``--debug`` (before or after the command) prints
+the full traceback too, and the package's info log. The command is in the top layer beside ``defs``
 (docs/architecture.md); the README lists its commands and flags.
 """
 
@@ -22,6 +23,9 @@ from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources.redaction import redact
 
 __all__ = ["main"]
+
+# The exit code of a command stopped by SIGINT or SIGTERM: 128 + SIGINT, as a shell gives.
+INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
     try:
         return run(usage, args)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM where the command maps it so (demo)
+        if debug:
+            sys.stderr.write("".join(traceback.format_exception(exc)))
+        what = str(exc) or "interrupted by SIGINT or SIGTERM"
+        sys.stderr.write(redact(f"error: {what}", database_url(args)) + "\n")
+        return INTERRUPTED
     except Exception as exc:
         line, code = explain(exc, database_url(args))
         if debug:

@@ -6,8 +6,8 @@ each command's work and :mod:`~kalshi_pipeline.cli.errors` turns any failure int
 line on stderr, ``error: <what> (<what to do>)``, with exit code 2 for usage errors and 1
 otherwise; a command stopped by SIGINT (``KeyboardInterrupt``; the demo maps SIGTERM to
 it too) prints one line and exits 130. ``--debug`` (before or after the command) prints
-the full traceback too, and the package's info log. The command is in the top layer beside ``defs``
-(docs/architecture.md); the README lists its commands and flags.
+the full traceback too, and the package's info log. The command is in the top layer
+beside ``defs`` (docs/architecture.md); the README lists its commands and flags.
 """
 
 from __future__ import annotations

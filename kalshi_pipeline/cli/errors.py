@@ -38,7 +38,7 @@ from kalshi_pipeline.sources.collector_connection import (
     SourceTimeout,
     SourceUnavailable,
 )
-from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.redaction import describe_url, has_credentials, redact
 from kalshi_pipeline.sources.settings import COLLECTOR_URL, SettingError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -203,10 +203,11 @@ def _raised_by_us(exc: BaseException) -> bool:
 
 def database_url(args: argparse.Namespace) -> str | None:
     """The database the command talks to: ``--postgres``, else a study's ``--storage``
-    URL (a journal's path is no secret), else the collector's, if set."""
+    URL if it holds a password (a journal's path, or a URL without one, is no secret and
+    stays readable in errors), else the collector's, if set."""
     storage = getattr(args, "storage", None)
     return (
         getattr(args, "postgres", None)
-        or (storage if storage and "://" in storage else None)
+        or (storage if storage and "://" in storage and has_credentials(storage) else None)
         or COLLECTOR_URL.read()
     )

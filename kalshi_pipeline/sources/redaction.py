@@ -43,6 +43,12 @@ def redact(text: str, url: str | None) -> str:
     return _PASSWORD_KEY.sub(rf"\1{MASK}", text)
 
 
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` may hold a user or password: a ``user@`` part or a ``password=``
+    key (a URL without either, ``sqlite:////tmp/x.db``, may be shown whole)."""
+    return "@" in url.partition("://")[2] or _PASSWORD_KEY.search(url) is not None
+
+
 def describe_url(url: str) -> str:
     """``host:port/database`` of a libpq URL or DSN, never its user or password."""
     try:

@@ -165,6 +165,8 @@ class Study:
             return RetryingStorage(journal, damage=self._journal_damage, **shown)
         scheme, rest = self.storage.split("://", 1)
         url = self.storage
+        if scheme.split("+")[0] == "sqlite" and rest.startswith("/") and rest != "/:memory:":
+            Path(rest[1:]).parent.mkdir(parents=True, exist_ok=True)  # as for a journal
         if scheme in ("postgresql", "postgres"):  # SQLAlchemy 2.1 would pick psycopg 3
             url = f"postgresql+psycopg2://{rest}"
         with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5.1

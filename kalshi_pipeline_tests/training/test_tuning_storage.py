@@ -325,3 +325,23 @@ def test_a_storage_no_database_driver_knows_is_named_with_what_to_give():
         "(give the path of a journal file, or a postgresql:// or sqlite:/// URL)"
     )
     assert "secret" not in message and "user" not in message
+
+
+def test_the_command_shows_a_storage_url_without_credentials_whole(store, tmp_path, capsys):
+    """Only a URL that may hold a password is masked in the command's errors: one without
+    a user part is the only name the storage has."""
+    argv = ["tune", "--store", str(store.path), "--home", str(tmp_path), "--trials", "1"]
+    assert main([*argv, "--storage", "redis://127.0.0.1:6379/0"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: cannot open study 'default' at redis://127.0.0.1:6379/0: ")
+    assert main([*argv, "--storage", "redis://user:s3cret@127.0.0.1:6379/0"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "s3cret" not in line and "user" not in line
+
+
+def test_a_sqlite_study_in_a_directory_not_made_yet_opens(tmp_path):
+    """As a journal's: the directory of a sqlite:/// file is made, not retried as a
+    server that is down."""
+    study = Study(name="s", storage=f"sqlite:///{tmp_path}/not/made/yet.db", trials=1)
+    assert study.open(optuna.pruners.NopPruner()).trials == []
+    assert (tmp_path / "not" / "made" / "yet.db").is_file()

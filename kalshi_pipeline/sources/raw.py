@@ -285,13 +285,16 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
     (``PRICE_LIMIT``, ``SIZE_LIMIT``), far outside any valid value, instead of failing
     the whole session with an overflow (a literal of 5,000 digits too). Any other text
     that cannot be decoded (nested too deeply, not UTF-8) raises :class:`PriceMapError`:
-    no input raises anything else.
+    no input raises anything else. So does a price given twice (a JSON key repeated, or
+    ``"29"`` beside ``"029"``): the book cannot know which size is meant.
     """
     if raw is None:
         return []
     if isinstance(raw, str | bytes):
         try:
-            raw = json.loads(raw, parse_int=bounded_int)
+            raw = json.loads(raw, parse_int=bounded_int, object_pairs_hook=_unique_keys)
+        except PriceMapError:
+            raise  # a key given twice (_unique_keys)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, depth
             raise PriceMapError(json_error(exc)) from None
         if raw is None:  # JSON null, like SQL NULL: no map stored for this side
@@ -304,7 +307,21 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
             raise PriceMapError(f"price key {shown(key)} is not an integer")
         levels.append((_clamp(bounded_int(key), PRICE_LIMIT), _size(key, size)))
     levels.sort(key=lambda level: level[0])
+    prices = [price for price, _ in levels]
+    if len(set(prices)) != len(prices):  # "29" and "029": which size is the book's?
+        twice = next(a for a, b in zip(prices, prices[1:], strict=False) if a == b)
+        raise PriceMapError(f"price {twice} is given twice, with different keys")
     return levels
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice (JSON keeps the last one
+    silently) makes the map malformed."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise PriceMapError(f"price key {shown(twice)} is given twice")
+    return found
 
 
 _INTEGER_KEY = re.compile(r"-?[0-9]+")

@@ -313,7 +313,7 @@ def _first_error(result: dg.ExecuteInProcessResult) -> str:
         if data.user_failure_data is not None and data.user_failure_data.description:
             return redact_collector(" ".join(data.user_failure_data.description.split()))
         error = data.error
-        while error is not None and error.cls_name.startswith("Dagster") and error.cause:
+        while error is not None and _is_wrapper(error.cls_name) and error.cause:
             error = error.cause
         if error is None:
             return "step failed"
@@ -334,6 +334,12 @@ def _run_failure(result: dg.ExecuteInProcessResult) -> str:
         if data is not None and getattr(data, "error", None) is not None:
             return redact_collector(" ".join(data.error.message.split()))
     return "run failed"
+
+
+def _is_wrapper(cls_name: str) -> bool:
+    """Dagster's errors around the user's, and ``RetryRequested*``: a step that used up its
+    retries fails as "Exceeded max_retries", its last error as the cause."""
+    return cls_name.startswith(("Dagster", "RetryRequested"))
 
 
 def _failed_check(result: dg.ExecuteInProcessResult) -> str | None:

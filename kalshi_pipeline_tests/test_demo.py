@@ -231,3 +231,15 @@ def test_the_demo_says_it_runs_in_process_whatever_the_executor(tmp_path, monkey
         "KALSHI_EXECUTOR=celery applies to runs that dagster dev and its daemon launch; the "
         "demo runs its jobs in this process"
     ]
+
+
+@dg.asset(retry_policy=dg.RetryPolicy(max_retries=1))
+def _times_out_every_time():
+    raise _HistoryUnreadable("statement timeout (1e-06 s) expired while loading session 1")
+
+
+def test_a_step_that_used_up_its_retries_is_named_by_its_last_error():
+    """Dagster fails it as 'Exceeded max_retries of 1'; the line is the error itself."""
+    result = dg.materialize([_times_out_every_time], raise_on_error=False)
+    line = demo._first_error(result)
+    assert line.endswith("statement timeout (1e-06 s) expired while loading session 1")

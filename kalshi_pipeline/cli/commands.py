@@ -39,6 +39,7 @@ from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.settings import check_all
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.model_loading import champion_warning
+from kalshi_pipeline.training.promotion import champion_problems
 from kalshi_pipeline.training.registry import Registry, registry_path
 from kalshi_pipeline.training.registry_display import describe_champion, history_markdown
 
@@ -238,6 +239,9 @@ def show_models(home: Path | None) -> int:
     if champion is not None:
         print(describe_champion(champion))
     print(history_markdown(records))
+    for problem in champion_problems(records):  # a history edited by hand
+        if not problem.endswith("is missing"):  # said below, with what follows from it
+            print(f"warning: production is not a tested model: {problem}", file=sys.stderr)
     warning = champion_warning(champion)
     if warning:
         print(warning, file=sys.stderr)

@@ -280,3 +280,18 @@ def test_the_history_round_trips_and_shows_the_champion_first(tmp_path, holdout,
     assert table[2].startswith("| 1 | active |") and str(models["buys"]) in table[2]
     assert table[3].startswith("| 2 | refused |")
     assert not list(registry.parent.glob(".registry.json.*"))  # no temporary file left
+
+
+def test_models_warns_when_the_history_holds_two_champions(tmp_path, rising, models, capsys):
+    """A history edited by hand with a second active record: ``models`` says production
+    is not a tested model, naming both, rather than pick one silently."""
+    registry = tmp_path / "home" / "artifacts" / "models" / "registry.json"
+    assert promote(models["buys"], rising, registry).promoted
+    history = json.loads(registry.read_text())
+    history["models"].append({**history["models"][0], "id": 2})
+    registry.write_text(json.dumps(history))
+
+    assert main(["models", "--home", str(tmp_path / "home")]) == 0
+
+    [warning] = capsys.readouterr().err.strip().splitlines()
+    assert warning == "warning: production is not a tested model: 2 active models (ids [1, 2])"

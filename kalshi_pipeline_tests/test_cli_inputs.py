@@ -245,3 +245,14 @@ def test_a_name_too_long_for_the_file_system_is_named_before_any_work(tmp_path, 
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: --out {out} has a name of 256 bytes, more than the 255 a")
     assert line.endswith("(give shorter names)")
+
+
+def test_a_celery_backend_that_is_not_a_database_fails_every_command(tmp_path, monkeypatch, capsys):
+    """The backend rule is a setting's: `models`, which runs no step, refuses it too."""
+    monkeypatch.setenv("KALSHI_EXECUTOR", "celery")
+    monkeypatch.setenv("KALSHI_CELERY_BACKEND", "cache+memory://")
+
+    assert main(["models", "--home", str(tmp_path)]) == 2
+
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: KALSHI_CELERY_BACKEND must name a database as the Celery")

@@ -26,7 +26,7 @@ database will do; the password from ``PGPASSWORD``, so that it never lands in th
 worker's generated config file). Celery's ``rpc://`` backend sends results through the
 broker and loses those in flight when it restarts (the run then fails: the broker-restart
 test does with it), and ``cache+memory://`` keeps them in one process: only a database
-(``db+...``) is accepted. The three variables are read and checked in
+(``db+...``) is accepted. The three variables, and that rule, are read and checked in
 :mod:`kalshi_pipeline.sources.settings`; a bad one fails the definitions' load, named.
 """
 
@@ -37,13 +37,12 @@ from kalshi_pipeline.sources.settings import (
     CELERY_BACKEND,
     CELERY_BROKER,
     EXECUTOR,
-    SettingError,
+    celery_result_backend,
 )
 
 EXECUTOR_ENV = EXECUTOR.name
 BROKER_ENV = CELERY_BROKER.name
 BACKEND_ENV = CELERY_BACKEND.name
-DURABLE_BACKEND = "db+"  # SQLAlchemy: results in a database, which outlives the broker
 DEFAULT_BROKER = CELERY_BROKER.default
 CELERY_SETTINGS = {
     "task_acks_late": True,
@@ -69,26 +68,12 @@ def executor() -> dg.ExecutorDefinition:
     return celery_executor.configured(
         {
             "broker": CELERY_BROKER.read(),
-            "backend": result_backend(),
+            "backend": celery_result_backend(),
             "config_source": CELERY_SETTINGS,
             "retries": {"enabled": {}},
         },
         name="celery",
     )
-
-
-def result_backend() -> str:
-    """The Celery result backend ``KALSHI_CELERY_BACKEND`` names (see the module notes)."""
-    backend = CELERY_BACKEND.read()
-    if not backend or not backend.strip().lower().startswith(DURABLE_BACKEND):
-        scheme = backend.strip().partition(":")[0] + "://" if backend else "nothing"
-        raise SettingError(
-            f"{BACKEND_ENV} must name a database as the Celery result backend with "
-            f"{EXECUTOR_ENV}=celery, got {scheme} "
-            "(e.g. db+postgresql+psycopg2://user@host:5432/dagster; rpc:// loses the results "
-            "in flight when the broker restarts, cache+memory:// keeps them in one process)"
-        )
-    return backend
 
 
 @dg.definitions

@@ -196,7 +196,29 @@ SETTINGS = (
 )
 
 
+DURABLE_BACKEND = "db+"  # SQLAlchemy: Celery's results in a database, which outlives the broker
+
+
+def celery_result_backend(environ: Mapping[str, str] = os.environ) -> str:
+    """``KALSHI_CELERY_BACKEND``, which the Celery executor needs to be a database
+    (``db+...``): ``rpc://`` loses the results in flight when the broker restarts,
+    ``cache+memory://`` keeps them in one process (:mod:`kalshi_pipeline.defs.executors`)."""
+    backend = CELERY_BACKEND.read(environ) or ""
+    if not backend.strip().lower().startswith(DURABLE_BACKEND):
+        scheme = backend.strip().partition(":")[0] + "://" if backend else "nothing"
+        raise SettingError(
+            f"{CELERY_BACKEND.name} must name a database as the Celery result backend with "
+            f"{EXECUTOR.name}=celery, got {scheme} "
+            "(e.g. db+postgresql+psycopg2://user@host:5432/dagster; rpc:// loses the results "
+            "in flight when the broker restarts, cache+memory:// keeps them in one process)"
+        )
+    return backend
+
+
 def check_all(environ: Mapping[str, str] = os.environ) -> None:
-    """Read every setting: raises :class:`SettingError` for the first bad one."""
+    """Read every setting: raises :class:`SettingError` for the first bad one (the Celery
+    backend too when the executor is Celery)."""
     for setting in SETTINGS:
         setting.read(environ)
+    if EXECUTOR.read(environ) == "celery":
+        celery_result_backend(environ)

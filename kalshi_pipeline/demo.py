@@ -102,18 +102,46 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
         if not settings.exists():
             settings.write_text(INSTANCE_SETTINGS.read_text())
         os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return _load_instance(Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml")
+
+
+def _load_instance(settings: Path) -> dg.DagsterInstance:
+    """The instance of ``settings``; settings that cannot be used are a SettingError."""
+    todo = "fix the file, or move it away for the default local instance"
+    for name in _variables_read(settings):  # Dagster would say it with its whole schema
+        if not os.environ.get(name):
+            raise SettingError(
+                f"the Dagster instance settings {settings} read {name} from the environment, "
+                f"and it is not set (set it, or {todo})"
+            )
     try:
         instance = dg.DagsterInstance.get()
         for part in _LOADED_ON_FIRST_USE:  # a bad class in dagster.yaml fails here, not in a run
             getattr(instance, part)
         return instance
     except (yaml.YAMLError, CheckError, dg.DagsterInvalidConfigError) as exc:
-        settings = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
         reason = " ".join(str(exc).split())[:300]
         raise SettingError(
-            f"the Dagster instance settings {settings} cannot be used: {reason} (fix the file, "
-            "or move it away for the default local instance)"
+            f"the Dagster instance settings {settings} cannot be used: {reason} ({todo})"
         ) from None
+
+
+def _variables_read(settings: Path) -> list[str]:
+    """The environment variables ``settings`` reads (Dagster's ``{env: NAME}`` values)."""
+    try:
+        found = [yaml.safe_load(settings.read_text())]
+    except (OSError, yaml.YAMLError):
+        return []  # Dagster names what is wrong with the file itself
+    names = []
+    while found:
+        value = found.pop()
+        if isinstance(value, dict):
+            if set(value) == {"env"} and isinstance(value["env"], str):
+                names.append(value["env"])
+            found.extend(value.values())
+        elif isinstance(value, list):
+            found.extend(value)
+    return sorted(set(names))
 
 
 def ensure_store(home: Path) -> ParquetSessionStore:

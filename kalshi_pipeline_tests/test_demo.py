@@ -169,6 +169,7 @@ def test_the_one_line_is_our_error_not_the_one_it_was_raised_from():
         "storage:\n  postgres: [unclosed\n",  # not YAML
         "bogus_key: 1\n",  # not Dagster's
         "run_coordinator:\n  module: nope.nothing\n  class: X\n",  # a class that is not there
+        "storage:\n  postgres:\n    postgres_url:\n      env: KALSHI_TEST_UNSET_URL\n",
     ],
 )
 def test_instance_settings_that_cannot_be_used_are_named_before_any_work(
@@ -179,14 +180,14 @@ def test_instance_settings_that_cannot_be_used_are_named_before_any_work(
     (dagster_home / "dagster.yaml").write_text(settings)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.delenv("KALSHI_COLLECTOR_URL", raising=False)
+    monkeypatch.delenv("KALSHI_TEST_UNSET_URL", raising=False)  # read from the environment
     home = tmp_path / "home"
 
     assert main(["demo", "--home", str(home)]) == 2
 
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(
-        f"error: the Dagster instance settings {dagster_home / 'dagster.yaml'} cannot be used: "
-    )
+    assert line.startswith(f"error: the Dagster instance settings {dagster_home / 'dagster.yaml'} ")
+    assert "KALSHI_TEST_UNSET_URL from the environment" in line or "cannot be used: " in line
     assert not (home / "sessions").exists()
 
 

@@ -58,25 +58,39 @@ def test_the_wheel_ships_the_instance_settings_and_no_runner_in_defs(tmp_path):
     assert "kalshi_pipeline/cli/__main__.py" in names
 
 
+CLI = [sys.executable, "-m", "kalshi_pipeline.cli"]
+
+
+def small_store(home: Path) -> Path:
+    """A home whose store holds 3 sessions of 6 markets: too few for a holdout market."""
+    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    subprocess.run([*CLI, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
+    return home
+
+
+def failed_demo(home: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """The demo run as a user runs it, which must fail with one line (exit 1) and no
+    traceback, Dagster's or Python's, on the terminal; returns the run and its line."""
+    drop = ("DAGSTER_HOME", "KALSHI_PIPELINE_HOME", "KALSHI_COLLECTOR_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    done = subprocess.run(
+        [*CLI, "demo", "--home", str(home)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 1, done.stderr
+    shown = done.stdout + done.stderr
+    assert "Traceback" not in shown and "Stack Trace" not in shown
+    [line] = done.stderr.strip().splitlines()
+    return done, line
+
+
 def test_a_store_too_small_for_the_split_fails_before_training_in_one_line(tmp_path):
     """The demo on three sessions of six markets (no holdout market among them) stops at
     the split, before any phase trains: one line on the terminal and exit 1; Dagster's
     traceback of the failed step is in the run's log, not on the terminal."""
-    home = tmp_path / "home"
-    cli = [sys.executable, "-m", "kalshi_pipeline.cli"]
-    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
-    subprocess.run([*cli, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
-    drop = ("DAGSTER_HOME", "KALSHI_PIPELINE_HOME", "KALSHI_COLLECTOR_URL")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    home = small_store(tmp_path / "home")
 
-    done = subprocess.run(
-        [*cli, "demo", "--home", str(home)], capture_output=True, text=True, env=env, timeout=600
-    )
+    _, line = failed_demo(home)
 
-    assert done.returncode == 1, done.stderr
-    shown = done.stdout + done.stderr
-    assert "Traceback" not in shown and "Stack Trace" not in shown  # Dagster's or Python's
-    [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: training run ") and line.endswith(")")
     assert "failed: the split has no holdout market: none of the " in line
     assert not (home / "artifacts" / "models").exists()  # no phase trained
@@ -117,25 +131,14 @@ def test_a_dagster_home_that_cannot_be_used_is_named_before_any_work(
 def test_a_failed_ingest_is_one_line_without_dagsters_tracebacks(tmp_path):
     """A session whose stored copy is damaged fails its ingest: the demo names it in one
     line (exit 1) and trains nothing; Dagster's step-failure traceback stays in the log."""
-    home = tmp_path / "home"
-    cli = [sys.executable, "-m", "kalshi_pipeline.cli"]
-    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
-    subprocess.run([*cli, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
+    home = small_store(tmp_path / "home")
     deltas = home / "sessions" / "session-2" / "deltas.parquet"
     data = bytearray(deltas.read_bytes())
     data[len(data) // 2] ^= 0x10
     deltas.write_bytes(bytes(data))
-    drop = ("DAGSTER_HOME", "KALSHI_PIPELINE_HOME", "KALSHI_COLLECTOR_URL")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
 
-    done = subprocess.run(
-        [*cli, "demo", "--home", str(home)], capture_output=True, text=True, env=env, timeout=600
-    )
+    done, line = failed_demo(home)
 
-    assert done.returncode == 1, done.stderr
-    shown = done.stdout + done.stderr
-    assert "Traceback" not in shown and "Stack Trace" not in shown
-    [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: 1 of 3 sessions failed to ingest; training not started")
     assert f"{deltas} is corrupt" in line
     assert "[2/3] session 2: FAILED" in done.stdout

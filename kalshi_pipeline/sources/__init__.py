@@ -18,7 +18,7 @@ from kalshi_pipeline.sources.collector_connection import (
     SourceTimeout,
     SourceUnavailable,
 )
-from kalshi_pipeline.sources.fingerprint import SessionFingerprint, fingerprint_of
+from kalshi_pipeline.sources.fingerprint import SessionFingerprint
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.postgres import PostgresSessionSource
 from kalshi_pipeline.sources.raw import (
@@ -59,5 +59,4 @@ __all__ = [
     "SourceMisconfigured",
     "SourceTimeout",
     "SourceUnavailable",
-    "fingerprint_of",
 ]

@@ -12,9 +12,8 @@ not do that.
 Each source gives the fingerprints of many sessions cheaply
 (``source.fingerprints(session_ids)``): the collector's Postgres in one query (a count
 and a max over the ``(session_id, id)`` indexes), the Parquet store from its catalog and
-its files' footers. :func:`fingerprint_of` computes the same from the rows of any
-:class:`~kalshi_pipeline.sources.raw.SessionBatches` (an ingested copy), so the
-fingerprint recorded at ingest describes exactly the rows that were read.
+its files' footers. An ingest records the fingerprint of the copy it wrote, from that
+copy's footers, so it describes exactly the rows that were read.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ from typing import Any, BinaryIO, Self
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kalshi_pipeline.sources.raw import TABLES, SessionBatches, SessionInfo
+from kalshi_pipeline.sources.raw import TABLES, SessionInfo
 
-__all__ = ["SessionFingerprint", "TableExtent", "fingerprint_of", "parquet_extent"]
+__all__ = ["SessionFingerprint", "TableExtent", "parquet_extent"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,20 +107,6 @@ class SessionFingerprint:
             session_id=data["session_id"], status=data["status"], ended_at=data["ended_at"],
             **tables,
         )  # fmt: skip
-
-
-def fingerprint_of(session: SessionBatches) -> SessionFingerprint:
-    """The fingerprint of a session's rows, read a batch of ids at a time."""
-    extents = {}
-    for table in TABLES:
-        rows, last = 0, None
-        for batch in session.batches(table, ["id"]):
-            if batch.num_rows:
-                rows += batch.num_rows
-                top = pc.max(batch.column(0)).as_py()
-                last = top if last is None or (top is not None and top > last) else last
-        extents[table] = TableExtent(rows=rows, last_id=last)
-    return SessionFingerprint.of(session.info, extents)
 
 
 def parquet_extent(file: BinaryIO) -> TableExtent:

@@ -29,7 +29,6 @@ from kalshi_pipeline.sources import (
     SourceTimeout,
     SourceUnavailable,
     StoreCorrupt,
-    fingerprint_of,
 )
 from kalshi_pipeline.sources.raw import TABLES
 from kalshi_pipeline.workflow import select_views
@@ -84,9 +83,10 @@ def _ingested_metadata(
 ) -> dict:
     """raw_sessions' metadata: what the stored copy holds, and its fingerprint compared
     with the one the previous ingest of the session recorded."""
-    with pipeline.raw_store(session_id).open_session(session_id, allow_incomplete=True) as stored:
+    store = pipeline.raw_store(session_id)
+    with store.open_session(session_id, allow_incomplete=True) as stored:
         info, rows = stored.info, {table: stored.rows(table) for table in TABLES}
-        fingerprint = fingerprint_of(stored)
+    fingerprint = store.fingerprints([session_id])[session_id]  # of the copy just written
     key = context.partition_key
     metadata = {
         "status": str(info.status),  # Dagster stores only plain strings, not StrEnums

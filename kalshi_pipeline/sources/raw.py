@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,7 +57,13 @@ from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
-from kalshi_pipeline.sources.raw_values import bounded_int, column_array, json_error, shown
+from kalshi_pipeline.sources.raw_values import (
+    INTEGER_TEXT,
+    bounded_int,
+    column_array,
+    json_error,
+    shown,
+)
 
 # A Kalshi contract trades at 1..99 cents: the price levels of each side's bid book. It
 # lives with the raw schema because every layer above reads prices against it (cleaning,
@@ -303,7 +308,7 @@ def decode_price_map(raw: str | bytes | Mapping[str, Any] | None) -> list[tuple[
         raise PriceMapError(f"expected an object of price -> size, got {type(raw).__name__}")
     levels = []
     for key, size in raw.items():
-        if not isinstance(key, str) or not _INTEGER_KEY.fullmatch(key):
+        if not isinstance(key, str) or not INTEGER_TEXT.fullmatch(key):
             raise PriceMapError(f"price key {shown(key)} is not an integer")
         levels.append((_clamp(bounded_int(key), PRICE_LIMIT), _size(key, size)))
     levels.sort(key=lambda level: level[0])
@@ -324,7 +329,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-_INTEGER_KEY = re.compile(r"-?[0-9]+")
 PRICE_LIMIT = 2**31 - 1  # the map's int32 price column
 SIZE_LIMIT = 2**63 - 1  # the map's int64 size column
 

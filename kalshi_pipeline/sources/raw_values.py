@@ -30,7 +30,7 @@ MAX_DIGITS = 30
 _HUGE = 10**MAX_DIGITS
 _LIMITS = {pa.int32(): 2**31 - 1, pa.int64(): 2**63 - 1}
 _SHOWN_CHARS = 40
-_INTEGER = re.compile(r"-?[0-9]+")  # plain decimal digits: not "1_0", " 1", "+1" or "١"
+INTEGER_TEXT = re.compile(r"-?[0-9]+")  # plain decimal digits: not "1_0", " 1", "+1" or "١"
 
 
 def bounded_int(text: str) -> int:
@@ -53,7 +53,7 @@ def integer(value: object, limit: int) -> int | None:
     if isinstance(value, int):
         return clamp(value, limit)
     if isinstance(value, str):
-        return clamp(bounded_int(value), limit) if _INTEGER.fullmatch(value) else None
+        return clamp(bounded_int(value), limit) if INTEGER_TEXT.fullmatch(value) else None
     if isinstance(value, float):
         finite_integer = math.isfinite(value) and value == int(value)
         return clamp(int(value), limit) if finite_integer else None

@@ -190,18 +190,26 @@ def test_a_null_size_in_a_bid_map_drops_that_level_only(column):
     assert_good_market_unaffected(*bad)
 
 
-# -- 4. map keys Python's int() would take ----------------------------------------------------
-@pytest.mark.parametrize("key", ["6_3", " 64", "64 ", "+64", "٦٤", "0x40"])
-def test_a_key_that_is_not_a_plain_integer_makes_the_map_malformed(key):
+# -- 4. map keys Python's int() would take, or one price given twice ---------------------------
+@pytest.mark.parametrize(
+    ("yes_bids", "named"),
+    [
+        *((f'{{"{key}": 3}}', repr(key)) for key in ["6_3", " 64", "64 ", "+64", "٦٤", "0x40"]),
+        # Which size is the book's, 16 or 999? Neither is kept silently.
+        ('{"29": 16, "029": 999}', "price 29 is given twice"),
+        ('{"29": 16, "29": 999}', "price key '29' is given twice"),
+    ],
+)
+def test_a_key_that_is_not_a_plain_integer_makes_the_map_malformed(yes_bids, named):
     bad = (
-        snapshot("MKT-B", seq=7, yes_bids=f'{{"{key}": 3}}', no_bids={60: 1}),
+        snapshot("MKT-B", seq=7, yes_bids=yes_bids, no_bids={60: 1}),
         delta("MKT-B", seq=9, side="yes", price=31, new_size=1),
     )
     books = reconstruct_books(beside_good(*bad))
 
     issue = books.report.rejected["MKT-B"]
     assert_names(issue, "MKT-B", 7)
-    assert "malformed" in str(issue) and repr(key) in str(issue)
+    assert "malformed" in str(issue) and named in str(issue)
     assert_good_market_unaffected(*bad)
 
 
@@ -460,19 +468,3 @@ def test_a_view_that_is_not_finite_is_rejected_by_name_when_built(session, monke
     assert len(views) == len(books.tickers) - 1
     issue = books.report.rejected[bad_ticker]
     assert "micro_edge" in str(issue) and "step 2" in str(issue) and "seq " in str(issue)
-
-
-@pytest.mark.parametrize("yes_bids", ['{"29": 16, "029": 999}', '{"29": 16, "29": 999}'])
-def test_a_price_given_twice_in_one_map_rejects_the_market_by_name(yes_bids):
-    """Which size is the book's, 16 or 999? Neither is kept silently: the map is
-    malformed, that market is rejected naming the price, and the others are kept."""
-    bad = (
-        snapshot("MKT-B", seq=7, yes_bids=yes_bids, no_bids={60: 1}),
-        delta("MKT-B", seq=9, side="yes", price=31, new_size=1),
-    )
-    books = reconstruct_books(beside_good(*bad))
-
-    issue = books.report.rejected["MKT-B"]
-    assert_names(issue, "MKT-B", 7)
-    assert "is given twice" in str(issue) and "29" in str(issue)
-    assert_good_market_unaffected(*bad)

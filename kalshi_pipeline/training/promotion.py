@@ -214,11 +214,12 @@ def candidate_record(model_path: Path, profile: str | None = None, run: str = ""
     )
 
 
-def champion_problems(records: Sequence[RegistryRecord]) -> list[str]:
+def champion_problems(records: Sequence[RegistryRecord], *, files: bool = True) -> list[str]:
     """Why the production model is not a tested one (empty: it is, or there is none).
 
     A champion must be the only active record, have won its comparison (an interval
-    whose lower end is above 0 over at least ``MIN_MARKETS`` markets) and still exist.
+    whose lower end is above 0 over at least ``MIN_MARKETS`` markets) and, with
+    ``files``, still exist (``models`` says that one as :func:`champion_warning`).
     """
     active = active_records(records)
     if not active:
@@ -234,7 +235,7 @@ def champion_problems(records: Sequence[RegistryRecord]) -> list[str]:
             f"champion {champion.id} ({champion.model_path}) has no winning "
             f"comparison on record (interval {interval}, {champion.markets} markets)"
         )
-    if not Path(champion.model_path).is_file():
+    if files and not Path(champion.model_path).is_file():
         problems.append(f"champion model {champion.model_path} is missing")
     return problems
 

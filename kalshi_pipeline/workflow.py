@@ -101,22 +101,21 @@ def describe_split(split: Split) -> str:
 
 
 def views_for(
-    keys: Sequence[str],
-    session_views: Callable[..., Sequence[MarketSessionView]],
-    versions: Mapping[int, str] | None = None,
+    split: Split, side: SplitName, session_views: Callable[..., Sequence[MarketSessionView]]
 ) -> list[MarketSessionView]:
-    """The views of ``keys``, in that order; ``session_views(id)`` gives a session's views
-    (from its views file, whose reader refuses another session's, or held in memory).
-    ``versions``, the split's ``views_versions``, pins sessions: each is read as
+    """The views of one side of ``split``, in its order; ``session_views(id)`` gives a
+    session's views (from its views file, whose reader refuses another session's, or held
+    in memory). The split's ``views_versions`` pin sessions: each is read as
     ``session_views(id, version)``, at the version the split was made from or an error
     saying it changed (:class:`~kalshi_pipeline.market.views.ViewsChanged`, or the
     caller's own), so a run never mixes two versions of a session ingested again."""
+    keys: Sequence[str] = getattr(split, side.value)
     wanted: dict[int, set[str]] = {}
     for key in keys:
         wanted.setdefault(session_of_key(key), set()).add(key)
     found = {}
     for session_id in sorted(wanted):
-        pinned = (versions or {}).get(session_id)
+        pinned = split.views_versions.get(session_id)
         views = session_views(session_id) if pinned is None else session_views(session_id, pinned)
         found.update((v.key, v) for v in views if v.key in wanted[session_id])
     missing = [k for k in keys if k not in found]
@@ -266,11 +265,11 @@ def run(
     split, session_views = load_split(source, config, evaluate=3 in phases)
     if on_progress is not None:
         on_progress(describe_split(split))
-    train = views_for(split.train, session_views, split.views_versions)
+    train = views_for(split, SplitName.TRAIN, session_views)
     training = config.training_config()
     # Every phase directory the run reuses: the ones it trains and the parents they
     # warm-start from. Checked before any phase writes, so a refusal changes nothing.
-    validation = views_for(split.validation, session_views, split.views_versions)
+    validation = views_for(split, SplitName.VALIDATION, session_views)
     fingerprint = training_fingerprint(train, training, validation)
     for phase in range(1, max(phases) + 1):
         check_fingerprint(models / f"phase{phase}", fingerprint)
@@ -283,11 +282,11 @@ def run(
         )  # fmt: skip
     if result is None or result.phase != 3:
         return None
-    pins = split.views_versions
-    holdout = views_for(split.holdout, session_views, pins)
+    holdout = views_for(split, SplitName.HOLDOUT, session_views)
+    walk_forward = views_for(split, SplitName.WALK_FORWARD, session_views)
     report = evaluate(
         result.model_path, training, train, holdout, split, out / "report",
-        progress_files(models), views_for(split.walk_forward, session_views, pins), on_progress,
+        progress_files(models), walk_forward, on_progress,
     )  # fmt: skip
     return report.path
 
@@ -351,8 +350,8 @@ def tune_trials(
     Several calls (processes, Dagster steps) may run at once on one study; give each its
     own ``sampler_seed`` (default ``choice.seed``), or their first, random trials would
     all suggest the same hyperparameters."""
-    train = views_for(split.train, session_views, split.views_versions)
-    validation = views_for(split.validation, session_views, split.views_versions)
+    train = views_for(split, SplitName.TRAIN, session_views)
+    validation = views_for(split, SplitName.VALIDATION, session_views)
     study = tuning_study(choice, home_storage, sampler_seed)
     tuning.tune(
         train, split.difficulties(train), validation, config.training_config(), study,

@@ -109,8 +109,8 @@ def test_every_view_of_a_market_lands_on_the_same_side():
     by_session = defaultdict(list)
     for view in views:
         by_session[view.session_id].append(view)
-    train = views_for(split.train, by_session.__getitem__)
-    holdout = views_for(split.holdout, by_session.__getitem__)
+    train = views_for(split, SplitName.TRAIN, by_session.__getitem__)
+    holdout = views_for(split, SplitName.HOLDOUT, by_session.__getitem__)
     difficulty = split.difficulty
 
     train_tickers = {v.market_ticker for v in train}

@@ -20,6 +20,7 @@ from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from kalshi_pipeline.cli import main
+from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.pipeline_config import (
     PipelineConfig,
     SplitConfig,
@@ -243,8 +244,8 @@ def test_a_pruned_trial_stops_learning_and_closes_its_envs(store, tmp_path, monk
     SubprocVecEnv is closed, its worker processes gone, when the trial is reported
     pruned."""
     split, session_views = load_split(store, PipelineConfig(split=SPLIT))
-    train = views_for(split.train, session_views)
-    validation = views_for(split.validation, session_views)
+    train = views_for(split, SplitName.TRAIN, session_views)
+    validation = views_for(split, SplitName.VALIDATION, session_views)
     config = replace(
         profile("smoke", timesteps_per_phase=1024),
         n_envs=2, subprocess_envs=True, validate_every=256,

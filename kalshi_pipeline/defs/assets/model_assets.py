@@ -22,7 +22,7 @@ from kalshi_pipeline.defs.assets.data_assets import market_views
 from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.market.split import Split, needed_sides, split_views
+from kalshi_pipeline.market.split import Split, SplitName, needed_sides, split_views
 from kalshi_pipeline.market.views import session_of_key
 from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
@@ -182,12 +182,12 @@ def _phase_job(
     the run's models directory."""
     return phase_job(
         phase,
-        views_for(split.train, pipeline.session_views, split.views_versions),
+        views_for(split, SplitName.TRAIN, pipeline.session_views),
         split,
         settings.to_domain().resolve(),
         _models_dir(pipeline, run_id),
         _parent_path(parent),
-        views_for(split.validation, pipeline.session_views, split.views_versions),
+        views_for(split, SplitName.VALIDATION, pipeline.session_views),
     )
 
 
@@ -366,12 +366,12 @@ def evaluation_report(
     report = evaluate(
         model,
         config.to_domain().resolve(),
-        views_for(split.train, pipeline.session_views, split.views_versions),
-        views_for(split.holdout, pipeline.session_views, split.views_versions),
+        views_for(split, SplitName.TRAIN, pipeline.session_views),
+        views_for(split, SplitName.HOLDOUT, pipeline.session_views),
         split,
         out,
         progress_files(model.parent.parent),
-        views_for(split.walk_forward, pipeline.session_views, split.views_versions),
+        views_for(split, SplitName.WALK_FORWARD, pipeline.session_views),
         on_progress=context.log.info,
     )
     images = "\n\n".join(

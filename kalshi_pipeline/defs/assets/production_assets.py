@@ -37,7 +37,7 @@ import dagster as dg
 
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
 from kalshi_pipeline.defs.resources import PipelineResource
-from kalshi_pipeline.market.split import Split
+from kalshi_pipeline.market.split import Split, SplitName
 from kalshi_pipeline.pipeline_config import TrainingChoice
 from kalshi_pipeline.training.promotion import Decision, Outcome, champion_problems
 from kalshi_pipeline.training.registry import Registry, RegistryRecord, registry_path
@@ -69,8 +69,7 @@ def production_model(
     :class:`~kalshi_pipeline.training.registry.RegistryRecord` (``None`` while no model
     has won)."""
     registry = registry_path(pipeline.artifacts)
-    split = train_holdout_split
-    holdout = views_for(split.holdout, pipeline.session_views, split.views_versions)
+    holdout = views_for(train_holdout_split, SplitName.HOLDOUT, pipeline.session_views)
     context.log.info(
         f"comparing {phase3_model} with the champion (always-HOLD while there is none) on "
         f"{len(holdout)} holdout views"

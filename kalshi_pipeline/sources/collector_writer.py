@@ -16,7 +16,8 @@ from importlib import resources
 import psycopg2.extras
 import pyarrow.csv as pa_csv
 
-from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession, encode_price_map
+from kalshi_pipeline.sources.price_map_text import encode_price_map
+from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession
 
 
 def collector_ddl() -> str:

@@ -3,7 +3,7 @@
 A snapshot's bid maps (``yes_bids``, ``no_bids``; price -> size) are its market's whole
 book; a map that could not be decoded (``map_error``: not JSON, nested too deeply, not
 UTF-8, a key or size that is not an integer; see
-:func:`kalshi_pipeline.sources.raw.decode_price_map`) rejects the market at that
+:func:`kalshi_pipeline.sources.price_map_text.decode_price_map`) rejects the market at that
 snapshot, naming its row id and why. Levels with a
 price outside 1..99 or a size that is negative, missing or above ``MAX_SIZE`` are dropped
 (and counted); stored ask maps are never used, since asks are derived from the opposite

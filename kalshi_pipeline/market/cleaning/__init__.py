@@ -58,12 +58,14 @@ same sequence number in two markets         repair ``sequence_shared``: counted,
                                             replayed message, give this)
 sequence restart inside the session: a      repair ``sequence_restart``: a new segment
 snapshot, stored after the market's         starts at that snapshot; the market's events
-earlier ones, numbered far below the        are ordered by segment, then sequence number
-highest its market received, more than      (the collector kept one session open across
-``TIME_TOLERANCE_MS`` after it (see         websocket reconnects; Kalshi's seq is per
-``restarts.segments``)                      subscription); a small step back is left to
-                                            the duplicate check (a market with two
-                                            different events under one number is rejected)
+earlier ones, that reuses numbers its       are ordered by segment, then sequence number
+market already received (at or below the    (the collector kept one session open across
+highest, however few: a reconnect seconds   websocket reconnects; Kalshi's seq is per
+into the session), more than                subscription); rows that contradict each
+``TIME_TOLERANCE_MS`` after the highest     other within the tolerance, or a late delta
+(see ``restarts.segments``)                 with no new snapshot, are left to the
+                                            duplicate check (a market with two different
+                                            events under one number is rejected)
 rows stored out of sequence order           repair ``stored_out_of_order`` (a row stored
                                             after a higher number of the same market and
                                             segment, in its own table): sorted

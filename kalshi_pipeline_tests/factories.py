@@ -126,7 +126,7 @@ class InBatches:
     streaming a session too big to load would."""
 
     def __init__(self, raw: RawSession, rows: int) -> None:
-        self.info, self._raw, self._rows = raw.info, raw, rows
+        self.info, self.trades, self._raw, self._rows = raw.info, raw.trades, raw, rows
 
     def batches(self, table, columns=None):
         return self._raw.batches(table, columns, rows=self._rows)

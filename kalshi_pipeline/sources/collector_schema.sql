@@ -1,5 +1,7 @@
 -- The collector's tables, as it creates them (docs/data-model.md). The pipeline only
--- reads these; tests and `kalshi-pipeline generate --postgres` create them with this DDL.
+-- reads these; tests and `kalshi-pipeline generate --postgres` create them with this DDL,
+-- all four (the simulator records a trade tape). rl_orderbook_trades is optional on
+-- reading: a collector database without it reads as sessions without a trade tape.
 CREATE TABLE IF NOT EXISTS rl_orderbook_sessions (
     session_id          BIGSERIAL PRIMARY KEY,
     market_tickers      TEXT[] NOT NULL,
@@ -50,7 +52,33 @@ CREATE TABLE IF NOT EXISTS rl_orderbook_deltas (
     created_at       TIMESTAMPTZ DEFAULT NOW()
 );
 
+-- Kalshi's public `trade` channel, one row per trade. A message gives the prices and the
+-- count either as integers (yes_price, no_price in cents; count) or, in its newer format,
+-- as decimal strings (yes_price_dollars "0.5600", count_fp "10.00"): the collector stores
+-- what it got, and the reader takes the integer where there is one. ts is the exchange's
+-- time in whole seconds, as Kalshi sends it; timestamp_ms the collector's receive time.
+-- sequence_number is set where the collector numbers trades from the book's counter.
+CREATE TABLE IF NOT EXISTS rl_orderbook_trades (
+    id                BIGSERIAL PRIMARY KEY,
+    session_id        BIGINT NOT NULL REFERENCES rl_orderbook_sessions(session_id),
+    trade_id          TEXT NOT NULL,
+    market_ticker     VARCHAR(100) NOT NULL,
+    yes_price         INT NULL,
+    no_price          INT NULL,
+    count             BIGINT NULL,
+    yes_price_dollars TEXT NULL,
+    no_price_dollars  TEXT NULL,
+    count_fp          TEXT NULL,
+    taker_side        VARCHAR(3) NOT NULL,
+    ts                BIGINT NULL,
+    timestamp_ms      BIGINT NOT NULL,
+    sequence_number   BIGINT NULL,
+    created_at        TIMESTAMPTZ DEFAULT NOW()
+);
+
 CREATE INDEX IF NOT EXISTS rl_orderbook_snapshots_session_idx
     ON rl_orderbook_snapshots (session_id, id);
 CREATE INDEX IF NOT EXISTS rl_orderbook_deltas_session_idx
     ON rl_orderbook_deltas (session_id, id);
+CREATE INDEX IF NOT EXISTS rl_orderbook_trades_session_idx
+    ON rl_orderbook_trades (session_id, id);

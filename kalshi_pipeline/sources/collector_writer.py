@@ -1,11 +1,15 @@
 """Writing sessions into the collector's Postgres tables, as the collector would.
 
 For ``kalshi-pipeline generate --postgres`` and for tests: :func:`collector_ddl` creates
-the collector's three tables (``collector_schema.sql``, described in
-``docs/data-model.md``) and :func:`write_collector_session` inserts one
-:class:`~kalshi_pipeline.sources.raw.RawSession` into them (:func:`append_collector_rows`
+the collector's four tables (``collector_schema.sql``, described in
+``docs/data-model.md``; the trade tape's too) and :func:`write_collector_session` inserts
+one :class:`~kalshi_pipeline.sources.raw.RawSession` into them (:func:`append_collector_rows`
 adds rows to a session already there, as a collector that resumed it). Reading them back is
 :class:`~kalshi_pipeline.sources.postgres.PostgresSessionSource`'s job.
+
+A trade tape is written in the integer format (``yes_price``, ``no_price``, ``count``; the
+decimal-string columns stay NULL), its exchange time as Kalshi's whole seconds (``ts``). A
+session without a tape (``trades=None``) writes no trade row; the table need not exist then.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import pyarrow.csv as pa_csv
 
 from kalshi_pipeline.sources.price_map_text import encode_price_map
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession
+from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE
 
 
 def collector_ddl() -> str:
-    """The collector's DDL for its three tables."""
+    """The collector's DDL for its four tables."""
     return resources.files("kalshi_pipeline.sources").joinpath("collector_schema.sql").read_text()
 
 
@@ -29,22 +34,25 @@ def write_collector_session(conn, session: RawSession) -> None:
     """Insert one raw session into the collector's tables as the collector would.
 
     Used by ``kalshi-pipeline generate --postgres`` and by tests. The session keeps its
-    id (the BIGSERIAL is advanced past it); maps are written as JSONB. Commits.
+    id (the BIGSERIAL is advanced past it); maps are written as JSONB, trades in the
+    integer format. Commits.
     """
     with conn.cursor() as cur:
         _insert_session_row(cur, session)
         _insert_snapshots(cur, session)
         _copy_deltas(cur, session)
+        _insert_trades(cur, session)
     conn.commit()
 
 
 def append_collector_rows(conn, session: RawSession) -> None:
-    """Insert the snapshot and delta rows of ``session`` under its id, whose
+    """Insert the snapshot, delta and trade rows of ``session`` under its id, whose
     ``rl_orderbook_sessions`` row already exists, as a collector that resumed that session
     would (the row itself is left as it is). Commits."""
     with conn.cursor() as cur:
         _insert_snapshots(cur, session)
         _copy_deltas(cur, session)
+        _insert_trades(cur, session)
     conn.commit()
 
 
@@ -117,4 +125,34 @@ def _copy_deltas(cur, session: RawSession) -> None:
     cur.copy_expert(
         f"COPY rl_orderbook_deltas ({', '.join(delta_columns)}) FROM STDIN WITH (FORMAT csv)",
         buffer,
+    )
+
+
+def _insert_trades(cur, session: RawSession) -> None:
+    """The trade rows in the integer format, all but ``id`` (the BIGSERIAL numbers them
+    in the tape's order). The collector's ``ts`` holds whole seconds: an exchange time
+    that is not one cannot be written without losing it, and raises ValueError naming
+    the trade."""
+    if session.trades is None:
+        return
+    rows = []
+    for t in session.trades.to_pylist():
+        exchange_ms = t["exchange_ts_ms"]
+        if exchange_ms is not None and exchange_ms % 1000:
+            raise ValueError(
+                f"session {session.session_id}: trade {t['trade_id']!r} (market "
+                f"{t['market_ticker']}): exchange_ts_ms {exchange_ms} is not a whole second; "
+                f"{COLLECTOR_TRADES_TABLE}.ts holds Kalshi's whole seconds"
+            )
+        ts = None if exchange_ms is None else exchange_ms // 1000
+        rows.append(
+            (t["session_id"], t["trade_id"], t["market_ticker"], t["yes_price"], t["no_price"],
+             t["count"], t["taker_side"], ts, t["timestamp_ms"], t["sequence_number"])
+        )  # fmt: skip
+    psycopg2.extras.execute_values(
+        cur,
+        f"INSERT INTO {COLLECTOR_TRADES_TABLE} (session_id, trade_id, market_ticker, "
+        "yes_price, no_price, count, taker_side, ts, timestamp_ms, sequence_number) VALUES %s",
+        rows,
+        page_size=1000,
     )

@@ -3,11 +3,17 @@
 A collector may resume a session it had closed (it goes back to ``active``, gains rows,
 perhaps a market, and closes again). Its id stays the same, so the id alone cannot say
 that the copy ingested earlier is out of date. :class:`SessionFingerprint` can: the
-session's ``status`` and ``ended_at``, and for each raw table its row count and its last
-row id. The collector only appends, under ids drawn from a sequence, so new rows raise
-the last id and deleted ones lower the count; a resumed session changes its end or status
-too. Price maps rewritten in place under the same ids are not seen: the collector does
-not do that.
+session's ``status`` and ``ended_at``, and for each raw table (the trade tape too, where
+the session has one) its row count and its last row id. The collector only appends,
+under ids drawn from a sequence, so new rows raise the last id and deleted ones lower the
+count; a resumed session changes its end or status too. Price maps rewritten in place
+under the same ids are not seen: the collector does not do that.
+
+A session without a trade tape (a collector database without the trades table, a store
+written before tapes were kept) has ``trades=None``, which is left out of
+:meth:`SessionFingerprint.to_json`: its fingerprint and token are the ones it had before
+tapes existed, so such a session is not taken for changed. A session whose tape appears
+(the table is added) or grows (trades appended) changes its fingerprint.
 
 Each source gives the fingerprints of many sessions cheaply
 (``source.fingerprints(session_ids)``): the collector's Postgres in one query (a count
@@ -30,6 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kalshi_pipeline.sources.raw import TABLES, SessionInfo
+
+TRADES = "trades"  # the trade tape's extent, beside TABLES' (None: no tape)
 
 __all__ = ["SessionFingerprint", "TableExtent", "parquet_extent"]
 
@@ -54,17 +62,24 @@ class SessionFingerprint:
     ended_at: str | None  # ISO-8601 UTC, as SessionInfo.to_json writes it
     snapshots: TableExtent
     deltas: TableExtent
+    trades: TableExtent | None = None  # None: the session has no trade tape
 
     @classmethod
     def of(cls, info: SessionInfo, extents: Mapping[str, TableExtent]) -> Self:
-        """The fingerprint of the session ``info`` describes, whose tables hold ``extents``."""
+        """The fingerprint of the session ``info`` describes, whose tables hold ``extents``
+        (``"trades"`` among them only if it has a trade tape)."""
         return cls(
             session_id=info.session_id,
             status=str(info.status),
             ended_at=info.ended_at.astimezone(UTC).isoformat() if info.ended_at else None,
             snapshots=extents["snapshots"],
             deltas=extents["deltas"],
+            trades=extents.get(TRADES),
         )
+
+    def _tables(self) -> tuple[str, ...]:
+        """The tables this fingerprint describes: TABLES, and the trades if there is a tape."""
+        return TABLES if self.trades is None else (*TABLES, TRADES)
 
     @property
     def token(self) -> str:
@@ -74,7 +89,7 @@ class SessionFingerprint:
 
     def describe(self) -> str:
         end = f"ended {self.ended_at}" if self.ended_at else "no end time"
-        tables = ", ".join(f"{t} {getattr(self, t).describe()}" for t in TABLES)
+        tables = ", ".join(f"{t} {getattr(self, t).describe()}" for t in self._tables())
         return f"{self.status}, {end}, {tables}"
 
     def changes_since(self, old: SessionFingerprint | None) -> str:
@@ -86,8 +101,8 @@ class SessionFingerprint:
             for name in ("status", "ended_at")
             if getattr(old, name) != getattr(self, name)
         ] + [
-            f"{t} {getattr(old, t).describe()} -> {getattr(self, t).describe()}"
-            for t in TABLES
+            f"{t} {_described(getattr(old, t))} -> {_described(getattr(self, t))}"
+            for t in (*TABLES, TRADES)
             if getattr(old, t) != getattr(self, t)
         ]
         return "; ".join(changed) or "unchanged"
@@ -97,16 +112,21 @@ class SessionFingerprint:
             "session_id": self.session_id,
             "status": self.status,
             "ended_at": self.ended_at,
-            **{t: dataclasses.asdict(getattr(self, t)) for t in TABLES},
+            **{t: dataclasses.asdict(getattr(self, t)) for t in self._tables()},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         tables = {t: TableExtent(**data[t]) for t in TABLES}
+        trades = TableExtent(**data[TRADES]) if data.get(TRADES) is not None else None
         return cls(
             session_id=data["session_id"], status=data["status"], ended_at=data["ended_at"],
-            **tables,
+            trades=trades, **tables,
         )  # fmt: skip
+
+
+def _described(extent: TableExtent | None) -> str:
+    return "no tape" if extent is None else extent.describe()
 
 
 def parquet_extent(file: BinaryIO) -> TableExtent:

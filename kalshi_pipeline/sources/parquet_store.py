@@ -8,12 +8,13 @@ Layout under the store's root::
     session-<id>/metadata.json        that session's SessionInfo
     session-<id>/snapshots.parquet    SNAPSHOT_SCHEMA, with Parquet page checksums
     session-<id>/deltas.parquet       DELTA_SCHEMA, with Parquet page checksums
-    session-<id>/digests.json         the SHA-256 of each of the three files above
+    session-<id>/trades.parquet       TRADE_SCHEMA, only for a session with a trade tape
+    session-<id>/digests.json         the SHA-256 of each of the files above
 
 The store never loses a session and never returns one silently changed:
 
 - **A stored session is never overwritten.** ``write_session`` of a session already
-  stored does nothing if the content (info and both tables) is the same, and raises
+  stored does nothing if the content (info, both tables and the tape) is the same, and raises
   :class:`SessionExists` if it differs. ``write_session(..., replace=True)`` swaps the new
   version in instead; it is only for derived copies that can be made again (the
   pipeline's own normalised copy of an ingested session), never for the store of record.
@@ -49,7 +50,9 @@ The store never loses a session and never returns one silently changed:
   or as unreadable). A mismatch raises :class:`StoreCorrupt` naming the session and
   the file. Sessions written before digests existed have no ``digests.json``: they
   still load, unverified, so that existing stores keep working; write them into a new
-  store to get digests.
+  store to get digests. Sessions stored before trade tapes were kept have no
+  ``trades.parquet`` and read ``trades=None``, as a session without a tape does; their
+  files and digests are the same bytes as before.
 
 Readers take no lock: they read a session's files through one descriptor of its
 directory, so they see one version whole even while a writer swaps another in; only if
@@ -79,7 +82,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from kalshi_pipeline.sources.fingerprint import SessionFingerprint, parquet_extent
+from kalshi_pipeline.sources.fingerprint import TRADES, SessionFingerprint, parquet_extent
 from kalshi_pipeline.sources.raw import (
     TABLES,
     RawSession,
@@ -93,6 +96,7 @@ from kalshi_pipeline.sources.store_layout import (
     LOCK,
     METADATA,
     TABLE_FILES,
+    TRADES_FILE,
     SessionExists,
     StoreCorrupt,
     catalog_by_id,
@@ -114,6 +118,9 @@ from kalshi_pipeline.sources.store_reading import (
 from kalshi_pipeline.sources.store_writing import replace_file, write_session_files
 
 __all__ = ["ParquetSessionStore", "SessionExists", "StoreCorrupt", "StoredSession"]
+
+# The file of each table a fingerprint measures.
+_EXTENT_FILES = {**dict(zip(TABLES, (n for n, _ in TABLE_FILES), strict=True)), TRADES: TRADES_FILE}
 
 
 class ParquetSessionStore:
@@ -168,7 +175,8 @@ class ParquetSessionStore:
                 extents = {
                     table: decoded(f"session {session_id}", directory / name, parquet_extent,
                                    files[name])
-                    for table, (name, _) in zip(TABLES, TABLE_FILES, strict=True)
+                    for table, name in _EXTENT_FILES.items()
+                    if files[name] is not None  # no trades.parquet: no tape
                 }  # fmt: skip
             found[session_id] = SessionFingerprint.of(info, extents)
         return found
@@ -376,6 +384,11 @@ class ParquetSessionStore:
         if replace:
             return False
         old, new = self._load(session_id, locked=True), load_directory(session_id, staging)
-        return old.info == new.info and all(
-            getattr(old, table).equals(getattr(new, table)) for table in TABLES
+        same_tape = (old.trades is None) == (new.trades is None) and (
+            old.trades is None or old.trades.equals(new.trades)
+        )
+        return (
+            old.info == new.info
+            and same_tape
+            and all(getattr(old, table).equals(getattr(new, table)) for table in TABLES)
         )

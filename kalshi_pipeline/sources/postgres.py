@@ -1,7 +1,12 @@
 """Reading the collector's Postgres tables into raw sessions, a batch of rows at a time.
 
 :class:`PostgresSessionSource` reads ``rl_orderbook_sessions``, ``rl_orderbook_snapshots``
-and ``rl_orderbook_deltas`` exactly as the collector writes them (``docs/data-model.md``).
+and ``rl_orderbook_deltas`` exactly as the collector writes them (``docs/data-model.md``),
+and the trade tape ``rl_orderbook_trades`` where the database has that table: a database
+without it gives every session ``trades=None`` and reads as before; a session with no row
+in it has an empty tape. A trades table that lacks an optional column (a collector that
+stores only the integer prices, or only the decimal strings) reads that column as NULL
+(:func:`~kalshi_pipeline.sources.trades.collector_trade_table` then takes the other format).
 Rows stream through server-side (named) cursors in batches of ``batch_rows`` and are
 turned into Arrow record batches as they arrive, so a session with millions of deltas is
 held once, as Arrow columns, never also as a list of Python rows. JSONB price maps are
@@ -45,6 +50,12 @@ from kalshi_pipeline.sources.raw import (
 )
 from kalshi_pipeline.sources.raw_values import integer
 from kalshi_pipeline.sources.redaction import describe_url, redact
+from kalshi_pipeline.sources.trades import (
+    COLLECTOR_TRADE_COLUMNS,
+    COLLECTOR_TRADES_TABLE,
+    TRADE_SCHEMA,
+    collector_trade_table,
+)
 
 _INT64_MAX = 2**63 - 1
 
@@ -66,16 +77,28 @@ _SNAPSHOT_QUERY = (
     "FROM rl_orderbook_snapshots WHERE session_id = %s ORDER BY id"
 )
 # Each session's status, end, and per table its row count and last id: one query, each
-# count and max read from the (session_id, id) index of that session's rows.
+# count and max read from the (session_id, id) index of that session's rows. The trades'
+# pair is NULL, NULL where the database has no trades table.
 _FINGERPRINT_QUERY = (
-    "SELECT s.session_id, s.status, s.ended_at, sn.n, sn.last, d.n, d.last "
+    "SELECT s.session_id, s.status, s.ended_at, sn.n, sn.last, d.n, d.last, {trades} "
     "FROM rl_orderbook_sessions s "
     "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_snapshots "
     "WHERE session_id = s.session_id) AS sn(n, last) "
     "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_deltas "
-    "WHERE session_id = s.session_id) AS d(n, last) "
+    "WHERE session_id = s.session_id) AS d(n, last) {trades_join}"
     "WHERE s.session_id = ANY(%s) ORDER BY s.session_id"
 )
+_TRADES_JOIN = (
+    f"CROSS JOIN LATERAL (SELECT count(*), max(id) FROM {COLLECTOR_TRADES_TABLE} "
+    "WHERE session_id = s.session_id) AS t(n, last) "
+)
+# The columns of the trades table as this connection resolves its name (none: no table).
+_TRADE_COLUMNS_QUERY = (
+    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+    "AND attnum > 0 AND NOT attisdropped"
+)
+# What identifies a trade row: never read as NULL, a missing one is the database's error.
+_TRADE_KEY_COLUMNS = ("id", "session_id")
 # The schema each table name resolves to on this connection (search_path, options, the
 # role's settings): which tables are read, whatever chose them.
 _SCHEMAS_QUERY = (
@@ -129,7 +152,12 @@ class PostgresSessionSource:
             return {}
         doing = "reading the sessions' row counts and last ids"
         with self._connection(doing) as conn:
-            rows = self._read(doing, _fetch_all, conn, _FINGERPRINT_QUERY, (ids,))
+            has_trades = bool(self._read(doing, _trade_columns, conn))
+            query = _FINGERPRINT_QUERY.format(
+                trades="t.n, t.last" if has_trades else "NULL, NULL",
+                trades_join=_TRADES_JOIN if has_trades else "",
+            )
+            rows = self._read(doing, _fetch_all, conn, query, (ids,))
         return {row[0]: _fingerprint(row) for row in rows}
 
     def identity(self) -> str:
@@ -161,7 +189,7 @@ class PostgresSessionSource:
                 pa.Table.from_batches(list(session.batches(table)), schema).combine_chunks()
                 for table, schema in zip(TABLES, (SNAPSHOT_SCHEMA, DELTA_SCHEMA), strict=True)
             ]
-        return RawSession(session.info, *tables)
+        return RawSession(session.info, *tables, trades=session.trades)
 
     @contextmanager
     def open_session(
@@ -170,8 +198,8 @@ class PostgresSessionSource:
         """The session to read a batch of ``batch_rows`` rows at a time (a
         :class:`~kalshi_pipeline.sources.raw.SessionBatches`), for sessions too big to
         load: one connection, in one repeatable-read transaction, so that every read of
-        it sees the same rows. A session still recording raises
-        :class:`SessionNotComplete`."""
+        it sees the same rows. Its trade tape is read whole on opening (``trades``). A
+        session still recording raises :class:`SessionNotComplete`."""
         doing = f"loading session {session_id}"
         with self._connection(doing) as conn:
             conn.set_session(
@@ -182,7 +210,8 @@ class PostgresSessionSource:
                 raise KeyError(f"session {session_id} is not in rl_orderbook_sessions")
             info = _session_info(rows[0])
             check_complete(info, allow_incomplete)
-            yield CollectorSession(self, conn, info)
+            trades = self._trades(conn, session_id)
+            yield CollectorSession(self, conn, info, trades)
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[psycopg2.extensions.connection]:
@@ -201,20 +230,41 @@ class PostgresSessionSource:
         raise error
 
     def _batches(self, conn, table: str, session_id: int, columns) -> Iterator[pa.RecordBatch]:
-        """The rows of one of the session's tables, ``batch_rows`` per batch, by id.
+        """The rows of one of the session's tables (``snapshots``, ``deltas``), by id."""
+        query, to_batch = _TABLE_READS[table]
+        for batch in self._stream(conn, query, to_batch, session_id, table):
+            yield batch.select(list(columns)) if columns else batch
+
+    def _trades(self, conn, session_id: int) -> pa.Table | None:
+        """The session's whole trade tape, by id; None if the database has no trades table."""
+        doing = f"loading session {session_id}: trades"
+        present = set(self._read(doing, _trade_columns, conn))
+        if not present:
+            return None
+        chosen = [
+            name if name in present or name in _TRADE_KEY_COLUMNS else "NULL"
+            for name in COLLECTOR_TRADE_COLUMNS
+        ]
+        query = (
+            f"SELECT {', '.join(chosen)} FROM {COLLECTOR_TRADES_TABLE} "
+            "WHERE session_id = %s ORDER BY id"
+        )
+        batches = list(self._stream(conn, query, _trade_batch, session_id, "trades"))
+        return pa.Table.from_batches(batches, TRADE_SCHEMA).combine_chunks()
+
+    def _stream(self, conn, query, to_batch, session_id: int, table: str):
+        """The rows ``query`` gives for the session, ``batch_rows`` per batch.
 
         A named cursor is a server-side cursor: Postgres keeps the result set and hands
         over batch_rows rows per round trip. The statement timeout bounds each round trip
         (DECLARE, then every FETCH), not the whole read.
         """
-        query, to_batch = _TABLE_READS[table]
         try:
             with conn.cursor(name=f"kalshi_pipeline_{session_id}_{uuid.uuid4().hex}") as cur:
                 cur.itersize = self.batch_rows
                 cur.execute(query, (session_id,))
                 while rows := cur.fetchmany(self.batch_rows):
-                    batch = to_batch(rows)
-                    yield batch.select(list(columns)) if columns else batch
+                    yield to_batch(rows)
             return
         except psycopg2.Error as exc:
             error = source_error(
@@ -225,10 +275,13 @@ class PostgresSessionSource:
 
 class CollectorSession:
     """One session of the collector's database read a batch at a time, while
-    :meth:`PostgresSessionSource.open_session` holds its connection."""
+    :meth:`PostgresSessionSource.open_session` holds its connection; ``trades`` is its
+    whole trade tape (None where the database has no trades table)."""
 
-    def __init__(self, source: PostgresSessionSource, conn, info: SessionInfo) -> None:
-        self.info = info
+    def __init__(
+        self, source: PostgresSessionSource, conn, info: SessionInfo, trades: pa.Table | None
+    ) -> None:
+        self.info, self.trades = info, trades
         self._source, self._conn = source, conn
 
     def batches(self, table: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -250,6 +303,15 @@ def _delta_batch(rows: list[tuple]) -> pa.RecordBatch:
     return delta_table(rows).combine_chunks().to_batches()[0]
 
 
+def _trade_batch(rows: list[tuple]) -> pa.RecordBatch:
+    return collector_trade_table(rows).combine_chunks().to_batches()[0]
+
+
+def _trade_columns(conn) -> list[str]:
+    """The trades table's columns (none if this connection finds no such table)."""
+    return [row[0] for row in _fetch_all(conn, _TRADE_COLUMNS_QUERY, (COLLECTOR_TRADES_TABLE,))]
+
+
 _TABLE_READS = {
     "snapshots": (_SNAPSHOT_QUERY, _snapshot_batch),
     "deltas": (_DELTA_QUERY, _delta_batch),
@@ -257,13 +319,15 @@ _TABLE_READS = {
 
 
 def _fingerprint(row: tuple) -> SessionFingerprint:
-    session_id, status, ended_at, snapshots, last_snapshot, deltas, last_delta = row
+    (session_id, status, ended_at, snapshots, last_snapshot, deltas, last_delta, trades,
+     last_trade) = row  # fmt: skip
     return SessionFingerprint(
         session_id=int(session_id),
         status=str(status),  # as SessionFingerprint.of writes a SessionInfo's
         ended_at=ended_at.astimezone(UTC).isoformat() if ended_at else None,
         snapshots=TableExtent(rows=int(snapshots), last_id=last_snapshot),
         deltas=TableExtent(rows=int(deltas), last_id=last_delta),
+        trades=None if trades is None else TableExtent(rows=int(trades), last_id=last_trade),
     )
 
 

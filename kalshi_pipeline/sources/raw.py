@@ -265,10 +265,15 @@ class SessionBatches(Protocol):
     """A raw session read a batch of rows at a time: what a session too big to hold in
     memory offers (a stored one: ``ParquetSessionStore.open_session``; one in memory:
     :class:`RawSession`). ``batches`` yields the rows of ``table`` (one of :data:`TABLES`)
-    in storage order, only ``columns`` if given, as record batches of that table's schema."""
+    in storage order, only ``columns`` if given, as record batches of that table's schema.
+    ``trades`` is the whole trade tape (:data:`~kalshi_pipeline.sources.trades.TRADE_SCHEMA`;
+    None when none was recorded), held at once: a tape is far smaller than the deltas."""
 
     @property
     def info(self) -> SessionInfo: ...
+
+    @property
+    def trades(self) -> pa.Table | None: ...
 
     def batches(
         self, table: str, columns: Sequence[str] | None = None

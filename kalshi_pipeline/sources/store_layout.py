@@ -1,10 +1,10 @@
 """The Parquet store's layout on disk and the formats of its two JSON indexes.
 
 Names the files of a store (``catalog.json``, ``.lock``, each ``session-<id>/``'s four
-files), the errors the store raises, and how ``catalog.json`` and ``digests.json`` are
-encoded, decoded and checked. The layout and its guarantees are described in
-:mod:`kalshi_pipeline.sources.parquet_store`; the reading and the writing of session files
-are in :mod:`~kalshi_pipeline.sources.store_reading` and
+files and its trade tape's, where it has one), the errors the store raises, and how
+``catalog.json`` and ``digests.json`` are encoded, decoded and checked. The layout and its
+guarantees are described in :mod:`kalshi_pipeline.sources.parquet_store`; the reading and
+the writing of session files are in :mod:`~kalshi_pipeline.sources.store_reading` and
 :mod:`~kalshi_pipeline.sources.store_writing`.
 """
 
@@ -24,7 +24,10 @@ CATALOG = "catalog.json"
 LOCK = ".lock"
 METADATA, SNAPSHOTS, DELTAS = "metadata.json", "snapshots.parquet", "deltas.parquet"
 DIGESTS = "digests.json"
-SESSION_FILES = (METADATA, SNAPSHOTS, DELTAS)  # the files digests.json covers
+SESSION_FILES = (METADATA, SNAPSHOTS, DELTAS)  # the files digests.json always covers
+# The trade tape (TRADE_SCHEMA): only in a session that has one, and then in digests.json
+# too. A session without it (no tape, or stored before tapes were kept) reads trades=None.
+TRADES_FILE = "trades.parquet"
 # The file and schema of each raw table, in the order of raw.TABLES.
 TABLE_FILES = ((SNAPSHOTS, SNAPSHOT_SCHEMA), (DELTAS, DELTA_SCHEMA))
 PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True, "write_page_checksum": True}
@@ -64,15 +67,19 @@ def digests_json(digests: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def parse_digests(raw: bytes) -> dict[str, str]:
-    """The SHA-256 of each session file recorded in digests.json's bytes ``raw``."""
+    """The SHA-256 of each session file recorded in digests.json's bytes ``raw``: every one
+    of :data:`SESSION_FILES`, and :data:`TRADES_FILE` where the session has a tape."""
     data = json.loads(raw)
     digests = data.get("sha256") if isinstance(data, dict) else None
     if not (
         isinstance(digests, dict)
-        and sorted(digests) == sorted(SESSION_FILES)
+        and sorted(set(digests) - {TRADES_FILE}) == sorted(SESSION_FILES)
         and all(isinstance(value, str) for value in digests.values())
     ):
-        raise ValueError(f'expected {{"sha256": {{file: hex digest}}}} for {SESSION_FILES}')
+        raise ValueError(
+            f'expected {{"sha256": {{file: hex digest}}}} for {SESSION_FILES}'
+            f" (and {TRADES_FILE} if the session has a trade tape)"
+        )
     return digests
 
 

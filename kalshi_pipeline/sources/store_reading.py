@@ -5,7 +5,9 @@ against its digests, decoded.
 it, so all come from the same version even while a writer swaps another in;
 :func:`check_digests` verifies them against ``digests.json``; :func:`decode_session`
 decodes them into a :class:`~kalshi_pipeline.sources.raw.RawSession`, and
-:class:`StoredSession` reads them a batch of rows at a time. Any file that cannot be
+:class:`StoredSession` reads them a batch of rows at a time. The trade tape
+(``trades.parquet``) is optional: a session without it reads ``trades=None``; one with it
+must have it in ``digests.json`` (where there is one) and match. Any file that cannot be
 decoded raises :class:`~kalshi_pipeline.sources.store_layout.StoreCorrupt` naming it.
 """
 
@@ -32,11 +34,13 @@ from kalshi_pipeline.sources.store_layout import (
     METADATA,
     SESSION_FILES,
     TABLE_FILES,
+    TRADES_FILE,
     UNREADABLE,
     StoreCorrupt,
     decoded,
     parse_digests,
 )
+from kalshi_pipeline.sources.trades import TRADE_SCHEMA
 
 
 def open_directory(directory: Path) -> dict[str, BinaryIO | None] | None:
@@ -51,7 +55,7 @@ def open_directory(directory: Path) -> dict[str, BinaryIO | None] | None:
     except FileNotFoundError:
         return None
     try:
-        files = {name: _open_at(fd, name) for name in (*SESSION_FILES, DIGESTS)}
+        files = {name: _open_at(fd, name) for name in (*SESSION_FILES, TRADES_FILE, DIGESTS)}
         if None in files.values():
             try:
                 live = os.stat(directory)
@@ -77,7 +81,8 @@ def _open_at(directory_fd: int, name: str) -> BinaryIO | None:
 
 
 def check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO | None]) -> None:
-    """Raise unless every file is present and matches digests.json (if there is one).
+    """Raise unless every file is present and matches digests.json (if there is one): the
+    trade tape is there exactly when digests.json records one.
 
     The files are read through to hash them, a block at a time, and left at their start.
     """
@@ -90,7 +95,11 @@ def check_digests(session_id: int, directory: Path, files: dict[str, BinaryIO | 
         f"session {session_id}", directory / DIGESTS, parse_digests, files[DIGESTS].read()
     )
     files[DIGESTS].seek(0)
-    for name in SESSION_FILES:
+    has_tape, records_tape = files.get(TRADES_FILE) is not None, TRADES_FILE in recorded
+    if has_tape != records_tape:
+        why = "is missing" if records_tape else f"is not recorded in {directory / DIGESTS}"
+        raise StoreCorrupt(f"session {session_id}: {directory / TRADES_FILE} {why}")
+    for name in recorded:
         actual = hashlib.file_digest(files[name], "sha256").hexdigest()
         files[name].seek(0)
         if actual != recorded[name]:
@@ -112,19 +121,35 @@ def digests_sha256(files: dict[str, BinaryIO | None]) -> str | None:
     return digest
 
 
-def decode_session(session_id: int, directory: Path, files: dict[str, BinaryIO]) -> RawSession:
+def decode_session(
+    session_id: int, directory: Path, files: dict[str, BinaryIO | None]
+) -> RawSession:
     info = decode_info(session_id, directory, files[METADATA].read())
     where = f"session {session_id}"
     tables = [
         decoded(where, directory / name, _table(schema), files[name].read())
         for name, schema in TABLE_FILES
     ]
-    return RawSession(info, *tables)
+    return RawSession(info, *tables, trades=decode_trades(session_id, directory, files))
+
+
+def decode_trades(
+    session_id: int, directory: Path, files: dict[str, BinaryIO | None]
+) -> pa.Table | None:
+    """The session's trade tape, None if it has no ``trades.parquet``; read from the file's
+    start and left at its end."""
+    handle = files.get(TRADES_FILE)
+    if handle is None:
+        return None
+    handle.seek(0)
+    path = directory / TRADES_FILE
+    return decoded(f"session {session_id}", path, _table(TRADE_SCHEMA), handle.read())
 
 
 def load_directory(session_id: int, directory: Path) -> RawSession:
     """A session's files in ``directory`` (written by this process: not verified)."""
-    files = {name: open(directory / name, "rb") for name in SESSION_FILES}  # noqa: SIM115
+    names = [*SESSION_FILES, *([TRADES_FILE] if (directory / TRADES_FILE).exists() else [])]
+    files = {name: open(directory / name, "rb") for name in names}  # noqa: SIM115
     try:
         return decode_session(session_id, directory, files)
     finally:
@@ -157,12 +182,14 @@ def _table(schema: pa.Schema) -> Callable[[bytes], pa.Table]:
 
 class StoredSession:
     """One verified stored session, read a batch of rows at a time (its files stay open
-    while :meth:`ParquetSessionStore.open_session` holds them)."""
+    while :meth:`ParquetSessionStore.open_session` holds them); ``trades`` is its whole
+    trade tape, read on opening (None if it has none)."""
 
     def __init__(self, info: SessionInfo, directory: Path, files: dict[str, BinaryIO]) -> None:
         self.info = info
         self._directory = directory
         self._files = files
+        self.trades = decode_trades(info.session_id, directory, files)
 
     @property
     def num_events(self) -> int:

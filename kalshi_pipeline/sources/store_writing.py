@@ -2,7 +2,9 @@
 
 :func:`write_session_files` writes ``metadata.json``, the two Parquet tables (row groups
 of ``BATCH_ROWS`` rows, so the bytes depend on the rows only, not on how they were
-batched) and ``digests.json`` of the bytes meant; :func:`replace_file` swaps a file
+batched), the trade tape where there is one (``trades.parquet``; none for
+``trades=None``, a file of no rows for an empty tape) and ``digests.json`` of the bytes
+meant; :func:`replace_file` swaps a file
 atomically. Where and when they are called (staging, locking, renaming into place) is
 :class:`~kalshi_pipeline.sources.parquet_store.ParquetSessionStore`'s job.
 """
@@ -25,9 +27,11 @@ from kalshi_pipeline.sources.store_layout import (
     METADATA,
     PARQUET_OPTIONS,
     TABLE_FILES,
+    TRADES_FILE,
     digests_json,
     json_bytes,
 )
+from kalshi_pipeline.sources.trades import TRADE_SCHEMA
 
 
 def write_session_files(session: SessionBatches, directory: Path) -> None:
@@ -36,6 +40,9 @@ def write_session_files(session: SessionBatches, directory: Path) -> None:
     digests = {METADATA: write_file(directory / METADATA, json_bytes(session.info.to_json()))}
     for (name, schema), table in zip(TABLE_FILES, TABLES, strict=True):
         digests[name] = write_parquet(directory / name, schema, session.batches(table))
+    if session.trades is not None:
+        trades = session.trades.to_batches(max_chunksize=BATCH_ROWS)
+        digests[TRADES_FILE] = write_parquet(directory / TRADES_FILE, TRADE_SCHEMA, trades)
     write_file(directory / DIGESTS, json_bytes(digests_json(digests)))
 
 

@@ -32,6 +32,19 @@ sequence_number    int64      the session-wide sequence number, where the collec
 As with the book tables, the raw table keeps what was stored; cleaning
 (:mod:`kalshi_pipeline.market.cleaning`) counts and drops the trades that cannot be used.
 
+Reading the collector's rows (:func:`collector_trade_table`) never fails a session:
+
+* a price or a count is read from its integer column (``yes_price``, ``no_price``,
+  ``count``) when that holds a value, else from its decimal string (``yes_price_dollars``,
+  ``no_price_dollars``, ``count_fp``): ``"0.5600"`` is 56 cents, ``"10.00"`` 10 contracts;
+* a string that is not a plain decimal number (``"abc"``, ``" 0.56"``, ``"1e-2"``,
+  ``"NaN"``), a price that is not a whole cent (``"0.565"``) or a count that is not a whole
+  contract (``"2.50"``) is NULL, and so is an integer column holding anything but an
+  integer (:mod:`kalshi_pipeline.sources.raw_values`, which also clamps integers too large
+  for their column): cleaning counts and drops those trades, the others are kept;
+* ``ts`` (the exchange's whole seconds, as Kalshi sends it) becomes ``exchange_ts_ms``
+  (times 1000); a ``ts`` that is not an integer is NULL.
+
 A session without a trade tape (a collector that does not record the channel) has
 ``trades=None``; a session whose tape recorded no trade has an empty table. The two are
 different facts and stay apart.
@@ -39,7 +52,13 @@ different facts and stay apart.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from decimal import Context, Decimal
+
 import pyarrow as pa
+
+from kalshi_pipeline.sources.raw_values import MAX_DIGITS, clamp, column_array, integer
 
 TRADE_SCHEMA = pa.schema(
     [
@@ -65,3 +84,91 @@ COLLECTOR_TRADES_TABLE = "rl_orderbook_trades"
 def empty_trades() -> pa.Table:
     """A trade tape that recorded no trade."""
     return TRADE_SCHEMA.empty_table()
+
+
+# The columns of the collector's table that a trade is read from, in the order
+# :func:`collector_trade_table` takes them (kalshi_pipeline/sources/collector_schema.sql).
+COLLECTOR_TRADE_COLUMNS = (
+    "id",
+    "session_id",
+    "trade_id",
+    "market_ticker",
+    "yes_price",
+    "no_price",
+    "count",
+    "yes_price_dollars",
+    "no_price_dollars",
+    "count_fp",
+    "taker_side",
+    "ts",
+    "timestamp_ms",
+    "sequence_number",
+)
+CENTS_PER_DOLLAR = 100
+_INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
+# A plain decimal number: digits, optionally a point and more digits, optionally a minus.
+# Bounded, so that a string of a million digits is refused before it is converted.
+_DECIMAL_TEXT = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}(\.[0-9]{{1,{MAX_DIGITS}}})?")
+# Exact for every string _DECIMAL_TEXT accepts (the default context rounds to 28 digits).
+_EXACT = Context(prec=4 * MAX_DIGITS)
+
+
+def decimal_units(text: object, scale: int, limit: int) -> int | None:
+    """A decimal string times ``scale`` as a whole number (clamped to +-``limit``), or
+    None: ``decimal_units("0.5600", 100, ...)`` is 56 (cents), ``decimal_units("10.00", 1,
+    ...)`` is 10 (contracts). Anything that is not a plain decimal string, or does not
+    come to a whole number of units (``"0.565"`` dollars, ``"2.50"`` contracts), is None."""
+    if not isinstance(text, str) or not _DECIMAL_TEXT.fullmatch(text):
+        return None
+    value = _EXACT.multiply(Decimal(text), Decimal(scale))
+    if value != value.to_integral_value():
+        return None
+    return clamp(int(value), limit)
+
+
+def exchange_ms(ts: object) -> int | None:
+    """Kalshi's ``ts`` (whole seconds since the epoch) in milliseconds; None if it is not
+    an integer."""
+    seconds = integer(ts, _INT64_MAX)
+    return None if seconds is None else clamp(seconds * 1000, _INT64_MAX)
+
+
+def trade_table(rows: Sequence[tuple]) -> pa.Table:
+    """The trades table from rows of :data:`TRADE_SCHEMA`'s columns, in order. As
+    :func:`~kalshi_pipeline.sources.raw.delta_table` does, a value that does not fit its
+    column never fails the session: it is clamped or NULL
+    (:func:`~kalshi_pipeline.sources.raw_values.column_array`)."""
+    columns = list(zip(*rows, strict=True)) or [()] * len(TRADE_SCHEMA)
+    arrays = [column_array(list(c), f.type) for c, f in zip(columns, TRADE_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=TRADE_SCHEMA)
+
+
+def collector_trade_table(rows: Sequence[tuple]) -> pa.Table:
+    """The trades table from rows of the collector's table, each holding
+    :data:`COLLECTOR_TRADE_COLUMNS` in order, both message formats read into cents and
+    contracts (the module docstring says how, and what becomes NULL)."""
+    return trade_table([_trade_row(row) for row in rows])
+
+
+def _trade_row(row: tuple) -> tuple:
+    (row_id, session_id, trade_id, ticker, yes, no, count, yes_dollars, no_dollars, count_fp,
+     taker_side, ts, timestamp_ms, sequence_number) = row  # fmt: skip
+    return (
+        row_id,
+        session_id,
+        trade_id,
+        ticker,
+        _price_or_count(yes, yes_dollars, CENTS_PER_DOLLAR, _INT32_MAX),
+        _price_or_count(no, no_dollars, CENTS_PER_DOLLAR, _INT32_MAX),
+        _price_or_count(count, count_fp, 1, _INT64_MAX),
+        taker_side,
+        exchange_ms(ts),
+        timestamp_ms,
+        sequence_number,
+    )
+
+
+def _price_or_count(value: object, text: object, scale: int, limit: int) -> object:
+    """The integer column's value when it holds one (checked by ``column_array``), else
+    the decimal string's."""
+    return value if value is not None else decimal_units(text, scale, limit)

@@ -67,6 +67,9 @@ def fingerprint_of(session) -> SessionFingerprint:
     for table in TABLES:
         ids = [i for batch in session.batches(table, ["id"]) for i in batch.column(0).to_pylist()]
         extents[table] = TableExtent(rows=len(ids), last_id=max(ids, default=None))
+    if session.trades is not None:  # a trade tape, empty or not, is measured too
+        ids = session.trades["id"].to_pylist()
+        extents["trades"] = TableExtent(rows=len(ids), last_id=max(ids, default=None))
     return SessionFingerprint.of(session.info, extents)
 
 

@@ -49,6 +49,10 @@ def raw_sessions(
     collector cannot be reached is tagged ``SOURCE_DOWN_TAG``, so that the sensor does
     not count it against the session. A home filled from another source fails at once.
 
+    The copy keeps the session's trade tape where the source has one (the store writes
+    ``session.trades`` beside the book tables); ``trades`` in the metadata counts its
+    trades, and is absent for a session without a tape.
+
     The metadata records the fingerprint of the rows ingested (``source_fingerprint``):
     how the sensor and the demo tell that the session changed since
     (:mod:`kalshi_pipeline.defs.session_survey`). When it differs from the one recorded
@@ -86,6 +90,7 @@ def _ingested_metadata(
     store = pipeline.raw_store(session_id)
     with store.open_session(session_id, allow_incomplete=True) as stored:
         info, rows = stored.info, {table: stored.rows(table) for table in TABLES}
+        trades = None if stored.trades is None else stored.trades.num_rows
     fingerprint = store.fingerprints([session_id])[session_id]  # of the copy just written
     key = context.partition_key
     metadata = {
@@ -99,6 +104,8 @@ def _ingested_metadata(
         "fingerprint": fingerprint.token,
         FINGERPRINT_METADATA: dg.MetadataValue.json(fingerprint.to_json()),
     }
+    if trades is not None:
+        metadata["trades"] = trades
     recorded = recorded_fingerprints(context.instance, [key])
     if key in recorded:  # ingested before
         previous = recorded[key]

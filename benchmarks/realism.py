@@ -28,22 +28,17 @@ trade clustering) is printed without a tolerance. ``docs/realism.md`` explains e
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import ks_2samp
 
-# The repository root, for ``benchmarks.*`` when a script imports this module.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.realism_figures import (  # noqa: E402
+from benchmarks.realism_figures import (
     TRADE_SIZE_BUCKETS,
     SimulatedFigures,
     measure,
 )
-from benchmarks.realism_reference import Reference, load_reference  # noqa: E402
+from benchmarks.realism_reference import Reference, load_reference
 
 __all__ = [
     "Row",

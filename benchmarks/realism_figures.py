@@ -1,14 +1,9 @@
-"""How Kalshi-like a set of sessions is: the figures the recorded reference describes.
+"""The realism measurement: the figures the recorded Kalshi reference describes, counted
+on sessions in the raw schema.
 
 :func:`measure` reads sessions one at a time (only one is held) and returns
-:class:`SimulatedFigures`; :func:`~benchmarks.realism_compare.compare` sets them beside the
-recorded reference (:func:`~benchmarks.realism_reference.load_reference`, the files in
-``benchmarks/kalshi_reference/``) and :func:`~benchmarks.realism_compare.format_table`
-prints the result. ``docs/realism.md`` says how each figure is measured and why.
-
-    figures = measure(sessions)
-    rows = compare(figures, load_reference())
-    print(format_table(rows)); ok = all_passed(rows)
+:class:`SimulatedFigures`; ``benchmarks/realism.py`` compares them with the recorded
+reference and holds the tolerances (``docs/realism.md`` explains both).
 
 The rules of the measurement:
 
@@ -34,24 +29,19 @@ The rules of the measurement:
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The repository root, for ``benchmarks.*`` when a script imports this module.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kalshi_pipeline.market.books import books_from_events  # noqa: E402
-from kalshi_pipeline.market.cleaning import IngestReport, clean_session  # noqa: E402
-from kalshi_pipeline.market.views.time_steps import step_rows  # noqa: E402
-from kalshi_pipeline.sources.raw import LEVELS, RawSession  # noqa: E402
-from kalshi_pipeline.sources.trades import TAKER_SIDES  # noqa: E402
+from kalshi_pipeline.market.books import books_from_events
+from kalshi_pipeline.market.cleaning import IngestReport, clean_session
+from kalshi_pipeline.market.views.time_steps import step_rows
+from kalshi_pipeline.sources.raw import LEVELS, RawSession
+from kalshi_pipeline.sources.trades import TAKER_SIDES
 
 # Markets with fewer updates were dropped from the reference's market profiles.
 MIN_UPDATES = 10

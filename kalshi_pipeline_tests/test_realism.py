@@ -212,6 +212,12 @@ def test_a_share_six_points_off_fails():
     assert by_name(compare(figures, reference), "public trades")["taker YES"].passed is True
 
 
+def test_nothing_measured_holds_no_tolerance():
+    rows = compare(measure([]), load_reference())
+    held = [row for row in rows if row.passed is not None]
+    assert held and not any(row.passed for row in held)
+
+
 # The generated store the tolerances are held on: the default population, smaller than
 # the benchmark's 12 x 200 so that the default suite stays fast.
 SESSIONS, MARKETS, SEED = 6, 100, 0

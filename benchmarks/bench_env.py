@@ -18,7 +18,7 @@ import numpy as np
 
 from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 
 def steps_per_second(env, actions: list[int], runs: int = 3) -> float:
@@ -42,7 +42,11 @@ def main() -> None:
     views = [
         view
         for session_id in (1, 2, 3)
-        for view in build_market_views(simulate_session(session_id, 4, SimulatorConfig(markets=40)))
+        for view in build_market_views(
+            simulate_session(
+                session_id, 4, SimulatorConfig(population=Population.TWO_CLASS, markets=40)
+            )
+        )
     ]
     env = MarketAgnosticKalshiEnv(views, sampler=BalancedSampler(len(views)))
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from benchmarks.reference_books import reference_books  # noqa: E402
 from kalshi_pipeline.market.books import books_from_events  # noqa: E402
 from kalshi_pipeline.market.cleaning import clean_session  # noqa: E402
 from kalshi_pipeline.runtime import keep_freed_memory  # noqa: E402
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session  # noqa: E402
 
 
 def best_of(runs: int, fn) -> tuple[float, object]:
@@ -44,7 +44,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"allocator keeps freed memory: {keep_freed_memory()}")
 
-    config = SimulatorConfig(markets=args.markets, median_events_per_market=args.median_events)
+    config = SimulatorConfig(
+        population=Population.TWO_CLASS,
+        markets=args.markets,
+        median_events_per_market=args.median_events,
+    )
     raw = simulate_session(1, args.seed, config)
     clean_s, events = best_of(1, lambda: clean_session(raw))
     deltas = int((~events.is_snapshot).sum())
@@ -52,7 +56,13 @@ def main() -> None:
     if len(events) < 1_000_000:
         print("warning: fewer than 1M events; raise --median-events")
 
-    books_from_events(clean_session(simulate_session(2, args.seed, SimulatorConfig(markets=3))))
+    books_from_events(
+        clean_session(
+            simulate_session(
+                2, args.seed, SimulatorConfig(population=Population.TWO_CLASS, markets=3)
+            )
+        )
+    )
     fast_s, books = best_of(3, lambda: books_from_events(events))
     ref_s, ref = best_of(1, lambda: reference_books(events))
     for name, expected in ref.items():

@@ -38,7 +38,7 @@ from benchmarks.celery_workers import (  # noqa: E402
 from kalshi_pipeline.defs.executors import BACKEND_ENV, BROKER_ENV, EXECUTOR_ENV  # noqa: E402
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir  # noqa: E402
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore  # noqa: E402
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -96,7 +96,11 @@ def run_both(scratch: Path, database: str, broker: str, args) -> tuple[float, fl
     os.environ.pop(COLLECTOR_URL_ENV, None)
     store = ParquetSessionStore(sessions_dir(scratch / "home"))
     for session_id in (1, 2, 3):
-        store.write_session(simulate_session(session_id, 5, SimulatorConfig(markets=20)))
+        store.write_session(
+            simulate_session(
+                session_id, 5, SimulatorConfig(population=Population.TWO_CLASS, markets=20)
+            )
+        )
     instance = dg.DagsterInstance.get()
     from kalshi_pipeline.definitions import defs
     from kalshi_pipeline.defs.partitions import sessions

@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.phases import new_model
 
@@ -41,7 +41,11 @@ def main() -> None:
     views = [
         v
         for session_id in (1, 2)
-        for v in build_market_views(simulate_session(session_id, 4, SimulatorConfig(markets=40)))
+        for v in build_market_views(
+            simulate_session(
+                session_id, 4, SimulatorConfig(population=Population.TWO_CLASS, markets=40)
+            )
+        )
     ]
 
     def ours():

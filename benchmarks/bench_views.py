@@ -39,7 +39,7 @@ from kalshi_pipeline.market.views import SessionViews, build_market_views, write
 from kalshi_pipeline.runtime import keep_freed_memory
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 
 def best_bids_loop(raw: RawSession) -> list[int]:
@@ -86,7 +86,9 @@ def peak_bytes(fn) -> int:
 def against_the_loop(seed: int) -> None:
     costs = []
     for scale in (1, 4):
-        config = SimulatorConfig(markets=1_000, median_events_per_market=160.0 * scale)
+        config = SimulatorConfig(
+            population=Population.TWO_CLASS, markets=1_000, median_events_per_market=160.0 * scale
+        )
         raw = simulate_session(1, seed, config)
         deltas = raw.deltas.num_rows
         loop, views = best_time(best_bids_loop, raw), best_time(build_market_views, raw)
@@ -107,7 +109,9 @@ def against_the_loop(seed: int) -> None:
 def throughput(seed: int) -> None:
     results = []
     for scale in (1, 4):
-        config = SimulatorConfig(markets=300, median_events_per_market=2200.0 * scale)
+        config = SimulatorConfig(
+            population=Population.TWO_CLASS, markets=300, median_events_per_market=2200.0 * scale
+        )
         raw = simulate_session(1, seed, config)
         seconds = best_time(build_market_views, raw)
         results.append((raw.num_events, seconds))
@@ -124,7 +128,13 @@ def throughput(seed: int) -> None:
 
 
 def memory(seed: int) -> None:
-    raw = simulate_session(1, seed, SimulatorConfig(markets=300, median_events_per_market=4400))
+    raw = simulate_session(
+        1,
+        seed,
+        SimulatorConfig(
+            population=Population.TWO_CLASS, markets=300, median_events_per_market=4400
+        ),
+    )
     whole = peak_bytes(lambda: build_market_views(raw))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "views.parquet"
@@ -140,7 +150,11 @@ def memory(seed: int) -> None:
 def process_peaks(seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for scale in (1, 4):
-            config = SimulatorConfig(markets=300, median_events_per_market=4400.0 * scale)
+            config = SimulatorConfig(
+                population=Population.TWO_CLASS,
+                markets=300,
+                median_events_per_market=4400.0 * scale,
+            )
             raw = simulate_session(1, seed, config)
             store = ParquetSessionStore(Path(tmp) / f"store-{scale}")
             store.write_session(raw)
@@ -201,7 +215,9 @@ def main() -> None:
         build_views_here(*args.peak_of)
         return
     print(f"allocator keeps freed memory: {keep_freed_memory()}")
-    build_market_views(simulate_session(9, args.seed, SimulatorConfig(markets=3)))  # warm-up
+    build_market_views(
+        simulate_session(9, args.seed, SimulatorConfig(population=Population.TWO_CLASS, markets=3))
+    )  # warm-up
     against_the_loop(args.seed)
     if not args.skip_throughput:
         throughput(args.seed)

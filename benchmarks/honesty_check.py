@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_sessions
 from kalshi_pipeline.training.evaluation import PolicyName, difference_key
 
 STORES = ("signal", "control")
@@ -78,7 +78,7 @@ ROBUSTNESS = (
 
 def run_honesty_check(run: HonestyRun, root: Path) -> dict[str, dict]:
     """Train on both stores under ``root``; the two reports' summaries by store name."""
-    config = SimulatorConfig(markets=run.markets)
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=run.markets)
     for name in STORES:
         store = ParquetSessionStore(root / name / "store")
         store_config = replace(config, signal=name == "signal")

@@ -38,6 +38,7 @@ from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.settings import check_all
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
+from kalshi_pipeline.sources.simulator_config import Population
 from kalshi_pipeline.training.model_loading import champion_warning
 from kalshi_pipeline.training.promotion import champion_problems
 from kalshi_pipeline.training.registry import Registry, registry_path
@@ -58,11 +59,18 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 "--postgres cannot be read as a PostgreSQL URL like "
                 f"postgresql://USER:PASSWORD@HOST:PORT/DB; {PERCENT_ENCODE}"
             )
+        if args.median_events is not None and args.population != Population.TWO_CLASS:
+            usage.error(
+                f"--median-events is a knob of the two-class population only (the "
+                f"{args.population} population's activity is calibrated): add "
+                "--population two-class, or leave it out"
+            )
         config = SimulatorConfig(
+            population=Population(args.population),
             markets=args.markets,
             median_events_per_market=args.median_events,
             signal=not args.no_signal,
-        )
+        ).resolved()
         return generate(args.out, args.postgres, args.sessions, args.seed, config)
     if args.command == "train":
         return run_train(args)
@@ -219,7 +227,8 @@ def generate(
                 events += session.num_events
         where = "the collector database"
     print(
-        f"wrote {sessions} sessions ({events:,} events, signal={config.signal}) to {where} "
+        f"wrote {sessions} sessions ({events:,} events, {config.population} population, "
+        f"signal={config.signal}) to {where} "
         f"in {time.perf_counter() - started:.1f}s"
     )
     return 0

@@ -31,7 +31,13 @@ from kalshi_pipeline.pipeline_config import (
     TrainingChoice,
     TuningChoice,
 )
-from kalshi_pipeline.sources.simulator_config import DEMO_SEED, DEMO_SESSIONS, SimulatorConfig
+from kalshi_pipeline.sources.simulator_config import (
+    DEMO_SEED,
+    DEMO_SESSIONS,
+    POPULATION_DEFAULTS,
+    Population,
+    SimulatorConfig,
+)
 from kalshi_pipeline.training.config_checks import VALUE_RANGES, Range
 from kalshi_pipeline.workflow import PHASES
 
@@ -180,14 +186,27 @@ def _add_generate(commands, debug: argparse.ArgumentParser) -> None:
     gen.add_argument("--out", type=Path, help="Parquet session store directory")
     gen.add_argument("--postgres", metavar="URL", help="write into the collector's tables")
     gen.add_argument("--sessions", type=positive_int, default=DEMO_SESSIONS)
-    gen.add_argument("--markets", type=positive_int, default=SimulatorConfig.markets)
+    gen.add_argument(
+        "--population",
+        choices=[p.value for p in Population],
+        default=SimulatorConfig.population.value,
+        help="kalshi: calibrated to recorded Kalshi books and trades, with a trade tape; "
+        "two-class: liquid and illiquid markets, no trade tape (default: %(default)s)",
+    )
+    gen.add_argument(
+        "--markets",
+        type=positive_int,
+        help="markets per session (default: the population's, "
+        + ", ".join(f"{p} {d['markets']}" for p, d in POPULATION_DEFAULTS.items())
+        + ")",
+    )
     gen.add_argument("--seed", type=non_negative_int, default=DEMO_SEED)
     gen.add_argument(
         "--median-events",
         type=positive_float,
-        default=SimulatorConfig.median_events_per_market,
-        help="median events per market (activity is log-normal around it; about 2.5 "
-        "events make one book change, one view step)",
+        help="two-class only: median events per market (default "
+        f"{POPULATION_DEFAULTS[Population.TWO_CLASS]['median_events_per_market']:g}; activity "
+        "is log-normal around it; about 2.5 events make one book change, one view step)",
     )
     gen.add_argument(
         "--no-signal", action="store_true", help="the control: book imbalance predicts nothing"

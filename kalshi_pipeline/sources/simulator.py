@@ -69,16 +69,18 @@ from tqdm.auto import tqdm
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulated_market import MarketTraits, simulate_market
 from kalshi_pipeline.sources.simulated_session import assemble_session
-from kalshi_pipeline.sources.simulator_config import SimulatorConfig
+from kalshi_pipeline.sources.simulator_config import Population, SimulatorConfig
 
-# SimulatorConfig is public here too: docs/contracts.md names it beside simulate_session.
-__all__ = ["SimulatorConfig", "simulate_session", "simulate_sessions", "ticker_pool"]
+# SimulatorConfig (with its Population) is public here too: docs/contracts.md names it
+# beside simulate_session.
+__all__ = ["Population", "SimulatorConfig", "simulate_session", "simulate_sessions", "ticker_pool"]
 
 _BASE_TIME = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
 
 def ticker_pool(seed: int, config: SimulatorConfig) -> list[MarketTraits]:
     """The seed's universe of markets, each with its lasting character."""
+    config = config.resolved()
     size = max(config.markets, int(np.ceil(config.markets * config.ticker_pool_factor)))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7]))
     series = ["KXBTC", "KXETH", "KXFED", "KXCPI", "KXNBA", "KXNFL", "KXRAIN", "KXGDP"]
@@ -109,7 +111,7 @@ def simulate_session(
 
     ``on_market`` is called after each market is simulated (for progress bars).
     """
-    config = config or SimulatorConfig()
+    config = (config or SimulatorConfig()).resolved()
     pool = ticker_pool(seed, config)
     rng = np.random.default_rng(np.random.SeedSequence([seed, session_id]))
     chosen = np.sort(rng.choice(len(pool), size=config.markets, replace=False))
@@ -129,7 +131,7 @@ def simulate_sessions(
     sessions: int, seed: int, config: SimulatorConfig | None = None, *, progress: bool = False
 ) -> Iterator[RawSession]:
     """Sessions 1..``sessions`` one at a time (only one is held in memory)."""
-    config = config or SimulatorConfig()
+    config = (config or SimulatorConfig()).resolved()
     with tqdm(
         total=sessions * config.markets, unit="market", desc="simulating", disable=not progress
     ) as bar:

@@ -7,11 +7,11 @@ import json
 import numpy as np
 
 from kalshi_pipeline.sources.simulated_market import MarketTraits, SimulatedMarketKind, _fair_path
-from kalshi_pipeline.sources.simulator import SimulatorConfig, ticker_pool
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, ticker_pool
 
 
 def test_market_traits_round_trip_through_json_and_name_their_kind():
-    pool = ticker_pool(3, SimulatorConfig(markets=20))
+    pool = ticker_pool(3, SimulatorConfig(population=Population.TWO_CLASS, markets=20))
     for traits in pool:
         assert MarketTraits.from_json(json.loads(json.dumps(traits.to_json()))) == traits
         expected = SimulatedMarketKind.LIQUID if traits.liquid else SimulatedMarketKind.ILLIQUID

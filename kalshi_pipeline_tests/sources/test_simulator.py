@@ -12,12 +12,12 @@ from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.fees import taker_fee_cents as fee
 from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.sources.simulated_market import SimulatedMarketKind
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 
 @pytest.fixture(scope="module")
 def sessions():
-    config = SimulatorConfig(markets=40)
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=40)
     return [simulate_session(session_id, 5, config) for session_id in (1, 2, 3)]
 
 
@@ -27,7 +27,7 @@ def books(sessions):
 
 
 def test_same_arguments_give_identical_sessions():
-    config = SimulatorConfig(markets=12)
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=12)
     first, again = simulate_session(3, 9, config), simulate_session(3, 9, config)
     assert first.snapshots.equals(again.snapshots)
     assert first.deltas.equals(again.deltas)
@@ -146,7 +146,7 @@ def _round_trips(config: SimulatorConfig, horizon: int = 100, contracts: int = 1
 
 
 def test_book_imbalance_pays_for_a_round_trip_only_on_liquid_markets_with_the_signal():
-    config = SimulatorConfig(markets=40)
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=40)
     signal = _round_trips(config)
     control = _round_trips(replace(config, signal=False))
     assert all(len(nets) > 500 for nets in (*signal.values(), *control.values()))

@@ -1,8 +1,10 @@
-"""The raw session: one collector recording (metadata, snapshots, deltas) as Arrow tables.
+"""The raw session: one collector recording (metadata, snapshots, deltas, trades) as Arrow
+tables.
 
-This module is the typed mirror of the collector's three Postgres tables
-(``docs/data-model.md``). Every source returns a :class:`RawSession`; everything downstream (book
-reconstruction, views) reads only this representation.
+This module is the typed mirror of the collector's Postgres tables (``docs/data-model.md``;
+the trade tape's schema and reading are :mod:`kalshi_pipeline.sources.trades`). Every
+source returns a :class:`RawSession`; everything downstream (book reconstruction, views)
+reads only this representation.
 
 Schema
 ------

@@ -54,11 +54,24 @@ class MarketTraits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MarketTrades:
+    """One market's public trades, in time order; each is the book change ``event`` of
+    its :class:`MarketEvents` (the delta that takes ``count`` from the traded level)."""
+
+    event: np.ndarray  # int64[K] index into the market's events
+    yes_price: np.ndarray  # int64[K] cents
+    count: np.ndarray  # int64[K] contracts
+    taker_yes: np.ndarray  # bool[K] the taker bought YES (lifted the NO bid at 100 - price)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MarketEvents:
     """One market's events in its own order: snapshots carry a full book row.
 
     Columns of numbers handed straight to the session's assembly; never written as such,
-    so they have no JSON form.
+    so they have no JSON form. The two-class population has no trades and does not expose
+    its fair price (``None``); the kalshi population has both, the fair price (cents, the
+    expected settlement) after each event being there for tests of the control.
     """
 
     offset_ms: np.ndarray  # int64[E]
@@ -67,6 +80,8 @@ class MarketEvents:
     new_size: np.ndarray  # int64[E]
     old_size: np.ndarray  # int64[E]
     snapshot_books: np.ndarray  # int64[S, 198] for the snapshot events, in order
+    trades: MarketTrades | None = None
+    fair_cents: np.ndarray | None = None  # float64[E]
 
 
 def simulate_market(

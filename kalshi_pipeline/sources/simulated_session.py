@@ -3,8 +3,14 @@
 :func:`assemble_session` merges the markets' :class:`~kalshi_pipeline.sources.
 simulated_market.MarketEvents` into one session-wide sequence, as the collector numbers
 what it receives, and writes them as the snapshots and deltas tables and the session's
-:class:`~kalshi_pipeline.sources.raw.SessionInfo`. It draws no random numbers: a session
-is a function of its markets.
+:class:`~kalshi_pipeline.sources.raw.SessionInfo`, with the trade tape when the markets
+have trades (:mod:`~kalshi_pipeline.sources.simulated_trades`; markets without, the
+two-class population's, give a session without a tape). It draws no random numbers: a
+session is a function of its markets.
+
+One counter numbers everything the session received: by time, a trade before the book
+changes of its millisecond (Kalshi sends the trade, then the deltas it causes), then by
+market and each market's own order.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from kalshi_pipeline.sources.raw import (
     SessionStatus,
 )
 from kalshi_pipeline.sources.simulated_market import MarketEvents
+from kalshi_pipeline.sources.simulated_trades import trades_table
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +47,7 @@ class _SessionEvents:
     new_size: np.ndarray  # int64[E]
     old_size: np.ndarray  # int64[E]
     books: np.ndarray  # int64[S, 198]
+    trade_sequence: np.ndarray  # int64[K], the markets' trades side by side
 
 
 def assemble_session(
@@ -55,6 +63,8 @@ def assemble_session(
     start_ms = int(started_at.timestamp() * 1000)
     snapshots = _snapshots_table(session_id, start_ms, events)
     deltas = _deltas_table(session_id, start_ms, events)
+    trades = _trades(session_id, start_ms, events, markets)
+    received = snapshots.num_rows + deltas.num_rows + (trades.num_rows if trades else 0)
     ended_at = started_at + timedelta(milliseconds=duration_ms)
     info = SessionInfo(
         session_id=session_id,
@@ -64,13 +74,13 @@ def assemble_session(
         market_tickers=tuple(tickers),
         environment="local",
         websocket_url="sim://kalshi-pipeline",
-        messages_received=snapshots.num_rows + deltas.num_rows,
+        messages_received=received,
         snapshots_count=snapshots.num_rows,
         deltas_count=deltas.num_rows,
         last_message_at=ended_at,
         connection_metadata={"simulated": True},
     )
-    return RawSession(info, snapshots, deltas)
+    return RawSession(info, snapshots, deltas, trades)
 
 
 def _merge(tickers: list[str], markets: list[MarketEvents]) -> _SessionEvents:
@@ -78,20 +88,54 @@ def _merge(tickers: list[str], markets: list[MarketEvents]) -> _SessionEvents:
     market_of_event = np.repeat(np.arange(len(markets)), counts)
     local_order = np.concatenate([np.arange(c) for c in counts])
     offset = np.concatenate([m.offset_ms for m in markets])
-    # Session-wide order: by time, then market, then each market's own order.
-    order = np.lexsort((local_order, market_of_event, offset))
+    traded = [i for i, m in enumerate(markets) if m.trades is not None]
+    trade_market = np.repeat(traded, [len(markets[i].trades.count) for i in traded])
+    trade_offset = np.concatenate(
+        [markets[i].offset_ms[markets[i].trades.event] for i in traded] or [[]]
+    ).astype(np.int64)
+    # Session-wide order: by time, a trade before the book changes of its millisecond,
+    # then market, then each market's own order (trades in theirs).
+    order = np.lexsort(
+        (
+            np.concatenate([local_order, np.arange(len(trade_offset))]),
+            np.concatenate([market_of_event, trade_market]),
+            np.concatenate([np.ones(len(offset), np.int8), np.zeros(len(trade_offset), np.int8)]),
+            np.concatenate([offset, trade_offset]),
+        )
+    )
     sequence = np.empty(len(order), dtype=np.int64)
     sequence[order] = np.arange(1, len(order) + 1)
     return _SessionEvents(
         tickers=np.array(tickers, dtype=object),
         market_of_event=market_of_event,
         offset_ms=offset,
-        sequence=sequence,
+        sequence=sequence[: len(offset)],
         is_snapshot=np.concatenate([m.is_snapshot for m in markets]),
         level=np.concatenate([m.level for m in markets]).astype(np.int64),
         new_size=np.concatenate([m.new_size for m in markets]),
         old_size=np.concatenate([m.old_size for m in markets]),
         books=np.concatenate([m.snapshot_books for m in markets]),
+        trade_sequence=sequence[len(offset) :],
+    )
+
+
+def _trades(
+    session_id: int, start_ms: int, events: _SessionEvents, markets: list[MarketEvents]
+) -> pa.Table | None:
+    """The session's trade tape; None when its markets record none (two-class)."""
+    with_trades = np.array([i for i, m in enumerate(markets) if m.trades is not None], int)
+    if len(with_trades) == 0:
+        return None
+    tapes = [markets[i].trades for i in with_trades]
+    return trades_table(
+        session_id,
+        start_ms,
+        np.repeat(events.tickers[with_trades], [len(t.count) for t in tapes]),
+        np.concatenate([markets[i].offset_ms[markets[i].trades.event] for i in with_trades]),
+        events.trade_sequence,
+        np.concatenate([t.yes_price for t in tapes]),
+        np.concatenate([t.count for t in tapes]),
+        np.concatenate([t.taker_yes for t in tapes]),
     )
 
 

@@ -66,6 +66,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from tqdm.auto import tqdm
 
+from kalshi_pipeline.sources.kalshi_population import (
+    KalshiTraits,
+    kalshi_pool,
+    simulate_kalshi_market,
+)
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulated_market import MarketTraits, simulate_market
 from kalshi_pipeline.sources.simulated_session import assemble_session
@@ -78,9 +83,12 @@ __all__ = ["Population", "SimulatorConfig", "simulate_session", "simulate_sessio
 _BASE_TIME = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
 
-def ticker_pool(seed: int, config: SimulatorConfig) -> list[MarketTraits]:
-    """The seed's universe of markets, each with its lasting character."""
+def ticker_pool(seed: int, config: SimulatorConfig) -> list[MarketTraits] | list[KalshiTraits]:
+    """The seed's universe of markets, each with its lasting character (the population's
+    traits)."""
     config = config.resolved()
+    if config.population is Population.KALSHI:
+        return kalshi_pool(seed, config)
     size = max(config.markets, int(np.ceil(config.markets * config.ticker_pool_factor)))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7]))
     series = ["KXBTC", "KXETH", "KXFED", "KXCPI", "KXNBA", "KXNFL", "KXRAIN", "KXGDP"]
@@ -116,10 +124,11 @@ def simulate_session(
     rng = np.random.default_rng(np.random.SeedSequence([seed, session_id]))
     chosen = np.sort(rng.choice(len(pool), size=config.markets, replace=False))
     duration_ms = int(config.session_minutes * 60_000)
+    simulate = simulate_kalshi_market if config.population is Population.KALSHI else simulate_market
     markets = []
     for index in chosen:
         market_rng = np.random.default_rng(np.random.SeedSequence([seed, session_id, int(index)]))
-        markets.append(simulate_market(market_rng, pool[index], config, duration_ms))
+        markets.append(simulate(market_rng, pool[index], config, duration_ms))
         if on_market is not None:
             on_market()
     started_at = _BASE_TIME + timedelta(days=int(session_id))

@@ -97,3 +97,19 @@ def test_a_late_contradictory_delta_without_a_new_snapshot_is_still_a_conflict()
 
     assert books.report.repairs[RepairKind.SEQUENCE_RESTART] == 0
     assert_names(books.report.rejected["MKT-B"], "MKT-B", 2)
+
+
+def test_a_late_snapshot_on_a_number_never_used_is_not_a_restart():
+    """A small step back onto a number the market never had, arriving late, is more
+    likely a clock glitch: the snapshot keeps its place in the sequence."""
+    rows = (
+        snapshot("MKT-B", seq=1, yes_bids={30: 2}, no_bids={60: 1}),
+        delta("MKT-B", seq=2, side="yes", price=31, new_size=4),
+        delta("MKT-B", seq=8, side="no", price=61, new_size=5),
+        snapshot("MKT-B", seq=6, yes_bids={40: 7}, no_bids={50: 3}, ts=T0_MS + RECONNECT_MS),
+    )
+    books = reconstruct_books(beside_other_market(*rows))
+
+    assert books.report.repairs[RepairKind.SEQUENCE_RESTART] == 0
+    assert not books.report.rejected
+    assert books.sequence_number[books.market_rows("MKT-B")].tolist() == [1, 2, 6, 8]

@@ -58,10 +58,10 @@ same sequence number in two markets         repair ``sequence_shared``: counted,
                                             replayed message, give this)
 sequence restart inside the session: a      repair ``sequence_restart``: a new segment
 snapshot, stored after the market's         starts at that snapshot; the market's events
-earlier ones, that reuses numbers its       are ordered by segment, then sequence number
-market already received (at or below the    (the collector kept one session open across
-highest, however few: a reconnect seconds   websocket reconnects; Kalshi's seq is per
-into the session), more than                subscription); rows that contradict each
+earlier ones, numbered far below the        are ordered by segment, then sequence number
+highest its market received or reusing a    (the collector kept one session open across
+number it received before (a reconnect      websocket reconnects; Kalshi's seq is per
+seconds into the session), more than        subscription); rows that contradict each
 ``TIME_TOLERANCE_MS`` after the highest     other within the tolerance, or a late delta
 (see ``restarts.segments``)                 with no new snapshot, are left to the
                                             duplicate check (a market with two different

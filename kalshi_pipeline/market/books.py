@@ -21,6 +21,10 @@ Kalshi's book holds bids only: ``yes_ask = 100 - best_no_bid`` with the NO bid's
 and ``no_ask = 100 - best_yes_bid``. Prices are cents; 0 means "that side is empty".
 A book is *crossed* when ``best_yes_bid + best_no_bid >= 100`` (a YES bid at or above the
 YES ask); such steps are kept, flagged in ``crossed`` and counted as a repair.
+
+A session with a trade tape gets its trades attached to their markets' time steps
+(:mod:`.trade_flow`): the replay also reads, for each trade, the size resting at the level
+it took from just before its step, so a trade off the recorded book is flagged.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import pyarrow as pa
 from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, CleanEvents
 from kalshi_pipeline.market.cleaning.pipeline import clean_session
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
+from kalshi_pipeline.market.trade_flow import TradeFlow, TradePlacement, place_trades, trade_flow
 from kalshi_pipeline.sources.raw import LEVELS, RawSession
 
 TOP_LEVELS = 5
@@ -45,6 +50,9 @@ class SessionBooks:
     """Per-event books of one session's accepted markets (columns of equal length N).
 
     Market ``tickers[i]`` owns rows ``market_offsets[i]:market_offsets[i + 1]``.
+    ``trades``: the markets' trades at their time steps (:class:`~.trade_flow.TradeFlow`;
+    None for a session without a trade tape); they index time steps, not rows, so they
+    stay as they are when the books are cut to their time steps.
     """
 
     session_id: int
@@ -70,6 +78,7 @@ class SessionBooks:
     crossed: np.ndarray  # bool[N]
     time_repaired: np.ndarray  # bool[N]: the receive time was replaced by cleaning
     report: IngestReport
+    trades: TradeFlow | None = None
 
     def __len__(self) -> int:
         return len(self.sequence_number)
@@ -83,17 +92,18 @@ class SessionBooks:
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("session_id", "tickers", "market_offsets", "report")
+            if f.name not in ("session_id", "tickers", "market_offsets", "report", "trades")
         }
 
     def take(self, rows: np.ndarray) -> SessionBooks:
         """The books at ``rows`` only (sorted row indices; every market keeps its place,
-        ``report`` is shared as it is)."""
+        ``report`` and ``trades`` are shared as they are)."""
         return SessionBooks(
             session_id=self.session_id,
             tickers=list(self.tickers),
             market_offsets=np.searchsorted(rows, self.market_offsets).astype(np.int64),
             report=self.report,
+            trades=self.trades,
             **{name: values[rows] for name, values in self.columns().items()},
         )
 
@@ -134,13 +144,15 @@ def books_from_events(
 ) -> SessionBooks:
     """Replay cleaned events (each market starts with a snapshot) into per-event books.
 
-    Crossed books are counted in ``report``, which the books carry; by default a copy of
-    the events' report, which stays as cleaning left it.
+    Crossed books and trades off the book are counted in ``report``, which the books
+    carry; by default a copy of the events' report, which stays as cleaning left it.
     """
-    out = _replayed(events, top_levels)
+    placement = place_trades(events)
+    out, resting = _replayed(events, top_levels, placement)
     if report is None:
         report = copy.deepcopy(events.report)
     crossed = _count_crossed(events, out, report)
+    trades = None if placement is None else trade_flow(events, placement, resting, report)
     no_yes, no_no = out["best_yes_bid"] == 0, out["best_no_bid"] == 0
     market_offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
     return SessionBooks(
@@ -167,12 +179,22 @@ def books_from_events(
         crossed=crossed,
         time_repaired=events.time_repaired,
         report=report,
+        trades=trades,
     )
 
 
-def _replayed(events: CleanEvents, top_levels: int) -> dict[str, np.ndarray]:
-    """What the compiled replay computes per event (:func:`empty_replay_columns`)."""
+def _replayed(
+    events: CleanEvents, top_levels: int, placement: TradePlacement | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """What the compiled replay computes per event (:func:`empty_replay_columns`), and
+    the size resting at each trade's level just before its step (0 where no book is
+    known before it)."""
     out = empty_replay_columns(len(events), top_levels)
+    read = np.zeros(0, np.int64) if placement is None else placement.read_after
+    resting = np.zeros(len(read), np.int64)
+    known = np.flatnonzero(read >= 0)
+    order = known[np.argsort(read[known], kind="stable")]
+    found = np.zeros(len(order), np.int64)
     if len(events):
         _replay(
             events.is_snapshot,
@@ -188,8 +210,12 @@ def _replayed(events: CleanEvents, top_levels: int) -> dict[str, np.ndarray]:
             out["no_bid_prices"],
             out["yes_bid_volume"],
             out["no_bid_volume"],
+            read[order],
+            np.zeros(0, np.int64) if placement is None else placement.level[order],
+            found,
         )
-    return out
+    resting[order] = found
+    return out, resting
 
 
 def _count_crossed(events: CleanEvents, out: dict, report: IngestReport) -> np.ndarray:
@@ -223,13 +249,19 @@ def _replay(
     no_prices,
     yes_volume,
     no_volume,
+    read_after,
+    read_level,
+    resting,
 ):  # pragma: no cover - compiled; equality with the reference is tested
     """Apply each event to its market's 198-level book (a snapshot replaces it) and
-    write the best bids, the top levels and the volumes after it into the outputs."""
+    write the best bids, the top levels and the volumes after it into the outputs; after
+    event ``read_after[t]`` (ascending), the size at level ``read_level[t]`` into
+    ``resting[t]``."""
     book = np.zeros(BOOK_WIDTH, np.int64)
     best = np.zeros(2, np.int64)
     volume = np.zeros(2, np.int64)
     occupied = np.zeros(2, np.int64)  # levels with size > 0: stops the walk down early
+    t = 0
     for i in range(len(level)):
         if is_snapshot[i]:
             book[:] = snapshot_books[snapshot_index[i]]
@@ -242,6 +274,9 @@ def _replay(
         no_volume[i] = volume[1]
         _top_levels(book, best[0], occupied[0], 0, yes_depth[i], yes_prices[i])
         _top_levels(book, best[1], occupied[1], 1, no_depth[i], no_prices[i])
+        while t < len(read_after) and read_after[t] == i:
+            resting[t] = book[read_level[t]]
+            t += 1
 
 
 @numba.njit(cache=True, nogil=True)

@@ -71,6 +71,7 @@ import numpy as np
 
 from kalshi_pipeline.market.books import SessionBooks
 from kalshi_pipeline.market.fees import taker_fee_cents
+from kalshi_pipeline.market.steps import non_decreasing_times
 
 FEATURE_LAYOUT = "kalshi-market-agnostic-36"
 FEATURE_LAYOUT_VERSION = 2  # 2: rows are time steps (views merge a millisecond's events)
@@ -106,15 +107,7 @@ def market_of_rows(books: SessionBooks) -> np.ndarray:
 
 def clamped_times(books: SessionBooks) -> np.ndarray:
     """Receive times made non-decreasing within each market (never looking ahead)."""
-    ts = books.timestamp_ms.astype(np.int64)
-    if not len(ts):
-        return ts
-    market = market_of_rows(books)
-    # Offsetting each market far above the previous one lets one running maximum work
-    # across the whole session without carrying a market's time into the next.
-    stride = int(ts.max() - ts.min()) + 1
-    key = np.maximum.accumulate(market * stride + (ts - ts.min()))
-    return key - market * stride + ts.min()
+    return non_decreasing_times(books.timestamp_ms, market_of_rows(books))
 
 
 def quotes(books: SessionBooks) -> tuple[np.ndarray, np.ndarray]:

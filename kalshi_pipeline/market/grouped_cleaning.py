@@ -16,9 +16,12 @@ holding more than one batch of rows or one group of markets:
 
 The checks that read the whole session take what they need from the outline (outliers,
 the recorded window) or from a :class:`~.cleaning.sequence.SequenceTally` counted after the last
-group (gaps, numbers two markets share). So the repairs, the rejections and every
-market's events are those of ``clean_session`` on the whole session (tested); only
-which examples of a kind are kept (20 at most) may differ. What holds a value per event of
+group (gaps, numbers two markets share). The trade tape, far smaller than the deltas, is
+held whole (``session.trades``) and checked once after the outline
+(:func:`~.cleaning.trades.usable_trades`); each group takes its markets' trades. So the
+repairs, the rejections and every market's events and trades are those of
+``clean_session`` on the whole session (tested); only which examples of a kind are kept
+(20 at most) may differ. What holds a value per event of
 the whole session (the outline's sequence numbers, the tally, 20 bytes an event) is kept
 in files in the scratch directory and memory-mapped when read (:mod:`.spill`); memory
 holds one group. Scratch also holds the usable rows once more (IPC, uncompressed, about
@@ -38,6 +41,7 @@ from kalshi_pipeline.market.cleaning.outline import outline_session, usable_rows
 from kalshi_pipeline.market.cleaning.pipeline import clean_markets
 from kalshi_pipeline.market.cleaning.report import IngestReport
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
+from kalshi_pipeline.market.cleaning.trades import usable_trades
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, SNAPSHOT_SCHEMA, TABLES, SessionBatches
 
 # Bucket files open at once, per table. A session of more than this many groups gets
@@ -58,6 +62,9 @@ class CleanedGroups:
         self.report = IngestReport(session.info.session_id)
         self._session = session
         self._outline = outline_session(session, self.report, scratch)
+        # A source that predates trade tapes offers no ``trades``: no tape recorded.
+        tape = getattr(session, "trades", None)
+        self._trades = usable_trades(tape, self._outline, self.report)
         least = -(-int(self._outline.rows.sum()) // MAX_GROUPS)
         self._groups = self._outline.groups(max(max_events, least))
         self._scratch = scratch
@@ -75,7 +82,9 @@ class CleanedGroups:
                 if path:
                     path.unlink()
             tickers = self._groups[index]
-            events = clean_markets(*tables, tickers, self._outline, self.report, tally)
+            events = clean_markets(
+                *tables, tickers, self._outline, self.report, tally, self._trades
+            )
             del tables
             spilled = self._scratch / f"events-{index}.npz"
             events.save(spilled)

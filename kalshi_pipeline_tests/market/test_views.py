@@ -29,6 +29,7 @@ from kalshi_pipeline.market.grouped_cleaning import CleanedGroups
 from kalshi_pipeline.market.views import (
     STATISTICS,
     STEP_ARRAYS,
+    TRADE_ARRAYS,
     MarketSessionView,
     SessionViews,
     ViewConfig,
@@ -55,8 +56,9 @@ def assert_views_identical(actual: list, expected: list) -> None:
         for f in fields(MarketSessionView):
             a, b = getattr(got, f.name), getattr(want, f.name)
             where = f"{want.key}: {f.name}"
-            if f.name in STEP_ARRAYS:
-                assert a.dtype == b.dtype == STEP_ARRAYS[f.name], where
+            if f.name in STEP_ARRAYS or f.name in TRADE_ARRAYS:
+                dtype = STEP_ARRAYS.get(f.name) or TRADE_ARRAYS[f.name]
+                assert a.dtype == b.dtype == dtype, where
                 assert a.shape == b.shape, where
                 assert np.array_equal(a, b), where
             else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from kalshi_pipeline.market.cleaning.report import IngestReport
+from kalshi_pipeline.market.cleaning.trade_columns import CleanTrades
 from kalshi_pipeline.sources.raw import LEVELS
 
 BOOK_WIDTH = 2 * LEVELS  # both bid books, prices 1..99: level = side * LEVELS + price - 1
@@ -34,7 +35,9 @@ class CleanEvents:
     ``snapshot_index`` of ``snapshot_books`` (int64[S, 198]). ``timestamp_ms`` holds the
     receive times, replaced where they were outside the recorded window;
     ``time_repaired`` marks those (a replaced time is not a receive time, so such an
-    event never shares a step with its neighbours).
+    event never shares a step with its neighbours). ``trades`` are the usable trades of
+    these markets (:class:`~.trade_columns.CleanTrades`, ``market`` indexing ``tickers``
+    too), or None for a session without a trade tape.
     """
 
     session_id: int
@@ -49,6 +52,7 @@ class CleanEvents:
     snapshot_books: np.ndarray
     time_repaired: np.ndarray
     report: IngestReport
+    trades: CleanTrades | None = None
 
     def __len__(self) -> int:
         return len(self.sequence_number)
@@ -58,6 +62,7 @@ class CleanEvents:
         ``max_events`` events unless one market alone has more (it is then a group of its
         own). Groups share ``snapshot_books`` and ``report`` with these events."""
         offsets = np.searchsorted(self.market, np.arange(len(self.tickers) + 1))
+        trade_offsets = self._trade_offsets()
         first = 0
         while first < len(self.tickers):
             # The last market that still ends within max_events of the group's start.
@@ -69,12 +74,28 @@ class CleanEvents:
                 tickers=self.tickers[first:last],
                 market=self.market[rows] - first,
                 **{name: getattr(self, name)[rows] for name in PER_EVENT},
+                trades=self._trades_of(trade_offsets, first, last),
             )
             first = last
 
+    def _trade_offsets(self) -> np.ndarray | None:
+        if self.trades is None:
+            return None
+        return np.searchsorted(self.trades.market, np.arange(len(self.tickers) + 1))
+
+    def _trades_of(self, offsets, first: int, last: int) -> CleanTrades | None:
+        """The trades of markets ``first:last``, renumbered from ``first``."""
+        if self.trades is None:
+            return None
+        rows = slice(int(offsets[first]), int(offsets[last]))
+        return self.trades.take(rows, self.trades.market[rows] - first)
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the events, not their report, to an ``.npz`` file (:meth:`load`)."""
+        """Write the events and their trades, not their report, to an ``.npz`` file
+        (:meth:`load`)."""
         arrays = {name: getattr(self, name) for name in ("market", "snapshot_books", *PER_EVENT)}
+        if self.trades is not None:
+            arrays |= {_TRADE_PREFIX + name: a for name, a in self.trades.arrays().items()}
         np.savez(path, tickers=np.array(self.tickers, dtype=str), **arrays)
 
     @classmethod
@@ -85,7 +106,18 @@ class CleanEvents:
         with np.load(path) as data:
             arrays = {name: data[name] for name in ("market", "snapshot_books", *PER_EVENT)}
             tickers = data["tickers"].tolist()
-        return cls(session_id=session_id, tickers=tickers, report=report, **arrays)
+            trades = {
+                name.removeprefix(_TRADE_PREFIX): data[name]
+                for name in data.files
+                if name.startswith(_TRADE_PREFIX)
+            }
+        return cls(
+            session_id=session_id,
+            tickers=tickers,
+            report=report,
+            trades=CleanTrades(**trades) if trades else None,
+            **arrays,
+        )
 
 
 # The per-event arrays of CleanEvents besides ``market`` (``snapshot_books`` is per snapshot).
@@ -93,10 +125,15 @@ PER_EVENT = (
     "sequence_number", "timestamp_ms", "is_snapshot", "level", "new_size", "snapshot_index",
     "time_repaired",
 )  # fmt: skip
+# The trades' arrays in a saved file: their names with this prefix (no event array has it).
+_TRADE_PREFIX = "trade_"
 
 
-def empty_events(session_id: int, report: IngestReport) -> CleanEvents:
-    """No events: what a session (or a group) without a usable market cleans to."""
+def empty_events(
+    session_id: int, report: IngestReport, trades: CleanTrades | None = None
+) -> CleanEvents:
+    """No events: what a session (or a group) without a usable market cleans to
+    (``trades``: none, from a tape, or None without one)."""
     return CleanEvents(
         session_id=session_id,
         tickers=[],
@@ -110,4 +147,5 @@ def empty_events(session_id: int, report: IngestReport) -> CleanEvents:
         snapshot_books=np.zeros((0, BOOK_WIDTH), np.int64),
         time_repaired=np.zeros(0, bool),
         report=report,
+        trades=trades,
     )

@@ -5,12 +5,15 @@ every check that reads one market, run on a group of markets (the whole session,
 group of :mod:`kalshi_pipeline.market.grouped_cleaning`), in stages: outliers dropped and
 rows read into event columns, the columns ordered (segments after restarts, rows stored
 late counted), bad events dropped (invalid deltas, duplicates, rejected markets, deltas
-before a snapshot), times repaired, and the accepted markets' events handed over. Its
-session-wide checks read the :class:`~.outline.SessionOutline` or are left to the
-:class:`~.sequence.SequenceTally`.
+before a snapshot), times repaired, and the accepted markets' events handed over with
+their trades. Its session-wide checks read the :class:`~.outline.SessionOutline` or are
+left to the :class:`~.sequence.SequenceTally`; the trade tape is checked once for the
+whole session (:func:`~.trades.usable_trades`) before any group.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +37,8 @@ from kalshi_pipeline.market.cleaning.report import IngestReport
 from kalshi_pipeline.market.cleaning.restarts import segments
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import repair_times
+from kalshi_pipeline.market.cleaning.trade_columns import CleanTrades, trade_columns
+from kalshi_pipeline.market.cleaning.trades import trade_numbers, usable_trades
 from kalshi_pipeline.sources.raw import RawSession
 
 
@@ -43,8 +48,9 @@ def clean_session(raw: RawSession) -> CleanEvents:
     report = IngestReport(raw.session_id)
     outline = outline_session(raw, report)
     tally = SequenceTally(outline)
+    trades = usable_trades(raw.trades, outline, report)
     snapshots, deltas = usable_rows(raw.snapshots), usable_rows(raw.deltas)
-    events = clean_markets(snapshots, deltas, outline.tickers, outline, report, tally)
+    events = clean_markets(snapshots, deltas, outline.tickers, outline, report, tally, trades)
     tally.count(report)
     return events
 
@@ -56,21 +62,28 @@ def clean_markets(
     outline: SessionOutline,
     report: IngestReport,
     tally: SequenceTally,
+    trades: pa.Table | None = None,
 ) -> CleanEvents:
     """Clean the usable rows (see :func:`~.outline.usable_rows`) of the markets
     ``tickers`` (sorted; those of the outline whose rows the tables hold): every check
     that reads one market only. The session-wide sequence checks read ``outline`` or are
-    left to ``tally``, which counts them once it has every market."""
+    left to ``tally``, which counts them once it has every market. ``trades``: the
+    session's usable trades (:func:`~.trades.usable_trades`; None without a tape), of
+    which the accepted markets' go with their events."""
+    group_trades = None if trades is None else trade_columns(trades, tickers)
     if not tickers:
-        return empty_events(outline.session_id, report)
+        return empty_events(outline.session_id, report, group_trades)
     code = {ticker: i for i, ticker in enumerate(tickers)}
     names = np.array(tickers, dtype=object)
     ev, books = _event_columns(snapshot_table, delta_table, outline, code, names, report)
     ev = _ordered(ev, outline.window, names, report)
     tally.add(tickers, ev.market, ev.segment, ev.seq)
+    if group_trades is not None:  # numbers the book's counter gave trades were received
+        tally.add(tickers, *trade_numbers(group_trades, ev, outline))
     ev = _without_bad_events(ev, books, code, names, report)
     ts, time_repaired = repair_times(ev.market, ev.seq, ev.ts, outline.window, names, report)
-    return _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)
+    events = _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)
+    return replace(events, trades=_accepted_trades(group_trades, tickers, events.tickers))
 
 
 def _event_columns(
@@ -146,3 +159,16 @@ def _accepted_events(
         time_repaired=time_repaired,
         report=report,
     )
+
+
+def _accepted_trades(
+    trades: CleanTrades | None, tickers: list[str], accepted: list[str]
+) -> CleanTrades | None:
+    """The trades of the ``accepted`` markets (a sorted subset of ``tickers``), their
+    markets renumbered to them; a rejected market's trades go with it."""
+    if trades is None:
+        return None
+    position = {ticker: i for i, ticker in enumerate(tickers)}
+    codes = np.array([position[t] for t in accepted], dtype=np.int32)
+    rows = np.flatnonzero(np.isin(trades.market, codes))
+    return trades.take(rows, np.searchsorted(codes, trades.market[rows]).astype(np.int32))

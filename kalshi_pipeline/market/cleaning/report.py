@@ -53,6 +53,18 @@ class RepairKind(StrEnum):
     CROSSED_BOOK = "crossed_book"
     MALFORMED_ASK_MAP = "malformed_ask_map"
     STORED_ASKS_DISAGREE = "stored_asks_disagree"
+    # The trade tape (kalshi_pipeline.market.cleaning.trades): a bad trade is dropped,
+    # named by its trade id; a trade off the recorded book is kept and flagged.
+    TRADE_UNKNOWN_MARKET = "trade_unknown_market"
+    TRADE_MISSING_ID = "trade_missing_id"
+    TRADE_MISSING_TIMESTAMP = "trade_missing_timestamp"
+    TRADE_TIMESTAMP_OUT_OF_WINDOW = "trade_timestamp_out_of_window"
+    TRADE_PRICE_OUT_OF_RANGE = "trade_price_out_of_range"
+    TRADE_PRICES_DISAGREE = "trade_prices_disagree"
+    TRADE_COUNT_OUT_OF_RANGE = "trade_count_out_of_range"
+    TRADE_UNKNOWN_TAKER_SIDE = "trade_unknown_taker_side"
+    DUPLICATE_TRADE_ID = "duplicate_trade_id"
+    TRADE_OFF_BOOK = "trade_off_book"
 
     @property
     def is_defect(self) -> bool:
@@ -66,6 +78,7 @@ class RepairKind(StrEnum):
 # lower a view's data quality. A time replaced because it fell outside the session's
 # window (TIMESTAMP_OUT_OF_WINDOW) is not among them: the score's time factor, the share
 # of steps whose time is real, counts it once (kalshi_pipeline.market.views.statistics).
+# Nor are the trade tape's repairs: a bad trade says nothing about the book.
 DEFECTS = frozenset(
     {
         RepairKind.PRICE_OUT_OF_RANGE,
@@ -86,7 +99,8 @@ DEFECTS = frozenset(
 @dataclass(frozen=True, kw_only=True)
 class DataIssue:
     """One problem in the data, and where it is: a repair (``kind`` a
-    :class:`RepairKind`) or a rejection (``kind`` :data:`REJECTED_MARKET`)."""
+    :class:`RepairKind`) or a rejection (``kind`` :data:`REJECTED_MARKET`). A trade's
+    issue names its ``trade_id`` (Kalshi's); only such issues carry the key in JSON."""
 
     kind: RepairKind | str
     session_id: int
@@ -94,11 +108,14 @@ class DataIssue:
     sequence_number: int | None
     message: str
     row_id: int | None = None
+    trade_id: str | None = None
 
     def __str__(self) -> str:
         where = [f"session {self.session_id}"]
         if self.market_ticker is not None:
             where.append(f"market {self.market_ticker}")
+        if self.trade_id is not None:
+            where.append(f"trade {self.trade_id}")
         if self.sequence_number is not None:
             where.append(f"seq {self.sequence_number}")
         if self.row_id is not None:
@@ -106,7 +123,7 @@ class DataIssue:
         return f"{', '.join(where)}: {self.message}"
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "kind": str(self.kind),
             "session_id": self.session_id,
             "market_ticker": self.market_ticker,
@@ -114,6 +131,9 @@ class DataIssue:
             "message": self.message,
             "row_id": self.row_id,
         }
+        if self.trade_id is not None:
+            data["trade_id"] = self.trade_id
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping) -> Self:
@@ -125,6 +145,7 @@ class DataIssue:
             sequence_number=data["sequence_number"],
             message=data["message"],
             row_id=data["row_id"],
+            trade_id=data.get("trade_id"),
         )
 
 
@@ -174,13 +195,20 @@ class IngestReport:
         return self.missing_sequence_numbers / self.sequence_span if self.sequence_span else 0.0
 
     def repair(
-        self, kind: RepairKind, tickers, sequences, message: str, row_ids=None, count=None
+        self,
+        kind: RepairKind,
+        tickers,
+        sequences,
+        message: str,
+        row_ids=None,
+        count=None,
+        trade_ids=None,
     ) -> None:
         """Count ``len(sequences)`` repairs of one kind (or ``count``, when only the
         first of them are given as examples), keeping a few named examples.
 
         ``tickers`` and ``sequences`` may hold ``None`` (unknown); ``row_ids`` names the
-        rows where the sequence number cannot.
+        rows where the sequence number cannot, ``trade_ids`` the trades repaired.
         """
         count = len(sequences) if count is None else count
         if count == 0:
@@ -189,11 +217,12 @@ class IngestReport:
         if kind in DEFECTS:
             self.market_defects.update(t for t in tickers if t is not None)
         ids = [None] * len(sequences) if row_ids is None else row_ids
+        trades = [None] * len(sequences) if trade_ids is None else trade_ids
+        named = list(zip(tickers, sequences, ids, trades, strict=True))
         room = max(MAX_EXAMPLES_PER_KIND - sum(e.kind == kind for e in self.examples), 0)
-        for ticker, seq, row_id in list(zip(tickers, sequences, ids, strict=True))[:room]:
-            self.examples.append(self._issue(kind, ticker, seq, message, row_id))
-        first = self._issue(kind, tickers[0], sequences[0], message, ids[0])
-        log.warning("%s (%d in this session)", first, count)
+        for where in named[:room]:
+            self.examples.append(self._issue(kind, *where, message=message))
+        log.warning("%s (%d in this session)", self._issue(kind, *named[0], message=message), count)
 
     def reject(
         self, ticker: str, sequence_number: int | None, message: str, row_id: int | None = None
@@ -201,7 +230,7 @@ class IngestReport:
         """Exclude one market; the first reason given is the one kept."""
         if ticker in self.rejected:
             return
-        issue = self._issue(REJECTED_MARKET, ticker, sequence_number, message, row_id)
+        issue = self._issue(REJECTED_MARKET, ticker, sequence_number, row_id, message=message)
         self.rejected[ticker] = issue
         log.error("%s; market excluded", issue)
 
@@ -234,7 +263,9 @@ class IngestReport:
             inverted_window=data.get("inverted_window"),
         )
 
-    def _issue(self, kind, ticker, sequence_number, message: str, row_id) -> DataIssue:
+    def _issue(
+        self, kind, ticker, sequence_number, row_id, trade_id=None, *, message: str
+    ) -> DataIssue:
         return DataIssue(
             kind=kind,
             session_id=self.session_id,
@@ -242,6 +273,7 @@ class IngestReport:
             sequence_number=_int(sequence_number),
             message=message,
             row_id=_int(row_id),
+            trade_id=None if trade_id is None else str(trade_id),
         )
 
 

@@ -22,6 +22,7 @@ from kalshi_pipeline.market.views.integrity import Footer, RawCopy, ViewsChanged
 from kalshi_pipeline.market.views.market_view import (
     STATISTICS,
     STEP_ARRAYS,
+    TRADE_ARRAYS,
     MarketSessionView,
     ViewConfig,
     session_of_key,
@@ -40,6 +41,7 @@ from kalshi_pipeline.market.views.time_steps import time_steps
 __all__ = [
     "STATISTICS",
     "STEP_ARRAYS",
+    "TRADE_ARRAYS",
     "MarketSessionView",
     "SessionViews",
     "Footer",

@@ -3,8 +3,10 @@
 :func:`views_from_books` keeps the books at each market's time steps
 (:mod:`.time_steps`), computes the 36 data-only features once on them
 (:mod:`kalshi_pipeline.market.features`) and the statistics (:mod:`.statistics`), and
-cuts the columns into one :class:`~.market_view.MarketSessionView` per market. Everything
-is columnar. A view with a non-finite feature or statistic is rejected by name.
+cuts the columns into one :class:`~.market_view.MarketSessionView` per market, with its
+market's trades at their steps where the session has a trade tape
+(:mod:`kalshi_pipeline.market.trade_flow`). Everything is columnar. A view with a
+non-finite feature or statistic is rejected by name.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def views_from_books(
     for index, ticker in enumerate(books.tickers):
         rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
         view = MarketSessionView(
+            **_trades_of(books, index),
             session_id=books.session_id,
             market_ticker=ticker,
             timestamps_ms=books.timestamp_ms[rows],
@@ -70,3 +73,18 @@ def views_from_books(
         else:
             books.report.reject(ticker, problem[0], problem[1])
     return views
+
+
+def _trades_of(books: SessionBooks, index: int) -> dict:
+    """The trade fields of market ``index``'s view (none without a tape)."""
+    if books.trades is None:
+        return {}
+    trades = books.trades.of_market(index)
+    return {
+        "trade_tape": True,
+        "trade_steps": trades["step"],
+        "trade_yes_prices": trades["yes_price"],
+        "trade_counts": trades["count"],
+        "trade_taker_yes": trades["taker_yes"],
+        "trade_off_book": trades["off_book"],
+    }

@@ -25,9 +25,10 @@ descriptions, the key :data:`CHECK_KEY` with ``{"session_id", "raw_sha256", "dat
   refuses them. A session ingested again has a new raw copy before ``market_views``
   rebuilds its views: in between, its views are refused too;
 - ``data_sha256``: the SHA-256 of every view's step arrays, in file order, each in its
-  dtype, little-endian (:class:`DataDigest`), computed as the batches are written and
-  recomputed from the views read back, so it covers what training uses, not the file's
-  layout;
+  dtype, little-endian (:class:`DataDigest`), followed, for a view of a session with a
+  trade tape, by its trade arrays (a view without a tape hashes as views always did),
+  computed as the batches are written and recomputed from the views read back, so it
+  covers what training uses, not the file's layout;
 - ``sha256``: the SHA-256 of the session id, ``raw_sha256``, ``data_sha256`` and the
   descriptions' bytes as stored (:func:`footer_digest`), so the small footer-only read
   (:func:`~.parquet.view_descriptions`) is verified without reading the step data.
@@ -59,7 +60,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kalshi_pipeline.market.views.market_view import STEP_ARRAYS, MarketSessionView
+from kalshi_pipeline.market.views.market_view import STEP_ARRAYS, TRADE_ARRAYS, MarketSessionView
 
 CHECK_KEY = b"kalshi_pipeline.views.check"
 # The longest reason quoted from a reader's exception (pyarrow's can run to pages).
@@ -81,14 +82,16 @@ class ViewsDamaged(ValueError):
 
 
 class DataDigest:
-    """The SHA-256 of views' step arrays, fed a batch of views at a time."""
+    """The SHA-256 of views' step arrays (and trade arrays, where a view has a tape),
+    fed a batch of views at a time."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
 
     def update(self, views: Iterable[MarketSessionView]) -> None:
         for view in views:
-            for name, dtype in STEP_ARRAYS.items():
+            arrays = STEP_ARRAYS | (TRADE_ARRAYS if view.trade_tape else {})
+            for name, dtype in arrays.items():
                 array = np.ascontiguousarray(getattr(view, name), np.dtype(dtype).newbyteorder("<"))
                 self._hash.update(array.tobytes())
 

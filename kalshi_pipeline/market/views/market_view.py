@@ -3,15 +3,17 @@
 A view's steps are the market's *time steps* (:mod:`.time_steps`); per step it carries the
 top of both bid books with the derived asks, the prices and sizes of the top ``K`` levels
 of each side (what an order can walk), and the feature matrix; and it carries the
-statistics of the whole view (:mod:`.statistics`). Every step, table and file names a
-view by its key (:func:`view_key`).
+statistics of the whole view (:mod:`.statistics`). Where the session recorded a trade
+tape, it carries its market's trades too, at their steps (:mod:`kalshi_pipeline.market.trade_flow`);
+they never enter the features. Every step, table and file names a view by its key
+(:func:`view_key`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Self
 
 import numpy as np
@@ -63,6 +65,15 @@ STEP_ARRAYS = {
     "no_bid_sizes": np.int64,
     "features": np.float32,
 }
+# Per-trade arrays of a view, with their dtypes, sorted by (step, order): the market's
+# trades at their steps (kalshi_pipeline.market.trade_flow).
+TRADE_ARRAYS = {
+    "trade_steps": np.int32,
+    "trade_yes_prices": np.int16,
+    "trade_counts": np.int64,
+    "trade_taker_yes": np.bool_,
+    "trade_off_book": np.bool_,
+}
 STATISTICS = (
     "avg_spread",
     "volatility_score",
@@ -82,6 +93,14 @@ class MarketSessionView:
     with ``no_bid_sizes``). ``features`` is float32[T, 36] in the layout named by
     ``feature_layout``/``feature_layout_version`` (the table in
     :mod:`kalshi_pipeline.market.features`).
+
+    ``trade_tape`` says whether the session recorded a trade tape at all: without one
+    the trade arrays are empty and say nothing (not "no trade happened"). With one, the
+    :data:`TRADE_ARRAYS` hold one entry per clean trade of the market, sorted by (step,
+    order): ``trade_steps`` the step it belongs to, ``trade_yes_prices`` its YES price
+    in cents, ``trade_counts`` its contracts, ``trade_taker_yes`` whether the taker bought
+    YES (lifting the YES ask; else it sold YES, hitting the YES bid) and
+    ``trade_off_book`` whether the level it took from held nothing just before its step.
     """
 
     session_id: int
@@ -105,6 +124,12 @@ class MarketSessionView:
     quiet_periods: int
     feature_layout: str = FEATURE_LAYOUT
     feature_layout_version: int = FEATURE_LAYOUT_VERSION
+    trade_tape: bool = False
+    trade_steps: np.ndarray = field(default_factory=lambda: _no_trades("trade_steps"))
+    trade_yes_prices: np.ndarray = field(default_factory=lambda: _no_trades("trade_yes_prices"))
+    trade_counts: np.ndarray = field(default_factory=lambda: _no_trades("trade_counts"))
+    trade_taker_yes: np.ndarray = field(default_factory=lambda: _no_trades("trade_taker_yes"))
+    trade_off_book: np.ndarray = field(default_factory=lambda: _no_trades("trade_off_book"))
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -125,9 +150,19 @@ class MarketSessionView:
     def statistics(self) -> dict[str, float | int]:
         return {name: getattr(self, name) for name in STATISTICS}
 
+    @property
+    def taker_volume(self) -> np.ndarray:
+        """int64[T, 2]: the contracts YES takers (column 0) and NO takers (column 1)
+        bought at each step (zeros without a tape)."""
+        volume = np.zeros((len(self), 2), np.int64)
+        side = np.where(self.trade_taker_yes, 0, 1)
+        np.add.at(volume, (self.trade_steps, side), self.trade_counts)
+        return volume
+
     def describe(self) -> dict:
-        """The small summary downstream steps read instead of the step data."""
-        return {
+        """The small summary downstream steps read instead of the step data; a view of a
+        session with a trade tape adds ``trade_tape`` and its number of ``trades``."""
+        described = {
             "session_id": self.session_id,
             "market_ticker": self.market_ticker,
             "length": len(self),
@@ -137,16 +172,23 @@ class MarketSessionView:
             "feature_layout_version": self.feature_layout_version,
             **self.statistics(),
         }
+        if self.trade_tape:
+            described |= {"trade_tape": True, "trades": len(self.trade_steps)}
+        return described
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MarketSessionView):
             return NotImplemented
         return all(
             np.array_equal(getattr(self, f.name), getattr(other, f.name))
-            if f.name in STEP_ARRAYS
+            if f.name in STEP_ARRAYS or f.name in TRADE_ARRAYS
             else getattr(self, f.name) == getattr(other, f.name)
             for f in fields(self)
         )
+
+
+def _no_trades(name: str) -> np.ndarray:
+    return np.zeros(0, TRADE_ARRAYS[name])
 
 
 def view_key(session_id: int, market_ticker: str) -> str:

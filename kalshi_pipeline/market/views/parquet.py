@@ -1,7 +1,8 @@
 """Views on disk: a lossless, verified Parquet round trip.
 
 :func:`write_views` and :func:`write_view_batches` write one session's views, one row per
-step (2-D step arrays as fixed-size lists), atomically (a temporary file, then a rename),
+step (2-D step arrays as fixed-size lists; where the session has a trade tape, each step's
+trades as lists, one column per trade array), atomically (a temporary file, then a rename),
 with every view's description (its statistics and feature layout,
 :meth:`~.market_view.MarketSessionView.describe`), the session id, the SHA-256 of the raw
 copy it was built from and two SHA-256 digests in the file's metadata (:mod:`.integrity`);
@@ -40,7 +41,12 @@ from kalshi_pipeline.market.views.integrity import (
     unreadable,
     verified_footer,
 )
-from kalshi_pipeline.market.views.market_view import STATISTICS, STEP_ARRAYS, MarketSessionView
+from kalshi_pipeline.market.views.market_view import (
+    STATISTICS,
+    STEP_ARRAYS,
+    TRADE_ARRAYS,
+    MarketSessionView,
+)
 
 _METADATA_KEY = b"kalshi_pipeline.views"
 
@@ -66,7 +72,44 @@ def views_to_table(views: list[MarketSessionView]) -> pa.Table:
             columns[name] = pa.FixedSizeListArray.from_arrays(flat, stacked.shape[1])
         else:
             columns[name] = pa.array(stacked.astype(dtype, copy=False))
+    if _has_tape(views):
+        columns |= _trade_columns(views)
     return pa.table(columns)
+
+
+def _has_tape(views: list[MarketSessionView]) -> bool:
+    """Whether the views (all of one session) carry a trade tape."""
+    tapes = {view.trade_tape for view in views}
+    if len(tapes) > 1:
+        raise ValueError("views of one session either all carry a trade tape or none does")
+    return tapes == {True}
+
+
+def _trade_columns(views: list[MarketSessionView]) -> dict[str, pa.Array]:
+    """Each step's trades as one list per step row, a column per trade array (the steps
+    themselves are the rows)."""
+    per_step = np.concatenate([np.bincount(v.trade_steps, minlength=len(v)) for v in views])
+    offsets = pa.array(np.r_[0, np.cumsum(per_step)].astype(np.int32))
+    return {
+        name: pa.ListArray.from_arrays(
+            offsets, pa.array(np.concatenate([getattr(v, name) for v in views]).astype(dtype))
+        )
+        for name, dtype in TRADE_ARRAYS.items()
+        if name != "trade_steps"
+    }
+
+
+def _trades_from(part: pa.Table, length: int) -> dict[str, np.ndarray]:
+    """The trade arrays of one view's rows (:func:`_trade_columns` read back)."""
+    trades = {}
+    for name, dtype in TRADE_ARRAYS.items():
+        if name == "trade_steps":
+            continue
+        lists = part.column(name).combine_chunks()
+        trades[name] = lists.flatten().to_numpy(zero_copy_only=False).astype(dtype)
+        counts = lists.value_lengths().to_numpy(zero_copy_only=False)
+    trades["trade_steps"] = np.repeat(np.arange(length, dtype=np.int32), counts)
+    return {"trade_tape": True, **trades}
 
 
 def views_from_table(table: pa.Table, described: list[dict]) -> list[MarketSessionView]:
@@ -76,6 +119,8 @@ def views_from_table(table: pa.Table, described: list[dict]) -> list[MarketSessi
         stop = start + entry["length"]
         part = table.slice(start, entry["length"])
         arrays = {name: _to_numpy(part.column(name), dtype) for name, dtype in STEP_ARRAYS.items()}
+        if entry.get("trade_tape"):
+            arrays |= _trades_from(part, entry["length"])
         views.append(
             MarketSessionView(
                 session_id=entry["session_id"],
@@ -134,6 +179,9 @@ def write_view_batches(
                 continue
             session_id = _one_session(views, session_id, path)
             table = views_to_table(views)
+            if writer is not None and not described and table.schema != writer.schema:
+                writer.close()  # only an empty batch so far: start again with trade columns
+                writer = None
             if writer is None:
                 writer = _writer(tmp, table.schema)
             writer.write_table(table)

@@ -18,6 +18,9 @@ import numpy as np
 
 from kalshi_pipeline.market.books import SessionBooks
 from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.steps import step_rows
+
+__all__ = ["receive_times", "step_rows", "time_steps"]
 
 
 def receive_times(events: CleanEvents) -> np.ndarray:
@@ -30,12 +33,3 @@ def time_steps(books: SessionBooks) -> SessionBooks:
     """The books at each market's time steps: the last of each run of its events that
     share a receive time."""
     return books.take(step_rows(books.timestamp_ms, books.time_repaired, books.market_offsets))
-
-
-def step_rows(ts: np.ndarray, repaired: np.ndarray, market_offsets: np.ndarray) -> np.ndarray:
-    """The rows (of events sorted by market) that end a time step (:func:`time_steps`)."""
-    last = np.ones(len(ts), dtype=bool)
-    # A repaired time is not when the event arrived: such an event is a step of its own.
-    last[:-1] = (ts[1:] != ts[:-1]) | repaired[1:] | repaired[:-1]
-    last[market_offsets[1:] - 1] = True  # a market's last event ends its step
-    return np.flatnonzero(last)

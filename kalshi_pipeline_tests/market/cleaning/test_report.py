@@ -25,6 +25,11 @@ KINDS = {
     "sequence_restart", "stored_out_of_order", "delta_before_snapshot", "sequence_gap",
     "timestamp_out_of_window", "timestamp_backwards", "timestamp_jitter", "crossed_book",
     "malformed_ask_map", "stored_asks_disagree",
+    # The trade tape's (market/cleaning/trades.py, market/trade_flow.py).
+    "trade_unknown_market", "trade_missing_id", "trade_missing_timestamp",
+    "trade_timestamp_out_of_window", "trade_price_out_of_range", "trade_prices_disagree",
+    "trade_count_out_of_range", "trade_unknown_taker_side", "duplicate_trade_id",
+    "trade_off_book",
 }  # fmt: skip
 DEFECT_KINDS = {
     "price_out_of_range", "negative_size", "size_out_of_range", "unknown_side",
@@ -73,6 +78,15 @@ def test_a_report_serialises_repair_kinds_as_their_strings():
             sequence_number=7,
             message="ambiguous",
         ),
+        DataIssue(
+            kind=RepairKind.DUPLICATE_TRADE_ID,
+            session_id=3,
+            market_ticker="MKT-D",
+            sequence_number=None,
+            message="seen before",
+            row_id=12,
+            trade_id="d9c1-77",
+        ),
     ],
 )
 def test_a_data_issue_round_trips_through_json(issue):
@@ -106,3 +120,24 @@ def test_an_ingest_report_round_trips_through_json():
     assert back == report
     assert list(back.repairs) == [RepairKind.SEQUENCE_OUTLIER, RepairKind.SEQUENCE_GAP]
     assert back.missing_fraction == report.missing_fraction
+
+
+def test_a_trade_issue_names_its_trade_and_other_issues_keep_their_json():
+    trade = DataIssue(
+        kind=RepairKind.TRADE_OFF_BOOK,
+        session_id=3,
+        market_ticker="MKT-D",
+        sequence_number=None,
+        message="off the book",
+        row_id=4,
+        trade_id="t-17",
+    )
+    assert str(trade) == "session 3, market MKT-D, trade t-17, row id 4: off the book"
+    gap = DataIssue(
+        kind=RepairKind.SEQUENCE_GAP,
+        session_id=3,
+        market_ticker=None,
+        sequence_number=5,
+        message="gap",
+    )
+    assert "trade_id" not in gap.to_json()  # reports without trades read as before

@@ -62,9 +62,7 @@ class CleanedGroups:
         self.report = IngestReport(session.info.session_id)
         self._session = session
         self._outline = outline_session(session, self.report, scratch)
-        # A source that predates trade tapes offers no ``trades``: no tape recorded.
-        tape = getattr(session, "trades", None)
-        self._trades = usable_trades(tape, self._outline, self.report)
+        self._trades = usable_trades(session.trades, self._outline, self.report)
         least = -(-int(self._outline.rows.sum()) // MAX_GROUPS)
         self._groups = self._outline.groups(max(max_events, least))
         self._scratch = scratch

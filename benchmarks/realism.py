@@ -188,7 +188,7 @@ def _trade_rows(figures: SimulatedFigures, reference: Reference) -> list[Row]:
     if trades.trades == 0:
         return [Row(section, "trades (tape recorded in)", tape, recorded["resolved_trades"],
                     "some trades", False)]  # fmt: skip
-    rows = [Row(section, "trades (tape recorded in)", f"{trades.trades} ({tape})",
+    rows = [Row(section, "trades (tape recorded in)", f"{trades.trades:,} ({tape})",
                 recorded["resolved_trades"])]  # fmt: skip
     shares = trades.size_shares()
     for name, _, _ in TRADE_SIZE_BUCKETS:

@@ -17,7 +17,9 @@ concern each: ``report`` (repair kinds, issues, the report), ``events`` (the cle
 events), ``outline`` (usable rows, outliers, the first pass), ``price_maps`` (snapshots'
 books), ``deltas``, ``restarts`` (segments), ``event_order`` (stored order, duplicates,
 first snapshots), ``timestamps`` (the recorded window, time repairs), ``sequence`` (the
-session-wide tally) and ``pipeline`` (the stages of one group of markets).
+session-wide tally), ``trades`` (the trade tape's checks, with their own table),
+``trade_columns`` (the trades kept, travelling with their markets' events) and
+``pipeline`` (the stages of one group of markets).
 
 What happens to bad input (each case is tested in
 ``kalshi_pipeline_tests/market/test_cleaning.py`` and ``test_cleaning_faults.py``).

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from benchmarks.bench_realism import stored_sessions
 from benchmarks.realism import (
     Row,
     SimulatedFigures,
@@ -30,6 +31,7 @@ from benchmarks.realism_figures import (
     TradeFigures,
     counted_quantile,
 )
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
 from kalshi_pipeline.sources.trades import TRADE_SCHEMA
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
@@ -142,6 +144,17 @@ def test_a_session_without_a_tape_is_not_a_tape_without_trades():
     assert figures.sessions == 2 and figures.trades.trades == 0
     trade_rows = [r for r in compare(figures, load_reference()) if r.section == "public trades"]
     assert [r.passed for r in trade_rows] == [False]
+
+
+def test_a_stored_session_measures_as_the_session_in_memory(tmp_path):
+    session = hand_built()
+    ParquetSessionStore(tmp_path / "store").write_session(session)
+    stored = measure(stored_sessions(ParquetSessionStore(tmp_path / "store")))
+    in_memory = measure([session])
+    assert stored.markets == in_memory.markets and stored.level_sizes == in_memory.level_sizes
+    assert np.array_equal(stored.listed_spread_counts, in_memory.listed_spread_counts)
+    assert stored.trades.trades == in_memory.trades.trades == 6
+    assert stored.trades.follows == in_memory.trades.follows
 
 
 def test_counted_quantiles_equal_numpy_on_the_expanded_values():

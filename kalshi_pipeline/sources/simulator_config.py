@@ -38,10 +38,17 @@ class Population(StrEnum):
 # as recorded ones are (a recorded session ran 17.8 hours; the median market changes its
 # book three or four times an hour).
 POPULATION_DEFAULTS: dict[Population, dict[str, Any]] = {
-    Population.KALSHI: {"markets": 200, "session_minutes": 1080.0},
+    Population.KALSHI: {
+        "markets": 200,
+        "session_minutes": 1080.0,
+        "drift_cents_per_step": 0.1,
+        "noise_cents_per_step": 0.05,
+    },
     Population.TWO_CLASS: {
         "markets": 40,
         "session_minutes": 120.0,
+        "drift_cents_per_step": 0.8,
+        "noise_cents_per_step": 0.2,
         "median_events_per_market": 160.0,
         "events_sigma": 1.0,
         "liquid_fraction": 0.2,
@@ -68,9 +75,9 @@ class SimulatorConfig:
     liquid_fraction: float | None = None
     session_minutes: float | None = None
     signal: bool = True
-    drift_cents_per_step: float = 0.8
+    drift_cents_per_step: float | None = None
     pressure_persistence: float = 0.97
-    noise_cents_per_step: float = 0.2
+    noise_cents_per_step: float | None = None
     imbalance_sensitivity: float = 2.0
     ticker_pool_factor: float = 1.5
     resnapshot_probability: float = 0.2

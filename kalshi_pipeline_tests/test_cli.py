@@ -502,11 +502,12 @@ def test_an_out_that_is_a_regular_file_is_refused(tmp_path, capsys):
 
 
 def test_train_on_a_store_without_a_holdout_market_is_refused_before_training(tmp_path, capsys):
-    """Three sessions of six markets (seed 0): none of their markets is held out. The
+    """Three two-class sessions of six markets (seed 0): none of their markets is held out. The
     run would train every phase, then have no holdout to evaluate on: it is refused
     first, in one line, and nothing is written."""
     store, out = tmp_path / "store", tmp_path / "out"
-    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    generate = ["generate", "--population", "two-class", "--sessions", "3", "--markets", "6"]
+    generate += ["--seed", "0"]
     assert main([*generate, "--out", str(store)]) == 0
     capsys.readouterr()
     smoke = PROFILES["smoke"]

@@ -25,6 +25,7 @@ SMALL = ["--profile", "smoke", "--candidates", "1", "--phases", "1"]
 def store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cli-inputs") / "store"
     args = ["generate", "--out", str(path), "--sessions", "2", "--markets", "8", "--seed", "2"]
+    args += ["--population", "two-class"]  # a store the smoke training can split
     assert main(args) == 0
     return path
 

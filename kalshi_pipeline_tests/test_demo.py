@@ -62,8 +62,10 @@ CLI = [sys.executable, "-m", "kalshi_pipeline.cli"]
 
 
 def small_store(home: Path) -> Path:
-    """A home whose store holds 3 sessions of 6 markets: too few for a holdout market."""
-    generate = ["generate", "--sessions", "3", "--markets", "6", "--seed", "0"]
+    """A home whose store holds 3 two-class sessions of 6 markets: too few for a holdout
+    market."""
+    generate = ["generate", "--population", "two-class", "--sessions", "3", "--markets", "6"]
+    generate += ["--seed", "0"]
     subprocess.run([*CLI, *generate, "--out", str(home / "sessions")], check=True, timeout=300)
     return home
 

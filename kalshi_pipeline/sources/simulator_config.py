@@ -68,7 +68,7 @@ class SimulatorConfig:
     measured fact: recorded data do not say how strongly order flow predicts prices.
     """
 
-    population: Population = Population.TWO_CLASS
+    population: Population = Population.KALSHI
     markets: int | None = None
     median_events_per_market: float | None = None
     events_sigma: float | None = None

@@ -29,14 +29,16 @@ from kalshi_pipeline.defs.config import TrainingSettings
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, sessions_dir
 from kalshi_pipeline.sources import ParquetSessionStore, RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import PROFILES
 
 SEED = 0
 MARKETS = 10
 SMALL = SimulatorConfig(markets=MARKETS)
 # Every market of a session this size has far fewer than the 50 steps training needs.
-TOO_SHORT = SimulatorConfig(markets=4, median_events_per_market=8, events_sigma=0.2)
+TOO_SHORT = SimulatorConfig(
+    population=Population.TWO_CLASS, markets=4, median_events_per_market=8, events_sigma=0.2
+)
 
 # The smoke profile collects PPO rollouts of n_steps on each of n_envs envs; one rollout per
 # phase is the least that trains (so the model's timestep count is exactly this).

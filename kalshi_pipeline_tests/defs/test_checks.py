@@ -12,7 +12,7 @@ from kalshi_pipeline.demo import _first_error as first_error
 from kalshi_pipeline.market.cleaning import clean_session
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.market.views import SessionViews, build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline.workflow import select_views
 from kalshi_pipeline_tests.defs.conftest import MARKETS, ingest, metadata, simulated, store_at
 from kalshi_pipeline_tests.factories import make_session
@@ -46,7 +46,8 @@ def test_the_data_quality_check_fails_on_a_non_finite_value():
 
 
 def test_the_filter_checks_list_exactly_the_views_their_filter_excludes():
-    views = build_market_views(simulate_session(1, 0, SimulatorConfig(markets=12)))
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=12)  # short and narrow
+    views = build_market_views(simulate_session(1, 0, config))
     filters = FilterConfig(min_episode_length=60, min_coverage=0.3)
     selected = select_views([v.describe() for v in views], filters).to_pylist()
 

@@ -566,7 +566,12 @@ def test_an_ingested_session_deleted_from_the_collector_is_named_and_kept(
     tick = sensor_tick(instance, definitions)
     for request in tick.run_requests:
         assert launch(definitions, instance, request).success
-    for table in ("rl_orderbook_deltas", "rl_orderbook_snapshots", "rl_orderbook_sessions"):
+    for table in (
+        "rl_orderbook_trades",
+        "rl_orderbook_deltas",
+        "rl_orderbook_snapshots",
+        "rl_orderbook_sessions",
+    ):
         run_sql(collector_tables, f"DELETE FROM {table} WHERE session_id = 2")
 
     skipped = sensor_tick(instance, definitions)

@@ -36,13 +36,15 @@ from kalshi_pipeline.env import (
     SequentialSampler,
 )
 from kalshi_pipeline.market import build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 
 @pytest.fixture(scope="module")
 def views():
     """Six simulated markets of 9 to 27 steps: short episodes keep vectorised runs quick."""
-    config = SimulatorConfig(markets=6, median_events_per_market=15, events_sigma=0.3)
+    config = SimulatorConfig(
+        population=Population.TWO_CLASS, markets=6, median_events_per_market=15, events_sigma=0.3
+    )
     return build_market_views(simulate_session(1, seed=3, config=config))
 
 

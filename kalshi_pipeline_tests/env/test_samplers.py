@@ -22,7 +22,7 @@ from kalshi_pipeline.env import (
     SequentialSampler,
 )
 from kalshi_pipeline.market import build_market_views, difficulty_score
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 # Ten views of known difficulty, with ties. Ranked by (difficulty, index):
 #   index       1    3    4    0    2    7    8    6    9    5
@@ -46,7 +46,9 @@ def shares(indices: list[int], n_views: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def views():
     """Eight simulated markets (9 to 27 steps each)."""
-    config = SimulatorConfig(markets=8, median_events_per_market=15, events_sigma=0.3)
+    config = SimulatorConfig(
+        population=Population.TWO_CLASS, markets=8, median_events_per_market=15, events_sigma=0.3
+    )
     return build_market_views(simulate_session(1, seed=3, config=config))
 
 

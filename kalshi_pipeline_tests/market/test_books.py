@@ -17,7 +17,7 @@ from kalshi_pipeline.market.books import books_from_events, reconstruct_books
 from kalshi_pipeline.market.cleaning.events import CleanEvents
 from kalshi_pipeline.market.cleaning.pipeline import clean_session
 from kalshi_pipeline.market.cleaning.report import RepairKind
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
 # -- a tiny session, computed by hand ----------------------------------------------------
@@ -176,8 +176,14 @@ def assert_fast_equals_reference(events: CleanEvents) -> None:
     [
         (1, 1, SimulatorConfig(markets=30)),
         (2, 1, SimulatorConfig(markets=30)),
-        (1, 2, SimulatorConfig(markets=30, liquid_fraction=0.5)),
-        (4, 5, SimulatorConfig(markets=30, median_events_per_market=400)),
+        (1, 2, SimulatorConfig(population=Population.TWO_CLASS, markets=30, liquid_fraction=0.5)),
+        (
+            4,
+            5,
+            SimulatorConfig(
+                population=Population.TWO_CLASS, markets=30, median_events_per_market=400
+            ),
+        ),
     ],
 )
 def test_fast_equals_reference_on_simulated_sessions(session_id, seed, config):

@@ -27,7 +27,12 @@ from kalshi_pipeline.market.views import (
     view_descriptions,
     write_views,
 )
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session, ticker_pool
+from kalshi_pipeline.sources.simulator import (
+    Population,
+    SimulatorConfig,
+    simulate_session,
+    ticker_pool,
+)
 
 
 # -- difficulty_score ----------------------------------------------------------------------
@@ -198,7 +203,7 @@ def test_thresholds_are_configurable():
 
 # -- score_views on simulated views --------------------------------------------------------
 SEED = 13
-SIMULATED = SimulatorConfig(markets=40)
+SIMULATED = SimulatorConfig(population=Population.TWO_CLASS, markets=40)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from kalshi_pipeline.market.features import (
 )
 from kalshi_pipeline.market.views import build_market_views
 from kalshi_pipeline.sources.raw import RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
 
 F = {name: index for index, name in enumerate(FEATURE_NAMES)}
@@ -786,7 +786,7 @@ def simulated_features() -> np.ndarray:
     matrices = []
     for seed in (1, 2):
         for signal in (True, False):
-            config = SimulatorConfig(markets=20, signal=signal)
+            config = SimulatorConfig(population=Population.TWO_CLASS, markets=20, signal=signal)
             matrices += [
                 v.features for v in build_market_views(simulate_session(seed, seed, config))
             ]
@@ -973,7 +973,13 @@ def _events(books: SessionBooks) -> list[tuple[str, int]]:
 
 def test_reference_agrees_on_a_simulated_session():
     books = reconstruct_books(
-        simulate_session(5, 5, SimulatorConfig(markets=6, median_events_per_market=300))
+        simulate_session(
+            5,
+            5,
+            SimulatorConfig(
+                population=Population.TWO_CLASS, markets=6, median_events_per_market=300
+            ),
+        )
     )
     np.testing.assert_allclose(
         compute_features(books), reference_features(books), rtol=1e-6, atol=1e-6

@@ -27,6 +27,7 @@ from kalshi_pipeline.market.split import (
 )
 from kalshi_pipeline.pipeline_config import TIGHT_SPREAD_CENTS, SplitConfig
 from kalshi_pipeline.sources.simulator import (
+    Population,
     SimulatorConfig,
     simulate_session,
     simulate_sessions,
@@ -89,7 +90,11 @@ def three_sessions_of_views(markets: int) -> list:
         view
         for session_id in (1, 2, 3)
         for view in build_market_views(
-            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=markets))
+            simulate_session(
+                session_id,
+                seed=session_id,
+                config=SimulatorConfig(population=Population.TWO_CLASS, markets=markets),
+            )
         )
     ]
 
@@ -161,7 +166,7 @@ def test_each_kind_of_market_validates_at_least_a_few_of_its_markets():
 
 def views_and_liquidity(sessions: int, seed: int, markets: int) -> tuple[list, dict[str, bool]]:
     """Every view of a simulated store, and whether the simulator made each market liquid."""
-    config = SimulatorConfig(markets=markets)
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=markets)
     views = [
         view
         for session in simulate_sessions(sessions, seed=seed, config=config)
@@ -346,12 +351,10 @@ def test_market_kinds_are_market_kind_members():
 
 # -- a split too small for the run is refused before anything trains ------------------------
 def small_store_selection():
-    """``kalshi-pipeline generate --sessions 3 --markets 6 --seed 0``'s views: none of
-    their 8 markets falls in the default holdout."""
-    views = [
-        v for s in simulate_sessions(3, seed=0, config=SimulatorConfig(markets=6))
-        for v in build_market_views(s)
-    ]  # fmt: skip
+    """``kalshi-pipeline generate --population two-class --sessions 3 --markets 6 --seed 0``'s
+    views: none of their 8 markets falls in the default holdout."""
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=6)
+    views = [v for s in simulate_sessions(3, seed=0, config=config) for v in build_market_views(s)]
     return select_views([v.describe() for v in views], FilterConfig())
 
 

@@ -41,7 +41,7 @@ from kalshi_pipeline.market.views import (
     write_views,
 )
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, InBatches, delta, make_session, snapshot
 
 
@@ -476,7 +476,11 @@ def test_a_single_step_has_no_burst_and_no_quiet_period():
 
 # -- Parquet -------------------------------------------------------------------------------
 def simulated_views(session_id: int, seed: int, markets: int = 12) -> list[MarketSessionView]:
-    return build_market_views(simulate_session(session_id, seed, SimulatorConfig(markets=markets)))
+    return build_market_views(
+        simulate_session(
+            session_id, seed, SimulatorConfig(population=Population.TWO_CLASS, markets=markets)
+        )
+    )
 
 
 @pytest.mark.parametrize(("session_id", "seed"), [(1, 5), (3, 11)])
@@ -578,7 +582,11 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path
 # -- scale and determinism -----------------------------------------------------------------
 def test_every_reconstructed_event_is_in_exactly_one_step_of_one_view():
     raw = simulate_session(
-        4, seed=21, config=SimulatorConfig(markets=60, median_events_per_market=200)
+        4,
+        seed=21,
+        config=SimulatorConfig(
+            population=Population.TWO_CLASS, markets=60, median_events_per_market=200
+        ),
     )
     views = build_market_views(raw)
     books = reconstruct_books(raw)
@@ -616,10 +624,14 @@ def test_every_reconstructed_event_is_in_exactly_one_step_of_one_view():
 
 
 def test_the_same_raw_session_gives_equal_views():
-    raw = simulate_session(2, seed=9, config=SimulatorConfig(markets=20))
+    raw = simulate_session(
+        2, seed=9, config=SimulatorConfig(population=Population.TWO_CLASS, markets=20)
+    )
 
     assert_views_identical(build_market_views(raw), build_market_views(raw))
-    again = simulate_session(2, seed=9, config=SimulatorConfig(markets=20))
+    again = simulate_session(
+        2, seed=9, config=SimulatorConfig(population=Population.TWO_CLASS, markets=20)
+    )
     assert_views_identical(build_market_views(again), build_market_views(raw))
 
 
@@ -673,7 +685,9 @@ def test_views_and_report_do_not_depend_on_the_chunk_size(chunk_events):
 
 
 def test_a_simulated_session_in_small_chunks_equals_the_whole():
-    raw = simulate_session(3, seed=4, config=SimulatorConfig(markets=40))
+    raw = simulate_session(
+        3, seed=4, config=SimulatorConfig(population=Population.TWO_CLASS, markets=40)
+    )
     whole = build_market_views(raw)
     small = build_market_views(raw, ViewConfig(chunk_events=500))
 
@@ -684,7 +698,9 @@ def test_a_simulated_session_in_small_chunks_equals_the_whole():
 def test_statistics_of_many_markets_are_each_markets_own():
     """Computed for all markets at once, each statistic equals the one computed from the
     view's own steps alone (nothing leaks across a market boundary)."""
-    raw = simulate_session(5, seed=13, config=SimulatorConfig(markets=80))
+    raw = simulate_session(
+        5, seed=13, config=SimulatorConfig(population=Population.TWO_CLASS, markets=80)
+    )
     views = build_market_views(raw)
     session_times = np.sort(np.concatenate([v.timestamps_ms for v in views]))
     config = ViewConfig()
@@ -707,7 +723,9 @@ def test_statistics_of_many_markets_are_each_markets_own():
 
 
 def test_batches_stream_into_one_file_a_row_group_each(tmp_path):
-    raw = simulate_session(1, seed=6, config=SimulatorConfig(markets=30))
+    raw = simulate_session(
+        1, seed=6, config=SimulatorConfig(population=Population.TWO_CLASS, markets=30)
+    )
     builder = SessionViews(raw, ViewConfig(chunk_events=1_000))
     path = tmp_path / "views.parquet"
 
@@ -785,7 +803,9 @@ def test_the_session_wide_tally_scanned_in_small_chunks_counts_as_the_whole(monk
 
 
 def test_a_stored_session_streams_into_the_views_of_the_whole_and_leaves_no_scratch(tmp_path):
-    raw = simulate_session(3, seed=4, config=SimulatorConfig(markets=40))
+    raw = simulate_session(
+        3, seed=4, config=SimulatorConfig(population=Population.TWO_CLASS, markets=40)
+    )
     store = ParquetSessionStore(tmp_path / "store")
     store.write_session(raw)
     scratch = tmp_path / "scratch"
@@ -802,7 +822,9 @@ def test_a_stored_session_streams_into_the_views_of_the_whole_and_leaves_no_scra
 
 
 def test_groups_of_markets_stay_within_their_size_and_read_back_the_same(tmp_path):
-    raw = simulate_session(5, seed=2, config=SimulatorConfig(markets=30))
+    raw = simulate_session(
+        5, seed=2, config=SimulatorConfig(population=Population.TWO_CLASS, markets=30)
+    )
     groups = CleanedGroups(InBatches(raw, 1_000), 2_000, tmp_path)
 
     cleaned = list(groups.clean())

@@ -28,9 +28,9 @@ from kalshi_pipeline.sources import PostgresSessionSource
 from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.raw import RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
-SIM = SimulatorConfig(markets=6)
+SIM = SimulatorConfig(population=Population.TWO_CLASS, markets=6)
 
 
 def in_seconds(raw: RawSession, ticker: str | None = None) -> RawSession:
@@ -147,7 +147,11 @@ def test_clean_sessions_score_as_before_the_time_factor():
     """The score of clean data is ``T / (T + defects)`` times the arrived share, as it
     was before replaced times counted (clean data has none)."""
     for session_id in (1, 2):
-        builder = SessionViews(simulate_session(session_id, 0, SimulatorConfig(markets=12)))
+        builder = SessionViews(
+            simulate_session(
+                session_id, 0, SimulatorConfig(population=Population.TWO_CLASS, markets=12)
+            )
+        )
         views = [view for batch in builder.batches() for view in batch]
         arrived = 1.0 - builder.report.missing_fraction
         for view in views:

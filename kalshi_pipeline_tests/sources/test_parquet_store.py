@@ -24,10 +24,10 @@ from kalshi_pipeline.sources import (
     store_reading,
     store_writing,
 )
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import InBatches, delta, make_session, snapshot
 
-SMALL = SimulatorConfig(markets=6)
+SMALL = SimulatorConfig(population=Population.TWO_CLASS, markets=6)
 
 
 def small_session(session_id: int, seed: int = 7) -> RawSession:

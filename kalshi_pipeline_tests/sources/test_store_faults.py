@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from kalshi_pipeline.sources import ParquetSessionStore, RawSession, StoreCorrupt, store_writing
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import delta, make_session, snapshot
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -172,7 +172,9 @@ def test_a_writer_killed_mid_write_leaves_no_half_session_and_the_next_write_tid
 # -- bit flips --------------------------------------------------------------------------------
 def test_every_single_bit_flip_in_a_session_or_the_catalog_raises_naming_the_file(tmp_path):
     store = ParquetSessionStore(tmp_path)
-    session = simulate_session(3, seed=5, config=SimulatorConfig(markets=3))
+    session = simulate_session(
+        3, seed=5, config=SimulatorConfig(population=Population.TWO_CLASS, markets=3)
+    )
     neighbours = [tiny_session(1), tiny_session(2)]  # so the catalog holds several entries
     for other in neighbours:
         store.write_session(other)

@@ -19,7 +19,7 @@ import torch
 from stable_baselines3 import PPO
 
 from kalshi_pipeline.market import build_market_views
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
 from kalshi_pipeline.training.fingerprint import TrainedOnOtherData
 from kalshi_pipeline.training.lineage import read_lineage
@@ -50,7 +50,11 @@ def _trainable(session_id: int) -> list:
     return [
         view
         for view in build_market_views(
-            simulate_session(session_id, seed=session_id, config=SimulatorConfig(markets=4))
+            simulate_session(
+                session_id,
+                seed=session_id,
+                config=SimulatorConfig(population=Population.TWO_CLASS, markets=4),
+            )
         )
         if len(view) >= 50
     ]

@@ -32,7 +32,7 @@ from kalshi_pipeline.market.views import (
 )
 from kalshi_pipeline.market.views.integrity import DataDigest
 from kalshi_pipeline.sources.raw import RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, InBatches, delta, make_session, snapshot
 from kalshi_pipeline_tests.market.test_views import assert_views_identical
 from kalshi_pipeline_tests.market.trade_tape import trade, with_tape
@@ -121,7 +121,7 @@ def test_a_session_without_a_tape_is_not_a_session_with_no_trades():
 
 def test_trades_change_no_book_feature_or_statistic():
     """Unnumbered trades (numbered ones fill the sequence, a statistic's factor)."""
-    raw = simulate_session(5, 2, SimulatorConfig(markets=4))
+    raw = simulate_session(5, 2, SimulatorConfig(population=Population.TWO_CLASS, markets=4))
     tape = synthetic_tape(raw)
     assert tape.num_rows > 50
     without = build_market_views(raw)
@@ -174,7 +174,7 @@ def synthetic_tape(raw: RawSession) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def traded() -> RawSession:
-    raw = simulate_session(6, 3, SimulatorConfig(markets=6))
+    raw = simulate_session(6, 3, SimulatorConfig(population=Population.TWO_CLASS, markets=6))
     return dataclasses.replace(raw, trades=synthetic_tape(raw))
 
 
@@ -204,7 +204,9 @@ def test_streamed_views_in_small_groups_carry_the_trades_of_the_whole(traded, tm
 
 
 def test_a_tapeless_file_keeps_the_columns_descriptions_and_digest_it_always_had(tmp_path):
-    views = build_market_views(simulate_session(7, 4, SimulatorConfig(markets=3)))
+    views = build_market_views(
+        simulate_session(7, 4, SimulatorConfig(population=Population.TWO_CLASS, markets=3))
+    )
     path = write_views(views, tmp_path / "session-7.parquet", 7)
 
     names = set(pq.ParquetFile(path).schema_arrow.names)

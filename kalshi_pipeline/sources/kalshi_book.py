@@ -33,8 +33,11 @@ YES, NO = 0, 1
 E_OFFSET, E_LEVEL, E_OLD, E_NEW = range(4)
 # Trade buffer columns.
 T_EVENT, T_OFFSET, T_YES_PRICE, T_COUNT, T_TAKER_YES = range(5)
-# Steps one burst can take at most (trades with re-quotes between, maker, background).
-MAX_BURST_STEPS = 12 * 5 + 4 + 9
+# Stale background orders withdrawn a side at a burst, at most.
+MAX_WITHDRAWN = 8
+# Steps one burst can take at most: trades with re-quotes between, stale orders withdrawn,
+# the maker's moves, background refreshes.
+MAX_BURST_STEPS = 12 * 5 + 2 * MAX_WITHDRAWN + 4 + 9
 # Sizes resting orders are snapped to (contracts): recorded books favour round numbers.
 ROUND_SIZES = np.array(
     [1, 2, 5, 10, 20, 25, 50, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
@@ -122,10 +125,13 @@ def uncrossed(book: np.ndarray, side: int, price: int) -> int:
 
 @numba.njit(cache=True)
 def move_fair(fair: float, x: float, p: np.ndarray) -> float:
-    """News at a burst: the signal's drift and noise, or the control's martingale move,
-    sized at a 50-cent price and shrinking towards the bounds (as the two-class path)."""
+    """News at a burst: the signal's drift and noise, or the control's martingale move.
+    A move is sized at a 50-cent price and shrinks to nothing at 1 and 99 cents (it is
+    scaled by ``(F - 1)(99 - F) / 49^2``), so the fair price stays inside 1..99 without
+    a clip: a zero-mean move leaves it a martingale even at the bounds, where the
+    traded price may have taken it."""
     shock = np.random.standard_normal()
     signal_move = p[P_DRIFT] * x + p[P_NOISE] * shock
     move = signal_move if p[P_SIGNAL] > 0 else p[P_CONTROL_SCALE] * shock
-    fair += move * fair * (100.0 - fair) / 2500.0
-    return min(max(fair, 1.5), 98.5)
+    fair += move * (fair - 1.0) * (99.0 - fair) / 2401.0
+    return min(max(fair, 1.0), 99.0)

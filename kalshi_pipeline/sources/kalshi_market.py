@@ -72,6 +72,7 @@ from kalshi_pipeline.sources.kalshi_quotes import (
     maker_moves,
     maker_target,
     maker_width,
+    withdraw_stale,
 )  # fmt: skip
 from kalshi_pipeline.sources.raw import LEVELS
 
@@ -141,6 +142,7 @@ def _burst(book, maker, ev, fo, counts, trades, t, state, p) -> int:
     fair = move_fair(fair, x, p)
     if np.random.random() < p[P_WIDTH_CHANGE]:
         maker[YES, WIDTH] = maker_width(p)
+    t = withdraw_stale(book, maker, ev, fo, counts, t, fair, p)
     t = maker_moves(book, maker, ev, fo, counts, t, fair, x, p)
     t = background_step(book, maker, ev, fo, counts, t, fair, x, p)
     for _ in range(8):

@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from kalshi_pipeline.sources.kalshi_book import (
+    MAX_WITHDRAWN,
     NO,
     P_BG_SPREAD,
     P_CANCEL_FIRST,
@@ -132,6 +133,24 @@ def background_anchor(fair, side, p) -> int:
     """The best price of the background ladder on ``side`` for fair price ``fair``."""
     yes_price, no_price = maker_targets(fair, p[P_BG_SPREAD], p[P_POSITION])
     return max(yes_price if side == YES else no_price, 1)
+
+
+@numba.njit(cache=True)
+def withdraw_stale(book, maker, ev, fo, counts, t, fair, p) -> int:
+    """Cancel the background orders the fair price has moved past (a YES bid above it, a
+    YES ask, 100 - a NO bid, below it), best first, each its own book change: their
+    owners withdraw them, nobody trades at a price the fair value has left behind (at most
+    :data:`~kalshi_pipeline.sources.kalshi_book.MAX_WITHDRAWN` a side at a burst)."""
+    for side in (YES, NO):
+        for _ in range(MAX_WITHDRAWN):
+            price = best_price(book, side)
+            own = maker[side, SIZE] if maker[side, PRICE] == price else 0
+            stale = price > fair if side == YES else 100 - price < fair
+            if price == 0 or not stale or book[side, price - 1] == own:
+                break
+            set_level(book, ev, fo, counts, t, side, price, own, fair)
+            t = next_time(t, p[P_GAP_MS])
+    return t
 
 
 @numba.njit(cache=True)

@@ -41,7 +41,7 @@ POPULATION_DEFAULTS: dict[Population, dict[str, Any]] = {
     Population.KALSHI: {
         "markets": 200,
         "session_minutes": 1080.0,
-        "drift_cents_per_step": 0.1,
+        "drift_cents_per_step": 0.3,
         "noise_cents_per_step": 0.05,
     },
     Population.TWO_CLASS: {

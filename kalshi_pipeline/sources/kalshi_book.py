@@ -40,8 +40,8 @@ MAX_WITHDRAWN = 8
 MAX_BURST_STEPS = 12 * 5 + 2 * MAX_WITHDRAWN + 4 + 9
 # Sizes resting orders are snapped to (contracts): recorded books favour round numbers.
 ROUND_SIZES = np.array(
-    [1, 2, 5, 10, 20, 25, 50, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
-     2500, 3000, 5000, 10000, 20000, 25000, 50000, 100000], dtype=np.float64,
+    [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 300, 400, 500, 1000, 2000, 3000, 5000, 10000,
+     20000, 25000, 50000, 100000], dtype=np.float64,
 )  # fmt: skip
 
 

@@ -76,6 +76,12 @@ from kalshi_pipeline.sources.kalshi_quotes import (
 )  # fmt: skip
 from kalshi_pipeline.sources.raw import LEVELS
 
+# numba caches this module's machine code by this file's own timestamp, not by the modules
+# it calls (https://numba.readthedocs.io, "Cache invalidation"). The digests of those
+# modules, checked by kalshi_pipeline_tests/sources/test_kalshi_population.py, change this
+# file whenever they change, so no stale code is ever run.
+COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3", "kalshi_quotes.py": "7d9f4a7e9ffab6ec"}
+
 
 @numba.njit(cache=True)
 def _trade_size(p) -> int:

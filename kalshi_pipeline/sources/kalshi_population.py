@@ -34,8 +34,8 @@ from kalshi_pipeline.sources.simulator_config import SimulatorConfig
 # of activity, tightness, depth and size. Spreads are true spreads (ask - bid), cents.
 ACTIVE_SHARE = 0.22
 QUIET_BURSTS_PER_HOUR, QUIET_BURSTS_SIGMA, QUIET_REGULARITY = 1.9, 0.07, 12.0  # log10 sigma
-ACTIVE_BURSTS_PER_HOUR, ACTIVE_BURSTS_SIGMA = 6.0, 0.4
-ACTIVE_PRESENCE, ACTIVE_SWITCH = (0.5, 0.8), 0.3  # maker presence ~ U(low, high)
+ACTIVE_BURSTS_PER_HOUR, ACTIVE_BURSTS_SIGMA = 5.5, 0.5
+ACTIVE_PRESENCE, ACTIVE_SWITCH = (0.47, 0.77), 0.3  # maker presence ~ U(low, high)
 ACTIVE_MAKER_SPREAD, ACTIVE_MAKER_SIGMA = 4.5, 0.25
 WIDTH_SIGMA, WIDTH_CHANGE = 0.6, 0.1  # the maker's width varies around its usual spread
 QUIET_MAKER_SHARE, QUIET_PRESENCE, QUIET_SWITCH = 0.2, (0.8, 1.0), 0.05
@@ -45,7 +45,7 @@ ACTIVE_DEPTH, QUIET_DEPTH = (5, 13), (2, 6)  # background levels a side, [low, h
 SIZE_SCALE, SIZE_SIGMA = 950.0, 1.1  # median resting size, log sigma over markets
 WHALE_SHARE, WHALE_SCALE = 0.12, 10_000.0  # markets whose orders are far larger
 ROUND_SHARE = 0.7  # new resting orders sized at a round number
-RETAIL_SHARE, RETAIL_SIZE = 0.12, 15.0  # small orders among the background's
+RETAIL_SHARE, RETAIL_SIZE = 0.15, 6.0  # small orders among the background's
 # Trade sizes: log-normal fitted to the recorded size buckets (median ~29 contracts).
 TRADE_LOG_SIZE, TRADE_SIGMA = 3.36, 1.89
 # Where the quotes sit around the fair price: the YES bid this share of the spread below.

@@ -44,6 +44,12 @@ from kalshi_pipeline.sources.kalshi_book import (
 )  # fmt: skip
 from kalshi_pipeline.sources.raw import LEVELS
 
+# numba caches this module's machine code by this file's own timestamp, not by the modules
+# it calls (https://numba.readthedocs.io, "Cache invalidation"). The digests of those
+# modules, checked by kalshi_pipeline_tests/sources/test_kalshi_population.py, change this
+# file whenever they change, so no stale code is ever run.
+COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3"}
+
 
 @numba.njit(cache=True)
 def maker_target(book, maker, side, fair, p) -> int:

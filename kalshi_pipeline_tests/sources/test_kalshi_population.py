@@ -7,12 +7,16 @@ fair price the simulator keeps hidden from the raw tables can be read beside eac
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import bootstrap
 
 from kalshi_pipeline.market.books import reconstruct_books
 from kalshi_pipeline.market.cleaning import clean_session
+from kalshi_pipeline.sources import kalshi_market, kalshi_quotes
 from kalshi_pipeline.sources.kalshi_population import KalshiTraits, simulate_kalshi_market
 from kalshi_pipeline.sources.raw import LEVELS
 from kalshi_pipeline.sources.simulated_market import MarketEvents
@@ -195,3 +199,16 @@ def test_traits_round_trip_through_json_and_activity_goes_with_tightness():
     )
     assert all(t.maker_presence > 0 for t in active)
     assert np.mean([t.maker_presence > 0 for t in quiet]) < 0.35
+
+
+def test_compiled_modules_name_the_sources_they_were_compiled_with():
+    """numba's cache of a module's machine code is invalidated by that file alone: a module
+    that calls into another carries the other's digest, so that changing the callee
+    changes the caller too (and its cache is rebuilt)."""
+    for module in (kalshi_quotes, kalshi_market):
+        for name, digest in module.COMPILED_WITH.items():
+            source = Path(module.__file__).with_name(name).read_bytes()
+            assert hashlib.sha256(source).hexdigest()[:16] == digest, (
+                f"{name} changed: set its digest in {Path(module.__file__).name}'s "
+                "COMPILED_WITH, or numba runs the machine code of the old one"
+            )

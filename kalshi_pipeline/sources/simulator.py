@@ -2,59 +2,30 @@
 
 Demo, tests and benchmarks need no recorded data: this module makes sessions that look
 like the collector's (``docs/simulator.md``) and come out of the same code path as real
-ones.
+ones. ``SimulatorConfig.population`` picks the markets:
 
-What a simulated session looks like
------------------------------------
-* A pool of ``1.5 x markets`` tickers per seed; each session records ``markets`` of them,
-  so the same market appears in several sessions (which the market-grouped split needs).
-  A ticker keeps its character across sessions: about 20% are *liquid* (half-spread
-  0.2-0.9 cents, so spreads of 1-3 cents, eight displayed levels, sizes around 200) and
-  the rest *illiquid* (spreads of 20-60 cents, three levels, sizes around 20).
-* Markets open and close inside the session (half of them cover all of it), so
-  ``market_coverage`` varies. Each market's activity is log-normal: the default
-  ``median_events_per_market=160`` is about 64 book changes, and as a view has one step
-  per book change (per millisecond with events), views run from about 10 to several
-  hundred steps with a median near 60.
-* Updates come in bursts and quiet periods (a two-state regime on inter-arrival times);
-  all the deltas one book change causes share a millisecond, and the session-wide
-  sequence number orders them.
-* Books hold bids only (Kalshi's convention). Stored ask maps are derived as
-  ``100 - price`` from the opposite bids, as the current collector writes them.
-  Prices stay in 1..99 and books never cross.
+* ``kalshi`` (the default): calibrated to recorded Kalshi books and public trades
+  (:mod:`~kalshi_pipeline.sources.kalshi_population`): long sparse sessions, quiet wide
+  markets and a minority of active tight ones where a market maker quotes over a wide
+  background ladder, and a trade tape whose every trade is a size decrease of its level in
+  its millisecond. Takers follow the zero-profit rule (``kalshi_market``), so a resting
+  order filled in the control is worth its price.
+* ``two-class``: the earlier simulator, bit for bit
+  (:mod:`~kalshi_pipeline.sources.simulated_market`): a liquid minority (spreads of 1-3
+  cents) and illiquid markets (20-60 cents), two-hour sessions, no trade tape; the figures
+  measured on it (the honesty table, the demo's store, the benchmarks) name it.
 
-The learnable signal
---------------------
-Every market carries a hidden *order-flow pressure* ``x`` (an AR(1) process, persistence
-``pressure_persistence`` per book change, unit variance). Each book change refreshes the
-best level of one side with its size tilted by ``exp(+imbalance_sensitivity * x)`` on the
-YES bids or ``exp(-imbalance_sensitivity * x)`` on the NO bids (a new best price arrives
-with such a size too), so the top-of-book imbalance reveals ``x``; and the fair price
-drifts by ``drift_cents_per_step * x`` per book change. Book imbalance therefore predicts
-the next mid moves, as in real order books. Moves are sized at a 50-cent price and
-shrink towards the extremes (``simulated_market._fair_path``), so prices stay inside
-1..99 without ever being folded back at a bound, which would invert the signal there.
-
-The size is set against real costs. A taker round trip of 10 contracts on the side a
-top-of-book imbalance beyond 0.8 points to, sold 100 events later, pays the spread and
-Kalshi's fee both ways; with the defaults it nets about +6 cents per contract on liquid
-markets (1-3 cent spreads) and about -28 on illiquid ones (20-60 cent spreads), and in the
-control about -6 and -37 (measured in ``kalshi_pipeline_tests/sources/test_simulator.py``).
-A good agent
-must learn where to trade, not only how, and must hold a position for a while: the move
-builds over tens of book changes (a few times as many events), while crossing the spread
-costs at once.
-
-With ``signal=False`` (the control) the pressure still tilts the book exactly as above,
-but the price is a martingale: independent moves whose variance over 20 book changes
-matches the signal run's. Neither the book nor past moves tell anything about the future,
-so no agent should beat always-HOLD after fees.
+Both carry the learnable signal, our assumption: a hidden order-flow pressure that tilts
+top-of-book sizes and drives the fair price; with ``signal=False`` (the control) it still
+tilts the book but the fair price is a martingale, so nothing observable predicts it.
+Books hold bids only (Kalshi's convention); stored ask maps are derived as ``100 - price``
+from the opposite bids, as the current collector writes them; prices stay in 1..99 and
+books never cross.
 
 Everything is a function of ``(seed, session_id, config)``: the same arguments give the
 same tables bit for bit. This module picks the markets (:func:`ticker_pool`, and which of
 them a session records) and gives each its own random generator;
-:mod:`~kalshi_pipeline.sources.simulated_market` simulates one market,
-:mod:`~kalshi_pipeline.sources.simulated_session` assembles the session, and
+:mod:`~kalshi_pipeline.sources.simulated_session` assembles the session and
 :mod:`~kalshi_pipeline.sources.simulator_config` holds the knobs.
 """
 

@@ -28,7 +28,7 @@ from kalshi_pipeline.market.views import STEP_ARRAYS, build_market_views
 from kalshi_pipeline.sources import PostgresSessionSource
 from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
 from kalshi_pipeline_tests.market.test_cleaning import (
     assert_good_market_unaffected,
@@ -37,7 +37,9 @@ from kalshi_pipeline_tests.market.test_cleaning import (
     example,
 )
 
-SIM = SimulatorConfig(markets=20)
+# The two-class store: its markets change every few seconds, so a time 50 minutes ahead
+# steps back against the events after it (a kalshi market may not change for an hour).
+SIM = SimulatorConfig(population=Population.TWO_CLASS, markets=20)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +268,7 @@ def test_null_key_fields_in_a_database_without_constraints_are_clean_rejections(
     """The collector's DDL forbids these NULLs; a copy of its tables without the
     constraints must still load, and cleaning drops exactly those rows."""
     ddl = collector_ddl().replace(" NOT NULL", "")
-    raw = simulate_session(3, 0, SimulatorConfig(markets=6))
+    raw = simulate_session(3, 0, SimulatorConfig(population=Population.TWO_CLASS, markets=6))
     with closing(psycopg2.connect(collector_db)) as conn:
         with conn.cursor() as cur:
             cur.execute(ddl)

@@ -66,17 +66,21 @@ def test_generate_needs_exactly_one_destination(tmp_path):
 
 
 def test_generate_into_the_collector_tables(collector_db, tmp_path):
-    args = ["generate", "--sessions", "2", "--markets", "4", "--seed", "8"]
+    """The collector's tables hold what the store holds: book and trade tape, row ids aside
+    (enough markets that each session trades)."""
+    args = ["generate", "--sessions", "2", "--markets", "20", "--seed", "8"]
     assert main([*args, "--postgres", collector_db]) == 0
     assert main([*args, "--out", str(tmp_path / "store")]) == 0
 
     source = PostgresSessionSource(collector_db)
     store = ParquetSessionStore(tmp_path / "store")
     assert [i.session_id for i in source.list_sessions()] == [1, 2]
-    from_db, from_store = source.load_session(2), store.load_session(2)
-    for table in ("snapshots", "deltas"):
-        got, want = getattr(from_db, table), getattr(from_store, table)
-        assert got.drop_columns(["id"]).equals(want.drop_columns(["id"])), table
+    for session_id in (1, 2):
+        from_db, from_store = source.load_session(session_id), store.load_session(session_id)
+        assert from_store.trades is not None and from_store.trades.num_rows > 0
+        for table in ("snapshots", "deltas", "trades"):
+            got, want = getattr(from_db, table), getattr(from_store, table)
+            assert got.drop_columns(["id"]).equals(want.drop_columns(["id"])), table
 
 
 @pytest.mark.slow  # two to three minutes on two cores: the demo trains for real

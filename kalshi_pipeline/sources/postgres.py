@@ -78,19 +78,24 @@ _SNAPSHOT_QUERY = (
 )
 # Each session's status, end, and per table its row count and last id: one query, each
 # count and max read from the (session_id, id) index of that session's rows. The trades'
-# pair is NULL, NULL where the database has no trades table.
+# pair is NULL, NULL where the database has no trades table. Every column is named with
+# its table: a table that lacks ``session_id`` is the database's error, never a filter on
+# the outer session's own id that counts every row of the table.
 _FINGERPRINT_QUERY = (
     "SELECT s.session_id, s.status, s.ended_at, sn.n, sn.last, d.n, d.last, {trades} "
     "FROM rl_orderbook_sessions s "
-    "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_snapshots "
-    "WHERE session_id = s.session_id) AS sn(n, last) "
-    "CROSS JOIN LATERAL (SELECT count(*), max(id) FROM rl_orderbook_deltas "
-    "WHERE session_id = s.session_id) AS d(n, last) {trades_join}"
+    "CROSS JOIN LATERAL (SELECT count(*), max(rl_orderbook_snapshots.id) "
+    "FROM rl_orderbook_snapshots WHERE rl_orderbook_snapshots.session_id = s.session_id) "
+    "AS sn(n, last) "
+    "CROSS JOIN LATERAL (SELECT count(*), max(rl_orderbook_deltas.id) "
+    "FROM rl_orderbook_deltas WHERE rl_orderbook_deltas.session_id = s.session_id) "
+    "AS d(n, last) {trades_join}"
     "WHERE s.session_id = ANY(%s) ORDER BY s.session_id"
 )
 _TRADES_JOIN = (
-    f"CROSS JOIN LATERAL (SELECT count(*), max(id) FROM {COLLECTOR_TRADES_TABLE} "
-    "WHERE session_id = s.session_id) AS t(n, last) "
+    f"CROSS JOIN LATERAL (SELECT count(*), max({COLLECTOR_TRADES_TABLE}.id) "
+    f"FROM {COLLECTOR_TRADES_TABLE} WHERE {COLLECTOR_TRADES_TABLE}.session_id = s.session_id) "
+    "AS t(n, last) "
 )
 # The columns of the trades table as this connection resolves its name (none: no table).
 _TRADE_COLUMNS_QUERY = (

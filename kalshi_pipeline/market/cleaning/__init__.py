@@ -53,9 +53,9 @@ delta action other than ``add``,            repair ``unknown_action``: dropped, 
 ``REMOVE``, NULL)                           CHECK constraint can hold one)
 duplicate sequence number, same event       repair ``duplicate_sequence``: one copy kept
 duplicate sequence number, other event      rejection of that market (ambiguous book)
-same sequence number in two markets         repair ``sequence_shared``: counted, data
-                                            kept; a market's book uses its own events
-                                            only, so nothing changes (the collector's seq
+same sequence number in two markets, or     repair ``sequence_shared``: counted, data
+on a trade and a book message of one        kept; a market's book uses its own events
+market                                      only, so nothing changes (the collector's seq
                                             is per subscription: two subscriptions, or a
                                             replayed message, give this)
 sequence restart inside the session: a      repair ``sequence_restart``: a new segment

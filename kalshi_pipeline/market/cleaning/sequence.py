@@ -1,8 +1,9 @@
 """The session-wide sequence checks: gaps in the session's sequence and numbers markets share.
 
 Kalshi numbers a subscription's messages in one sequence across all its markets, so a gap
-in it (``sequence_gap``) is a message missed, and the same number in two markets
-(``sequence_shared``) is two subscriptions or a replayed message. No single market can
+in it (``sequence_gap``) is a message missed, and the same number in two markets, or on a
+trade and a book message of one market (``sequence_shared``), is two subscriptions, a
+replayed message or a collector's counter gone wrong. No single market can
 tell either, so :class:`SequenceTally` is fed every market's numbers, a group of markets
 at a time, and counts them once it has all (:meth:`SequenceTally.count`).
 """
@@ -78,7 +79,8 @@ class SequenceTally:
                 RepairKind.SEQUENCE_SHARED,
                 tickers,
                 numbers,
-                "another market carries the same sequence number; each market keeps its own events",
+                "sequence number carried twice (by two markets, or by a trade and a book message); "
+                "each keeps its own events",
                 count=scan.shared,
             )
 

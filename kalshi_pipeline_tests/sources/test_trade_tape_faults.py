@@ -9,17 +9,22 @@ the table and the column, never a wrong count.
 
 from __future__ import annotations
 
+from contextlib import closing
+
+import psycopg2
 import pytest
 
 from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.market.views import SessionViews
-from kalshi_pipeline.sources import PostgresSessionSource
+from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 from kalshi_pipeline.sources.collector_connection import SourceUnavailable
+from kalshi_pipeline.sources.collector_writer import append_collector_rows, collector_ddl
 from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE as TRADES
 from kalshi_pipeline_tests.factories import make_session, snapshot
-from kalshi_pipeline_tests.sources.test_trade_tape_postgres import run_sql, store
-from kalshi_pipeline_tests.sources.trade_rows import taped_session
+from kalshi_pipeline_tests.sources.test_trade_tape_postgres import _no_book, run_sql, store
+from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session, trade, with_trades
 
+LATE_TRADE = trade("MKT-A", "late-1", yes_price=40, count=2, taker_side="no", seq=9)
 TRADE_KINDS = [k for k in RepairKind if k.value.startswith(("trade_", "duplicate_trade"))]
 
 
@@ -160,3 +165,24 @@ def test_trade_rows_stored_under_another_session_stay_with_that_session(taped):
     assert other_trades == {"MKT-C": []}
     assert other_repairs == {"trade_unknown_market": 4}
     assert "session 2, market MKT-A, trade a1b2-0001" in issue_of(report, "trade_unknown_market")
+
+
+def test_a_trades_table_that_appears_while_a_session_is_read_is_seen_as_a_change(
+    collector_tables, tmp_path
+):
+    """The collector starts recording trades while a session is being copied: the copy
+    keeps what it read (no tape), and the source's next fingerprint differs from the
+    copy's by the tape, so the session is read again."""
+    run_sql(collector_tables, f"DROP TABLE {TRADES}")
+    store(collector_tables, book_session(1))
+    source, copy = PostgresSessionSource(collector_tables), ParquetSessionStore(tmp_path)
+    with source.open_session(1) as opened:
+        run_sql(collector_tables, collector_ddl())
+        with closing(psycopg2.connect(collector_tables)) as conn:
+            append_collector_rows(conn, with_trades(_no_book(book_session(1)), LATE_TRADE))
+        copy.write_session(opened)
+
+    assert copy.load_session(1).trades is None
+    now, copied = source.fingerprints([1])[1], copy.fingerprints([1])[1]
+    assert now != copied
+    assert now.changes_since(copied).startswith("trades no tape -> 1 rows")

@@ -48,7 +48,7 @@ from kalshi_pipeline.sources.raw import (
     delta_table,
     snapshot_table,
 )
-from kalshi_pipeline.sources.raw_values import integer
+from kalshi_pipeline.sources.raw_values import INT64_MAX, integer
 from kalshi_pipeline.sources.redaction import describe_url, redact
 from kalshi_pipeline.sources.trades import (
     COLLECTOR_TRADE_COLUMNS,
@@ -56,8 +56,6 @@ from kalshi_pipeline.sources.trades import (
     TRADE_SCHEMA,
     collector_trade_table,
 )
-
-_INT64_MAX = 2**63 - 1
 
 __all__ = ["CollectorSession", "PostgresSessionSource"]
 
@@ -357,4 +355,4 @@ def _session_info(row: tuple) -> SessionInfo:
 
 
 def _counter(value: object) -> int:
-    return integer(value, _INT64_MAX) or 0
+    return integer(value, INT64_MAX) or 0

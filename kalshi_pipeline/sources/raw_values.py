@@ -28,7 +28,9 @@ import pyarrow as pa
 # number of 10^8 digits would take minutes).
 MAX_DIGITS = 30
 _HUGE = 10**MAX_DIGITS
-_LIMITS = {pa.int32(): 2**31 - 1, pa.int64(): 2**63 - 1}
+# The largest value of the raw schema's integer columns.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+_LIMITS = {pa.int32(): INT32_MAX, pa.int64(): INT64_MAX}
 _SHOWN_CHARS = 40
 INTEGER_TEXT = re.compile(r"-?[0-9]+")  # plain decimal digits: not "1_0", " 1", "+1" or "١"
 

@@ -58,7 +58,14 @@ from decimal import Context, Decimal
 
 import pyarrow as pa
 
-from kalshi_pipeline.sources.raw_values import MAX_DIGITS, clamp, column_array, integer
+from kalshi_pipeline.sources.raw_values import (
+    INT32_MAX,
+    INT64_MAX,
+    MAX_DIGITS,
+    clamp,
+    column_array,
+    integer,
+)
 
 TRADE_SCHEMA = pa.schema(
     [
@@ -105,7 +112,6 @@ COLLECTOR_TRADE_COLUMNS = (
     "sequence_number",
 )
 CENTS_PER_DOLLAR = 100
-_INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
 # A plain decimal number: digits, optionally a point and more digits, optionally a minus.
 # Bounded, so that a string of a million digits is refused before it is converted.
 _DECIMAL_TEXT = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}(\.[0-9]{{1,{MAX_DIGITS}}})?")
@@ -129,8 +135,8 @@ def decimal_units(text: object, scale: int, limit: int) -> int | None:
 def exchange_ms(ts: object) -> int | None:
     """Kalshi's ``ts`` (whole seconds since the epoch) in milliseconds; None if it is not
     an integer."""
-    seconds = integer(ts, _INT64_MAX)
-    return None if seconds is None else clamp(seconds * 1000, _INT64_MAX)
+    seconds = integer(ts, INT64_MAX)
+    return None if seconds is None else clamp(seconds * 1000, INT64_MAX)
 
 
 def trade_table(rows: Sequence[tuple]) -> pa.Table:
@@ -158,9 +164,9 @@ def _trade_row(row: tuple) -> tuple:
         session_id,
         trade_id,
         ticker,
-        _price_or_count(yes, yes_dollars, CENTS_PER_DOLLAR, _INT32_MAX),
-        _price_or_count(no, no_dollars, CENTS_PER_DOLLAR, _INT32_MAX),
-        _price_or_count(count, count_fp, 1, _INT64_MAX),
+        _price_or_count(yes, yes_dollars, CENTS_PER_DOLLAR, INT32_MAX),
+        _price_or_count(no, no_dollars, CENTS_PER_DOLLAR, INT32_MAX),
+        _price_or_count(count, count_fp, 1, INT64_MAX),
         taker_side,
         exchange_ms(ts),
         timestamp_ms,

@@ -12,6 +12,7 @@ sequence number after 2026-01-05.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from kalshi_pipeline.sources.raw import (
     SessionInfo,
     snapshot_table,
 )
+from kalshi_pipeline.sources.trades import TRADE_SCHEMA
 
 T0_MS = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)
 
@@ -130,3 +132,51 @@ class InBatches:
 
     def batches(self, table, columns=None):
         return self._raw.batches(table, columns, rows=self._rows)
+
+
+_GIVEN = object()  # an argument left out (None is a NULL on purpose)
+
+
+def trade(
+    ticker: str | None,
+    trade_id: str | None,
+    yes_price: int | None,
+    count: int | None,
+    taker_side: str | None,
+    *,
+    seq: int | None = None,
+    ts: Any = _GIVEN,
+    no_price: Any = _GIVEN,
+    exchange_ts_ms: Any = _GIVEN,
+) -> dict[str, Any]:
+    """One trade row of a hand-made tape (:func:`with_tape` gives its row id and session).
+
+    Left out: ``ts`` (the receive time) is one millisecond per sequence number after
+    :data:`T0_MS`, as the book rows here; ``no_price`` is ``100 - yes_price``;
+    ``exchange_ts_ms`` the whole second at or before ``ts``. Any of them given as None is
+    NULL, and any field may be out of range on purpose.
+    """
+    if ts is _GIVEN:
+        ts = T0_MS + (seq or 0)
+    if no_price is _GIVEN:
+        no_price = None if yes_price is None else 100 - yes_price
+    if exchange_ts_ms is _GIVEN:
+        exchange_ts_ms = None if ts is None else ts - ts % 1000
+    return {
+        "trade_id": trade_id,
+        "market_ticker": ticker,
+        "yes_price": yes_price,
+        "no_price": no_price,
+        "count": count,
+        "taker_side": taker_side,
+        "exchange_ts_ms": exchange_ts_ms,
+        "timestamp_ms": ts,
+        "sequence_number": seq,
+    }
+
+
+def with_tape(raw: RawSession, *trades: dict[str, Any]) -> RawSession:
+    """``raw`` with a trade tape of ``trades``, stored in the order given (ids 1, 2, ...);
+    none given: a tape that recorded no trade."""
+    rows = [{"id": i + 1, "session_id": raw.session_id, **row} for i, row in enumerate(trades)]
+    return dataclasses.replace(raw, trades=pa.Table.from_pylist(rows, schema=TRADE_SCHEMA))

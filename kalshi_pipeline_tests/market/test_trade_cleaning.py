@@ -17,9 +17,16 @@ from kalshi_pipeline.market.cleaning.events import MAX_SIZE
 from kalshi_pipeline.market.cleaning.report import RepairKind
 from kalshi_pipeline.market.views import SessionViews, ViewConfig, build_market_views
 from kalshi_pipeline.market.views.market_view import TRADE_ARRAYS
-from kalshi_pipeline_tests.factories import T0_MS, InBatches, delta, make_session, snapshot
+from kalshi_pipeline_tests.factories import (
+    T0_MS,
+    InBatches,
+    delta,
+    make_session,
+    snapshot,
+    trade,
+    with_tape,
+)
 from kalshi_pipeline_tests.market.test_cleaning import GOOD, beside_good, example
-from kalshi_pipeline_tests.market.trade_tape import trade, with_tape
 
 TRADE_KINDS = [kind for kind in RepairKind if str(kind).startswith("trade_")] + [
     RepairKind.DUPLICATE_TRADE_ID

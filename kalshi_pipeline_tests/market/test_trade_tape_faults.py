@@ -8,7 +8,7 @@ Built on the good market MKT-A of ``test_cleaning.py`` and its three good trades
 from __future__ import annotations
 
 from kalshi_pipeline.market.cleaning.report import RepairKind
-from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
+from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot, trade, with_tape
 from kalshi_pipeline_tests.market.test_cleaning import beside_good, example
 from kalshi_pipeline_tests.market.test_trade_cleaning import (
     GOOD_TRADES,
@@ -16,7 +16,6 @@ from kalshi_pipeline_tests.market.test_trade_cleaning import (
     trade_repairs,
     trades_of,
 )
-from kalshi_pipeline_tests.market.trade_tape import trade, with_tape
 
 # MKT-B's first book row is at T0 + 20 ms; its YES bid at 30 rests 5 contracts.
 LATE_BOOK = (

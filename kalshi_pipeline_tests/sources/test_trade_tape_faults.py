@@ -20,9 +20,9 @@ from kalshi_pipeline.sources import ParquetSessionStore, PostgresSessionSource
 from kalshi_pipeline.sources.collector_connection import SourceUnavailable
 from kalshi_pipeline.sources.collector_writer import append_collector_rows, collector_ddl
 from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE as TRADES
-from kalshi_pipeline_tests.factories import make_session, snapshot
+from kalshi_pipeline_tests.factories import make_session, snapshot, trade, with_tape
 from kalshi_pipeline_tests.sources.test_trade_tape_postgres import _no_book, run_sql, store
-from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session, trade, with_trades
+from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session
 
 LATE_TRADE = trade("MKT-A", "late-1", yes_price=40, count=2, taker_side="no", seq=9)
 TRADE_KINDS = [k for k in RepairKind if k.value.startswith(("trade_", "duplicate_trade"))]
@@ -179,7 +179,7 @@ def test_a_trades_table_that_appears_while_a_session_is_read_is_seen_as_a_change
     with source.open_session(1) as opened:
         run_sql(collector_tables, collector_ddl())
         with closing(psycopg2.connect(collector_tables)) as conn:
-            append_collector_rows(conn, with_trades(_no_book(book_session(1)), LATE_TRADE))
+            append_collector_rows(conn, with_tape(_no_book(book_session(1)), LATE_TRADE))
         copy.write_session(opened)
 
     assert copy.load_session(1).trades is None

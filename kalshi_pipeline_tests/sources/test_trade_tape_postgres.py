@@ -21,8 +21,8 @@ from kalshi_pipeline.sources.collector_writer import (
 )
 from kalshi_pipeline.sources.fingerprint import SessionFingerprint
 from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE, TRADE_SCHEMA
-from kalshi_pipeline_tests.factories import T0_MS
-from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session, trade, with_trades
+from kalshi_pipeline_tests.factories import T0_MS, trade, with_tape
+from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session
 
 
 def store(url: str, *sessions: RawSession) -> None:
@@ -102,7 +102,7 @@ def test_a_database_without_the_trades_table_reads_as_before(collector_tables, t
 
 def test_the_writer_refuses_an_exchange_time_it_cannot_keep(collector_tables):
     # ts holds Kalshi's whole seconds: 2.5 s would come back as 2 s.
-    session = with_trades(
+    session = with_tape(
         book_session(1),
         trade(
             "MKT-A", "t-7", yes_price=45, count=3, taker_side="yes", exchange_ts_ms=T0_MS + 2_500
@@ -250,7 +250,7 @@ def test_a_tape_that_grows_changes_the_fingerprint(collector_tables, tmp_path):
     before = source.fingerprints([1, 2])
     assert before[1].trades.rows == 4
 
-    more = with_trades(
+    more = with_tape(
         _no_book(book_session(1)),
         trade("MKT-B", "a1b2-0005", yes_price=21, count=2, taker_side="no", seq=9),
     )

@@ -15,8 +15,8 @@ import pytest
 
 from kalshi_pipeline.sources import ParquetSessionStore, RawSession, SessionExists, StoreCorrupt
 from kalshi_pipeline.sources.trades import TRADE_SCHEMA, empty_trades
-from kalshi_pipeline_tests.factories import InBatches
-from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session, trade, with_trades
+from kalshi_pipeline_tests.factories import InBatches, trade, with_tape
+from kalshi_pipeline_tests.sources.trade_rows import book_session, taped_session
 
 BOOK_FILES = ["deltas.parquet", "metadata.json", "snapshots.parquet"]
 
@@ -117,7 +117,7 @@ def test_a_stored_session_with_another_tape_is_never_overwritten(tmp_path):
     before = file_bytes(store.path / "session-1")
 
     store.write_session(taped_session(1))  # the same content: nothing to do
-    changed_price = with_trades(
+    changed_price = with_tape(
         book_session(1), trade("MKT-A", "a1b2-0001", yes_price=46, count=3, taker_side="yes", seq=4)
     )
     for other in (
@@ -140,7 +140,7 @@ def test_a_changed_tape_changes_the_stored_fingerprint(tmp_path):
     before = store.fingerprints([1])[1]
     assert before.trades.rows == session.trades.num_rows == 4 and before.trades.last_id == 4
 
-    grown = with_trades(
+    grown = with_tape(
         session,
         *session.trades.drop_columns(["id", "session_id"]).to_pylist(),
         trade("MKT-B", "a1b2-0005", yes_price=21, count=2, taker_side="no", seq=9),

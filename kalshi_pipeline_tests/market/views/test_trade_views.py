@@ -33,9 +33,16 @@ from kalshi_pipeline.market.views import (
 from kalshi_pipeline.market.views.integrity import DataDigest
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
-from kalshi_pipeline_tests.factories import T0_MS, InBatches, delta, make_session, snapshot
+from kalshi_pipeline_tests.factories import (
+    T0_MS,
+    InBatches,
+    delta,
+    make_session,
+    snapshot,
+    trade,
+    with_tape,
+)
 from kalshi_pipeline_tests.market.test_views import assert_views_identical
-from kalshi_pipeline_tests.market.trade_tape import trade, with_tape
 
 # MKT-A's book changes at T0 + 10, T0 + 20 (two deltas in one millisecond) and T0 + 30.
 BOOK = (

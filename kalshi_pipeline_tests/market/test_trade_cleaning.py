@@ -252,6 +252,33 @@ def test_numbers_the_book_counter_gave_trades_are_no_gap():
     assert len(views["MKT-A"].trade_steps) == len(numbered) + 1
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"yes_price": 0, "no_price": 100},  # a price outside 1..99
+        {"count": 0},
+        {"taker_side": "buy"},
+        {"trade_id": "n2"},  # a repeat of the trade numbered 2
+    ],
+)
+def test_a_dropped_trade_still_received_its_number(bad):
+    """A trade dropped for its price, count, side or as a repeat was still received: its
+    number is no gap (MKT-A's numbers skip 2, 5, 7, 9 and 11)."""
+    numbered = [
+        trade("MKT-A", f"n{seq}", 40, 1, "no", ts=T0_MS + seq, seq=seq) for seq in (2, 5, 7, 9)
+    ]
+    dropped = dict(trade("MKT-A", "n11", 40, 1, "no", ts=T0_MS + 11, seq=11), **bad)
+
+    _, kept_only = built(with_tape(beside_good(), *numbered))
+    views, report = built(with_tape(beside_good(), *numbered, dropped))
+
+    assert len(views["MKT-A"].trade_steps) == len(numbered)  # the bad trade is dropped
+    assert sum(trade_repairs(report).values()) == sum(trade_repairs(kept_only).values()) + 1
+    assert report.repairs[RepairKind.SEQUENCE_GAP] == 0
+    assert report.missing_sequence_numbers == 0
+    assert views["MKT-A"].data_quality_score == 1.0
+
+
 def test_a_trade_number_after_a_restart_fills_the_new_segment():
     """S1 D2 D4 with the trade at 3, then (a reconnect) S1 D3 with the trade at 2: each
     trade's number belongs to the segment of its receive time, so neither segment has a

@@ -38,7 +38,7 @@ from kalshi_pipeline.market.cleaning.restarts import segments
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import repair_times
 from kalshi_pipeline.market.cleaning.trade_columns import CleanTrades, trade_columns
-from kalshi_pipeline.market.cleaning.trades import trade_numbers, usable_trades
+from kalshi_pipeline.market.cleaning.trades import SessionTrades, trade_numbers, usable_trades
 from kalshi_pipeline.sources.raw import RawSession
 
 
@@ -62,15 +62,15 @@ def clean_markets(
     outline: SessionOutline,
     report: IngestReport,
     tally: SequenceTally,
-    trades: pa.Table | None = None,
+    trades: SessionTrades | None = None,
 ) -> CleanEvents:
     """Clean the usable rows (see :func:`~.outline.usable_rows`) of the markets
     ``tickers`` (sorted; those of the outline whose rows the tables hold): every check
     that reads one market only. The session-wide sequence checks read ``outline`` or are
     left to ``tally``, which counts them once it has every market. ``trades``: the
-    session's usable trades (:func:`~.trades.usable_trades`; None without a tape), of
-    which the accepted markets' go with their events."""
-    group_trades = None if trades is None else trade_columns(trades, tickers)
+    session's trades (:func:`~.trades.usable_trades`; None without a tape): the kept ones
+    of the accepted markets go with their events, and every number received is counted."""
+    group_trades = None if trades is None else trade_columns(trades.kept, tickers)
     if not tickers:
         return empty_events(outline.session_id, report, group_trades)
     code = {ticker: i for i, ticker in enumerate(tickers)}
@@ -78,8 +78,8 @@ def clean_markets(
     ev, books = _event_columns(snapshot_table, delta_table, outline, code, names, report)
     ev = _ordered(ev, outline.window, names, report)
     tally.add(tickers, ev.market, ev.segment, ev.seq)
-    if group_trades is not None:  # numbers the book's counter gave trades were received
-        tally.add(tickers, *trade_numbers(group_trades, ev, outline))
+    if trades is not None:  # numbers the book's counter gave trades were received
+        tally.add(tickers, *trade_numbers(trades.numbered, tickers, ev, outline))
     ev = _without_bad_events(ev, books, code, names, report)
     ts, time_repaired = repair_times(ev.market, ev.seq, ev.ts, outline.window, names, report)
     events = _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)

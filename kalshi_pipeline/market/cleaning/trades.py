@@ -29,43 +29,73 @@ a trade id seen before                 ``duplicate_trade_id``: the first receive
 
 A trade whose price was not on the recorded book just before its step is kept and
 flagged ``trade_off_book`` when the book is rebuilt (:mod:`kalshi_pipeline.market.trade_flow`).
-Where the collector numbers trades from the book's counter, a kept trade's number was
-received: it fills its place in the session-wide sequence (:func:`trade_numbers`), so it
-is no gap.
+Where the collector numbers trades from the book's counter, a trade's number was received
+whether the trade is kept or not: the number of every trade of a known market received
+inside the window fills its place in the session-wide sequence (:func:`trade_numbers`),
+so it is no gap.
 A market rejected by cleaning takes its trades with it (its rejection names it). None of
 these repairs is a defect: a bad trade says nothing about the book.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import EventColumns, group_starts
+from kalshi_pipeline.market.cleaning.columns import EventColumns, group_starts, market_codes
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE
 from kalshi_pipeline.market.cleaning.outline import SessionOutline
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
-from kalshi_pipeline.market.cleaning.trade_columns import NO_SEQUENCE, CleanTrades
+from kalshi_pipeline.market.cleaning.trade_columns import NO_SEQUENCE
 from kalshi_pipeline.sources.raw import LEVELS
 from kalshi_pipeline.sources.trades import TAKER_SIDES
 
 
+class SessionTrades(NamedTuple):
+    """A session's tape after its checks: the trades kept, and the numbers received."""
+
+    kept: pa.Table  # the usable trades, in receive order
+    # Every trade of a known market received inside the window that carries a sequence
+    # number, bad or repeated ones too: its number was received, so it is no gap.
+    numbered: pa.Table
+
+
 def usable_trades(
     table: pa.Table | None, outline: SessionOutline, report: IngestReport
-) -> pa.Table | None:
+) -> SessionTrades | None:
     """The trades of a session's tape that pass every check of the module's table, in
-    receive order (receive time, sequence number, row id); None for a session without a
-    tape. Each dropped trade is counted in ``report`` under the first rule it breaks."""
+    receive order (receive time, sequence number, row id), and the numbers the tape
+    received; None for a session without a tape. Each dropped trade is counted in
+    ``report`` under the first rule it breaks."""
     if table is None:
         return None
     table = table.combine_chunks()
     valid = np.ones(table.num_rows, dtype=bool)
+    placed = valid.copy()  # a known market and a receive time in the window
     for kind, bad, message in _row_checks(table, outline):
         rows = np.flatnonzero(valid & bad)
         _count(report, kind, table, rows, message)
         valid &= ~bad
-    table = table.filter(pa.array(valid))
+        if kind in _PLACING:
+            placed &= ~bad
+    numbered = table.filter(pa.array(placed & ~_null(table, "sequence_number")))
+    return SessionTrades(_first_of_each_id(table.filter(pa.array(valid)), report), numbered)
+
+
+# The checks a trade must pass for its sequence number to be placed in its market's.
+_PLACING = (
+    RepairKind.TRADE_UNKNOWN_MARKET,
+    RepairKind.TRADE_MISSING_TIMESTAMP,
+    RepairKind.TRADE_TIMESTAMP_OUT_OF_WINDOW,
+)
+
+
+def _first_of_each_id(table: pa.Table, report: IngestReport) -> pa.Table:
+    """``table`` in receive order with each trade id's first received kept, the repeats
+    counted as ``duplicate_trade_id``."""
     order = np.lexsort(
         (
             table.column("id").fill_null(NO_SEQUENCE).to_numpy(),
@@ -89,20 +119,24 @@ def usable_trades(
 
 
 def trade_numbers(
-    trades: CleanTrades, ev: EventColumns, outline: SessionOutline
+    numbered: pa.Table, tickers: list[str], ev: EventColumns, outline: SessionOutline
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(market, segment, number) of the ``trades`` that carry a sequence number, sorted
-    for :meth:`~.sequence.SequenceTally.add` beside their markets' events ``ev`` (sorted
-    by market, segment, number, with their segments).
+    """(market, segment, number) of the ``numbered`` trades (:attr:`SessionTrades.numbered`)
+    of the markets ``tickers`` (sorted), sorted for :meth:`~.sequence.SequenceTally.add`
+    beside their markets' events ``ev`` (sorted by market, segment, number, with their
+    segments).
 
     A trade's segment is its market's at its receive time: a restart begins a segment
     for everything its market receives from then on (:mod:`.restarts`). A number further
     from the session's median than the outlier rule allows says nothing and is left out.
     """
-    seq = trades.sequence_number
+    numbered = numbered.filter(pc.is_in(numbered.column("market_ticker"), pa.array(tickers)))
+    code = {ticker: i for i, ticker in enumerate(tickers)}
+    seq = numbered.column("sequence_number").to_numpy()
     near = np.abs(seq.astype(np.float64) - outline.center) <= outline.reach
-    rows = np.flatnonzero((seq != NO_SEQUENCE) & near)
-    market, ts, seq = trades.market[rows], trades.timestamp_ms[rows], seq[rows]
+    rows = np.flatnonzero(near)
+    market = market_codes(numbered.column("market_ticker"), code)[rows]
+    ts, seq = numbered.column("timestamp_ms").to_numpy()[rows], seq[rows]
     segment = np.zeros(len(rows), dtype=np.int32)
     if len(rows) and ev.segment is not None and ev.segment.any():
         starts = np.flatnonzero(group_starts(ev.market, ev.segment))

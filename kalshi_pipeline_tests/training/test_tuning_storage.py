@@ -32,6 +32,10 @@ from kalshi_pipeline.training.tuning_storage import Study, mark_process
 study = Study(name="s", storage=sys.argv[1], trials=1, heartbeat_seconds=1, grace_seconds=2)
 def objective(trial):
     mark_process(trial)
+    # Optuna's heartbeat thread writes its first beat when it is first scheduled: give it
+    # two beats, so that a SIGSTOP after "running" never stops a trial with no heartbeat
+    # (which no grace period can fail; seen once on a loaded machine).
+    time.sleep(2)
     print("running", flush=True)
     time.sleep(600)
 study.open().optimize(objective, n_trials=1)

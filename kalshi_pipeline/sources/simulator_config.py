@@ -119,7 +119,8 @@ class SimulatorConfig:
 # The demo's store: the two-class simulator with three liquid markets in five instead of
 # one in five, and 60 markets a session instead of 40. The signal is the same (its
 # strength is docs/simulator.md's assumption, not a measured fact); only liquid markets
-# can pay for a round trip, so a store with more of them lets the demo's short training
-# (docs/training.md) find the signal and validation show it beyond noise. The honesty
-# check (docs/learning.md) keeps the default share.
+# can pay for a taker's round trip, so a store with more of them lets the demo's short
+# training (docs/training.md) find the signal and validation show it beyond noise. The
+# calibrated kalshi population has no market liquid enough for a taker, so a demo on it
+# could not show learning (docs/decisions/0012-calibrated-markets-and-the-trade-tape.md).
 DEMO_SIMULATOR = SimulatorConfig(population=Population.TWO_CLASS, markets=60, liquid_fraction=0.6)

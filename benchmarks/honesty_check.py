@@ -44,7 +44,7 @@ from kalshi_pipeline.training.evaluation import PolicyName, difference_key
 STORES = ("signal", "control")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HonestyRun:
     profile: str = "default"
     timesteps_per_phase: int | None = None  # None: the profile's
@@ -228,9 +228,10 @@ def main() -> int:
     args = parser.parse_args()
     runs = TABLES[args.population] if args.table else (
         HonestyRun(
-            args.profile, args.timesteps, args.sessions, args.markets, args.seed,
-            args.holdout_fraction, args.training_seed, args.hyperparams, args.candidates,
-            args.population,
+            profile=args.profile, timesteps_per_phase=args.timesteps, sessions=args.sessions,
+            markets=args.markets, seed=args.seed, holdout_fraction=args.holdout_fraction,
+            training_seed=args.training_seed, population=args.population,
+            hyperparams=args.hyperparams, candidates=args.candidates,
         ),
     )  # fmt: skip
     changes = {"profile": args.profile, "timesteps_per_phase": args.timesteps}

@@ -29,7 +29,7 @@ from kalshi_pipeline.sources.raw import (
     SessionInfo,
     SessionStatus,
 )
-from kalshi_pipeline.sources.simulated_market import MarketEvents
+from kalshi_pipeline.sources.simulated_market import MarketEvents, MarketTrades
 from kalshi_pipeline.sources.simulated_trades import trades_table
 
 
@@ -47,7 +47,10 @@ class _SessionEvents:
     new_size: np.ndarray  # int64[E]
     old_size: np.ndarray  # int64[E]
     books: np.ndarray  # int64[S, 198]
-    trade_sequence: np.ndarray  # int64[K], the markets' trades side by side
+    # The markets' trades side by side (K of them); None when no market records a tape.
+    trade_market: np.ndarray | None  # int[K]
+    trade_offset_ms: np.ndarray  # int64[K]
+    trade_sequence: np.ndarray  # int64[K]
 
 
 def assemble_session(
@@ -63,7 +66,7 @@ def assemble_session(
     start_ms = int(started_at.timestamp() * 1000)
     snapshots = _snapshots_table(session_id, start_ms, events)
     deltas = _deltas_table(session_id, start_ms, events)
-    trades = _trades(session_id, start_ms, events, markets)
+    trades = _trades(session_id, start_ms, events, [m.trades for m in markets])
     received = snapshots.num_rows + deltas.num_rows + (trades.num_rows if trades else 0)
     ended_at = started_at + timedelta(milliseconds=duration_ms)
     info = SessionInfo(
@@ -115,23 +118,25 @@ def _merge(tickers: list[str], markets: list[MarketEvents]) -> _SessionEvents:
         new_size=np.concatenate([m.new_size for m in markets]),
         old_size=np.concatenate([m.old_size for m in markets]),
         books=np.concatenate([m.snapshot_books for m in markets]),
+        trade_market=trade_market if traded else None,
+        trade_offset_ms=trade_offset,
         trade_sequence=sequence[len(offset) :],
     )
 
 
 def _trades(
-    session_id: int, start_ms: int, events: _SessionEvents, markets: list[MarketEvents]
+    session_id: int, start_ms: int, events: _SessionEvents, tapes: list[MarketTrades | None]
 ) -> pa.Table | None:
-    """The session's trade tape; None when its markets record none (two-class)."""
-    with_trades = np.array([i for i, m in enumerate(markets) if m.trades is not None], int)
-    if len(with_trades) == 0:
+    """The session's trade tape (``tapes``: each market's trades, None where it records
+    none); None when no market records one (two-class)."""
+    if events.trade_market is None:
         return None
-    tapes = [markets[i].trades for i in with_trades]
+    tapes = [t for t in tapes if t is not None]
     return trades_table(
         session_id,
         start_ms,
-        np.repeat(events.tickers[with_trades], [len(t.count) for t in tapes]),
-        np.concatenate([markets[i].offset_ms[markets[i].trades.event] for i in with_trades]),
+        events.tickers[events.trade_market],
+        events.trade_offset_ms,
         events.trade_sequence,
         np.concatenate([t.yes_price for t in tapes]),
         np.concatenate([t.count for t in tapes]),

@@ -34,7 +34,6 @@ from kalshi_pipeline.sources.kalshi_book import (
     P_DEPTH,
     P_DURATION_MS,
     P_GAP,
-    P_MAKER_SIZE,
     P_PERSIST,
     P_PRESENCE,
     P_REFRESH_MORE,
@@ -70,6 +69,7 @@ from kalshi_pipeline.sources.kalshi_quotes import (
     background_anchor,
     background_step,
     maker_moves,
+    maker_order_size,
     maker_target,
     maker_width,
     withdraw_stale,
@@ -80,7 +80,7 @@ from kalshi_pipeline.sources.raw import LEVELS
 # it calls (https://numba.readthedocs.io, "Cache invalidation"). The digests of those
 # modules, checked by kalshi_pipeline_tests/sources/test_kalshi_population.py, change this
 # file whenever they change, so no stale code is ever run.
-COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3", "kalshi_quotes.py": "7d9f4a7e9ffab6ec"}
+COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3", "kalshi_quotes.py": "b4e694a7935ddbd4"}
 
 
 @numba.njit(cache=True)
@@ -177,7 +177,7 @@ def _opening_book(book, maker, fair, x, p) -> None:
     for side in (YES, NO):
         target = maker_target(book, maker, side, fair, p)
         if target > 0 and maker[NO, PRESENT] > 0:
-            size = max(1, int(np.round(p[P_MAKER_SIZE] * tilt(p, x, side))))
+            size = maker_order_size(p, x, side)
             book[side, target - 1] += size
             maker[side, PRICE], maker[side, SIZE] = target, size
 

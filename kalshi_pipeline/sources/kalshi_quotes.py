@@ -52,6 +52,18 @@ COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3"}
 
 
 @numba.njit(cache=True)
+def maker_order_size(p, x, side) -> int:
+    """The size of a new maker order on ``side``: its usual size tilted by the pressure."""
+    return max(1, int(np.round(p[P_MAKER_SIZE] * tilt(p, x, side))))
+
+
+@numba.njit(cache=True)
+def maker_size_at(maker, side, price) -> int:
+    """What the maker rests at ``price`` on ``side`` (0 where its order is elsewhere)."""
+    return maker[side, SIZE] if maker[side, PRICE] == price else 0
+
+
+@numba.njit(cache=True)
 def maker_target(book, maker, side, fair, p) -> int:
     yes_price, no_price = maker_targets(fair, maker[YES, WIDTH], p[P_POSITION])
     target = yes_price if side == YES else no_price
@@ -60,7 +72,7 @@ def maker_target(book, maker, side, fair, p) -> int:
 
 @numba.njit(cache=True)
 def _maker_add(book, maker, ev, fo, counts, t, side, price, fair, x, p) -> int:
-    size = max(1, int(np.round(p[P_MAKER_SIZE] * tilt(p, x, side))))
+    size = maker_order_size(p, x, side)
     set_level(book, ev, fo, counts, t, side, price, book[side, price - 1] + size, fair)
     maker[side, PRICE], maker[side, SIZE] = price, size
     return next_time(t, p[P_GAP_MS])
@@ -102,7 +114,7 @@ def _maker_side(book, maker, ev, fo, counts, t, side, fair, x, p) -> int:
         return next_time(t, p[P_GAP_MS])
     if np.random.random() < 0.3:  # a size refresh at the same price
         price = maker[side, PRICE]
-        size = max(1, int(np.round(p[P_MAKER_SIZE] * tilt(p, x, side))))
+        size = maker_order_size(p, x, side)
         total = book[side, price - 1] - maker[side, SIZE] + size
         set_level(book, ev, fo, counts, t, side, price, total, fair)
         maker[side, SIZE] = size
@@ -114,7 +126,7 @@ def _maker_side(book, maker, ev, fo, counts, t, side, fair, x, p) -> int:
 def _background_levels(book, maker, side) -> int:
     levels = 0
     for price in range(1, LEVELS + 1):
-        if book[side, price - 1] - (maker[side, SIZE] if maker[side, PRICE] == price else 0) > 0:
+        if book[side, price - 1] - maker_size_at(maker, side, price) > 0:
             levels += 1
     return levels
 
@@ -127,7 +139,7 @@ def _background_pick(book, maker, side) -> int:
         return 0
     k = np.random.randint(levels)
     for price in range(1, LEVELS + 1):
-        if book[side, price - 1] - (maker[side, SIZE] if maker[side, PRICE] == price else 0) > 0:
+        if book[side, price - 1] - maker_size_at(maker, side, price) > 0:
             if k == 0:
                 return price
             k -= 1
@@ -150,7 +162,7 @@ def withdraw_stale(book, maker, ev, fo, counts, t, fair, p) -> int:
     for side in (YES, NO):
         for _ in range(MAX_WITHDRAWN):
             price = best_price(book, side)
-            own = maker[side, SIZE] if maker[side, PRICE] == price else 0
+            own = maker_size_at(maker, side, price)
             stale = price > fair if side == YES else 100 - price < fair
             if price == 0 or not stale or book[side, price - 1] == own:
                 break
@@ -175,7 +187,7 @@ def background_step(book, maker, ev, fo, counts, t, fair, x, p) -> int:
         price = _background_pick(book, maker, side)
     if price == 0:
         return t
-    own = maker[side, SIZE] if maker[side, PRICE] == price else 0
+    own = maker_size_at(maker, side, price)
     if add <= u < add + cancel and levels > 1:
         size = 0
     else:

@@ -103,11 +103,11 @@ def _trades_from(part: pa.Table, length: int) -> dict[str, np.ndarray]:
     """The trade arrays of one view's rows (:func:`_trade_columns` read back)."""
     trades = {}
     for name, dtype in TRADE_ARRAYS.items():
-        if name == "trade_steps":
-            continue
-        lists = part.column(name).combine_chunks()
-        trades[name] = lists.flatten().to_numpy(zero_copy_only=False).astype(dtype)
-        counts = lists.value_lengths().to_numpy(zero_copy_only=False)
+        if name != "trade_steps":
+            lists = part.column(name).combine_chunks()
+            trades[name] = lists.flatten().to_numpy(zero_copy_only=False).astype(dtype)
+    # Every trade column has the same lists: the last one read gives each step's count.
+    counts = lists.value_lengths().to_numpy(zero_copy_only=False)
     trades["trade_steps"] = np.repeat(np.arange(length, dtype=np.int32), counts)
     return {"trade_tape": True, **trades}
 

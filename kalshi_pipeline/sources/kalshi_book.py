@@ -127,9 +127,10 @@ def uncrossed(book: np.ndarray, side: int, price: int) -> int:
 def move_fair(fair: float, x: float, p: np.ndarray) -> float:
     """News at a burst: the signal's drift and noise, or the control's martingale move.
     A move is sized at a 50-cent price and shrinks to nothing at 1 and 99 cents (it is
-    scaled by ``(F - 1)(99 - F) / 49^2``), so the fair price stays inside 1..99 without
-    a clip: a zero-mean move leaves it a martingale even at the bounds, where the
-    traded price may have taken it."""
+    scaled by ``(F - 1)(99 - F) / 49^2``), so the fair price stays inside 1..99 with no
+    clip at work: a zero-mean move leaves it a martingale even at the bounds, where the
+    traded price may have taken it. (The guard below only holds a single move of more
+    than about 24 cents, which the shocks do not reach.)"""
     shock = np.random.standard_normal()
     signal_move = p[P_DRIFT] * x + p[P_NOISE] * shock
     move = signal_move if p[P_SIGNAL] > 0 else p[P_CONTROL_SCALE] * shock

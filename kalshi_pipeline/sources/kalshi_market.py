@@ -80,7 +80,7 @@ from kalshi_pipeline.sources.raw import LEVELS
 # it calls (https://numba.readthedocs.io, "Cache invalidation"). The digests of those
 # modules, checked by kalshi_pipeline_tests/sources/test_kalshi_population.py, change this
 # file whenever they change, so no stale code is ever run.
-COMPILED_WITH = {"kalshi_book.py": "07703ada1ba65ae3", "kalshi_quotes.py": "b4e694a7935ddbd4"}
+COMPILED_WITH = {"kalshi_book.py": "69381a6f3ae9fc3f", "kalshi_quotes.py": "7ae0600b845c21c5"}
 
 
 @numba.njit(cache=True)

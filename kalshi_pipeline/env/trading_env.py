@@ -37,13 +37,28 @@ class EnvConfig:
     max_position: int = 100
     limit_slippage_cents: int = 2
     reward_scale: float = 1.0
+    # How orders meet the book: "taker" crosses the spread at once (the rules above);
+    # "maker" rests a limit order at the touch (:mod:`kalshi_pipeline.env.resting_orders`).
+    # The fields below are read in maker mode only, except the fees, which both read.
+    execution: str = "taker"
+    order_expiry_steps: int = 20  # a resting order is removed after this many steps
+    latency_ms: int = 100  # an order reaches the book this long after the decision
+    cancel_latency_ms: int | None = None  # None: latency_ms
+    latency_distribution: str = "constant"  # or "lognormal": median latency_ms
+    latency_sigma: float = 0.5  # the lognormal's shape
+    queue_model: str = "risk_averse"  # or "log_prob", "power_prob"
+    queue_power: float = 2.0  # the power of "power_prob"
+    fee_type: str = "quadratic_with_maker_fees"  # or "quadratic": no maker fee
+    fee_multiplier: float = 1.0
+    # Per-series fees, each "SERIES:fee_type" or "SERIES:fee_type:multiplier".
+    series_fees: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping) -> Self:
-        return cls(**data)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 class MarketAgnosticKalshiEnv(gym.Env):

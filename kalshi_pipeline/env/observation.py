@@ -27,6 +27,16 @@ ORDER_FEATURES = (
 OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES + ORDER_FEATURES
 OBSERVATION_SIZE = len(OBSERVATION_NAMES)
 assert OBSERVATION_SIZE == 52
+# Maker mode: an order rests instead of filling at once, so buying power and the last
+# order's five values (rows 46-51) give way to each resting order's place: its distance
+# from the touch, the queue ahead of it and its age, for the order on the YES bids (BID)
+# and the one on the NO bids (ASK).
+RESTING_ORDER_FEATURES = (
+    "bid_order_distance", "bid_order_queue", "bid_order_age",
+    "ask_order_distance", "ask_order_queue", "ask_order_age",
+)  # fmt: skip
+MAKER_OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES[:-1] + RESTING_ORDER_FEATURES
+assert len(MAKER_OBSERVATION_NAMES) == OBSERVATION_SIZE
 OBSERVATION_BOUND = 5.0
 
 

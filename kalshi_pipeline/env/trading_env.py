@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from kalshi_pipeline.config_fields import Values, described
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
 from kalshi_pipeline.env.observation import OBSERVATION_BOUND, OBSERVATION_SIZE, observe
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
@@ -25,6 +26,11 @@ from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.views import MarketSessionView
 
+# The choices of EnvConfig's execution settings (checked by their own modules when built).
+EXECUTION_MODES = ("taker", "maker")
+LATENCY_DISTRIBUTIONS = ("constant", "lognormal")
+QUEUE_MODELS = ("risk_averse", "log_prob", "power_prob")
+FEE_TYPES = ("quadratic", "quadratic_with_maker_fees")
 _MIN_TRADE_CENTS = 2  # one contract at 1 cent plus its 1 cent fee
 
 
@@ -37,21 +43,55 @@ class EnvConfig:
     max_position: int = 100
     limit_slippage_cents: int = 2
     reward_scale: float = 1.0
-    # How orders meet the book: "taker" crosses the spread at once (the rules above);
-    # "maker" rests a limit order at the touch (:mod:`kalshi_pipeline.env.resting_orders`).
-    # The fields below are read in maker mode only, except the fees, which both read.
-    execution: str = "taker"
-    order_expiry_steps: int = 20  # a resting order is removed after this many steps
-    latency_ms: int = 100  # an order reaches the book this long after the decision
-    cancel_latency_ms: int | None = None  # None: latency_ms
-    latency_distribution: str = "constant"  # or "lognormal": median latency_ms
-    latency_sigma: float = 0.5  # the lognormal's shape
-    queue_model: str = "risk_averse"  # or "log_prob", "power_prob"
-    queue_power: float = 2.0  # the power of "power_prob"
-    fee_type: str = "quadratic_with_maker_fees"  # or "quadratic": no maker fee
-    fee_multiplier: float = 1.0
-    # Per-series fees, each "SERIES:fee_type" or "SERIES:fee_type:multiplier".
-    series_fees: tuple[str, ...] = ()
+    # How orders meet the book (the class docstring, "Execution and Fees"). The fields
+    # below ``execution`` are read in maker mode only, except the fees, read by both.
+    execution: str = described(
+        "taker",
+        "taker crosses the spread at once; maker rests a limit order at the touch",
+        choices=EXECUTION_MODES,
+    )
+    order_expiry_steps: int = described(
+        20, "maker: a resting order is removed after this many steps", values=Values.POSITIVE_INT
+    )
+    latency_ms: int = described(
+        100,
+        "maker: milliseconds from a decision to its order reaching the book",
+        values=Values.NON_NEGATIVE_INT,
+    )
+    cancel_latency_ms: int | None = described(
+        None,
+        "maker: milliseconds from a decision to its cancel reaching the book (default: latency-ms)",
+        values=Values.NON_NEGATIVE_INT,
+    )
+    latency_distribution: str = described(
+        "constant",
+        "maker: constant latencies, or lognormal ones with their median at the setting",
+        choices=LATENCY_DISTRIBUTIONS,
+    )
+    latency_sigma: float = described(
+        0.5, "maker: the lognormal latency's shape", values=Values.POSITIVE_FLOAT
+    )
+    queue_model: str = described(
+        "risk_averse",
+        "maker: how the queue ahead of a resting order moves (risk_averse: only trades advance it)",
+        choices=QUEUE_MODELS,
+    )
+    queue_power: float = described(
+        2.0, "maker: the power of the power_prob queue model", values=Values.POSITIVE_FLOAT
+    )
+    fee_type: str = described(
+        "quadratic_with_maker_fees",
+        "Kalshi's fee type of a series not named in series-fees (quadratic: no maker fee)",
+        choices=FEE_TYPES,
+    )
+    fee_multiplier: float = described(
+        1.0, "the fee multiplier of a series not named in series-fees", values=Values.POSITIVE_FLOAT
+    )
+    series_fees: tuple[str, ...] = described(
+        (),
+        "fees of named series, each SERIES:FEE_TYPE or SERIES:FEE_TYPE:MULTIPLIER",
+        metavar="SERIES:FEE_TYPE[:MULTIPLIER]",
+    )
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -7,10 +7,12 @@ P))`` dollars, rounded up to the cent.
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
 
+from kalshi_pipeline.config_fields import CHOICES
 from kalshi_pipeline.env.fees import FEE_TYPES, FeeModel, MarketFees, series_of
 from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.fees import taker_fee_cents
@@ -96,10 +98,9 @@ def test_from_env_reads_the_config():
     assert model.for_market("B-1").multiplier == Fraction(1, 4)
 
 
-def test_fee_types_are_the_env_configs():
-    from kalshi_pipeline.env import trading_env
-
-    assert FEE_TYPES == trading_env.FEE_TYPES
+def test_fee_types_are_the_env_configs_choices():
+    (field,) = [f for f in dataclasses.fields(EnvConfig) if f.name == "fee_type"]
+    assert field.metadata[CHOICES] == FEE_TYPES
 
 
 @pytest.mark.parametrize(

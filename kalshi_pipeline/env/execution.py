@@ -26,7 +26,7 @@ Rules
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Self
 
@@ -35,6 +35,7 @@ from kalshi_pipeline.market.fees import taker_fee_cents
 HOLD, BUY_YES, SELL_YES, BUY_NO, SELL_NO = range(5)
 ACTION_NAMES = ("HOLD", "BUY_YES", "SELL_YES", "BUY_NO", "SELL_NO")
 PAIR_PAYOUT_CENTS = 100
+FeeFunction = Callable[[int, int], int]  # (contracts, price in cents) -> fee in cents
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,22 +78,26 @@ def execute(
     order_size: int,
     max_position: int,
     limit_slippage_cents: int,
+    taker_fee: FeeFunction = taker_fee_cents,
 ) -> Fill:
     """Execute one action against one step's book.
 
     ``yes_bids``/``no_bids`` are the displayed bid levels ``(price_cents, size)``, best
-    (highest) first. Returns the fill; the caller applies it to its portfolio.
+    (highest) first; ``taker_fee(contracts, price_cents)`` is the market's taker fee
+    (:mod:`kalshi_pipeline.env.fees`). Returns the fill; the caller applies it to its
+    portfolio.
     """
+    slippage = limit_slippage_cents
     if action == BUY_YES:
         wanted = min(order_size, max_position - position)
-        return _buy(wanted, max(-position, 0), cash_cents, no_bids, limit_slippage_cents, +1)
+        return _buy(wanted, max(-position, 0), cash_cents, no_bids, slippage, +1, taker_fee)
     if action == BUY_NO:
         wanted = min(order_size, max_position + position)
-        return _buy(wanted, max(position, 0), cash_cents, yes_bids, limit_slippage_cents, -1)
+        return _buy(wanted, max(position, 0), cash_cents, yes_bids, slippage, -1, taker_fee)
     if action == SELL_YES and position > 0:
-        return _sell(min(order_size, position), yes_bids, limit_slippage_cents, -1)
+        return _sell(min(order_size, position), yes_bids, slippage, -1, taker_fee)
     if action == SELL_NO and position < 0:
-        return _sell(min(order_size, -position), no_bids, limit_slippage_cents, +1)
+        return _sell(min(order_size, -position), no_bids, slippage, +1, taker_fee)
     return NO_FILL
 
 
@@ -103,6 +108,7 @@ def _buy(
     opposite_bids: list[tuple[int, int]],
     slippage: int,
     direction: int,
+    taker_fee_cents: FeeFunction,
 ) -> Fill:
     """Buy ``wanted`` contracts from the asks formed by ``opposite_bids``.
 
@@ -151,7 +157,13 @@ def _buy(
     )  # fmt: skip
 
 
-def _sell(wanted: int, bids: list[tuple[int, int]], slippage: int, direction: int) -> Fill:
+def _sell(
+    wanted: int,
+    bids: list[tuple[int, int]],
+    slippage: int,
+    direction: int,
+    taker_fee_cents: FeeFunction,
+) -> Fill:
     """Sell ``wanted`` held contracts into ``bids``, walking down to the limit."""
     if not bids:
         return Fill(requested=wanted)

@@ -54,9 +54,12 @@ def observe(
     starting_cash_cents: int,
     order_size: int,
     max_position: int,
+    resting: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """The observation at step ``t``: ``features`` (the view's row ``t``), then the
-    portfolio's rows. ``mark`` is the held side's best bid at ``t`` (unused when flat)."""
+    portfolio's rows. ``mark`` is the held side's best bid at ``t`` (unused when flat).
+    In maker mode ``resting`` holds the six values of :data:`RESTING_ORDER_FEATURES`,
+    which take the last six rows (:data:`MAKER_OBSERVATION_NAMES`)."""
     position, cash, value = portfolio.position, portfolio.cash, portfolio.value
     order = order_size * 100  # the most one order can move, in cents
     held = value - cash
@@ -80,8 +83,10 @@ def observe(
         math.log1p(t - portfolio.opened_at) / 5 if position else 0.0,
         clip((portfolio.peak - value) / starting_cash_cents),
         clip(portfolio.fees_paid / order),
-        min(cash / order, 1.0),
-        *portfolio.last_order,
-        math.log1p(since_fill) / 5,
+        *(
+            (min(cash / order, 1.0), *portfolio.last_order, math.log1p(since_fill) / 5)
+            if resting is None
+            else resting
+        ),
     )
     return obs

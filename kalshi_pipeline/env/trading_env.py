@@ -10,95 +10,23 @@ arguments; which view an episode plays is its sampler's choice
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Self
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kalshi_pipeline.config_fields import Values, described
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
+from kalshi_pipeline.env.fees import FeeModel
 from kalshi_pipeline.env.observation import OBSERVATION_BOUND, OBSERVATION_SIZE, observe
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
+from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.views import MarketSessionView
 
-# The choices of EnvConfig's execution settings (checked by their own modules when built).
-EXECUTION_MODES = ("taker", "maker")
-LATENCY_DISTRIBUTIONS = ("constant", "lognormal")
-QUEUE_MODELS = ("risk_averse", "log_prob", "power_prob")
-FEE_TYPES = ("quadratic", "quadratic_with_maker_fees")
 _MIN_TRADE_CENTS = 2  # one contract at 1 cent plus its 1 cent fee
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnvConfig:
-    """Arguments of the environment (see the class docstring)."""
-
-    starting_cash_cents: int = 10_000
-    order_size: int = 10
-    max_position: int = 100
-    limit_slippage_cents: int = 2
-    reward_scale: float = 1.0
-    # How orders meet the book (the class docstring, "Execution and Fees"). The fields
-    # below ``execution`` are read in maker mode only, except the fees, read by both.
-    execution: str = described(
-        "taker",
-        "taker crosses the spread at once; maker rests a limit order at the touch",
-        choices=EXECUTION_MODES,
-    )
-    order_expiry_steps: int = described(
-        20, "maker: a resting order is removed after this many steps", values=Values.POSITIVE_INT
-    )
-    latency_ms: int = described(
-        100,
-        "maker: milliseconds from a decision to its order reaching the book",
-        values=Values.NON_NEGATIVE_INT,
-    )
-    cancel_latency_ms: int | None = described(
-        None,
-        "maker: milliseconds from a decision to its cancel reaching the book (default: latency-ms)",
-        values=Values.NON_NEGATIVE_INT,
-    )
-    latency_distribution: str = described(
-        "constant",
-        "maker: constant latencies, or lognormal ones with their median at the setting",
-        choices=LATENCY_DISTRIBUTIONS,
-    )
-    latency_sigma: float = described(
-        0.5, "maker: the lognormal latency's shape", values=Values.POSITIVE_FLOAT
-    )
-    queue_model: str = described(
-        "risk_averse",
-        "maker: how the queue ahead of a resting order moves (risk_averse: only trades advance it)",
-        choices=QUEUE_MODELS,
-    )
-    queue_power: float = described(
-        2.0, "maker: the power of the power_prob queue model", values=Values.POSITIVE_FLOAT
-    )
-    fee_type: str = described(
-        "quadratic_with_maker_fees",
-        "Kalshi's fee type of a series not named in series-fees (quadratic: no maker fee)",
-        choices=FEE_TYPES,
-    )
-    fee_multiplier: float = described(
-        1.0, "the fee multiplier of a series not named in series-fees", values=Values.POSITIVE_FLOAT
-    )
-    series_fees: tuple[str, ...] = described(
-        (),
-        "fees of named series, each SERIES:FEE_TYPE or SERIES:FEE_TYPE:MULTIPLIER",
-        metavar="SERIES:FEE_TYPE[:MULTIPLIER]",
-    )
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> Self:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 class MarketAgnosticKalshiEnv(gym.Env):
@@ -128,6 +56,36 @@ class MarketAgnosticKalshiEnv(gym.Env):
     ``ceil(0.07 * C * P * (1 - P))`` dollars rounded up to the cent; liquidity taken is
     gone for the rest of the step. Positive position = YES contracts, negative = NO.
     Cash is integer cents and never goes negative.
+
+    ``execution="maker"`` gives the same five actions resting limit orders instead
+    (:mod:`kalshi_pipeline.env.resting_orders`, docs/environment.md, "Maker execution"):
+
+    | Rule      | Maker mode                                                           |
+    |-----------|----------------------------------------------------------------------|
+    | slots     | one order on the YES bids (BUY_YES, SELL_NO), one on the NO bids     |
+    |           | (BUY_NO, SELL_YES)                                                   |
+    | action    | up to ``order_size`` at the touch of its book now, replacing its     |
+    |           | slot's order (cancelled; the new one joins the back of the queue)    |
+    | HOLD      | leaves resting orders alone                                          |
+    | latency   | an order reaches the book ``latency_ms`` after the decision, a       |
+    |           | cancel ``cancel_latency_ms``; constant or lognormal (the env's seed);|
+    |           | a replacement never arrives before the cancel of the order it ends   |
+    | post-only | an order that would cross the book on arrival is cancelled          |
+    | queue     | it joins behind the visible size at its price; ``queue_model`` moves |
+    |           | the queue ahead on trades there and on the level's size changes      |
+    | fills     | trade contracts beyond the queue ahead fill it, partly if need be;   |
+    |           | a trade through its price or the other book crossing it fills the    |
+    |           | rest, at its price                                                   |
+    | fees      | maker fee ``ceil(0.0175 * C * P * (1 - P))`` per fill (0 for fee     |
+    |           | type ``quadratic``); an unfilled order costs nothing                 |
+    | expiry    | removed after ``order_expiry_steps`` steps, and at the episode's end |
+    | cash      | a resting order reserves leaves x (price + one contract's maker fee);|
+    |           | a buy is sized to the unreserved cash when it arrives                |
+    | position  | position plus its slot's resting order within ``max_position``; a    |
+    |           | sell rests only against contracts held                               |
+
+    Fees of both modes come from ``fee_type``, ``fee_multiplier`` and ``series_fees``
+    (:mod:`kalshi_pipeline.env.fees`: Kalshi's fee types, per series).
 
     ## Observation Space
 
@@ -192,6 +150,18 @@ class MarketAgnosticKalshiEnv(gym.Env):
     | 50  | last_fee           | fee of the last fill, cents / 10                        |
     | 51  | steps_since_fill   | log1p(steps since the last fill) / 5                    |
 
+    In maker mode rows 46-51 are each resting order's place instead (buying power and
+    the last order's values say nothing of an order that rests), YES-bid order first:
+
+    | Num    | Observation                  | Meaning                                  |
+    |--------|------------------------------|------------------------------------------|
+    | 46, 49 | bid_/ask_order_distance      | (touch - order price) / 100 on its book  |
+    | 47, 50 | bid_/ask_order_queue         | queue ahead / the level's visible size   |
+    |        |                              | (1 in flight; -1 without an order)       |
+    | 48, 51 | bid_/ask_order_age           | log1p(steps since placed) / 5            |
+
+    Without an order a slot shows distance 0, queue -1, age 0.
+
     ## Rewards
 
     The change in portfolio value since the previous step, in dollars, times
@@ -216,17 +186,15 @@ class MarketAgnosticKalshiEnv(gym.Env):
     ## Arguments
 
     ``MarketAgnosticKalshiEnv(view, config=None, sampler=None, render_mode=None)``:
-    ``view`` is one view or a sequence of views; ``config`` an :class:`EnvConfig`
-    (``starting_cash_cents=10_000``, ``order_size=10``, ``max_position=100``,
-    ``limit_slippage_cents=2``, ``reward_scale=1.0``); ``sampler`` a
-    :class:`~kalshi_pipeline.env.samplers.ViewSampler` over the views (default:
-    sequential, one episode per view). ``set_market_view(view)`` plays that view at the
-    next ``reset()``. Every view must carry the feature layout this env was built for.
-    Registered with Gymnasium as ``kalshi_pipeline/MarketAgnosticKalshi-v0``.
-
-    ``info`` of ``reset()`` and ``step()``: ``portfolio_value_cents``, ``cash_cents``,
-    ``position``, ``step`` and ``view`` (``"<session>/<ticker>"``); ``step()`` adds
-    ``filled`` (signed contracts) and ``fees_cents``.
+    ``view`` is one view or a sequence of views; ``config`` an :class:`EnvConfig` (its
+    fields, defaults and help: :mod:`kalshi_pipeline.env.env_config`); ``sampler`` a
+    :class:`~kalshi_pipeline.env.samplers.ViewSampler` over the views (default: each in
+    turn). ``set_market_view(view)`` plays that view at the next ``reset()``. Every view
+    must carry the feature layout this env was built for. Registered with Gymnasium as
+    ``kalshi_pipeline/MarketAgnosticKalshi-v0``. ``info``: ``portfolio_value_cents``,
+    ``cash_cents``, ``position``, ``step``, ``view`` (``"<session>/<ticker>"``); ``step()``
+    adds ``filled`` (signed contracts), ``fees_cents`` and in maker mode ``fills`` (each a
+    :class:`~kalshi_pipeline.env.resting_orders.MakerFill`).
 
     ## Example
 
@@ -252,8 +220,11 @@ class MarketAgnosticKalshiEnv(gym.Env):
         sampler: ViewSampler | None = None,
         render_mode: str | None = None,
     ) -> None:
-        self.config = config or EnvConfig()
+        self.config = config = config or EnvConfig()
         self.render_mode = render_mode
+        self._fee_model = FeeModel.from_env(config)
+        self._rules = maker_rules(config) if config.execution == "maker" else None
+        self._orders: RestingOrders | None = None
         self.observation_space = spaces.Box(
             -OBSERVATION_BOUND, OBSERVATION_BOUND, (OBSERVATION_SIZE,), np.float32
         )
@@ -309,6 +280,10 @@ class MarketAgnosticKalshiEnv(gym.Env):
             view = self.views[self.sampler.next_index(self.np_random)]
         self._load(view)
         self._portfolio = Portfolio(self.config.starting_cash_cents)
+        if self._rules is not None:
+            self._orders = RestingOrders(
+                view, self._rules, self._fees, self._portfolio, self.np_random
+            )
         self._t = 0
         return self._observation(0), self._info(0)
 
@@ -316,12 +291,14 @@ class MarketAgnosticKalshiEnv(gym.Env):
         action = int(action)
         t = self._t
         portfolio = self._portfolio
-        if action == HOLD:
+        terminated = t + 1 >= self._length
+        if self._orders is not None:
+            filled, fees, fills = self._rest(action, t, terminated)
+        elif action == HOLD:
             filled = fees = 0
             portfolio.last_order = NO_ORDER
         else:
             filled, fees = self._trade(action, t)
-        terminated = t + 1 >= self._length
         # The action met step t's book; the portfolio is valued at the next step's (or at
         # the last one's after the last action), and the reward is its change in dollars.
         self._t = now = t if terminated else t + 1
@@ -331,6 +308,8 @@ class MarketAgnosticKalshiEnv(gym.Env):
             terminated = True
         info = self._info(now)
         info["filled"], info["fees_cents"] = filled, fees
+        if self._orders is not None:
+            info["fills"] = fills
         return self._observation(now), float(reward), terminated, False, info
 
     def render(self):
@@ -352,6 +331,18 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._no_bid = view.best_no_bid.tolist()
         self._yes_prices, self._yes_sizes = view.yes_bid_prices, view.yes_bid_sizes
         self._no_prices, self._no_sizes = view.no_bid_prices, view.no_bid_sizes
+        self._fees = self._fee_model.for_market(view.market_ticker)
+
+    def _rest(self, action: int, t: int, last: bool) -> tuple[int, int, tuple]:
+        """Maker mode: send ``action``'s order at step ``t``, then play the exchange up
+        to step ``t + 1`` (nothing after the last step). Returns (signed contracts
+        filled, fees in cents, the fills)."""
+        orders = self._orders
+        if action != HOLD:
+            orders.decide(action, t)
+        fills = () if last else tuple(orders.advance(t + 1))
+        filled = sum(f.side * f.contracts for f in fills)
+        return filled, sum(f.fee_cents for f in fills), fills
 
     def _trade(self, action: int, t: int) -> tuple[int, int]:
         """Send ``action``'s order to step ``t``'s book and book the fill: (signed
@@ -364,7 +355,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
         fill = execute(
             action, portfolio.position, portfolio.cash, yes_bids, no_bids,
             order_size=c.order_size, max_position=c.max_position,
-            limit_slippage_cents=c.limit_slippage_cents,
+            limit_slippage_cents=c.limit_slippage_cents, taker_fee=self._fees.taker,
         )  # fmt: skip
         if fill.contracts:
             portfolio.apply(fill, t)
@@ -387,6 +378,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
             self._features[t], portfolio, t, mark,
             starting_cash_cents=c.starting_cash_cents, order_size=c.order_size,
             max_position=c.max_position,
+            resting=None if self._orders is None else self._orders.observation(t),
         )  # fmt: skip
 
     def _info(self, t: int) -> dict:

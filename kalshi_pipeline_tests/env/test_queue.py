@@ -221,3 +221,106 @@ def test_queue_model_by_name():
 def test_queue_models_are_the_env_configs_choices():
     (field,) = [f for f in dataclasses.fields(EnvConfig) if f.name == "queue_model"]
     assert field.metadata[CHOICES] == QUEUE_MODELS
+
+
+# Sequences on one bid level at 50 (the first entry is the level when a buy of 10 joins);
+# the cross-check below runs each through hftbacktest's partial-fill exchange.
+SEQUENCES = {
+    "nan_prob_sends_to_back": [
+        ("depth", 1),
+        ("depth", 101),
+        ("depth", 51),
+        ("depth", 40),
+        ("trade", 1),
+    ],
+    "negative_front_fills_on_next_trade": [
+        ("depth", 1),
+        ("depth", 101),
+        ("depth", 51),
+        ("trade", 1),
+    ],
+    "cancel_ahead_then_trades": [
+        ("depth", 10),
+        ("depth", 15),
+        ("depth", 9),
+        ("trade", 6),
+        ("trade", 1),
+    ],
+    "one_trade_past_the_queue": [("depth", 10), ("depth", 15), ("depth", 9), ("trade", 7)],
+    "exact_queue_then_more": [("depth", 5), ("trade", 5), ("trade", 3)],
+}
+MODEL_SETTINGS = [("risk_averse", 2.0), ("log_prob", 2.0), ("power_prob", 2.0), ("power_prob", 2.5)]
+
+
+def our_filled(name: str, power: float, sequence, order_size: int = 10) -> int:
+    model = queue_model(name, power)
+    level = sequence[0][1]
+    q = model.join(level)
+    filled = 0
+    for kind, size in sequence[1:]:
+        if kind == "depth":
+            model.depth(q, level, size)
+            level = size
+        else:
+            model.trade(q, size)
+            filled += min(model.filled(q), order_size - filled)
+    return filled
+
+
+def hftbacktest_filled(
+    hbt_module, name: str, power: float, sequence, order_size: int = 10
+) -> float:
+    import numpy as np
+
+    h = hbt_module
+    flags = h.EXCH_EVENT | h.LOCAL_EVENT
+    rows = [(h.DEPTH_EVENT | h.SELL_EVENT | flags, 1000, 1000, 90.0, 1.0, 0, 0, 0.0)]
+    for i, (kind, size) in enumerate(sequence):
+        ts = 2000 + 1000 * i
+        kind_flags = (
+            h.DEPTH_EVENT | h.BUY_EVENT if kind == "depth" else h.TRADE_EVENT | h.SELL_EVENT
+        )
+        rows.append((kind_flags | flags, ts, ts, 50.0, float(size), 0, 0, 0.0))
+    rows.append((h.DEPTH_EVENT | h.SELL_EVENT | flags, 99_000, 99_000, 91.0, 1.0, 0, 0, 0.0))
+    asset = (
+        h.BacktestAsset()
+        .data(np.array(rows, dtype=h.event_dtype))
+        .linear_asset(1.0)
+        .constant_order_latency(0, 0)
+        .tick_size(1.0)
+        .lot_size(1.0)
+        .partial_fill_exchange()
+        .trading_value_fee_model(0.0, 0.0)
+    )
+    if name == "risk_averse":
+        asset = asset.risk_adverse_queue_model()
+    elif name == "log_prob":
+        asset = asset.log_prob_queue_model()
+    else:
+        asset = asset.power_prob_queue_model(power)
+    hbt = h.HashMapMarketDepthBacktest([asset])
+    hbt.elapse(1500)  # past the first level event at 2000 (the clock starts at 1000)
+    hbt.submit_buy_order(0, 1, 50.0, float(order_size), h.GTX, h.LIMIT, False)
+    hbt.elapse(1000 * len(sequence))
+    leaves = hbt.orders(0).get(1).leaves_qty
+    hbt.close()
+    return order_size - leaves
+
+
+@pytest.mark.parametrize(("name", "power"), MODEL_SETTINGS)
+@pytest.mark.parametrize("sequence", SEQUENCES.values(), ids=SEQUENCES.keys())
+def test_fills_match_hftbacktest(name, power, sequence):
+    hbt_module = pytest.importorskip("hftbacktest")
+    assert our_filled(name, power, sequence) == hftbacktest_filled(
+        hbt_module, name, power, sequence
+    )
+
+
+def test_the_cross_checked_sequences_tell_the_models_apart():
+    # so that the cross-check above could fail: the models disagree on these sequences
+    fills = {
+        setting: [our_filled(*setting, s) for s in SEQUENCES.values()] for setting in MODEL_SETTINGS
+    }
+    assert fills[("risk_averse", 2.0)] == [0, 0, 0, 0, 3]
+    assert fills[("log_prob", 2.0)] == [0, 7, 0, 0, 3]
+    assert fills[("power_prob", 2.0)] == [0, 0, 2, 2, 3]

@@ -13,8 +13,8 @@ from fractions import Fraction
 import pytest
 
 from kalshi_pipeline.config_fields import CHOICES
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.fees import FEE_TYPES, FeeModel, MarketFees, series_of
-from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.market.fees import taker_fee_cents
 
 

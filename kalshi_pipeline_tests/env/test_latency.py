@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from kalshi_pipeline.config_fields import CHOICES
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.latency import LATENCY_DISTRIBUTIONS, LatencyModel
-from kalshi_pipeline.env.trading_env import EnvConfig
 
 
 def test_constant_returns_the_settings_and_leaves_the_rng_alone():

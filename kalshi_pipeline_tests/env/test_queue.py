@@ -14,6 +14,7 @@ import math
 import pytest
 
 from kalshi_pipeline.config_fields import CHOICES
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.queue import (
     QUEUE_MODELS,
     LogProbQueue,
@@ -24,7 +25,6 @@ from kalshi_pipeline.env.queue import (
     rust_min,
     rust_round,
 )
-from kalshi_pipeline.env.trading_env import EnvConfig
 
 ALL_MODELS = [RiskAverseQueue(), LogProbQueue(), PowerProbQueue(2.0)]
 

@@ -15,7 +15,12 @@ import math
 import numpy as np
 
 from kalshi_pipeline.env.portfolio import Portfolio
-from kalshi_pipeline.market.features import FEATURE_NAMES, NUM_FEATURES
+from kalshi_pipeline.market.features import (
+    FEATURE_LAYOUT,
+    FEATURE_LAYOUT_VERSION,
+    FEATURE_NAMES,
+    NUM_FEATURES,
+)
 
 PORTFOLIO_FEATURES = (
     "cash_ratio", "exposure", "signed_position", "unrealized_pnl", "total_return",
@@ -90,3 +95,16 @@ def observe(
         ),
     )
     return obs
+
+
+def check_layout(view) -> None:
+    """Refuse a view whose 36 features are not in the layout the observation is made of."""
+    if (view.feature_layout, view.feature_layout_version) != (
+        FEATURE_LAYOUT,
+        FEATURE_LAYOUT_VERSION,
+    ):
+        raise ValueError(
+            f"view {view.key} has feature layout {view.feature_layout} "
+            f"v{view.feature_layout_version}; this environment needs {FEATURE_LAYOUT} "
+            f"v{FEATURE_LAYOUT_VERSION}"
+        )

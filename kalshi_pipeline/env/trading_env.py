@@ -19,11 +19,15 @@ from gymnasium import spaces
 from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
 from kalshi_pipeline.env.fees import FeeModel
-from kalshi_pipeline.env.observation import OBSERVATION_BOUND, OBSERVATION_SIZE, observe
+from kalshi_pipeline.env.observation import (
+    OBSERVATION_BOUND,
+    OBSERVATION_SIZE,
+    check_layout,
+    observe,
+)
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
 from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
-from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.views import MarketSessionView
 
 _MIN_TRADE_CENTS = 2  # one contract at 1 cent plus its 1 cent fee
@@ -241,7 +245,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
         if not views:
             raise ValueError("the environment needs at least one view")
         for v in views:
-            _check_layout(v)
+            check_layout(v)
         sampler = sampler or SequentialSampler(len(views))
         # Check before assigning: a refused call must leave the env as it was.
         if sampler.n_views != len(views):
@@ -257,7 +261,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
 
     def set_market_view(self, view: MarketSessionView) -> None:
         """Play ``view`` at the next ``reset()`` (then the sampler takes over again)."""
-        _check_layout(view)
+        check_layout(view)
         self._next_view = view
 
     def sampler_call(self, method: str, *args):
@@ -390,15 +394,3 @@ class MarketAgnosticKalshiEnv(gym.Env):
             "step": t,
             "view": self._view_key,
         }
-
-
-def _check_layout(view: MarketSessionView) -> None:
-    if (view.feature_layout, view.feature_layout_version) != (
-        FEATURE_LAYOUT,
-        FEATURE_LAYOUT_VERSION,
-    ):
-        raise ValueError(
-            f"view {view.key} has feature layout {view.feature_layout} "
-            f"v{view.feature_layout_version}; this environment needs {FEATURE_LAYOUT} "
-            f"v{FEATURE_LAYOUT_VERSION}"
-        )

@@ -9,16 +9,15 @@ and docs/environment.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Self
 
-from kalshi_pipeline.config_fields import Values, described
+from kalshi_pipeline.config_fields import CHOICES, Values, described
+from kalshi_pipeline.env.fees import FEE_TYPES
+from kalshi_pipeline.env.latency import LATENCY_DISTRIBUTIONS
+from kalshi_pipeline.env.queue import QUEUE_MODELS
 
-# The choices of EnvConfig's execution settings (checked by their own modules when built).
 EXECUTION_MODES = ("taker", "maker")
-LATENCY_DISTRIBUTIONS = ("constant", "lognormal")
-QUEUE_MODELS = ("risk_averse", "log_prob", "power_prob")
-FEE_TYPES = ("quadratic", "quadratic_with_maker_fees")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +78,17 @@ class EnvConfig:
         "fees of named series, each SERIES:FEE_TYPE or SERIES:FEE_TYPE:MULTIPLIER",
         metavar="SERIES:FEE_TYPE[:MULTIPLIER]",
     )
+
+    def __post_init__(self) -> None:
+        """Refuse a setting outside its choices or range, naming it (the fee, latency
+        and queue settings are checked again, in full, by their own models)."""
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get(CHOICES)
+            if choices and value not in choices:
+                raise ValueError(f"env {f.name} must be one of {', '.join(choices)}, got {value!r}")
+        for name in ("order_size", "max_position", "order_expiry_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"env {name} must be at least 1, got {getattr(self, name)!r}")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -108,8 +108,6 @@ class MakerRules:
 
 def maker_rules(config) -> MakerRules:
     """The exchange's rules from an :class:`~.env_config.EnvConfig`."""
-    if config.order_expiry_steps < 1:
-        raise ValueError(f"order_expiry_steps must be at least 1, got {config.order_expiry_steps}")
     return MakerRules(
         order_size=config.order_size,
         max_position=config.max_position,

@@ -1,9 +1,12 @@
-"""Raw environment speed: MarketAgnosticKalshiEnv against Gymnasium's CartPole-v1.
+"""Raw environment speed: MarketAgnosticKalshiEnv in both execution modes against
+Gymnasium's CartPole-v1.
 
 Steps the unwrapped environment with uniformly random actions over the views of several
-simulated sessions (a new view every episode), then CartPole-v1 (unwrapped) with random
-actions, in the same process, for the same number of steps; best of 3 each. Prints
-steps/s and the ratio (target at least 0.5x; 1x is the ambition).
+simulated sessions of the calibrated population, which carry a trade tape (a new view
+every episode), once in ``taker`` mode and once in ``maker`` mode (resting orders,
+100 ms latency, the risk-averse queue), then CartPole-v1 (unwrapped) with random actions,
+in the same process, for the same number of steps; best of 3 each. Prints steps/s and the
+ratios (target at least 0.5x in both modes; 1x is the ambition).
 
     python benchmarks/bench_env.py [--steps 200000]
 """
@@ -16,9 +19,9 @@ import time
 import gymnasium
 import numpy as np
 
-from kalshi_pipeline.env import BalancedSampler, MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import BalancedSampler, EnvConfig, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
-from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
+from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 
 
 def steps_per_second(env, actions: list[int], runs: int = 3) -> float:
@@ -42,22 +45,23 @@ def main() -> None:
     views = [
         view
         for session_id in (1, 2, 3)
-        for view in build_market_views(
-            simulate_session(
-                session_id, 4, SimulatorConfig(population=Population.TWO_CLASS, markets=40)
-            )
-        )
+        for view in build_market_views(simulate_session(session_id, 4, SimulatorConfig(markets=40)))
     ]
-    env = MarketAgnosticKalshiEnv(views, sampler=BalancedSampler(len(views)))
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 5, size=args.steps).tolist()
-    ours = steps_per_second(env, actions)
-    episodes = int(env.episode_counts.sum())
+    speeds = {}
+    for mode in ("taker", "maker"):
+        env = MarketAgnosticKalshiEnv(
+            views, EnvConfig(execution=mode), sampler=BalancedSampler(len(views))
+        )
+        speeds[mode] = steps_per_second(env, actions)
     cartpole = steps_per_second(gymnasium.make("CartPole-v1").unwrapped, [a % 2 for a in actions])
-    print(f"views: {len(views)}, episodes played in the last run: {episodes}")
-    print(f"MarketAgnosticKalshiEnv {ours:>12,.0f} steps/s (random actions)")
-    print(f"CartPole-v1 (unwrapped) {cartpole:>12,.0f} steps/s")
-    print(f"ratio                   {ours / cartpole:>12.2f}x   (target >= 0.5x, ambition 1x)")
+    print(f"views: {len(views)}, trades on their tapes: {sum(len(v.trade_steps) for v in views)}")
+    for mode, speed in speeds.items():
+        print(f"MarketAgnosticKalshiEnv, {mode:<5} {speed:>12,.0f} steps/s (random actions)")
+    print(f"CartPole-v1 (unwrapped)        {cartpole:>12,.0f} steps/s")
+    for mode, speed in speeds.items():
+        print(f"ratio, {mode:<5}                  {speed / cartpole:>12.2f}x   (target >= 0.5x)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ BID, ASK = 1, -1
 _SLOT = {BUY_YES: BID, SELL_NO: BID, BUY_NO: ASK, SELL_YES: ASK}
 _CLOSING = (SELL_NO, SELL_YES)  # they only sell what is held
 _NEW, _CANCEL = 0, 1
+_NO_ORDER = (0.0, -1.0, 0.0)  # a slot's observation without an order
+_NO_ORDERS = _NO_ORDER * 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,17 +84,19 @@ class RestingOrder:
 
     __slots__ = (
         "order_id", "side", "price", "wanted", "closing", "leaves", "queue", "placed",
-        "seen_size", "live", "over",
+        "live", "over", "size", "size_step",
     )  # fmt: skip
 
-    def __init__(self, order_id, side, price, wanted, closing, placed, seen_size) -> None:
+    def __init__(self, order_id, side, price, wanted, closing, placed) -> None:
         self.order_id, self.side, self.price = order_id, side, price
         self.wanted, self.closing, self.placed = wanted, closing, placed
-        self.seen_size = seen_size  # its level's size at the decision
         self.leaves = 0
         self.queue: QueuePosition | None = None
         self.live = False  # resting on the book
         self.over = False  # cancelled, rejected, expired or filled
+        # The visible size at its price at step ``size_step`` (None: beyond the view).
+        self.size: int | None = None
+        self.size_step = -1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,9 +153,7 @@ class RestingOrders:
             return
         wanted = min(self.rules.order_size, nettable) if closing else self.rules.order_size
         self.orders += 1
-        order = RestingOrder(
-            self.orders, side, price, wanted, closing, t, self._size_at(side, t, price) or 0
-        )
+        order = RestingOrder(self.orders, side, price, wanted, closing, t)
         now = self.times[t]
         arrives = now + self.rules.latency.entry(self.rng)
         previous = self.slot[side]
@@ -170,20 +172,24 @@ class RestingOrders:
     def advance(self, s: int) -> list[MakerFill]:
         """Play the events from step ``s - 1`` to step ``s``; returns the fills."""
         self.fills = []
-        now = self.times[s]
-        self._arrive(lambda time: time < now, s - 1)
-        for book_side, price, contracts in self.trades.get(s, ()):
-            self._trade(book_side, price, contracts, s)
+        now, pending = self.times[s], self.pending
+        if pending and pending[0][0] < now:
+            self._arrive(now, s - 1)
+        if s in self.trades:
+            for book_side, price, contracts in self.trades[s]:
+                self._trade(book_side, price, contracts, s)
         if self.live:
             self._depth(s)
-        self._arrive(lambda time: time <= now, s)
-        self._expire(s)
+        if pending and pending[0][0] <= now:
+            self._arrive(now + 1, s)  # times are whole milliseconds
+        if self.live or pending:
+            self._expire(s)
         return self.fills
 
-    def _arrive(self, due, b: int) -> None:
-        """Apply the requests ``due`` by their time, against book ``b``."""
+    def _arrive(self, until: int, b: int) -> None:
+        """Apply the requests that arrive before ``until``, against book ``b``."""
         pending = self.pending
-        while pending and due(pending[0][0]):
+        while pending and pending[0][0] < until:
             _, _, kind, order = heapq.heappop(pending)
             if kind == _CANCEL:
                 self._end(order)
@@ -201,7 +207,10 @@ class RestingOrders:
             self._end(order)
             return
         size = self._size_at(side, b, price)
-        order.queue = self.rules.queue.join(order.seen_size if size is None else size)
+        order.size, order.size_step = size, b
+        if size is None:  # beyond the view now: its level's size when it was decided
+            size = self._size_at(side, order.placed, price) or 0
+        order.queue = self.rules.queue.join(size)
         order.live = True
         self.live.append(order)
 
@@ -243,7 +252,8 @@ class RestingOrders:
                 self._fill(order, order.leaves, s)
                 continue
             after = self._size_at(side, s, price)
-            before = self._size_at(side, s - 1, price)
+            before = order.size if order.size_step == s - 1 else self._size_at(side, s - 1, price)
+            order.size, order.size_step = after, s
             if after is None or before == after:
                 continue  # unseen, or unchanged
             queue.depth(order.queue, after if before is None else before, after)
@@ -303,15 +313,18 @@ class RestingOrders:
     def observation(self, t: int) -> tuple[float, ...]:
         """Each slot's order as the observation shows it: distance from the touch, queue
         ahead relative to its level's size, age (docs/environment.md, "Observation")."""
+        slot = self.slot
+        if (slot[BID] is None or slot[BID].over) and (slot[ASK] is None or slot[ASK].over):
+            return _NO_ORDERS
         values: list[float] = []
         for side in (BID, ASK):
-            order = self.slot[side]
+            order = slot[side]
             if order is None or order.over:
-                values += (0.0, -1.0, 0.0)
+                values += _NO_ORDER
                 continue
             distance = (self.best[side][t] - order.price) / 100
             if order.live:
-                size = self._size_at(side, t, order.price)
+                size = order.size if order.size_step == t else self._size_at(side, t, order.price)
                 ahead = self.rules.queue.ahead(order.queue)
                 queue = min(ahead / size, 1.0) if size else float(ahead > 0)
             else:

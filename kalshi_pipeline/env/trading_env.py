@@ -345,6 +345,8 @@ class MarketAgnosticKalshiEnv(gym.Env):
         if action != HOLD:
             orders.decide(action, t)
         fills = () if last else tuple(orders.advance(t + 1))
+        if not fills:
+            return 0, 0, fills
         filled = sum(f.side * f.contracts for f in fills)
         return filled, sum(f.fee_cents for f in fills), fills
 

@@ -2,8 +2,10 @@
 
 :class:`PipelineConfig` holds the filters (``FilterConfig``), the split
 (:class:`SplitConfig`), the training (:class:`TrainingChoice`: a profile and what is
-changed from it) and the environment; :class:`TuningChoice` is a tuning study. "Unset" is
-always ``None`` (the profile's value). Each field is declared with its help
+changed from it), the environment and the execution settings
+(:class:`~kalshi_pipeline.training.execution_choice.ExecutionChoice`: how orders meet the
+book, taker or maker); :class:`TuningChoice` is a tuning study. "Unset" is always
+``None`` (the profile's value). Each field is declared with its help
 (:func:`kalshi_pipeline.config_fields.described`): ``kalshi-pipeline``'s options
 (:mod:`kalshi_pipeline.cli.options`) and Dagster's run config
 (:mod:`kalshi_pipeline.defs.config`) are both made from these dataclasses, so a default,
@@ -41,6 +43,7 @@ from kalshi_pipeline.training.config_checks import (
     check_layers,
 )
 from kalshi_pipeline.training.evaluation import round_trip_fees_cents
+from kalshi_pipeline.training.execution_choice import ExecutionChoice
 
 # The round trip's fees of one default order at 50 cents, where they are highest: a
 # market whose spread is wider costs more to cross than the fees at every price, so it is
@@ -232,15 +235,28 @@ class TrainingChoice:
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     """Everything a training run is configured by: filters, split, training, env
-    (``None``: the profile's)."""
+    (``None``: the profile's) and the execution settings.
+
+    The execution settings are an :class:`ExecutionChoice` of their own, not a field of
+    ``env``: it holds only the settings given (the command line's execution flags,
+    Dagster's), each changing the env config the run trains with (``env``, else the
+    profile's), so that a default config resolves to exactly the training config it did
+    before these settings existed, and a model evaluated with a choice is evaluated in its
+    own env config (its lineage's) with only the given settings changed. Their defaults
+    and help are EnvConfig's, written once there."""
 
     filters: FilterConfig = field(default_factory=FilterConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     training: TrainingChoice = field(default_factory=TrainingChoice)
     env: EnvConfig | None = None
+    execution: ExecutionChoice = field(default_factory=ExecutionChoice)
 
     def training_config(self) -> TrainingConfig:
-        return self.training.resolve(self.env)
+        """The training config: the profile with the training choice's changes, ``env``
+        (when given), and the execution settings given on top."""
+        resolved = self.training.resolve(self.env)
+        env = self.execution.apply(resolved.env)
+        return resolved if env is resolved.env else replace(resolved, env=env)
 
     def to_json(self) -> dict:
         return {
@@ -248,6 +264,7 @@ class PipelineConfig:
             "split": self.split.to_json(),
             "training": self.training.to_json(),
             "env": None if self.env is None else flat_to_json(self.env),
+            "execution": self.execution.to_json(),
         }
 
     @classmethod
@@ -257,7 +274,9 @@ class PipelineConfig:
             filters=FilterConfig.from_json(data["filters"]),
             split=SplitConfig.from_json(data["split"]),
             training=TrainingChoice.from_json(data["training"]),
-            env=None if env is None else flat_from_json(EnvConfig, env),
+            env=None if env is None else EnvConfig.from_json(env),
+            # A config written before the execution settings: none given.
+            execution=ExecutionChoice.from_json(data.get("execution", {})),
         )
 
 

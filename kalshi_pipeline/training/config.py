@@ -184,7 +184,7 @@ class TrainingConfig:
             **values
             | {
                 "hyperparameters": AlgorithmConfig.from_json(values["hyperparameters"]),
-                "env": EnvConfig(**values["env"]),
+                "env": EnvConfig.from_json(values["env"]),
             }
         )
 

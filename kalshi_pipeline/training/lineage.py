@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
+from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.validation import ValidationScore
 
@@ -51,8 +52,10 @@ class CandidateResult:
 class Lineage:
     """What produced a model. ``config`` is the training config as JSON data (a file
     written by an older version may hold fields today's config lacks, so it is not read
-    back into a :class:`TrainingConfig`); ``timesteps`` is the phase's last count, while
-    ``selected_by_validation`` gives the timesteps of the model kept."""
+    back into a :class:`TrainingConfig`; its env config is, by :meth:`env_config`: the
+    model's execution settings, which its evaluation plays with); ``timesteps`` is the
+    phase's last count, while ``selected_by_validation`` gives the timesteps of the model
+    kept."""
 
     phase: int
     algorithm: str
@@ -118,6 +121,12 @@ class Lineage:
             ),
             selection=data.get("selection"),
         )
+
+    def env_config(self) -> EnvConfig:
+        """The env config the model was trained with, as its lineage records it. A file
+        written before the execution settings has none of their keys: it reads as the
+        defaults, a taker (which is how such a model was trained)."""
+        return EnvConfig.from_json(self.config["env"])
 
     def with_candidates(
         self,

@@ -4,9 +4,11 @@ range of every setting, and budgets in whole rollouts."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from kalshi_pipeline.env import EnvConfig
 from kalshi_pipeline.training.config import (
     PROFILES,
     AlgorithmConfig,
@@ -130,6 +132,12 @@ def test_configs_survive_a_json_round_trip():
         assert AlgorithmConfig.from_json(data["hyperparameters"]) == config.hyperparameters
     # As recorded in a lineage: tuples as lists, the same as to_dict through JSON.
     assert PROFILES["smoke"].to_json() == json.loads(json.dumps(PROFILES["smoke"].to_dict()))
+    # The env's execution settings too, its series fees (a tuple) back from a list.
+    maker = EnvConfig(execution="maker", latency_ms=250, series_fees=("KXBTC:quadratic",))
+    config = replace(PROFILES["smoke"], env=maker)
+    data = json.loads(json.dumps(config.to_json()))
+    assert data["env"]["series_fees"] == ["KXBTC:quadratic"]
+    assert TrainingConfig.from_json(data) == config
 
 
 # -- every setting in its range, named by its key, before any training -----------------------

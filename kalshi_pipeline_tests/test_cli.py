@@ -20,9 +20,11 @@ from kalshi_pipeline.cli import main
 from kalshi_pipeline.cli.errors import CHECK_CONNECTION, explain
 from kalshi_pipeline.cli.options import build_parser, pipeline_config, tuning_choice
 from kalshi_pipeline.config_fields import flag_of
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.paths import HOME_ENV
 from kalshi_pipeline.pipeline_config import (
+    ExecutionChoice,
     PipelineConfig,
     SplitConfig,
     TrainingChoice,
@@ -158,7 +160,7 @@ def test_every_config_field_is_an_option_with_its_default_in_train_help(capsys, 
     # One entry per option: its flag line, and its help when that is on the next line.
     entries = [" ".join(e.split()) for e in re.split(r"\n(?=  -)", out)]
 
-    for record in (FilterConfig, SplitConfig, TrainingChoice):
+    for record in (FilterConfig, SplitConfig, TrainingChoice, ExecutionChoice):
         defaults = record()
         for field in dataclasses.fields(record):
             [line] = [e for e in entries if e.startswith(flag_of(field) + " ")]
@@ -167,6 +169,9 @@ def test_every_config_field_is_an_option_with_its_default_in_train_help(capsys, 
             assert (f"(default: {default})" in line) == (default is not None), line
             assert "None" not in line
     assert "(default: the profile's)" in out
+    # An execution setting is unset unless given, its help naming the env config's default.
+    [execution] = [e for e in entries if e.startswith("--execution ")]
+    assert execution.endswith("(default: taker)")
 
 
 def test_every_flag_reaches_its_field():
@@ -193,6 +198,37 @@ def test_every_flag_reaches_its_field():
         seed=2,
     )  # fmt: skip
     assert tuning_choice(build_parser().parse_args(["tune"])) == TuningChoice()
+
+
+EXECUTION_FLAGS = [
+    "--execution", "maker", "--order-expiry-steps", "30", "--latency-ms", "500",
+    "--cancel-latency-ms", "50", "--latency-distribution", "lognormal",
+    "--latency-sigma", "0.25", "--queue-model", "power_prob", "--queue-power", "3",
+    "--fee-type", "quadratic", "--fee-multiplier", "0.5",
+    "--series-fees", "KXBTC:quadratic", "KXETH:quadratic_with_maker_fees:2",
+]  # fmt: skip
+EXECUTION = ExecutionChoice(
+    execution="maker", order_expiry_steps=30, latency_ms=500, cancel_latency_ms=50,
+    latency_distribution="lognormal", latency_sigma=0.25, queue_model="power_prob",
+    queue_power=3.0, fee_type="quadratic", fee_multiplier=0.5,
+    series_fees=("KXBTC:quadratic", "KXETH:quadratic_with_maker_fees:2"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["train", "--out", "o"], ["tune"]])
+def test_every_execution_flag_reaches_its_setting_and_the_env(command):
+    args = build_parser().parse_args([*command, *EXECUTION_FLAGS])
+    config = pipeline_config(args, with_training=command[0] == "train")
+
+    assert config.execution == EXECUTION
+    env = config.training_config().env
+    assert (env.execution, env.latency_ms, env.series_fees) == (
+        "maker", 500, ("KXBTC:quadratic", "KXETH:quadratic_with_maker_fees:2"),
+    )  # fmt: skip
+    # One flag alone sets that one: the rest stays the env config's.
+    one = pipeline_config(build_parser().parse_args([*command, "--latency-ms", "0"]))
+    assert one.execution == ExecutionChoice(latency_ms=0)
+    assert one.training_config().env == EnvConfig(latency_ms=0)
 
 
 def test_a_source_error_is_advised_by_its_sqlstate_not_its_text():
@@ -245,6 +281,9 @@ def test_a_driver_error_is_named_by_its_sqlstate_never_its_text(collector_db):
         (["generate", "--out", "s", "--seed", "1.5"], "--seed: '1.5' is not a whole number"),
         (["train", "--out", "o", "--seed", "-1"], "-1 is not a whole number in [0, 4294967295]"),
         (["train", "--out", "o", "--validate-every", "-5"], "--validate-every: -5 is not a whole"),
+        (["train", "--out", "o", "--execution", "fast"], "--execution: invalid choice: 'fast'"),
+        (["train", "--out", "o", "--latency-ms", "-5"], "--latency-ms: -5 is not a whole number"),
+        (["tune", "--queue-power", "0"], "--queue-power: 0.0 is not a finite number above 0"),
         ([], "a command is needed"),
     ],
 )
@@ -254,6 +293,25 @@ def test_usage_errors_name_the_argument_on_one_line_and_exit_2(argv, named, caps
     assert named in line
     assert "--help)" in line
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (
+            ["train", "--series-fees", "KXBTC:quadratic", "KXETH:flat"],
+            "error: execution setting series_fees: unknown fee type 'flat'",
+        ),
+        (["tune", "--series-fees", "KXBTC"], "series_fees: malformed series fee entry 'KXBTC'"),
+    ],
+)
+def test_a_malformed_series_fee_is_a_usage_error_before_any_work(argv, named, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")] if argv[0] == "train" else []
+
+    assert main([*argv, *out, "--store", str(tmp_path / "nonexistent")]) == 2
+
+    assert named in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_store_is_named_with_how_to_make_one(tmp_path, capsys):

@@ -15,7 +15,7 @@ import pytest
 
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.paths import HOME_ENV
-from kalshi_pipeline.pipeline_config import SplitConfig, TrainingChoice
+from kalshi_pipeline.pipeline_config import ExecutionChoice, SplitConfig, TrainingChoice
 from kalshi_pipeline.training.config_checks import InvalidConfig
 
 SMALL = ["--profile", "smoke", "--candidates", "1", "--phases", "1"]
@@ -103,6 +103,10 @@ def test_a_flag_out_of_range_is_a_usage_error(flags, named, store, tmp_path, cap
         ("--net-arch", TrainingChoice, "net_arch", (5000,)),
         ("--holdout-fraction", SplitConfig, "holdout_fraction", 1.0),
         ("--tight-spread-cents", SplitConfig, "tight_spread_cents", 0.0),
+        ("--latency-ms", ExecutionChoice, "latency_ms", -1),
+        ("--order-expiry-steps", ExecutionChoice, "order_expiry_steps", 0),
+        ("--queue-power", ExecutionChoice, "queue_power", 0.0),
+        ("--fee-multiplier", ExecutionChoice, "fee_multiplier", float("inf")),
     ],
 )
 def test_a_flag_refuses_what_the_config_refuses_in_the_same_words(

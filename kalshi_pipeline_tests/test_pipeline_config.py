@@ -1,5 +1,6 @@
 """The pipeline's configuration: keyword-only records that round-trip through JSON, and
-one description per field that both front ends use."""
+one description per field that both front ends use (the execution settings' being the env
+config's own)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,27 @@ import re
 import pydantic
 import pytest
 
-from kalshi_pipeline.config_fields import Values, flag_of, help_of
-from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
-from kalshi_pipeline.env.trading_env import EnvConfig
+from kalshi_pipeline.config_fields import CHOICES, METAVAR, VALUES, Values, flag_of, help_of
+from kalshi_pipeline.defs.config import (
+    ExecutionSettings,
+    FilterSettings,
+    SplitSettings,
+    TrainingSettings,
+    TuningSettings,
+    run_config,
+    training_of,
+)
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.pipeline_config import (
     DEMO,
+    ExecutionChoice,
     PipelineConfig,
     SplitConfig,
     TrainingChoice,
     TuningChoice,
 )
+from kalshi_pipeline.training.config import PROFILES
 from kalshi_pipeline.training.config_checks import InvalidConfig
 
 CHANGED = PipelineConfig(
@@ -28,7 +39,11 @@ CHANGED = PipelineConfig(
     split=SplitConfig(holdout_fraction=0.3, salt="s", walk_forward_sessions=2),
     training=TrainingChoice(profile="smoke", seed=3, net_arch=(32, 16), hyperparams="h.json"),
     env=EnvConfig(order_size=5),
-)
+    execution=ExecutionChoice(
+        execution="maker", latency_ms=500, queue_model="log_prob",
+        series_fees=("KXBTC:quadratic", "KXETH:quadratic_with_maker_fees:0.5"),
+    ),
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -40,6 +55,8 @@ CHANGED = PipelineConfig(
         CHANGED.filters,
         CHANGED.split,
         CHANGED.training,
+        CHANGED.execution,
+        ExecutionChoice(),
         TuningChoice(study="s", trials=3, storage="postgresql://h/db", timesteps_per_phase=64),
     ],
 )
@@ -49,7 +66,9 @@ def test_a_config_round_trips_through_json(record):
     assert type(record).from_json(data) == record
 
 
-@pytest.mark.parametrize("record", [FilterConfig, SplitConfig, TrainingChoice, TuningChoice])
+@pytest.mark.parametrize(
+    "record", [FilterConfig, SplitConfig, TrainingChoice, TuningChoice, ExecutionChoice]
+)
 def test_configs_are_keyword_only_and_every_field_is_described(record):
     first = dataclasses.fields(record)[0]
     with pytest.raises(TypeError):
@@ -61,17 +80,20 @@ def test_configs_are_keyword_only_and_every_field_is_described(record):
 
 
 @pytest.mark.parametrize(
-    ("settings", "record"),
+    ("settings", "records"),
     [
-        (FilterSettings, FilterConfig),
-        (SplitSettings, SplitConfig),
-        (TrainingSettings, TrainingChoice),
+        (FilterSettings, [FilterConfig]),
+        (SplitSettings, [SplitConfig]),
+        (TrainingSettings, [TrainingChoice, ExecutionChoice]),
+        (TuningSettings, [TuningChoice, ExecutionChoice]),
+        (ExecutionSettings, [ExecutionChoice]),
     ],
 )
-def test_dagsters_run_config_describes_each_field_with_its_help(settings, record):
+def test_dagsters_run_config_describes_each_field_with_its_help(settings, records):
     described = {name: info.description for name, info in settings.model_fields.items()}
 
-    assert described == {f.name: help_of(f) for f in dataclasses.fields(record)}
+    assert described == {f.name: help_of(f) for r in records for f in dataclasses.fields(r)}
+    assert list(described) == [f.name for r in records for f in dataclasses.fields(r)]
 
 
 @pytest.mark.parametrize(
@@ -109,3 +131,112 @@ def test_a_seed_whose_last_candidate_overflows_is_refused_when_resolved():
 
     with pytest.raises(InvalidConfig, match="^training seed 4294967295 with 2 candidates"):
         choice.resolve()
+
+
+# -- the execution settings -------------------------------------------------------------------
+ENV_DEFAULTS = EnvConfig()
+
+
+def test_the_execution_settings_are_the_env_configs_described_fields_unset_by_default():
+    """One field per execution setting of EnvConfig (its described fields), with its
+    help, its default named there, its values, choices and metavar: written once."""
+    env_fields = {f.name: f for f in dataclasses.fields(EnvConfig) if help_of(f)}
+    choice_fields = dataclasses.fields(ExecutionChoice)
+
+    assert [f.name for f in choice_fields] == list(env_fields)
+    assert list(env_fields)[0] == "execution" and list(env_fields)[-1] == "series_fees"
+    for field in choice_fields:
+        env_field = env_fields[field.name]
+        assert field.default is None
+        assert help_of(field).startswith(help_of(env_field))
+        for key in (VALUES, CHOICES, METAVAR):
+            assert field.metadata.get(key) == env_field.metadata.get(key), (field.name, key)
+    helps = {f.name: help_of(f) for f in choice_fields}
+    assert helps["execution"].endswith("(default: taker)")
+    assert helps["latency_ms"].endswith("(default: 100)")
+    assert helps["series_fees"].endswith("(default: none)")
+    assert "(default: None)" not in helps["cancel_latency_ms"]
+
+
+def test_a_default_pipeline_config_trains_exactly_the_profile():
+    assert PipelineConfig().training_config() == PROFILES["default"]
+    assert DEMO.training_config() == PROFILES["demo"]
+    assert ExecutionChoice().apply(ENV_DEFAULTS) is ENV_DEFAULTS
+
+
+def test_the_execution_settings_given_change_only_those_of_the_env():
+    config = PipelineConfig(
+        training=TrainingChoice(profile="smoke"),
+        env=EnvConfig(order_size=5, latency_ms=300),
+        execution=ExecutionChoice(execution="maker", queue_model="power_prob", queue_power=3.0),
+    )
+
+    resolved = config.training_config()
+
+    assert resolved.env == EnvConfig(
+        order_size=5, latency_ms=300, execution="maker", queue_model="power_prob", queue_power=3.0
+    )
+    assert dataclasses.replace(resolved, env=PROFILES["smoke"].env) == PROFILES["smoke"]
+    # Without an env config, the profile's is the base.
+    alone = dataclasses.replace(config, env=None).training_config().env
+    assert alone == EnvConfig(execution="maker", queue_model="power_prob", queue_power=3.0)
+
+
+def test_a_pipeline_config_written_before_the_execution_settings_reads_with_none_set():
+    data = json.loads(json.dumps(CHANGED.to_json()))
+    del data["execution"]
+
+    assert PipelineConfig.from_json(data) == dataclasses.replace(
+        CHANGED, execution=ExecutionChoice()
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"execution": "fast"}, "execution setting execution must be one of ['taker', 'maker']"),
+        ({"latency_ms": -1}, "execution setting latency_ms must be a whole number of at least 0"),
+        ({"order_expiry_steps": 0}, "execution setting order_expiry_steps must be a whole"),
+        ({"latency_sigma": float("nan")}, "execution setting latency_sigma must be a finite"),
+        ({"queue_model": "fifo"}, "execution setting queue_model must be one of"),
+        ({"fee_multiplier": 0.0}, "execution setting fee_multiplier must be a finite number above"),
+        ({"series_fees": ["KXBTC:flat"]}, "execution setting series_fees: unknown fee type 'flat'"),
+        ({"series_fees": ["KXBTC"]}, "execution setting series_fees: malformed series fee entry"),
+        (
+            {"series_fees": ["KXBTC:quadratic", "KXBTC:quadratic"]},
+            "execution setting series_fees: series 'KXBTC' is named twice",
+        ),
+    ],
+)
+def test_an_execution_setting_out_of_range_is_refused_by_key_in_both_front_ends(settings, named):
+    with pytest.raises(pydantic.ValidationError, match=re.escape(named)):
+        ExecutionSettings(**settings)
+    as_tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    with pytest.raises(InvalidConfig, match=re.escape(named)):
+        ExecutionChoice(**as_tuples)
+
+
+def test_dagsters_execution_settings_reach_the_training_config_and_round_trip():
+    """Beside a profile in the run config (plain values, as the launchpad writes them),
+    the execution settings make the training config's env; ``run_config`` writes a
+    pipeline config's back, and both say the same."""
+    settings = TrainingSettings(
+        profile="smoke", execution="maker", latency_ms=500, series_fees=["KXBTC:quadratic"]
+    )
+
+    assert settings.to_domain() == TrainingChoice(profile="smoke")
+    execution = settings.domain_of(ExecutionChoice)
+    assert execution == ExecutionChoice(
+        execution="maker", latency_ms=500, series_fees=("KXBTC:quadratic",)
+    )
+    config = PipelineConfig(training=TrainingChoice(profile="smoke"), execution=execution)
+    assert training_of(settings) == config.training_config()
+    assert training_of(settings).env == EnvConfig(
+        execution="maker", latency_ms=500, series_fees=("KXBTC:quadratic",)
+    )
+    written = run_config(config).ops["phase1_model"]
+    assert written.domain_of(ExecutionChoice) == execution
+    assert written.to_domain() == config.training
+    assert ExecutionSettings(**execution.to_json()).to_domain() == execution
+    # Unset, they leave the profile's env config as it is.
+    assert training_of(TrainingSettings(profile="smoke")) == PROFILES["smoke"]

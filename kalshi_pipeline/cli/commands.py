@@ -23,8 +23,8 @@ import psycopg2
 
 from kalshi_pipeline import workflow
 from kalshi_pipeline.cli.errors import PERCENT_ENCODE, CommandError
-from kalshi_pipeline.cli.inputs import check_paths, training_of
-from kalshi_pipeline.cli.options import pipeline_config, tuning_choice
+from kalshi_pipeline.cli.inputs import check_paths, training_of, tuning_base_of
+from kalshi_pipeline.cli.options import tuning_choice
 from kalshi_pipeline.paths import (
     artifacts_dir,
     hyperparameters_file,
@@ -106,7 +106,7 @@ def run_tune(args: argparse.Namespace) -> int:
     quiet_optuna_tracebacks(getattr(args, "debug", False))
     home = pipeline_home(args.home)
     choice = tuning_choice(args)
-    base = pipeline_config(args, with_training=False)
+    base = tuning_base_of(args)
     out = getattr(args, "out", None) or hyperparameters_file(home, choice.study)
     store = existing_store(getattr(args, "store", None) or sessions_dir(home))
     split, session_views = workflow.load_split(store, choice.pipeline(base))

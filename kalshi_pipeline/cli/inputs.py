@@ -104,6 +104,16 @@ def training_of(args: argparse.Namespace) -> tuple[PipelineConfig, TrainingConfi
         config = pipeline_config(args)  # e.g. more --net-arch layers than allowed
         return config, config.training_config()
     except InvalidConfig as error:
-        raise UsageError(
-            str(error), "fix the value; kalshi-pipeline train --help lists the flags and ranges"
-        ) from None
+        raise UsageError(str(error), _FIX.format(command=args.command)) from None
+
+
+def tuning_base_of(args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline config of ``tune``'s options but its training (each trial's own); a
+    setting refused (a malformed ``--series-fees`` entry) is a usage error naming it."""
+    try:
+        return pipeline_config(args, with_training=False)
+    except InvalidConfig as error:
+        raise UsageError(str(error), _FIX.format(command=args.command)) from None
+
+
+_FIX = "fix the value; kalshi-pipeline {command} --help lists the flags and ranges"

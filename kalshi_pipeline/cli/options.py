@@ -1,10 +1,12 @@
 """The command line's parser: every command's options, and the config they make.
 
 The options of ``train`` and ``tune`` that configure the pipeline are generated from the
-configuration dataclasses (:mod:`kalshi_pipeline.pipeline_config`, ``FilterConfig``): one
+configuration dataclasses (:mod:`kalshi_pipeline.pipeline_config`, ``FilterConfig``; the
+execution settings from ``ExecutionChoice``, whose fields are the env config's): one
 option per field, with the field's flag, help and accepted values
-(:mod:`kalshi_pipeline.config_fields`) and its default (a ``None`` default, "the
-profile's", is left out of ``--help``'s defaults and out of the parsed arguments), and
+(:mod:`kalshi_pipeline.config_fields`; a tuple field takes one or more values) and its
+default (a ``None`` default, "the profile's", is left out of ``--help``'s defaults and
+out of the parsed arguments), and
 :func:`pipeline_config` / :func:`tuning_choice` turn the parsed arguments back into those
 dataclasses. Dagster's run config is made from the same fields, so the two front ends
 offer the same settings. Options that are not configuration (``--store``, ``--out``,
@@ -20,12 +22,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kalshi_pipeline.config_fields import CHOICES, METAVAR, VALUES, Values, flag_of, help_of
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.pipeline_config import (
+    ExecutionChoice,
     PipelineConfig,
     SplitConfig,
     TrainingChoice,
@@ -78,8 +83,9 @@ non_negative_int = CONVERTERS[Values.NON_NEGATIVE_INT]
 positive_float = CONVERTERS[Values.POSITIVE_FLOAT]
 
 
-def field_argument(field: dataclasses.Field, default: object) -> dict:
-    """``add_argument``'s keywords for a configuration field (see the module docstring)."""
+def field_argument(field: dataclasses.Field, default: object, many: bool = False) -> dict:
+    """``add_argument``'s keywords for a configuration field (see the module docstring);
+    ``many``: the field is a tuple, given as one or more values."""
     values = field.metadata[VALUES]
     options: dict = {
         "dest": field.name,
@@ -89,7 +95,7 @@ def field_argument(field: dataclasses.Field, default: object) -> dict:
     }
     if CONVERTERS[values] is not None:
         options["type"] = CONVERTERS[values]
-    if values is Values.POSITIVE_INTS:
+    if many or values is Values.POSITIVE_INTS:
         options["nargs"] = "+"
     if choices := field.metadata.get(CHOICES):
         options["choices"] = list(choices)
@@ -103,10 +109,18 @@ def field_argument(field: dataclasses.Field, default: object) -> dict:
 def add_field_options(group, record: type, names: Sequence[str] | None = None) -> None:
     """One option per field of the dataclass ``record`` (only ``names``, in that order)."""
     by_name = {f.name: f for f in dataclasses.fields(record)}
+    hints = typing.get_type_hints(record)
     defaults = record()
     for name in by_name if names is None else names:
-        field = by_name[name]
-        group.add_argument(flag_of(field), **field_argument(field, getattr(defaults, name)))
+        field, many = by_name[name], tuple in _types_of(hints[name])
+        group.add_argument(flag_of(field), **field_argument(field, getattr(defaults, name), many))
+
+
+def _types_of(hint) -> set:
+    """The types a field's hint allows: ``tuple[str, ...] | None`` is ``{tuple, None}``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return set().union(*(_types_of(arg) for arg in typing.get_args(hint)))
+    return {typing.get_origin(hint) or hint}
 
 
 def from_arguments(record: type, args: argparse.Namespace, **changes):
@@ -119,12 +133,16 @@ def from_arguments(record: type, args: argparse.Namespace, **changes):
     return record(**values, **changes)
 
 
+EXECUTION_GROUP = "execution (unset: the profile's, a taker)"
+
+
 def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_training: bool = True) -> None:
     """The options of :class:`~kalshi_pipeline.pipeline_config.PipelineConfig`; their
     defaults are its defaults (unset: the profile's value). Without ``with_training``,
-    only the filters and the split."""
+    only the filters, the split and the execution settings."""
     add_field_options(parser.add_argument_group("filters"), FilterConfig)
     add_field_options(parser.add_argument_group("split"), SplitConfig)
+    add_field_options(parser.add_argument_group(EXECUTION_GROUP), ExecutionChoice)
     if not with_training:
         return
     group = parser.add_argument_group("training (unset: the profile's value)")
@@ -141,7 +159,9 @@ def pipeline_config(args: argparse.Namespace, *, with_training: bool = True) -> 
     """The :class:`PipelineConfig` the options of :func:`add_pipeline_arguments` say
     (without ``with_training``: the default training)."""
     data = PipelineConfig(
-        filters=from_arguments(FilterConfig, args), split=from_arguments(SplitConfig, args)
+        filters=from_arguments(FilterConfig, args),
+        split=from_arguments(SplitConfig, args),
+        execution=from_arguments(ExecutionChoice, args),
     )
     if not with_training:
         return data

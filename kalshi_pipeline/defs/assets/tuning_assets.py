@@ -28,7 +28,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kalshi_pipeline.defs.config import TuningSettings
+from kalshi_pipeline.defs.config import TuningSettings, tuning_pipeline
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split
 from kalshi_pipeline.paths import hyperparameters_file, tuning_dir
@@ -70,7 +70,7 @@ def tuning_trial(
     choice = config.to_domain()
     work_dir = tuning_dir(pipeline.home_path) / choice.study
     tune_trials(
-        train_holdout_split, pipeline.session_views, choice.pipeline(),
+        train_holdout_split, pipeline.session_views, tuning_pipeline(config),
         replace(choice, trials=1), _journal(pipeline), work_dir, context.log.info,
         sampler_seed=choice.seed + index,
     )  # fmt: skip
@@ -87,7 +87,7 @@ def tuning_result_file(
     """The best trial of the study as a file training accepts."""
     choice = config.to_domain()
     out = hyperparameters_file(pipeline.home_path, choice.study)
-    result = tuning_result(choice.pipeline(), choice, _journal(pipeline), out)
+    result = tuning_result(tuning_pipeline(config), choice, _journal(pipeline), out)
     best, study, as_set = result.best, result.study, result.profile_as_set
     compared = {} if as_set is None else {"profile_as_set_objective": as_set.objective}
     best_json = best.to_json()

@@ -18,12 +18,15 @@ line it prints the figures and exits 0 when the criterion is met, 1 otherwise:
 
     python benchmarks/honesty_check.py [--profile default] [--timesteps N] [--out DIR]
     python benchmarks/honesty_check.py --table [--population P] [--out DIR]
+    python benchmarks/honesty_check.py --table --execution maker [--latency-ms 500]
 
 ``--table`` runs a table of docs/learning.md (:data:`TABLES`: the population's stores, the
 same criterion) one row after another and prints each row's figures and the plan's target
 shares, then a Markdown table. ``--population`` picks the simulator's markets: ``kalshi``
 (the default, calibrated to recorded Kalshi markets) or ``two-class`` (the markets the
-earlier figures were measured on).
+earlier figures were measured on). ``--execution``, ``--latency-ms`` and ``--queue-model``
+pass the execution settings to training (docs/environment.md): in ``maker`` mode the table
+adds the model against the quote rule, the baseline of resting orders.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simul
 from kalshi_pipeline.training.evaluation import PolicyName, difference_key
 
 STORES = ("signal", "control")
+QUOTE_RULE = "quote_rule"  # the maker-mode baseline's name in a report
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,13 +62,29 @@ class HonestyRun:
     population: Population = Population.KALSHI  # the simulator's markets (docs/simulator.md)
     hyperparams: str | None = None  # a file of kalshi-pipeline tune
     candidates: int | None = None  # seed candidates per phase (None: the profile's)
+    # Execution settings given to ``kalshi-pipeline train`` (None: the env's default).
+    execution: str | None = None
+    latency_ms: int | None = None
+    queue_model: str | None = None
 
     @property
     def name(self) -> str:
+        settings = (self.execution, self.latency_ms, self.queue_model)
         return (
             f"{self.sessions}x{self.markets}-seed{self.seed}-holdout{self.holdout_fraction:g}"
             f"-train{self.training_seed}-{self.population}"
+            + "".join(f"-{value}" for value in settings if value is not None)
         )
+
+    def execution_options(self) -> list[str]:
+        """The ``train`` flags of the execution settings that are set."""
+        settings = {
+            "--execution": self.execution,
+            "--latency-ms": self.latency_ms,
+            "--queue-model": self.queue_model,
+        }
+        return [item for flag, value in settings.items() if value is not None
+                for item in (flag, str(value))]  # fmt: skip
 
 
 # docs/learning.md's tables: the calibrated markets (the default store first, then other
@@ -106,6 +126,7 @@ def run_honesty_check(run: HonestyRun, root: Path) -> dict[str, dict]:
         options += ["--hyperparams", run.hyperparams]
     if run.candidates:
         options += ["--candidates", str(run.candidates)]
+    options += run.execution_options()
 
     def train(name: str) -> subprocess.Popen:
         store, out = root / name / "store", root / name / "run"
@@ -145,14 +166,16 @@ def verdict(summaries: dict[str, dict]) -> tuple[bool, list[str]]:
     lines, met = [f"signal  first line: {summaries['signal']['headline']}"], True
     for store in STORES:
         beats = True
-        for baseline in (PolicyName.HOLD, PolicyName.RANDOM):
-            d = summaries[store]["differences"][difference_key(baseline, SplitName.HOLDOUT)]
+        for baseline in (PolicyName.HOLD, PolicyName.RANDOM, QUOTE_RULE):
+            d = summaries[store]["differences"].get(difference_key(baseline, SplitName.HOLDOUT))
+            if d is None:  # the quote rule: maker mode only
+                continue
             low, high = d["ci95"]
             lines.append(
                 f"{store:7s} model-vs-{baseline:6s} holdout: {d['mean_difference']:+8.3f} "
                 f"$/market, 95% CI [{low:+.3f}, {high:+.3f}] ({d['markets']} markets)"
             )
-            beats &= low > 0
+            beats &= low > 0 or baseline == QUOTE_RULE
             if store == "control" and baseline == PolicyName.HOLD:
                 met &= low <= 0 <= high
         if store == "signal":
@@ -182,8 +205,9 @@ def target_lines(store: str, summary: dict) -> list[str]:
 
 
 def table_row(run: HonestyRun, summaries: dict[str, dict]) -> str:
-    """One Markdown row: the store, the signal's model - HOLD and - random on holdout,
-    the walk-forward result, the phase-3 target shares, and the control."""
+    """One Markdown row: the store, the signal's model - HOLD and - random (or, in maker
+    mode, - the quote rule) on holdout and walk-forward, the phase-2 and phase-3 target
+    shares over all holdout markets, and the control against HOLD."""
 
     def diff(store: str, baseline: str, split: str = SplitName.HOLDOUT) -> str:
         d = summaries[store]["differences"].get(difference_key(baseline, split))
@@ -192,17 +216,28 @@ def table_row(run: HonestyRun, summaries: dict[str, dict]) -> str:
         low, high = d["ci95"]
         return f"{d['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}]"
 
-    share = summaries["signal"]["targets"]["phase3"]["splits"][SplitName.HOLDOUT]
-    liquid = share["liquid_positive_share"]
+    def share(phase: str) -> str:
+        split = summaries["signal"]["targets"][phase]["splits"].get(SplitName.HOLDOUT)
+        return "n/a" if not split else f"{split['positive_share']:.0%}"
+
+    other = QUOTE_RULE if run.execution == "maker" else PolicyName.RANDOM
+    walk = SplitName.WALK_FORWARD
     return (
         f"| {run.sessions} x {run.markets}, seed {run.seed}, {run.holdout_fraction:.0%} "
-        f"| {run.training_seed} | {diff('signal', PolicyName.HOLD)} "
-        f"| {diff('signal', PolicyName.RANDOM)} "
-        f"| {diff('signal', PolicyName.HOLD, SplitName.WALK_FORWARD)} "
-        f"| {share['positive_share']:.0%} / "
-        + ("n/a" if liquid is None else f"{liquid:.0%}")
-        + f" | {diff('control', PolicyName.HOLD)} |"
+        f"| {diff('signal', PolicyName.HOLD)} | {diff('signal', other)} "
+        f"| {diff('signal', PolicyName.HOLD, walk)} | {diff('signal', other, walk)} "
+        f"| {share('phase2')} / {share('phase3')} | {diff('control', PolicyName.HOLD)} |"
     )
+
+
+def table_header(run: HonestyRun) -> list[str]:
+    other = "quote rule" if run.execution == "maker" else "random"
+    return [
+        f"| store (sessions x markets, seed, holdout) | model - HOLD, holdout | model - "
+        f"{other}, holdout | model - HOLD, walk-forward | model - {other}, walk-forward "
+        "| share > 0 after phase 2 / 3 (holdout) | control: model - HOLD |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
 
 def main() -> int:
@@ -225,17 +260,24 @@ def main() -> int:
     parser.add_argument(
         "--table", action="store_true", help="every row of the population's table (TABLES)"
     )
+    parser.add_argument("--execution", choices=("taker", "maker"), help="default: the env's")
+    parser.add_argument("--latency-ms", type=int, help="maker mode's latency")
+    parser.add_argument("--queue-model", help="maker mode's queue model")
     args = parser.parse_args()
+    execution = {
+        "execution": args.execution, "latency_ms": args.latency_ms, "queue_model": args.queue_model,
+    }  # fmt: skip
     runs = TABLES[args.population] if args.table else (
         HonestyRun(
             profile=args.profile, timesteps_per_phase=args.timesteps, sessions=args.sessions,
             markets=args.markets, seed=args.seed, holdout_fraction=args.holdout_fraction,
             training_seed=args.training_seed, population=args.population,
-            hyperparams=args.hyperparams, candidates=args.candidates,
+            hyperparams=args.hyperparams, candidates=args.candidates, **execution,
         ),
     )  # fmt: skip
     changes = {"profile": args.profile, "timesteps_per_phase": args.timesteps}
     changes.update(hyperparams=args.hyperparams, candidates=args.candidates)
+    changes.update(execution)
     all_met, rows = True, []
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs:
@@ -246,12 +288,7 @@ def main() -> int:
             rows.append(table_row(run, summaries))
             print(f"## {run.name}", *lines, f"criterion: {'MET' if met else 'NOT MET'}", sep="\n")
             print(flush=True)
-    print(
-        "| store (sessions x markets, seed, holdout) | training seed | model - HOLD, holdout "
-        "| model - random, holdout | model - HOLD, walk-forward | phase 3 share > 0, all / "
-        "liquid | control: model - HOLD |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    print(*table_header(runs[0] if not args.table else replace(runs[0], **changes)), sep="\n")
     print("\n".join(rows))
     print("honesty criterion:", "MET" if all_met else "NOT MET")
     return 0 if all_met else 1

@@ -1,7 +1,8 @@
 """Deterministic evaluation of a model next to baselines, per market, with bootstrap CIs.
 
 Every policy plays one episode on every view it is given, deterministically
-(:mod:`.policies`: the model, random, always-HOLD and the imbalance rule;
+(:mod:`.policies`: the model, random, always-HOLD, the imbalance rule and, in maker mode,
+the quote rule;
 :mod:`.rollouts`: playing them into :class:`Episode` records). :mod:`.tables` turns the
 episodes into one :class:`PerMarketRow` per (policy, split, market) and an
 :class:`EvaluationSummary` over markets (each market counts once) with the 95% BCa
@@ -19,12 +20,14 @@ from kalshi_pipeline.training.evaluation.analysis import (
 )
 from kalshi_pipeline.training.evaluation.headline import headline
 from kalshi_pipeline.training.evaluation.policies import (
+    MAKER,
     PolicyFactory,
     PolicyName,
     baseline_policies,
     hold_policy,
     imbalance_policy,
     model_policy,
+    quote_policy,
     random_policy,
 )
 from kalshi_pipeline.training.evaluation.rollouts import (
@@ -51,6 +54,7 @@ from kalshi_pipeline.training.evaluation.tables import (
 
 __all__ = [
     "CONFIDENCE",
+    "MAKER",
     "Episode",
     "EvaluationSummary",
     "PerMarketRow",
@@ -71,6 +75,7 @@ __all__ = [
     "model_policy",
     "per_market_table",
     "policy_split_key",
+    "quote_policy",
     "random_policy",
     "rollout",
     "round_trip_fees_cents",

@@ -4,9 +4,12 @@ A policy maps an observation to an action. The model acts with ``deterministic=T
 the random baseline draws from a generator seeded per view, so it repeats; always-HOLD
 never trades; and the imbalance rule is the simple signal a model should at least match:
 flat on a tight book, buy the side the top-of-book imbalance favours beyond ``threshold``;
-holding, sell when the imbalance turns against the position. :class:`PolicyName` names
-the policies the report knows; other names (promotion's challenger and champion) are
-plain strings.
+holding, sell when the imbalance turns against the position. The quote rule is the same
+signal as a person would trade it with resting limit orders (:func:`quote_policy`): it is
+a baseline of maker-mode evaluations only, since in taker mode its actions would cross
+the spread and it would be the imbalance rule without its spread filter.
+:class:`PolicyName` names the policies the report knows; other names (promotion's
+challenger and champion) are plain strings.
 """
 
 from __future__ import annotations
@@ -16,15 +19,23 @@ from enum import StrEnum
 
 import numpy as np
 
+from kalshi_pipeline.env.env_config import EXECUTION_MODES
 from kalshi_pipeline.env.execution import BUY_NO, BUY_YES, HOLD, SELL_NO, SELL_YES
-from kalshi_pipeline.env.observation import OBSERVATION_NAMES
+from kalshi_pipeline.env.observation import MAKER_OBSERVATION_NAMES, OBSERVATION_NAMES
 from kalshi_pipeline.market.features import FEATURE_NAMES
 
 Policy = Callable[[np.ndarray], int]
 PolicyFactory = Callable[[int], Policy]  # takes the per-view seed
+MAKER = "maker"  # EnvConfig.execution of resting limit orders
+assert MAKER in EXECUTION_MODES
 _IMBALANCE = FEATURE_NAMES.index("top_imbalance")
 _SPREAD = FEATURE_NAMES.index("spread")
 _SIGNED_POSITION = OBSERVATION_NAMES.index("signed_position")
+# The maker observation's rows of each resting order: (distance, queue) of the order on
+# the YES bids (BID: BUY_YES, SELL_NO) and of the one on the NO bids (ASK: BUY_NO, SELL_YES).
+_BID_ORDER = tuple(MAKER_OBSERVATION_NAMES.index(f"bid_order_{n}") for n in ("distance", "queue"))
+_ASK_ORDER = tuple(MAKER_OBSERVATION_NAMES.index(f"ask_order_{n}") for n in ("distance", "queue"))
+_MAKER_POSITION = MAKER_OBSERVATION_NAMES.index("signed_position")
 
 
 class PolicyName(StrEnum):
@@ -35,6 +46,7 @@ class PolicyName(StrEnum):
     RANDOM = "random"
     HOLD = "hold"
     IMBALANCE_RULE = "imbalance_rule"
+    QUOTE_RULE = "quote_rule"  # maker mode only
 
 
 def model_policy(model) -> Policy:
@@ -70,9 +82,45 @@ def imbalance_policy(threshold: float = 0.5, max_spread_cents: int = 3) -> Polic
     return act
 
 
-def baseline_policies(model=None, *, phase2_model=None) -> dict[str, PolicyFactory]:
+def _rests_at_touch(obs: np.ndarray, rows: tuple[int, int]) -> bool:
+    """Whether the slot's order rests (or is on its way) at the touch of its book: a queue
+    of -1 is no order; a distance of 0 is at the touch (within half a cent: float32)."""
+    distance, queue = rows
+    return obs[queue] > -0.5 and abs(obs[distance]) < 0.005
+
+
+def quote_policy(threshold: float = 0.5) -> Policy:
+    """The quote rule, for maker mode: rest an order at the touch of the side the
+    top-of-book imbalance points to (beyond ``threshold``: BUY_YES on the YES bids, below
+    ``-threshold``: BUY_NO on the NO bids); holding, rest one that closes the position
+    (SELL_YES holding YES, SELL_NO holding NO) whatever the imbalance. An order that
+    already rests at the touch is left alone (HOLD), since sending it again would cancel
+    it and put the new one at the back of the queue; one the touch has moved away from,
+    or that expired (the env's order expiry), is sent again. It reads the maker
+    observation's rows (``MAKER_OBSERVATION_NAMES``)."""
+
+    def act(obs: np.ndarray) -> int:
+        position = obs[_MAKER_POSITION]
+        if position > 0:
+            return HOLD if _rests_at_touch(obs, _ASK_ORDER) else SELL_YES
+        if position < 0:
+            return HOLD if _rests_at_touch(obs, _BID_ORDER) else SELL_NO
+        imbalance = obs[_IMBALANCE]
+        if imbalance > threshold:
+            return HOLD if _rests_at_touch(obs, _BID_ORDER) else BUY_YES
+        if imbalance < -threshold:
+            return HOLD if _rests_at_touch(obs, _ASK_ORDER) else BUY_NO
+        return HOLD
+
+    return act
+
+
+def baseline_policies(
+    model=None, *, phase2_model=None, quote_rule: bool = False
+) -> dict[str, PolicyFactory]:
     """The model (``"model"``, the phase-3 one), the baselines, and when given the
-    phase-2 model (``"phase2"``), whose target share the report then states too."""
+    phase-2 model (``"phase2"``), whose target share the report then states too. With
+    ``quote_rule`` (maker-mode evaluations), the quote rule too."""
     policies: dict[str, PolicyFactory] = {}
     if model is not None:
         policies[PolicyName.MODEL] = lambda seed: model_policy(model)
@@ -81,4 +129,6 @@ def baseline_policies(model=None, *, phase2_model=None) -> dict[str, PolicyFacto
     policies[PolicyName.RANDOM] = random_policy
     policies[PolicyName.HOLD] = lambda seed: hold_policy()
     policies[PolicyName.IMBALANCE_RULE] = lambda seed: imbalance_policy()
+    if quote_rule:
+        policies[PolicyName.QUOTE_RULE] = lambda seed: quote_policy()
     return policies

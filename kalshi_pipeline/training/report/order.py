@@ -16,6 +16,7 @@ _POLICY_ORDER = (
     PolicyName.MODEL,
     PolicyName.PHASE2,
     PolicyName.IMBALANCE_RULE,
+    PolicyName.QUOTE_RULE,
     PolicyName.RANDOM,
     PolicyName.HOLD,
 )

@@ -29,7 +29,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from kalshi_pipeline.market.difficulty import FilterConfig, score_views
-from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.split import Split, SplitName, needed_sides, split_views
 from kalshi_pipeline.market.views import (
     MarketSessionView,
@@ -39,19 +38,21 @@ from kalshi_pipeline.market.views import (
 )
 from kalshi_pipeline.pipeline_config import PipelineConfig, TuningChoice
 from kalshi_pipeline.training import candidates, promotion, tuning
-from kalshi_pipeline.training.algorithms import ALGORITHM_CLASSES, MODEL_FILE
+from kalshi_pipeline.training.algorithms import MODEL_FILE
 from kalshi_pipeline.training.candidates import train_candidates
 from kalshi_pipeline.training.config import TrainingConfig
 from kalshi_pipeline.training.evaluation import (
+    MAKER,
     baseline_policies,
     evaluate_policies,
     per_market_table,
     summarise,
     wins_needed,
 )
+from kalshi_pipeline.training.execution_choice import ExecutionChoice
 from kalshi_pipeline.training.fingerprint import check_fingerprint, training_fingerprint
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
-from kalshi_pipeline.training.lineage import read_lineage
+from kalshi_pipeline.training.model_loading import load_with_parent
 from kalshi_pipeline.training.promotion import Decision
 from kalshi_pipeline.training.registry import Registry
 from kalshi_pipeline.training.report import WrittenReport, write_report
@@ -194,29 +195,24 @@ def evaluate(
     progress_files: Sequence[Path] = (),
     walk_forward: Sequence[MarketSessionView] = (),
     on_progress: Callable[[str], None] | None = None,
+    execution: ExecutionChoice | None = None,
 ) -> WrittenReport:
     """The model against the baselines on training, holdout and walk-forward views (those
     of sessions recorded after every training session): the report as written.
     ``on_progress`` gets a line every few seconds while the episodes play.
 
-    A phase-3 model's parent (its phase-2 model) is evaluated too, so the report states
-    the plan's target share after phase 2 as well as after phase 3.
+    Every policy plays in the model's own env config (its lineage's: the execution mode
+    it was trained for), with the settings ``execution`` gives changed (the report then
+    says which); ``training`` gives the seed. In maker mode the quote rule is among the
+    baselines. A phase-3 model's parent (its phase-2 model) is evaluated too, so the
+    report states the plan's target share after phase 2 as well as after phase 3.
     """
-    lineage = read_lineage(model_path)
-    layout = (lineage.feature_layout, lineage.feature_layout_version)
-    if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
-        raise ValueError(f"model {model_path} was trained on feature layout {layout}")
-    model = ALGORITHM_CLASSES[lineage.algorithm].load(model_path, device="cpu")
-    parent = lineage.parent_model
-    phase2 = (
-        ALGORITHM_CLASSES[lineage.algorithm].load(parent, device="cpu")
-        if lineage.phase == 3 and parent and Path(parent).exists()
-        else None
-    )
+    lineage, model, phase2 = load_with_parent(model_path)
+    env = lineage.env_config() if execution is None else execution.apply(lineage.env_config())
     episodes = evaluate_policies(
-        baseline_policies(model, phase2_model=phase2),
+        baseline_policies(model, phase2_model=phase2, quote_rule=env.execution == MAKER),
         {SplitName.TRAIN: train, SplitName.HOLDOUT: holdout, SplitName.WALK_FORWARD: walk_forward},
-        training.env,
+        env,
         training.seed,
         on_progress,
     )
@@ -224,6 +220,7 @@ def evaluate(
     return write_report(
         out_dir, episodes, rows, summarise(rows, training.seed), model_path=model_path,
         lineage=lineage, difficulties=dict(split.difficulty), progress_files=progress_files,
+        env=env,
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """Loading a model of the history: the challenger, the champion, and whether the
-champion still loads (:mod:`kalshi_pipeline.training.promotion` decides with them).
+champion still loads (:mod:`kalshi_pipeline.training.promotion` decides with them); and a
+model to evaluate with its parent (:func:`load_with_parent`).
 
 A model loads when its file and its lineage (``model.json``) beside it are readable and
 it was trained on the views' feature layout; otherwise :class:`PromotionError` says why.
@@ -39,6 +40,24 @@ def load_checked_model(model_path: Path):
         return ALGORITHM_CLASSES[lineage.algorithm].load(model_path, device="cpu")
     except Exception as exc:
         raise PromotionError(f"model {model_path} does not load: {exc}") from exc
+
+
+def load_with_parent(model_path: Path):
+    """A model to evaluate: its lineage, the SB3 model, and a phase-3 model's parent (its
+    phase-2 model) when that file is still there, else ``None``. A model of another
+    feature layout than the views' is refused (ValueError)."""
+    lineage = read_lineage(model_path)
+    layout = (lineage.feature_layout, lineage.feature_layout_version)
+    if layout != (FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION):
+        raise ValueError(f"model {model_path} was trained on feature layout {layout}")
+    model = ALGORITHM_CLASSES[lineage.algorithm].load(model_path, device="cpu")
+    parent = lineage.parent_model
+    phase2 = (
+        ALGORITHM_CLASSES[lineage.algorithm].load(parent, device="cpu")
+        if lineage.phase == 3 and parent and Path(parent).exists()
+        else None
+    )
+    return lineage, model, phase2
 
 
 def champion_warning(record: RegistryRecord | None) -> str | None:

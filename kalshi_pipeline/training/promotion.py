@@ -3,8 +3,11 @@
 A new phase-3 model (the challenger) replaces the model in production (the champion) only
 if it plays better on the *current* holdout markets, with confidence:
 
-* both play every holdout view once, deterministically, with the challenger's env config
-  and seed (:func:`kalshi_pipeline.training.evaluation.evaluate_policies`);
+* both play every holdout view once, deterministically, with the challenger's seed, each
+  in its own env config, its lineage's
+  (:func:`kalshi_pipeline.training.evaluation.evaluate_policies`): a model trained to rest
+  limit orders is judged resting them, a taker taking, so the comparison is between what
+  each would do in production;
 * per market (a market seen in several sessions counts once: its mean episode reward),
   the challenger's reward minus the champion's;
 * the 95% bootstrap interval of the mean of those differences (:func:`difference_interval`:
@@ -172,13 +175,16 @@ def compare(
     env: EnvConfig | None,
     seed: int,
     against: str = ALWAYS_HOLD,
+    *,
+    champion_env: EnvConfig | None = None,
 ) -> Comparison:
-    """Play both on every holdout view and compare them market by market."""
+    """Play both on every holdout view and compare them market by market: the challenger
+    in ``env``, the champion in ``champion_env`` (``None``: ``env`` too)."""
     if not holdout:
         raise PromotionError("no holdout view to compare the models on")
-    episodes = evaluate_policies(
-        {"challenger": challenger, "champion": champion}, {SplitName.HOLDOUT: holdout}, env, seed
-    )
+    views = {SplitName.HOLDOUT: holdout}
+    episodes = evaluate_policies({"challenger": challenger}, views, env, seed)
+    episodes += evaluate_policies({"champion": champion}, views, champion_env or env, seed)
     by_policy: dict[str, dict[str, float]] = {"challenger": {}, "champion": {}}
     for row in per_market_table(episodes):
         by_policy[row.policy][row.market_ticker] = row.mean_reward
@@ -252,7 +258,8 @@ def promote(
     """Compare the model at ``model_path`` with the champion (or always-HOLD) on
     ``holdout``; promote it if it wins, else record it as refused.
 
-    Both play with the challenger's env config and seed (from its lineage). Raises
+    Both play with the challenger's seed, each in its own env config (its lineage's: the
+    execution mode it was trained for); always-HOLD in the challenger's. Raises
     :class:`PromotionError` if the comparison cannot run, after recording the candidate
     as failed.
     """
@@ -270,7 +277,7 @@ def promote(
         records, champion = found.records, found.record
         against = champion.model_path if champion else ALWAYS_HOLD
         try:
-            comparison = _challenge(model_path, found.model, holdout, against)
+            comparison = _challenge(model_path, found, holdout, against)
         except Exception as exc:  # whatever stopped it, the candidate is on record as failed
             failed = replace(
                 record, status=RegistryStatus.FAILED, against=against,
@@ -297,6 +304,7 @@ class _Champion:
     records: list[RegistryRecord]  # the history, the lost champion marked
     record: RegistryRecord | None = None  # None: no champion (or it was lost)
     model: BaseAlgorithm | None = None
+    env: EnvConfig | None = None  # the champion's own, from its lineage
     lost: RegistryRecord | None = None
 
 
@@ -308,7 +316,8 @@ def _loaded_champion(
     if champion is None:
         return _Champion(records)
     try:
-        return _Champion(records, champion, load_checked_model(Path(champion.model_path)))
+        model = load_checked_model(Path(champion.model_path))
+        return _Champion(records, champion, model, _own_env(Path(champion.model_path)))
     except PromotionError as exc:
         lost = replace(
             champion, status=RegistryStatus.LOST, retired_at=candidate.at,
@@ -317,17 +326,23 @@ def _loaded_champion(
         return _Champion([lost if r is champion else r for r in records], lost=lost)
 
 
+def _own_env(model_path: Path) -> EnvConfig:
+    """The env config a model was trained with (its lineage's), or PromotionError."""
+    try:
+        return read_lineage(model_path).env_config()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PromotionError(f"model {model_path}: its env config is unreadable: {exc}") from exc
+
+
 def _challenge(
-    model_path: Path,
-    held: BaseAlgorithm | None,
-    holdout: Sequence[MarketSessionView],
-    against: str,
+    model_path: Path, found: _Champion, holdout: Sequence[MarketSessionView], against: str
 ) -> Comparison:
-    """The challenger at ``model_path`` against the champion's loaded model ``held``
-    (always-HOLD if None)."""
+    """The challenger at ``model_path`` against the champion ``found`` (always-HOLD, in
+    the challenger's env config, if it has no model)."""
     challenger = load_checked_model(model_path)
     lineage = read_lineage(model_path)
-    env = EnvConfig(**lineage.config["env"])
+    env = _own_env(model_path)
+    held = found.model
     if not holdout:
         raise PromotionError(
             f"no holdout view to compare model {model_path} with {against} on "
@@ -339,7 +354,7 @@ def _challenge(
         champion_policy = lambda seed: hold_policy()  # noqa: E731
     return compare(
         lambda seed: model_policy(challenger), champion_policy, holdout, env,
-        lineage.seed, against,
+        lineage.seed, against, champion_env=found.env,
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kalshi_pipeline.env import EnvConfig
 from kalshi_pipeline.training.config import profile
 from kalshi_pipeline.training.lineage import CandidateResult, Lineage, read_lineage, save_lineage
 from kalshi_pipeline.training.validation import ValidationScore
@@ -78,3 +79,21 @@ def test_a_file_of_an_older_version_reads_and_writes_back_the_same(tmp_path):
     assert lineage.candidates[1].seed == 4
     assert Lineage.from_json(older).views_sha256 is None
     assert Lineage.from_json(older).selected_by_validation is None
+
+
+def test_a_lineage_gives_the_env_config_its_model_was_trained_with(tmp_path):
+    """Its execution settings included (a tuple back from its JSON list); a file written
+    before the execution settings existed has none of their keys and reads as a taker."""
+    maker = EnvConfig(execution="maker", latency_ms=300, series_fees=("KXBTC:quadratic",))
+    config = profile("smoke", env=maker).to_json()
+    save_lineage(tmp_path / "model.json", one_seed_lineage(config=config))
+    assert read_lineage(tmp_path / "model.zip").env_config() == maker
+
+    older = one_seed_lineage().to_json()
+    older["config"]["env"] = {
+        "starting_cash_cents": 5_000, "order_size": 10, "max_position": 100,
+        "limit_slippage_cents": 2, "reward_scale": 1.0,
+    }  # fmt: skip
+    env = Lineage.from_json(older).env_config()
+    assert env == EnvConfig(starting_cash_cents=5_000)
+    assert env.execution == "taker"

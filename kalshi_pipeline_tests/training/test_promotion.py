@@ -18,12 +18,12 @@ import torch
 from stable_baselines3 import PPO
 
 from kalshi_pipeline.cli import main
-from kalshi_pipeline.env import MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import EnvConfig, MarketAgnosticKalshiEnv
 from kalshi_pipeline.env.execution import BUY_YES, HOLD
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import profile
-from kalshi_pipeline.training.evaluation import bootstrap_interval
+from kalshi_pipeline.training.evaluation import bootstrap_interval, model_policy, rollout
 from kalshi_pipeline.training.model_loading import champion_warning
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.promotion import (
@@ -82,8 +82,11 @@ def rising():
     return build_market_views(make_session(*rows, session_id=9))
 
 
-def fixed_model(path: Path, action: int, views, seed: int = 0) -> Path:
-    """A saved model (with lineage) whose deterministic policy always plays ``action``."""
+def fixed_model(
+    path: Path, action: int, views, seed: int = 0, env: EnvConfig | None = None
+) -> Path:
+    """A saved model (with lineage) whose deterministic policy always plays ``action``;
+    its lineage says it was trained with ``env`` (default: the profile's)."""
     model = PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), n_steps=64, seed=seed, device="cpu")
     with torch.no_grad():
         model.policy.action_net.weight.zero_()
@@ -92,7 +95,8 @@ def fixed_model(path: Path, action: int, views, seed: int = 0) -> Path:
         model.policy.action_net.bias.copy_(bias)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    write_lineage(path.parent / "model.json", 3, views[:3], profile("smoke", seed=seed), None, 0)
+    config = profile("smoke", seed=seed, **({} if env is None else {"env": env}))
+    write_lineage(path.parent / "model.json", 3, views[:3], config, None, 0)
     return path
 
 
@@ -172,6 +176,26 @@ def test_a_better_challenger_is_promoted_and_a_worse_one_refused(tmp_path, holdo
     assert again.status == "unchanged" and len(Registry(registry).read()) == 3
     assert again.status == Outcome.UNCHANGED and again.record == again.champion
     assert Decision.from_json(json.loads(json.dumps(again.to_json()))) == again
+
+
+def test_each_model_plays_in_its_own_env_config(tmp_path, rising):
+    """The champion was trained with orders of one contract: it is judged buying one at a
+    time, as it would trade in production, not with the challenger's orders of ten."""
+    registry = tmp_path / "registry.json"
+    one = EnvConfig(order_size=1)
+    small = fixed_model(tmp_path / "small" / "model.zip", BUY_YES, rising, env=one)
+    holds = fixed_model(tmp_path / "holds" / "model.zip", HOLD, rising)  # the default env
+
+    first = promote(small, rising, registry)
+    challenged = promote(holds, rising, registry)
+
+    buying = model_policy(PPO.load(small, device="cpu"))
+    own = [rollout(buying, view, one).total_reward for view in rising]  # one market each
+    tens = [rollout(buying, view, EnvConfig()).total_reward for view in rising]
+    assert first.promoted and first.comparison.mean_difference == pytest.approx(np.mean(own))
+    assert challenged.comparison.against == str(small)
+    assert challenged.comparison.mean_difference == pytest.approx(-np.mean(own))
+    assert np.mean(tens) != pytest.approx(np.mean(own))
 
 
 def test_too_few_holdout_markets_refuse_a_winner(tmp_path, rising, models):

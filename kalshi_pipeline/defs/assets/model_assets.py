@@ -19,11 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kalshi_pipeline.defs.assets.data_assets import market_views
-from kalshi_pipeline.defs.config import FilterSettings, SplitSettings, TrainingSettings
+from kalshi_pipeline.defs.config import (
+    FilterSettings,
+    SplitSettings,
+    TrainingSettings,
+    training_of,
+)
 from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, SplitName, needed_sides, split_views
 from kalshi_pipeline.market.views import session_of_key
+from kalshi_pipeline.pipeline_config import ExecutionChoice
 from kalshi_pipeline.training.candidates import select_candidate
 from kalshi_pipeline.training.jobs import PhaseJob, PhaseResult
 from kalshi_pipeline.training.lineage import read_lineage
@@ -184,7 +190,7 @@ def _phase_job(
         phase,
         views_for(split, SplitName.TRAIN, pipeline.session_views),
         split,
-        settings.to_domain().resolve(),
+        training_of(settings),
         _models_dir(pipeline, run_id),
         _parent_path(parent),
         views_for(split, SplitName.VALIDATION, pipeline.session_views),
@@ -252,7 +258,7 @@ def _candidates_op(phase: int) -> dg.OpDefinition:
         parent: str = "",
     ):
         # What is trained when a budget rounds up, said first, where Dagster shows it.
-        if note := config.to_domain().resolve().budget_note():
+        if note := training_of(config).budget_note():
             context.log.warning(f"phase {phase}: {note}")
         job = _phase_job(phase, pipeline, train_holdout_split, config, context.run.run_id, parent)
         seeds = phase_candidates(job)
@@ -301,7 +307,7 @@ def _select_op(phase: int) -> dg.OpDefinition:
         config: TrainingSettings,
         parent: str = "",
     ) -> str:
-        training = config.to_domain().resolve()
+        training = training_of(config)
         out = _models_dir(pipeline, context.run.run_id)
         done: list[TrainedCandidate] = trained
         results = {t["seed"]: PhaseResult.from_json(t["result"]) for t in done}
@@ -359,13 +365,16 @@ def evaluation_report(
     phase3_model: str,
     config: TrainingSettings,
 ) -> str:
-    """The phase-3 model against random, always-HOLD and the imbalance rule."""
+    """The phase-3 model against random, always-HOLD and the imbalance rule (and in maker
+    mode the quote rule), played in the model's own execution settings (its lineage's);
+    execution settings in this asset's config that differ from them override them, and
+    the report says so."""
     split = train_holdout_split
     model = Path(phase3_model)
     out = pipeline.artifacts / "reports" / f"run-{context.run.run_id}"
     report = evaluate(
         model,
-        config.to_domain().resolve(),
+        training_of(config),
         views_for(split, SplitName.TRAIN, pipeline.session_views),
         views_for(split, SplitName.HOLDOUT, pipeline.session_views),
         split,
@@ -373,6 +382,7 @@ def evaluation_report(
         progress_files(model.parent.parent),
         views_for(split, SplitName.WALK_FORWARD, pipeline.session_views),
         on_progress=context.log.info,
+        execution=config.domain_of(ExecutionChoice),
     )
     images = "\n\n".join(
         f"![{name}](data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()})"

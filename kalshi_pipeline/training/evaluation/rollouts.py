@@ -1,7 +1,8 @@
 """Playing episodes: every policy once on every view, deterministically, as :class:`Episode`.
 
 An episode records what its steps reported (the env's ``info``: portfolio value,
-``filled`` contracts and ``fees_cents``), so nothing here re-implements execution:
+``filled`` contracts, or in maker mode each of the step's ``fills``, and ``fees_cents``),
+so nothing here re-implements execution:
 trades (steps with a fill), contracts traded (the turnover), fees, the deepest drawdown
 from the episode's running peak value, and how often each action was chosen. It also
 carries the view's statistics the report groups by (coverage, average spread and mid)
@@ -124,8 +125,9 @@ def rollout(
         obs, reward, terminated, truncated, info = env.step(action)
         total += reward
         length += 1
-        trades += info["filled"] != 0
-        contracts += abs(info["filled"])
+        traded = _contracts(info)
+        trades += traded != 0
+        contracts += traded
         fees += info["fees_cents"]
         value = info["portfolio_value_cents"]
         peak = max(peak, value)
@@ -143,6 +145,16 @@ def rollout(
         market_coverage=float(view.market_coverage), avg_spread_cents=float(view.avg_spread),
         mean_mid_cents=mid, round_trip_fees_cents=round_trip_fees_cents(mid, config.order_size),
     )  # fmt: skip
+
+
+def _contracts(info: Mapping) -> int:
+    """Contracts a step traded: in maker mode the sum of its fills (a step may fill
+    orders on both books, whose signed sum, ``filled``, would net them), else
+    ``filled``'s size."""
+    fills = info.get("fills")
+    if fills is not None:
+        return sum(fill.contracts for fill in fills)
+    return abs(info["filled"])
 
 
 def _mean_mid_cents(view: MarketSessionView) -> float:

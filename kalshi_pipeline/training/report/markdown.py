@@ -1,8 +1,11 @@
 """``report.md``: results first, lineage last, every figure the one in ``summary.json``.
 
 1. its first line: the model's result on the holdout, or that it never trades or ties
-   always-HOLD; then the same on the walk-forward views (every view of the sessions
-   recorded after every training session), or why there are none;
+   always-HOLD; then the execution it was measured under (taker or maker, and a maker's
+   latency, queue model and fees: :mod:`.execution`), with the settings set for this
+   evaluation that are not the model's own; then the result on the walk-forward views
+   (every view of the sessions recorded after every training session), or why there
+   are none;
 2. the plan's target shares (phase 3 always; phase 2 when that model was evaluated),
    over all markets and over the markets liquid enough to trade;
 3. aggregates over markets and the paired model-vs-baseline differences, with 95% BCa
@@ -47,11 +50,15 @@ def report_markdown(
     findings: Mapping,
     model_path: Path | None,
     lineage: Lineage | None,
+    execution: Sequence[str] = (),
 ) -> tuple[str, str]:
     """``report.md`` in two parts: its results (sections 1 to 7) and the rest (the plots
     and what was evaluated); the file is the two joined. ``findings`` is
-    :func:`~kalshi_pipeline.training.evaluation.analyse`'s."""
-    lines = [f"# Evaluation report: {findings['headline']}", "", findings["walk_forward"], ""]
+    :func:`~kalshi_pipeline.training.evaluation.analyse`'s; ``execution`` the lines on
+    the execution settings, under the first."""
+    lines = [f"# Evaluation report: {findings['headline']}", ""]
+    lines += [*execution, ""] if execution else []
+    lines += [findings["walk_forward"], ""]
     lines += _targets(findings["targets"])
     lines += _aggregates(summary)
     keys = policy_split_keys(episodes)

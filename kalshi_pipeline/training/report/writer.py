@@ -4,8 +4,9 @@
 ``per_market.csv`` (every :class:`PerMarketRow`, every policy and split),
 ``episodes.csv`` (every :class:`Episode`, the rows everything else is computed from),
 ``summary.json`` (the :class:`EvaluationSummary` in the file's layout plus
-:func:`analyse`'s findings, keys sorted) and the plots in :data:`PLOTS`. These files'
-bytes are a contract (docs/contracts.md): the same episodes and seed give the same files.
+:func:`analyse`'s findings and the execution settings, keys sorted) and the plots in
+:data:`PLOTS`. These files' bytes are a contract (docs/contracts.md): the same episodes
+and seed give the same files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kalshi_pipeline.env.trading_env import EnvConfig
 from kalshi_pipeline.training.evaluation import (
     Episode,
     EvaluationSummary,
@@ -23,6 +25,7 @@ from kalshi_pipeline.training.evaluation import (
     analyse,
 )
 from kalshi_pipeline.training.lineage import Lineage
+from kalshi_pipeline.training.report.execution import execution_lines, execution_summary
 from kalshi_pipeline.training.report.markdown import report_markdown
 from kalshi_pipeline.training.report.order import policy_split_keys
 from kalshi_pipeline.training.report.plots import (
@@ -69,13 +72,19 @@ def write_report(
     lineage: Lineage | None,
     difficulties: Mapping[str, float],
     progress_files: Sequence[Path] = (),
+    env: EnvConfig | None = None,
 ) -> WrittenReport:
     """Write the report directory (see :class:`WrittenReport`). The findings on top
     of ``summary`` are computed here (:func:`analyse`, with ``summary``'s seed), so the
-    report is the same for the same episodes and seed."""
+    report is the same for the same episodes and seed. ``env`` is the env config the
+    episodes were played in (``None``: the model's own, from ``lineage``, else the
+    default), whose execution settings the report states (:mod:`.execution`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if env is None:
+        env = lineage.env_config() if lineage is not None else EnvConfig()
     findings = analyse(episodes, rows, difficulties, summary.seed)
+    findings["execution"] = execution_summary(env, lineage)
     _write_csv(out / "episodes.csv", [e.to_json() for e in episodes])
     _write_csv(out / "per_market.csv", [r.to_json() for r in rows])
     summary_json = {**summary.summary_file_json(), **findings}
@@ -84,7 +93,9 @@ def write_report(
     action_plot(out / PLOTS[1], findings["actions"], policy_split_keys(episodes))
     learning_curve(out / PLOTS[2], progress_files)
     difficulty_plot(out / PLOTS[3], episodes, rows, difficulties)
-    results, rest = report_markdown(episodes, rows, summary, findings, model_path, lineage)
+    results, rest = report_markdown(
+        episodes, rows, summary, findings, model_path, lineage, execution_lines(env, lineage)
+    )
     report = out / "report.md"
     report.write_text(results + rest)
     return WrittenReport(path=report, results_markdown=results, summary=summary)

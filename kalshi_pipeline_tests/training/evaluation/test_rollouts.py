@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from kalshi_pipeline.env.execution import BUY_YES, HOLD, SELL_YES
+from kalshi_pipeline.env.execution import BUY_NO, BUY_YES, HOLD, SELL_YES
 from kalshi_pipeline.env.trading_env import EnvConfig
+from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.training.evaluation import (
     Episode,
@@ -21,6 +22,7 @@ from kalshi_pipeline.training.evaluation import (
     round_trip_fees_cents,
 )
 from kalshi_pipeline_tests.env.test_env_rules import view_of_books
+from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot, trade, with_tape
 
 
 def test_always_hold_earns_exactly_nothing_on_every_view(views):
@@ -147,3 +149,30 @@ def test_an_episode_reads_back_from_its_json_and_is_a_row_of_episodes_csv(views)
     alone = rollout(hold_policy(), views[0])
     assert (alone.to_json()["policy"], alone.to_json()["split"]) == ("", "")
     assert Episode.from_json(json.loads(json.dumps(alone.to_json()))) == alone
+
+
+def test_a_maker_step_that_fills_both_books_counts_every_contract():
+    """Resting orders on both books, each filled by a trade before the same step: the
+    env's signed ``filled`` nets them to 0, its ``fills`` list both; the episode counts
+    one step with a fill and the ten contracts (five a side) that traded."""
+    ticker = "KXTEST-A"
+    raw = make_session(
+        snapshot(ticker, seq=1, yes_bids={40: 5, 39: 5}, no_bids={55: 5, 54: 5}, ts=T0_MS + 1000),
+        *(delta(ticker, seq=s, side="yes", price=39, new_size=4 + s, ts=T0_MS + 1000 * s)
+          for s in (2, 3, 4)),
+    )  # fmt: skip
+    # Before step 2: a taker sells YES into the YES bid at 40 and one buys YES from the
+    # NO bid at 55, ten each: five beyond each order's queue of five.
+    raw = with_tape(
+        raw,
+        trade(ticker, "t1", 40, 10, "no", ts=T0_MS + 2500),
+        trade(ticker, "t2", 45, 10, "yes", ts=T0_MS + 2600),
+    )
+    (view,) = build_market_views(raw)
+    actions = iter([BUY_YES, BUY_NO, HOLD, HOLD])
+    maker = EnvConfig(execution="maker", latency_ms=0)
+
+    episode = rollout(lambda obs: next(actions), view, maker)
+
+    assert (episode.trades, episode.contracts_traded) == (1, 10)
+    assert episode.fees_cents == 6  # the maker fee of five contracts at 40 and at 55

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from kalshi_pipeline.env import EnvConfig
 from kalshi_pipeline.training.evaluation import Episode, per_market_table, summarise
 from kalshi_pipeline.training.report import PLOTS, write_report
 from kalshi_pipeline_tests.training.evaluation.handmade import full
@@ -146,7 +147,7 @@ def test_the_report_is_the_same_for_the_same_episodes_and_seed(tmp_path):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_the_second_line_gives_the_walk_forward_result_or_says_there_is_none(tmp_path):
+def test_after_the_execution_the_walk_forward_result_or_that_there_is_none(tmp_path):
     # Session 2 was recorded after training's session 1: the model earns 1.0 more than
     # HOLD on each of its two markets there.
     episodes = never_trading_episodes() + [
@@ -158,9 +159,56 @@ def test_the_second_line_gives_the_walk_forward_result_or_says_there_is_none(tmp
     lines = write(tmp_path, episodes).read_text().splitlines()
     without = write(tmp_path, never_trading_episodes(), name="flat").read_text().splitlines()
 
-    assert lines[2].startswith(
+    assert lines[2].startswith("Execution: taker") and not lines[3]
+    assert lines[4].startswith(
         "Walk-forward, on the 2 views of session(s) 2, recorded after every training session: "
         "Model minus always-HOLD on the walk-forward views: +1.000 dollars per market"
     )
-    assert "over 2 markets" in lines[2] and "positive on 100% of them" in lines[2]
-    assert without[2].startswith("No walk-forward evaluation")
+    assert "over 2 markets" in lines[4] and "positive on 100% of them" in lines[4]
+    assert without[4].startswith("No walk-forward evaluation")
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            EnvConfig(),
+            "Execution: taker (orders cross the spread at once, up to 2 cents of slippage; "
+            "taker fee). The quote_rule baseline rests limit orders: it is played in maker "
+            "mode only.",
+        ),
+        (
+            EnvConfig(limit_slippage_cents=1, fee_multiplier=0.5, series_fees=("KXBTC:quadratic",)),
+            "Execution: taker (orders cross the spread at once, up to 1 cent of slippage; "
+            "taker fee x0.5 (series overrides: KXBTC:quadratic)). The quote_rule baseline "
+            "rests limit orders: it is played in maker mode only.",
+        ),
+        (
+            EnvConfig(execution="maker"),
+            "Execution: maker (resting limit orders at the touch; post-only; expire after 20 "
+            "steps), latency 100 ms constant (cancels 100 ms), risk_averse queue, fees "
+            "quadratic_with_maker_fees x1 (series overrides: none).",
+        ),
+        (
+            EnvConfig(
+                execution="maker", order_expiry_steps=5, latency_ms=40, cancel_latency_ms=10,
+                latency_distribution="lognormal", latency_sigma=0.3, queue_model="power_prob",
+                queue_power=3.0, fee_type="quadratic", fee_multiplier=2.0,
+                series_fees=("KXBTC:quadratic_with_maker_fees", "KXETH:quadratic:0.5"),
+            ),
+            "Execution: maker (resting limit orders at the touch; post-only; expire after 5 "
+            "steps), latency 40 ms lognormal (sigma 0.3) (cancels 10 ms), power_prob queue "
+            "(power 3), fees quadratic x2 (series overrides: KXBTC:quadratic_with_maker_fees, "
+            "KXETH:quadratic:0.5).",
+        ),
+    ],
+)  # fmt: skip
+def test_the_line_under_the_first_names_the_execution_assumptions(tmp_path, env, line):
+    report = write(tmp_path, never_trading_episodes(), env=env)
+    lines = report.read_text().splitlines()
+    summary = json.loads((report.parent / "summary.json").read_text())
+
+    assert lines[1:4] == ["", line, ""]
+    assert summary["execution"]["description"] == line
+    assert summary["execution"]["settings"]["execution"] == env.execution
+    assert summary["execution"]["settings"]["series_fees"] == list(env.series_fees)

@@ -2,6 +2,8 @@
 
 A PPO model is evaluated through :func:`kalshi_pipeline.workflow.evaluate` on simulated
 views; the Markdown, CSV and JSON it writes are read back and checked against each other.
+A model is evaluated in its own execution mode (its lineage's), unless a setting given
+overrides it, which the report then says.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
-from kalshi_pipeline.env import MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import EnvConfig, MarketAgnosticKalshiEnv
 from kalshi_pipeline.market.split import Split
 from kalshi_pipeline.training.config import profile
+from kalshi_pipeline.training.execution_choice import ExecutionChoice
 from kalshi_pipeline.training.phases import write_lineage
 from kalshi_pipeline.training.report import PLOTS, WrittenReport
 from kalshi_pipeline.workflow import evaluate
@@ -151,3 +155,77 @@ def test_a_model_of_another_feature_layout_is_refused(views, tmp_path):
 def scored(difficulty: dict[str, float]) -> Split:
     """A split that only carries the views' difficulty (what the report plots)."""
     return Split(train=(), holdout=(), difficulty=difficulty, train_markets=0, holdout_markets=0)
+
+
+def model_trained_with(env: EnvConfig, views, path: Path) -> Path:
+    """An untrained model whose lineage says it was trained with ``env``."""
+    path.parent.mkdir(parents=True)
+    PPO("MlpPolicy", MarketAgnosticKalshiEnv(views), n_steps=64, seed=0, device="cpu").save(path)
+    config = replace(profile("smoke"), env=env)
+    write_lineage(path.parent / "model.json", 1, views, config, None, 0)
+    return path
+
+
+def policies_and_first_lines(written: WrittenReport) -> tuple[set[str], list[str]]:
+    with open(written.path.parent / "episodes.csv") as fh:
+        policies = {e["policy"] for e in csv.DictReader(fh)}
+    return policies, written.path.read_text().splitlines()[:5]
+
+
+def test_a_model_is_evaluated_in_its_own_execution_mode_unless_told_otherwise(views, tmp_path):
+    """Its lineage's mode, whatever the training config handed to the evaluation says; in
+    maker mode the quote rule is a baseline; a setting given overrides the lineage's and
+    the report names it with the model's own value."""
+    few = [v for v in views if len(v) >= 20][:3]
+    maker = EnvConfig(execution="maker", latency_ms=250)
+    model = model_trained_with(maker, few, tmp_path / "maker" / "model.zip")
+    taker_training = profile("smoke")  # its env is a taker's: not what the model was
+
+    own = evaluate(model, taker_training, few, few, scored({}), tmp_path / "own")
+    policies, lines = policies_and_first_lines(own)
+    assert "quote_rule" in policies
+    assert lines[2] == (
+        "Execution: maker (resting limit orders at the touch; post-only; expire after 20 "
+        "steps), latency 250 ms constant (cancels 250 ms), risk_averse queue, fees "
+        "quadratic_with_maker_fees x1 (series overrides: none)."
+    )
+    assert lines[3] == ""  # nothing was set for this evaluation
+    summary = json.loads((own.path.parent / "summary.json").read_text())
+    assert summary["execution"]["settings"]["latency_ms"] == 250
+    assert summary["execution"]["changed_from_model"] == {}
+    assert "model-vs-quote_rule/holdout" in summary["differences"]
+    assert "model-vs-quote_rule/holdout" in own.results_markdown
+
+    given = ExecutionChoice(execution="taker", latency_ms=100)
+    told = evaluate(model, taker_training, few, few, scored({}), tmp_path / "told", execution=given)
+    policies, lines = policies_and_first_lines(told)
+    assert "quote_rule" not in policies
+    assert lines[2].startswith("Execution: taker (orders cross the spread at once")
+    assert lines[3] == (
+        "Set for this evaluation, not the model's own (it was trained with the values in "
+        "brackets): execution taker (maker); latency_ms 100 (250)."
+    )
+    summary = json.loads((told.path.parent / "summary.json").read_text())
+    assert summary["execution"]["changed_from_model"] == {
+        "execution": {"evaluated": "taker", "model": "maker"},
+        "latency_ms": {"evaluated": 100, "model": 250},
+    }
+
+
+def test_a_model_whose_lineage_predates_the_execution_settings_is_evaluated_as_a_taker(
+    views, tmp_path
+):
+    few = [v for v in views if len(v) >= 20][:2]
+    model = model_trained_with(EnvConfig(), few, tmp_path / "old" / "model.zip")
+    lineage = json.loads((model.parent / "model.json").read_text())
+    env = lineage["config"]["env"]
+    for key in ("execution", "latency_ms", "queue_model", "fee_type", "series_fees"):
+        del env[key]
+    (model.parent / "model.json").write_text(json.dumps(lineage))
+    maker_training = replace(profile("smoke"), env=EnvConfig(execution="maker"))
+
+    written = evaluate(model, maker_training, few, few, scored({}), tmp_path / "report")
+
+    policies, lines = policies_and_first_lines(written)
+    assert "quote_rule" not in policies
+    assert lines[2].startswith("Execution: taker")

@@ -42,6 +42,18 @@ RESTING_ORDER_FEATURES = (
 )  # fmt: skip
 MAKER_OBSERVATION_NAMES = FEATURE_NAMES + PORTFOLIO_FEATURES[:-1] + RESTING_ORDER_FEATURES
 assert len(MAKER_OBSERVATION_NAMES) == OBSERVATION_SIZE
+# Each mode's 52 rows, by name: the view's 36 features (their layout and version), then
+# the portfolio's 16 rows in the mode's layout, versioned here.
+OBSERVATION_NAMES_OF = {"taker": OBSERVATION_NAMES, "maker": MAKER_OBSERVATION_NAMES}
+PORTFOLIO_LAYOUTS = {"taker": "last-order-v1", "maker": "resting-orders-v1"}
+
+
+def observation_layout(execution: str) -> str:
+    """The name and versions of the observation's layout in ``execution`` mode, e.g.
+    ``"<feature layout>-v<version>+resting-orders-v1"``."""
+    return f"{FEATURE_LAYOUT}-v{FEATURE_LAYOUT_VERSION}+{PORTFOLIO_LAYOUTS[execution]}"
+
+
 OBSERVATION_BOUND = 5.0
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from kalshi_pipeline.env.execution import (
     BUY_NO,
     BUY_YES,
+    HOLD,
     PAIR_PAYOUT_CENTS,
     SELL_NO,
     SELL_YES,
@@ -139,6 +140,17 @@ class RestingOrders:
         self.requests = 0
         self.orders = 0
         self.fills: list[MakerFill] = []
+
+    def step(self, action: int, t: int, last: bool) -> tuple[int, int, tuple[MakerFill, ...]]:
+        """The env's step: send ``action``'s order at step ``t`` (HOLD sends none), then
+        play the exchange up to step ``t + 1`` (nothing after the ``last`` step). Returns
+        (signed contracts filled, fees in cents, the fills)."""
+        if action != HOLD:
+            self.decide(action, t)
+        fills = () if last else tuple(self.advance(t + 1))
+        if not fills:
+            return 0, 0, fills
+        return sum(f.side * f.contracts for f in fills), sum(f.fee_cents for f in fills), fills
 
     # -- decisions ---------------------------------------------------------------------
     def decide(self, action: int, t: int) -> None:

@@ -21,8 +21,10 @@ from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, 
 from kalshi_pipeline.env.fees import FeeModel
 from kalshi_pipeline.env.observation import (
     OBSERVATION_BOUND,
+    OBSERVATION_NAMES_OF,
     OBSERVATION_SIZE,
     check_layout,
+    observation_layout,
     observe,
 )
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
@@ -164,7 +166,9 @@ class MarketAgnosticKalshiEnv(gym.Env):
     |        |                              | (1 in flight; -1 without an order)       |
     | 48, 51 | bid_/ask_order_age           | log1p(steps since placed) / 5            |
 
-    Without an order a slot shows distance 0, queue -1, age 0.
+    Without an order a slot shows distance 0, queue -1, age 0. ``env.observation_names``
+    lists the mode's 52 names and ``env.observation_layout`` names its layout with the
+    versions of both parts (:func:`~kalshi_pipeline.env.observation.observation_layout`).
 
     ## Rewards
 
@@ -229,6 +233,8 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._fee_model = FeeModel.from_env(config)
         self._rules = maker_rules(config) if config.execution == "maker" else None
         self._orders: RestingOrders | None = None
+        self.observation_names = OBSERVATION_NAMES_OF[config.execution]
+        self.observation_layout = observation_layout(config.execution)
         self.observation_space = spaces.Box(
             -OBSERVATION_BOUND, OBSERVATION_BOUND, (OBSERVATION_SIZE,), np.float32
         )
@@ -297,7 +303,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
         portfolio = self._portfolio
         terminated = t + 1 >= self._length
         if self._orders is not None:
-            filled, fees, fills = self._rest(action, t, terminated)
+            filled, fees, fills = self._orders.step(action, t, terminated)
         elif action == HOLD:
             filled = fees = 0
             portfolio.last_order = NO_ORDER
@@ -336,19 +342,6 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._yes_prices, self._yes_sizes = view.yes_bid_prices, view.yes_bid_sizes
         self._no_prices, self._no_sizes = view.no_bid_prices, view.no_bid_sizes
         self._fees = self._fee_model.for_market(view.market_ticker)
-
-    def _rest(self, action: int, t: int, last: bool) -> tuple[int, int, tuple]:
-        """Maker mode: send ``action``'s order at step ``t``, then play the exchange up
-        to step ``t + 1`` (nothing after the last step). Returns (signed contracts
-        filled, fees in cents, the fills)."""
-        orders = self._orders
-        if action != HOLD:
-            orders.decide(action, t)
-        fills = () if last else tuple(orders.advance(t + 1))
-        if not fills:
-            return 0, 0, fills
-        filled = sum(f.side * f.contracts for f in fills)
-        return filled, sum(f.fee_cents for f in fills), fills
 
     def _trade(self, action: int, t: int) -> tuple[int, int]:
         """Send ``action``'s order to step ``t``'s book and book the fill: (signed

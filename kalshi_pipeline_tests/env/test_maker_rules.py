@@ -222,3 +222,17 @@ def test_an_order_in_flight_shows_the_whole_level_ahead():
     obs = env.step(BUY_NO)[0]
     assert obs[ROW["ask_order_queue"]] == 1.0
     assert obs[ROW["bid_order_queue"]] == -1
+
+
+def test_each_mode_names_its_observation_layout_and_rows():
+    view = view_with_trades([BOOK] * 2, [])
+    taker = MarketAgnosticKalshiEnv(view, EnvConfig())
+    maker = MarketAgnosticKalshiEnv(view, EnvConfig(execution="maker"))
+    assert taker.observation_names[:46] == maker.observation_names[:46]
+    assert maker.observation_names[46:] == (
+        "bid_order_distance", "bid_order_queue", "bid_order_age",
+        "ask_order_distance", "ask_order_queue", "ask_order_age",
+    )  # fmt: skip
+    assert taker.observation_layout.endswith("+last-order-v1")
+    assert maker.observation_layout.endswith("+resting-orders-v1")
+    assert taker.observation_layout.split("+")[0] == maker.observation_layout.split("+")[0]

@@ -303,8 +303,10 @@ def test_the_evaluation_report_shows_its_summary_and_plots(trained):
     # Besides the holdout, every view of session 2, recorded after the training session.
     walk_forward = trained.training.output_for_node("train_holdout_split").walk_forward
     assert walk_forward and {key.split("/")[0] for key in walk_forward} == {"2"}
-    second = report.read_text().splitlines()[2]
-    assert second.startswith(f"Walk-forward, on the {len(walk_forward)} views of session(s) 2,")
+    # Under the first line, the execution it was measured under; then the walk-forward.
+    lines = report.read_text().splitlines()
+    assert lines[2].startswith("Execution: taker (orders cross the spread at once")
+    assert lines[4].startswith(f"Walk-forward, on the {len(walk_forward)} views of session(s) 2,")
     with open(report.parent / "episodes.csv") as fh:
         played = {r["view_key"] for r in csv.DictReader(fh) if r["split"] == "walk_forward"}
     assert played == set(walk_forward)

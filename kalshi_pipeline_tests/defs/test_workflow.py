@@ -103,12 +103,14 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
     pipeline_home, instance, definitions
 ):
     """Run config as the launchpad writes it (plain dicts): learning rate, gamma, n_envs,
-    net_arch, timesteps and the validation interval reach every phase's model; a phase
+    net_arch, timesteps, the validation interval and the execution settings reach every
+    phase's model (a maker here, which the report then evaluates as one); a phase
     configured unlike its parent is refused (it would train as its parent was configured)."""
     ingest(definitions, instance, "1", "2")
     training = {
         "profile": "smoke", "timesteps_per_phase": TINY_TIMESTEPS // 2, "learning_rate": 0.001,
         "gamma": 0.9, "n_envs": 4, "net_arch": [16, 16], "validate_every": 4096,
+        "execution": "maker", "latency_ms": 0, "series_fees": ["KXBTC:quadratic"],
     }  # fmt: skip
     job = definitions.resolve_job_def("train_and_evaluate")
     run = job.execute_in_process(
@@ -122,11 +124,19 @@ def test_launchpad_hyperparameters_reach_the_models_and_must_agree(
         hyper = lineage["config"]["hyperparameters"]
         assert (hyper["learning_rate"], hyper["gamma"], hyper["net_arch"]) == (0.001, 0.9, [16, 16])
         assert lineage["config"]["n_envs"] == 4 and lineage["config"]["validate_every"] == 4096
+        env = lineage["config"]["env"]
+        assert (env["execution"], env["latency_ms"], env["series_fees"]) == (
+            "maker", 0, ["KXBTC:quadratic"],
+        )  # fmt: skip
         saved = json_to_data(
             zipfile.ZipFile(run.output_for_node(f"phase{phase}_model")).read("data").decode()
         )
         assert saved["learning_rate"] == 0.001 and saved["gamma"] == 0.9
         assert saved["policy_kwargs"]["net_arch"] == [16, 16]
+
+    report = Path(run.output_for_node("evaluation_report")).read_text().splitlines()
+    assert report[2].startswith("Execution: maker (resting limit orders at the touch;")
+    assert "model-vs-quote_rule/holdout" in "\n".join(report)
 
     other = {**training, "learning_rate": 0.05}
     ops = {

@@ -16,7 +16,9 @@ comparison):
 
 * **Requests take time.** An order reaches the book :class:`LatencyModel` milliseconds
   after its decision; the cancel of the order it replaces likewise (its own draw), and the
-  replacement never reaches the book before that cancel. Between step ``t`` and ``t + 1``
+  replacement never reaches the book before that cancel, nor before any cancel sent
+  earlier for its slot (random latencies can land an older cancel later), so a slot never
+  has two orders on the book. Between step ``t`` and ``t + 1``
   the requests that arrive before step ``t + 1``'s millisecond meet book ``t``; then come
   step ``t + 1``'s trades, in order, then its book; then the requests arriving at exactly
   that millisecond (market rows first at equal times).
@@ -137,6 +139,9 @@ class RestingOrders:
         self.slot: dict[int, RestingOrder | None] = {BID: None, ASK: None}
         self.live: list[RestingOrder] = []
         self.pending: list[tuple[int, int, int, RestingOrder]] = []  # (time, seq, kind, order)
+        # The latest arrival of a cancel sent for each slot: no new order of the slot may
+        # reach the book before it (random latencies can make a later cancel land sooner).
+        self.cleared = {BID: 0, ASK: 0}
         self.requests = 0
         self.orders = 0
         self.fills: list[MakerFill] = []
@@ -172,9 +177,9 @@ class RestingOrders:
         if previous is not None and not previous.over:
             cancel_at = now + self.rules.latency.cancel(self.rng)
             self._send(cancel_at, _CANCEL, previous)
-            arrives = max(arrives, cancel_at)
+            self.cleared[side] = max(self.cleared[side], cancel_at)
         self.slot[side] = order
-        self._send(arrives, _NEW, order)
+        self._send(max(arrives, self.cleared[side]), _NEW, order)
 
     def _send(self, time: int, kind: int, order: RestingOrder) -> None:
         self.requests += 1

@@ -75,7 +75,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
     | HOLD      | leaves resting orders alone                                          |
     | latency   | an order reaches the book ``latency_ms`` after the decision, a       |
     |           | cancel ``cancel_latency_ms``; constant or lognormal (the env's seed);|
-    |           | a replacement never arrives before the cancel of the order it ends   |
+    |           | a replacement never arrives before a cancel sent earlier for its slot|
     | post-only | an order that would cross the book on arrival is cancelled          |
     | queue     | it joins behind the visible size at its price; ``queue_model`` moves |
     |           | the queue ahead on trades there and on the level's size changes      |

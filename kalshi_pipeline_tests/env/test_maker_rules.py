@@ -41,12 +41,12 @@ def view_with_trades(books: list[Book], trades: list[tuple[int, int, int, bool]]
     )
 
 
-def play(books, trades, actions, **config):
+def play(books, trades, actions, seed=0, **config):
     """Step a maker-mode env through ``actions`` (HOLD after them); returns the env, every
     fill in order and the last info."""
     settings = {"execution": "maker", "latency_ms": 0} | config
     env = MarketAgnosticKalshiEnv(view_with_trades(books, trades), EnvConfig(**settings))
-    env.reset(seed=0)
+    env.reset(seed=seed)
     fills, info, done, t = [], {}, False, 0
     while not done:
         action = actions[t] if t < len(actions) else HOLD
@@ -131,6 +131,19 @@ def test_an_order_arriving_with_the_next_book_meets_it_after_its_trades():
     # 1,000 ms: it arrives at step 1's millisecond, after step 1's trades and book.
     _, fills, _ = play([BOOK] * 3, [sold_yes(1, 40, 30)], [BUY_YES], latency_ms=1_000)
     assert fills == []
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_replacement_waits_for_every_cancel_sent_before_it_in_its_slot(seed):
+    # Lognormal latencies: order 3's cancel (of order 2) may be quick while order 1's
+    # cancel, sent with order 2, is slow. Order 3 waits for both, so the slot never has two
+    # orders resting: the trade through fills one order, within max_position.
+    lognormal = {"latency_ms": 300, "latency_distribution": "lognormal", "latency_sigma": 2.0}
+    _, fills, info = play(
+        [BOOK] * 6, [sold_yes(4, 38, 1)], [BUY_YES] * 3, seed=seed, max_position=10, **lognormal
+    )
+    assert len({f.order_id for f in fills}) <= 1
+    assert info["position"] <= 10
 
 
 def test_an_order_that_would_cross_when_it_arrives_is_cancelled_unfilled():

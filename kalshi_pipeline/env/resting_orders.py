@@ -21,7 +21,9 @@ comparison):
   has two orders on the book. Between step ``t`` and ``t + 1``
   the requests that arrive before step ``t + 1``'s millisecond meet book ``t``; then come
   step ``t + 1``'s trades, in order, then its book; then the requests arriving at exactly
-  that millisecond (market rows first at equal times).
+  that millisecond (market rows first at equal times, those of a later step sharing the
+  millisecond too). A trade is taken to happen at its step's millisecond (the view keeps
+  no time of its own for it), as in the replay through hftbacktest.
 * **Post-only.** An order that would cross the book when it arrives is cancelled unfilled.
 * **Its queue.** It joins behind the visible size at its price; the :class:`QueueModel`
   moves the queue ahead on trades at that price and on changes of that level's size. A
@@ -197,7 +199,10 @@ class RestingOrders:
                 self._trade(book_side, price, contracts, s)
         if self.live:
             self._depth(s)
-        if pending and pending[0][0] <= now:
+        times = self.times
+        if pending and pending[0][0] <= now and (s + 1 == len(times) or times[s + 1] != now):
+            # After every market row of this millisecond: a later step of the same one
+            # (a repaired time) comes first too.
             self._arrive(now + 1, s)  # times are whole milliseconds
         if self.live or pending:
             self._expire(s)

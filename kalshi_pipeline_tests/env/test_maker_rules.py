@@ -133,6 +133,22 @@ def test_an_order_arriving_with_the_next_book_meets_it_after_its_trades():
     assert fills == []
 
 
+def test_an_order_arriving_at_a_millisecond_of_two_steps_meets_both_steps_trades_first():
+    # Steps 1 and 2 share a millisecond (a repaired time makes a step of its own); an
+    # order arriving then comes after all of that millisecond's market rows, step 2's
+    # trades too, as it comes after step 1's.
+    view = view_with_trades([BOOK] * 4, [sold_yes(2, 40, 30)])
+    times = view.timestamps_ms.copy()
+    times[2] = times[1]
+    env = MarketAgnosticKalshiEnv(
+        dataclasses.replace(view, timestamps_ms=times),
+        EnvConfig(execution="maker", latency_ms=int(times[1] - times[0])),
+    )
+    env.reset(seed=0)
+    fills = [f for action in (BUY_YES, HOLD, HOLD) for f in env.step(action)[4]["fills"]]
+    assert fills == []
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_a_replacement_waits_for_every_cancel_sent_before_it_in_its_slot(seed):
     # Lognormal latencies: order 3's cancel (of order 2) may be quick while order 1's

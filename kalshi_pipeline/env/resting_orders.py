@@ -32,13 +32,18 @@ comparison):
   trade through its price (at a worse price on its book), or the other book crossing it
   (a YES bid ``p`` is crossed when ``p + best NO bid >= 100``), fills all that is left,
   at its price. Every fill is a maker fill and pays the maker fee; our orders never change
-  the recorded book.
+  the recorded book. Every trade of the tape counts, those the view flags off-book too
+  (their level showed nothing before the step, so an order resting there was first).
 * **Expiry.** An order is removed after the events of step ``placed + order_expiry_steps``
   (at the exchange, without latency); at the end of the episode all are.
 * **Money.** When an order reaches the book it is sized down to what the account allows
-  then: a buy to ``max_position`` counting the slot's resting order and to the cash not
-  reserved by other orders; a sell to the contracts held. A resting order reserves its
-  leaves times (price + the maker fee of one contract), so cash never goes negative.
+  then: a buy to ``max_position`` less the contracts of its side held (the slot's earlier
+  order is off the book by then, and the other slot's fills only lower that position) and
+  to the cash not reserved by the other order, ignoring what its fills would net; a sell
+  to the contracts held (only its own fills lower them). A resting buy reserves its leaves
+  times (price + the maker fee of one contract: a partial fill's fee, rounded up per fill,
+  never exceeds that share), a resting sell its leaves times the fee alone (its fills also
+  receive ``100 - price`` a contract), so cash never goes negative.
 """
 
 from __future__ import annotations
@@ -333,8 +338,12 @@ class RestingOrders:
         return None
 
     def observation(self, t: int) -> tuple[float, ...]:
-        """Each slot's order as the observation shows it: distance from the touch, queue
-        ahead relative to its level's size, age (docs/environment.md, "Observation")."""
+        """Each slot's order as the observation shows it at step ``t``: ``(touch - price) /
+        100`` on its book (positive when the touch moved above it; an empty book is a
+        touch of 0, so negative), the queue ahead over its level's visible size (capped
+        at 1; 1 while in flight; 1 or 0, anything ahead or not, when the level is hidden
+        beyond the top levels or shows nothing), and ``log1p(t - placed) / 5``. A slot
+        shows its latest order: one it replaces may still rest until its cancel lands."""
         slot = self.slot
         if (slot[BID] is None or slot[BID].over) and (slot[ASK] is None or slot[ASK].over):
             return _NO_ORDERS

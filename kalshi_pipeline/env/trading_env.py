@@ -166,7 +166,8 @@ class MarketAgnosticKalshiEnv(gym.Env):
     |        |                              | (1 in flight; -1 without an order)       |
     | 48, 51 | bid_/ask_order_age           | log1p(steps since placed) / 5            |
 
-    Without an order a slot shows distance 0, queue -1, age 0. ``env.observation_names``
+    Without an order a slot shows distance 0, queue -1, age 0; an empty book is a touch of
+    0 (the details: :meth:`~.resting_orders.RestingOrders.observation`). ``env.observation_names``
     lists the mode's 52 names and ``env.observation_layout`` names its layout with the
     versions of both parts (:func:`~kalshi_pipeline.env.observation.observation_layout`).
 

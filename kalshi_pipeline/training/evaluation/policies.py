@@ -96,8 +96,11 @@ def quote_policy(threshold: float = 0.5) -> Policy:
     (SELL_YES holding YES, SELL_NO holding NO) whatever the imbalance. An order that
     already rests at the touch is left alone (HOLD), since sending it again would cancel
     it and put the new one at the back of the queue; one the touch has moved away from,
-    or that expired (the env's order expiry), is sent again. It reads the maker
-    observation's rows (``MAKER_OBSERVATION_NAMES``)."""
+    or that expired (the env's order expiry), is sent again. The observation does not say
+    which action placed an order, so a BUY_NO resting at the touch while YES is held is
+    kept too: it nets the YES as SELL_YES would, but fills beyond the position open NO.
+    The order on the other book is left alone (the buy that opened a position may fill
+    on). It reads the maker observation's rows (``MAKER_OBSERVATION_NAMES``)."""
 
     def act(obs: np.ndarray) -> int:
         position = obs[_MAKER_POSITION]

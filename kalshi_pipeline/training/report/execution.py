@@ -7,7 +7,9 @@ states them under its first line (:func:`execution_lines`), and ``summary.json``
 them (:func:`execution_summary`): the mode and, in maker mode, the order expiry, the
 latencies, the queue model and the fees with their series overrides. When the settings
 an evaluation was given differ from the model's own (its lineage's: what it was trained
-with), a second line names each setting changed and the model's value.
+with), a second line names each setting changed and the model's value, and a third,
+when the mode itself changed, that the model now reads observation rows it was not
+trained on (the portfolio rows 46-51 differ between the modes).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kalshi_pipeline.env.env_config import EnvConfig
+from kalshi_pipeline.env.observation import observation_layout
 from kalshi_pipeline.training.evaluation import MAKER, PolicyName
 from kalshi_pipeline.training.execution_choice import execution_settings, shown_default
 from kalshi_pipeline.training.lineage import Lineage
@@ -73,6 +76,13 @@ def execution_lines(env: EnvConfig, lineage: Lineage | None) -> list[str]:
                 for name, (value, own) in changed.items()
             )
             + "."
+        )
+    if "execution" in changed:
+        mode, own = changed["execution"]
+        lines.append(
+            f"The mode changes the observation: the model learned the {own} mode's "
+            f"({observation_layout(own)}), and reads the {mode} mode's "
+            f"({observation_layout(mode)}), whose rows 46-51 it never saw in training."
         )
     return lines
 

@@ -169,7 +169,7 @@ def model_trained_with(env: EnvConfig, views, path: Path) -> Path:
 def policies_and_first_lines(written: WrittenReport) -> tuple[set[str], list[str]]:
     with open(written.path.parent / "episodes.csv") as fh:
         policies = {e["policy"] for e in csv.DictReader(fh)}
-    return policies, written.path.read_text().splitlines()[:5]
+    return policies, written.path.read_text().splitlines()[:6]
 
 
 def test_a_model_is_evaluated_in_its_own_execution_mode_unless_told_otherwise(views, tmp_path):
@@ -205,6 +205,8 @@ def test_a_model_is_evaluated_in_its_own_execution_mode_unless_told_otherwise(vi
         "Set for this evaluation, not the model's own (it was trained with the values in "
         "brackets): execution taker (maker); latency_ms 100 (250)."
     )
+    assert lines[4].startswith("The mode changes the observation: the model learned the maker")
+    assert "resting-orders-v1" in lines[4] and "last-order-v1" in lines[4]
     summary = json.loads((told.path.parent / "summary.json").read_text())
     assert summary["execution"]["changed_from_model"] == {
         "execution": {"evaluated": "taker", "model": "maker"},

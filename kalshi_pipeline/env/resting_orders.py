@@ -40,10 +40,11 @@ comparison):
   then: a buy to ``max_position`` less the contracts of its side held (the slot's earlier
   order is off the book by then, and the other slot's fills only lower that position) and
   to the cash not reserved by the other order, ignoring what its fills would net; a sell
-  to the contracts held (only its own fills lower them). A resting buy reserves its leaves
-  times (price + the maker fee of one contract: a partial fill's fee, rounded up per fill,
-  never exceeds that share), a resting sell its leaves times the fee alone (its fills also
-  receive ``100 - price`` a contract), so cash never goes negative.
+  to the contracts held (only its own fills lower them), and, where one contract's fee is
+  more than the ``100 - price`` it receives (a fee multiplier above 57), to the free cash
+  over the difference. A resting buy reserves its leaves times (price + the maker fee of
+  one contract: a partial fill's fee, rounded up per fill, never exceeds that share), a
+  resting sell its leaves times the fee alone, so cash never goes negative.
 """
 
 from __future__ import annotations
@@ -244,12 +245,16 @@ class RestingOrders:
     def _size(self, order: RestingOrder) -> int:
         """How much of ``order`` the account allows now (module docstring, "Money")."""
         position = self.portfolio.position * order.side
-        if order.closing:
-            return min(order.wanted, max(-position, 0))
-        room = self.rules.max_position - position
         free = self.portfolio.cash - self.reserved()
-        per_contract = order.price + self.fees.maker(1, order.price)
-        return max(min(order.wanted, room, free // per_contract), 0)
+        fee = self.fees.maker(1, order.price)
+        if order.closing:
+            held = min(order.wanted, max(-position, 0))
+            # What a sold contract costs beyond the 100 - price it receives (only a fee
+            # multiplier above 57 makes it positive).
+            short = fee - (PAIR_PAYOUT_CENTS - order.price)
+            return held if short <= 0 else max(min(held, free // short), 0)
+        room = self.rules.max_position - position
+        return max(min(order.wanted, room, free // (order.price + fee)), 0)
 
     def reserved(self) -> int:
         """Cash held back by the resting orders."""

@@ -18,7 +18,15 @@ import math
 import numpy as np
 import pytest
 
-from kalshi_pipeline.env import BUY_NO, BUY_YES, HOLD, SELL_YES, EnvConfig, MarketAgnosticKalshiEnv
+from kalshi_pipeline.env import (
+    BUY_NO,
+    BUY_YES,
+    HOLD,
+    SELL_NO,
+    SELL_YES,
+    EnvConfig,
+    MarketAgnosticKalshiEnv,
+)
 from kalshi_pipeline.env.observation import MAKER_OBSERVATION_NAMES
 from kalshi_pipeline_tests.env.test_env_rules import Book, view_of_books
 
@@ -218,6 +226,19 @@ def test_selling_yes_rests_on_the_no_bids_and_closes_the_position():
     assert info["position"] == 0
     fees = maker_fee(10, 40) + maker_fee(10, 55)
     assert info["cash_cents"] == 10_000 - 400 + 450 - fees
+
+
+def test_a_sell_whose_fee_exceeds_what_it_receives_is_sized_to_the_free_cash():
+    # Fee multiplier 100: one contract's maker fee at YES 90 is 16 cents, more than the 10
+    # a sold NO contract receives there. 5 NO bought at 5 (sized at 5 + 9 fee each) leave
+    # 3 cents; SELL_NO at YES 90 would cost 6 a contract, more than that: it is refused.
+    high: Book = ({90: 5}, {5: 5})
+    trades = [(1, 96, 1, True), sold_yes(3, 89, 1)]  # through NO 5, then through YES 90
+    _, fills, info = play(
+        [high] * 5, trades, [BUY_NO, HOLD, SELL_NO], starting_cash_cents=70, fee_multiplier=100
+    )
+    assert [(f.side, f.contracts) for f in fills] == [(-1, 5)]
+    assert (info["cash_cents"], info["position"]) == (70 - 25 - 42, -5)  # fee of 5 at 5: 42
 
 
 @pytest.mark.parametrize(

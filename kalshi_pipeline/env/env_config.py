@@ -80,8 +80,11 @@ class EnvConfig:
     )
 
     def __post_init__(self) -> None:
-        """Refuse a setting outside its choices or range, naming it (the fee, latency
-        and queue settings are checked again, in full, by their own models)."""
+        """Refuse a setting outside its choices, or an order size, position limit or expiry
+        below 1, naming it. The ranges of the fee, latency and queue settings are checked
+        by their own models when an environment is built (the fees in both modes, the
+        latency and queue in maker mode only), and first by the command line and the
+        pipeline's config."""
         for f in fields(self):
             value, choices = getattr(self, f.name), f.metadata.get(CHOICES)
             if choices and value not in choices:

@@ -18,6 +18,7 @@ from kalshi_pipeline.env.latency import LATENCY_DISTRIBUTIONS
 from kalshi_pipeline.env.queue import QUEUE_MODELS
 
 EXECUTION_MODES = ("taker", "maker")
+TRADE_THROUGH_FILLS = ("traded", "all")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +65,12 @@ class EnvConfig:
     )
     queue_power: float = described(
         2.0, "maker: the power of the power_prob queue model", values=Values.POSITIVE_FLOAT
+    )
+    trade_through_fills: str = described(
+        "traded",
+        "maker: a trade through an order's price fills at most its own contracts (traded), "
+        "or all the order has left, as hftbacktest does (all)",
+        choices=TRADE_THROUGH_FILLS,
     )
     fee_type: str = described(
         "quadratic_with_maker_fees",

@@ -28,10 +28,15 @@ comparison):
 * **Its queue.** It joins behind the visible size at its price; the :class:`QueueModel`
   moves the queue ahead on trades at that price and on changes of that level's size. A
   level beyond the view's top levels is not seen: its queue estimate stays as it was.
-* **Fills.** Contracts of a trade at its price beyond the queue ahead fill it (partly); a
-  trade through its price (at a worse price on its book), or the other book crossing it
-  (a YES bid ``p`` is crossed when ``p + best NO bid >= 100``), fills all that is left,
-  at its price. Every fill is a maker fill and pays the maker fee; our orders never change
+* **Fills.** Contracts of a trade at its price beyond the queue ahead fill it (partly). A
+  trade through its price (at a worse price on its book) swept everything ahead of it:
+  the queue ahead becomes 0 and the trade's contracts fill it, up to all it has left
+  (``trade_through_fills="traded"``, the default; hftbacktest fills all that is left
+  however small the trade, ``"all"``, the setting the differential test compares with).
+  The other book crossing it (a YES bid ``p`` is crossed when ``p + best NO bid >= 100``)
+  fills all that is left, as in hftbacktest: such a fill comes as the market moves
+  against the order, so it cannot flatter a result. All fills are at the order's price.
+  Every fill is a maker fill and pays the maker fee; our orders never change
   the recorded book. Every trade of the tape counts, those the view flags off-book too
   (their level showed nothing before the step, so an order resting there was first).
 * **Expiry.** An order is removed after the events of step ``placed + order_expiry_steps``
@@ -119,6 +124,7 @@ class MakerRules:
     expiry_steps: int
     queue: QueueModel
     latency: LatencyModel
+    through_fills_all: bool = False  # a trade through fills all that is left
 
 
 def maker_rules(config) -> MakerRules:
@@ -129,6 +135,7 @@ def maker_rules(config) -> MakerRules:
         expiry_steps=config.order_expiry_steps,
         queue=queue_model(config.queue_model, config.queue_power),
         latency=LatencyModel.from_env(config),
+        through_fills_all=config.trade_through_fills == "all",
     )
 
 
@@ -266,8 +273,10 @@ class RestingOrders:
     def _trade(self, book_side: int, price: int, contracts: int, s: int) -> None:
         """A trade that took ``contracts`` from ``book_side``'s bids at ``price``."""
         for order in [o for o in self.live if o.side == book_side]:
-            if price < order.price:
-                self._fill(order, order.leaves, s)  # traded through it
+            if price < order.price:  # traded through it: nothing is ahead at its price
+                order.queue.front = 0.0
+                through = order.leaves if self.rules.through_fills_all else contracts
+                self._fill(order, min(through, order.leaves), s)
             elif price == order.price:
                 queue = self.rules.queue
                 queue.trade(order.queue, contracts)

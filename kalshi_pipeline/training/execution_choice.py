@@ -86,6 +86,7 @@ class ExecutionChoice:
     latency_sigma: float | None = _env_setting("latency_sigma")
     queue_model: str | None = _env_setting("queue_model")
     queue_power: float | None = _env_setting("queue_power")
+    trade_through_fills: str | None = _env_setting("trade_through_fills")
     fee_type: str | None = _env_setting("fee_type")
     fee_multiplier: float | None = _env_setting("fee_multiplier")
     series_fees: tuple[str, ...] | None = _env_setting("series_fees")

@@ -68,6 +68,7 @@ MAKER = dict(
     order_expiry_steps=1_000_000,
     starting_cash_cents=10_000_000,
     max_position=1_000_000,
+    trade_through_fills="all",  # hftbacktest's rule (the env's default caps it: its own test)
 )
 BID_QUEUE = MAKER_OBSERVATION_NAMES.index("bid_order_queue")
 ASK_QUEUE = MAKER_OBSERVATION_NAMES.index("ask_order_queue")

@@ -160,8 +160,9 @@ def crossed(view, step: int, order: Order) -> bool:
 
 def allowed_fills(episode: Episode, order: Order) -> dict[int, float]:
     """The most contracts ``order`` may have filled by each step it can fill at (steps
-    after the book it joined, up to its cancel's arrival or its expiry): all of it once a
-    trade went through it or the other book crossed it, else the volume beyond its queue.
+    after the book it joined, up to its cancel's arrival or its expiry): all of it once the
+    other book crossed it (or a trade went through it, under hftbacktest's rule), else the
+    volume beyond its queue plus the contracts of trades through it.
 
     ``risk_averse``: the queue ahead starts at the size shown at its price, trades there
     use it up, a smaller level caps it. The probability models may also move it on a
@@ -182,7 +183,9 @@ def allowed_fills(episode: Episode, order: Order) -> dict[int, float]:
         if times[s] > order.end_ms:
             break
         for price, count in trades_at(view, s, order.side):
-            everything |= price < order.price  # traded through it
+            if price < order.price:  # traded through it: at most its contracts, or all
+                everything |= config.trade_through_fills == "all"
+                beyond, ahead = beyond + count, 0 if ahead is not None else None
             if price == order.price and ahead is not None:
                 beyond += max(count - ahead, 0)
                 ahead = max(ahead - count, 0)

@@ -108,8 +108,16 @@ def test_a_smaller_level_caps_the_queue_ahead():
 
 
 # -- full fills ----------------------------------------------------------------------------
-def test_a_trade_through_its_price_fills_the_whole_order_at_its_price():
-    _, fills, _ = play([BOOK] * 3, [sold_yes(1, 38, 1)], [BUY_YES])
+def test_a_trade_through_its_price_fills_at_most_its_contracts_and_clears_the_queue():
+    # 3 contracts sold at 38 went through the bid at 40: everything ahead of it there was
+    # taken, so they fill 3 at 40 and the next trade at 40 fills from the front.
+    trades = [sold_yes(1, 38, 3), sold_yes(2, 40, 2)]
+    _, fills, _ = play([BOOK] * 4, trades, [BUY_YES])
+    assert [(f.step, f.contracts, f.price_cents) for f in fills] == [(1, 3, 40), (2, 2, 40)]
+
+
+def test_hftbacktests_rule_fills_all_that_is_left_on_any_trade_through():
+    _, fills, _ = play([BOOK] * 3, [sold_yes(1, 38, 1)], [BUY_YES], trade_through_fills="all")
     assert [(f.contracts, f.price_cents) for f in fills] == [(10, 40)]
 
 
@@ -164,7 +172,7 @@ def test_a_replacement_waits_for_every_cancel_sent_before_it_in_its_slot(seed):
     # orders resting: the trade through fills one order, within max_position.
     lognormal = {"latency_ms": 300, "latency_distribution": "lognormal", "latency_sigma": 2.0}
     _, fills, info = play(
-        [BOOK] * 6, [sold_yes(4, 38, 1)], [BUY_YES] * 3, seed=seed, max_position=10, **lognormal
+        [BOOK] * 6, [sold_yes(4, 38, 50)], [BUY_YES] * 3, seed=seed, max_position=10, **lognormal
     )
     assert len({f.order_id for f in fills}) <= 1
     assert info["position"] <= 10
@@ -197,14 +205,14 @@ def test_an_unfilled_order_costs_nothing():
 def test_a_resting_buy_reserves_its_cash():
     # 500 cents: the YES bid of 10 at 40 reserves 10 * (40 + 1); 90 cents are left, one
     # NO contract at 55 plus its fee (without the reservation: 8 of them).
-    trades = [sold_yes(2, 38, 1), (2, 45, 100, True)]
+    trades = [sold_yes(2, 38, 50), (2, 45, 100, True)]
     _, fills, info = play([BOOK] * 4, trades, [BUY_YES, BUY_NO], starting_cash_cents=500)
     assert sorted((f.side, f.contracts) for f in fills) == [(-1, 1), (1, 10)]
     assert info["cash_cents"] >= 0
 
 
 def test_a_buy_is_sized_to_max_position_counting_what_is_held():
-    trades = [sold_yes(1, 38, 1), sold_yes(3, 38, 1)]
+    trades = [sold_yes(1, 38, 50), sold_yes(3, 38, 50)]
     _, fills, info = play([BOOK] * 5, trades, [BUY_YES, HOLD, BUY_YES], max_position=14)
     assert [f.contracts for f in fills] == [10, 4]
     assert info["position"] == 14
@@ -220,7 +228,7 @@ def test_a_sell_rests_only_against_contracts_held():
 def test_selling_yes_rests_on_the_no_bids_and_closes_the_position():
     # Buy 10 YES at 40 (a trade through), then SELL_YES rests at NO 55 (YES 45) and a
     # taker buying YES at 45 takes it: 10 contracts held are sold at 45.
-    trades = [sold_yes(1, 38, 1), (2, 45, 30, True)]
+    trades = [sold_yes(1, 38, 50), (2, 45, 30, True)]
     _, fills, info = play([BOOK] * 4, trades, [BUY_YES, SELL_YES])
     assert [(f.side, f.price_cents, f.contracts) for f in fills] == [(1, 40, 10), (-1, 55, 10)]
     assert info["position"] == 0
@@ -233,7 +241,7 @@ def test_a_sell_whose_fee_exceeds_what_it_receives_is_sized_to_the_free_cash():
     # a sold NO contract receives there. 5 NO bought at 5 (sized at 5 + 9 fee each) leave
     # 3 cents; SELL_NO at YES 90 would cost 6 a contract, more than that: it is refused.
     high: Book = ({90: 5}, {5: 5})
-    trades = [(1, 96, 1, True), sold_yes(3, 89, 1)]  # through NO 5, then through YES 90
+    trades = [(1, 96, 50, True), sold_yes(3, 89, 50)]  # through NO 5, then through YES 90
     _, fills, info = play(
         [high] * 5, trades, [BUY_NO, HOLD, SELL_NO], starting_cash_cents=70, fee_multiplier=100
     )
@@ -245,7 +253,7 @@ def test_a_sell_whose_fee_exceeds_what_it_receives_is_sized_to_the_free_cash():
     "fee_type, charged", [("quadratic", False), ("quadratic_with_maker_fees", True)]
 )
 def test_the_maker_fee_follows_the_series_fee_type(fee_type, charged):
-    _, fills, _ = play([BOOK] * 3, [sold_yes(1, 38, 1)], [BUY_YES], fee_type=fee_type)
+    _, fills, _ = play([BOOK] * 3, [sold_yes(1, 38, 50)], [BUY_YES], fee_type=fee_type)
     assert fills[0].fee_cents == (maker_fee(10, 40) if charged else 0)
 
 

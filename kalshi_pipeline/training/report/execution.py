@@ -43,11 +43,13 @@ def describe_execution(env: EnvConfig) -> str:
     cancel = env.latency_ms if env.cancel_latency_ms is None else env.cancel_latency_ms
     spread = f" (sigma {env.latency_sigma:g})" if env.latency_distribution == "lognormal" else ""
     power = f" (power {env.queue_power:g})" if env.queue_model == "power_prob" else ""
+    through = "all that is left" if env.trade_through_fills == "all" else "its contracts"
     return (
         f"Execution: maker (resting limit orders at the touch; post-only; expire after "
         f"{env.order_expiry_steps} steps), latency {env.latency_ms} ms "
         f"{env.latency_distribution}{spread} (cancels {cancel} ms), {env.queue_model} "
-        f"queue{power}, fees {fees} (series overrides: {overrides})."
+        f"queue{power}, a trade through fills {through}, fees {fees} (series overrides: "
+        f"{overrides})."
     )
 
 

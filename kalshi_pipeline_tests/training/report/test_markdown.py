@@ -186,8 +186,9 @@ def test_after_the_execution_the_walk_forward_result_or_that_there_is_none(tmp_p
         (
             EnvConfig(execution="maker"),
             "Execution: maker (resting limit orders at the touch; post-only; expire after 20 "
-            "steps), latency 100 ms constant (cancels 100 ms), risk_averse queue, fees "
-            "quadratic_with_maker_fees x1 (series overrides: none).",
+            "steps), latency 100 ms constant (cancels 100 ms), risk_averse queue, a trade "
+            "through fills its contracts, fees quadratic_with_maker_fees x1 (series "
+            "overrides: none).",
         ),
         (
             EnvConfig(
@@ -198,8 +199,8 @@ def test_after_the_execution_the_walk_forward_result_or_that_there_is_none(tmp_p
             ),
             "Execution: maker (resting limit orders at the touch; post-only; expire after 5 "
             "steps), latency 40 ms lognormal (sigma 0.3) (cancels 10 ms), power_prob queue "
-            "(power 3), fees quadratic x2 (series overrides: KXBTC:quadratic_with_maker_fees, "
-            "KXETH:quadratic:0.5).",
+            "(power 3), a trade through fills its contracts, fees quadratic x2 (series overrides: "
+            "KXBTC:quadratic_with_maker_fees, KXETH:quadratic:0.5).",
         ),
     ],
 )  # fmt: skip

@@ -186,8 +186,8 @@ def test_a_model_is_evaluated_in_its_own_execution_mode_unless_told_otherwise(vi
     assert "quote_rule" in policies
     assert lines[2] == (
         "Execution: maker (resting limit orders at the touch; post-only; expire after 20 "
-        "steps), latency 250 ms constant (cancels 250 ms), risk_averse queue, fees "
-        "quadratic_with_maker_fees x1 (series overrides: none)."
+        "steps), latency 250 ms constant (cancels 250 ms), risk_averse queue, a trade through "
+        "fills its contracts, fees quadratic_with_maker_fees x1 (series overrides: none)."
     )
     assert lines[3] == ""  # nothing was set for this evaluation
     summary = json.loads((own.path.parent / "summary.json").read_text())

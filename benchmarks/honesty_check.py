@@ -24,9 +24,10 @@ line it prints the figures and exits 0 when the criterion is met, 1 otherwise:
 same criterion) one row after another and prints each row's figures and the plan's target
 shares, then a Markdown table. ``--population`` picks the simulator's markets: ``kalshi``
 (the default, calibrated to recorded Kalshi markets) or ``two-class`` (the markets the
-earlier figures were measured on). ``--execution``, ``--latency-ms`` and ``--queue-model``
-pass the execution settings to training (docs/environment.md): in ``maker`` mode the table
-adds the model against the quote rule, the baseline of resting orders.
+earlier figures were measured on). ``--execution``, ``--latency-ms``, ``--queue-model`` and
+``--trade-through-fills`` pass the execution settings to training (docs/environment.md):
+in ``maker`` mode the table adds the model against the quote rule, the baseline of resting
+orders.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ class HonestyRun:
     execution: str | None = None
     latency_ms: int | None = None
     queue_model: str | None = None
+    trade_through_fills: str | None = None
 
     @property
     def name(self) -> str:
-        settings = (self.execution, self.latency_ms, self.queue_model)
+        settings = (self.execution, self.latency_ms, self.queue_model, self.trade_through_fills)
         return (
             f"{self.sessions}x{self.markets}-seed{self.seed}-holdout{self.holdout_fraction:g}"
             f"-train{self.training_seed}-{self.population}"
@@ -82,6 +84,7 @@ class HonestyRun:
             "--execution": self.execution,
             "--latency-ms": self.latency_ms,
             "--queue-model": self.queue_model,
+            "--trade-through-fills": self.trade_through_fills,
         }
         return [item for flag, value in settings.items() if value is not None
                 for item in (flag, str(value))]  # fmt: skip
@@ -263,9 +266,11 @@ def main() -> int:
     parser.add_argument("--execution", choices=("taker", "maker"), help="default: the env's")
     parser.add_argument("--latency-ms", type=int, help="maker mode's latency")
     parser.add_argument("--queue-model", help="maker mode's queue model")
+    parser.add_argument("--trade-through-fills", help="maker mode's trade-through rule")
     args = parser.parse_args()
     execution = {
         "execution": args.execution, "latency_ms": args.latency_ms, "queue_model": args.queue_model,
+        "trade_through_fills": args.trade_through_fills,
     }  # fmt: skip
     runs = TABLES[args.population] if args.table else (
         HonestyRun(

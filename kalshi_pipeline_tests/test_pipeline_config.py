@@ -198,6 +198,7 @@ def test_a_pipeline_config_written_before_the_execution_settings_reads_with_none
         ({"latency_ms": -1}, "execution setting latency_ms must be a whole number of at least 0"),
         ({"order_expiry_steps": 0}, "execution setting order_expiry_steps must be a whole"),
         ({"latency_sigma": float("nan")}, "execution setting latency_sigma must be a finite"),
+        ({"latency_sigma": 200.0}, "execution setting latency_sigma must be in (0, 10]"),
         ({"queue_model": "fifo"}, "execution setting queue_model must be one of"),
         ({"fee_multiplier": 0.0}, "execution setting fee_multiplier must be a finite number above"),
         ({"series_fees": ["KXBTC:flat"]}, "execution setting series_fees: unknown fee type 'flat'"),

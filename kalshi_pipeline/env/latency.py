@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 LATENCY_DISTRIBUTIONS = ("constant", "lognormal")
+# The lognormal's largest shape: beyond about 100, exp() of a draw overflows a float; at 10
+# the median's 99.9th percentile is already e^31 times the median.
+MAX_SIGMA = 10.0
 
 
 def _check_ms(name: str, value: object) -> None:
@@ -53,9 +56,9 @@ class LatencyModel:
             not isinstance(sigma, int | float)
             or isinstance(sigma, bool)
             or not math.isfinite(sigma)
-            or sigma <= 0
+            or not 0 < sigma <= MAX_SIGMA
         ):
-            raise ValueError(f"sigma must be a positive finite number, not {sigma!r}")
+            raise ValueError(f"sigma must be a number in (0, {MAX_SIGMA}], not {sigma!r}")
 
     @classmethod
     def from_env(cls, config) -> LatencyModel:

@@ -39,6 +39,7 @@ from kalshi_pipeline.config_fields import (
 )
 from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.env.fees import FeeModel
+from kalshi_pipeline.env.latency import MAX_SIGMA
 from kalshi_pipeline.training.config_checks import VALUE_RANGES, InvalidConfig
 
 _ENV_FIELDS = {f.name: f for f in dataclasses.fields(EnvConfig)}
@@ -105,6 +106,11 @@ class ExecutionChoice:
                 )
         if self.series_fees is not None:
             _check_series_fees(self.series_fees)
+        if self.latency_sigma is not None and not 0 < self.latency_sigma <= MAX_SIGMA:
+            raise InvalidConfig(
+                f"execution setting latency_sigma must be in (0, {MAX_SIGMA:g}], "
+                f"got {self.latency_sigma!r}"
+            )
 
     def changes(self) -> dict[str, object]:
         """The set fields and their values, in field order."""

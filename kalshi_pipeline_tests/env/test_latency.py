@@ -91,6 +91,7 @@ def test_distributions_are_the_env_configs_choices():
         ({"sigma": -0.1}, "sigma"),
         ({"sigma": float("nan")}, "sigma"),
         ({"sigma": float("inf")}, "sigma"),
+        ({"sigma": 200.0}, "sigma"),  # would overflow exp() on a large draw
     ],
 )
 def test_bad_settings_raise_naming_the_field(kwargs, message):

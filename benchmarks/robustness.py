@@ -2,12 +2,14 @@
 
 Takes a run of ``kalshi-pipeline train`` (its ``--out``) and the store it trained on, and
 evaluates its phase-3 model again, against the same baselines on the same split, with
-each variant of the execution settings: the latency (0, 100 and 500 ms by default) and
-the queue model (risk-averse against the probability ones). Each variant's report goes to
-``OUT/robustness/<variant>/``; the script prints one Markdown row per variant: model -
-HOLD and model - the quote rule on the holdout and the walk-forward session, and the
-plan's target shares after phase 2 and 3. A result that holds only with no latency and a
-generous queue is not a result: docs/learning.md reads the table that way.
+each variant of the execution settings: the latency (0, 100 and 500 ms by default), the
+queue model (risk-averse against the probability ones), and the most generous reading of
+all (no latency, the log-probability queue, hftbacktest's trade-through rule). Each
+variant's report goes to ``OUT/robustness/<variant>/``; the script prints one Markdown
+row per variant: model - HOLD and model - the quote rule on the holdout and the
+walk-forward session, and the plan's target shares after phase 2 and 3. A result that
+holds only with no latency and a generous queue is not a result: docs/learning.md reads
+the table that way.
 
     python benchmarks/robustness.py OUT STORE [--holdout-fraction 0.4] [--seed 0]
         [--latencies 0 100 500] [--queue-models risk_averse log_prob]
@@ -39,6 +41,11 @@ def variants(latencies: list[int], queue_models: list[str]) -> dict[str, Executi
     for model in queue_models:
         if model != "risk_averse":
             chosen[f"latency 100 ms, {model}"] = ExecutionChoice(latency_ms=100, queue_model=model)
+    # The most generous reading: no latency, cancels ahead of the order, and hftbacktest's
+    # rule that any trade through an order fills all it has left.
+    chosen["latency 0 ms, log_prob, trade through fills all"] = ExecutionChoice(
+        latency_ms=0, queue_model="log_prob", trade_through_fills="all"
+    )
     return chosen
 
 

@@ -13,6 +13,13 @@ its seed candidates' (``<out>/candidates/seed-<s>/phase<N>/``). A run that faile
 its first checkpoint leaves nothing to resume, so a ``fingerprint.json`` it left (seed
 candidates record the phase's before they start) does not lock the directory: the
 corrected run trains there and records its own.
+
+A config recorded before the env config had its execution settings (taker or maker,
+latency, queue model, fees) reads with those settings at their defaults
+(:func:`with_execution_defaults`): such a run trained as a taker with the default fees,
+which is what those defaults train today, so an ``OUT`` trained then is still the same
+job for a taker run with no execution setting given, and a run given one is refused
+naming it.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market.views import STEP_ARRAYS, MarketSessionView
 from kalshi_pipeline.training.algorithms import CHECKPOINT, MODEL_FILE
 from kalshi_pipeline.training.config import TrainingConfig
+from kalshi_pipeline.training.execution_choice import execution_settings
 from kalshi_pipeline.training.lineage import read_lineage
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -126,25 +135,40 @@ def training_fingerprint(
     )
 
 
+def with_execution_defaults(config: Mapping) -> Mapping:
+    """A recorded training config (JSON data) with each execution setting its env config
+    lacks at its default, as JSON writes it; those it records are kept. Only the execution
+    settings are filled in: their defaults are how a run trained before they existed."""
+    env = config.get("env")
+    if not isinstance(env, Mapping):
+        return config
+    defaults = json.loads(json.dumps(execution_settings(EnvConfig())))
+    return {**config, "env": {**defaults, **env}}
+
+
 def recorded_fingerprint(phase_dir: Path) -> Fingerprint | None:
     """The fingerprint a phase directory was trained with; None if it records none.
 
     ``fingerprint.json`` (written before the first checkpoint) wins; a finished model's
     lineage stands in for it in directories written before it existed. A model or
     checkpoints without either were written by a version that recorded no fingerprint
-    (:func:`trained`): they count as trained on unknown data.
+    (:func:`trained`): they count as trained on unknown data. Its config is read with
+    :func:`with_execution_defaults`.
     """
     if (phase_dir / FINGERPRINT_FILE).exists():
-        return Fingerprint.from_json(json.loads((phase_dir / FINGERPRINT_FILE).read_text()))
-    if (phase_dir / MODEL_FILE).exists():
+        recorded = Fingerprint.from_json(json.loads((phase_dir / FINGERPRINT_FILE).read_text()))
+    elif (phase_dir / MODEL_FILE).exists():
         lineage = read_lineage(phase_dir / MODEL_FILE)
-        if lineage.views_sha256 is not None:
-            return Fingerprint(
-                views=tuple(sorted(lineage.views)),
-                views_sha256=lineage.views_sha256,
-                config=lineage.config,
-            )
-    return None
+        if lineage.views_sha256 is None:
+            return None
+        recorded = Fingerprint(
+            views=tuple(sorted(lineage.views)),
+            views_sha256=lineage.views_sha256,
+            config=lineage.config,
+        )
+    else:
+        return None
+    return replace(recorded, config=with_execution_defaults(recorded.config))
 
 
 def trained(phase_dir: Path) -> bool:

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
+from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import AlgorithmConfig, profile
+from kalshi_pipeline.training.execution_choice import execution_settings
 from kalshi_pipeline.training.fingerprint import (
     Fingerprint,
     TrainedOnOtherData,
@@ -226,3 +228,37 @@ def test_a_phase_whose_seed_candidates_trained_is_guarded_by_its_fingerprint(vie
     check_fingerprint(models / "phase1", recorded)
     with pytest.raises(TrainedOnOtherData, match="config differs: seed 7 here vs 0 there"):
         check_fingerprint(models / "phase1", other)
+
+
+def without_execution_settings(config: dict) -> dict:
+    """A training config as JSON the way a run recorded it before the env config had its
+    execution settings (a taker's, with the default fees)."""
+    env = {k: v for k, v in config["env"].items() if k not in execution_settings(EnvConfig())}
+    return {**config, "env": env}
+
+
+def test_a_taker_trained_before_the_execution_settings_is_still_this_job(views_a, tmp_path):
+    """Its env config records none of them, and it trained as today's defaults train: the
+    same taker job reuses it; a maker job is refused, naming the mode."""
+    phase_dir = tmp_path / "models" / "phase1"
+    (phase_dir / "checkpoints").mkdir(parents=True)
+    (phase_dir / "checkpoints" / "model_128_steps.zip").write_bytes(b"")
+    today = training_fingerprint(views_a, CONFIG)
+    before = replace(today, config=without_execution_settings(today.config))
+    (phase_dir / "fingerprint.json").write_text(json.dumps(before.to_json()))
+
+    check_fingerprint(phase_dir, today)  # not refused
+    maker = replace(CONFIG, env=EnvConfig(execution="maker"))
+    with pytest.raises(TrainedOnOtherData, match="config differs: env.execution maker here vs "):
+        check_fingerprint(phase_dir, training_fingerprint(views_a, maker))
+
+
+def test_a_model_whose_lineage_predates_the_execution_settings_is_reused(out, views_a):
+    """The lineage stands in for a missing fingerprint.json, with the same reading."""
+    (out / "phase1" / "fingerprint.json").unlink()
+    lineage = json.loads((out / "phase1" / "model.json").read_text())
+    lineage["config"] = without_execution_settings(lineage["config"])
+    (out / "phase1" / "model.json").write_text(json.dumps(lineage))
+
+    again = train(views_a, out)
+    assert (again.model_path, again.timesteps) == (out / "phase1" / "model.zip", 256)

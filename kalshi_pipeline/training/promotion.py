@@ -7,7 +7,8 @@ if it plays better on the *current* holdout markets, with confidence:
   in its own env config, its lineage's
   (:func:`kalshi_pipeline.training.evaluation.evaluate_policies`): a model trained to rest
   limit orders is judged resting them, a taker taking, so the comparison is between what
-  each would do in production;
+  each would do in production; the champion's rewards are scaled as the challenger's
+  (``reward_scale``, which changes no action), so the two are in one unit;
 * per market (a market seen in several sessions counts once: its mean episode reward),
   the challenger's reward minus the champion's;
 * the 95% bootstrap interval of the mean of those differences (:func:`difference_interval`:
@@ -179,12 +180,15 @@ def compare(
     champion_env: EnvConfig | None = None,
 ) -> Comparison:
     """Play both on every holdout view and compare them market by market: the challenger
-    in ``env``, the champion in ``champion_env`` (``None``: ``env`` too)."""
+    in ``env``, the champion in ``champion_env`` (``None``: ``env`` too) with ``env``'s
+    reward scale, so that both rewards are in one unit (the scale changes no action)."""
     if not holdout:
         raise PromotionError("no holdout view to compare the models on")
+    env = env or EnvConfig()
+    own = replace(champion_env or env, reward_scale=env.reward_scale)
     views = {SplitName.HOLDOUT: holdout}
     episodes = evaluate_policies({"challenger": challenger}, views, env, seed)
-    episodes += evaluate_policies({"champion": champion}, views, champion_env or env, seed)
+    episodes += evaluate_policies({"champion": champion}, views, own, seed)
     by_policy: dict[str, dict[str, float]] = {"challenger": {}, "champion": {}}
     for row in per_market_table(episodes):
         by_policy[row.policy][row.market_ticker] = row.mean_reward

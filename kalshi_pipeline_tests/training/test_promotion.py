@@ -198,6 +198,25 @@ def test_each_model_plays_in_its_own_env_config(tmp_path, rising):
     assert np.mean(tens) != pytest.approx(np.mean(own))
 
 
+def test_the_champion_is_judged_in_the_challengers_reward_units(tmp_path, rising):
+    """Each plays in its own env config, but the rewards compared are in one unit: a
+    champion trained with rewards scaled by 10 is judged by its dollars, not ten times
+    them (its scale changes nothing it does)."""
+    registry = tmp_path / "registry.json"
+    scaled = EnvConfig(reward_scale=10.0)
+    buys = fixed_model(tmp_path / "buys" / "model.zip", BUY_YES, rising, env=scaled)
+    holds = fixed_model(tmp_path / "holds" / "model.zip", HOLD, rising)  # the default env
+
+    first = promote(buys, rising, registry)
+    challenged = promote(holds, rising, registry)
+
+    buying = model_policy(PPO.load(buys, device="cpu"))
+    dollars = [rollout(buying, view).total_reward for view in rising]  # one market each
+    assert first.comparison.mean_difference == pytest.approx(10 * np.mean(dollars))
+    assert challenged.comparison.against == str(buys)
+    assert challenged.comparison.mean_difference == pytest.approx(-np.mean(dollars))
+
+
 def test_too_few_holdout_markets_refuse_a_winner(tmp_path, rising, models):
     one_market = [v for v in rising if v.market_ticker == "UP-A"]
     assert len(one_market) < MIN_MARKETS

@@ -63,6 +63,7 @@ The result is a hyperparameter file (:func:`write_result`, the JSON of a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -76,6 +77,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.training.config import AlgorithmConfig, TrainingConfig
+from kalshi_pipeline.training.execution_choice import execution_settings
 from kalshi_pipeline.training.files import write_json_atomically
 from kalshi_pipeline.training.jobs import TrainingStopped
 from kalshi_pipeline.training.lineage import read_lineage
@@ -347,6 +349,7 @@ def write_result(
             running=count[TrialState.RUNNING],
             profile=profile,
             timesteps_per_phase=tuple(config.phase_timesteps(p) for p in (1, 2, 3)),
+            execution=json.loads(json.dumps(execution_settings(config.env))),
         ),
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ profile's own trial (each a :class:`ScoredTrial`) and the study's counts
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from kalshi_pipeline.training.config import AlgorithmConfig
@@ -61,7 +61,10 @@ class StudySummary:
     """The study a result comes from: its name, its storage as shown (credentials
     hidden), its trials (all; complete, pruned, failed, and still running in another
     process; the rest are waiting), the profile it was run for and that profile's
-    timesteps per phase. A trial whose process died counts as failed."""
+    timesteps per phase. A trial whose process died counts as failed. ``execution`` holds
+    the execution settings the trials trained with (EnvConfig's, by name, as JSON:
+    hyperparameters found for a maker may not suit a taker); a file written before they
+    existed has none (its trials were takers')."""
 
     name: str
     storage: str
@@ -72,6 +75,7 @@ class StudySummary:
     timesteps_per_phase: tuple[int, ...]
     failed: int = 0
     running: int = 0
+    execution: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -84,6 +88,7 @@ class StudySummary:
             "running": self.running,
             "profile": self.profile,
             "timesteps_per_phase": list(self.timesteps_per_phase),
+            "execution": dict(self.execution),
         }
 
     @classmethod
@@ -98,6 +103,7 @@ class StudySummary:
             running=data.get("running", 0),
             profile=data["profile"],
             timesteps_per_phase=tuple(data["timesteps_per_phase"]),
+            execution=dict(data.get("execution", {})),
         )
 
 

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from kalshi_pipeline.cli import main
 from kalshi_pipeline.market.split import SplitName
 from kalshi_pipeline.pipeline_config import (
+    ExecutionChoice,
     PipelineConfig,
     SplitConfig,
     TrainingChoice,
@@ -132,6 +133,28 @@ def test_the_file_keeps_the_profile_on_a_tie_and_takes_a_better_trial(tmp_path):
     assert result.best.trial == 2 and result.profile_as_set.trial == 1
     written = read_hyperparameters(tmp_path / "b.json")
     assert written == suggest(optuna.trial.FixedTrial(best.params), base.hyperparameters)
+
+
+def test_the_file_says_which_execution_settings_the_study_was_tuned_in(tmp_path):
+    """Hyperparameters found for a maker may not suit a taker: the file names the
+    execution settings its trials trained with."""
+    chosen = PipelineConfig(
+        training=TrainingChoice(**TINY),
+        execution=ExecutionChoice(execution="maker", latency_ms=0, series_fees=("KXA:quadratic",)),
+    )
+    base = chosen.training_config()
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(base_params(base.hyperparameters), user_attrs={"profile": True})
+    study.optimize(lambda trial: suggest(trial, base.hyperparameters) and 0.0, n_trials=1)
+    where = Study(name="maker", storage=str(tmp_path / "j"), trials=0)
+
+    result = write_result(study, base, tmp_path / "maker.json", where, profile="smoke")
+
+    written = json.loads((tmp_path / "maker.json").read_text())["study"]["execution"]
+    assert written["execution"] == "maker" and written["latency_ms"] == 0
+    assert written["series_fees"] == ["KXA:quadratic"]
+    assert result.study.execution == written
+    assert TuningResult.from_json(json.loads((tmp_path / "maker.json").read_text())) == result
 
 
 # A trial that names its process, runs the profile's hyperparameters first (as tune does)

@@ -6,8 +6,8 @@ never trades; and the imbalance rule is the simple signal a model should at leas
 flat on a tight book, buy the side the top-of-book imbalance favours beyond ``threshold``;
 holding, sell when the imbalance turns against the position. The quote rule is the same
 signal as a person would trade it with resting limit orders (:func:`quote_policy`): it is
-a baseline of maker-mode evaluations only, since in taker mode its actions would cross
-the spread and it would be the imbalance rule without its spread filter.
+a baseline of maker-mode evaluations only, since it reads the maker observation's order
+rows (in taker mode rows 46-51 are others) and its orders would cross the spread there.
 :class:`PolicyName` names the policies the report knows; other names (promotion's
 challenger and champion) are plain strings.
 """

@@ -142,15 +142,10 @@ def maker_rules(config) -> MakerRules:
 class RestingOrders:
     """The orders of one episode in maker mode, over one view's books and trades."""
 
-    def __init__(self, view, rules: MakerRules, fees: MarketFees, portfolio: Portfolio, rng):
+    def __init__(self, data: tuple, rules: MakerRules, fees: MarketFees, portfolio: Portfolio, rng):
+        """``data``: :func:`replay_data` of the view the episode plays."""
         self.rules, self.fees, self.portfolio, self.rng = rules, fees, portfolio, rng
-        self.times = view.timestamps_ms.tolist()
-        self.books = {
-            BID: (view.yes_bid_prices.tolist(), view.yes_bid_sizes.tolist()),
-            ASK: (view.no_bid_prices.tolist(), view.no_bid_sizes.tolist()),
-        }
-        self.best = {BID: view.best_yes_bid.tolist(), ASK: view.best_no_bid.tolist()}
-        self.trades = _trades_by_step(view)
+        self.times, self.prices, self.sizes, self.best, self.trades = data
         self.slot: dict[int, RestingOrder | None] = {BID: None, ASK: None}
         self.live: list[RestingOrder] = []
         self.pending: list[tuple[int, int, int, RestingOrder]] = []  # (time, seq, kind, order)
@@ -292,6 +287,10 @@ class RestingOrders:
             if other > 0 and price + other >= PAIR_PAYOUT_CENTS:
                 self._fill(order, order.leaves, s)
                 continue
+            sizes, prices = self.sizes[side], self.prices[side]
+            if order.size_step == s - 1 and sizes[s] == sizes[s - 1] and prices[s] == prices[s - 1]:
+                order.size_step = s  # its book did not change
+                continue
             after = self._size_at(side, s, price)
             before = order.size if order.size_step == s - 1 else self._size_at(side, s - 1, price)
             order.size, order.size_step = after, s
@@ -341,7 +340,7 @@ class RestingOrders:
     def _size_at(self, side: int, t: int, price: int) -> int | None:
         """The visible size at ``price`` on ``side``'s book at step ``t``: 0 where the
         book shows the price is empty, ``None`` beyond its top levels."""
-        prices, sizes = self.books[side][0][t], self.books[side][1][t]
+        prices, sizes = self.prices[side][t], self.sizes[side][t]
         for level_price, size in zip(prices, sizes, strict=True):
             if size <= 0:
                 return 0  # the book ends above the price
@@ -376,6 +375,19 @@ class RestingOrders:
                 queue = 1.0  # in flight: the whole level will be ahead of it
             values += (distance, queue, math.log1p(t - order.placed) / 5)
         return tuple(values)
+
+
+def replay_data(view) -> tuple:
+    """What an episode reads of ``view``, as Python lists: (times, prices and sizes by slot,
+    best bids by slot, trades by step). The env keeps it per view, since a sampler plays
+    the same views again and again."""
+    return (
+        view.timestamps_ms.tolist(),
+        {BID: view.yes_bid_prices.tolist(), ASK: view.no_bid_prices.tolist()},
+        {BID: view.yes_bid_sizes.tolist(), ASK: view.no_bid_sizes.tolist()},
+        {BID: view.best_yes_bid.tolist(), ASK: view.best_no_bid.tolist()},
+        _trades_by_step(view),
+    )
 
 
 def _trades_by_step(view) -> dict[int, list[tuple[int, int, int]]]:

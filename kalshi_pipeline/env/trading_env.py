@@ -28,7 +28,7 @@ from kalshi_pipeline.env.observation import (
     observe,
 )
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
-from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules
+from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules, replay_data
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
 from kalshi_pipeline.market.views import MarketSessionView
 
@@ -234,6 +234,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._fee_model = FeeModel.from_env(config)
         self._rules = maker_rules(config) if config.execution == "maker" else None
         self._orders: RestingOrders | None = None
+        self._replay: dict[int, tuple] = {}  # maker mode: each view's replay_data, by id
         self.observation_names = OBSERVATION_NAMES_OF[config.execution]
         self.observation_layout = observation_layout(config.execution)
         self.observation_space = spaces.Box(
@@ -259,6 +260,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
             raise ValueError(f"sampler covers {sampler.n_views} views, not {len(views)}")
         self.views = list(views)
         self.sampler = sampler
+        self._replay = {}
         self._next_view: MarketSessionView | None = None
 
     def set_sampler(self, sampler: ViewSampler) -> None:
@@ -292,8 +294,10 @@ class MarketAgnosticKalshiEnv(gym.Env):
         self._load(view)
         self._portfolio = Portfolio(self.config.starting_cash_cents)
         if self._rules is not None:
+            if (cached := self._replay.get(id(view))) is None or cached[0] is not view:
+                cached = self._replay[id(view)] = view, replay_data(view)
             self._orders = RestingOrders(
-                view, self._rules, self._fees, self._portfolio, self.np_random
+                cached[1], self._rules, self._fees, self._portfolio, self.np_random
             )
         self._t = 0
         return self._observation(0), self._info(0)

@@ -80,8 +80,9 @@ class MarketAgnosticKalshiEnv(gym.Env):
     | queue     | it joins behind the visible size at its price; ``queue_model`` moves |
     |           | the queue ahead on trades there and on the level's size changes      |
     | fills     | trade contracts beyond the queue ahead fill it, partly if need be;   |
-    |           | a trade through its price or the other book crossing it fills the    |
-    |           | rest, at its price                                                   |
+    |           | a trade through its price fills up to its contracts (or all that is  |
+    |           | left: ``trade_through_fills``); the other book crossing it fills the |
+    |           | rest; always at its price                                            |
     | fees      | maker fee ``ceil(0.0175 * C * P * (1 - P))`` per fill (0 for fee     |
     |           | type ``quadratic``); an unfilled order costs nothing                 |
     | expiry    | removed after ``order_expiry_steps`` steps, and at the episode's end |

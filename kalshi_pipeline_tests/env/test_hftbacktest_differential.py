@@ -26,6 +26,11 @@ cases, on hand-made sessions (:mod:`.maker_sessions`):
 
 Deliberate differences from hftbacktest, each with its own test of the env's behaviour:
 
+* a trade through an order fills at most the trade's contracts by default
+  (``trade_through_fills="traded"``; hftbacktest fills all that is left): this module
+  sets ``"all"``, hftbacktest's rule, and ``test_maker_rules.py`` holds the env's own
+  (``test_a_trade_through_its_price_fills_at_most_its_contracts_and_clears_the_queue``);
+
 * expiry is the env's own, at the exchange and without latency (hftbacktest's orders
   never expire);
 * a cancel reaching an order sent but not yet arrived cancels it in the env (the cancel

@@ -94,8 +94,9 @@ def complete_trials(url: str) -> int:
 
 
 def error_lines(stderr: str) -> list[str]:
-    """What the command said besides Optuna's progress lines."""
-    return [line for line in stderr.splitlines() if not line.startswith("[I ")]
+    """What the command said besides Optuna's log lines (``[I ...]``, ``[W ...]``: its
+    progress, and warnings it may log under load)."""
+    return [line for line in stderr.splitlines() if not line.startswith(("[I ", "[W "))]
 
 
 def test_connections_killed_again_and_again_cost_the_study_nothing(store, study_db, tmp_path):
@@ -305,7 +306,9 @@ def test_the_command_names_a_damaged_journal_in_one_line(store, tmp_path, capsys
     command = tune_command(store, str(journal), tmp_path / "home", trials=1)[3:]
 
     assert main(command) == 1
-    [line] = error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    [line] = lines
     assert line.startswith(f"error: the study's journal {journal} is damaged at line")
     assert line.endswith(f"mv {journal}.new {journal})")
 

@@ -16,14 +16,12 @@ comparison):
 
 * **Requests take time.** An order reaches the book :class:`LatencyModel` milliseconds
   after its decision; the cancel of the order it replaces likewise (its own draw), and the
-  replacement never reaches the book before that cancel, nor before any cancel sent
-  earlier for its slot (random latencies can land an older cancel later), so a slot never
-  has two orders on the book. Between step ``t`` and ``t + 1``
-  the requests that arrive before step ``t + 1``'s millisecond meet book ``t``; then come
-  step ``t + 1``'s trades, in order, then its book; then the requests arriving at exactly
-  that millisecond (market rows first at equal times, those of a later step sharing the
-  millisecond too). A trade is taken to happen at its step's millisecond (the view keeps
-  no time of its own for it), as in the replay through hftbacktest.
+  replacement never reaches the book before any cancel sent earlier for its slot, so a
+  slot never has two orders on the book. Between step ``t`` and ``t + 1`` the requests
+  that arrive before step ``t + 1``'s millisecond meet book ``t``; then come step
+  ``t + 1``'s trades, in order, then its book; then the requests arriving at exactly that
+  millisecond (market rows first at equal times, a later step's sharing it too). A trade
+  happens at its step's millisecond (the view keeps no time of its own for it).
 * **Post-only.** An order that would cross the book when it arrives is cancelled unfilled.
 * **Its queue.** It joins behind the visible size at its price; the :class:`QueueModel`
   moves the queue ahead on trades at that price and on changes of that level's size. A
@@ -31,14 +29,12 @@ comparison):
 * **Fills.** Contracts of a trade at its price beyond the queue ahead fill it (partly). A
   trade through its price (at a worse price on its book) swept everything ahead of it:
   the queue ahead becomes 0 and the trade's contracts fill it, up to all it has left
-  (``trade_through_fills="traded"``, the default; hftbacktest fills all that is left
-  however small the trade, ``"all"``, the setting the differential test compares with).
-  The other book crossing it (a YES bid ``p`` is crossed when ``p + best NO bid >= 100``)
-  fills all that is left, as in hftbacktest: such a fill comes as the market moves
-  against the order, so it cannot flatter a result. All fills are at the order's price.
-  Every fill is a maker fill and pays the maker fee; our orders never change
-  the recorded book. Every trade of the tape counts, those the view flags off-book too
-  (their level showed nothing before the step, so an order resting there was first).
+  (``trade_through_fills="traded"``; hftbacktest's rule, ``"all"``, fills all that is left
+  however small the trade). The other book crossing it (a YES bid ``p`` when
+  ``p + best NO bid >= 100``) fills all that is left, as in hftbacktest: that fill comes as
+  the market moves against the order. Fills are maker fills at the order's price, paying
+  the maker fee; our orders never change the recorded book. Every trade of the tape
+  counts, off-book ones too (their level was empty, so an order resting there was first).
 * **Expiry.** An order is removed after the events of step ``placed + order_expiry_steps``
   (at the exchange, without latency); at the end of the episode all are.
 * **Money.** When an order reaches the book it is sized down to what the account allows

@@ -142,6 +142,20 @@ def run_tune(args: argparse.Namespace) -> int:
 _SAID_BY_THE_COMMAND = ("optuna.study._optimize", "optuna.storages._rdb")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to ``sys.stderr`` as it is when a record comes: the
+    handler outlives the command that installed it (a process may run several, as tests
+    do, each with its own stderr), and must never write to a stream since closed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
+
+
 def quiet_optuna_tracebacks(debug: bool) -> None:
     """Without ``--debug``, Optuna shows no traceback, and none of the warnings the
     command reports in its one line (``_SAID_BY_THE_COMMAND``); its progress stays."""
@@ -153,7 +167,7 @@ def quiet_optuna_tracebacks(debug: bool) -> None:
     if any(h.name == "kalshi-pipeline" for h in optuna_root.handlers):
         return  # installed by an earlier command of this process
     optuna.logging.disable_default_handler()
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.name = "kalshi-pipeline"
     handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
     handler.addFilter(

@@ -352,3 +352,34 @@ def test_a_sqlite_study_in_a_directory_not_made_yet_opens(tmp_path):
     study = Study(name="s", storage=f"sqlite:///{tmp_path}/not/made/yet.db", trials=1)
     assert study.open(optuna.pruners.NopPruner()).trials == []
     assert (tmp_path / "not" / "made" / "yet.db").is_file()
+
+
+def test_optunas_lines_go_to_the_stderr_of_the_command_running_now(monkeypatch):
+    """The handler the first ``tune`` of a process installs writes to whatever stderr is
+    current: a later command (tests run many in one process) never writes to a closed one,
+    which logging would answer with a page of "Logging error" on stderr."""
+    import io
+    import logging
+
+    import optuna
+
+    from kalshi_pipeline.cli.commands import quiet_optuna_tracebacks
+
+    root = optuna.logging.get_logger("optuna")
+    before = list(root.handlers)
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    try:
+        quiet_optuna_tracebacks(debug=False)
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        quiet_optuna_tracebacks(debug=False)
+        root.info("a trial finished")
+        assert second.getvalue().endswith("a trial finished\n")
+        assert "Logging error" not in second.getvalue()
+    finally:
+        for handler in root.handlers:
+            if handler not in before:
+                root.removeHandler(handler)
+        logging.getLogger("optuna").handlers[:] = before

@@ -207,29 +207,35 @@ def target_lines(store: str, summary: dict) -> list[str]:
     return lines
 
 
+def difference_cell(summary: dict, baseline: str, split: str = SplitName.HOLDOUT) -> str:
+    """A report's model - ``baseline`` on ``split`` as a table shows it: mean [95% CI]."""
+    d = summary["differences"].get(difference_key(baseline, split))
+    if not d or not d["markets"]:
+        return "n/a"
+    low, high = d["ci95"]
+    return f"{d['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def share_cell(summary: dict, phase: str) -> str:
+    """The share of holdout markets with a positive mean reward after ``phase``."""
+    split = summary["targets"][phase]["splits"].get(SplitName.HOLDOUT)
+    return "n/a" if not split else f"{split['positive_share']:.0%}"
+
+
 def table_row(run: HonestyRun, summaries: dict[str, dict]) -> str:
     """One Markdown row: the store, the signal's model - HOLD and - random (or, in maker
     mode, - the quote rule) on holdout and walk-forward, the phase-2 and phase-3 target
     shares over all holdout markets, and the control against HOLD."""
-
-    def diff(store: str, baseline: str, split: str = SplitName.HOLDOUT) -> str:
-        d = summaries[store]["differences"].get(difference_key(baseline, split))
-        if not d or not d["markets"]:
-            return "n/a"
-        low, high = d["ci95"]
-        return f"{d['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-    def share(phase: str) -> str:
-        split = summaries["signal"]["targets"][phase]["splits"].get(SplitName.HOLDOUT)
-        return "n/a" if not split else f"{split['positive_share']:.0%}"
-
+    signal, control = summaries["signal"], summaries["control"]
     other = QUOTE_RULE if run.execution == "maker" else PolicyName.RANDOM
     walk = SplitName.WALK_FORWARD
     return (
         f"| {run.sessions} x {run.markets}, seed {run.seed}, {run.holdout_fraction:.0%} "
-        f"| {diff('signal', PolicyName.HOLD)} | {diff('signal', other)} "
-        f"| {diff('signal', PolicyName.HOLD, walk)} | {diff('signal', other, walk)} "
-        f"| {share('phase2')} / {share('phase3')} | {diff('control', PolicyName.HOLD)} |"
+        f"| {difference_cell(signal, PolicyName.HOLD)} | {difference_cell(signal, other)} "
+        f"| {difference_cell(signal, PolicyName.HOLD, walk)} "
+        f"| {difference_cell(signal, other, walk)} "
+        f"| {share_cell(signal, 'phase2')} / {share_cell(signal, 'phase3')} "
+        f"| {difference_cell(control, PolicyName.HOLD)} |"
     )
 
 

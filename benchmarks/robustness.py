@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from kalshi_pipeline.market.split import SplitName
-from kalshi_pipeline.pipeline_config import PipelineConfig, SplitConfig, TrainingChoice
-from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
-from kalshi_pipeline.training.evaluation import PolicyName, difference_key
-from kalshi_pipeline.training.execution_choice import ExecutionChoice
-from kalshi_pipeline.workflow import evaluate, load_split, progress_files, views_for
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.honesty_check import difference_cell, share_cell  # noqa: E402
+from kalshi_pipeline.market.split import SplitName  # noqa: E402
+from kalshi_pipeline.pipeline_config import PipelineConfig, SplitConfig, TrainingChoice  # noqa: E402
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore  # noqa: E402
+from kalshi_pipeline.training.evaluation import PolicyName  # noqa: E402
+from kalshi_pipeline.training.execution_choice import ExecutionChoice  # noqa: E402
+from kalshi_pipeline.workflow import evaluate, load_split, progress_files, views_for  # noqa: E402
 
 
 def variants(latencies: list[int], queue_models: list[str]) -> dict[str, ExecutionChoice]:
@@ -50,23 +54,15 @@ def variants(latencies: list[int], queue_models: list[str]) -> dict[str, Executi
 
 
 def row(name: str, summary: dict) -> str:
-    def diff(baseline: str, split: str) -> str:
-        d = summary["differences"].get(difference_key(baseline, split))
-        if not d or not d["markets"]:
-            return "n/a"
-        low, high = d["ci95"]
-        return f"{d['mean_difference']:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-    def share(phase: str) -> str:
-        split = summary["targets"][phase]["splits"].get(SplitName.HOLDOUT)
-        return "n/a" if not split else f"{split['positive_share']:.0%}"
-
-    holdout, walk = SplitName.HOLDOUT, SplitName.WALK_FORWARD
-    hold, quote = PolicyName.HOLD, PolicyName.QUOTE_RULE
-    return (
-        f"| {name} | {diff(hold, holdout)} | {diff(quote, holdout)} | {diff(hold, walk)} "
-        f"| {diff(quote, walk)} | {share('phase2')} / {share('phase3')} |"
-    )
+    """One Markdown row: model - HOLD and - the quote rule, holdout then walk-forward, and
+    the target shares (the honesty check's cells)."""
+    cells = [
+        difference_cell(summary, baseline, split)
+        for split in (SplitName.HOLDOUT, SplitName.WALK_FORWARD)
+        for baseline in (PolicyName.HOLD, PolicyName.QUOTE_RULE)
+    ]
+    shares = f"{share_cell(summary, 'phase2')} / {share_cell(summary, 'phase3')}"
+    return f"| {name} | {' | '.join(cells)} | {shares} |"
 
 
 def main() -> None:

@@ -29,8 +29,6 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from kalshi_pipeline.market.fees import quadratic_fee_cents
-
 FEE_TYPES = ("quadratic", "quadratic_with_maker_fees")
 
 
@@ -90,11 +88,15 @@ class MarketFees:
 
     def taker(self, contracts: int, price_cents: int) -> int:
         """The taker fee of ``contracts`` at ``price_cents``, in cents (rounded up)."""
-        return quadratic_fee_cents(contracts, price_cents, self._taker_num, self._taker_den)
+        return -(
+            -self._taker_num * contracts * price_cents * (100 - price_cents) // self._taker_den
+        )
 
     def maker(self, contracts: int, price_cents: int) -> int:
         """The maker fee of ``contracts`` at ``price_cents``, in cents (0 on ``quadratic``)."""
-        return quadratic_fee_cents(contracts, price_cents, self._maker_num, self._maker_den)
+        return -(
+            -self._maker_num * contracts * price_cents * (100 - price_cents) // self._maker_den
+        )
 
 
 def _parse_series(entry: object) -> tuple[str, MarketFees]:

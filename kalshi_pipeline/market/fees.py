@@ -26,11 +26,4 @@ def taker_fee_cents(contracts, price_cents):
     if type(contracts) is not int or type(price_cents) is not int:
         contracts = np.asarray(contracts, dtype=np.int64)
         price_cents = np.asarray(price_cents, dtype=np.int64)
-    return quadratic_fee_cents(contracts, price_cents, 7, 10_000)
-
-
-def quadratic_fee_cents(contracts, price_cents, numerator: int, denominator: int):
-    """Kalshi's quadratic fee at the rate ``numerator / denominator`` cents per
-    ``C * p * (100 - p)``, rounded up to the cent: the one formula of every fee (the taker's
-    rate is 7 / 10^4; a series' maker rate and multiplier: :mod:`kalshi_pipeline.env.fees`)."""
-    return -(-numerator * contracts * price_cents * (100 - price_cents) // denominator)
+    return -(-7 * contracts * price_cents * (100 - price_cents) // 10_000)

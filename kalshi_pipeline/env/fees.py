@@ -88,15 +88,16 @@ class MarketFees:
 
     def taker(self, contracts: int, price_cents: int) -> int:
         """The taker fee of ``contracts`` at ``price_cents``, in cents (rounded up)."""
-        return -(
-            -self._taker_num * contracts * price_cents * (100 - price_cents) // self._taker_den
-        )
+        return _rounded_up(self._taker_num, contracts, price_cents, self._taker_den)
 
     def maker(self, contracts: int, price_cents: int) -> int:
         """The maker fee of ``contracts`` at ``price_cents``, in cents (0 on ``quadratic``)."""
-        return -(
-            -self._maker_num * contracts * price_cents * (100 - price_cents) // self._maker_den
-        )
+        return _rounded_up(self._maker_num, contracts, price_cents, self._maker_den)
+
+
+def _rounded_up(numerator: int, contracts: int, price_cents: int, denominator: int) -> int:
+    """``numerator * C * p * (100 - p) / denominator`` cents, rounded up, in integers."""
+    return -(-numerator * contracts * price_cents * (100 - price_cents) // denominator)
 
 
 def _parse_series(entry: object) -> tuple[str, MarketFees]:

@@ -326,3 +326,26 @@ def _top_levels(book, best, occupied, side, depth, prices):  # pragma: no cover 
             prices[found] = price
             found += 1
         price -= 1
+
+
+def final_books(events: CleanEvents) -> np.ndarray:
+    """int64[M, 198]: every market's whole book after its last event (its last snapshot
+    with the later deltas applied), for the live path to carry into its next events."""
+    out = np.zeros((len(events.tickers), BOOK_WIDTH), np.int64)
+    if not len(events):
+        return out
+    market = events.market.astype(np.int64)
+    snapshot_rows = np.flatnonzero(events.is_snapshot)
+    # Each market's last snapshot (events are sorted by market): its book, then the
+    # deltas after it, in order (a later delta of a level overwrites an earlier one).
+    last = np.full(len(events.tickers), -1, np.int64)
+    last[market[snapshot_rows]] = snapshot_rows
+    known = last >= 0
+    out[known] = events.snapshot_books[events.snapshot_index[last[known]]]
+    after = ~events.is_snapshot & (np.arange(len(events)) > last[market])
+    rows = np.flatnonzero(after)[::-1]
+    level = events.level[rows].astype(np.int64)
+    _, latest = np.unique(market[rows] * BOOK_WIDTH + level, return_index=True)
+    rows = rows[latest]  # the last delta of each (market, level)
+    out[market[rows], events.level[rows].astype(np.int64)] = events.new_size[rows]
+    return out

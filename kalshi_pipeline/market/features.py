@@ -67,6 +67,8 @@ of ``volatility_regime`` and ``price_stability`` start from it. Crossed books ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kalshi_pipeline.market.books import SessionBooks
@@ -117,15 +119,33 @@ def quotes(books: SessionBooks) -> tuple[np.ndarray, np.ndarray]:
     return yes_bid, yes_ask
 
 
-def compute_features(books: SessionBooks, *, chunk_rows: int = 32_768) -> np.ndarray:
+@dataclass(frozen=True)
+class MarketOrigin:
+    """What the rows of one market before a window of its rows left behind, for
+    computing the features of the window's later rows (the live path,
+    :mod:`kalshi_pipeline.market.streaming`): the time of the market's first event and
+    the latest time before the window (times are clamped to it).
+
+    Rows of the window are exact from the first whose 30 earlier rows, and every row of
+    the 5 minutes before it, are in the window; the live path keeps its windows so."""
+
+    first_ms: int
+    latest_ms: int
+
+
+def compute_features(
+    books: SessionBooks, *, chunk_rows: int = 32_768, origin: MarketOrigin | None = None
+) -> np.ndarray:
     """float32[N, 36] for every row of ``books`` (see the module table).
 
     Rows are computed in chunks: the temporaries of a chunk stay small and hot in cache,
-    and each chunk is written to the output in one contiguous block.
+    and each chunk is written to the output in one contiguous block. ``origin``: the
+    books are a window of one market's rows (:class:`MarketOrigin`); the same formulas,
+    with the market's first time and earlier times taken from it.
     """
     n = len(books)
     out = np.empty((n, NUM_FEATURES), dtype=np.float32)
-    session = _SessionColumns(books)
+    session = _SessionColumns(books, origin)
     block = np.empty((NUM_FEATURES, min(chunk_rows, n)), dtype=np.float32)
     for start in range(0, n, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n))
@@ -203,9 +223,15 @@ def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
 class _SessionColumns:
     """Session-wide arrays the temporal features look back into (computed once)."""
 
-    def __init__(self, b: SessionBooks) -> None:
+    def __init__(self, b: SessionBooks, origin: MarketOrigin | None = None) -> None:
         self.start = market_start_rows(b)
         self.ts = clamped_times(b)
+        self.first_ts = self.ts[self.start]
+        if origin is not None:
+            if len(b.tickers) != 1:
+                raise ValueError("an origin is for the books of one market")
+            self.ts = np.maximum.accumulate(np.maximum(self.ts, origin.latest_ms))
+            self.first_ts = np.full(len(b), origin.first_ms, dtype=np.int64)
         yes_bid, yes_ask = quotes(b)
         self.mid_x2 = yes_bid + yes_ask  # twice the mid: integer, so sums below are exact
         n = len(b)
@@ -269,7 +295,7 @@ def _temporal_features(s: _SessionColumns, rows: slice, out: np.ndarray) -> None
         np.clip((mid_x2 - s.mid_x2[back(_MOMENTUM_LONG)]) / 60, -1, 1),  # momentum_long
         np.clip(np.sqrt(variance_x4) / 2 / 5, 0, 2),  # volatility_regime
         unchanged / count,  # price_stability
-        np.log1p((ts - s.ts[start]) / 1000) / 10,  # market_age
+        np.log1p((ts - s.first_ts[rows]) / 1000) / 10,  # market_age
     )
     for offset, column in enumerate(columns):
         out[offset] = column

@@ -1,0 +1,380 @@
+"""The live path: a session's views grown as its rows arrive, by the batch code itself.
+
+:class:`SessionStream` takes a session's new rows (snapshots, deltas, trades: the raw
+tables of :mod:`kalshi_pipeline.sources.raw`) a commit at a time and hands back, for every
+market whose book changed, its new time steps as view columns (:class:`StepChunk`): the
+same values the batch views (:mod:`kalshi_pipeline.market.views`) hold for those steps,
+bit for bit, because they are computed by the same functions:
+
+* **cleaning** is :func:`~.cleaning.pipeline.clean_markets` on the new rows of the
+  markets they touch, each market's rows led by a snapshot of its book as the last step
+  left it (so a delta has its book, a time its market's previous valid time);
+* **books** are :func:`~.books.books_from_events` on those events, steps
+  :func:`~.steps.step_rows`, trades placed by :mod:`~.trade_flow`;
+* **features** are :func:`~.features.compute_features` on a window of the market's
+  latest steps with its :class:`~.features.MarketOrigin`; the window keeps 30 steps and
+  the 5 minutes before the newest, all any feature reads back.
+
+A millisecond is complete when its commit is read: the collector commits each receive
+millisecond's rows together (docs/paper-trading.md). What the batch path decides by
+looking ahead cannot be done live, and is counted in :attr:`SessionStream.live_only`
+instead: a delta numbered at or below its market's last (stored late: the batch path
+sorts it into place), a trade of a step already taken, and trades after a market's last
+book change (the batch path gives them its last step). Sequence outliers are judged
+against the median of the first rows read, and the session-wide gap count is not kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events, final_books
+from kalshi_pipeline.market.cleaning.outline import SessionOutline, usable_rows
+from kalshi_pipeline.market.cleaning.pipeline import clean_markets
+from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
+from kalshi_pipeline.market.cleaning.sequence import SequenceTally
+from kalshi_pipeline.market.cleaning.timestamps import recorded_window
+from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
+from kalshi_pipeline.market.features import MarketOrigin, compute_features
+from kalshi_pipeline.market.steps import step_rows
+from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA, SessionInfo
+from kalshi_pipeline.sources.trades import empty_trades
+
+_HISTORY_STEPS = 31  # momentum_long reads 30 steps back
+_HISTORY_MS = 300_000  # activity_5min reads 5 minutes back
+_MIN_OUTLIER_DISTANCE, _OUTLIER_DISTANCE_PER_ROW = 1_000_000, 100
+_MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
+_NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class StepChunk:
+    """A market's new time steps: ``first_step`` is the index of the first in its view;
+    ``columns`` the view's per-step arrays by :class:`MarketSessionView` field name;
+    ``trades`` its trade arrays (``trade_steps`` are view step indices)."""
+
+    ticker: str
+    first_step: int
+    columns: dict[str, np.ndarray]
+    trades: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["timestamps_ms"])
+
+
+@dataclass
+class _Market:
+    """What the live path keeps of one market between commits."""
+
+    book: np.ndarray  # int64[198]: the whole book after the last step
+    last_seq: int
+    last_ms: int
+    steps: int  # time steps so far
+    history: SessionBooks  # the latest steps (see the module docstring)
+    origin: MarketOrigin
+    pending_trades: list[pa.Table] = field(default_factory=list)
+
+
+class SessionStream:
+    """One session's views, grown a commit at a time (see the module docstring)."""
+
+    def __init__(self, info: SessionInfo, top_levels: int = TOP_LEVELS) -> None:
+        self.info = info
+        self.top_levels = top_levels
+        self.report = IngestReport(info.session_id)  # every repair so far
+        self.live_only: Counter = Counter()
+        self.rejected: dict[str, str] = {}
+        self._markets: dict[str, _Market] = {}
+        self._waiting: dict[str, list[pa.Table]] = {}  # trades of markets with no step yet
+        self._trade_ids: set[str] = set()
+        self._center: float | None = None
+        self._rows = 0
+        self.tape: bool | None = None  # whether the session records a trade tape
+
+    def add(
+        self, snapshots: pa.Table, deltas: pa.Table, trades: pa.Table | None = None
+    ) -> list[StepChunk]:
+        """Clean and cut the new rows; the new steps of each market they changed."""
+        report = IngestReport(self.info.session_id)
+        snapshots = usable_rows(snapshots, "snapshot", report)
+        deltas = self._without_late(usable_rows(deltas, "delta", report))
+        outline = self._outline(snapshots, deltas)
+        if self.tape is None:
+            self.tape = trades is not None
+        if trades is not None:
+            self._hold_trades(trades, outline, report)
+        touched = sorted(
+            (set(snapshots.column("market_ticker").to_pylist())
+             | set(deltas.column("market_ticker").to_pylist())) - set(self.rejected)
+        )  # fmt: skip
+        chunks = self._steps(snapshots, deltas, touched, outline, report) if touched else []
+        self._absorb(report)
+        return chunks
+
+    def finish(self) -> None:
+        """The session closed: trades left without a later book change are counted."""
+        for market in self._markets.values():
+            left = sum(table.num_rows for table in market.pending_trades)
+            self.live_only["trade_after_last_step"] += left
+            market.pending_trades = []
+
+    # -- cleaning ----------------------------------------------------------------------
+    def _outline(self, snapshots: pa.Table, deltas: pa.Table) -> SessionOutline:
+        numbers = np.concatenate(
+            [table.column("sequence_number").to_numpy() for table in (snapshots, deltas)]
+        ).astype(np.int64)
+        if self._center is None and len(numbers):
+            self._center = float(np.median(numbers))
+        self._rows += len(numbers)
+        tickers = sorted(set(self.info.market_tickers) | set(self._markets))
+        return SessionOutline(
+            session_id=self.info.session_id,
+            window=recorded_window(self.info),
+            tickers=tickers,
+            rows=np.zeros(len(tickers), np.int64),
+            center=self._center or 0.0,
+            reach=float(max(_OUTLIER_DISTANCE_PER_ROW * self._rows, _MIN_OUTLIER_DISTANCE)),
+        )
+
+    def _without_late(self, deltas: pa.Table) -> pa.Table:
+        """Deltas numbered above their market's last event (the others came too late)."""
+        if not deltas.num_rows or not self._markets:
+            return deltas
+        last = {ticker: m.last_seq for ticker, m in self._markets.items()}
+        tickers = deltas.column("market_ticker").to_pylist()
+        floor = np.array([last.get(t, np.iinfo(np.int64).min) for t in tickers], np.int64)
+        late = deltas.column("sequence_number").to_numpy() <= floor
+        if late.any():
+            self.live_only["delta_at_or_below_last_number"] += int(late.sum())
+            deltas = deltas.filter(pa.array(~late))
+        return deltas
+
+    def _hold_trades(self, trades: pa.Table, outline: SessionOutline, report) -> None:
+        """Check the new trades as the batch path does and hold the kept ones until
+        their market's book changes; a trade id seen before is a repeat."""
+        checked = usable_trades(trades, outline, report)
+        kept = checked.kept
+        ids = kept.column("trade_id").to_pylist()
+        fresh = np.array([i not in self._trade_ids for i in ids], dtype=bool)
+        if not fresh.all():
+            report.repairs[RepairKind.DUPLICATE_TRADE_ID] += int((~fresh).sum())
+            kept = kept.filter(pa.array(fresh))
+        self._trade_ids.update(kept.column("trade_id").to_pylist())
+        for ticker in set(kept.column("market_ticker").to_pylist()):
+            rows = kept.filter(pc.equal(kept.column("market_ticker"), ticker))
+            target = self._markets[ticker].pending_trades if ticker in self._markets else None
+            (target if target is not None else self._waiting.setdefault(ticker, [])).append(rows)
+
+    def _steps(self, snapshots, deltas, touched, outline, report) -> list[StepChunk]:
+        carried = [t for t in touched if t in self._markets]
+        snapshots = pa.concat_tables([self._carried_snapshots(carried), snapshots])
+        trades, held = self._trades_for(touched, snapshots, deltas)
+        events = clean_markets(
+            snapshots, deltas, touched, outline, report, SequenceTally(outline), trades
+        )
+        for ticker in report.rejected:
+            self.rejected.setdefault(ticker, report.rejected[ticker].message)
+        # A carried snapshot is a step of its own, never merged with the new events.
+        offsets = np.searchsorted(events.market, np.arange(len(events.tickers) + 1))
+        has_carried = np.array([t in self._markets for t in events.tickers], dtype=bool)
+        events.time_repaired[offsets[:-1][has_carried]] = True
+        books = books_from_events(events, top_levels=self.top_levels, report=report)
+        after = final_books(events)
+        chunks = []
+        for index, ticker in enumerate(events.tickers):
+            if ticker in self.rejected:
+                continue
+            chunk = self._market_steps(books, index, bool(has_carried[index]), after[index])
+            if chunk is not None:
+                chunks.append(chunk)
+        for ticker, rows in held.items():  # trades of markets the cleaning left out
+            self._pending(ticker).extend(rows)
+        return chunks
+
+    def _carried_snapshots(self, tickers: list[str]) -> pa.Table:
+        """Each market's book as a snapshot numbered and timed as its last event (its ask
+        maps the ones derived from its bids, as a collector stores them)."""
+        maps: dict[str, list] = {name: [] for name in _MAP_COLUMNS}
+        for ticker in tickers:
+            book = self._markets[ticker].book
+            for side, bids, asks in ((0, "yes_bids", "no_asks"), (1, "no_bids", "yes_asks")):
+                sizes = book[side * LEVELS : (side + 1) * LEVELS]
+                prices = np.flatnonzero(sizes) + 1
+                held = sizes[prices - 1].tolist()
+                maps[bids].append(list(zip(prices.tolist(), held, strict=True)))
+                maps[asks].append(list(zip((100 - prices).tolist(), held, strict=True)))
+        n = len(tickers)
+        markets = [self._markets[t] for t in tickers]
+        return pa.table(
+            {
+                "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
+                "session_id": pa.array([self.info.session_id] * n, pa.int64()),
+                "market_ticker": pa.array(tickers, pa.string()),
+                "timestamp_ms": pa.array([m.last_ms for m in markets], pa.int64()),
+                "sequence_number": pa.array([m.last_seq for m in markets], pa.int64()),
+                **{name: pa.array(values, PRICE_MAP_TYPE) for name, values in maps.items()},
+                "map_error": pa.nulls(n, pa.string()),
+            },
+            schema=SNAPSHOT_SCHEMA,
+        )
+
+    def _pending(self, ticker: str) -> list[pa.Table]:
+        if ticker in self._markets:
+            return self._markets[ticker].pending_trades
+        return self._waiting.setdefault(ticker, [])
+
+    def _trades_for(self, touched, snapshots, deltas) -> tuple[SessionTrades | None, dict]:
+        """The held trades the new events can place: those received up to each market's
+        newest event (a later one waits for the next book change)."""
+        if not self.tape:
+            return None, {}
+        newest: dict[str, int] = {}
+        for table in (snapshots, deltas):
+            if table.num_rows:
+                groups = table.group_by("market_ticker").aggregate([("timestamp_ms", "max")])
+                tickers = groups.column("market_ticker").to_pylist()
+                times = groups.column("timestamp_ms_max").to_pylist()
+                for ticker, ms in zip(tickers, times, strict=True):
+                    newest[ticker] = max(newest.get(ticker, ms), ms)
+        placed, held = [], {}
+        for ticker in touched:
+            waiting = self._pending(ticker)
+            if not waiting:
+                continue
+            rows = pa.concat_tables(waiting)
+            waiting.clear()
+            now = pc.less_equal(rows.column("timestamp_ms"), newest[ticker])
+            placed.append(rows.filter(now))
+            later = rows.filter(pc.invert(now))
+            if later.num_rows:
+                held[ticker] = [later]
+        kept = pa.concat_tables(placed) if placed else empty_trades()
+        return SessionTrades(kept, kept), held
+
+    # -- steps -------------------------------------------------------------------------
+    def _market_steps(self, books, index, carried, book) -> StepChunk | None:
+        rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
+        offsets = np.array([0, rows.stop - rows.start])
+        ends = step_rows(books.timestamp_ms[rows], books.time_repaired[rows], offsets) + rows.start
+        ticker = books.tickers[index]
+        market = self._markets.get(ticker)
+        if carried:
+            ends = ends[1:]
+        new = books.take(ends)
+        new = replace(new, tickers=[ticker], market_offsets=np.array([0, len(ends)], np.int64))
+        trades = self._placed_trades(books, index, carried, market)
+        if market is None:
+            first = int(new.timestamp_ms[0])
+            market = _Market(
+                book=book, last_seq=0, last_ms=first, steps=0, history=_empty_like(new),
+                origin=MarketOrigin(first_ms=first, latest_ms=first),
+                pending_trades=self._waiting.pop(ticker, []),
+            )  # fmt: skip
+            self._markets[ticker] = market
+        first_step = market.steps
+        features = self._features(market, new)
+        market.book, market.steps = book, market.steps + len(ends)
+        market.last_seq = int(new.sequence_number[-1]) if len(ends) else market.last_seq
+        market.last_ms = int(books.timestamp_ms[rows.stop - 1])
+        if not len(ends):
+            return None
+        if len(trades["trade_steps"]):
+            trades["trade_steps"] = trades["trade_steps"] + first_step
+        return StepChunk(
+            ticker=ticker, first_step=first_step, trades=trades,
+            columns=_view_columns(new, features),
+        )  # fmt: skip
+
+    def _placed_trades(self, books, index, carried, market) -> dict[str, np.ndarray]:
+        if books.trades is None:
+            return _trade_arrays(None)
+        trades = books.trades.of_market(index)
+        if carried:  # a trade of the carried step belonged to a step already taken
+            late = trades["step"] == 0
+            self.live_only["trade_of_a_step_taken"] += int(late.sum())
+            trades = {name: values[~late] for name, values in trades.items()}
+            trades["step"] = trades["step"] - 1
+        return _trade_arrays(trades)
+
+    def _features(self, market: _Market, new: SessionBooks) -> np.ndarray:
+        """The features of ``new`` (the market's next steps) on its window."""
+        window = _concat(market.history, new)
+        features = compute_features(window, origin=market.origin)[len(market.history) :]
+        times = np.maximum.accumulate(np.maximum(window.timestamp_ms, market.origin.latest_ms))
+        # Keep what the next steps read back: 30 steps, and every step of the 5 minutes
+        # before the newest (a step can only be newer).
+        keep = max(0, len(window) - _HISTORY_STEPS)
+        keep = min(keep, int(np.searchsorted(times, times[-1] - _HISTORY_MS, side="right")) - 1)
+        keep = max(keep, 0)
+        market.history = _take(window, np.arange(keep, len(window)))
+        market.origin = replace(
+            market.origin, latest_ms=int(times[keep - 1]) if keep else market.origin.latest_ms
+        )
+        return features
+
+    def _absorb(self, report: IngestReport) -> None:
+        self.report.repairs.update(report.repairs)
+        self.report.examples.extend(report.examples[: max(0, 100 - len(self.report.examples))])
+        for ticker, issue in report.rejected.items():
+            self.report.rejected.setdefault(ticker, issue)
+
+
+_PER_STEP = (
+    "sequence_number", "timestamp_ms", "is_snapshot", "best_yes_bid", "best_yes_bid_size",
+    "best_no_bid", "best_no_bid_size", "best_yes_ask", "best_yes_ask_size", "best_no_ask",
+    "best_no_ask_size", "yes_bid_depth", "no_bid_depth", "yes_bid_prices", "no_bid_prices",
+    "yes_bid_volume", "no_bid_volume", "crossed", "time_repaired",
+)  # fmt: skip
+
+
+def _concat(a: SessionBooks, b: SessionBooks) -> SessionBooks:
+    columns = {name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in _PER_STEP}
+    n = len(columns["timestamp_ms"])
+    return replace(b, market_offsets=np.array([0, n], np.int64), trades=None, **columns)
+
+
+def _take(books: SessionBooks, rows: np.ndarray) -> SessionBooks:
+    columns = {name: getattr(books, name)[rows] for name in _PER_STEP}
+    return replace(books, market_offsets=np.array([0, len(rows)], np.int64), **columns)
+
+
+def _empty_like(books: SessionBooks) -> SessionBooks:
+    return _take(books, np.zeros(0, np.int64))
+
+
+def _view_columns(books: SessionBooks, features: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-step arrays of a view, as :func:`~.views.building.views_from_books` cuts."""
+    return {
+        "timestamps_ms": books.timestamp_ms,
+        "sequence_numbers": books.sequence_number,
+        "best_yes_bid": books.best_yes_bid,
+        "best_yes_ask": books.best_yes_ask,
+        "best_no_bid": books.best_no_bid,
+        "best_no_ask": books.best_no_ask,
+        "yes_bid_prices": books.yes_bid_prices,
+        "yes_bid_sizes": books.yes_bid_depth,
+        "no_bid_prices": books.no_bid_prices,
+        "no_bid_sizes": books.no_bid_depth,
+        "features": features,
+    }
+
+
+def _trade_arrays(trades: dict | None) -> dict[str, np.ndarray]:
+    if trades is None:
+        names = ("trade_steps", "trade_yes_prices", "trade_counts", "trade_taker_yes")
+        return {name: np.zeros(0) for name in (*names, "trade_off_book")}
+    return {
+        "trade_steps": trades["step"].astype(np.int64),
+        "trade_yes_prices": trades["yes_price"],
+        "trade_counts": trades["count"],
+        "trade_taker_yes": trades["taker_yes"],
+        "trade_off_book": trades["off_book"],
+    }
+
+
+assert set(_PER_STEP) <= {f.name for f in fields(SessionBooks)}

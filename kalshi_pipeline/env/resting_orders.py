@@ -371,30 +371,3 @@ class RestingOrders:
                 queue = 1.0  # in flight: the whole level will be ahead of it
             values += (distance, queue, math.log1p(t - order.placed) / 5)
         return tuple(values)
-
-
-def replay_data(view) -> tuple:
-    """What an episode reads of ``view``, as Python lists: (times, prices and sizes by slot,
-    best bids by slot, trades by step). The env keeps it per view, since a sampler plays
-    the same views again and again."""
-    return (
-        view.timestamps_ms.tolist(),
-        {BID: view.yes_bid_prices.tolist(), ASK: view.no_bid_prices.tolist()},
-        {BID: view.yes_bid_sizes.tolist(), ASK: view.no_bid_sizes.tolist()},
-        {BID: view.best_yes_bid.tolist(), ASK: view.best_no_bid.tolist()},
-        _trades_by_step(view),
-    )
-
-
-def _trades_by_step(view) -> dict[int, list[tuple[int, int, int]]]:
-    """The view's trades per step, each as (the book it took from, the price there,
-    contracts): a taker buying YES at ``y`` took from the NO bids at ``100 - y``."""
-    trades: dict[int, list[tuple[int, int, int]]] = {}
-    steps = view.trade_steps.tolist()
-    prices = view.trade_yes_prices.tolist()
-    counts = view.trade_counts.tolist()
-    taker_yes = view.trade_taker_yes.tolist()
-    for step, price, count, yes in zip(steps, prices, counts, taker_yes, strict=True):
-        hit = (ASK, PAIR_PAYOUT_CENTS - price) if yes else (BID, price)
-        trades.setdefault(step, []).append((*hit, count))
-    return trades

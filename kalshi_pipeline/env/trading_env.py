@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from kalshi_pipeline.env.env_config import EnvConfig
+from kalshi_pipeline.env.episode_replay import replay_data
 from kalshi_pipeline.env.execution import ACTION_NAMES, BUY_NO, HOLD, SELL_YES, execute
 from kalshi_pipeline.env.fees import FeeModel
 from kalshi_pipeline.env.observation import (
@@ -28,7 +29,7 @@ from kalshi_pipeline.env.observation import (
     observe,
 )
 from kalshi_pipeline.env.portfolio import NO_ORDER, Portfolio
-from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules, replay_data
+from kalshi_pipeline.env.resting_orders import RestingOrders, maker_rules
 from kalshi_pipeline.env.samplers import SequentialSampler, ViewSampler
 from kalshi_pipeline.market.views import MarketSessionView
 
@@ -307,7 +308,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
         action = int(action)
         t = self._t
         portfolio = self._portfolio
-        terminated = t + 1 >= self._length
+        terminated = t + 1 >= len(self._yes_bid)  # a growing view's too (paper trading)
         if self._orders is not None:
             filled, fees, fills = self._orders.step(action, t, terminated)
         elif action == HOLD:
@@ -333,7 +334,7 @@ class MarketAgnosticKalshiEnv(gym.Env):
             return None
         t, portfolio = self._t, self._portfolio
         return (
-            f"{self._view_key} step {t}/{self._length - 1}: YES bid {self._yes_bid[t]} "
+            f"{self._view_key} step {t}/{len(self._yes_bid) - 1}: YES bid {self._yes_bid[t]} "
             f"NO bid {self._no_bid[t]} | position {portfolio.position:+d} cash "
             f"{portfolio.cash / 100:.2f} value {portfolio.value / 100:.2f}"
         )
@@ -341,7 +342,6 @@ class MarketAgnosticKalshiEnv(gym.Env):
     # -- internals -------------------------------------------------------------------------
     def _load(self, view: MarketSessionView) -> None:
         self._view_key = view.key
-        self._length = len(view)
         self._features = view.features
         self._yes_bid = view.best_yes_bid.tolist()
         self._no_bid = view.best_no_bid.tolist()

@@ -15,13 +15,15 @@ session without a tape (``trades=None``) writes no trade row; the table need not
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from importlib import resources
 
 import psycopg2.extras
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from kalshi_pipeline.sources.price_map_text import encode_price_map
-from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession
+from kalshi_pipeline.sources.raw import DELTA_SCHEMA, RawSession, SessionInfo
 from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE
 
 
@@ -37,11 +39,10 @@ def write_collector_session(conn, session: RawSession) -> None:
     id (the BIGSERIAL is advanced past it); maps are written as JSONB, trades in the
     integer format. Commits.
     """
+    trades = trade_rows(session)  # checked before anything is written
     with conn.cursor() as cur:
-        _insert_session_row(cur, session)
-        _insert_snapshots(cur, session)
-        _copy_deltas(cur, session)
-        _insert_trades(cur, session)
+        insert_session_row(cur, session.info)
+        _insert_rows(cur, session, trades)
     conn.commit()
 
 
@@ -49,16 +50,20 @@ def append_collector_rows(conn, session: RawSession) -> None:
     """Insert the snapshot, delta and trade rows of ``session`` under its id, whose
     ``rl_orderbook_sessions`` row already exists, as a collector that resumed that session
     would (the row itself is left as it is). Commits."""
+    trades = trade_rows(session)
     with conn.cursor() as cur:
-        _insert_snapshots(cur, session)
-        _copy_deltas(cur, session)
-        _insert_trades(cur, session)
+        _insert_rows(cur, session, trades)
     conn.commit()
 
 
-def _insert_session_row(cur, session: RawSession) -> None:
-    """The ``rl_orderbook_sessions`` row, under the session's own id."""
-    info = session.info
+def _insert_rows(cur, session: RawSession, trades: list[tuple]) -> None:
+    insert_snapshot_rows(cur, snapshot_rows(session.snapshots))
+    copy_deltas(cur, session.deltas)
+    insert_trade_rows(cur, trades)
+
+
+def insert_session_row(cur, info: SessionInfo) -> None:
+    """The ``rl_orderbook_sessions`` row of ``info``, under the session's own id."""
     cur.execute(
         "INSERT INTO rl_orderbook_sessions (session_id, market_tickers, started_at, "
         "ended_at, status, websocket_url, environment, connection_metadata, "
@@ -88,36 +93,49 @@ def _insert_session_row(cur, session: RawSession) -> None:
     )
 
 
-def _insert_snapshots(cur, session: RawSession) -> None:
-    """The snapshot rows, their price maps as the collector's JSONB."""
+def snapshot_rows(snapshots: pa.Table) -> list[tuple]:
+    """The rows :func:`insert_snapshot_rows` writes, one per snapshot in the table's order,
+    their price maps as the collector's JSON text."""
+    return [
+        (
+            s["session_id"],
+            s["market_ticker"],
+            s["timestamp_ms"],
+            s["sequence_number"],
+            encode_price_map(s["yes_bids"]),
+            encode_price_map(s["no_bids"]),
+            encode_price_map(s["yes_asks"]),
+            encode_price_map(s["no_asks"]),
+        )
+        for s in snapshots.to_pylist()
+    ]
+
+
+def insert_snapshot_rows(cur, rows: Sequence[tuple]) -> None:
+    """Snapshot rows of :func:`snapshot_rows` (any slice of them), in one statement per
+    1,000 rows; the price maps become JSONB. Nothing to write: no statement."""
+    if not rows:
+        return
     psycopg2.extras.execute_values(
         cur,
         "INSERT INTO rl_orderbook_snapshots (session_id, market_ticker, timestamp_ms, "
         "sequence_number, yes_bids, no_bids, yes_asks, no_asks) VALUES %s",
-        [
-            (
-                s["session_id"],
-                s["market_ticker"],
-                s["timestamp_ms"],
-                s["sequence_number"],
-                encode_price_map(s["yes_bids"]),
-                encode_price_map(s["no_bids"]),
-                encode_price_map(s["yes_asks"]),
-                encode_price_map(s["no_asks"]),
-            )
-            for s in session.snapshots.to_pylist()
-        ],
+        rows,
         template="(%s,%s,%s,%s,%s::jsonb,%s::jsonb,%s::jsonb,%s::jsonb)",
+        page_size=1000,
     )
 
 
-def _copy_deltas(cur, session: RawSession) -> None:
-    """The delta rows, all but ``id`` (the table's BIGSERIAL numbers them)."""
+def copy_deltas(cur, deltas: pa.Table) -> None:
+    """The rows of ``deltas`` (a whole table or a slice of one), all but ``id`` (the
+    table's BIGSERIAL numbers them), in one COPY. Nothing to write: no statement."""
+    if not deltas.num_rows:
+        return
     # COPY keeps the storage order (ids follow the table's row order) and is fast.
     delta_columns = DELTA_SCHEMA.names[1:]
     buffer = io.BytesIO()
     pa_csv.write_csv(
-        session.deltas.select(delta_columns),
+        deltas.select(delta_columns),
         buffer,
         pa_csv.WriteOptions(include_header=False),
     )
@@ -128,13 +146,13 @@ def _copy_deltas(cur, session: RawSession) -> None:
     )
 
 
-def _insert_trades(cur, session: RawSession) -> None:
-    """The trade rows in the integer format, all but ``id`` (the BIGSERIAL numbers them
-    in the tape's order). The collector's ``ts`` holds whole seconds: an exchange time
-    that is not one cannot be written without losing it, and raises ValueError naming
-    the trade."""
+def trade_rows(session: RawSession) -> list[tuple]:
+    """The rows :func:`insert_trade_rows` writes, one per trade in the tape's order, in
+    the integer format (none without a tape). The collector's ``ts`` holds whole seconds:
+    an exchange time that is not one cannot be written without losing it, and raises
+    ValueError naming the trade."""
     if session.trades is None:
-        return
+        return []
     rows = []
     for t in session.trades.to_pylist():
         exchange_ms = t["exchange_ts_ms"]
@@ -149,6 +167,15 @@ def _insert_trades(cur, session: RawSession) -> None:
             (t["session_id"], t["trade_id"], t["market_ticker"], t["yes_price"], t["no_price"],
              t["count"], t["taker_side"], ts, t["timestamp_ms"], t["sequence_number"])
         )  # fmt: skip
+    return rows
+
+
+def insert_trade_rows(cur, rows: Sequence[tuple]) -> None:
+    """Trade rows of :func:`trade_rows` (any slice of them), all but ``id`` (the BIGSERIAL
+    numbers them in the given order), one statement per 1,000 rows. Nothing to write
+    (a session without a tape among them): no statement, and the table need not exist."""
+    if not rows:
+        return
     psycopg2.extras.execute_values(
         cur,
         f"INSERT INTO {COLLECTOR_TRADES_TABLE} (session_id, trade_id, market_ticker, "

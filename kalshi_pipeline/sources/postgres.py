@@ -62,17 +62,25 @@ __all__ = ["CollectorSession", "PostgresSessionSource"]
 T = TypeVar("T")
 
 
-_SESSION_COLUMNS = (
+# The select lists of the session row and of the book tables, in the order
+# session_info, snapshot_batch and delta_batch take them (also read by collector_tail).
+SESSION_COLUMNS = (
     "session_id, status, started_at, ended_at, market_tickers, environment, websocket_url, "
     "messages_received, snapshots_count, deltas_count, last_message_at, error_message, "
     "connection_metadata"
 )
-_SESSIONS_QUERY = f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions ORDER BY session_id"
-_SESSION_QUERY = f"SELECT {_SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s"
+SNAPSHOT_COLUMNS = (
+    "id, session_id, market_ticker, timestamp_ms, sequence_number, "
+    "yes_bids::text, no_bids::text, yes_asks::text, no_asks::text"
+)
+DELTA_COLUMNS = (
+    "id, session_id, market_ticker, timestamp_ms, sequence_number, side, action, "
+    "price, old_size, new_size"
+)
+_SESSIONS_QUERY = f"SELECT {SESSION_COLUMNS} FROM rl_orderbook_sessions ORDER BY session_id"
+_SESSION_QUERY = f"SELECT {SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s"
 _SNAPSHOT_QUERY = (
-    "SELECT id, session_id, market_ticker, timestamp_ms, sequence_number, "
-    "yes_bids::text, no_bids::text, yes_asks::text, no_asks::text "
-    "FROM rl_orderbook_snapshots WHERE session_id = %s ORDER BY id"
+    f"SELECT {SNAPSHOT_COLUMNS} FROM rl_orderbook_snapshots WHERE session_id = %s ORDER BY id"
 )
 # Each session's status, end, and per table its row count and last id: one query, each
 # count and max read from the (session_id, id) index of that session's rows. The trades'
@@ -111,10 +119,7 @@ _SCHEMAS_QUERY = (
 )
 COLLECTOR_TABLES = ("rl_orderbook_sessions", "rl_orderbook_snapshots", "rl_orderbook_deltas")
 DEFAULT_SCHEMA = "public"
-_DELTA_QUERY = (
-    "SELECT id, session_id, market_ticker, timestamp_ms, sequence_number, side, action, "
-    "price, old_size, new_size FROM rl_orderbook_deltas WHERE session_id = %s ORDER BY id"
-)
+_DELTA_QUERY = f"SELECT {DELTA_COLUMNS} FROM rl_orderbook_deltas WHERE session_id = %s ORDER BY id"
 
 
 class PostgresSessionSource:
@@ -144,8 +149,8 @@ class PostgresSessionSource:
         """Every session, active ones included (check ``is_complete``), by id."""
         doing = "listing sessions"
         with self._connection(doing) as conn:
-            rows = self._read(doing, _fetch_all, conn, _SESSIONS_QUERY, ())
-        return [_session_info(row) for row in rows]
+            rows = self._read(doing, fetch_all, conn, _SESSIONS_QUERY, ())
+        return [session_info(row) for row in rows]
 
     def fingerprints(self, session_ids: Iterable[int]) -> dict[int, SessionFingerprint]:
         """The fingerprint of each listed session among ``session_ids``, by id, from one
@@ -155,12 +160,12 @@ class PostgresSessionSource:
             return {}
         doing = "reading the sessions' row counts and last ids"
         with self._connection(doing) as conn:
-            has_trades = bool(self._read(doing, _trade_columns, conn))
+            has_trades = bool(self._read(doing, trade_columns, conn))
             query = _FINGERPRINT_QUERY.format(
                 trades="t.n, t.last" if has_trades else "NULL, NULL",
                 trades_join=_TRADES_JOIN if has_trades else "",
             )
-            rows = self._read(doing, _fetch_all, conn, query, (ids,))
+            rows = self._read(doing, fetch_all, conn, query, (ids,))
         return {row[0]: _fingerprint(row) for row in rows}
 
     def identity(self) -> str:
@@ -172,7 +177,7 @@ class PostgresSessionSource:
         part of it still matches."""
         doing = "finding the schema of the collector's tables"
         with self._connection(doing) as conn:
-            rows = self._read(doing, _fetch_all, conn, _SCHEMAS_QUERY, (list(COLLECTOR_TABLES),))
+            rows = self._read(doing, fetch_all, conn, _SCHEMAS_QUERY, (list(COLLECTOR_TABLES),))
         schemas = [row[0] for row in rows]
         where = describe_url(self._url)
         if set(schemas) == {DEFAULT_SCHEMA}:
@@ -208,10 +213,10 @@ class PostgresSessionSource:
             conn.set_session(
                 isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
             )
-            rows = self._read(doing, _fetch_all, conn, _SESSION_QUERY, (session_id,))
+            rows = self._read(doing, fetch_all, conn, _SESSION_QUERY, (session_id,))
             if not rows:
                 raise KeyError(f"session {session_id} is not in rl_orderbook_sessions")
-            info = _session_info(rows[0])
+            info = session_info(rows[0])
             check_complete(info, allow_incomplete)
             trades = self._trades(conn, session_id)
             yield CollectorSession(self, conn, info, trades)
@@ -241,18 +246,14 @@ class PostgresSessionSource:
     def _trades(self, conn, session_id: int) -> pa.Table | None:
         """The session's whole trade tape, by id; None if the database has no trades table."""
         doing = f"loading session {session_id}: trades"
-        present = set(self._read(doing, _trade_columns, conn))
+        present = self._read(doing, trade_columns, conn)
         if not present:
             return None
-        chosen = [
-            name if name in present or name in _TRADE_KEY_COLUMNS else "NULL"
-            for name in COLLECTOR_TRADE_COLUMNS
-        ]
         query = (
-            f"SELECT {', '.join(chosen)} FROM {COLLECTOR_TRADES_TABLE} "
+            f"SELECT {trade_select_list(present)} FROM {COLLECTOR_TRADES_TABLE} "
             "WHERE session_id = %s ORDER BY id"
         )
-        batches = list(self._stream(conn, query, _trade_batch, session_id, "trades"))
+        batches = list(self._stream(conn, query, trade_batch, session_id, "trades"))
         return pa.Table.from_batches(batches, TRADE_SCHEMA).combine_chunks()
 
     def _stream(self, conn, query, to_batch, session_id: int, table: str):
@@ -292,32 +293,42 @@ class CollectorSession:
         return self._source._batches(self._conn, table, self.info.session_id, columns)
 
 
-def _fetch_all(conn, query: str, params: tuple) -> list[tuple]:
+def fetch_all(conn, query: str, params: tuple) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(query, params)
         return cur.fetchall()
 
 
-def _snapshot_batch(rows: list[tuple]) -> pa.RecordBatch:
+def snapshot_batch(rows: list[tuple]) -> pa.RecordBatch:
     return snapshot_table(rows).combine_chunks().to_batches()[0]
 
 
-def _delta_batch(rows: list[tuple]) -> pa.RecordBatch:
+def delta_batch(rows: list[tuple]) -> pa.RecordBatch:
     return delta_table(rows).combine_chunks().to_batches()[0]
 
 
-def _trade_batch(rows: list[tuple]) -> pa.RecordBatch:
+def trade_batch(rows: list[tuple]) -> pa.RecordBatch:
     return collector_trade_table(rows).combine_chunks().to_batches()[0]
 
 
-def _trade_columns(conn) -> list[str]:
+def trade_columns(conn) -> list[str]:
     """The trades table's columns (none if this connection finds no such table)."""
-    return [row[0] for row in _fetch_all(conn, _TRADE_COLUMNS_QUERY, (COLLECTOR_TRADES_TABLE,))]
+    return [row[0] for row in fetch_all(conn, _TRADE_COLUMNS_QUERY, (COLLECTOR_TRADES_TABLE,))]
+
+
+def trade_select_list(present: Iterable[str]) -> str:
+    """The select list that reads :data:`COLLECTOR_TRADE_COLUMNS` from a trades table
+    holding the columns ``present``: an optional column it lacks reads as NULL."""
+    present = set(present)
+    return ", ".join(
+        name if name in present or name in _TRADE_KEY_COLUMNS else "NULL"
+        for name in COLLECTOR_TRADE_COLUMNS
+    )
 
 
 _TABLE_READS = {
-    "snapshots": (_SNAPSHOT_QUERY, _snapshot_batch),
-    "deltas": (_DELTA_QUERY, _delta_batch),
+    "snapshots": (_SNAPSHOT_QUERY, snapshot_batch),
+    "deltas": (_DELTA_QUERY, delta_batch),
 }
 
 
@@ -334,7 +345,7 @@ def _fingerprint(row: tuple) -> SessionFingerprint:
     )
 
 
-def _session_info(row: tuple) -> SessionInfo:
+def session_info(row: tuple) -> SessionInfo:
     (sid, status, started, ended, tickers, env, url, msgs, snaps, deltas, last, err, meta) = row
     return SessionInfo(
         session_id=int(sid),

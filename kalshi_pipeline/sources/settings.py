@@ -17,6 +17,8 @@ decades.
   paths as UTF-8, so another byte would fail a run late, naming no path
   (:func:`not_utf8`, which the command line's path options share);
 - ``KALSHI_COLLECTOR_URL``: the collector's libpq URL (checked on connecting), else unset;
+- ``KALSHI_PAPER_DATABASE_URL``: the libpq URL of the database paper trading records
+  sessions in (never the collector's; checked on connecting), else unset: no paper database;
 - ``KALSHI_COLLECTOR_CONNECT_TIMEOUT_S`` (10) and ``KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S``
   (600): seconds, above 0 and at most a day;
 - ``KALSHI_SOURCE_RETRY_DELAY_SECONDS`` (10): seconds, 0 to an hour;
@@ -172,6 +174,7 @@ class PathText(Text):
 DAY_S, HOUR_S = 86_400.0, 3_600.0
 PIPELINE_HOME = PathText("KALSHI_PIPELINE_HOME", ".kalshi-pipeline")
 COLLECTOR_URL = Text("KALSHI_COLLECTOR_URL")
+PAPER_DATABASE_URL = Text("KALSHI_PAPER_DATABASE_URL")
 CONNECT_TIMEOUT = Number("KALSHI_COLLECTOR_CONNECT_TIMEOUT_S", 10, 0, DAY_S, "seconds", above=True)
 STATEMENT_TIMEOUT = Number(
     "KALSHI_COLLECTOR_STATEMENT_TIMEOUT_S", 600, 0, DAY_S, "seconds", above=True
@@ -185,6 +188,7 @@ CELERY_BACKEND = Text("KALSHI_CELERY_BACKEND")
 SETTINGS = (
     PIPELINE_HOME,
     COLLECTOR_URL,
+    PAPER_DATABASE_URL,
     CONNECT_TIMEOUT,
     STATEMENT_TIMEOUT,
     SOURCE_RETRY_DELAY,

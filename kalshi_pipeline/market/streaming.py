@@ -19,7 +19,8 @@ A millisecond is complete when its commit is read: the collector commits each re
 millisecond's rows together (docs/paper-trading.md). What the batch path decides by
 looking ahead cannot be done live, and is counted in :attr:`SessionStream.live_only`
 instead: a delta numbered at or below its market's last (stored late: the batch path
-sorts it into place), a trade of a step already taken, and trades after a market's last
+sorts it into place), rows of a millisecond already taken as a step (a commit split: they
+make a step of their own), a trade of a step already taken, and trades after a market's last
 book change (the batch path gives them its last step). Sequence outliers are judged
 against the median of the first rows read, and the session-wide gap count is not kept.
 """
@@ -142,12 +143,19 @@ class SessionStream:
         )
 
     def _without_late(self, deltas: pa.Table) -> pa.Table:
-        """Deltas numbered above their market's last event (the others came too late)."""
+        """Deltas numbered above their market's last event (the others came too late);
+        rows of a millisecond already stepped are counted."""
         if not deltas.num_rows or not self._markets:
             return deltas
-        last = {ticker: m.last_seq for ticker, m in self._markets.items()}
         tickers = deltas.column("market_ticker").to_pylist()
-        floor = np.array([last.get(t, np.iinfo(np.int64).min) for t in tickers], np.int64)
+        known = [self._markets.get(t) for t in tickers]
+        lowest = np.iinfo(np.int64).min
+        floor = np.array([lowest if m is None else m.last_seq for m in known], np.int64)
+        step_ms = np.array([lowest if m is None else m.last_ms for m in known], np.int64)
+        # A millisecond already taken as a step got more rows: its commit was split (they
+        # make a step of their own; the batch path merges them into that step).
+        split = deltas.column("timestamp_ms").to_numpy() == step_ms
+        self.live_only["millisecond_split_across_commits"] += int(split.sum())
         late = deltas.column("sequence_number").to_numpy() <= floor
         if late.any():
             self.live_only["delta_at_or_below_last_number"] += int(late.sum())

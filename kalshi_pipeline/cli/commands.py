@@ -24,7 +24,7 @@ import psycopg2
 from kalshi_pipeline import workflow
 from kalshi_pipeline.cli.errors import PERCENT_ENCODE, CommandError
 from kalshi_pipeline.cli.inputs import check_paths, training_of, tuning_base_of
-from kalshi_pipeline.cli.options import tuning_choice
+from kalshi_pipeline.cli.options import LIVE_SPEED, tuning_choice
 from kalshi_pipeline.paths import (
     artifacts_dir,
     hyperparameters_file,
@@ -34,7 +34,9 @@ from kalshi_pipeline.paths import (
 )
 from kalshi_pipeline.sources.collector_connection import connect
 from kalshi_pipeline.sources.collector_writer import collector_ddl, write_collector_session
+from kalshi_pipeline.sources.live_writer import write_live_session
 from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
+from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.redaction import MALFORMED_URL, describe_url
 from kalshi_pipeline.sources.settings import check_all
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_sessions
@@ -65,13 +67,18 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 f"{args.population} population's activity is calibrated): add "
                 "--population two-class, or leave it out"
             )
+        if args.live and args.postgres is None:
+            usage.error("--live writes into the collector's tables: add --postgres URL")
+        if args.speed is not None and not args.live:
+            usage.error("--speed X is the pace of --live: add --live, or leave --speed out")
         config = SimulatorConfig(
             population=Population(args.population),
             markets=args.markets,
             median_events_per_market=args.median_events,
             signal=not args.no_signal,
         ).resolved()
-        return generate(args.out, args.postgres, args.sessions, args.seed, config)
+        live_speed = (args.speed or LIVE_SPEED) if args.live else None
+        return generate(args.out, args.postgres, args.sessions, args.seed, config, live_speed)
     if args.command == "train":
         return run_train(args)
     if args.command == "models":
@@ -212,8 +219,15 @@ def usable_home(home: Path | None) -> Path:
 
 
 def generate(
-    out: Path | None, postgres_url: str | None, sessions: int, seed: int, config: SimulatorConfig
+    out: Path | None,
+    postgres_url: str | None,
+    sessions: int,
+    seed: int,
+    config: SimulatorConfig,
+    live_speed: float | None = None,
 ) -> int:
+    """Simulated sessions into a store or the collector's tables; with ``live_speed``,
+    each written live at that speed (:func:`write_live_session`), one after another."""
     started = time.perf_counter()
     events = 0
     # A progress bar only on a terminal: in a log it is noise around the one error line.
@@ -231,7 +245,10 @@ def generate(
                 cur.execute(collector_ddl())
             for session in simulated:
                 try:
-                    write_collector_session(conn, session)
+                    if live_speed is None:
+                        write_collector_session(conn, session)
+                    else:
+                        write_live(conn, session, live_speed)
                 except psycopg2.errors.UniqueViolation:
                     where = describe_url(postgres_url)
                     raise CommandError(
@@ -246,6 +263,19 @@ def generate(
         f"in {time.perf_counter() - started:.1f}s"
     )
     return 0
+
+
+def write_live(conn, session: RawSession, speed: float) -> None:
+    """One session written live, with a line on its start and one on its close."""
+    info, started = session.info, time.perf_counter()
+    span = info.ended_at - info.started_at if info.ended_at else None
+    took = f", about {span.total_seconds() / speed:,.1f}s at speed {speed:g}" if span else ""
+    print(f"session {info.session_id} started: {session.num_events:,} events{took}", flush=True)
+    write_live_session(conn, session, speed)
+    print(
+        f"session {info.session_id} closed after {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
 
 
 def show_models(home: Path | None) -> int:

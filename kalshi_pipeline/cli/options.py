@@ -49,6 +49,7 @@ from kalshi_pipeline.workflow import PHASES
 COMMANDS = ("generate", "train", "tune", "demo", "models")
 HOME_HELP = "default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
 STORE_HELP = "Parquet session store (default: the home's sessions/)"
+LIVE_SPEED = 1.0  # generate --live: the sessions at the pace they were recorded
 
 
 class Parser(argparse.ArgumentParser):
@@ -231,6 +232,15 @@ def _add_generate(commands, debug: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--no-signal", action="store_true", help="the control: book imbalance predicts nothing"
     )
+    gen.add_argument(
+        "--live", action="store_true",
+        help="with --postgres: write each session as the collector records one, a receive "
+        "millisecond per commit over the session's own time (the sessions one after another)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--speed", type=positive_float, metavar="X",
+        help=f"with --live: X times the pace they were recorded at (default {LIVE_SPEED:g})",
+    )  # fmt: skip
 
 
 def _add_train(commands, debug: argparse.ArgumentParser) -> None:

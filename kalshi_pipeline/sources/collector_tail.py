@@ -65,6 +65,7 @@ from kalshi_pipeline.sources.postgres import (
     trade_select_list,
 )
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, SNAPSHOT_SCHEMA, SessionInfo, SessionStatus
+from kalshi_pipeline.sources.raw_values import INT64_MAX
 from kalshi_pipeline.sources.trades import (
     COLLECTOR_TRADE_COLUMNS,
     COLLECTOR_TRADES_TABLE,
@@ -80,8 +81,14 @@ _LIVE_QUERY = (
     "ORDER BY started_at DESC, session_id DESC LIMIT 1"
 )
 _SESSION_QUERY = f"SELECT {SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s"
-# Rows after the cursor, by id, through the (session_id, id) index; LIMIT NULL is no limit.
-_AFTER = "WHERE session_id = %s AND id > %s ORDER BY id LIMIT %s"
+# Rows after the cursor, by id (LIMIT NULL: no limit). Written as a range of the
+# (session_id, id) index so that only that index serves it: given "session_id = s AND
+# id > c", the planner, which takes the two columns for independent, may scan the primary
+# key from c on and filter out the rows of every later session.
+_AFTER = (
+    "WHERE (session_id, id) > (%(session)s, %(after)s) "
+    f"AND (session_id, id) <= (%(session)s, {INT64_MAX}) ORDER BY session_id, id LIMIT %(limit)s"
+)
 _NEW_SNAPSHOTS = f"SELECT {SNAPSHOT_COLUMNS} FROM rl_orderbook_snapshots {_AFTER}"
 _NEW_DELTAS = f"SELECT {DELTA_COLUMNS} FROM rl_orderbook_deltas {_AFTER}"
 # Where each table's select list holds timestamp_ms (the book tables: fifth column).
@@ -203,14 +210,18 @@ class CollectorTail:
         if self._trade_select is None:
             present = trade_columns(conn)
             self._trade_select = trade_select_list(present) if present else ""
+
+        def after(last_id: int) -> dict[str, int | None]:
+            return {"session": session_id, "after": last_id, "limit": fetch}
+
         found = {
             "session": fetch_all(conn, _SESSION_QUERY, (session_id,)),
-            "snapshots": fetch_all(conn, _NEW_SNAPSHOTS, (session_id, cursor.snapshots, fetch)),
-            "deltas": fetch_all(conn, _NEW_DELTAS, (session_id, cursor.deltas, fetch)),
+            "snapshots": fetch_all(conn, _NEW_SNAPSHOTS, after(cursor.snapshots)),
+            "deltas": fetch_all(conn, _NEW_DELTAS, after(cursor.deltas)),
         }
         if self._trade_select:
             query = f"SELECT {self._trade_select} FROM {COLLECTOR_TRADES_TABLE} {_AFTER}"
-            found["trades"] = fetch_all(conn, query, (session_id, cursor.trades, fetch))
+            found["trades"] = fetch_all(conn, query, after(cursor.trades))
         return found
 
     def _in_snapshot(self, doing: str, read: Callable[..., T], *args: Any) -> T:
@@ -219,8 +230,8 @@ class CollectorTail:
         Any database error drops the connection (the next call opens another) and comes
         out as SourceUnavailable naming ``doing``.
         """
-        conn = self._connection(doing)
         try:
+            conn = self._connection(doing)
             result = read(conn, *args)
             conn.rollback()  # ends the snapshot: the next read sees newer commits
             return result
@@ -235,6 +246,11 @@ class CollectorTail:
     def _connection(self, doing: str) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url, self.settings, doing=doing)
+            with self._conn.cursor() as cur:
+                # A poll reads a few rows: starting parallel workers would take longer
+                # than the read (milliseconds, when the planner expects many rows).
+                cur.execute("SET max_parallel_workers_per_gather = 0")
+            self._conn.commit()
             self._conn.set_session(
                 isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
                 readonly=True,

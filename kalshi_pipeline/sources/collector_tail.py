@@ -168,7 +168,7 @@ class CollectorTail:
         self.close()
 
     def close(self) -> None:
-        """Close the connection (the next read opens another)."""
+        """Close the connection, if open (the next read opens another)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -236,10 +236,10 @@ class CollectorTail:
             conn.rollback()  # ends the snapshot: the next read sees newer commits
             return result
         except psycopg2.Error as exc:
-            self._drop_connection()
+            self.close()
             error = source_error(exc, self._url, self.settings, doing)
         except BaseException:
-            self._drop_connection()  # stopped mid-statement: its state is unknown
+            self.close()  # stopped mid-statement: its state is unknown
             raise
         raise error  # outside the except block: see source_error
 
@@ -257,11 +257,6 @@ class CollectorTail:
             )
             self._trade_select = None
         return self._conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            conn.close()
 
 
 def _the_session(rows: list[tuple], session_id: int) -> SessionInfo:

@@ -5,7 +5,9 @@ the collector's four tables (``collector_schema.sql``, described in
 ``docs/data-model.md``; the trade tape's too) and :func:`write_collector_session` inserts
 one :class:`~kalshi_pipeline.sources.raw.RawSession` into them (:func:`append_collector_rows`
 adds rows to a session already there, as a collector that resumed it). Reading them back is
-:class:`~kalshi_pipeline.sources.postgres.PostgresSessionSource`'s job.
+:class:`~kalshi_pipeline.sources.postgres.PostgresSessionSource`'s job. Writing a session
+the way the collector records one live, a receive millisecond per commit, is
+:mod:`~kalshi_pipeline.sources.live_writer`, with this module's statements.
 
 A trade tape is written in the integer format (``yes_price``, ``no_price``, ``count``; the
 decimal-string columns stay NULL), its exchange time as Kalshi's whole seconds (``ts``). A

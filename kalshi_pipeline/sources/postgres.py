@@ -17,7 +17,10 @@ Every wait is bounded and every database error comes out as
 :class:`~kalshi_pipeline.sources.collector_connection.SourceUnavailable` (or a subclass)
 with the credentials redacted: see :mod:`~kalshi_pipeline.sources.collector_connection`
 (the connection, its timeouts and errors). Writing sessions into the collector's tables
-(for ``generate --postgres`` and tests) is :mod:`~kalshi_pipeline.sources.collector_writer`.
+(for ``generate --postgres`` and tests) is :mod:`~kalshi_pipeline.sources.collector_writer`;
+following a session still being recorded, a read of its new rows at a time, is
+:mod:`~kalshi_pipeline.sources.collector_tail`, which converts rows with this module's
+functions.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ class SessionStream:
         self._center: float | None = None
         self._rows = 0
         self.tape: bool | None = None  # whether the session records a trade tape
+        self._tickers: list[str] | None = None  # the outline's, sorted
+        self._ticker_set: set[str] = set()
 
     def add(
         self, snapshots: pa.Table, deltas: pa.Table, trades: pa.Table | None = None
@@ -107,7 +109,7 @@ class SessionStream:
         outline = self._outline(snapshots, deltas)
         if self.tape is None:
             self.tape = trades is not None
-        if trades is not None:
+        if trades is not None and trades.num_rows:
             self._hold_trades(trades, outline, report)
         touched = sorted(
             (set(snapshots.column("market_ticker").to_pylist())
@@ -132,7 +134,11 @@ class SessionStream:
         if self._center is None and len(numbers):
             self._center = float(np.median(numbers))
         self._rows += len(numbers)
-        tickers = sorted(set(self.info.market_tickers) | set(self._markets))
+        known = set(self._markets) | set(self._waiting)
+        if self._tickers is None or not known <= self._ticker_set:
+            self._ticker_set = set(self.info.market_tickers) | known
+            self._tickers = sorted(self._ticker_set)
+        tickers = self._tickers
         return SessionOutline(
             session_id=self.info.session_id,
             window=recorded_window(self.info),
@@ -241,21 +247,20 @@ class SessionStream:
         newest event (a later one waits for the next book change)."""
         if not self.tape:
             return None, {}
+        waiting = [ticker for ticker in touched if self._pending(ticker)]
+        if not waiting:
+            return SessionTrades(empty_trades(), empty_trades()), {}
         newest: dict[str, int] = {}
         for table in (snapshots, deltas):
-            if table.num_rows:
-                groups = table.group_by("market_ticker").aggregate([("timestamp_ms", "max")])
-                tickers = groups.column("market_ticker").to_pylist()
-                times = groups.column("timestamp_ms_max").to_pylist()
-                for ticker, ms in zip(tickers, times, strict=True):
-                    newest[ticker] = max(newest.get(ticker, ms), ms)
+            tickers = table.column("market_ticker").to_pylist()
+            times = table.column("timestamp_ms").to_pylist()
+            for ticker, ms in zip(tickers, times, strict=True):
+                newest[ticker] = max(newest.get(ticker, ms), ms)
         placed, held = [], {}
-        for ticker in touched:
-            waiting = self._pending(ticker)
-            if not waiting:
-                continue
-            rows = pa.concat_tables(waiting)
-            waiting.clear()
+        for ticker in waiting:
+            pending = self._pending(ticker)
+            rows = pa.concat_tables(pending)
+            pending.clear()
             now = pc.less_equal(rows.column("timestamp_ms"), newest[ticker])
             placed.append(rows.filter(now))
             later = rows.filter(pc.invert(now))

@@ -1,5 +1,6 @@
-"""The jobs: ``ingest_session`` (one session partition), ``train_and_evaluate`` and
-``tune_hyperparameters`` (an Optuna study, run on demand, never by a sensor).
+"""The jobs: ``ingest_session`` (one session partition), ``train_and_evaluate``,
+``tune_hyperparameters`` (an Optuna study, run on demand, never by a sensor) and
+``paper_trade_session`` (one session partition's ``paper_trading``).
 
 ``train_and_evaluate`` ends with ``production_model``: the only way a model reaches
 production is this job's promotion decision (the retrain sensor and the schedule run it).
@@ -19,6 +20,7 @@ from kalshi_pipeline.defs.assets.model_assets import (
     phase3_model,
     train_holdout_split,
 )
+from kalshi_pipeline.defs.assets.paper_assets import paper_trading
 from kalshi_pipeline.defs.assets.production_assets import production_model
 from kalshi_pipeline.defs.assets.tuning_assets import tuned_hyperparameters
 from kalshi_pipeline.defs.config import run_config
@@ -43,5 +45,8 @@ train_and_evaluate_job = dg.define_asset_job("train_and_evaluate", selection=TRA
 tune_hyperparameters_job = dg.define_asset_job(
     "tune_hyperparameters", selection=[tuned_hyperparameters]
 )
+# A session's paper trading and its backtest, checked (paper_trading_sensor runs it).
+PAPER_TRADING_JOB = "paper_trade_session"
+paper_trading_job = dg.define_asset_job(PAPER_TRADING_JOB, selection=[paper_trading])
 
 DEMO_RUN_CONFIG = run_config(DEMO)

@@ -29,6 +29,12 @@ phase-3 model: not considered by it, or ingested again (their views rebuilt) sin
 that made it began, so that what a resumed session gained reaches a model (run key: the
 sorted new session ids, a session ingested again with its views' version,
 ``retrain-3-4-5v812``). Failed or missing sessions do not count.
+
+``paper_trading_sensor`` (stopped by default: start it in the UI) requests
+``paper_trade_session`` for every session whose ``market_views`` is materialised and whose
+``paper_trading`` is not, oldest first, at most ``MAX_PAPER_SESSIONS_PER_TICK`` per tick,
+under run key ``paper-session-<id>``. A session whose paper run did not materialise is not
+requested again: it is named in the skip reason, to be materialised by hand.
 """
 
 import json
@@ -36,8 +42,14 @@ import json
 import dagster as dg
 
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
+from kalshi_pipeline.defs.assets.paper_assets import paper_trading
 from kalshi_pipeline.defs.ingest_runs import MAX_INGEST_ATTEMPTS, ingested_sessions
-from kalshi_pipeline.defs.jobs import ingest_session_job, train_and_evaluate_job
+from kalshi_pipeline.defs.jobs import (
+    PAPER_TRADING_JOB,
+    ingest_session_job,
+    paper_trading_job,
+    train_and_evaluate_job,
+)
 from kalshi_pipeline.defs.partitions import session_key, sessions
 from kalshi_pipeline.defs.recorded_fingerprints import MARKET_VIEWS, latest_materializations
 from kalshi_pipeline.defs.resources import PipelineResource, SourceMismatch, redact_source_error
@@ -45,6 +57,7 @@ from kalshi_pipeline.defs.session_survey import Survey, read_source, survey
 from kalshi_pipeline.sources.settings import RETRAIN_AFTER_SESSIONS
 
 MAX_SESSIONS_PER_TICK = 25
+MAX_PAPER_SESSIONS_PER_TICK = 10
 RETRAIN_AFTER_ENV = RETRAIN_AFTER_SESSIONS.name
 
 
@@ -175,3 +188,30 @@ def _views_rebuilt_since(
         for r in records
         if r.timestamp > began and r.run_id != model.run_id
     }
+
+
+@dg.sensor(job=paper_trading_job, minimum_interval_seconds=60)
+def paper_trading_sensor(context: dg.SensorEvaluationContext):
+    instance = context.instance
+    registered = set(instance.get_dynamic_partitions(sessions.name))
+    built = instance.get_materialized_partitions(MARKET_VIEWS) & registered
+    waiting = sorted(built - instance.get_materialized_partitions(paper_trading.key), key=int)
+    tried = {
+        run.partition
+        for run in instance.get_run_partition_data(dg.RunsFilter(job_name=PAPER_TRADING_JOB))
+    }
+    failed = [key for key in waiting if key in tried]
+    requests = [
+        dg.RunRequest(partition_key=key, run_key=f"paper-session-{key}")
+        for key in waiting
+        if key not in tried
+    ][:MAX_PAPER_SESSIONS_PER_TICK]
+    if requests:
+        return requests
+    note = (
+        f"; sessions {', '.join(failed)} had a {PAPER_TRADING_JOB} run that did not "
+        "materialise paper_trading (running, or failed: see the run; then materialise by hand)"
+        if failed
+        else ""
+    )
+    return dg.SkipReason(f"no session waiting for paper trading{note}")

@@ -20,7 +20,9 @@ ASSET_KEYS = {
     "evaluation_report",
     "production_model",
     "tuned_hyperparameters",
+    "paper_trading",
 }
+PER_SESSION = ("raw_sessions", "market_views", "paper_trading")
 VIEW_CHECKS = {"min_episode_length", "min_coverage", "data_quality"}
 
 
@@ -36,7 +38,7 @@ def test_the_asset_keys_are_the_contract(definitions):
 def test_per_session_assets_are_partitioned_by_the_dynamic_sessions_partitions(definitions):
     for name in ASSET_KEYS:
         partitions = definitions.resolve_assets_def(name).partitions_def
-        if name in ("raw_sessions", "market_views"):
+        if name in PER_SESSION:
             assert isinstance(partitions, dg.DynamicPartitionsDefinition), name
             assert partitions.name == "sessions"
         else:
@@ -58,10 +60,15 @@ def test_the_jobs_select_ingest_and_training(definitions):
         "market_views",
     }
     assert {k.to_user_string() for k in train.asset_layer.executable_asset_keys} == (
-        ASSET_KEYS - {"raw_sessions", "market_views", "tuned_hyperparameters"}
+        ASSET_KEYS - {*PER_SESSION, "tuned_hyperparameters"}
     )
     tune = definitions.resolve_job_def("tune_hyperparameters")  # never part of a retrain
     assert {k.to_user_string() for k in tune.asset_layer.executable_asset_keys} == {
         "tuned_hyperparameters"
     }
     assert ingest.partitions_def is not None and ingest.partitions_def.name == "sessions"
+    paper = definitions.resolve_job_def("paper_trade_session")  # a session's paper trading
+    assert {k.to_user_string() for k in paper.asset_layer.executable_asset_keys} == {
+        "paper_trading"
+    }
+    assert paper.partitions_def is not None and paper.partitions_def.name == "sessions"

@@ -36,8 +36,10 @@ from pathlib import Path
 import dagster as dg
 
 from kalshi_pipeline.defs.assets.model_assets import phase3_model
+from kalshi_pipeline.defs.paper_metadata import champion_paper_metadata
 from kalshi_pipeline.defs.resources import PipelineResource
 from kalshi_pipeline.market.split import Split, SplitName
+from kalshi_pipeline.paper.session_files import paper_dir
 from kalshi_pipeline.pipeline_config import TrainingChoice
 from kalshi_pipeline.training.promotion import Decision, Outcome, champion_problems
 from kalshi_pipeline.training.registry import Registry, RegistryRecord, registry_path
@@ -67,7 +69,8 @@ def production_model(
     """The champion: the phase-3 model promoted if it beats the champion (or, first,
     always-HOLD) on the current holdout; the value is the champion's history record, a
     :class:`~kalshi_pipeline.training.registry.RegistryRecord` (``None`` while no model
-    has won)."""
+    has won). The metadata shows the champion's paper record: per paper-traded session
+    its P&L, markets and decisions (``paper_record``), and the totals."""
     registry = registry_path(pipeline.artifacts)
     holdout = views_for(train_holdout_split, SplitName.HOLDOUT, pipeline.session_views)
     context.log.info(
@@ -88,6 +91,9 @@ def production_model(
         )
     history = Registry(registry).read()
     metadata = _decision_metadata(decision, history, phase3_model, registry)
+    # The champion's paper trading so far: the sessions paper_trading summed up.
+    champion_id = decision.champion.id if decision.champion is not None else None
+    metadata.update(champion_paper_metadata(paper_dir(pipeline.artifacts), champion_id))
     yield dg.Output(decision.champion, metadata=metadata)
     yield _tested_champion(decision, history, metadata)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.paper.model_choice import always_hold
 from kalshi_pipeline.paper.records import Decision, FillRecord, MarketRecord, Outcome, Records
 from kalshi_pipeline.paper.session_files import (
     RecordSource,
@@ -17,9 +19,17 @@ from kalshi_pipeline.paper.session_files import (
     read_reports,
     write_report,
 )
-from kalshi_pipeline.paper.session_report import pnl_curve, pnl_plot, summarize
+from kalshi_pipeline.paper.session_report import (
+    against_backtest,
+    paper_after_the_fact,
+    pnl_curve,
+    pnl_plot,
+    summarize,
+)
+from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 CASH = 10_000
+KINDS = ("decisions", "outcomes", "fills", "markets")
 
 
 def decision(market: str, step: int, ms: int, model: str) -> Decision:
@@ -98,3 +108,26 @@ def test_a_models_paper_record_reads_the_session_files(tmp_path):
         (4, 40, 1, 3),
     ]
     assert model_record(reports, 9) == []
+
+
+def test_markets_without_a_batch_view_are_named_and_views_never_traded_differ():
+    config = SimulatorConfig(population=Population.TWO_CLASS, markets=3)
+    raw = simulate_session(5, 0, config)
+    hold = always_hold()
+    paper = paper_after_the_fact(raw, hold.config, lambda _: hold.chosen)
+    views = build_market_views(raw)
+    models = {m.market: hold for m in paper.markets}
+
+    agreement = against_backtest(paper, views, models)
+    assert agreement.differences == () and agreement.without_batch_view == ()
+    assert agreement.backtest.counts()["decisions"] == len(paper.decisions) > 0
+
+    # The batch cleaning cut a market the live path traded: named, not a difference.
+    cut = views[0].market_ticker
+    agreement = against_backtest(paper, views[1:], models)
+    assert agreement.without_batch_view == (cut,) and agreement.differences == ()
+
+    # A batch view of a market the records never traded: a difference, named.
+    untraded = Records(**{k: [r for r in getattr(paper, k) if r.market != cut] for k in KINDS})
+    (difference,) = against_backtest(untraded, views, models).differences
+    assert difference.startswith(f"{cut}: a batch view of {len(views[0])} steps")

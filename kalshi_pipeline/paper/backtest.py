@@ -20,11 +20,13 @@ from kalshi_pipeline.paper.trader import ChosenModel
 def backtest(
     views: Iterable[MarketSessionView], config: EnvConfig, choose: Callable[[str], ChosenModel]
 ) -> Records:
-    """Every view played to its end by the model ``choose`` gives for its market."""
+    """Every view played to its end by the model ``choose`` gives for its market (in the
+    model's env config when it has one, else ``config``)."""
     records = Records()
     for view in views:
         model = choose(view.market_ticker)
-        episode = MarketEpisode(view, config, model.name, model.path, model.policy)
+        played_in = model.config or config
+        episode = MarketEpisode(view, played_in, model.name, model.path, model.policy)
         records.extend(episode.start())
         records.extend(episode.advance(final=True))
     return records

@@ -32,11 +32,14 @@ from kalshi_pipeline.training.evaluation.policies import Policy
 
 @dataclass(frozen=True)
 class ChosenModel:
-    """A model to play a market: its name in the records, its file, and its policy."""
+    """A model to play a market: its name in the records, its file, and its policy;
+    ``config``, when given, is the env config it plays in (the one it was trained with),
+    else the trader's."""
 
     name: str
     path: str
     policy: Policy
+    config: EnvConfig | None = None
 
 
 class PaperTrader:
@@ -66,7 +69,8 @@ class PaperTrader:
                 view = LiveView(self.session_id, chunk.ticker)
                 view.append(chunk)
                 model = self.choose(chunk.ticker)
-                episode = MarketEpisode(view, self.config, model.name, model.path, model.policy)
+                config = model.config or self.config
+                episode = MarketEpisode(view, config, model.name, model.path, model.policy)
                 self.episodes[chunk.ticker] = episode
                 records.extend(episode.start())
             else:

@@ -1,0 +1,237 @@
+"""Following a live session: the collector's new rows in, the paper trader's records out,
+each poll written with its cursor in one transaction.
+
+:func:`follow` finds the session the collector is recording (or the one asked for),
+reads its rows after the stored cursor (:class:`~kalshi_pipeline.sources.collector_tail.
+CollectorTail`), feeds them to a :class:`~.trader.PaperTrader`, and writes the records and
+the new cursor together (:meth:`~.store.PaperStore.write`). When the session row says the
+session ended, it reads what is left, plays every market's last action
+(:meth:`~.trader.PaperTrader.close`), writes that, and marks the session closed; then it
+waits for the next live session.
+
+* **Whole milliseconds.** The live path must see each receive millisecond whole; the
+  collector commits a millisecond at once and a read is one snapshot, so a read never
+  splits one. A catch-up read is limited to :data:`READ_LIMIT_ROWS` rows a table, and the
+  tail ends such a read before the millisecond it would have cut, read next time.
+* **Resume.** A follower killed at any point left the records of the rows up to its
+  stored cursor, nothing more, nothing less. Started again, it replays the collector's
+  rows up to that cursor through a fresh trader, in the groups it read them (each write's
+  cursor is stored), with each market it had started pinned to the model that played it;
+  what the replay makes must equal the stored records (:class:`ResumeMismatch` otherwise,
+  naming session, market and step), and nothing of it is written again. Then it goes on
+  from the cursor.
+* **Faults.** A collector that cannot be read is read again after 0.5 s, then twice as
+  long each time up to 30 s, said each time; the paper database's writes retry the same
+  way (:mod:`.store`). A session that gets no new row for ``stall_seconds`` while still
+  recording is said to have stalled, and said again when rows resume.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from kalshi_pipeline.paper.follow_replay import replay_to_cursor
+from kalshi_pipeline.paper.records import MarketRecord
+from kalshi_pipeline.paper.store import PaperStatus, PaperStore, StoredSession, StreamCounts
+from kalshi_pipeline.paper.trader import PaperTrader
+from kalshi_pipeline.sources.collector_connection import SourceMisconfigured, SourceUnavailable
+from kalshi_pipeline.sources.collector_tail import CollectorTail, Cursor, NewRows
+from kalshi_pipeline.sources.raw import SessionInfo
+
+READ_LIMIT_ROWS = 20_000  # rows a table per read: a long session is caught up in pieces
+WAIT_FOR_SESSION_S = 0.5  # between looks for a live session
+FIRST_RETRY_S, MAX_RETRY_S = 0.5, 30.0
+
+# A trader for a session, given the markets already played (pinned to their models).
+MakeTrader = Callable[[SessionInfo, Mapping[str, MarketRecord]], PaperTrader]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FollowSettings:
+    """How :func:`follow` paces itself (seconds) and how much one read takes."""
+
+    poll_seconds: float = 0.005
+    stall_seconds: float = 30.0
+    wait_seconds: float = WAIT_FOR_SESSION_S
+    limit: int = READ_LIMIT_ROWS
+
+
+class Collector:
+    """The collector's tail read with retries: a read that fails for want of the
+    database is said and tried again, with backoff, until it succeeds (a URL libpq
+    cannot parse is raised at once: waiting cannot fix it)."""
+
+    def __init__(self, tail: CollectorTail, say: Callable[[str], None], sleep=time.sleep):
+        self.tail, self.say, self.sleep = tail, say, sleep
+
+    def live_session(self) -> SessionInfo | None:
+        return self._retrying(self.tail.live_session)
+
+    def session(self, session_id: int) -> SessionInfo:
+        return self._retrying(self.tail.session, session_id)
+
+    def read(self, session_id: int, cursor: Cursor, limit: int | None) -> NewRows:
+        return self._retrying(self.tail.read, session_id, cursor, limit)
+
+    def _retrying(self, read: Callable, *args):
+        delay, failed = FIRST_RETRY_S, False
+        while True:
+            try:
+                found = read(*args)
+            except SourceMisconfigured:
+                raise
+            except SourceUnavailable as exc:
+                self.say(f"{exc}; retrying in {delay:g} s")
+                self.sleep(delay)
+                delay, failed = min(2 * delay, MAX_RETRY_S), True
+                continue
+            if failed:
+                self.say("collector reachable again")
+            return found
+
+
+def follow(
+    tail: CollectorTail,
+    store: PaperStore,
+    make_trader: MakeTrader,
+    *,
+    session_id: int | None = None,
+    once: bool = False,
+    poll_seconds: float = 0.005,
+    stall_seconds: float = 30.0,
+    say: Callable[[str], None] = print,
+    source: str = "",
+    limit: int = READ_LIMIT_ROWS,
+) -> None:
+    """Follow the live session (or ``session_id``) to its close, then, unless ``once`` or
+    a session id was given, each live session after it (see the module docstring).
+    ``source`` names the collector in the paper database (never its credentials);
+    ``limit`` is the rows a table one read takes at most."""
+    settings = FollowSettings(poll_seconds=poll_seconds, stall_seconds=stall_seconds, limit=limit)
+    collector = Collector(tail, say)
+    while True:
+        if session_id is not None:
+            info = collector.session(session_id)
+        else:
+            info = _wait_for_live_session(collector, settings, say)
+        SessionFollower(info, collector, store, make_trader, settings, say, source).run()
+        if once or session_id is not None:
+            return
+
+
+def _wait_for_live_session(
+    collector: Collector, settings: FollowSettings, say: Callable[[str], None]
+) -> SessionInfo:
+    said = False
+    while (info := collector.live_session()) is None:
+        if not said:
+            say("waiting for a live session")
+            said = True
+        time.sleep(settings.wait_seconds)
+    return info
+
+
+class SessionFollower:
+    """One session followed to its close (see the module docstring)."""
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        collector: Collector,
+        store: PaperStore,
+        make_trader: MakeTrader,
+        settings: FollowSettings,
+        say: Callable[[str], None],
+        source: str,
+    ) -> None:
+        self.info, self.session_id = info, info.session_id
+        self.collector, self.store, self.settings = collector, store, settings
+        self.make_trader, self.say, self.source = make_trader, say, source
+        self.stall = StallWatch(self.session_id, settings.stall_seconds, say)
+
+    def run(self) -> None:
+        stored = self.store.load(self.session_id)
+        if stored is not None and stored.status == PaperStatus.CLOSED:
+            self.say(f"session {self.session_id} was already followed to its close")
+            return
+        trader, cursor = self._start(stored)
+        while True:
+            found = self.collector.read(self.session_id, cursor, self.settings.limit)
+            if len(found):
+                records = trader.add(found.snapshots, found.deltas, found.trades)
+                decided_at = time.time()
+                self.stall.rows_came()
+                self.store.write(
+                    self.session_id, records, found.cursor, decided_at,
+                    stream_counts=StreamCounts.of(trader.stream),
+                )  # fmt: skip
+                cursor = found.cursor
+            elif found.info.is_complete:  # the snapshot that says so holds every row
+                self._close(trader, cursor)
+                return
+            else:
+                self.stall.no_rows()
+                time.sleep(self.settings.poll_seconds)
+
+    def _start(self, stored: StoredSession | None) -> tuple[PaperTrader, Cursor]:
+        """A trader ready for the rows after the stored cursor (the session begun in the
+        store if it is new there, its state replayed if not)."""
+        if stored is None:
+            trader = self.make_trader(self.info, {})
+            self.store.begin(self.session_id, self.source, trader.config.to_json())
+            self.say(f"following session {self.session_id}")
+            return trader, Cursor()
+        started = {market.market: market for market in stored.records.markets}
+        trader = self.make_trader(self.info, started)
+        self.say(
+            f"resuming session {self.session_id} after {stored.cursor.describe()}: replaying "
+            f"{len(started)} markets' {len(stored.records.decisions)} decisions"
+        )
+        polls = self.store.polls(self.session_id)
+        replay_to_cursor(
+            self.collector, trader, self.session_id, polls, stored, self.settings.limit
+        )
+        self.say(f"session {self.session_id}: the replay equals the stored records; following")
+        return trader, stored.cursor
+
+    def _close(self, trader: PaperTrader, cursor: Cursor) -> None:
+        records = trader.close()
+        decided_at = time.time()
+        self.store.write(
+            self.session_id, records, cursor, decided_at,
+            status=PaperStatus.CLOSED, stream_counts=StreamCounts.of(trader.stream),
+        )  # fmt: skip
+        summary = next(s for s in self.store.sessions() if s.session_id == self.session_id)
+        self.say(
+            f"session {self.session_id} closed: {summary.markets} markets, "
+            f"{summary.decisions} decisions, {summary.fills} fills, "
+            f"reward {summary.reward:+.4f}, fees {summary.fees_cents} cents"
+        )
+
+
+class StallWatch:
+    """Says once when a session still recording got no row for ``stall_seconds``, and
+    once when rows come again."""
+
+    def __init__(self, session_id: int, stall_seconds: float, say: Callable[[str], None]):
+        self.session_id, self.stall_seconds, self.say = session_id, stall_seconds, say
+        self.last_row = time.monotonic()
+        self.stalled = False
+
+    def no_rows(self) -> None:
+        quiet = time.monotonic() - self.last_row
+        if not self.stalled and quiet >= self.stall_seconds:
+            self.stalled = True
+            self.say(
+                f"collector stalled: no new row of session {self.session_id} for "
+                f"{self.stall_seconds:g} s"
+            )
+
+    def rows_came(self) -> None:
+        now = time.monotonic()
+        if self.stalled:
+            self.say(f"collector resumed after {now - self.last_row:.1f} s")
+            self.stalled = False
+        self.last_row = now

@@ -25,6 +25,7 @@ from kalshi_pipeline import workflow
 from kalshi_pipeline.cli.errors import PERCENT_ENCODE, CommandError
 from kalshi_pipeline.cli.inputs import check_paths, training_of, tuning_base_of
 from kalshi_pipeline.cli.options import LIVE_SPEED, tuning_choice
+from kalshi_pipeline.cli.paper_command import run_paper
 from kalshi_pipeline.paths import (
     artifacts_dir,
     hyperparameters_file,
@@ -85,6 +86,8 @@ def run(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return show_models(args.home)
     if args.command == "tune":
         return run_tune(args)
+    if args.command == "paper":
+        return run_paper(usage, args)
     return run_demo(usable_home(args.home))
 
 

@@ -27,6 +27,7 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kalshi_pipeline.cli.paper_command import add_paper_command
 from kalshi_pipeline.config_fields import CHOICES, METAVAR, VALUES, Values, flag_of, help_of
 from kalshi_pipeline.market.difficulty import FilterConfig
 from kalshi_pipeline.pipeline_config import (
@@ -46,7 +47,7 @@ from kalshi_pipeline.sources.simulator_config import (
 from kalshi_pipeline.training.config_checks import VALUE_RANGES, Range
 from kalshi_pipeline.workflow import PHASES
 
-COMMANDS = ("generate", "train", "tune", "demo", "models")
+COMMANDS = ("generate", "train", "tune", "demo", "models", "paper")
 HOME_HELP = "default: $KALSHI_PIPELINE_HOME or ./.kalshi-pipeline"
 STORE_HELP = "Parquet session store (default: the home's sessions/)"
 LIVE_SPEED = 1.0  # generate --live: the sessions at the pace they were recorded
@@ -196,6 +197,7 @@ def build_parser() -> Parser:
         parents=[debug],
     )  # fmt: skip
     models.add_argument("--home", type=Path, help=HOME_HELP)
+    add_paper_command(commands, debug, HOME_HELP)
     parser.commands = commands.choices
     return parser
 

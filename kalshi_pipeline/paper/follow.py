@@ -111,21 +111,25 @@ def follow(
     ``limit`` is the rows a table one read takes at most."""
     settings = FollowSettings(poll_seconds=poll_seconds, stall_seconds=stall_seconds, limit=limit)
     collector = Collector(tail, say)
+    finished: set[int] = set()  # followed to their close: never the live session again
     while True:
         if session_id is not None:
             info = collector.session(session_id)
         else:
-            info = _wait_for_live_session(collector, settings, say)
+            info = _wait_for_live_session(collector, settings, say, finished)
         SessionFollower(info, collector, store, make_trader, settings, say, source).run()
+        finished.add(info.session_id)
         if once or session_id is not None:
             return
 
 
 def _wait_for_live_session(
-    collector: Collector, settings: FollowSettings, say: Callable[[str], None]
+    collector: Collector, settings: FollowSettings, say: Callable[[str], None], finished
 ) -> SessionInfo:
+    """The live session, once there is one not ``finished`` (a session row still active
+    but with an end time is complete: it is not followed twice)."""
     said = False
-    while (info := collector.live_session()) is None:
+    while (info := collector.live_session()) is None or info.session_id in finished:
         if not said:
             say("waiting for a live session")
             said = True
@@ -203,7 +207,7 @@ class SessionFollower:
             self.session_id, records, cursor, decided_at,
             status=PaperStatus.CLOSED, stream_counts=StreamCounts.of(trader.stream),
         )  # fmt: skip
-        summary = next(s for s in self.store.sessions() if s.session_id == self.session_id)
+        [summary] = self.store.sessions(self.session_id)
         self.say(
             f"session {self.session_id} closed: {summary.markets} markets, "
             f"{summary.decisions} decisions, {summary.fills} fills, "

@@ -203,11 +203,11 @@ class PaperStore:
 
         return self._retrying(f"reading the polls of session {session_id}", read)
 
-    def sessions(self) -> list[SessionSummary]:
-        """Every stored session, newest first, with its totals."""
+    def sessions(self, session_id: int | None = None) -> list[SessionSummary]:
+        """Every stored session (or only ``session_id``), newest first, with its totals."""
 
         def read(cur) -> list[SessionSummary]:
-            cur.execute(SUMMARY_QUERY)
+            cur.execute(SUMMARY_QUERY, {"every": session_id is None, "session_id": session_id})
             return [
                 SessionSummary(*row[:2], PaperStatus(row[2]), *row[3:]) for row in cur.fetchall()
             ]

@@ -47,7 +47,8 @@ SELECT s.session_id, s.source, s.status, s.started_at, s.closed_at,
                 0)::BIGINT,
        COALESCE((SELECT sum(o.fees_cents) FROM paper_outcomes o
                  WHERE o.session_id = s.session_id), 0)::BIGINT
-FROM paper_sessions s ORDER BY s.started_at DESC, s.session_id DESC
+FROM paper_sessions s WHERE %(every)s OR s.session_id = %(session_id)s
+ORDER BY s.started_at DESC, s.session_id DESC
 """
 
 

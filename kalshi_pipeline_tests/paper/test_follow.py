@@ -10,6 +10,7 @@ connections (``pg_terminate_backend``).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from contextlib import closing
@@ -248,3 +249,28 @@ def test_a_resume_whose_replay_differs_from_the_records_names_market_and_step(
     expected = rf"session 1: .*{market}: decisions differ at step {step}"
     with pytest.raises(ResumeMismatch, match=expected):
         run_follow(collector, paper_db, models["taker"], [], session_id=1, limit=40)
+
+
+def test_a_session_left_active_with_an_end_time_is_followed_once(
+    collector, paper_db, session, models
+):
+    """Its row says active (so it is the live session) and has an end (so it is
+    complete): followed to its close, it is not followed again."""
+    left_active = dataclasses.replace(
+        session, info=dataclasses.replace(session.info, status="active")
+    )
+    with closing(psycopg2.connect(collector)) as conn:
+        write_collector_session(conn, left_active)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line == "waiting for a live session":
+            raise Stop
+
+    with CollectorTail(collector) as tail, closing(PaperStore(paper_db)) as store:
+        store.create()
+        with pytest.raises(Stop):
+            follow(tail, store, ModelSource(model_path=models["taker"]).trader, say=say)
+    assert lines[0] == "following session 1" and lines[1].startswith("session 1 closed")
+    assert lines[2:] == ["waiting for a live session"]

@@ -12,6 +12,7 @@ database by host, port and name, the session, the model file, never a password.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 from pathlib import Path
 
@@ -70,8 +71,8 @@ def run_paper(usage: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     collector_url = args.collector or COLLECTOR_URL.read()
     paper_url = args.paper_db or PAPER_DATABASE_URL.read()
     _check_urls(usage, collector_url, paper_url)
-    if not (args.poll_ms > 0 and args.stall_seconds > 0):
-        usage.error("--poll-ms and --stall-seconds must be above 0")
+    if not all(0 < value < math.inf for value in (args.poll_ms, args.stall_seconds)):
+        usage.error("--poll-ms and --stall-seconds must be finite numbers above 0")
     models = _model_source(args)
     store = PaperStore(paper_url, say=say)
     previous = signal.signal(signal.SIGTERM, _stop)  # a clean stop: KeyboardInterrupt

@@ -6,9 +6,10 @@ collector database as the collector would record it, one receive millisecond per
 it (this process, the follow loop of ``kalshi-pipeline paper``) and records its decisions
 in a scratch paper database. For every decision, the latency is its recorded decision
 time minus the wall time at which the commit holding its step's rows returned. Printed:
-p50, p99 and the maximum over every decision; the same without the session's opening
-commit (every market subscribing in its first millisecond) and for that commit alone; and
-the first and last tenth of the session, to show whether it grows. At the end, the
+p50, p99 and the maximum over every decision; for the session's opening commit alone
+(every market subscribing in its first millisecond), for the commits that arrived while
+it was being decided, and for all after those, with their first and last tenth of the
+session, to show whether latency grows. At the end, the
 session's batch views are backtested with the same model and compared, record for
 record, with what the trader recorded.
 
@@ -181,15 +182,19 @@ def main() -> int:
     committed = np.array([commits[int(ms)] for ms in made[:, 0]])
     latency = (made[:, 1] - committed) * 1000
     opening = made[:, 0] == min(commits)
+    # Commits that arrived while the opening commit was still being decided waited for it.
+    behind = ~opening & (committed < made[opening, 1].max())
+    steady = ~opening & ~behind
     session_ms = made[:, 0]
-    tenth = (session_ms.max() - session_ms.min()) / 10
-    first = ~opening & (session_ms < session_ms.min() + tenth)
-    last = session_ms >= session_ms.max() - tenth
+    tenth = (session_ms[steady].max() - session_ms[steady].min()) / 10
+    first = steady & (session_ms < session_ms[steady].min() + tenth)
+    last = steady & (session_ms >= session_ms[steady].max() - tenth)
     print(figures("every decision", latency))
-    print(figures("after the opening commit", latency[~opening]))
     print(figures("the opening commit", latency[opening]))
-    print(figures("first tenth (after the opening)", latency[first]))
-    print(figures("last tenth", latency[last]))
+    print(figures("behind the opening commit", latency[behind]))
+    print(figures("after those", latency[steady]))
+    print(figures("  its first tenth", latency[first]))
+    print(figures("  its last tenth", latency[last]))
     if (~known).any():
         print(f"({int((~known).sum())} decisions at a repaired time are left out)")
 

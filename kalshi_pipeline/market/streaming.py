@@ -13,7 +13,9 @@ bit for bit, because they are computed by the same functions:
   :func:`~.steps.step_rows`, trades placed by :mod:`~.trade_flow`;
 * **features** are :func:`~.features.compute_features` on a window of the market's
   latest steps with its :class:`~.features.MarketOrigin`; the window keeps 30 steps and
-  the 5 minutes before the newest, all any feature reads back.
+  the 5 minutes before the newest, all any feature reads back (the windows and the view
+  columns: :mod:`.live_steps`). Markets seen for the first time in one commit (a
+  session's opening snapshots) have theirs computed together, as the batch path does.
 
 A millisecond is complete when its commit is read: the collector commits each receive
 millisecond's rows together (docs/paper-trading.md). What the batch path decides by
@@ -28,7 +30,7 @@ against the median of the first rows read, and the session-wide gap count is not
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +44,15 @@ from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import recorded_window
 from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
 from kalshi_pipeline.market.features import MarketOrigin, compute_features
-from kalshi_pipeline.market.steps import step_rows
+from kalshi_pipeline.market.live_steps import (
+    concat,
+    empty_like,
+    fresh_features,
+    step_ends,
+    take_rows,
+    trade_arrays,
+    view_columns,
+)
 from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA, SessionInfo
 from kalshi_pipeline.sources.trades import empty_trades
 
@@ -199,11 +209,13 @@ class SessionStream:
         events.time_repaired[offsets[:-1][has_carried]] = True
         books = books_from_events(events, top_levels=self.top_levels, report=report)
         after = final_books(events)
+        fresh = fresh_features(books, ~has_carried)
         chunks = []
         for index, ticker in enumerate(events.tickers):
             if ticker in self.rejected:
                 continue
-            chunk = self._market_steps(books, index, bool(has_carried[index]), after[index])
+            carries = bool(has_carried[index])
+            chunk = self._market_steps(books, index, carries, after[index], fresh.get(index))
             if chunk is not None:
                 chunks.append(chunk)
         for ticker, rows in held.items():  # trades of markets the cleaning left out
@@ -270,10 +282,10 @@ class SessionStream:
         return SessionTrades(kept, kept), held
 
     # -- steps -------------------------------------------------------------------------
-    def _market_steps(self, books, index, carried, book) -> StepChunk | None:
+    def _market_steps(self, books, index, carried, book, features=None) -> StepChunk | None:
+        """Market ``index``'s new steps (``features``: theirs, when already computed)."""
         rows = slice(int(books.market_offsets[index]), int(books.market_offsets[index + 1]))
-        offsets = np.array([0, rows.stop - rows.start])
-        ends = step_rows(books.timestamp_ms[rows], books.time_repaired[rows], offsets) + rows.start
+        ends = step_ends(books, rows)
         ticker = books.tickers[index]
         market = self._markets.get(ticker)
         if carried:
@@ -284,13 +296,13 @@ class SessionStream:
         if market is None:
             first = int(new.timestamp_ms[0])
             market = _Market(
-                book=book, last_seq=0, last_ms=first, steps=0, history=_empty_like(new),
+                book=book, last_seq=0, last_ms=first, steps=0, history=empty_like(new),
                 origin=MarketOrigin(first_ms=first, latest_ms=first),
                 pending_trades=self._waiting.pop(ticker, []),
             )  # fmt: skip
             self._markets[ticker] = market
         first_step = market.steps
-        features = self._features(market, new)
+        features = self._features(market, new, features)
         market.book, market.steps = book, market.steps + len(ends)
         market.last_seq = int(new.sequence_number[-1]) if len(ends) else market.last_seq
         market.last_ms = int(books.timestamp_ms[rows.stop - 1])
@@ -300,31 +312,33 @@ class SessionStream:
             trades["trade_steps"] = trades["trade_steps"] + first_step
         return StepChunk(
             ticker=ticker, first_step=first_step, trades=trades,
-            columns=_view_columns(new, features),
+            columns=view_columns(new, features),
         )  # fmt: skip
 
     def _placed_trades(self, books, index, carried, market) -> dict[str, np.ndarray]:
         if books.trades is None:
-            return _trade_arrays(None)
+            return trade_arrays(None)
         trades = books.trades.of_market(index)
         if carried:  # a trade of the carried step belonged to a step already taken
             late = trades["step"] == 0
             self.live_only["trade_of_a_step_taken"] += int(late.sum())
             trades = {name: values[~late] for name, values in trades.items()}
             trades["step"] = trades["step"] - 1
-        return _trade_arrays(trades)
+        return trade_arrays(trades)
 
-    def _features(self, market: _Market, new: SessionBooks) -> np.ndarray:
-        """The features of ``new`` (the market's next steps) on its window."""
-        window = _concat(market.history, new)
-        features = compute_features(window, origin=market.origin)[len(market.history) :]
+    def _features(self, market: _Market, new: SessionBooks, features=None) -> np.ndarray:
+        """The features of ``new`` (the market's next steps) on its window (unless given),
+        and the window the next steps need kept."""
+        window = concat(market.history, new)
+        if features is None:
+            features = compute_features(window, origin=market.origin)[len(market.history) :]
         times = np.maximum.accumulate(np.maximum(window.timestamp_ms, market.origin.latest_ms))
         # Keep what the next steps read back: 30 steps, and every step of the 5 minutes
         # before the newest (a step can only be newer).
         keep = max(0, len(window) - _HISTORY_STEPS)
         keep = min(keep, int(np.searchsorted(times, times[-1] - _HISTORY_MS, side="right")) - 1)
         keep = max(keep, 0)
-        market.history = _take(window, np.arange(keep, len(window)))
+        market.history = take_rows(window, np.arange(keep, len(window)))
         market.origin = replace(
             market.origin, latest_ms=int(times[keep - 1]) if keep else market.origin.latest_ms
         )
@@ -335,59 +349,3 @@ class SessionStream:
         self.report.examples.extend(report.examples[: max(0, 100 - len(self.report.examples))])
         for ticker, issue in report.rejected.items():
             self.report.rejected.setdefault(ticker, issue)
-
-
-_PER_STEP = (
-    "sequence_number", "timestamp_ms", "is_snapshot", "best_yes_bid", "best_yes_bid_size",
-    "best_no_bid", "best_no_bid_size", "best_yes_ask", "best_yes_ask_size", "best_no_ask",
-    "best_no_ask_size", "yes_bid_depth", "no_bid_depth", "yes_bid_prices", "no_bid_prices",
-    "yes_bid_volume", "no_bid_volume", "crossed", "time_repaired",
-)  # fmt: skip
-
-
-def _concat(a: SessionBooks, b: SessionBooks) -> SessionBooks:
-    columns = {name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in _PER_STEP}
-    n = len(columns["timestamp_ms"])
-    return replace(b, market_offsets=np.array([0, n], np.int64), trades=None, **columns)
-
-
-def _take(books: SessionBooks, rows: np.ndarray) -> SessionBooks:
-    columns = {name: getattr(books, name)[rows] for name in _PER_STEP}
-    return replace(books, market_offsets=np.array([0, len(rows)], np.int64), **columns)
-
-
-def _empty_like(books: SessionBooks) -> SessionBooks:
-    return _take(books, np.zeros(0, np.int64))
-
-
-def _view_columns(books: SessionBooks, features: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-step arrays of a view, as :func:`~.views.building.views_from_books` cuts."""
-    return {
-        "timestamps_ms": books.timestamp_ms,
-        "sequence_numbers": books.sequence_number,
-        "best_yes_bid": books.best_yes_bid,
-        "best_yes_ask": books.best_yes_ask,
-        "best_no_bid": books.best_no_bid,
-        "best_no_ask": books.best_no_ask,
-        "yes_bid_prices": books.yes_bid_prices,
-        "yes_bid_sizes": books.yes_bid_depth,
-        "no_bid_prices": books.no_bid_prices,
-        "no_bid_sizes": books.no_bid_depth,
-        "features": features,
-    }
-
-
-def _trade_arrays(trades: dict | None) -> dict[str, np.ndarray]:
-    if trades is None:
-        names = ("trade_steps", "trade_yes_prices", "trade_counts", "trade_taker_yes")
-        return {name: np.zeros(0) for name in (*names, "trade_off_book")}
-    return {
-        "trade_steps": trades["step"].astype(np.int64),
-        "trade_yes_prices": trades["yes_price"],
-        "trade_counts": trades["count"],
-        "trade_taker_yes": trades["taker_yes"],
-        "trade_off_book": trades["off_book"],
-    }
-
-
-assert set(_PER_STEP) <= {f.name for f in fields(SessionBooks)}

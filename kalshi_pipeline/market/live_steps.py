@@ -1,0 +1,90 @@
+"""The live path's step rows: a market's new time steps, its window of earlier ones, and
+the view columns cut from them (:mod:`.streaming`).
+
+The windows are one-market :class:`~.books.SessionBooks`; what the batch views cut from
+the books (:func:`~.views.building.views_from_books`) is cut here from the same columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+
+from kalshi_pipeline.market.books import SessionBooks
+from kalshi_pipeline.market.features import compute_features
+from kalshi_pipeline.market.steps import step_rows
+
+_PER_STEP = (
+    "sequence_number", "timestamp_ms", "is_snapshot", "best_yes_bid", "best_yes_bid_size",
+    "best_no_bid", "best_no_bid_size", "best_yes_ask", "best_yes_ask_size", "best_no_ask",
+    "best_no_ask_size", "yes_bid_depth", "no_bid_depth", "yes_bid_prices", "no_bid_prices",
+    "yes_bid_volume", "no_bid_volume", "crossed", "time_repaired",
+)  # fmt: skip
+
+
+def step_ends(books: SessionBooks, rows: slice) -> np.ndarray:
+    """The rows of ``books`` (within one market's ``rows``) that end its time steps."""
+    offsets = np.array([0, rows.stop - rows.start])
+    return step_rows(books.timestamp_ms[rows], books.time_repaired[rows], offsets) + rows.start
+
+
+def fresh_features(books: SessionBooks, fresh: np.ndarray) -> dict[int, np.ndarray]:
+    """The features of the steps of the markets seen for the first time (``fresh``), by
+    market index, computed together (as the batch path does: they start here)."""
+    markets = np.flatnonzero(fresh)
+    if len(markets) < 2:  # one market: its own window is as quick
+        return {}
+    ends = [step_ends(books, slice(*books.market_offsets[i : i + 2].tolist())) for i in markets]
+    stepped = books.take(np.concatenate(ends))
+    features = compute_features(stepped)
+    bounds = stepped.market_offsets
+    return {int(i): features[bounds[i] : bounds[i + 1]] for i in markets}
+
+
+def concat(a: SessionBooks, b: SessionBooks) -> SessionBooks:
+    columns = {name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in _PER_STEP}
+    n = len(columns["timestamp_ms"])
+    return replace(b, market_offsets=np.array([0, n], np.int64), trades=None, **columns)
+
+
+def take_rows(books: SessionBooks, rows: np.ndarray) -> SessionBooks:
+    columns = {name: getattr(books, name)[rows] for name in _PER_STEP}
+    return replace(books, market_offsets=np.array([0, len(rows)], np.int64), **columns)
+
+
+def empty_like(books: SessionBooks) -> SessionBooks:
+    return take_rows(books, np.zeros(0, np.int64))
+
+
+def view_columns(books: SessionBooks, features: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-step arrays of a view, as :func:`~.views.building.views_from_books` cuts."""
+    return {
+        "timestamps_ms": books.timestamp_ms,
+        "sequence_numbers": books.sequence_number,
+        "best_yes_bid": books.best_yes_bid,
+        "best_yes_ask": books.best_yes_ask,
+        "best_no_bid": books.best_no_bid,
+        "best_no_ask": books.best_no_ask,
+        "yes_bid_prices": books.yes_bid_prices,
+        "yes_bid_sizes": books.yes_bid_depth,
+        "no_bid_prices": books.no_bid_prices,
+        "no_bid_sizes": books.no_bid_depth,
+        "features": features,
+    }
+
+
+def trade_arrays(trades: dict | None) -> dict[str, np.ndarray]:
+    if trades is None:
+        names = ("trade_steps", "trade_yes_prices", "trade_counts", "trade_taker_yes")
+        return {name: np.zeros(0) for name in (*names, "trade_off_book")}
+    return {
+        "trade_steps": trades["step"].astype(np.int64),
+        "trade_yes_prices": trades["yes_price"],
+        "trade_counts": trades["count"],
+        "trade_taker_yes": trades["taker_yes"],
+        "trade_off_book": trades["off_book"],
+    }
+
+
+assert set(_PER_STEP) <= {f.name for f in fields(SessionBooks)}

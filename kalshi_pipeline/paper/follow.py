@@ -24,10 +24,17 @@ waits for the next live session.
   long each time up to 30 s, said each time; the paper database's writes retry the same
   way (:mod:`.store`). A session that gets no new row for ``stall_seconds`` while still
   recording is said to have stalled, and said again when rows resume.
+* **The session's window.** The trader's cleaning keeps the receive times of the
+  session's window, whose end is the session row's ``ended_at``, else its
+  ``last_message_at``. Neither is known for good while the session records (a collector
+  may keep ``last_message_at`` current): the trader is given the row without them, its
+  window open, however far along the session was when following began or resumed. So a
+  follower's records are the same whether it followed live, after the fact or resumed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -182,13 +189,14 @@ class SessionFollower:
     def _start(self, stored: StoredSession | None) -> tuple[PaperTrader, Cursor]:
         """A trader ready for the rows after the stored cursor (the session begun in the
         store if it is new there, its state replayed if not)."""
+        info = _as_recording(self.info)
         if stored is None:
-            trader = self.make_trader(self.info, {})
+            trader = self.make_trader(info, {})
             self.store.begin(self.session_id, self.source, trader.config.to_json())
             self.say(f"following session {self.session_id}")
             return trader, Cursor()
         started = {market.market: market for market in stored.records.markets}
-        trader = self.make_trader(self.info, started)
+        trader = self.make_trader(info, started)
         self.say(
             f"resuming session {self.session_id} after {stored.cursor.describe()}: replaying "
             f"{len(started)} markets' {len(stored.records.decisions)} decisions"
@@ -239,3 +247,9 @@ class StallWatch:
             self.say(f"collector resumed after {now - self.last_row:.1f} s")
             self.stalled = False
         self.last_row = now
+
+
+def _as_recording(info: SessionInfo) -> SessionInfo:
+    """The session row as it reads while the session records: no end, no last message
+    (see the module docstring: the trader's window stays open)."""
+    return dataclasses.replace(info, ended_at=None, last_message_at=None)

@@ -24,6 +24,11 @@ waits for the next live session.
   long each time up to 30 s, said each time; the paper database's writes retry the same
   way (:mod:`.store`). A session that gets no new row for ``stall_seconds`` while still
   recording is said to have stalled, and said again when rows resume.
+* **A collector restart.** A collector that crashed leaves its session ``active`` with no
+  end, and starts a new one when it comes back. Following the live session, a follower
+  whose session got no row for ``stall_seconds`` looks for the live session (then again
+  every ``wait_seconds``); once another one is live, it leaves its own as followed so far
+  (its records and cursor stay; following it by id resumes it) and follows the new one.
 * **The session's window.** The trader's cleaning keeps the receive times of the
   session's window, whose end is the session row's ``ended_at``, else its
   ``last_message_at``. Neither is known for good while the session records (a collector
@@ -124,7 +129,8 @@ def follow(
             info = collector.session(session_id)
         else:
             info = _wait_for_live_session(collector, settings, say, finished)
-        SessionFollower(info, collector, store, make_trader, settings, say, source).run()
+        live = session_id is None
+        SessionFollower(info, collector, store, make_trader, settings, say, source, live).run()
         finished.add(info.session_id)
         if once or session_id is not None:
             return
@@ -156,11 +162,14 @@ class SessionFollower:
         settings: FollowSettings,
         say: Callable[[str], None],
         source: str,
+        live: bool = False,
     ) -> None:
         self.info, self.session_id = info, info.session_id
         self.collector, self.store, self.settings = collector, store, settings
         self.make_trader, self.say, self.source = make_trader, say, source
         self.stall = StallWatch(self.session_id, settings.stall_seconds, say)
+        self.live = live  # following the live session: leave it when another is live
+        self._next_look = 0.0  # monotonic time of the next look for another live session
 
     def run(self) -> None:
         stored = self.store.load(self.session_id)
@@ -182,9 +191,29 @@ class SessionFollower:
             elif found.info.is_complete:  # the snapshot that says so holds every row
                 self._close(trader, cursor)
                 return
+            elif self._left_for_another(cursor):
+                return
             else:
                 self.stall.no_rows()
                 time.sleep(self.settings.poll_seconds)
+
+    def _left_for_another(self, cursor: Cursor) -> bool:
+        """Whether another session is live while this one, following the live session,
+        got no row for ``stall_seconds`` (its collector restarted): said, and left."""
+        now = time.monotonic()
+        quiet = self.stall.quiet_seconds()
+        if not self.live or quiet < self.settings.stall_seconds or now < self._next_look:
+            return False
+        self._next_look = now + self.settings.wait_seconds
+        live = self.collector.live_session()
+        if live is None or live.session_id == self.session_id:
+            return False
+        self.say(
+            f"session {self.session_id} got no row for {quiet:.0f} s and "
+            f"session {live.session_id} is live now (the collector restarted): session "
+            f"{self.session_id} is left as followed so far, up to {cursor.describe()}"
+        )
+        return True
 
     def _start(self, stored: StoredSession | None) -> tuple[PaperTrader, Cursor]:
         """A trader ready for the rows after the stored cursor (the session begun in the
@@ -232,8 +261,12 @@ class StallWatch:
         self.last_row = time.monotonic()
         self.stalled = False
 
+    def quiet_seconds(self) -> float:
+        """Seconds since the last row came (or since watching began)."""
+        return time.monotonic() - self.last_row
+
     def no_rows(self) -> None:
-        quiet = time.monotonic() - self.last_row
+        quiet = self.quiet_seconds()
         if not self.stalled and quiet >= self.stall_seconds:
             self.stalled = True
             self.say(

@@ -37,7 +37,7 @@ class SessionReport:
     paper: PaperSummary
     backtest: PaperSummary
     differences: tuple[str, ...]
-    without_batch_view: tuple[str, ...]  # traded live, cut by the batch cleaning
+    without_batch_view: tuple[str, ...]  # rejected by the live cleaning and the batch one
 
     @property
     def agrees(self) -> bool:

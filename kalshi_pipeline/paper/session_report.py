@@ -24,9 +24,9 @@ from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market.views import MarketSessionView
 from kalshi_pipeline.paper.backtest import backtest
 from kalshi_pipeline.paper.model_choice import PlayedModel
-from kalshi_pipeline.paper.records import Records, compare
+from kalshi_pipeline.paper.records import MarketRecord, Records, compare
 from kalshi_pipeline.paper.replay import by_millisecond
-from kalshi_pipeline.paper.trader import ChosenModel, PaperTrader
+from kalshi_pipeline.paper.trader import REJECTED_BY_CLEANING, ChosenModel, PaperTrader
 from kalshi_pipeline.sources.raw import RawSession
 
 STARTING_CASH_CENTS = EnvConfig().starting_cash_cents
@@ -50,8 +50,9 @@ def paper_after_the_fact(
 @dataclass(frozen=True)
 class Agreement:
     """A session's records against its backtest: the backtest's records, the
-    differences (empty when they agree bit for bit), and the markets traded live that
-    have no batch view (cut by the batch cleaning: left out of the comparison)."""
+    differences (empty when they agree bit for bit), and the markets traded live until
+    the live cleaning rejected them that have no batch view either (the batch cleaning
+    rejected them too: left out of the comparison)."""
 
     backtest: Records
     differences: tuple[str, ...]
@@ -64,10 +65,14 @@ def against_backtest(
     """Backtest the session's batch ``views``, each market with the model (and its env
     config) ``models`` says the records played it with, and compare the two
     (:func:`~.records.compare`). A batch view of a market never traded live is a
-    difference; a market traded live without a batch view is named, not compared."""
+    difference. A market traded live without a batch view is named, not compared, when
+    the live cleaning rejected it too (its record ends so); one the live path traded
+    without rejecting it is a difference: the live path accepted what the batch cut."""
     batch = {view.market_ticker: view for view in views}
-    traded = {m.market for m in paper.markets}
-    without = tuple(sorted(traded - batch.keys()))
+    latest = {m.market: m for m in paper.markets}
+    traded = set(latest)
+    rejected = {market for market, m in latest.items() if _rejected_live(m)}
+    without = tuple(sorted((traded - batch.keys()) & rejected))
     records = Records()
     for market in sorted(traded & batch.keys()):
         played = models[market]
@@ -76,8 +81,19 @@ def against_backtest(
         f"{market}: a batch view of {len(batch[market])} steps, never traded live"
         for market in sorted(batch.keys() - traded)
     ]
-    differences = untraded + compare(_without(paper, set(without)), records)
+    decided = Counter(d.market for d in paper.decisions)
+    accepted = [
+        f"{market}: {decided[market]} decisions traded live, the market never rejected, "
+        "but the batch cleaning made no view of it"
+        for market in sorted(traded - batch.keys() - rejected)
+    ]
+    differences = untraded + accepted + compare(_without(paper, traded - batch.keys()), records)
     return Agreement(records, tuple(differences), without)
+
+
+def _rejected_live(market: MarketRecord) -> bool:
+    """Whether the live cleaning rejected the market (its record ends with the reason)."""
+    return market.ended and market.reason.startswith(REJECTED_BY_CLEANING)
 
 
 def _without(records: Records, markets: set[str]) -> Records:

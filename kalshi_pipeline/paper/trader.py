@@ -29,6 +29,9 @@ from kalshi_pipeline.paper.records import Records
 from kalshi_pipeline.sources.raw import SessionInfo
 from kalshi_pipeline.training.evaluation.policies import Policy
 
+# How a market's record ends when the live cleaning rejected the market (the reason follows).
+REJECTED_BY_CLEANING = "rejected by cleaning"
+
 
 @dataclass(frozen=True)
 class ChosenModel:
@@ -79,7 +82,7 @@ class PaperTrader:
         for ticker, reason in self.stream.rejected.items():
             episode = self.episodes.get(ticker)
             if episode is not None and not episode.done:
-                records.extend(episode.stop(f"rejected by cleaning: {reason}"))
+                records.extend(episode.stop(f"{REJECTED_BY_CLEANING}: {reason}"))
         return records
 
     def close(self) -> Records:

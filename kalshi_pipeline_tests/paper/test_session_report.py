@@ -26,6 +26,7 @@ from kalshi_pipeline.paper.session_report import (
     pnl_plot,
     summarize,
 )
+from kalshi_pipeline.paper.trader import REJECTED_BY_CLEANING
 from kalshi_pipeline.sources.simulator import Population, SimulatorConfig, simulate_session
 
 CASH = 10_000
@@ -110,7 +111,7 @@ def test_a_models_paper_record_reads_the_session_files(tmp_path):
     assert model_record(reports, 9) == []
 
 
-def test_markets_without_a_batch_view_are_named_and_views_never_traded_differ():
+def test_markets_cut_by_both_cleanings_are_named_and_any_other_mismatch_differs():
     config = SimulatorConfig(population=Population.TWO_CLASS, markets=3)
     raw = simulate_session(5, 0, config)
     hold = always_hold()
@@ -122,9 +123,19 @@ def test_markets_without_a_batch_view_are_named_and_views_never_traded_differ():
     assert agreement.differences == () and agreement.without_batch_view == ()
     assert agreement.backtest.counts()["decisions"] == len(paper.decisions) > 0
 
-    # The batch cleaning cut a market the live path traded: named, not a difference.
+    # The batch cleaning cut a market the live path traded to its end without rejecting
+    # it: the live path accepted what the batch cut, a difference.
     cut = views[0].market_ticker
     agreement = against_backtest(paper, views[1:], models)
+    (difference,) = agreement.differences
+    assert difference.startswith(f"{cut}: ") and "made no view of it" in difference
+    assert agreement.without_batch_view == ()
+
+    # The live cleaning rejected it too (its record ends so): named, not a difference.
+    rejected = MarketRecord(cut, hold.name, "", ended=True, reason=f"{REJECTED_BY_CLEANING}: x")
+    both_cut = Records(**{k: list(getattr(paper, k)) for k in KINDS})
+    both_cut.markets.append(rejected)
+    agreement = against_backtest(both_cut, views[1:], models)
     assert agreement.without_batch_view == (cut,) and agreement.differences == ()
 
     # A batch view of a market the records never traded: a difference, named.

@@ -49,8 +49,9 @@ PAPER_CHECKS = [
         blocking=True,
         description="The session's paper records equal its backtest's (the batch views "
         "played by the same models) bit for bit: decisions, outcomes and fills, market by "
-        "market. ERROR naming the first differences (market, step); markets traded live "
-        "that the batch cleaning cut are named, not compared.",
+        "market. ERROR naming the first differences (market, step). A market traded live "
+        "until the live cleaning rejected it, which has no batch view either, is named, not "
+        "compared; one traded live and never rejected that has no batch view is a difference.",
     )
 ]
 

@@ -36,12 +36,15 @@ from kalshi_pipeline.training.registry import Registry
 
 class ModelSource:
     """The model for new markets: ``model_path``'s (fixed), or else the champion of the
-    history at ``registry_path``. Exactly one of the two is given."""
+    history at ``registry_path``. Exactly one of the two is given. A fixed model is
+    named by its absolute path: the records name the file, and whatever reads them later
+    (a resumed follower, the session's backtest) may run in another directory."""
 
     def __init__(self, *, model_path: Path | None = None, registry_path: Path | None = None):
         if (model_path is None) == (registry_path is None):
             raise ValueError("a model source is a model file or a model history, not both")
-        self.model_path, self.registry_path = model_path, registry_path
+        self.model_path = None if model_path is None else Path(model_path).absolute()
+        self.registry_path = registry_path
         self._loaded: dict[str, PlayedModel] = {}  # by model file
         self._seen: tuple | None = None  # the history file's identity when last read
         self._champion: PlayedModel | None = None

@@ -4,11 +4,14 @@ lineage gives; a market played before a restart keeps its model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.paper.follow_models import ModelSource
+from kalshi_pipeline.paper.model_choice import recorded_models
 from kalshi_pipeline.paper.records import MarketRecord, Records
 from kalshi_pipeline.paper.replay import by_millisecond
 from kalshi_pipeline.training.registry import (
@@ -111,3 +114,16 @@ def test_a_fixed_model_is_named_by_its_file_and_a_broken_one_is_refused(tmp_path
     broken.write_bytes(b"not a zip")
     with pytest.raises(PromotionError, match="model.json is missing"):
         ModelSource(model_path=broken).current()
+
+
+def test_a_fixed_model_given_by_a_relative_path_is_recorded_by_its_absolute_one(
+    tmp_path, staggered, models, monkeypatch
+):
+    """The records name the file; a resumed follower or the session's backtest reading
+    them may run in another directory."""
+    monkeypatch.chdir(models["maker"].parent.parent)
+    relative = Path(models["maker"].parent.name) / models["maker"].name
+    records = play(ModelSource(model_path=relative).trader(staggered.info, {}), staggered)
+    monkeypatch.chdir(tmp_path)  # elsewhere, the recorded file is the one that played
+    assert set(models_played(records).values()) == {(str(models["maker"]), str(models["maker"]))}
+    assert recorded_models(records, {})["EARLY"].config.execution == "maker"

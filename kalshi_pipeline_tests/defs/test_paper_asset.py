@@ -1,6 +1,6 @@
 """``paper_trading``: each session paper-traded, checked against its backtest, in Dagster.
 
-Two small simulated sessions (four markets each) are ingested once for the module, with
+Three small simulated sessions (four markets each) are ingested once for the module, with
 a champion in the model history (an untrained PPO: its fixed network trades) and a paper
 database (a scratch database on the local server). Each test paper-trades its own session.
 """
@@ -23,6 +23,7 @@ from kalshi_pipeline.defs.partitions import sessions
 from kalshi_pipeline.defs.sensors import paper_trading_sensor
 from kalshi_pipeline.env import MarketAgnosticKalshiEnv
 from kalshi_pipeline.market import build_market_views
+from kalshi_pipeline.paper.records import Records
 from kalshi_pipeline.paper.session_files import (
     RecordSource,
     SessionReport,
@@ -31,6 +32,8 @@ from kalshi_pipeline.paper.session_files import (
 )
 from kalshi_pipeline.paper.store import PaperStatus, PaperStore
 from kalshi_pipeline.paths import COLLECTOR_URL_ENV, HOME_ENV, artifacts_dir
+from kalshi_pipeline.sources.collector_tail import Cursor
+from kalshi_pipeline.sources.parquet_store import ParquetSessionStore
 from kalshi_pipeline.sources.settings import PAPER_DATABASE_URL
 from kalshi_pipeline.sources.simulator import Population, SimulatorConfig
 from kalshi_pipeline.training.config import profile
@@ -55,7 +58,7 @@ PAPER_JOB = "paper_trade_session"
 
 @dataclass
 class Ingested:
-    """Sessions 1 and 2 ingested into ``home``, a champion, and a paper database."""
+    """Sessions 1, 2 and 3 ingested into ``home``, a champion, and a paper database."""
 
     home: Path
     instance: dg.DagsterInstance
@@ -88,10 +91,10 @@ def ingested(tmp_path_factory, definitions) -> Iterator[Ingested]:
         patch.setenv(HOME_ENV, str(home))
         patch.delenv(COLLECTOR_URL_ENV, raising=False)
         patch.setenv(PAPER_DATABASE_URL.name, paper_db)
-        raw = {session_id: simulated(session_id, FEW_STEPS) for session_id in (1, 2)}
+        raw = {session_id: simulated(session_id, FEW_STEPS) for session_id in (1, 2, 3)}
         for session in raw.values():
             store_at(home).write_session(session)
-        assert all(r.success for r in ingest(definitions, instance, "1", "2"))
+        assert all(r.success for r in ingest(definitions, instance, "1", "2", "3"))
         champion_id = untrained_champion(home, build_market_views(raw[1]))
         yield Ingested(home, instance, paper_db, champion_id)
 
@@ -182,6 +185,31 @@ def test_a_paper_record_that_differs_from_the_backtest_fails_the_check(definitio
     assert check.metadata["differences"].value == 1
     assert not result.success  # blocking, ERROR: the run fails
     assert metadata(result, "paper_trading")["source"] == RecordSource.PAPER_DATABASE
+
+
+def test_a_closed_record_short_of_the_raw_copy_is_not_compared(definitions, ingested):
+    """The follower closed session 3 at its first half; the collector resumed it, and the
+    session was ingested again whole. The closed record is not of these rows: the raw
+    copy is played after the fact and agrees; the paper database's record is left as is."""
+    raw = ParquetSessionStore(ingested.artifacts / "raw" / "session-3").load_session(3)
+    half = Cursor(*(_id_at_half(table) for table in (raw.snapshots, raw.deltas, raw.trades)))
+    store = PaperStore(ingested.paper_db)
+    store.create()
+    store.begin(3, "the collector", {})
+    store.write(3, Records(), half, 0.0, status=PaperStatus.CLOSED)
+
+    result = paper_trade(definitions, ingested, "3")
+
+    assert result.success and check_of(result).passed
+    shown = metadata(result, "paper_trading")
+    assert shown["source"] == RecordSource.REPLAYED and shown["paper_decisions"] > 0
+    assert store.load(3).cursor == half and not store.load(3).records.decisions
+    store.close()
+
+
+def _id_at_half(table) -> int:
+    ids = [] if table is None else sorted(table.column("id").to_pylist())
+    return ids[len(ids) // 2] if ids else 0
 
 
 def test_the_sensor_requests_sessions_with_views_and_no_paper_trading(definitions, ingested):

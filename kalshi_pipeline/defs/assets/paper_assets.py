@@ -105,19 +105,25 @@ def _session_records(
 ) -> tuple[Records, RecordSource]:
     """The paper database's closed record of the session, or the session's raw copy
     played after the fact by the champion (written to the paper database if there is
-    one and it holds nothing of the session)."""
+    one and it holds nothing of the session). A closed record that stops short of the
+    raw copy (the collector resumed the session after it was followed to its close, and
+    it was ingested again) is not of these rows: the raw copy is played instead."""
     url = PAPER_DATABASE_URL.read()
     store = PaperStore(url, say=context.log.warning) if url else None
     try:
         stored = _stored_session(store, session_id)
-        if stored is not None and stored.status == PaperStatus.CLOSED:
+        unread = None if stored is None else _unread_rows(pipeline, session_id, stored.cursor)
+        if stored is not None and stored.status == PaperStatus.CLOSED and not unread:
             context.log.info(f"session {session_id}: the {store.where}'s closed record")
             return stored.records, RecordSource.PAPER_DATABASE
         if stored is not None:
+            closed = stored.status == PaperStatus.CLOSED
+            held = "a closed record" if closed else "a record still being followed"
+            short = f", but this home's raw copy holds {unread} (ingested again)" if unread else ""
             context.log.warning(
-                f"session {session_id}: the {store.where} holds a record still being "
-                f"followed (up to {stored.cursor.describe()}); played after the fact "
-                "instead, and not written there"
+                f"session {session_id}: the {store.where} holds {held} up to "
+                f"{stored.cursor.describe()}{short}; played after the fact instead, and not "
+                "written there"
             )
         raw = _raw_session(pipeline, session_id)
         played = _champion(pipeline, session_id)
@@ -142,6 +148,22 @@ def _stored_session(store: PaperStore | None, session_id: int):
         return None
     store.create()
     return store.load(session_id)
+
+
+def _unread_rows(pipeline: PipelineResource, session_id: int, cursor: Cursor) -> str:
+    """The raw copy's rows past ``cursor`` (``deltas up to id 812``), or '' when there
+    are none (or this home has no raw copy to tell)."""
+    copy = pipeline.raw_store(session_id).fingerprints([session_id]).get(session_id)
+    if copy is None:
+        return ""
+    beyond = [
+        f"{table} up to id {extent.last_id}"
+        for table in ("snapshots", "deltas", "trades")
+        if (extent := getattr(copy, table)) is not None
+        and extent.last_id is not None
+        and extent.last_id > getattr(cursor, table)
+    ]
+    return ", ".join(beyond)
 
 
 def _raw_session(pipeline: PipelineResource, session_id: int) -> RawSession:

@@ -279,7 +279,9 @@ class SessionStream:
             if later.num_rows:
                 held[ticker] = [later]
         kept = pa.concat_tables(placed) if placed else empty_trades()
-        return SessionTrades(kept, kept), held
+        # No numbers for the session-wide gap tally, which the live path does not keep (a
+        # trade need not carry one: the collector numbers trades only where it can).
+        return SessionTrades(kept, empty_trades()), held
 
     # -- steps -------------------------------------------------------------------------
     def _market_steps(self, books, index, carried, book, features=None) -> StepChunk | None:

@@ -103,10 +103,11 @@ class SessionStream:
         self._markets: dict[str, _Market] = {}
         self._waiting: dict[str, list[pa.Table]] = {}  # trades of markets with no step yet
         self._trade_ids: set[str] = set()
+        self._unseen: list[pa.Table] = []  # trades of markets with no book row yet
         self._center: float | None = None
         self._rows = 0
         self.tape: bool | None = None  # whether the session records a trade tape
-        self._tickers: list[str] | None = None  # the outline's, sorted
+        self._tickers: list[str] = []  # the outline's: every market with a book row, sorted
         self._ticker_set: set[str] = set()
 
     def add(
@@ -116,38 +117,50 @@ class SessionStream:
         report = IngestReport(self.info.session_id)
         snapshots = usable_rows(snapshots, "snapshot", report)
         deltas = self._without_late(usable_rows(deltas, "delta", report))
-        outline = self._outline(snapshots, deltas)
+        rows_of = set(snapshots.column("market_ticker").to_pylist())
+        rows_of |= set(deltas.column("market_ticker").to_pylist())
+        outline, grown = self._outline(snapshots, deltas, rows_of)
         if self.tape is None:
             self.tape = trades is not None
-        if trades is not None and trades.num_rows:
+        if (trades is not None and trades.num_rows) or (grown and self._unseen):
             self._hold_trades(trades, outline, report)
-        touched = sorted(
-            (set(snapshots.column("market_ticker").to_pylist())
-             | set(deltas.column("market_ticker").to_pylist())) - set(self.rejected)
-        )  # fmt: skip
+        touched = sorted(rows_of - set(self.rejected))
         chunks = self._steps(snapshots, deltas, touched, outline, report) if touched else []
         self._absorb(report)
         return chunks
 
     def finish(self) -> None:
-        """The session closed: trades left without a later book change are counted."""
-        for market in self._markets.values():
+        """The session closed: trades left without a later book change are counted, and
+        trades of markets that never had a book row, as the batch cleaning counts them."""
+        if self._unseen:
+            report = IngestReport(self.info.session_id)
+            usable_trades(pa.concat_tables(self._unseen), self._outline_now(), report)
+            self._unseen = []
+            self._absorb(report)
+        for ticker, market in self._markets.items():
+            if ticker in self.rejected:  # its trades went with it, as in the batch path
+                continue
             left = sum(table.num_rows for table in market.pending_trades)
             self.live_only["trade_after_last_step"] += left
             market.pending_trades = []
 
     # -- cleaning ----------------------------------------------------------------------
-    def _outline(self, snapshots: pa.Table, deltas: pa.Table) -> SessionOutline:
+    def _outline(self, snapshots, deltas, rows_of: set[str]) -> tuple[SessionOutline, bool]:
+        """The outline so far (its markets: those with a book row, these rows' too, as
+        the batch outline's), and whether these rows brought a market to it."""
         numbers = np.concatenate(
             [table.column("sequence_number").to_numpy() for table in (snapshots, deltas)]
         ).astype(np.int64)
         if self._center is None and len(numbers):
             self._center = float(np.median(numbers))
         self._rows += len(numbers)
-        known = set(self._markets) | set(self._waiting)
-        if self._tickers is None or not known <= self._ticker_set:
-            self._ticker_set = set(self.info.market_tickers) | known
+        grown = not rows_of <= self._ticker_set
+        if grown:
+            self._ticker_set |= rows_of
             self._tickers = sorted(self._ticker_set)
+        return self._outline_now(), grown
+
+    def _outline_now(self) -> SessionOutline:
         tickers = self._tickers
         return SessionOutline(
             session_id=self.info.session_id,
@@ -178,11 +191,23 @@ class SessionStream:
             deltas = deltas.filter(pa.array(~late))
         return deltas
 
-    def _hold_trades(self, trades: pa.Table, outline: SessionOutline, report) -> None:
+    def _hold_trades(self, trades: pa.Table | None, outline: SessionOutline, report) -> None:
         """Check the new trades as the batch path does and hold the kept ones until
-        their market's book changes; a trade id seen before is a repeat."""
-        checked = usable_trades(trades, outline, report)
+        their market's book changes; a trade id seen before is a repeat. A trade of a
+        market with no book row yet waits for its first (the batch outline knows every
+        market of the session), and is checked with it."""
+        trades = pa.concat_tables([*self._unseen, *([trades] if trades is not None else [])])
+        ticker = trades.column("market_ticker")
+        seen = pc.or_kleene(
+            pc.is_in(ticker, value_set=pa.array(outline.tickers, pa.string())), pc.is_null(ticker)
+        )
+        unseen = trades.filter(pc.invert(seen))
+        self._unseen = [unseen] if unseen.num_rows else []
+        checked = usable_trades(trades.filter(seen), outline, report)
         kept = checked.kept
+        if self.rejected:  # a rejected market's trades go with it, as in the batch path
+            rejected = pa.array(sorted(self.rejected), pa.string())
+            kept = kept.filter(pc.invert(pc.is_in(kept.column("market_ticker"), rejected)))
         ids = kept.column("trade_id").to_pylist()
         fresh = np.array([i not in self._trade_ids for i in ids], dtype=bool)
         if not fresh.all():

@@ -19,7 +19,9 @@ waits for the next live session.
   cursor is stored), with each market it had started pinned to the model that played it;
   what the replay makes must equal the stored records (:class:`ResumeMismatch` otherwise,
   naming session, market and step), and nothing of it is written again. Then it goes on
-  from the cursor.
+  from the cursor. Following the live session, it first finishes the sessions of its
+  collector that the paper database holds as still followed and the collector has
+  closed since (it was stopped before their close): each is resumed and closed.
 * **Faults.** A collector that cannot be read is read again after 0.5 s, then twice as
   long each time up to 30 s, said each time; the paper database's writes retry the same
   way (:mod:`.store`). A session that gets no new row for ``stall_seconds`` while still
@@ -49,7 +51,12 @@ from kalshi_pipeline.paper.records import MarketRecord
 from kalshi_pipeline.paper.store import PaperStatus, PaperStore, StoredSession, StreamCounts
 from kalshi_pipeline.paper.trader import PaperTrader
 from kalshi_pipeline.sources.collector_connection import SourceMisconfigured, SourceUnavailable
-from kalshi_pipeline.sources.collector_tail import CollectorTail, Cursor, NewRows
+from kalshi_pipeline.sources.collector_tail import (
+    CollectorTail,
+    Cursor,
+    NewRows,
+    SessionNotFound,
+)
 from kalshi_pipeline.sources.raw import SessionInfo
 
 READ_LIMIT_ROWS = 20_000  # rows a table per read: a long session is caught up in pieces
@@ -124,16 +131,36 @@ def follow(
     settings = FollowSettings(poll_seconds=poll_seconds, stall_seconds=stall_seconds, limit=limit)
     collector = Collector(tail, say)
     finished: set[int] = set()  # followed to their close: never the live session again
+    live = session_id is None
+    for info in _closed_while_away(collector, store, source) if live else []:
+        SessionFollower(info, collector, store, make_trader, settings, say, source).run()
+        finished.add(info.session_id)
     while True:
         if session_id is not None:
             info = collector.session(session_id)
         else:
             info = _wait_for_live_session(collector, settings, say, finished)
-        live = session_id is None
         SessionFollower(info, collector, store, make_trader, settings, say, source, live).run()
         finished.add(info.session_id)
         if once or session_id is not None:
             return
+
+
+def _closed_while_away(collector: Collector, store: PaperStore, source: str) -> list[SessionInfo]:
+    """The sessions of this collector (``source``) the paper database holds as still
+    followed that the collector has closed since, by id: a follower stopped before
+    their close (a session the collector no longer has is left as it is)."""
+    closed = []
+    for summary in store.sessions():
+        if summary.status != PaperStatus.FOLLOWING or summary.source != source:
+            continue
+        try:
+            info = collector.session(summary.session_id)
+        except SessionNotFound:
+            continue
+        if info.is_complete:
+            closed.append(info)
+    return sorted(closed, key=lambda info: info.session_id)
 
 
 def _wait_for_live_session(

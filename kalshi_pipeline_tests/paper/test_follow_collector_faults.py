@@ -31,7 +31,10 @@ from kalshi_pipeline_tests.paper.following import (
     tiny_model,
     with_collector_tables,
 )
-from kalshi_pipeline_tests.paper.test_follow import assert_equal_to_the_backtest
+from kalshi_pipeline_tests.paper.test_follow import (
+    assert_equal_to_the_backtest,
+    follow_and_stop,
+)
 
 SPEED = 30_000  # the small session's 18 hours in about two seconds
 HANG_GUARD_S = 300  # a follower that never gets there fails the test instead of hanging it
@@ -160,6 +163,33 @@ def test_a_collector_that_crashed_and_started_a_new_session_is_followed_to_it(
     assert second_stored.status == PaperStatus.CLOSED
     assert_equal_to_the_backtest(second_stored.records, backtest_of(second, model))
     store.close()
+
+
+def test_a_session_closed_while_the_follower_was_stopped_is_finished_on_its_return(
+    collector, paper_db, session, model
+):
+    """The follower of the live session was stopped (a crash) midway through session 1;
+    the collector closed session 1 meanwhile. Started again to follow the live session,
+    it first resumes session 1 and closes it, then waits for a live one."""
+    with closing(psycopg2.connect(collector)) as conn:
+        write_collector_session(conn, session)  # recorded to its close while away
+    follow_and_stop(collector, paper_db, model, polls=7)
+    assert PaperStore(paper_db).load(1).status == PaperStatus.FOLLOWING
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line == "waiting for a live session":
+            raise Stop
+
+    with CollectorTail(collector) as tail, closing(PaperStore(paper_db)) as store:
+        with pytest.raises(Stop):
+            follow(tail, store, ModelSource(model_path=model).trader, say=say, limit=40)
+        stored = store.load(1)
+    assert lines[0].startswith("resuming session 1 after ")
+    assert lines[-2].startswith("session 1 closed: 4 markets")
+    assert stored.status == PaperStatus.CLOSED
+    assert_equal_to_the_backtest(stored.records, backtest_of(session, model))
 
 
 def _last_ids(collector: str, session_id: int) -> Cursor:

@@ -204,6 +204,7 @@ class SessionFollower:
             self.say(f"session {self.session_id} was already followed to its close")
             return
         trader, cursor = self._start(stored)
+        self.stall.rows_came()  # quiet time counts from here, not from before a replay
         while True:
             found = self.collector.read(self.session_id, cursor, self.settings.limit)
             if len(found):

@@ -19,12 +19,16 @@ bit for bit, because they are computed by the same functions:
 
 A millisecond is complete when its commit is read: the collector commits each receive
 millisecond's rows together (docs/paper-trading.md). What the batch path decides by
-looking ahead cannot be done live, and is counted in :attr:`SessionStream.live_only`
-instead: a delta numbered at or below its market's last (stored late: the batch path
-sorts it into place), rows of a millisecond already taken as a step (a commit split: they
-make a step of their own), a trade of a step already taken, and trades after a market's last
-book change (the batch path gives them its last step). Sequence outliers are judged
-against the median of the first rows read, and the session-wide gap count is not kept.
+looking ahead cannot be done live (:mod:`.live_order` settles the rows before cleaning),
+and is counted in :attr:`SessionStream.live_only` instead: rows numbered at or below their
+market's last (stored late: the batch path sorts them into place) unless cleaning takes
+them for a restart, a restart judged without the segment's earlier numbers, rows of a
+segment before a restart, rows of a millisecond already taken as a step (a commit split:
+they make a step of their own), a repaired time equal to a step already taken, a trade of
+a step already taken, and trades after a market's last book change (the batch path gives
+them its last step). Deltas before a market's first snapshot wait for it, and trades
+before its first book row. Sequence outliers are judged against the median of the first
+rows read, and the session-wide sequence tally (gaps, numbers shared) is not kept.
 """
 
 from __future__ import annotations
@@ -37,13 +41,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events, final_books
-from kalshi_pipeline.market.cleaning.outline import SessionOutline, usable_rows
+from kalshi_pipeline.market.cleaning.outline import (
+    MIN_OUTLIER_DISTANCE,
+    OUTLIER_DISTANCE_PER_ROW,
+    SessionOutline,
+    drop_outliers,
+    usable_rows,
+)
 from kalshi_pipeline.market.cleaning.pipeline import clean_markets
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import recorded_window
 from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
 from kalshi_pipeline.market.features import MarketOrigin, compute_features
+from kalshi_pipeline.market.live_order import (
+    EarlyDeltas,
+    carried_snapshots,
+    placeable,
+    refused_restarts,
+    without_low_numbers,
+)
 from kalshi_pipeline.market.live_steps import (
     concat,
     empty_like,
@@ -53,14 +70,11 @@ from kalshi_pipeline.market.live_steps import (
     trade_arrays,
     view_columns,
 )
-from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA, SessionInfo
+from kalshi_pipeline.sources.raw import SNAPSHOT_SCHEMA, SessionInfo
 from kalshi_pipeline.sources.trades import empty_trades
 
 _HISTORY_STEPS = 31  # momentum_long reads 30 steps back
 _HISTORY_MS = 300_000  # activity_5min reads 5 minutes back
-_MIN_OUTLIER_DISTANCE, _OUTLIER_DISTANCE_PER_ROW = 1_000_000, 100
-_MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
-_NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -85,10 +99,12 @@ class _Market:
     book: np.ndarray  # int64[198]: the whole book after the last step
     last_seq: int
     last_ms: int
+    segment_first: int  # the number of the snapshot its segment began with
     steps: int  # time steps so far
     history: SessionBooks  # the latest steps (see the module docstring)
     origin: MarketOrigin
     pending_trades: list[pa.Table] = field(default_factory=list)
+    segment_ms: int = np.iinfo(np.int64).min  # when a restart taken live began its segment
 
 
 class SessionStream:
@@ -104,11 +120,13 @@ class SessionStream:
         self._waiting: dict[str, list[pa.Table]] = {}  # trades of markets with no step yet
         self._trade_ids: set[str] = set()
         self._unseen: list[pa.Table] = []  # trades of markets with no book row yet
+        self._early = EarlyDeltas()
         self._center: float | None = None
         self._rows = 0
         self.tape: bool | None = None  # whether the session records a trade tape
         self._tickers: list[str] = []  # the outline's: every market with a book row, sorted
         self._ticker_set: set[str] = set()
+        self._codes: dict[str, int] = {}  # the outline's markets' positions
 
     def add(
         self, snapshots: pa.Table, deltas: pa.Table, trades: pa.Table | None = None
@@ -116,27 +134,37 @@ class SessionStream:
         """Clean and cut the new rows; the new steps of each market they changed."""
         report = IngestReport(self.info.session_id)
         snapshots = usable_rows(snapshots, "snapshot", report)
-        deltas = self._without_late(usable_rows(deltas, "delta", report))
-        rows_of = set(snapshots.column("market_ticker").to_pylist())
-        rows_of |= set(deltas.column("market_ticker").to_pylist())
+        deltas = usable_rows(deltas, "delta", report)
+        opening = set(snapshots.column("market_ticker").to_pylist())
+        rows_of = opening | set(deltas.column("market_ticker").to_pylist())
         outline, grown = self._outline(snapshots, deltas, rows_of)
+        snapshots, deltas, restarting = self._in_order(snapshots, deltas, outline, report)
+        waiting = {
+            t for t in rows_of - opening if t not in self._markets and t not in self.rejected
+        }
+        deltas = self._early.sort(deltas, waiting, opening)
         if self.tape is None:
             self.tape = trades is not None
         if (trades is not None and trades.num_rows) or (grown and self._unseen):
             self._hold_trades(trades, outline, report)
-        touched = sorted(rows_of - set(self.rejected))
-        chunks = self._steps(snapshots, deltas, touched, outline, report) if touched else []
         self._absorb(report)
-        return chunks
+        touched = sorted(rows_of - waiting - set(self.rejected))
+        return self._steps(snapshots, deltas, touched, outline, restarting) if touched else []
 
     def finish(self) -> None:
         """The session closed: trades left without a later book change are counted, and
         trades of markets that never had a book row, as the batch cleaning counts them."""
+        report = IngestReport(self.info.session_id)
         if self._unseen:
-            report = IngestReport(self.info.session_id)
             usable_trades(pa.concat_tables(self._unseen), self._outline_now(), report)
             self._unseen = []
-            self._absorb(report)
+        if (left := self._early.left()) is not None:  # markets that never had a snapshot
+            outline = self._outline_now()
+            empty = SNAPSHOT_SCHEMA.empty_table()
+            clean_markets(empty, left[1], left[0], outline, report, SequenceTally(outline))
+            for ticker, issue in report.rejected.items():
+                self.rejected.setdefault(ticker, issue.message)
+        self._absorb(report)
         for ticker, market in self._markets.items():
             if ticker in self.rejected:  # its trades went with it, as in the batch path
                 continue
@@ -158,6 +186,7 @@ class SessionStream:
         if grown:
             self._ticker_set |= rows_of
             self._tickers = sorted(self._ticker_set)
+            self._codes = {ticker: i for i, ticker in enumerate(self._tickers)}
         return self._outline_now(), grown
 
     def _outline_now(self) -> SessionOutline:
@@ -168,28 +197,18 @@ class SessionStream:
             tickers=tickers,
             rows=np.zeros(len(tickers), np.int64),
             center=self._center or 0.0,
-            reach=float(max(_OUTLIER_DISTANCE_PER_ROW * self._rows, _MIN_OUTLIER_DISTANCE)),
+            reach=float(max(OUTLIER_DISTANCE_PER_ROW * self._rows, MIN_OUTLIER_DISTANCE)),
         )
 
-    def _without_late(self, deltas: pa.Table) -> pa.Table:
-        """Deltas numbered above their market's last event (the others came too late);
-        rows of a millisecond already stepped are counted."""
-        if not deltas.num_rows or not self._markets:
-            return deltas
-        tickers = deltas.column("market_ticker").to_pylist()
-        known = [self._markets.get(t) for t in tickers]
-        lowest = np.iinfo(np.int64).min
-        floor = np.array([lowest if m is None else m.last_seq for m in known], np.int64)
-        step_ms = np.array([lowest if m is None else m.last_ms for m in known], np.int64)
-        # A millisecond already taken as a step got more rows: its commit was split (they
-        # make a step of their own; the batch path merges them into that step).
-        split = deltas.column("timestamp_ms").to_numpy() == step_ms
-        self.live_only["millisecond_split_across_commits"] += int(split.sum())
-        late = deltas.column("sequence_number").to_numpy() <= floor
-        if late.any():
-            self.live_only["delta_at_or_below_last_number"] += int(late.sum())
-            deltas = deltas.filter(pa.array(~late))
-        return deltas
+    def _in_order(self, snapshots, deltas, outline, report) -> tuple[pa.Table, pa.Table, dict]:
+        """The rows the live path can place, and the markets a restart may renumber
+        (:func:`~.live_order.placeable`)."""
+        names = np.array(outline.tickers, dtype=object)
+        snapshots = drop_outliers(
+            snapshots, outline.center, outline.reach, self._codes, names, report
+        )
+        deltas = drop_outliers(deltas, outline.center, outline.reach, self._codes, names, report)
+        return placeable(snapshots, deltas, self._markets, self.live_only)
 
     def _hold_trades(self, trades: pa.Table | None, outline: SessionOutline, report) -> None:
         """Check the new trades as the batch path does and hold the kept ones until
@@ -219,13 +238,16 @@ class SessionStream:
             target = self._markets[ticker].pending_trades if ticker in self._markets else None
             (target if target is not None else self._waiting.setdefault(ticker, [])).append(rows)
 
-    def _steps(self, snapshots, deltas, touched, outline, report) -> list[StepChunk]:
+    def _steps(self, snapshots, deltas, touched, outline, restarting) -> list[StepChunk]:
         carried = [t for t in touched if t in self._markets]
-        snapshots = pa.concat_tables([self._carried_snapshots(carried), snapshots])
         trades, held = self._trades_for(touched, snapshots, deltas)
-        events = clean_markets(
-            snapshots, deltas, touched, outline, report, SequenceTally(outline), trades
-        )
+        events, report = self._cleaned(snapshots, deltas, carried, touched, outline, trades)
+        markets, live_only = self._markets, self.live_only
+        if refused := refused_restarts(events, report.rejected, restarting, markets, live_only):
+            snapshots, deltas = without_low_numbers(
+                (snapshots, deltas), refused, markets, live_only
+            )
+            events, report = self._cleaned(snapshots, deltas, carried, touched, outline, trades)
         for ticker in report.rejected:
             self.rejected.setdefault(ticker, report.rejected[ticker].message)
         # A carried snapshot is a step of its own, never merged with the new events.
@@ -245,34 +267,17 @@ class SessionStream:
                 chunks.append(chunk)
         for ticker, rows in held.items():  # trades of markets the cleaning left out
             self._pending(ticker).extend(rows)
+        self._absorb(report)
         return chunks
 
-    def _carried_snapshots(self, tickers: list[str]) -> pa.Table:
-        """Each market's book as a snapshot numbered and timed as its last event (its ask
-        maps the ones derived from its bids, as a collector stores them)."""
-        maps: dict[str, list] = {name: [] for name in _MAP_COLUMNS}
-        for ticker in tickers:
-            book = self._markets[ticker].book
-            for side, bids, asks in ((0, "yes_bids", "no_asks"), (1, "no_bids", "yes_asks")):
-                sizes = book[side * LEVELS : (side + 1) * LEVELS]
-                prices = np.flatnonzero(sizes) + 1
-                held = sizes[prices - 1].tolist()
-                maps[bids].append(list(zip(prices.tolist(), held, strict=True)))
-                maps[asks].append(list(zip((100 - prices).tolist(), held, strict=True)))
-        n = len(tickers)
-        markets = [self._markets[t] for t in tickers]
-        return pa.table(
-            {
-                "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
-                "session_id": pa.array([self.info.session_id] * n, pa.int64()),
-                "market_ticker": pa.array(tickers, pa.string()),
-                "timestamp_ms": pa.array([m.last_ms for m in markets], pa.int64()),
-                "sequence_number": pa.array([m.last_seq for m in markets], pa.int64()),
-                **{name: pa.array(values, PRICE_MAP_TYPE) for name, values in maps.items()},
-                "map_error": pa.nulls(n, pa.string()),
-            },
-            schema=SNAPSHOT_SCHEMA,
-        )
+    def _cleaned(self, snapshots, deltas, carried, touched, outline, trades):
+        """The cleaned events of the rows, each carried market's led by its snapshot,
+        and the report of their cleaning."""
+        report = IngestReport(self.info.session_id)
+        carried = carried_snapshots(self.info.session_id, carried, self._markets)
+        snapshots = pa.concat_tables([carried, snapshots])
+        tally = SequenceTally(outline)
+        return clean_markets(snapshots, deltas, touched, outline, report, tally, trades), report
 
     def _pending(self, ticker: str) -> list[pa.Table]:
         if ticker in self._markets:
@@ -324,17 +329,22 @@ class SessionStream:
             first = int(new.timestamp_ms[0])
             market = _Market(
                 book=book, last_seq=0, last_ms=first, steps=0, history=empty_like(new),
+                segment_first=int(books.sequence_number[rows.start]),
                 origin=MarketOrigin(first_ms=first, latest_ms=first),
                 pending_trades=self._waiting.pop(ticker, []),
             )  # fmt: skip
             self._markets[ticker] = market
-        first_step = market.steps
+        first_step, last_ms = market.steps, market.last_ms
         features = self._features(market, new, features)
         market.book, market.steps = book, market.steps + len(ends)
         market.last_seq = int(new.sequence_number[-1]) if len(ends) else market.last_seq
         market.last_ms = int(books.timestamp_ms[rows.stop - 1])
         if not len(ends):
             return None
+        if carried and new.time_repaired[0] and new.timestamp_ms[0] == last_ms:
+            # Cleaning gave it its last step's time: the maker replay took that step as
+            # the last of its millisecond (the batch one sees this step after it).
+            self.live_only["repaired_time_of_a_step_taken"] += 1
         if len(trades["trade_steps"]):
             trades["trade_steps"] = trades["trade_steps"] + first_step
         return StepChunk(

@@ -20,19 +20,23 @@ from kalshi_pipeline.market.views import view_key
 
 
 class GrowingColumn:
-    """One per-step column: rows by index (as arrays for 2-D columns), and its values as
-    Python lists (``tolist()``: the same list every time, extended as rows arrive)."""
+    """One per-step column: rows by index (arrays, for a 2-D column), and its values as
+    Python lists (``tolist()``: the same list every time, extended as rows arrive). A 2-D
+    column's lists are made on the first ``tolist()`` (the env asks for the books', never
+    the features'): a session's steps are kept once, not twice."""
 
-    def __init__(self) -> None:
+    def __init__(self, two_d: bool = False) -> None:
         self._rows: list = []
-        self._values: list = []
+        self._two_d = two_d
+        self._values: list | None = None if two_d else self._rows
 
     def extend(self, values: np.ndarray) -> None:
-        if values.ndim == 1:
+        if not self._two_d:
             self._rows.extend(values.tolist())
-        else:
-            self._rows.extend(values)
-        self._values.extend(values.tolist())
+            return
+        self._rows.extend(values)
+        if self._values is not None:
+            self._values.extend(values.tolist())
 
     def __getitem__(self, index: int):
         return self._rows[index]
@@ -41,6 +45,8 @@ class GrowingColumn:
         return len(self._rows)
 
     def tolist(self) -> list:
+        if self._values is None:
+            self._values = [row.tolist() for row in self._rows]
         return self._values
 
 
@@ -49,6 +55,7 @@ _COLUMNS = (
     "best_no_ask", "yes_bid_prices", "yes_bid_sizes", "no_bid_prices", "no_bid_sizes",
     "features",
 )  # fmt: skip
+_TWO_D = ("yes_bid_prices", "yes_bid_sizes", "no_bid_prices", "no_bid_sizes", "features")
 
 
 class LiveView:
@@ -61,7 +68,7 @@ class LiveView:
         self.session_id = session_id
         self.market_ticker = market_ticker
         for name in _COLUMNS:
-            setattr(self, name, GrowingColumn())
+            setattr(self, name, GrowingColumn(two_d=name in _TWO_D))
         self._trades: dict[int, list[tuple]] = {}
 
     @property

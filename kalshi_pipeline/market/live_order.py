@@ -15,33 +15,39 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Container, Mapping
-from typing import Protocol
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kalshi_pipeline.market.books import SessionBooks
 from kalshi_pipeline.market.cleaning.events import CleanEvents
 from kalshi_pipeline.market.cleaning.restarts import RESTART_MIN_DROP
+from kalshi_pipeline.market.features import MarketOrigin
 from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA
 
 _MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
 _NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
 
 
-class CarriedMarket(Protocol):
-    """What the live path keeps of a stepped market that its next rows need."""
+@dataclass
+class LiveMarket:
+    """What the live path keeps of one market between commits."""
 
     book: np.ndarray  # int64[198]: the whole book after its last event
     last_seq: int  # the number of its last event
     last_ms: int  # the receive time of its last event (as cleaning left it)
     segment_first: int  # the number of the snapshot its segment began with
-    segment_ms: int  # when its segment began, if a restart began it live
+    steps: int  # time steps so far
+    history: SessionBooks  # its latest steps: the features' window (:mod:`.streaming`)
+    origin: MarketOrigin
+    pending_trades: list[pa.Table] = field(default_factory=list)
+    segment_ms: int = np.iinfo(np.int64).min  # when a restart taken live began its segment
+    top_ms: int = np.iinfo(np.int64).min  # its latest step time (times never go back)
 
 
-def against_last_step(
-    table: pa.Table, markets: Mapping[str, CarriedMarket]
-) -> tuple[np.ndarray, ...]:
+def against_last_step(table: pa.Table, markets: Mapping[str, LiveMarket]) -> tuple[np.ndarray, ...]:
     """Per row of ``table`` (usable rows): whether it is numbered at or below its market's
     last event, whether it was received in that event's millisecond, and whether before
     its market's segment began (all False for a market not in ``markets``)."""
@@ -56,7 +62,7 @@ def against_last_step(
 
 
 def placeable(
-    snapshots: pa.Table, deltas: pa.Table, markets: Mapping[str, CarriedMarket], live_only: Counter
+    snapshots: pa.Table, deltas: pa.Table, markets: Mapping[str, LiveMarket], live_only: Counter
 ) -> tuple[pa.Table, pa.Table, dict[str, int]]:
     """The rows (sequence outliers dropped) the live path can place: rows received in a
     stepped market's last millisecond are counted in ``live_only`` (a split commit: they
@@ -90,7 +96,7 @@ def _after_segment_start(table: pa.Table, markets, live_only: Counter) -> tuple:
 
 
 def carried_snapshots(
-    session_id: int, tickers: list[str], markets: Mapping[str, CarriedMarket]
+    session_id: int, tickers: list[str], markets: Mapping[str, LiveMarket]
 ) -> pa.Table:
     """Each market's book as a snapshot numbered and timed as its last event (its ask
     maps the ones derived from its bids, as a collector stores them)."""
@@ -123,7 +129,7 @@ def refused_restarts(
     events: CleanEvents,
     rejected: Container[str],
     restarting: Mapping[str, tuple[int, int]],
-    markets: Mapping[str, CarriedMarket],
+    markets: Mapping[str, LiveMarket],
     live_only: Counter,
 ) -> set[str]:
     """The markets ``restarting`` (each with the number and time of its lowest-numbered
@@ -156,7 +162,7 @@ def refused_restarts(
 def without_low_numbers(
     tables: tuple[pa.Table, pa.Table],
     tickers: set[str],
-    markets: Mapping[str, CarriedMarket],
+    markets: Mapping[str, LiveMarket],
     live_only: Counter,
 ) -> tuple[pa.Table, pa.Table]:
     """The (snapshots, deltas) without those of the markets ``tickers`` numbered at or

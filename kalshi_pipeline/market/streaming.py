@@ -34,7 +34,7 @@ rows read, and the session-wide sequence tally (gaps, numbers shared) is not kep
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +56,7 @@ from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
 from kalshi_pipeline.market.features import MarketOrigin, compute_features
 from kalshi_pipeline.market.live_order import (
     EarlyDeltas,
+    LiveMarket,
     carried_snapshots,
     placeable,
     refused_restarts,
@@ -92,21 +93,6 @@ class StepChunk:
         return len(self.columns["timestamps_ms"])
 
 
-@dataclass
-class _Market:
-    """What the live path keeps of one market between commits."""
-
-    book: np.ndarray  # int64[198]: the whole book after the last step
-    last_seq: int
-    last_ms: int
-    segment_first: int  # the number of the snapshot its segment began with
-    steps: int  # time steps so far
-    history: SessionBooks  # the latest steps (see the module docstring)
-    origin: MarketOrigin
-    pending_trades: list[pa.Table] = field(default_factory=list)
-    segment_ms: int = np.iinfo(np.int64).min  # when a restart taken live began its segment
-
-
 class SessionStream:
     """One session's views, grown a commit at a time (see the module docstring)."""
 
@@ -116,7 +102,7 @@ class SessionStream:
         self.report = IngestReport(info.session_id)  # every repair so far
         self.live_only: Counter = Counter()
         self.rejected: dict[str, str] = {}
-        self._markets: dict[str, _Market] = {}
+        self._markets: dict[str, LiveMarket] = {}
         self._waiting: dict[str, list[pa.Table]] = {}  # trades of markets with no step yet
         self._trade_ids: set[str] = set()
         self._unseen: list[pa.Table] = []  # trades of markets with no book row yet
@@ -169,7 +155,9 @@ class SessionStream:
             if ticker in self.rejected:  # its trades went with it, as in the batch path
                 continue
             left = sum(table.num_rows for table in market.pending_trades)
-            self.live_only["trade_after_last_step"] += left
+            if left:
+                rows = self._not_of_steps_taken(ticker, pa.concat_tables(market.pending_trades))
+                self.live_only["trade_after_last_step"] += rows.num_rows
             market.pending_trades = []
 
     # -- cleaning ----------------------------------------------------------------------
@@ -279,6 +267,16 @@ class SessionStream:
         tally = SequenceTally(outline)
         return clean_markets(snapshots, deltas, touched, outline, report, tally, trades), report
 
+    def _not_of_steps_taken(self, ticker: str, trades: pa.Table) -> pa.Table:
+        """``trades`` of ``ticker`` without those received at or before its latest step
+        time (counted): the batch path places them on a step already taken (steps are
+        compared on times that never go back, :mod:`.trade_flow`)."""
+        if (market := self._markets.get(ticker)) is None:
+            return trades
+        taken = pc.less_equal(trades.column("timestamp_ms"), market.top_ms)
+        self.live_only["trade_of_a_step_taken"] += pc.sum(taken).as_py() or 0
+        return trades.filter(pc.invert(taken))
+
     def _pending(self, ticker: str) -> list[pa.Table]:
         if ticker in self._markets:
             return self._markets[ticker].pending_trades
@@ -301,7 +299,7 @@ class SessionStream:
         placed, held = [], {}
         for ticker in waiting:
             pending = self._pending(ticker)
-            rows = pa.concat_tables(pending)
+            rows = self._not_of_steps_taken(ticker, pa.concat_tables(pending))
             pending.clear()
             now = pc.less_equal(rows.column("timestamp_ms"), newest[ticker])
             placed.append(rows.filter(now))
@@ -327,7 +325,7 @@ class SessionStream:
         trades = self._placed_trades(books, index, carried, market)
         if market is None:
             first = int(new.timestamp_ms[0])
-            market = _Market(
+            market = LiveMarket(
                 book=book, last_seq=0, last_ms=first, steps=0, history=empty_like(new),
                 segment_first=int(books.sequence_number[rows.start]),
                 origin=MarketOrigin(first_ms=first, latest_ms=first),
@@ -363,7 +361,7 @@ class SessionStream:
             trades["step"] = trades["step"] - 1
         return trade_arrays(trades)
 
-    def _features(self, market: _Market, new: SessionBooks, features=None) -> np.ndarray:
+    def _features(self, market: LiveMarket, new: SessionBooks, features=None) -> np.ndarray:
         """The features of ``new`` (the market's next steps) on its window (unless given),
         and the window the next steps need kept."""
         window = concat(market.history, new)
@@ -376,6 +374,7 @@ class SessionStream:
         keep = min(keep, int(np.searchsorted(times, times[-1] - _HISTORY_MS, side="right")) - 1)
         keep = max(keep, 0)
         market.history = take_rows(window, np.arange(keep, len(window)))
+        market.top_ms = int(times[-1])
         market.origin = replace(
             market.origin, latest_ms=int(times[keep - 1]) if keep else market.origin.latest_ms
         )

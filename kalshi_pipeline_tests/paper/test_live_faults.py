@@ -87,14 +87,17 @@ def per_market(repairs: Counter) -> dict:
     return {kind: n for kind, n in repairs.items() if n and kind not in SESSION_WIDE}
 
 
-def stream_of(raw, commits) -> SessionStream:
-    """A stream fed ``commits``: row slices (snapshots, deltas) of ``raw``'s tables."""
-    stream = SessionStream(raw.info)
-    for snapshots, deltas in commits:
-        rows = pa.array(snapshots, pa.int64()), pa.array(deltas, pa.int64())
-        stream.add(raw.snapshots.take(rows[0]), raw.deltas.take(rows[1]))
+def stream_of(raw, commits) -> tuple[SessionStream, list]:
+    """A stream fed ``commits``: rows (snapshots, deltas[, trades]) of ``raw``'s tables;
+    and the chunks it gave."""
+    stream, chunks = SessionStream(raw.info), []
+    for rows in commits:
+        taken = [table.take(pa.array(ids, pa.int64())) for table, ids in zip(
+            (raw.snapshots, raw.deltas, raw.trades), rows, strict=False
+        )]  # fmt: skip
+        chunks += stream.add(*taken)
     stream.finish()
-    return stream
+    return stream, chunks
 
 
 def test_a_delta_received_before_its_markets_first_snapshot_waits_for_it():
@@ -231,7 +234,7 @@ def test_rows_of_a_segment_before_a_restart_are_counted():
         delta("MKT-B", seq=102, side="yes", price=41, new_size=1, ts=RECONNECT_MS + 5),
         delta("MKT-B", seq=103, side="no", price=61, new_size=5),  # old, stored late
     )
-    stream = stream_of(raw, [([0], []), ([], [0]), ([1], []), ([], [1, 2])])
+    stream, _ = stream_of(raw, [([0], []), ([], [0]), ([1], []), ([], [1, 2])])
     assert stream.report.repairs["sequence_restart"] == 1
     assert stream.live_only["row_of_an_earlier_segment"] == 1
 
@@ -242,7 +245,7 @@ def test_a_snapshot_in_a_millisecond_already_stepped_is_a_split_commit():
         delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 5),
         snapshot("MKT-A", seq=3, yes_bids={42: 1}, no_bids={56: 2}, ts=T0_MS + 5),
     )
-    stream = stream_of(raw, [([0], []), ([], [0]), ([1], [])])
+    stream, _ = stream_of(raw, [([0], []), ([], [0]), ([1], [])])
     assert stream.live_only["millisecond_split_across_commits"] == 1
 
 
@@ -266,3 +269,24 @@ def test_a_growing_view_keeps_a_step_once():
     assert prices == sum(ours, [])
     views[ticker].append(dataclasses.replace(chunks[0], first_step=len(prices)))
     assert views[ticker].yes_bid_prices.tolist() is prices and prices[-1] == prices[0]
+
+
+def test_a_trade_received_before_the_latest_step_time_is_of_a_step_taken():
+    """MKT-A's clock stepped back (5 s, then 2 s); a trade of 3 s, received after that,
+    belongs to the step of 5 s in the batch path (steps are compared on times that never
+    go back). The live path had taken it: counted, not put on the next step."""
+    raw = with_tape(
+        make_session(
+            snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}, ts=T0_MS + 1_000),
+            delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 5_000),
+            delta("MKT-A", seq=3, side="yes", price=42, new_size=3, ts=T0_MS + 2_000),
+            delta("MKT-A", seq=4, side="yes", price=43, new_size=3, ts=T0_MS + 6_000),
+        ),
+        trade("MKT-A", "t", 41, 2, "no", ts=T0_MS + 3_000),
+    )
+    (view,) = build_market_views(raw)
+    assert view.trade_steps.tolist() == [1]
+    commits = [([0], [], []), ([], [0], []), ([], [1], []), ([], [], [0]), ([], [2], [])]
+    stream, chunks = stream_of(raw, commits)
+    assert [len(chunk.trades["trade_steps"]) for chunk in chunks] == [0, 0, 0, 0]
+    assert stream.live_only["trade_of_a_step_taken"] == 1

@@ -153,6 +153,9 @@ def refused_restarts(
         if ticker in rejected or not carried_first:
             refused.add(ticker)
             continue
+        later = events.sequence_number[first + 1 : int(offsets[index + 1])]
+        if not (later <= market.last_seq).any():
+            continue  # no restart: the snapshot was a copy of the carried one
         if number > market.segment_first and market.last_seq - number < RESTART_MIN_DROP:
             live_only["restart_judged_on_recent_rows"] += 1
         market.segment_first, market.segment_ms = number, ms

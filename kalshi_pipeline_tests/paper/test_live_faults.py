@@ -290,3 +290,21 @@ def test_a_trade_received_before_the_latest_step_time_is_of_a_step_taken():
     stream, chunks = stream_of(raw, commits)
     assert [len(chunk.trades["trade_steps"]) for chunk in chunks] == [0, 0, 0, 0]
     assert stream.live_only["trade_of_a_step_taken"] == 1
+
+
+def test_a_copy_of_the_last_snapshot_is_a_duplicate_not_a_restart():
+    """The collector stored MKT-A's last snapshot again a commit later: a copy, as in the
+    batch path; no restart is taken (nor counted), so a later late delta is still late."""
+    raw = make_session(
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 5),
+        snapshot("MKT-A", seq=3, yes_bids={42: 1}, no_bids={56: 2}, ts=T0_MS + 9),
+        snapshot("MKT-A", seq=3, yes_bids={42: 1}, no_bids={56: 2}, ts=T0_MS + 2_000),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 3_000),
+    )
+    commits = [([0], []), ([], [0]), ([1], []), ([2], []), ([], [1])]
+    stream, chunks = stream_of(raw, commits)
+    assert [len(chunk) for chunk in chunks] == [1, 1, 1]
+    assert stream.report.repairs["duplicate_sequence"] == 1
+    assert stream.live_only["restart_judged_on_recent_rows"] == 0
+    assert stream.live_only["delta_at_or_below_last_number"] == 1

@@ -14,6 +14,7 @@ import numpy as np
 from kalshi_pipeline.market.books import SessionBooks
 from kalshi_pipeline.market.features import compute_features
 from kalshi_pipeline.market.steps import step_rows
+from kalshi_pipeline.market.views.building import step_columns, trade_columns
 
 _PER_STEP = (
     "sequence_number", "timestamp_ms", "is_snapshot", "best_yes_bid", "best_yes_bid_size",
@@ -58,33 +59,18 @@ def empty_like(books: SessionBooks) -> SessionBooks:
 
 
 def view_columns(books: SessionBooks, features: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-step arrays of a view, as :func:`~.views.building.views_from_books` cuts."""
-    return {
-        "timestamps_ms": books.timestamp_ms,
-        "sequence_numbers": books.sequence_number,
-        "best_yes_bid": books.best_yes_bid,
-        "best_yes_ask": books.best_yes_ask,
-        "best_no_bid": books.best_no_bid,
-        "best_no_ask": books.best_no_ask,
-        "yes_bid_prices": books.yes_bid_prices,
-        "yes_bid_sizes": books.yes_bid_depth,
-        "no_bid_prices": books.no_bid_prices,
-        "no_bid_sizes": books.no_bid_depth,
-        "features": features,
-    }
+    """The view columns of one market's new steps, cut as the batch views are."""
+    return step_columns(books, slice(None), features)
 
 
 def trade_arrays(trades: dict | None) -> dict[str, np.ndarray]:
+    """The view's trade columns of one market's placed trades (empty without a tape)."""
     if trades is None:
         names = ("trade_steps", "trade_yes_prices", "trade_counts", "trade_taker_yes")
         return {name: np.zeros(0) for name in (*names, "trade_off_book")}
-    return {
-        "trade_steps": trades["step"].astype(np.int64),
-        "trade_yes_prices": trades["yes_price"],
-        "trade_counts": trades["count"],
-        "trade_taker_yes": trades["taker_yes"],
-        "trade_off_book": trades["off_book"],
-    }
+    columns = trade_columns(trades)
+    columns["trade_steps"] = columns["trade_steps"].astype(np.int64)
+    return columns
 
 
 assert set(_PER_STEP) <= {f.name for f in fields(SessionBooks)}

@@ -48,17 +48,7 @@ def views_from_books(
             **_trades_of(books, index),
             session_id=books.session_id,
             market_ticker=ticker,
-            timestamps_ms=books.timestamp_ms[rows],
-            sequence_numbers=books.sequence_number[rows],
-            best_yes_bid=books.best_yes_bid[rows],
-            best_yes_ask=books.best_yes_ask[rows],
-            best_no_bid=books.best_no_bid[rows],
-            best_no_ask=books.best_no_ask[rows],
-            yes_bid_prices=books.yes_bid_prices[rows],
-            yes_bid_sizes=books.yes_bid_depth[rows],
-            no_bid_prices=books.no_bid_prices[rows],
-            no_bid_sizes=books.no_bid_depth[rows],
-            features=features[rows],
+            **step_columns(books, rows, features[rows]),
             **{name: values[index] for name, values in stats.items()},
             data_quality_score=data_quality(
                 books.report, ticker, rows.stop - rows.start, int(time_repaired[index])
@@ -75,13 +65,36 @@ def views_from_books(
     return views
 
 
+def step_columns(books: SessionBooks, rows: slice, features: np.ndarray) -> dict[str, np.ndarray]:
+    """A view's per-step columns: ``books``' rows ``rows`` (time steps) and their
+    ``features``, by field name. The live path cuts its new steps with it too
+    (:mod:`kalshi_pipeline.market.streaming`)."""
+    return {
+        "timestamps_ms": books.timestamp_ms[rows],
+        "sequence_numbers": books.sequence_number[rows],
+        "best_yes_bid": books.best_yes_bid[rows],
+        "best_yes_ask": books.best_yes_ask[rows],
+        "best_no_bid": books.best_no_bid[rows],
+        "best_no_ask": books.best_no_ask[rows],
+        "yes_bid_prices": books.yes_bid_prices[rows],
+        "yes_bid_sizes": books.yes_bid_depth[rows],
+        "no_bid_prices": books.no_bid_prices[rows],
+        "no_bid_sizes": books.no_bid_depth[rows],
+        "features": features,
+    }
+
+
 def _trades_of(books: SessionBooks, index: int) -> dict:
     """The trade fields of market ``index``'s view (none without a tape)."""
     if books.trades is None:
         return {}
-    trades = books.trades.of_market(index)
+    return {"trade_tape": True, **trade_columns(books.trades.of_market(index))}
+
+
+def trade_columns(trades: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A view's trade columns from its market's trade flow
+    (:meth:`~kalshi_pipeline.market.trade_flow.TradeFlow.of_market`), by field name."""
     return {
-        "trade_tape": True,
         "trade_steps": trades["step"],
         "trade_yes_prices": trades["yes_price"],
         "trade_counts": trades["count"],

@@ -2,8 +2,9 @@
 
 :func:`replay_data` turns a view into the lists :class:`~.resting_orders.RestingOrders`
 walks (lists index faster than arrays one value at a time); the env keeps them per view.
-A view that grows while it is played (paper trading: ``kalshi_pipeline.paper``) keeps
-its own lists and extends them in place, adding its trades with :func:`add_trades`.
+A view that grows while it is played (paper trading: ``kalshi_pipeline.paper``) gives
+lists it extends in place (its columns' ``tolist()``) and its trades by step, to which it
+adds with :func:`add_trades`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ def replay_data(view) -> tuple:
     """What an episode reads of ``view``, as Python lists: (times, prices and sizes by slot,
     best bids by slot, trades by step). The env keeps it per view, since a sampler plays
     the same views again and again. A view that grows as it is played (paper trading)
-    gives its own, lists it extends in place."""
-    if (own := getattr(view, "replay_data", None)) is not None:
-        return own()
+    gives lists it extends in place, and its trades by step (``trades_by_step()``)."""
+    if (grown := getattr(view, "trades_by_step", None)) is not None:
+        trades = grown()
+    else:
+        trades = add_trades(
+            {}, view.trade_steps, view.trade_yes_prices, view.trade_counts, view.trade_taker_yes
+        )
     return (
         view.timestamps_ms.tolist(),
         {BID: view.yes_bid_prices.tolist(), ASK: view.no_bid_prices.tolist()},
         {BID: view.yes_bid_sizes.tolist(), ASK: view.no_bid_sizes.tolist()},
         {BID: view.best_yes_bid.tolist(), ASK: view.best_no_bid.tolist()},
-        add_trades({}, view.trade_steps, view.trade_yes_prices, view.trade_counts,
-                   view.trade_taker_yes),
-    )  # fmt: skip
+        trades,
+    )
 
 
 def add_trades(into: dict, steps, prices, counts, taker_yes) -> dict[int, list[tuple]]:

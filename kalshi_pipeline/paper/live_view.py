@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from kalshi_pipeline.env.episode_replay import add_trades
-from kalshi_pipeline.env.resting_orders import ASK, BID
 from kalshi_pipeline.market.features import FEATURE_LAYOUT, FEATURE_LAYOUT_VERSION
 from kalshi_pipeline.market.streaming import StepChunk
 from kalshi_pipeline.market.views import view_key
@@ -94,13 +93,8 @@ class LiveView:
             trades["trade_taker_yes"].astype(bool),
         )  # fmt: skip
 
-    def replay_data(self) -> tuple:
-        """The maker replay lists (:func:`~kalshi_pipeline.env.episode_replay.replay_data`),
-        the view's own, extended in place as steps arrive."""
-        return (
-            self.timestamps_ms.tolist(),
-            {BID: self.yes_bid_prices.tolist(), ASK: self.no_bid_prices.tolist()},
-            {BID: self.yes_bid_sizes.tolist(), ASK: self.no_bid_sizes.tolist()},
-            {BID: self.best_yes_bid.tolist(), ASK: self.best_no_bid.tolist()},
-            self._trades,
-        )
+    def trades_by_step(self) -> dict[int, list[tuple]]:
+        """The view's trades by step, as the maker replay reads them
+        (:func:`~kalshi_pipeline.env.episode_replay.replay_data`): the view's own dict,
+        which later steps add to."""
+        return self._trades

@@ -113,6 +113,7 @@ class SessionStream:
         self._tickers: list[str] = []  # the outline's: every market with a book row, sorted
         self._ticker_set: set[str] = set()
         self._codes: dict[str, int] = {}  # the outline's markets' positions
+        self._names = np.array([], dtype=object)  # and names, for cleaning's reports
 
     def add(
         self, snapshots: pa.Table, deltas: pa.Table, trades: pa.Table | None = None
@@ -175,6 +176,7 @@ class SessionStream:
             self._ticker_set |= rows_of
             self._tickers = sorted(self._ticker_set)
             self._codes = {ticker: i for i, ticker in enumerate(self._tickers)}
+            self._names = np.array(self._tickers, dtype=object)
         return self._outline_now(), grown
 
     def _outline_now(self) -> SessionOutline:
@@ -191,11 +193,9 @@ class SessionStream:
     def _in_order(self, snapshots, deltas, outline, report) -> tuple[pa.Table, pa.Table, dict]:
         """The rows the live path can place, and the markets a restart may renumber
         (:func:`~.live_order.placeable`)."""
-        names = np.array(outline.tickers, dtype=object)
-        snapshots = drop_outliers(
-            snapshots, outline.center, outline.reach, self._codes, names, report
-        )
-        deltas = drop_outliers(deltas, outline.center, outline.reach, self._codes, names, report)
+        center, reach, codes, names = outline.center, outline.reach, self._codes, self._names
+        snapshots = drop_outliers(snapshots, center, reach, codes, names, report)
+        deltas = drop_outliers(deltas, center, reach, codes, names, report)
         return placeable(snapshots, deltas, self._markets, self.live_only)
 
     def _hold_trades(self, trades: pa.Table | None, outline: SessionOutline, report) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+import pytest
 from stable_baselines3 import PPO
 
 from kalshi_pipeline.env import MarketAgnosticKalshiEnv
@@ -21,6 +22,8 @@ from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.evaluation.policies import model_policy
 
 SEEDS = (0, 1, 2)
+# The first session in the default suite, the other two with the slow tests (.ci/run).
+SEED_PARAMS = [SEEDS[0], *(pytest.param(seed, marks=pytest.mark.slow) for seed in SEEDS[1:])]
 
 
 @cache

@@ -13,10 +13,10 @@ from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.market.cleaning.pipeline import clean_session
 from kalshi_pipeline.market.streaming import SessionStream
 from kalshi_pipeline_tests.factories import T0_MS, delta, make_session, snapshot
-from kalshi_pipeline_tests.paper.recorded import SEEDS, live_views, recorded_session
+from kalshi_pipeline_tests.paper.recorded import SEED_PARAMS, live_views, recorded_session
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEED_PARAMS)
 def test_views_grown_live_equal_the_batch_views(seed):
     raw = recorded_session(seed)
     batch = {view.market_ticker: view for view in build_market_views(raw)}

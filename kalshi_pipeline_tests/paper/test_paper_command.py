@@ -96,6 +96,7 @@ def test_paper_once_follows_a_live_session_and_equals_the_backtest(
     assert_equal_to_the_backtest(stored.records, backtest_of(session, model))
 
 
+@pytest.mark.slow  # two command processes and a live session: about 30 s
 def test_paper_killed_at_a_random_point_and_restarted_loses_and_doubles_nothing(
     collector, paper_db, session, model
 ):

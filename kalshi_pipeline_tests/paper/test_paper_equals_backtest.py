@@ -15,7 +15,7 @@ from kalshi_pipeline.paper.records import Records, compare
 from kalshi_pipeline.paper.trader import ChosenModel
 from kalshi_pipeline.training.evaluation.policies import quote_policy
 from kalshi_pipeline_tests.paper.recorded import (
-    SEEDS,
+    SEED_PARAMS,
     paper_trade,
     recorded_session,
     untrained_model,
@@ -23,7 +23,7 @@ from kalshi_pipeline_tests.paper.recorded import (
 
 
 @pytest.mark.parametrize("execution", ["taker", "maker"])
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEED_PARAMS)
 def test_paper_trading_records_what_the_backtest_records(seed, execution):
     raw = recorded_session(seed)
     views = build_market_views(raw)

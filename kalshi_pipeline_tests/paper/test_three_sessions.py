@@ -32,6 +32,8 @@ from kalshi_pipeline_tests.paper.test_follow import (
 
 SESSIONS = (11, 12, 13)  # seeds of three recorded sessions
 
+pytestmark = pytest.mark.slow  # about a minute: run by .ci/run with the slow tests
+
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):

@@ -195,6 +195,15 @@ def of_markets(table: pa.Table, tickers) -> np.ndarray:
     return pc.is_in(table.column("market_ticker"), value_set).to_numpy(zero_copy_only=False)
 
 
+class NoTally:
+    """The sequence tally cleaning adds to (:class:`~.cleaning.sequence.SequenceTally`),
+    for the live path, which keeps none: gaps and numbers shared by markets are counted
+    once every market is cleaned, by the batch path."""
+
+    def add(self, *events) -> None:
+        """Nothing is tallied."""
+
+
 class EarlyDeltas:
     """Deltas of markets with no step yet, held until a snapshot of their market comes:
     cleaning then drops those numbered before it (``delta_before_snapshot``) and keeps the

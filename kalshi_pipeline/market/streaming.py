@@ -28,7 +28,8 @@ they make a step of their own), a repaired time equal to a step already taken, a
 a step already taken, and trades after a market's last book change (the batch path gives
 them its last step). Deltas before a market's first snapshot wait for it, and trades
 before its first book row. Sequence outliers are judged against the median of the first
-rows read, and the session-wide sequence tally (gaps, numbers shared) is not kept.
+rows read (from the third on; outliers taken before are counted), and the session-wide
+sequence tally (gaps, numbers shared) is not kept.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ from kalshi_pipeline.market.cleaning.outline import (
 )
 from kalshi_pipeline.market.cleaning.pipeline import clean_markets
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
-from kalshi_pipeline.market.cleaning.sequence import SequenceTally
 from kalshi_pipeline.market.cleaning.timestamps import recorded_window
 from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
 from kalshi_pipeline.market.features import MarketOrigin, compute_features
 from kalshi_pipeline.market.live_order import (
     EarlyDeltas,
     LiveMarket,
+    NoTally,
     carried_snapshots,
     placeable,
     refused_restarts,
@@ -76,6 +77,9 @@ from kalshi_pipeline.sources.trades import empty_trades
 
 _HISTORY_STEPS = 31  # momentum_long reads 30 steps back
 _HISTORY_MS = 300_000  # activity_5min reads 5 minutes back
+# Outliers are told from the median of the first rows' numbers (the batch path: the
+# session's), once three are read: a median of one or two rows is any one of them.
+_CENTER_ROWS, _JUDGED_FROM, _UNJUDGED = 4_096, 3, float(2**62)  # (a reach int64 can hold)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -107,7 +111,8 @@ class SessionStream:
         self._trade_ids: set[str] = set()
         self._unseen: list[pa.Table] = []  # trades of markets with no book row yet
         self._early = EarlyDeltas()
-        self._center: float | None = None
+        self._numbers = np.zeros(0, np.int64)  # the first rows' numbers
+        self._center = 0.0
         self._rows = 0
         self.tape: bool | None = None  # whether the session records a trade tape
         self._tickers: list[str] = []  # the outline's: every market with a book row, sorted
@@ -148,7 +153,7 @@ class SessionStream:
         if (left := self._early.left()) is not None:  # markets that never had a snapshot
             outline = self._outline_now()
             empty = SNAPSHOT_SCHEMA.empty_table()
-            clean_markets(empty, left[1], left[0], outline, report, SequenceTally(outline))
+            clean_markets(empty, left[1], left[0], outline, report, NoTally())
             for ticker, issue in report.rejected.items():
                 self.rejected.setdefault(ticker, issue.message)
         self._absorb(report)
@@ -168,9 +173,14 @@ class SessionStream:
         numbers = np.concatenate(
             [table.column("sequence_number").to_numpy() for table in (snapshots, deltas)]
         ).astype(np.int64)
-        if self._center is None and len(numbers):
-            self._center = float(np.median(numbers))
         self._rows += len(numbers)
+        if len(self._numbers) < _CENTER_ROWS and len(numbers):
+            before = self._numbers
+            self._numbers = np.concatenate([before, numbers[: _CENTER_ROWS - len(before)]])
+            self._center = float(np.median(self._numbers))
+            if len(before) < _JUDGED_FROM <= len(self._numbers):  # rows taken unjudged
+                far = np.abs(before.astype(np.float64) - self._center) > self._reach()
+                self.live_only["outlier_taken_before_judged"] += int(far.sum())
         grown = not rows_of <= self._ticker_set
         if grown:
             self._ticker_set |= rows_of
@@ -186,9 +196,12 @@ class SessionStream:
             window=recorded_window(self.info),
             tickers=tickers,
             rows=np.zeros(len(tickers), np.int64),
-            center=self._center or 0.0,
-            reach=float(max(OUTLIER_DISTANCE_PER_ROW * self._rows, MIN_OUTLIER_DISTANCE)),
+            center=self._center,
+            reach=self._reach() if len(self._numbers) >= _JUDGED_FROM else _UNJUDGED,
         )
+
+    def _reach(self) -> float:
+        return float(max(OUTLIER_DISTANCE_PER_ROW * self._rows, MIN_OUTLIER_DISTANCE))
 
     def _in_order(self, snapshots, deltas, outline, report) -> tuple[pa.Table, pa.Table, dict]:
         """The rows the live path can place, and the markets a restart may renumber
@@ -264,7 +277,7 @@ class SessionStream:
         report = IngestReport(self.info.session_id)
         carried = carried_snapshots(self.info.session_id, carried, self._markets)
         snapshots = pa.concat_tables([carried, snapshots])
-        tally = SequenceTally(outline)
+        tally = NoTally()
         return clean_markets(snapshots, deltas, touched, outline, report, tally, trades), report
 
     def _not_of_steps_taken(self, ticker: str, trades: pa.Table) -> pa.Table:

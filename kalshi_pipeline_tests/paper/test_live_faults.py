@@ -308,3 +308,23 @@ def test_a_copy_of_the_last_snapshot_is_a_duplicate_not_a_restart():
     assert stream.report.repairs["duplicate_sequence"] == 1
     assert stream.live_only["restart_judged_on_recent_rows"] == 0
     assert stream.live_only["delta_at_or_below_last_number"] == 1
+
+
+def test_a_far_number_on_the_sessions_first_row_costs_no_other_market():
+    """The session's first commit is one snapshot with a number 9e15 away: the median of
+    one row was that number, and every later row was an outlier (every view lost). Numbers
+    are judged from the third row read; the far one taken before is counted."""
+    raw = make_session(
+        snapshot("MKT-Z", seq=9 * 10**15, yes_bids={20: 1}, no_bids={70: 1}, ts=T0_MS),
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}, ts=T0_MS + 1),
+        delta("MKT-A", seq=2, side="yes", price=41, new_size=3, ts=T0_MS + 2),
+        snapshot("MKT-B", seq=3, yes_bids={30: 2}, no_bids={60: 1}, ts=T0_MS + 3),
+        delta("MKT-B", seq=4, side="no", price=61, new_size=5, ts=T0_MS + 4),
+        delta("MKT-A", seq=5, side="no", price=56, new_size=2, ts=T0_MS + 5),
+    )
+    batch = {view.market_ticker: view for view in build_market_views(raw)}
+    live, stream = live_views(raw)
+    assert sorted(batch) == ["MKT-A", "MKT-B"] and sorted(live) == ["MKT-A", "MKT-B", "MKT-Z"]
+    for ticker, view in batch.items():
+        assert live[ticker]["features"] == view.features.tolist(), ticker
+    assert stream.live_only["outlier_taken_before_judged"] == 1

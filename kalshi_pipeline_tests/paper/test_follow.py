@@ -153,9 +153,12 @@ def test_a_stalled_collector_is_said_and_so_is_its_return(collector, paper_db, s
     run_follow(collector, paper_db, models["taker"], lines, once=True, stall_seconds=1)
     writer.join()
     stalls = [line for line in lines if line.startswith("collector ")]
-    assert stalls[0] == "collector stalled: no new row of session 1 for 1 s"
-    assert stalls[1].startswith("collector resumed after 2.")
-    assert len(stalls) == 2
+    # A loaded machine may add a stall of its own; each is said, then its end.
+    said = "collector stalled: no new row of session 1 for 1 s"
+    assert stalls[0::2] == [said] * len(stalls[0::2])
+    assert all(line.startswith("collector resumed after ") for line in stalls[1::2])
+    resumed = [float(line.split()[3]) for line in stalls[1::2]]
+    assert len(resumed) == len(stalls[0::2]) >= 1 and max(resumed) >= 2.0  # the pause was seen
     stored = PaperStore(paper_db).load(1).records
     assert_equal_to_the_backtest(stored, backtest_of(session, models["taker"]))
 

@@ -91,11 +91,16 @@ def study_db() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def collector_tables(collector_db: str) -> str:
-    """A scratch database holding the collector's three (empty) tables."""
-    with closing(psycopg2.connect(collector_db)) as conn:
+def with_collector_tables(url: str) -> str:
+    """``url``, its database given the collector's (empty) tables."""
+    with closing(psycopg2.connect(url)) as conn:
         with conn.cursor() as cur:
             cur.execute(collector_ddl())
         conn.commit()
-    return collector_db
+    return url
+
+
+@pytest.fixture
+def collector_tables(collector_db: str) -> str:
+    """A scratch database holding the collector's three (empty) tables."""
+    return with_collector_tables(collector_db)

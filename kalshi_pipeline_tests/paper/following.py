@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
-import psycopg2
 from stable_baselines3 import PPO
 
 from kalshi_pipeline.env import EnvConfig, MarketAgnosticKalshiEnv
@@ -17,7 +15,6 @@ from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.paper.backtest import backtest
 from kalshi_pipeline.paper.records import Records
 from kalshi_pipeline.paper.trader import ChosenModel
-from kalshi_pipeline.sources.collector_writer import collector_ddl
 from kalshi_pipeline.sources.raw import RawSession
 from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session
 from kalshi_pipeline.training.config import profile
@@ -57,14 +54,6 @@ def backtest_of(session: RawSession, model_path: Path, name: str | None = None) 
     policy = model_policy(load_checked_model(model_path))
     chosen = ChosenModel(name or str(model_path), str(model_path), policy, config)
     return backtest(build_market_views(session), config, lambda ticker: chosen)
-
-
-def with_collector_tables(url: str) -> str:
-    with closing(psycopg2.connect(url)) as conn:
-        with conn.cursor() as cur:
-            cur.execute(collector_ddl())
-        conn.commit()
-    return url
 
 
 def paper_command(collector: str, paper_db: str, *extra: str) -> list[str]:

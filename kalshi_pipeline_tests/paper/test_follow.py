@@ -27,38 +27,19 @@ from kalshi_pipeline.paper.store import PaperStatus, PaperStore
 from kalshi_pipeline.sources.collector_tail import CollectorTail
 from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.live_writer import write_live_session
-from kalshi_pipeline_tests.conftest import scratch_database
 from kalshi_pipeline_tests.paper.following import (
     backtest_of,
     small_session,
     tiny_model,
-    with_collector_tables,
 )
 
 SPEED = 30_000  # the small session's 18 hours in about two seconds
 
 
 @pytest.fixture(scope="module")
-def session():
-    return small_session()
-
-
-@pytest.fixture(scope="module")
 def models(tmp_path_factory, session):
     root, views = tmp_path_factory.mktemp("models"), build_market_views(session)
     return {mode: tiny_model(root / mode, mode, views) for mode in ("taker", "maker")}
-
-
-@pytest.fixture
-def collector():
-    with scratch_database() as url:
-        yield with_collector_tables(url)
-
-
-@pytest.fixture
-def paper_db():
-    with scratch_database() as url:
-        yield url
 
 
 def assert_equal_to_the_backtest(stored: Records, backtest: Records) -> None:

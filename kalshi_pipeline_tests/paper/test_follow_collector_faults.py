@@ -24,12 +24,10 @@ from kalshi_pipeline.paper.store import PaperStatus, PaperStore
 from kalshi_pipeline.sources.collector_tail import CollectorTail, Cursor
 from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.live_writer import write_live_session
-from kalshi_pipeline_tests.conftest import scratch_database
 from kalshi_pipeline_tests.paper.following import (
     backtest_of,
     small_session,
     tiny_model,
-    with_collector_tables,
 )
 from kalshi_pipeline_tests.paper.test_follow import (
     assert_equal_to_the_backtest,
@@ -41,25 +39,8 @@ HANG_GUARD_S = 300  # a follower that never gets there fails the test instead of
 
 
 @pytest.fixture(scope="module")
-def session():
-    return small_session()
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory, session):
     return tiny_model(tmp_path_factory.mktemp("model"), "taker", build_market_views(session))
-
-
-@pytest.fixture
-def collector():
-    with scratch_database() as url:
-        yield with_collector_tables(url)
-
-
-@pytest.fixture
-def paper_db():
-    with scratch_database() as url:
-        yield url
 
 
 class Stop(Exception):

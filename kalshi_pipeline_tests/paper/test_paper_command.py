@@ -28,7 +28,6 @@ from kalshi_pipeline_tests.paper.following import (
     small_session,
     start_paper,
     tiny_model,
-    with_collector_tables,
 )
 from kalshi_pipeline_tests.paper.test_follow import assert_equal_to_the_backtest, run_follow
 
@@ -37,25 +36,8 @@ SPEED = 10_000  # the small session's 18 hours in about six seconds
 
 
 @pytest.fixture(scope="module")
-def session():
-    return small_session()
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory, session):
     return tiny_model(tmp_path_factory.mktemp("model"), "maker", build_market_views(session))
-
-
-@pytest.fixture
-def collector():
-    with scratch_database() as url:
-        yield with_collector_tables(url)
-
-
-@pytest.fixture
-def paper_db():
-    with scratch_database() as url:
-        yield url
 
 
 def wait_for_line(process, text: str, seen: list[str]) -> None:

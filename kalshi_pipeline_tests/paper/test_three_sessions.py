@@ -17,12 +17,11 @@ from kalshi_pipeline.market import build_market_views
 from kalshi_pipeline.paper.store import PaperStatus, PaperStore
 from kalshi_pipeline.sources.collector_writer import write_collector_session
 from kalshi_pipeline.sources.simulator import simulate_session
-from kalshi_pipeline_tests.conftest import scratch_database
+from kalshi_pipeline_tests.conftest import scratch_database, with_collector_tables
 from kalshi_pipeline_tests.paper.following import (
     SMALL,
     backtest_of,
     tiny_model,
-    with_collector_tables,
 )
 from kalshi_pipeline_tests.paper.test_follow import (
     assert_equal_to_the_backtest,

@@ -127,3 +127,31 @@ def test_our_own_error_is_never_unwrapped():
 )
 def test_any_error_of_the_system_is_one_line_naming_its_path(error, line):
     assert explain(error, None) == (line, 1)
+
+
+_LOG_AN_INTERRUPT_AND_AN_ERROR = """
+import logging, sys
+from kalshi_pipeline.cli import log_errors
+log_errors(debug=sys.argv[1] == "debug")
+pool = logging.getLogger("sqlalchemy.pool.impl.NullPool")
+for error in (KeyboardInterrupt(), OSError("disk gone")):
+    try:
+        raise error
+    except BaseException:
+        pool.error("Exception closing connection", exc_info=True)
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_interrupt_a_library_logs_on_its_way_out_is_said_once_by_the_command(debug):
+    """SIGINT stopping SQLAlchemy's close of a connection made it log the interrupt with
+    its traceback before the command's own line; only ``--debug`` shows that now, and
+    any other error a library logs is still shown."""
+    args = [sys.executable, "-c", _LOG_AN_INTERRUPT_AND_AN_ERROR, "debug" if debug else "quiet"]
+    err = subprocess.run(args, capture_output=True, text=True, check=True).stderr
+
+    assert err.count("ERROR sqlalchemy.pool.impl.NullPool: Exception closing connection") == (
+        2 if debug else 1
+    )
+    assert "OSError: disk gone" in err
+    assert ("KeyboardInterrupt" in err) == debug

@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"a command is needed: {', '.join(COMMANDS[:-1])} or {COMMANDS[-1]}")
     debug = getattr(args, "debug", False)
     keep_freed_memory()
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    if debug:
-        logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
+    log_errors(debug)
     try:
         return run(usage, args)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM where the command maps it so (demo)
@@ -56,3 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(redact("".join(traceback.format_exception(exc)), database_url(args)))
         sys.stderr.write(line + "\n")
         return code
+
+
+def log_errors(debug: bool) -> None:
+    """Libraries' errors go to stderr, one line each; ``debug`` adds the package's info.
+
+    An interrupt is said once, by the command's own line: without ``debug``, a record
+    that carries a ``KeyboardInterrupt`` (a library logging the interrupt that passes
+    through it, as SQLAlchemy does when SIGINT stops a connection's close) is dropped.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not debug:
+        handler.addFilter(_not_an_interrupt)
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
+    if debug:
+        logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))

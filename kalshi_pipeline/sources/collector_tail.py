@@ -20,16 +20,16 @@ The contract with the writer, which this reading relies on:
   millisecond (by ``timestamp_ms``: book snapshots, deltas and trades alike) together, so
   a millisecond is complete when its commit is seen. A row with no usable receive time
   is committed with the row before it.
-* **One snapshot per read.** A read runs in one read-only REPEATABLE READ transaction:
-  the session row and the rows come from the same snapshot of the database, so a
-  committed transaction is seen whole or not at all, and a session row that says
-  ``closed`` (or carries an ``ended_at``) comes with every row of the session. No read
-  ever splits a millisecond; ``limit`` (rows per table) cuts a read at a millisecond's
+* **One snapshot per read.** A read is one statement (:mod:`.tail_query`), which
+  PostgreSQL runs on one snapshot: the session row and the rows come from the same
+  snapshot of the database, so a committed transaction is seen whole or not at all, and
+  a session row that says ``closed`` (or carries an ``ended_at``) comes with every row of
+  the session. No read ever splits a millisecond; ``limit`` (rows per table) cuts a read at a millisecond's
   boundary, reading one millisecond whole even when it holds more rows than ``limit``.
 
-Reads are cheap enough to poll every few milliseconds: the connection stays open between
-reads, each table is read through its ``(session_id, id)`` index, and nothing is
-counted. A lost connection raises
+Reads are cheap enough to poll every few milliseconds: one round trip each, on a
+connection that stays open between reads, each table read through its
+``(session_id, id)`` index, and nothing counted. A lost connection raises
 :class:`~kalshi_pipeline.sources.collector_connection.SourceUnavailable` (as does every
 database error, with the credentials redacted); the next read connects again and goes on
 from whatever cursor it is given, so a caller retries with backoff and the same cursor
@@ -53,9 +53,7 @@ from kalshi_pipeline.sources.collector_connection import (
     source_error,
 )
 from kalshi_pipeline.sources.postgres import (
-    DELTA_COLUMNS,
     SESSION_COLUMNS,
-    SNAPSHOT_COLUMNS,
     delta_batch,
     fetch_all,
     session_info,
@@ -65,12 +63,8 @@ from kalshi_pipeline.sources.postgres import (
     trade_select_list,
 )
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, SNAPSHOT_SCHEMA, SessionInfo, SessionStatus
-from kalshi_pipeline.sources.raw_values import INT64_MAX
-from kalshi_pipeline.sources.trades import (
-    COLLECTOR_TRADE_COLUMNS,
-    COLLECTOR_TRADES_TABLE,
-    TRADE_SCHEMA,
-)
+from kalshi_pipeline.sources.tail_query import split_rows, tail_statement
+from kalshi_pipeline.sources.trades import COLLECTOR_TRADE_COLUMNS, TRADE_SCHEMA
 
 __all__ = ["CollectorTail", "Cursor", "NewRows", "SessionNotFound"]
 
@@ -81,16 +75,6 @@ _LIVE_QUERY = (
     "ORDER BY started_at DESC, session_id DESC LIMIT 1"
 )
 _SESSION_QUERY = f"SELECT {SESSION_COLUMNS} FROM rl_orderbook_sessions WHERE session_id = %s"
-# Rows after the cursor, by id (LIMIT NULL: no limit). Written as a range of the
-# (session_id, id) index so that only that index serves it: given "session_id = s AND
-# id > c", the planner, which takes the two columns for independent, may scan the primary
-# key from c on and filter out the rows of every later session.
-_AFTER = (
-    "WHERE (session_id, id) > (%(session)s, %(after)s) "
-    f"AND (session_id, id) <= (%(session)s, {INT64_MAX}) ORDER BY session_id, id LIMIT %(limit)s"
-)
-_NEW_SNAPSHOTS = f"SELECT {SNAPSHOT_COLUMNS} FROM rl_orderbook_snapshots {_AFTER}"
-_NEW_DELTAS = f"SELECT {DELTA_COLUMNS} FROM rl_orderbook_deltas {_AFTER}"
 # Where each table's select list holds timestamp_ms (the book tables: fifth column).
 _TIMESTAMP_AT = {
     "snapshots": 3,
@@ -156,7 +140,8 @@ class CollectorTail:
         self._url = url
         self.settings = settings or ConnectionSettings.from_env()
         self._conn: psycopg2.extensions.connection | None = None
-        self._trade_select: str | None = None  # this connection's, read on its first read
+        self._trade_select = ""  # this connection's trades select list ("": no table)
+        self._statement: str | None = None  # this connection's read, made on its first read
 
     def __repr__(self) -> str:
         return "CollectorTail(<url hidden>)"
@@ -207,34 +192,24 @@ class CollectorTail:
     def _rows_after(
         self, conn, session_id: int, cursor: Cursor, fetch: int | None
     ) -> dict[str, list[tuple]]:
-        if self._trade_select is None:
+        if self._statement is None:
             present = trade_columns(conn)
             self._trade_select = trade_select_list(present) if present else ""
-
-        def after(last_id: int) -> dict[str, int | None]:
-            return {"session": session_id, "after": last_id, "limit": fetch}
-
-        found = {
-            "session": fetch_all(conn, _SESSION_QUERY, (session_id,)),
-            "snapshots": fetch_all(conn, _NEW_SNAPSHOTS, after(cursor.snapshots)),
-            "deltas": fetch_all(conn, _NEW_DELTAS, after(cursor.deltas)),
-        }
-        if self._trade_select:
-            query = f"SELECT {self._trade_select} FROM {COLLECTOR_TRADES_TABLE} {_AFTER}"
-            found["trades"] = fetch_all(conn, query, after(cursor.trades))
-        return found
+            self._statement = tail_statement(self._trade_select)
+        params = {"session": session_id, "limit": fetch}
+        params.update({f"after_{table}": last for table, last in cursor.to_json().items()})
+        return split_rows(fetch_all(conn, self._statement, params), self._trade_select)
 
     def _in_snapshot(self, doing: str, read: Callable[..., T], *args: Any) -> T:
-        """``read(conn, *args)`` in one read-only REPEATABLE READ transaction, ended after.
+        """``read(conn, *args)``: one statement, on one snapshot of the database (the
+        connection commits each statement: nothing is held between reads).
 
         Any database error drops the connection (the next call opens another) and comes
         out as SourceUnavailable naming ``doing``.
         """
         try:
             conn = self._connection(doing)
-            result = read(conn, *args)
-            conn.rollback()  # ends the snapshot: the next read sees newer commits
-            return result
+            return read(conn, *args)
         except psycopg2.Error as exc:
             self.close()
             error = source_error(exc, self._url, self.settings, doing)
@@ -246,16 +221,15 @@ class CollectorTail:
     def _connection(self, doing: str) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._url, self.settings, doing=doing)
+            self._conn.autocommit = True  # a read is one statement: no transaction around
             with self._conn.cursor() as cur:
                 # A poll reads a few rows: starting parallel workers would take longer
                 # than the read (milliseconds, when the planner expects many rows).
-                cur.execute("SET max_parallel_workers_per_gather = 0")
-            self._conn.commit()
-            self._conn.set_session(
-                isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
-                readonly=True,
-            )
-            self._trade_select = None
+                cur.execute(
+                    "SET max_parallel_workers_per_gather = 0; "
+                    "SET default_transaction_read_only = on"
+                )
+            self._statement = None
         return self._conn
 
 

@@ -50,7 +50,53 @@ class PolicyName(StrEnum):
 
 
 def model_policy(model) -> Policy:
-    return lambda obs: int(model.predict(obs, deterministic=True)[0])
+    """The model's deterministic action: ``model.predict(obs, deterministic=True)``.
+
+    For an actor-critic model with discrete actions on a flat observation (PPO and A2C
+    here), the action is computed by the same torch operations as SB3's predict, in the
+    same order, without its per-call overhead (checking the input, switching the
+    network's mode, building the action distribution), which was most of a decision's
+    cost when paper trading: so the action is the one predict gives, bit for bit. Any
+    other model, or an observation of another shape, goes through predict.
+    """
+    policy = getattr(model, "policy", None)
+    if not _plain_actor_critic(policy):
+        return lambda obs: int(model.predict(obs, deterministic=True)[0])
+    import torch  # here: a model is loaded, so torch is (the module needs it not)
+
+    shape = policy.observation_space.shape
+
+    def act(obs: np.ndarray) -> int:
+        if np.shape(obs) != shape:
+            return int(model.predict(obs, deterministic=True)[0])
+        if policy.training:  # as predict leaves it: evaluation mode
+            policy.set_training_mode(False)
+        with torch.no_grad():
+            features = policy.pi_features_extractor(torch.as_tensor(obs[None]).float())
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+            # Categorical(logits=...).mode: the normalised logits' softmax, its argmax.
+            logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+            return int(torch.argmax(torch.softmax(logits, dim=-1), dim=1)[0])
+
+    return act
+
+
+def _plain_actor_critic(policy) -> bool:
+    """Whether ``policy`` is an SB3 actor-critic policy whose predict is the forward pass
+    :func:`model_policy` makes: discrete actions, a flat Box observation."""
+    from gymnasium import spaces
+    from stable_baselines3.common.distributions import CategoricalDistribution
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    return (
+        isinstance(policy, ActorCriticPolicy)
+        and isinstance(policy.action_dist, CategoricalDistribution)
+        and isinstance(policy.action_space, spaces.Discrete)
+        and isinstance(policy.observation_space, spaces.Box)
+        and not is_image_space(policy.observation_space)
+        and policy.device.type == "cpu"
+    )
 
 
 def hold_policy() -> Policy:

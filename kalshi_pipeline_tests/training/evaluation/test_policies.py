@@ -4,8 +4,11 @@ evaluation plays."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, PPO
 
-from kalshi_pipeline.env import EnvConfig
+from kalshi_pipeline.env import EnvConfig, MarketAgnosticKalshiEnv
 from kalshi_pipeline.env.execution import BUY_NO, BUY_YES, HOLD, SELL_NO, SELL_YES
 from kalshi_pipeline.env.observation import (
     MAKER_OBSERVATION_NAMES,
@@ -16,6 +19,7 @@ from kalshi_pipeline.market.features import FEATURE_NAMES
 from kalshi_pipeline.training.evaluation import (
     baseline_policies,
     imbalance_policy,
+    model_policy,
     quote_policy,
     rollout,
 )
@@ -115,3 +119,33 @@ def test_the_quote_rule_rests_orders_that_fill_on_a_simulated_session(views):
     assert sum(e.fees_cents for e in episodes) > 0
     # It keeps an order at the touch rather than sending one at every step it leans.
     assert sent < sum(e.length for e in episodes) // 4
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "execution"), [(PPO, "taker"), (PPO, "maker"), (A2C, "taker")]
+)
+def test_a_model_acts_as_its_predict_does_bit_for_bit(views, algorithm, execution):
+    """The model's policy computes the action itself (not through ``predict``), and it is
+    the action ``predict(obs, deterministic=True)`` gives, on the env's observations, on
+    wild ones, and where two actions' logits are equal (the first of them)."""
+    env = MarketAgnosticKalshiEnv(views, EnvConfig(execution=execution))
+    model = algorithm("MlpPolicy", env, seed=3, device="cpu")
+    with torch.no_grad():  # weights far from their start, and actions 1 and 3 tied
+        for parameter in model.policy.parameters():
+            parameter.mul_(8.0)
+        model.policy.action_net.weight[3] = model.policy.action_net.weight[1]
+        model.policy.action_net.bias[3] = model.policy.action_net.bias[1]
+    model.policy.set_training_mode(True)  # as a training callback may leave it
+    rng = np.random.default_rng(0)
+    observations = [env.reset(seed=0)[0]]
+    for _ in range(200):
+        observations.append(env.step(int(rng.integers(5)))[0])
+    size = env.observation_space.shape
+    observations += list((rng.standard_normal((300, *size)) * 4).astype(np.float32))
+    expected = [int(model.predict(obs, deterministic=True)[0]) for obs in observations]
+    model.predict = None  # the policy must not call it
+
+    acted = [model_policy(model)(obs) for obs in observations]
+
+    assert acted == expected
+    assert len(set(expected)) >= 3 and 1 in expected and 3 not in expected

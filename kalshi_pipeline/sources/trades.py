@@ -88,9 +88,13 @@ TAKER_SIDES = ("yes", "no")
 COLLECTOR_TRADES_TABLE = "rl_orderbook_trades"
 
 
+_NO_TRADES = TRADE_SCHEMA.empty_table()
+
+
 def empty_trades() -> pa.Table:
-    """A trade tape that recorded no trade."""
-    return TRADE_SCHEMA.empty_table()
+    """A trade tape that recorded no trade (one table, built once: tables are immutable,
+    and the live path asks for one on most commits)."""
+    return _NO_TRADES
 
 
 # The columns of the collector's table that a trade is read from, in the order

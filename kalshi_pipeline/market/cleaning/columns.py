@@ -65,13 +65,26 @@ def int_column(table: pa.Table, column: str) -> np.ndarray:
     return table.column(column).to_numpy().astype(np.int64, copy=False)
 
 
+def filled(column: pa.Array | pa.ChunkedArray, value) -> pa.Array | pa.ChunkedArray:
+    """``column`` with its nulls read as ``value`` (the column itself when it has none:
+    a call into Arrow costs more than a commit's few rows)."""
+    return column.fill_null(value) if column.null_count else column
+
+
 def row_ids(table: pa.Table) -> np.ndarray:
     """The collector's row ids (storage order); a row without one counts as stored last."""
-    return table.column("id").fill_null(np.iinfo(np.int64).max).to_numpy().astype(np.int64)
+    return filled(table.column("id"), np.iinfo(np.int64).max).to_numpy().astype(np.int64)
+
+
+# Up to this many rows, tickers are looked up one by one: cheaper than encoding them.
+_FEW_ROWS = 32
 
 
 def market_codes(column: pa.Array | pa.ChunkedArray, code: dict[str, int]) -> np.ndarray:
-    """Ticker strings -> market codes, through Arrow's dictionary encoding."""
+    """Ticker strings -> market codes, through Arrow's dictionary encoding (a few rows:
+    each looked up)."""
+    if len(column) <= _FEW_ROWS and not column.null_count:
+        return np.array([code[t] for t in column.to_pylist()], np.int32)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     encoded = pc.dictionary_encode(column)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import (
     EventColumns,
+    filled,
     int_column,
     market_codes,
     row_ids,
@@ -27,6 +28,15 @@ from kalshi_pipeline.market.cleaning.events import MAX_SIZE, NO, YES
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.sources.raw import DELTA_ACTIONS, LEVELS
 
+_ACTIONS = pa.array(DELTA_ACTIONS, pa.string())
+_REMOVE = DELTA_ACTIONS.index("remove")
+_SIDES = pa.array(["yes", "no"], pa.string())
+
+
+def _position_in(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
+    """Each row's position in ``values`` (exact spelling), -1 for any other or none."""
+    return filled(pc.index_in(column, value_set=values), -1).to_numpy().astype(np.int64)
+
 
 def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventColumns:
     """The deltas as events (in table order), with ``valid`` false for the deltas
@@ -34,17 +44,14 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
     market = market_codes(table.column("market_ticker"), code)
     seq = int_column(table, "sequence_number")
     ts = int_column(table, "timestamp_ms")
-    price = table.column("price").fill_null(0).to_numpy().astype(np.int64)  # NULL: out of range
-    size = table.column("new_size").fill_null(-1).to_numpy().astype(np.int64)
+    price = filled(table.column("price"), 0).to_numpy().astype(np.int64)  # NULL: out of range
+    size = filled(table.column("new_size"), -1).to_numpy().astype(np.int64)
     # `remove` clears the level whatever new_size says (docs/data-model.md).
-    action = table.column("action")
-    removes = pc.equal(action, "remove").fill_null(False)
-    known_action = pc.is_in(action, value_set=pa.array(DELTA_ACTIONS)).fill_null(False)
-    size = np.where(removes.to_numpy(zero_copy_only=False), 0, size)
-    # A NULL side is an unknown side (fill_null: a null comparison would be None).
-    side = table.column("side")
-    is_yes = pc.equal(side, "yes").fill_null(False).to_numpy(zero_copy_only=False)
-    is_no = pc.equal(side, "no").fill_null(False).to_numpy(zero_copy_only=False)
+    action = _position_in(table.column("action"), _ACTIONS)
+    known_action = action >= 0
+    size = np.where(action == _REMOVE, 0, size)
+    side = _position_in(table.column("side"), _SIDES)  # NULL or another word: unknown
+    is_yes, is_no = side == 0, side == 1
 
     ids = row_ids(table)
     valid = np.ones(len(seq), dtype=bool)
@@ -52,7 +59,7 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
         (RepairKind.UNKNOWN_SIDE, ~(is_yes | is_no), "delta with a side other than yes/no dropped"),
         (
             RepairKind.UNKNOWN_ACTION,
-            ~known_action.to_numpy(zero_copy_only=False),
+            ~known_action,
             "delta with an action other than add/remove/update dropped",
         ),
         (

@@ -137,6 +137,8 @@ def usable_rows(table: pa.Table, what: str = "", report: IngestReport | None = N
     """Drop rows with no ticker, sequence number or timestamp (a database without the
     collector's NOT NULL constraints): such a row has no place in any book. They are
     counted in ``report``, if given (the first pass over a session counts them)."""
+    if not any(table.column(column).null_count for column, _ in _KEY_FIELDS):
+        return table
     missing = np.zeros(table.num_rows, dtype=bool)
     for column, kind in _KEY_FIELDS:
         null = table.column(column).is_null().to_numpy(zero_copy_only=False) & ~missing

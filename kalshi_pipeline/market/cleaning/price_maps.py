@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import (
     EventColumns,
+    filled,
     int_column,
     market_codes,
     row_ids,
@@ -135,6 +135,6 @@ def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.nd
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
     keys = array.keys.to_numpy(zero_copy_only=False)[start:end]
-    items = pc.fill_null(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
+    items = filled(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
     row = np.repeat(np.arange(len(array)), np.diff(offsets))
     return row, keys.astype(np.int64), items.astype(np.int64)

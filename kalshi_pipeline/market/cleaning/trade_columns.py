@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import market_codes
+from kalshi_pipeline.market.cleaning.columns import filled, market_codes
 from kalshi_pipeline.sources.trades import empty_trades
 
 # A trade without a sequence number sorts after those with one (and is named without).
@@ -68,8 +68,8 @@ def trade_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     code = {ticker: i for i, ticker in enumerate(tickers)}
     market = market_codes(table.column("market_ticker"), code)
     ts = table.column("timestamp_ms").to_numpy()
-    seq = table.column("sequence_number").fill_null(NO_SEQUENCE).to_numpy()
-    row_id = table.column("id").fill_null(NO_SEQUENCE).to_numpy()
+    seq = filled(table.column("sequence_number"), NO_SEQUENCE).to_numpy()
+    row_id = filled(table.column("id"), NO_SEQUENCE).to_numpy()
     order = np.lexsort((row_id, seq, ts, market))
     taker = table.column("taker_side").to_numpy(zero_copy_only=False)
     return CleanTrades(

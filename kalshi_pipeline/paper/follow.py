@@ -4,7 +4,8 @@ each poll written with its cursor in one transaction.
 :func:`follow` finds the session the collector is recording (or the one asked for),
 reads its rows after the stored cursor (:class:`~kalshi_pipeline.sources.collector_tail.
 CollectorTail`), feeds them to a :class:`~.trader.PaperTrader`, and writes the records and
-the new cursor together (:meth:`~.store.PaperStore.write`). When the session row says the
+the new cursor together (:meth:`~.store.PaperStore.write`), on a thread of its own while
+it reads and decides the next rows (:mod:`.write_behind`). When the session row says the
 session ended, it reads what is left, plays every market's last action
 (:meth:`~.trader.PaperTrader.close`), writes that, and marks the session closed; then it
 waits for the next live session.
@@ -50,6 +51,7 @@ from kalshi_pipeline.paper.follow_replay import replay_to_cursor
 from kalshi_pipeline.paper.records import MarketRecord
 from kalshi_pipeline.paper.store import PaperStatus, PaperStore, StoredSession, StreamCounts
 from kalshi_pipeline.paper.trader import PaperTrader
+from kalshi_pipeline.paper.write_behind import WriteBehind
 from kalshi_pipeline.sources.collector_connection import SourceMisconfigured, SourceUnavailable
 from kalshi_pipeline.sources.collector_tail import (
     CollectorTail,
@@ -132,18 +134,20 @@ def follow(
     collector = Collector(tail, say)
     finished: set[int] = set()  # followed to their close: never the live session again
     live = session_id is None
-    for info in _closed_while_away(collector, store, source) if live else []:
-        SessionFollower(info, collector, store, make_trader, settings, say, source).run()
-        finished.add(info.session_id)
-    while True:
-        if session_id is not None:
-            info = collector.session(session_id)
-        else:
-            info = _wait_for_live_session(collector, settings, say, finished)
-        SessionFollower(info, collector, store, make_trader, settings, say, source, live).run()
-        finished.add(info.session_id)
-        if once or session_id is not None:
-            return
+    with WriteBehind(store) as writes:
+        parts = (collector, store, writes, make_trader, settings, say, source)
+        for info in _closed_while_away(collector, store, source) if live else []:
+            SessionFollower(info, *parts).run()
+            finished.add(info.session_id)
+        while True:
+            if session_id is not None:
+                info = collector.session(session_id)
+            else:
+                info = _wait_for_live_session(collector, settings, say, finished)
+            SessionFollower(info, *parts, live=live).run()
+            finished.add(info.session_id)
+            if once or session_id is not None:
+                return
 
 
 def _closed_while_away(collector: Collector, store: PaperStore, source: str) -> list[SessionInfo]:
@@ -185,20 +189,24 @@ class SessionFollower:
         info: SessionInfo,
         collector: Collector,
         store: PaperStore,
+        writes: WriteBehind,
         make_trader: MakeTrader,
         settings: FollowSettings,
         say: Callable[[str], None],
         source: str,
+        *,
         live: bool = False,
     ) -> None:
         self.info, self.session_id = info, info.session_id
         self.collector, self.store, self.settings = collector, store, settings
+        self.writes = writes  # each poll's write, made behind the loop (.write_behind)
         self.make_trader, self.say, self.source = make_trader, say, source
         self.stall = StallWatch(self.session_id, settings.stall_seconds, say)
         self.live = live  # following the live session: leave it when another is live
         self._next_look = 0.0  # monotonic time of the next look for another live session
 
     def run(self) -> None:
+        self.writes.flush()  # the store as every write so far left it
         stored = self.store.load(self.session_id)
         if stored is not None and stored.status == PaperStatus.CLOSED:
             self.say(f"session {self.session_id} was already followed to its close")
@@ -211,7 +219,7 @@ class SessionFollower:
                 records = trader.add(found.snapshots, found.deltas, found.trades)
                 decided_at = time.time()
                 self.stall.rows_came()
-                self.store.write(
+                self.writes.write(
                     self.session_id, records, found.cursor, decided_at,
                     stream_counts=StreamCounts.of(trader.stream),
                 )  # fmt: skip
@@ -268,10 +276,11 @@ class SessionFollower:
     def _close(self, trader: PaperTrader, cursor: Cursor) -> None:
         records = trader.close()
         decided_at = time.time()
-        self.store.write(
+        self.writes.write(
             self.session_id, records, cursor, decided_at,
             status=PaperStatus.CLOSED, stream_counts=StreamCounts.of(trader.stream),
         )  # fmt: skip
+        self.writes.flush()
         [summary] = self.store.sessions(self.session_id)
         self.say(
             f"session {self.session_id} closed: {summary.markets} markets, "

@@ -181,11 +181,12 @@ def follow_and_stop(collector: str, paper_db: str, model, polls: int) -> None:
 
         def stopping_trader(info, started):
             trader = source.trader(info, started)
-            add = trader.add
+            add, added = trader.add, []
 
-            def add_or_stop(*tables):
-                if len(store.polls(1)) == polls:
+            def add_or_stop(*tables):  # each read with rows is added, then written
+                if len(added) == polls:
                     raise Stop
+                added.append(True)
                 return add(*tables)
 
             trader.add = add_or_stop
@@ -258,3 +259,52 @@ def test_a_session_left_active_with_an_end_time_is_followed_once(
             follow(tail, store, ModelSource(model_path=models["taker"]).trader, say=say)
     assert lines[0] == "following session 1" and lines[1].startswith("session 1 closed")
     assert lines[2:] == ["waiting for a live session"]
+
+
+def test_a_write_held_up_in_the_paper_database_does_not_hold_up_the_next_decisions(
+    collector, paper_db, session, models
+):
+    """The paper database's row of the session is locked by another connection from the
+    first read on: the first write waits for it, and the follower goes on reading and
+    deciding (five reads) meanwhile; released, every write lands, in order, and the
+    whole equals the backtest."""
+    with closing(psycopg2.connect(collector)) as conn:
+        write_collector_session(conn, session)
+    source, reads, released_by = ModelSource(model_path=models["taker"]), [], []
+    locker = psycopg2.connect(paper_db)
+    release_lock = threading.Lock()
+
+    def release(by: str) -> None:
+        with release_lock:
+            if not released_by:
+                released_by.append(by)
+                locker.commit()
+
+    guard = threading.Timer(60, release, args=("the guard",))  # never hangs the suite
+
+    def trader(info, started):
+        made = source.trader(info, started)
+        add = made.add
+
+        def add_while_locked(*tables):
+            reads.append(True)
+            if len(reads) == 1:  # the session row is stored by now: lock it
+                with locker.cursor() as cur:
+                    cur.execute("SELECT 1 FROM paper_sessions WHERE session_id = 1 FOR UPDATE")
+                guard.start()
+            elif len(reads) == 5:
+                release("the fifth read")
+            return add(*tables)
+
+        made.add = add_while_locked
+        return made
+
+    with CollectorTail(collector) as tail, closing(PaperStore(paper_db)) as store:
+        store.create()
+        follow(tail, store, trader, session_id=1, limit=40, say=lambda line: None)
+        guard.cancel()
+        locker.close()
+        stored = store.load(1)
+        assert released_by == ["the fifth read"]
+        assert len(store.polls(1)) == len(reads) + 1  # each read's write, and the close's
+    assert_equal_to_the_backtest(stored.records, backtest_of(session, models["taker"]))

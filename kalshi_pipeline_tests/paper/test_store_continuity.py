@@ -13,6 +13,7 @@ import pytest
 from kalshi_pipeline.env.env_config import EnvConfig
 from kalshi_pipeline.paper.records import Decision, Records
 from kalshi_pipeline.paper.store import PaperStore, PaperStoreError
+from kalshi_pipeline.paper.write_behind import WriteBehind
 from kalshi_pipeline.sources.collector_tail import Cursor
 
 SOURCE = "127.0.0.1:5432/collector"
@@ -53,3 +54,25 @@ def test_a_second_follower_of_the_session_is_refused(store, collector_db):
     other.close()
     with pytest.raises(PaperStoreError, match="another follower"):
         store.write(1, poll(2), Cursor(deltas=30), 3.0)
+
+
+def test_written_behind_a_refused_write_stops_the_writes_after_it_and_is_raised(
+    store, collector_db
+):
+    """Behind the follow loop (:class:`WriteBehind`), the refusal is raised in the loop at
+    its next write or flush, and no write queued after the refused one lands."""
+    with WriteBehind(store) as writes:
+        writes.write(1, poll(0), Cursor(deltas=10), 1.0)
+        writes.flush()
+        other = PaperStore(collector_db)
+        other.write(1, poll(1), Cursor(deltas=20), 2.0)
+        other.close()
+        writes.write(1, poll(2), Cursor(deltas=30), 3.0)  # refused, on the writes' thread
+        writes.write(1, poll(3), Cursor(deltas=40), 4.0)  # never lands
+        with pytest.raises(PaperStoreError, match="another follower"):
+            writes.flush()
+        with pytest.raises(PaperStoreError, match="another follower"):
+            writes.write(1, poll(4), Cursor(deltas=50), 5.0)
+    stored = store.load(1)
+    assert stored.cursor == Cursor(deltas=20)
+    assert [d.step for d in stored.records.decisions] == [0, 1]

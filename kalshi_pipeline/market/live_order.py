@@ -100,17 +100,19 @@ def carried_snapshots(
 ) -> pa.Table:
     """Each market's book as a snapshot numbered and timed as its last event (its ask
     maps the ones derived from its bids, as a collector stores them)."""
-    maps: dict[str, list] = {name: [] for name in _MAP_COLUMNS}
-    for ticker in tickers:
-        book = markets[ticker].book
-        for side, bids, asks in ((0, "yes_bids", "no_asks"), (1, "no_bids", "yes_asks")):
-            sizes = book[side * LEVELS : (side + 1) * LEVELS]
-            prices = np.flatnonzero(sizes) + 1
-            held = sizes[prices - 1].tolist()
-            maps[bids].append(list(zip(prices.tolist(), held, strict=True)))
-            maps[asks].append(list(zip((100 - prices).tolist(), held, strict=True)))
     n = len(tickers)
     carried = [markets[t] for t in tickers]
+    books = np.stack([m.book for m in carried]) if n else np.zeros((0, 2 * LEVELS), np.int64)
+    maps: dict[str, pa.Array] = {}
+    for side, bids, asks in ((0, "yes_bids", "no_asks"), (1, "no_bids", "yes_asks")):
+        sizes = books[:, side * LEVELS : (side + 1) * LEVELS]
+        rows, levels = np.nonzero(sizes)  # each book's levels held, in price order
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+        held = pa.array(sizes[rows, levels], pa.int64())
+        for name, prices in ((bids, levels + 1), (asks, LEVELS - levels)):
+            keys = pa.array(prices.astype(np.int32), pa.int32())
+            maps[name] = pa.MapArray.from_arrays(offsets, keys, held, type=PRICE_MAP_TYPE)
     return pa.table(
         {
             "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
@@ -118,7 +120,7 @@ def carried_snapshots(
             "market_ticker": pa.array(tickers, pa.string()),
             "timestamp_ms": pa.array([m.last_ms for m in carried], pa.int64()),
             "sequence_number": pa.array([m.last_seq for m in carried], pa.int64()),
-            **{name: pa.array(values, PRICE_MAP_TYPE) for name, values in maps.items()},
+            **{name: maps[name] for name in _MAP_COLUMNS},
             "map_error": pa.nulls(n, pa.string()),
         },
         schema=SNAPSHOT_SCHEMA,

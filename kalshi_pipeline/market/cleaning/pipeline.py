@@ -166,8 +166,8 @@ def _accepted_trades(
 ) -> CleanTrades | None:
     """The trades of the ``accepted`` markets (a sorted subset of ``tickers``), their
     markets renumbered to them; a rejected market's trades go with it."""
-    if trades is None:
-        return None
+    if trades is None or not len(trades):  # no trade: none to take or renumber
+        return trades
     position = {ticker: i for i, ticker in enumerate(tickers)}
     codes = np.array([position[t] for t in accepted], dtype=np.int32)
     rows = np.flatnonzero(np.isin(trades.market, codes))

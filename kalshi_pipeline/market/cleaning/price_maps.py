@@ -39,15 +39,13 @@ def snapshot_events(
 
     # A map that could not be decoded is null. Without its bids the book is unknown;
     # a stored ask map is never used, so a bad one is only counted.
-    failed = table.column("map_error").is_valid().to_numpy(zero_copy_only=False)
-    bad_bids = failed & (
-        table.column("yes_bids").is_null().to_numpy(zero_copy_only=False)
-        | table.column("no_bids").is_null().to_numpy(zero_copy_only=False)
-    )
-    error_text = table.column("map_error").to_pylist()
+    failed = ~_nulls(table.column("map_error"))
+    bad_bids = np.zeros(len(seq), dtype=bool)
+    if failed.any():
+        bad_bids = failed & (_nulls(table.column("yes_bids")) | _nulls(table.column("no_bids")))
     ids = row_ids(table)
     for row in np.flatnonzero(bad_bids):
-        message = f"malformed price map: {error_text[row]}"
+        message = f"malformed price map: {table.column('map_error')[row].as_py()}"
         report.reject(names[market[row]], seq[row], message, row_id=ids[row])
     bad_asks = np.flatnonzero(failed & ~bad_bids)
     report.repair(
@@ -98,8 +96,9 @@ def _valid_levels(row, price, size, market, seq, ids, names, report) -> np.ndarr
         ),
     ):
         out = np.flatnonzero(keep & bad)
-        report.repair(kind, names[market[row[out]]], seq[row[out]], message, ids[row[out]])
-        keep &= ~bad
+        if len(out):
+            report.repair(kind, names[market[row[out]]], seq[row[out]], message, ids[row[out]])
+            keep &= ~bad
     return keep
 
 
@@ -115,7 +114,7 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         stored[row[ok], price[ok]] = size[ok]
         disagree |= (stored != derived).any(axis=1)
         disagree[np.unique(row[~ok])] = True
-    disagree &= table.column("map_error").is_null().to_numpy(zero_copy_only=False)  # counted
+    disagree &= _nulls(table.column("map_error"))  # a bad map is counted as such
     rows = np.flatnonzero(disagree)
     report.repair(
         RepairKind.STORED_ASKS_DISAGREE,
@@ -123,6 +122,13 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         seq[rows],
         "stored ask map ignored: asks are derived from the opposite bids (100 - p)",
     )
+
+
+def _nulls(column: pa.ChunkedArray) -> np.ndarray:
+    """Where ``column`` is null (read without a call into Arrow when all or none are)."""
+    if column.null_count in (0, len(column)):
+        return np.full(len(column), bool(column.null_count), dtype=bool)
+    return column.is_null().to_numpy(zero_copy_only=False)
 
 
 def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -64,7 +64,13 @@ class CleanTrades:
 def trade_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     """The usable trades (from :func:`~.trades.usable_trades`) of the markets ``tickers``
     (sorted), as columns sorted by (market, receive time, sequence number, row id)."""
-    table = table.filter(pc.is_in(table.column("market_ticker"), pa.array(tickers, pa.string())))
+    if table.num_rows:
+        tickers_in = pa.array(tickers, pa.string())
+        table = table.filter(pc.is_in(table.column("market_ticker"), tickers_in))
+    return _sorted_columns(table, tickers) if table.num_rows else no_trades()
+
+
+def _sorted_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     code = {ticker: i for i, ticker in enumerate(tickers)}
     market = market_codes(table.column("market_ticker"), code)
     ts = table.column("timestamp_ms").to_numpy()
@@ -84,6 +90,12 @@ def trade_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     )
 
 
+_NO_TRADES: list[CleanTrades] = []
+
+
 def no_trades() -> CleanTrades:
-    """A tape with no usable trade."""
-    return trade_columns(empty_trades(), [])
+    """A tape with no usable trade (built once: its columns are empty, so there is nothing
+    in them to change; most commits of the live path carry no trade)."""
+    if not _NO_TRADES:
+        _NO_TRADES.append(_sorted_columns(empty_trades(), []))
+    return _NO_TRADES[0]

@@ -130,7 +130,8 @@ def trade_numbers(
     for everything its market receives from then on (:mod:`.restarts`). A number further
     from the session's median than the outlier rule allows says nothing and is left out.
     """
-    numbered = numbered.filter(pc.is_in(numbered.column("market_ticker"), pa.array(tickers)))
+    if numbered.num_rows:  # (most commits of the live path bring no trade)
+        numbered = numbered.filter(pc.is_in(numbered.column("market_ticker"), pa.array(tickers)))
     code = {ticker: i for i, ticker in enumerate(tickers)}
     seq = numbered.column("sequence_number").to_numpy()
     near = np.abs(seq.astype(np.float64) - outline.center) <= outline.reach

@@ -24,8 +24,9 @@ The contract with the writer, which this reading relies on:
   PostgreSQL runs on one snapshot: the session row and the rows come from the same
   snapshot of the database, so a committed transaction is seen whole or not at all, and
   a session row that says ``closed`` (or carries an ``ended_at``) comes with every row of
-  the session. No read ever splits a millisecond; ``limit`` (rows per table) cuts a read at a millisecond's
-  boundary, reading one millisecond whole even when it holds more rows than ``limit``.
+  the session. No read ever splits a millisecond; ``limit`` (rows per table) cuts a read
+  at a millisecond's boundary, reading one millisecond whole even when it holds more rows
+  than ``limit``.
 
 Reads are cheap enough to poll every few milliseconds: one round trip each, on a
 connection that stays open between reads, each table read through its
@@ -63,7 +64,7 @@ from kalshi_pipeline.sources.postgres import (
     trade_select_list,
 )
 from kalshi_pipeline.sources.raw import DELTA_SCHEMA, SNAPSHOT_SCHEMA, SessionInfo, SessionStatus
-from kalshi_pipeline.sources.tail_query import split_rows, tail_statement
+from kalshi_pipeline.sources.tail_query import EXECUTE, prepare_statement, split_rows
 from kalshi_pipeline.sources.trades import COLLECTOR_TRADE_COLUMNS, TRADE_SCHEMA
 
 __all__ = ["CollectorTail", "Cursor", "NewRows", "SessionNotFound"]
@@ -141,7 +142,7 @@ class CollectorTail:
         self.settings = settings or ConnectionSettings.from_env()
         self._conn: psycopg2.extensions.connection | None = None
         self._trade_select = ""  # this connection's trades select list ("": no table)
-        self._statement: str | None = None  # this connection's read, made on its first read
+        self._prepared = False  # whether this connection has the read prepared
 
     def __repr__(self) -> str:
         return "CollectorTail(<url hidden>)"
@@ -192,13 +193,14 @@ class CollectorTail:
     def _rows_after(
         self, conn, session_id: int, cursor: Cursor, fetch: int | None
     ) -> dict[str, list[tuple]]:
-        if self._statement is None:
+        if not self._prepared:
             present = trade_columns(conn)
             self._trade_select = trade_select_list(present) if present else ""
-            self._statement = tail_statement(self._trade_select)
-        params = {"session": session_id, "limit": fetch}
-        params.update({f"after_{table}": last for table, last in cursor.to_json().items()})
-        return split_rows(fetch_all(conn, self._statement, params), self._trade_select)
+            with conn.cursor() as cur:
+                cur.execute(prepare_statement(self._trade_select))
+            self._prepared = True
+        params = {"session": session_id, "limit": fetch, **cursor.to_json()}
+        return split_rows(fetch_all(conn, EXECUTE, params), self._trade_select)
 
     def _in_snapshot(self, doing: str, read: Callable[..., T], *args: Any) -> T:
         """``read(conn, *args)``: one statement, on one snapshot of the database (the
@@ -229,7 +231,7 @@ class CollectorTail:
                     "SET max_parallel_workers_per_gather = 0; "
                     "SET default_transaction_read_only = on"
                 )
-            self._statement = None
+            self._prepared = False
         return self._conn
 
 

@@ -31,10 +31,14 @@ from kalshi_pipeline.sources.trades import COLLECTOR_TRADES_TABLE
 # id > c", the planner, which takes the two columns for independent, may scan the primary
 # key from c on and filter out the rows of every later session.
 _AFTER = (
-    "WHERE (session_id, id) > (%(session)s, %(after_{table})s) "
-    f"AND (session_id, id) <= (%(session)s, {INT64_MAX}) ORDER BY session_id, id "
-    "LIMIT %(limit)s"
+    "WHERE (session_id, id) > ($1, ${after}) "
+    f"AND (session_id, id) <= ($1, {INT64_MAX}) ORDER BY session_id, id LIMIT $2"
 )
+# The prepared statement's name, and its parameters: the session id, the rows a table at
+# most (NULL: all) and the cursor's last id of the snapshots, deltas and trades.
+_NAME = "kalshi_tail_read"
+_PARAMETERS = ("session", "limit", "snapshots", "deltas", "trades")
+EXECUTE = f"EXECUTE {_NAME} ({', '.join(f'%({name})s' for name in _PARAMETERS)})"
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,16 @@ class _Slot:
     columns: tuple[str, ...]
 
 
-def tail_statement(trade_select: str) -> str:
-    """The statement (parameters ``session``, ``limit`` and ``after_<table>``, the
-    cursor's id of each table); ``trade_select`` is the trades table's select list, ""
-    where the database has no trades table."""
+def prepare_statement(trade_select: str) -> str:
+    """The ``PREPARE`` of the read, run once per connection: the statement is planned
+    once, not at every poll (planning a ``UNION ALL`` of five branches costs more than
+    running it on a few new rows). :data:`EXECUTE` runs it, given ``session``, ``limit``,
+    and the cursor's ids by table name. ``trade_select`` is the trades table's select
+    list, "" where the database has no trades table."""
+    return f"PREPARE {_NAME} (bigint, bigint, bigint, bigint, bigint) AS {_statement(trade_select)}"
+
+
+def _statement(trade_select: str) -> str:
     slots = _slots(trade_select)
     template = ", ".join(
         f"{alias}.{item}" if item != "NULL" else item
@@ -66,9 +76,9 @@ def tail_statement(trade_select: str) -> str:
             for other in slots
         )
         where = (
-            "WHERE session_id = %(session)s"
+            "WHERE session_id = $1"
             if slot.tag == "session"
-            else _AFTER.format(table=slot.tag)
+            else _AFTER.format(after=_PARAMETERS.index(slot.tag) + 1)
         )
         branches.append(f"(SELECT '{slot.tag}', {select} FROM {slot.table} {where})")
     return " UNION ALL ".join(branches)

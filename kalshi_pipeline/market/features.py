@@ -134,25 +134,32 @@ class MarketOrigin:
 
 
 def compute_features(
-    books: SessionBooks, *, chunk_rows: int = 32_768, origin: MarketOrigin | None = None
+    books: SessionBooks,
+    *,
+    chunk_rows: int = 32_768,
+    origin: MarketOrigin | None = None,
+    from_row: int = 0,
 ) -> np.ndarray:
-    """float32[N, 36] for every row of ``books`` (see the module table).
+    """float32[N - from_row, 36] for every row of ``books`` from ``from_row`` on (see the
+    module table); the rows before it are only read back.
 
     Rows are computed in chunks: the temporaries of a chunk stay small and hot in cache,
-    and each chunk is written to the output in one contiguous block. ``origin``: the
-    books are a window of one market's rows (:class:`MarketOrigin`); the same formulas,
-    with the market's first time and earlier times taken from it.
+    and each chunk is written to the output in one contiguous block. A row's features
+    do not depend on where its chunk starts. ``origin``: the books are a window of one
+    market's rows (:class:`MarketOrigin`); the same formulas, with the market's first
+    time and earlier times taken from it (the live path asks for the window's new rows
+    only, ``from_row``).
     """
     n = len(books)
-    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    out = np.empty((n - from_row, NUM_FEATURES), dtype=np.float32)
     session = _SessionColumns(books, origin)
-    block = np.empty((NUM_FEATURES, min(chunk_rows, n)), dtype=np.float32)
-    for start in range(0, n, chunk_rows):
+    block = np.empty((NUM_FEATURES, min(chunk_rows, n - from_row)), dtype=np.float32)
+    for start in range(from_row, n, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n))
         width = rows.stop - rows.start
         _market_features(books, rows, block[: len(MARKET_FEATURES), :width])
         _temporal_features(session, rows, block[len(MARKET_FEATURES) :, :width])
-        out[rows] = block[:, :width].T
+        out[start - from_row : rows.stop - from_row] = block[:, :width].T
     return out
 
 

@@ -379,7 +379,7 @@ class SessionStream:
         and the window the next steps need kept."""
         window = concat(market.history, new)
         if features is None:
-            features = compute_features(window, origin=market.origin)[len(market.history) :]
+            features = compute_features(window, origin=market.origin, from_row=len(market.history))
         times = np.maximum.accumulate(np.maximum(window.timestamp_ms, market.origin.latest_ms))
         # Keep what the next steps read back: 30 steps, and every step of the 5 minutes
         # before the newest (a step can only be newer).

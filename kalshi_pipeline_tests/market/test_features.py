@@ -995,6 +995,17 @@ def test_chunked_computation_equals_one_pass(chunk_rows):
     assert chunked.tobytes() == one_pass.tobytes()
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 7, 32_768])
+def test_features_from_a_row_are_those_rows_of_all(chunk_rows):
+    # The live path computes only a window's new rows; earlier rows are only read back.
+    books = reconstruct_books(simulate_session(6, 6, SimulatorConfig(markets=8)))
+    every = compute_features(books)
+    for from_row in (0, 1, 250, len(books) - 1, len(books)):
+        some = compute_features(books, chunk_rows=chunk_rows, from_row=from_row)
+        assert some.shape == (len(books) - from_row, NUM_FEATURES)
+        assert some.tobytes() == every[from_row:].tobytes()
+
+
 # -- layout and determinism ------------------------------------------------------------------
 def test_layout_names_and_views_carry_it():
     assert len(FEATURE_NAMES) == NUM_FEATURES == 36

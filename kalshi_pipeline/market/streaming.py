@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events, final_books
+from kalshi_pipeline.market.cleaning.columns import among
 from kalshi_pipeline.market.cleaning.outline import (
     MIN_OUTLIER_DISTANCE,
     OUTLIER_DISTANCE_PER_ROW,
@@ -218,12 +219,10 @@ class SessionStream:
         market of the session), and is checked with it."""
         trades = pa.concat_tables([*self._unseen, *([trades] if trades is not None else [])])
         ticker = trades.column("market_ticker")
-        seen = pc.or_kleene(
-            pc.is_in(ticker, value_set=pa.array(outline.tickers, pa.string())), pc.is_null(ticker)
-        )
-        unseen = trades.filter(pc.invert(seen))
+        seen = among(ticker, outline.tickers) | ~ticker.is_valid().to_numpy(zero_copy_only=False)
+        unseen = trades.filter(pa.array(~seen))
         self._unseen = [unseen] if unseen.num_rows else []
-        checked = usable_trades(trades.filter(seen), outline, report)
+        checked = usable_trades(trades.filter(pa.array(seen)), outline, report)
         kept = checked.kept
         if self.rejected:  # a rejected market's trades go with it, as in the batch path
             rejected = pa.array(sorted(self.rejected), pa.string())

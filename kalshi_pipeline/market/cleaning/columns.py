@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -90,6 +91,21 @@ def market_codes(column: pa.Array | pa.ChunkedArray, code: dict[str, int]) -> np
     encoded = pc.dictionary_encode(column)
     mapping = np.array([code[t] for t in encoded.dictionary.to_pylist()] or [0], np.int32)
     return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def among(column: pa.Array | pa.ChunkedArray, tickers: list[str]) -> np.ndarray:
+    """Where ``column``'s ticker is one of ``tickers`` (sorted); a null one is none of
+    them. A few rows are each searched for in the list (cheaper than handing a session's
+    tickers to Arrow)."""
+    if len(column) > _FEW_ROWS:
+        found = pc.is_in(column, value_set=pa.array(tickers, pa.string()))
+        return filled(found, False).to_numpy(zero_copy_only=False)
+    return np.array([_holds(tickers, t) for t in column.to_pylist()], dtype=bool)
+
+
+def _holds(tickers: list[str], ticker: str | None) -> bool:
+    at = bisect_left(tickers, ticker) if ticker is not None else len(tickers)
+    return at < len(tickers) and tickers[at] == ticker
 
 
 def group_starts(*keys: np.ndarray) -> np.ndarray:

@@ -45,7 +45,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import EventColumns, group_starts, market_codes
+from kalshi_pipeline.market.cleaning.columns import (
+    EventColumns,
+    among,
+    filled,
+    group_starts,
+    market_codes,
+)
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE
 from kalshi_pipeline.market.cleaning.outline import SessionOutline
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
@@ -98,8 +104,8 @@ def _first_of_each_id(table: pa.Table, report: IngestReport) -> pa.Table:
     counted as ``duplicate_trade_id``."""
     order = np.lexsort(
         (
-            table.column("id").fill_null(NO_SEQUENCE).to_numpy(),
-            table.column("sequence_number").fill_null(NO_SEQUENCE).to_numpy(),
+            filled(table.column("id"), NO_SEQUENCE).to_numpy(),
+            filled(table.column("sequence_number"), NO_SEQUENCE).to_numpy(),
             table.column("timestamp_ms").to_numpy(),
         )
     )
@@ -157,18 +163,18 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
     """(repair, rows breaking it, message) for each check of the module's table, in order."""
 
     def column(name: str, fill) -> np.ndarray:
-        return table.column(name).fill_null(fill).to_numpy(zero_copy_only=False)
+        return filled(table.column(name), fill).to_numpy(zero_copy_only=False)
 
-    known = pc.is_in(table.column("market_ticker"), pa.array(outline.tickers, pa.string()))
+    known = among(table.column("market_ticker"), outline.tickers)
     ts = column("timestamp_ms", 0)
     yes, no = column("yes_price", 0).astype(np.int64), column("no_price", 0).astype(np.int64)
     count = column("count", 0)
-    side = pc.is_in(table.column("taker_side"), pa.array(TAKER_SIDES)).fill_null(False)
+    side = filled(pc.is_in(table.column("taker_side"), pa.array(TAKER_SIDES)), False)
     start, end = outline.window
     return (
         (
             RepairKind.TRADE_UNKNOWN_MARKET,
-            ~known.fill_null(False).to_numpy(zero_copy_only=False),
+            ~known,
             "trade of a market with no book in the session dropped",
         ),
         (RepairKind.TRADE_MISSING_ID, _null(table, "trade_id"), "trade with no trade id dropped"),
@@ -206,7 +212,10 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
 
 
 def _null(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).is_null().to_numpy(zero_copy_only=False)
+    column = table.column(name)
+    if not column.null_count:
+        return np.zeros(len(column), dtype=bool)
+    return column.is_null().to_numpy(zero_copy_only=False)
 
 
 def _count(report: IngestReport, kind: RepairKind, table: pa.Table, rows, message: str) -> None:

@@ -1,0 +1,35 @@
+"""The shared column helpers give what Arrow's own kernels give, for a few rows (looked
+up one by one) and for many (handed to Arrow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from kalshi_pipeline.market.cleaning.columns import among, market_codes
+
+TICKERS = sorted(["KX-A", "KX-B", "KX-D", "KX-É"])
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 32, 33, 200])
+def test_among_is_arrows_is_in_with_nulls_as_no(rows):
+    rng = np.random.default_rng(rows)
+    values = [None, "KX-A", "KX-B", "KX-C", "KX-D", "KX-É", "kx-a", "KX-A "]
+    column = pa.chunked_array(
+        [pa.array([values[i] for i in rng.integers(len(values), size=rows)], pa.string())]
+    )
+    expected = pc.is_in(column, value_set=pa.array(TICKERS)).fill_null(False)
+    assert among(column, TICKERS).tolist() == expected.to_pylist()
+    assert not among(column, []).any()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 32, 33, 200])
+def test_market_codes_of_few_rows_and_many_agree(rows):
+    rng = np.random.default_rng(rows)
+    code = {ticker: i for i, ticker in enumerate(TICKERS)}
+    tickers = [TICKERS[i] for i in rng.integers(len(TICKERS), size=rows)]
+    codes = market_codes(pa.chunked_array([pa.array(tickers, pa.string())]), code)
+    assert codes.dtype == np.int32
+    assert codes.tolist() == [code[t] for t in tickers]

@@ -110,7 +110,9 @@ def _holds(tickers: list[str], ticker: str | None) -> bool:
 
 def group_starts(*keys: np.ndarray) -> np.ndarray:
     """True where a run of equal keys starts (the arrays are sorted by those keys)."""
-    start = np.ones(len(keys[0]), dtype=bool)
+    start = np.zeros(len(keys[0]), dtype=bool)
     if len(start):
-        start[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
+        start[0] = True
+        for key in keys:
+            start[1:] |= key[1:] != key[:-1]
     return start

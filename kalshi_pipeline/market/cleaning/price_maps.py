@@ -142,5 +142,5 @@ def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.nd
         return empty, empty, empty
     keys = array.keys.to_numpy(zero_copy_only=False)[start:end]
     items = filled(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
-    row = np.repeat(np.arange(len(array)), np.diff(offsets))
+    row = np.repeat(np.arange(len(array)), offsets[1:] - offsets[:-1])
     return row, keys.astype(np.int64), items.astype(np.int64)

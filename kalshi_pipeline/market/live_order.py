@@ -27,7 +27,6 @@ from kalshi_pipeline.market.cleaning.restarts import RESTART_MIN_DROP
 from kalshi_pipeline.market.features import MarketOrigin
 from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA
 
-_MAP_COLUMNS = ("yes_bids", "no_bids", "yes_asks", "no_asks")
 _NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
 
 
@@ -113,17 +112,17 @@ def carried_snapshots(
         for name, prices in ((bids, levels + 1), (asks, LEVELS - levels)):
             keys = pa.array(prices.astype(np.int32), pa.int32())
             maps[name] = pa.MapArray.from_arrays(offsets, keys, held, type=PRICE_MAP_TYPE)
-    return pa.table(
-        {
-            "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
-            "session_id": pa.array([session_id] * n, pa.int64()),
-            "market_ticker": pa.array(tickers, pa.string()),
-            "timestamp_ms": pa.array([m.last_ms for m in carried], pa.int64()),
-            "sequence_number": pa.array([m.last_seq for m in carried], pa.int64()),
-            **{name: maps[name] for name in _MAP_COLUMNS},
-            "map_error": pa.nulls(n, pa.string()),
-        },
-        schema=SNAPSHOT_SCHEMA,
+    columns = {
+        "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
+        "session_id": pa.array([session_id] * n, pa.int64()),
+        "market_ticker": pa.array(tickers, pa.string()),
+        "timestamp_ms": pa.array([m.last_ms for m in carried], pa.int64()),
+        "sequence_number": pa.array([m.last_seq for m in carried], pa.int64()),
+        **maps,
+        "map_error": pa.nulls(n, pa.string()),
+    }
+    return pa.Table.from_arrays(
+        [columns[name] for name in SNAPSHOT_SCHEMA.names], schema=SNAPSHOT_SCHEMA
     )
 
 

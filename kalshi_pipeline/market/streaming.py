@@ -275,7 +275,7 @@ class SessionStream:
         and the report of their cleaning."""
         report = IngestReport(self.info.session_id)
         carried = carried_snapshots(self.info.session_id, carried, self._markets)
-        snapshots = pa.concat_tables([carried, snapshots])
+        snapshots = pa.concat_tables([carried, snapshots]) if snapshots.num_rows else carried
         tally = NoTally()
         return clean_markets(snapshots, deltas, touched, outline, report, tally, trades), report
 

@@ -79,8 +79,9 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
         ),
     ):
         rows = np.flatnonzero(valid & bad)
-        report.repair(kind, names[market[rows]], seq[rows], message, row_ids=ids[rows])
-        valid &= ~bad
+        if len(rows):  # (else no delta left valid is bad)
+            report.repair(kind, names[market[rows]], seq[rows], message, row_ids=ids[rows])
+            valid &= ~bad
     level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)
     return EventColumns(
         market=market,

@@ -47,13 +47,13 @@ def snapshot_events(
     for row in np.flatnonzero(bad_bids):
         message = f"malformed price map: {table.column('map_error')[row].as_py()}"
         report.reject(names[market[row]], seq[row], message, row_id=ids[row])
-    bad_asks = np.flatnonzero(failed & ~bad_bids)
-    report.repair(
-        RepairKind.MALFORMED_ASK_MAP,
-        names[market[bad_asks]],
-        seq[bad_asks],
-        "malformed stored ask map ignored (asks are derived from the bids)",
-    )
+    if len(bad_asks := np.flatnonzero(failed & ~bad_bids)):
+        report.repair(
+            RepairKind.MALFORMED_ASK_MAP,
+            names[market[bad_asks]],
+            seq[bad_asks],
+            "malformed stored ask map ignored (asks are derived from the bids)",
+        )
 
     books = np.zeros((len(seq), BOOK_WIDTH), dtype=np.int64)
     for side, column in ((YES, "yes_bids"), (NO, "no_bids")):
@@ -115,13 +115,13 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         disagree |= (stored != derived).any(axis=1)
         disagree[np.unique(row[~ok])] = True
     disagree &= _nulls(table.column("map_error"))  # a bad map is counted as such
-    rows = np.flatnonzero(disagree)
-    report.repair(
-        RepairKind.STORED_ASKS_DISAGREE,
-        names[market[rows]],
-        seq[rows],
-        "stored ask map ignored: asks are derived from the opposite bids (100 - p)",
-    )
+    if len(rows := np.flatnonzero(disagree)):
+        report.repair(
+            RepairKind.STORED_ASKS_DISAGREE,
+            names[market[rows]],
+            seq[rows],
+            "stored ask map ignored: asks are derived from the opposite bids (100 - p)",
+        )
 
 
 def _nulls(column: pa.ChunkedArray) -> np.ndarray:

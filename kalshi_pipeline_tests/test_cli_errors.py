@@ -131,7 +131,7 @@ def test_any_error_of_the_system_is_one_line_naming_its_path(error, line):
 
 _LOG_AN_INTERRUPT_AND_AN_ERROR = """
 import logging, sys
-from kalshi_pipeline.cli import log_errors
+from kalshi_pipeline.runtime import log_errors
 log_errors(debug=sys.argv[1] == "debug")
 pool = logging.getLogger("sqlalchemy.pool.impl.NullPool")
 for error in (KeyboardInterrupt(), OSError("disk gone")):

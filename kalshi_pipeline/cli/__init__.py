@@ -12,14 +12,13 @@ beside ``defs`` (docs/architecture.md); the README lists its commands and flags.
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 
 from kalshi_pipeline.cli.commands import run
 from kalshi_pipeline.cli.errors import database_url, explain
 from kalshi_pipeline.cli.options import COMMANDS, build_parser
-from kalshi_pipeline.runtime import keep_freed_memory
+from kalshi_pipeline.runtime import keep_freed_memory, log_errors
 from kalshi_pipeline.sources.redaction import redact
 
 __all__ = ["main"]
@@ -54,23 +53,3 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(redact("".join(traceback.format_exception(exc)), database_url(args)))
         sys.stderr.write(line + "\n")
         return code
-
-
-def log_errors(debug: bool) -> None:
-    """Libraries' errors go to stderr, one line each; ``debug`` adds the package's info.
-
-    An interrupt is said once, by the command's own line: without ``debug``, a record
-    that carries a ``KeyboardInterrupt`` (a library logging the interrupt that passes
-    through it, as SQLAlchemy does when SIGINT stops a connection's close) is dropped.
-    """
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    if not debug:
-        handler.addFilter(_not_an_interrupt)
-    logging.basicConfig(level=logging.ERROR, handlers=[handler])
-    if debug:
-        logging.getLogger("kalshi_pipeline").setLevel(logging.INFO)
-
-
-def _not_an_interrupt(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))

@@ -159,6 +159,7 @@ def tune(instance: dg.DagsterInstance, storage: str, trials: int):
         return result.success, failures, result.all_events
 
 
+@pytest.mark.slow  # about 50 s of two workers training: .ci/run runs it with the slow tests
 def test_the_workers_share_a_runs_independent_steps(deployment, study_db, tmp_path):
     """Four seed candidates, then two Optuna trials on one study in PostgreSQL: both
     workers run steps of each."""

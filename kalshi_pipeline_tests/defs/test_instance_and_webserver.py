@@ -285,6 +285,7 @@ def _wait_for_run(client: DagsterGraphQLClient, run_id: str, logs: list[Path]) -
     pytest.fail(f"run {run_id} still {status} after {RUN_TIMEOUT:.0f}s\n{tails}")
 
 
+@pytest.mark.slow  # a minute: the webserver and a run launched through it; .ci/run runs it
 def test_the_graphql_client_runs_an_ingest_through_the_webserver(
     dagster_env, pipeline_home, tmp_path
 ):

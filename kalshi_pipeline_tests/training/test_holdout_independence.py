@@ -25,6 +25,7 @@ import zipfile
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from kalshi_pipeline.pipeline_config import (
     PipelineConfig,
@@ -71,6 +72,7 @@ def weights(model) -> bytes:
         return archive.read("policy.pth")
 
 
+@pytest.mark.slow  # two trainings, 40 s: .ci/run runs it with the slow tests
 def test_changing_only_the_holdouts_data_changes_no_selected_model(tmp_path):
     hyperparams = tmp_path / "even.json"
     even = dataclasses.replace(PROFILES["smoke"].hyperparameters, initial_action_probabilities=EVEN)

@@ -29,14 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_paper import first_minutes  # noqa: E402
+from benchmarks.bench_paper import session_arguments, session_of  # noqa: E402
 from kalshi_pipeline.env import MarketAgnosticKalshiEnv  # noqa: E402
 from kalshi_pipeline.env.env_config import EnvConfig  # noqa: E402
 from kalshi_pipeline.market import build_market_views  # noqa: E402
 from kalshi_pipeline.market.streaming import SessionStream  # noqa: E402
 from kalshi_pipeline.paper.replay import by_millisecond  # noqa: E402
 from kalshi_pipeline.paper.trader import ChosenModel, PaperTrader  # noqa: E402
-from kalshi_pipeline.sources.simulator import SimulatorConfig, simulate_session  # noqa: E402
 
 
 class TimedPolicy:
@@ -93,15 +92,10 @@ def replay_stream(stream: SessionStream, groups) -> tuple[float, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markets", type=int, default=1000)
-    parser.add_argument("--minutes", type=float, default=15.0, help="of the session replayed")
-    parser.add_argument("--seed", type=int, default=0)
+    session_arguments(parser, minutes=15.0)
     args = parser.parse_args()
 
-    raw = first_minutes(
-        simulate_session(1, seed=args.seed, config=SimulatorConfig(markets=args.markets)),
-        args.minutes,
-    )
+    raw = session_of(args)
     build_market_views(raw)  # warm-up: the compiled replay loaded
     gc.collect()
     started = time.perf_counter()

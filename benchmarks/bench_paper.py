@@ -102,6 +102,19 @@ class WatchedTail(CollectorTail):
         return found
 
 
+def session_arguments(parser: argparse.ArgumentParser, minutes: float) -> None:
+    """The options naming the session replayed: its markets, its first minutes, its seed."""
+    parser.add_argument("--markets", type=int, default=1000)
+    parser.add_argument("--minutes", type=float, default=minutes, help="of the session replayed")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def session_of(args: argparse.Namespace):
+    """The simulated session those options name, cut to its first minutes."""
+    config = SimulatorConfig(markets=args.markets)
+    return first_minutes(simulate_session(1, seed=args.seed, config=config), args.minutes)
+
+
 def write(url: str, raw, speed: float, out: str) -> None:
     """The writer process: the session into the collector's tables, live; each commit's
     millisecond and wall time into ``out``."""
@@ -136,17 +149,12 @@ def figures(name: str, latency_ms: np.ndarray) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markets", type=int, default=1000)
-    parser.add_argument("--minutes", type=float, default=60.0, help="of the session replayed")
+    session_arguments(parser, minutes=60.0)
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--poll-ms", type=float, default=5.0, help="the follower's poll interval")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    raw = first_minutes(
-        simulate_session(1, seed=args.seed, config=SimulatorConfig(markets=args.markets)),
-        args.minutes,
-    )
+    raw = session_of(args)
     views = build_market_views(raw)
     config = EnvConfig()
     # torch is imported here, after the session: the model's own import time is not timed.

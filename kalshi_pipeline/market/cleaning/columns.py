@@ -72,6 +72,13 @@ def filled(column: pa.Array | pa.ChunkedArray, value) -> pa.Array | pa.ChunkedAr
     return column.fill_null(value) if column.null_count else column
 
 
+def nulls(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Where ``column`` is null (read without a call into Arrow when all or none are)."""
+    if column.null_count in (0, len(column)):
+        return np.full(len(column), bool(column.null_count), dtype=bool)
+    return column.is_null().to_numpy(zero_copy_only=False)
+
+
 def row_ids(table: pa.Table) -> np.ndarray:
     """The collector's row ids (storage order); a row without one counts as stored last."""
     return filled(table.column("id"), np.iinfo(np.int64).max).to_numpy().astype(np.int64)

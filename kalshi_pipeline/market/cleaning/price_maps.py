@@ -21,6 +21,7 @@ from kalshi_pipeline.market.cleaning.columns import (
     filled,
     int_column,
     market_codes,
+    nulls,
     row_ids,
 )
 from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, MAX_SIZE, NO, YES
@@ -39,10 +40,10 @@ def snapshot_events(
 
     # A map that could not be decoded is null. Without its bids the book is unknown;
     # a stored ask map is never used, so a bad one is only counted.
-    failed = ~_nulls(table.column("map_error"))
+    failed = ~nulls(table.column("map_error"))
     bad_bids = np.zeros(len(seq), dtype=bool)
     if failed.any():
-        bad_bids = failed & (_nulls(table.column("yes_bids")) | _nulls(table.column("no_bids")))
+        bad_bids = failed & (nulls(table.column("yes_bids")) | nulls(table.column("no_bids")))
     ids = row_ids(table)
     for row in np.flatnonzero(bad_bids):
         message = f"malformed price map: {table.column('map_error')[row].as_py()}"
@@ -114,7 +115,7 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         stored[row[ok], price[ok]] = size[ok]
         disagree |= (stored != derived).any(axis=1)
         disagree[np.unique(row[~ok])] = True
-    disagree &= _nulls(table.column("map_error"))  # a bad map is counted as such
+    disagree &= nulls(table.column("map_error"))  # a bad map is counted as such
     if len(rows := np.flatnonzero(disagree)):
         report.repair(
             RepairKind.STORED_ASKS_DISAGREE,
@@ -122,13 +123,6 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
             seq[rows],
             "stored ask map ignored: asks are derived from the opposite bids (100 - p)",
         )
-
-
-def _nulls(column: pa.ChunkedArray) -> np.ndarray:
-    """Where ``column`` is null (read without a call into Arrow when all or none are)."""
-    if column.null_count in (0, len(column)):
-        return np.full(len(column), bool(column.null_count), dtype=bool)
-    return column.is_null().to_numpy(zero_copy_only=False)
 
 
 def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

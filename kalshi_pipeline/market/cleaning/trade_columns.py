@@ -8,6 +8,7 @@ them, renumbered with them when only the accepted markets are kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -90,12 +91,8 @@ def _sorted_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     )
 
 
-_NO_TRADES: list[CleanTrades] = []
-
-
+@cache
 def no_trades() -> CleanTrades:
     """A tape with no usable trade (built once: its columns are empty, so there is nothing
     in them to change; most commits of the live path carry no trade)."""
-    if not _NO_TRADES:
-        _NO_TRADES.append(_sorted_columns(empty_trades(), []))
-    return _NO_TRADES[0]
+    return _sorted_columns(empty_trades(), [])

@@ -51,6 +51,7 @@ from kalshi_pipeline.market.cleaning.columns import (
     filled,
     group_starts,
     market_codes,
+    nulls,
 )
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE
 from kalshi_pipeline.market.cleaning.outline import SessionOutline
@@ -87,7 +88,7 @@ def usable_trades(
         valid &= ~bad
         if kind in _PLACING:
             placed &= ~bad
-    numbered = table.filter(pa.array(placed & ~_null(table, "sequence_number")))
+    numbered = table.filter(pa.array(placed & ~nulls(table.column("sequence_number"))))
     return SessionTrades(_first_of_each_id(table.filter(pa.array(valid)), report), numbered)
 
 
@@ -177,15 +178,19 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
             ~known,
             "trade of a market with no book in the session dropped",
         ),
-        (RepairKind.TRADE_MISSING_ID, _null(table, "trade_id"), "trade with no trade id dropped"),
+        (
+            RepairKind.TRADE_MISSING_ID,
+            nulls(table.column("trade_id")),
+            "trade with no trade id dropped",
+        ),
         (
             RepairKind.TRADE_MISSING_TIMESTAMP,
-            _null(table, "timestamp_ms"),
+            nulls(table.column("timestamp_ms")),
             "trade with no receive time dropped",
         ),
         (
             RepairKind.TRADE_TIMESTAMP_OUT_OF_WINDOW,
-            ~_null(table, "timestamp_ms") & ((ts < start) | (ts > end)),
+            ~nulls(table.column("timestamp_ms")) & ((ts < start) | (ts > end)),
             f"trade received outside the session's recorded window ({start}..{end} ms) dropped",
         ),
         (
@@ -195,7 +200,7 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
         ),
         (
             RepairKind.TRADE_PRICES_DISAGREE,
-            _null(table, "no_price") | (yes + no != 100),
+            nulls(table.column("no_price")) | (yes + no != 100),
             "trade whose YES and NO prices do not add up to 100 (or no NO price) dropped",
         ),
         (
@@ -209,13 +214,6 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
             "trade with a taker side other than yes/no dropped",
         ),
     )
-
-
-def _null(table: pa.Table, name: str) -> np.ndarray:
-    column = table.column(name)
-    if not column.null_count:
-        return np.zeros(len(column), dtype=bool)
-    return column.is_null().to_numpy(zero_copy_only=False)
 
 
 def _count(report: IngestReport, kind: RepairKind, table: pa.Table, rows, message: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from kalshi_pipeline.sources.postgres import DELTA_COLUMNS, SESSION_COLUMNS, SNAPSHOT_COLUMNS
 from kalshi_pipeline.sources.raw_values import INT64_MAX
@@ -62,13 +63,11 @@ def prepare_statement(trade_select: str) -> str:
 def _statement(trade_select: str) -> str:
     slots = _slots(trade_select)
     template = ", ".join(
-        f"{alias}.{item}" if item != "NULL" else item
-        for alias, slot in zip(_aliases(slots), slots, strict=True)
+        f"t{i}.{item}" if item != "NULL" else item
+        for i, slot in enumerate(slots)
         for item in slot.columns
     )
-    tables = ", ".join(
-        f"{slot.table} {alias}" for alias, slot in zip(_aliases(slots), slots, strict=True)
-    )
+    tables = ", ".join(f"{slot.table} t{i}" for i, slot in enumerate(slots))
     branches = [f"SELECT '', {template} FROM {tables} WHERE false"]
     for slot in slots:
         select = ", ".join(
@@ -88,20 +87,28 @@ def split_rows(rows: Sequence[tuple], trade_select: str) -> dict[str, list[tuple
     """Each table's rows of the statement's result (``session``, ``snapshots``,
     ``deltas`` and, with a trades table, ``trades``), as its own select list gives them,
     by id (a row's first column; the session row has one)."""
-    found: dict[str, list[tuple]] = {slot.tag: [] for slot in _slots(trade_select)}
-    starts, start = {}, 1
-    for slot in _slots(trade_select):
-        starts[slot.tag] = (start, start + len(slot.columns))
-        start += len(slot.columns)
+    places = _places(trade_select)
+    found: dict[str, list[tuple]] = {tag: [] for tag in places}
     for row in rows:
-        first, end = starts[row[0]]
+        first, end = places[row[0]]
         found[row[0]].append(row[first:end])
     for table_rows in found.values():
         table_rows.sort(key=lambda row: row[0])
     return found
 
 
-def _slots(trade_select: str) -> list[_Slot]:
+@cache
+def _places(trade_select: str) -> dict[str, tuple[int, int]]:
+    """Each table's first and end column in the statement's rows (column 0: the tag)."""
+    places, start = {}, 1
+    for slot in _slots(trade_select):
+        places[slot.tag] = (start, start + len(slot.columns))
+        start += len(slot.columns)
+    return places
+
+
+@cache
+def _slots(trade_select: str) -> tuple[_Slot, ...]:
     slots = [
         _Slot("session", "rl_orderbook_sessions", _items(SESSION_COLUMNS)),
         _Slot("snapshots", "rl_orderbook_snapshots", _items(SNAPSHOT_COLUMNS)),
@@ -109,12 +116,8 @@ def _slots(trade_select: str) -> list[_Slot]:
     ]
     if trade_select:
         slots.append(_Slot("trades", COLLECTOR_TRADES_TABLE, _items(trade_select)))
-    return slots
+    return tuple(slots)
 
 
 def _items(select_list: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in select_list.split(","))
-
-
-def _aliases(slots: Sequence[_Slot]) -> list[str]:
-    return [f"t{i}" for i in range(len(slots))]

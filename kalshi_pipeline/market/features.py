@@ -94,17 +94,19 @@ assert NUM_FEATURES == 36
 
 _SHORT_WINDOW_MS, _LONG_WINDOW_MS = 10_000, 300_000
 _GAP_STEPS, _MOMENTUM_SHORT, _MOMENTUM_LONG, _VOLATILITY_STEPS = 20, 5, 30, 20
-
-
-def market_start_rows(books: SessionBooks) -> np.ndarray:
-    """For each row, the row index of its market's first event."""
-    counts = np.diff(books.market_offsets)
-    return np.repeat(books.market_offsets[:-1], counts)
+# How far back each temporal feature reads, as columns: one operation looks back for all.
+_WINDOWS_MS = np.array([[_SHORT_WINDOW_MS], [_LONG_WINDOW_MS]])
+_BACK_STEPS = np.array(
+    [[1], [_GAP_STEPS], [_MOMENTUM_SHORT], [_MOMENTUM_LONG], [_VOLATILITY_STEPS - 1]]
+)
+# The taker fee of one contract at each price (0..100 cents), halved: the feature, by ask.
+_HALF_FEE = taker_fee_cents(1, np.arange(101)).astype(np.float64) / 2
 
 
 def market_of_rows(books: SessionBooks) -> np.ndarray:
     """For each row, the index of its market in ``books.tickers``."""
-    return np.repeat(np.arange(len(books.tickers)), np.diff(books.market_offsets))
+    offsets = books.market_offsets
+    return np.arange(len(books.tickers)).repeat(offsets[1:] - offsets[:-1])
 
 
 def clamped_times(books: SessionBooks) -> np.ndarray:
@@ -113,10 +115,9 @@ def clamped_times(books: SessionBooks) -> np.ndarray:
 
 
 def quotes(books: SessionBooks) -> tuple[np.ndarray, np.ndarray]:
-    """YES bid and YES ask in cents per row (an absent ask is 100, an absent bid 0)."""
-    yes_bid = books.best_yes_bid.astype(np.int64)
-    yes_ask = np.where(books.best_no_bid > 0, 100 - books.best_no_bid, 100).astype(np.int64)
-    return yes_bid, yes_ask
+    """YES bid and YES ask in cents per row (an absent ask is 100, an absent bid 0: the
+    NO bid of an empty side is 0, so ``100 - best_no_bid`` is 100 there)."""
+    return books.best_yes_bid.astype(np.int64), 100 - books.best_no_bid.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def compute_features(
     for start in range(from_row, n, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n))
         width = rows.stop - rows.start
-        _market_features(books, rows, block[: len(MARKET_FEATURES), :width])
+        _market_features(books, session, rows, block[: len(MARKET_FEATURES), :width])
         _temporal_features(session, rows, block[len(MARKET_FEATURES) :, :width])
         out[start - from_row : rows.stop - from_row] = block[:, :width].T
     return out
@@ -165,17 +166,18 @@ def compute_features(
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, 0 where den is 0."""
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+    return np.divide(num, den, out=np.zeros(num.shape), where=den != 0)
 
 
-def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
-    yb = b.best_yes_bid[rows].astype(np.float64)
-    ya = np.where(b.best_no_bid[rows] > 0, 100 - b.best_no_bid[rows], 100).astype(np.float64)
-    mid, spread = (yb + ya) / 2, ya - yb
+def _market_features(b: SessionBooks, s: _SessionColumns, rows: slice, out: np.ndarray) -> None:
+    yes_ask = s.yes_ask[rows]
+    yb, ya = s.yes_bid[rows].astype(np.float64), yes_ask.astype(np.float64)
+    both, spread = yb + ya, ya - yb
+    mid = both / 2
     bid_size = b.best_yes_bid_size[rows].astype(np.float64)
     ask_size = b.best_no_bid_size[rows].astype(np.float64)
     yes_sizes, no_sizes = b.yes_bid_depth[rows], b.no_bid_depth[rows]
-    yes_prices, no_prices = b.yes_bid_prices[rows].astype(np.int64), b.no_bid_prices[rows]
+    yes_prices, no_prices = b.yes_bid_prices[rows], b.no_bid_prices[rows]
     yes_depth = yes_sizes.sum(axis=1).astype(np.float64)
     no_depth = no_sizes.sum(axis=1).astype(np.float64)
     yes_vol = b.yes_bid_volume[rows].astype(np.float64)
@@ -183,7 +185,6 @@ def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
     k = yes_sizes.shape[1]
     top = bid_size + ask_size
     microprice = np.where(top > 0, _ratio(yb * ask_size + ya * bid_size, top), mid)
-    fee = taker_fee_cents(1, ya.astype(np.int64)).astype(np.float64)
     near = (no_prices > 0) & (no_prices >= no_prices[:, :1].astype(np.int64) - 2)
     near_ask = np.where(near, no_sizes, 0).sum(axis=1).astype(np.float64)
 
@@ -199,7 +200,7 @@ def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
         yb / 100,  # yes_bid
         ya / 100,  # yes_ask
         spread / 100,  # spread
-        spread / (yb + ya),  # relative_spread
+        spread / both,  # relative_spread
         np.where(spread <= 3, 0.0, np.where(spread <= 10, 0.5, 1.0)),  # spread_regime
         mid / 100,  # mid
         microprice / 100,  # microprice
@@ -216,7 +217,7 @@ def _market_features(b: SessionBooks, rows: slice, out: np.ndarray) -> None:
         _ratio(ask_size, no_vol),  # no_concentration
         (yes_sizes > 0).sum(axis=1) / k,  # yes_levels
         (no_sizes > 0).sum(axis=1) / k,  # no_levels
-        fee / 2,  # taker_fee
+        _HALF_FEE[yes_ask],  # taker_fee
         np.log1p(near_ask) / 10,  # log_ask_depth_2c
         level_gap(yes_prices),  # yes_level_gap
         level_gap(no_prices),  # no_level_gap
@@ -231,32 +232,29 @@ class _SessionColumns:
     """Session-wide arrays the temporal features look back into (computed once)."""
 
     def __init__(self, b: SessionBooks, origin: MarketOrigin | None = None) -> None:
-        self.start = market_start_rows(b)
-        self.ts = clamped_times(b)
-        self.first_ts = self.ts[self.start]
-        if origin is not None:
+        market = market_of_rows(b)
+        self.start = b.market_offsets[market]  # each row's market's first row
+        if origin is None:
+            self.ts = non_decreasing_times(b.timestamp_ms, market)
+            self.first_ts = self.ts[self.start]
+        else:
             if len(b.tickers) != 1:
                 raise ValueError("an origin is for the books of one market")
-            self.ts = np.maximum.accumulate(np.maximum(self.ts, origin.latest_ms))
+            # One market's times raised to its latest earlier time, the origin's included.
+            self.ts = np.maximum.accumulate(np.maximum(b.timestamp_ms, origin.latest_ms))
             self.first_ts = np.full(len(b), origin.first_ms, dtype=np.int64)
-        yes_bid, yes_ask = quotes(b)
-        self.mid_x2 = yes_bid + yes_ask  # twice the mid: integer, so sums below are exact
+        self.yes_bid, self.yes_ask = quotes(b)
+        self.mid_x2 = self.yes_bid + self.yes_ask  # twice the mid: integer, so sums are exact
         n = len(b)
-        rows = np.arange(n)
-        change_x2 = self.mid_x2 - self.mid_x2[np.maximum(rows - 1, self.start)]
-        self.change_x2 = change_x2
-
-        def cumulative(values: np.ndarray) -> np.ndarray:
-            # Integer cumulative sums are exact, so a window's sum never depends on rows
-            # outside it (float sums would carry rounding from earlier markets).
-            return np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
-
-        self.change_sums = cumulative(change_x2)
-        self.square_sums = cumulative(change_x2**2)
-        self.unchanged_sums = cumulative(change_x2 == 0)
-        market = market_of_rows(b)
-        span = int(self.ts.max() - self.ts.min()) if n else 0
+        change_x2 = self.mid_x2 - self.mid_x2[np.maximum(np.arange(-1, n - 1), self.start)]
+        # Cumulative sums of the mid's changes, of their squares and of the steps where it
+        # did not change, one row each. Integer sums are exact, so a window's sum never
+        # depends on rows outside it (float sums would carry rounding from earlier markets).
+        sums = np.zeros((3, n + 1), np.int64)
+        sums[0, 1:], sums[1, 1:], sums[2, 1:] = change_x2, change_x2**2, change_x2 == 0
+        self.window_sums = np.cumsum(sums, axis=1, out=sums)
         self.ts_min = int(self.ts.min()) if n else 0
+        span = int(self.ts.max()) - self.ts_min if n else 0
         # One sorted key per (market, time): a window never reaches into another market.
         self.stride = span + _LONG_WINDOW_MS + 1
         self.time_key = market * self.stride + (self.ts - self.ts_min)
@@ -265,41 +263,31 @@ class _SessionColumns:
 def _temporal_features(s: _SessionColumns, rows: slice, out: np.ndarray) -> None:
     index = np.arange(rows.start, rows.stop)
     start, ts, mid_x2 = s.start[rows], s.ts[rows], s.mid_x2[rows]
-
-    def back(steps: int) -> np.ndarray:
-        """Row index ``steps`` events earlier in the same market (or its first row)."""
-        return np.maximum(index - steps, start)
-
-    def events_within(window_ms: int) -> np.ndarray:
-        """This market's events in (ts - window, ts], the current one included."""
-        # Search only from the chunk's first market start: a small, cache-resident slice.
-        low = int(start[0])
-        keys = s.time_key[low : rows.stop]
-        found = np.searchsorted(keys, s.time_key[rows] - window_ms, side="right") + low
-        return index - found + 1
-
-    def window_sum(cumulative: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sum over the market's last ``steps`` rows (from a cumulative sum), and count."""
-        low = np.maximum(index - steps + 1, start)
-        return cumulative[index + 1] - cumulative[low], index - low + 1
-
-    gap = ts - s.ts[back(1)]
-    recent_short, recent_long = events_within(_SHORT_WINDOW_MS), events_within(_LONG_WINDOW_MS)
+    # The row index so many steps earlier in the same market (or its first row), for
+    # each distance a feature reads back (_BACK_STEPS).
+    previous, earlier, short_back, long_back, window_low = np.maximum(index - _BACK_STEPS, start)
+    # This market's events in (ts - window, ts], the current one included, for both
+    # windows. Search only from the chunk's first market start: a small, cache-resident
+    # slice.
+    low = int(start[0])
+    keys = s.time_key[low : rows.stop]
+    found = np.searchsorted(keys, s.time_key[rows] - _WINDOWS_MS, side="right") + low
+    recent_short, recent_long = index - found + 1
+    # Sums over the market's last _VOLATILITY_STEPS rows (from the cumulative sums).
+    change_sum, square_sum, unchanged = s.window_sums[:, index + 1] - s.window_sums[:, window_low]
+    count = index - window_low + 1
+    gap = ts - s.ts[previous]
     burst = np.log((recent_short / _SHORT_WINDOW_MS) / (recent_long / _LONG_WINDOW_MS))
-    earlier = back(_GAP_STEPS)
     mean_gap = (ts - s.ts[earlier]) / np.maximum(index - earlier, 1)
-    change_sum, count = window_sum(s.change_sums, _VOLATILITY_STEPS)
-    square_sum, _ = window_sum(s.square_sums, _VOLATILITY_STEPS)
     variance_x4 = np.maximum(square_sum / count - (change_sum / count) ** 2, 0)
-    unchanged, _ = window_sum(s.unchanged_sums, _VOLATILITY_STEPS)
     columns = (
         np.log1p(gap) / 15,  # log_gap
         np.log1p(recent_short) / 5,  # activity_10s
         np.log1p(recent_long) / 8,  # activity_5min
         np.clip(burst / 4, -1, 1),  # activity_burst
         np.log1p(mean_gap) / 15,  # log_mean_gap
-        np.clip((mid_x2 - s.mid_x2[back(_MOMENTUM_SHORT)]) / 20, -1, 1),  # momentum_short
-        np.clip((mid_x2 - s.mid_x2[back(_MOMENTUM_LONG)]) / 60, -1, 1),  # momentum_long
+        np.clip((mid_x2 - s.mid_x2[short_back]) / 20, -1, 1),  # momentum_short
+        np.clip((mid_x2 - s.mid_x2[long_back]) / 60, -1, 1),  # momentum_long
         np.clip(np.sqrt(variance_x4) / 2 / 5, 0, 2),  # volatility_regime
         unchanged / count,  # price_stability
         np.log1p((ts - s.first_ts[rows]) / 1000) / 10,  # market_age

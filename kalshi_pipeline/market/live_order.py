@@ -28,6 +28,8 @@ from kalshi_pipeline.market.features import MarketOrigin
 from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA
 
 _NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
+_NO_ROWS = np.zeros(0, bool)  # a mask of no rows (read only)
+_NO_ROWS.flags.writeable = False
 
 
 @dataclass
@@ -50,6 +52,8 @@ def against_last_step(table: pa.Table, markets: Mapping[str, LiveMarket]) -> tup
     """Per row of ``table`` (usable rows): whether it is numbered at or below its market's
     last event, whether it was received in that event's millisecond, and whether before
     its market's segment began (all False for a market not in ``markets``)."""
+    if not table.num_rows:
+        return _NO_ROWS, _NO_ROWS, _NO_ROWS
     lowest = np.iinfo(np.int64).min
     known = [markets.get(ticker) for ticker in table.column("market_ticker").to_pylist()]
     floor = np.array([lowest if m is None else m.last_seq for m in known], np.int64)

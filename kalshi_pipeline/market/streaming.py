@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -43,16 +44,9 @@ import pyarrow.compute as pc
 
 from kalshi_pipeline.market.books import TOP_LEVELS, SessionBooks, books_from_events, final_books
 from kalshi_pipeline.market.cleaning.columns import among
-from kalshi_pipeline.market.cleaning.outline import (
-    MIN_OUTLIER_DISTANCE,
-    OUTLIER_DISTANCE_PER_ROW,
-    SessionOutline,
-    drop_outliers,
-    usable_rows,
-)
+from kalshi_pipeline.market.cleaning.outline import SessionOutline, drop_outliers, usable_rows
 from kalshi_pipeline.market.cleaning.pipeline import clean_markets
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
-from kalshi_pipeline.market.cleaning.timestamps import recorded_window
 from kalshi_pipeline.market.cleaning.trades import SessionTrades, usable_trades
 from kalshi_pipeline.market.features import MarketOrigin, compute_features
 from kalshi_pipeline.market.live_order import (
@@ -64,6 +58,7 @@ from kalshi_pipeline.market.live_order import (
     refused_restarts,
     without_low_numbers,
 )
+from kalshi_pipeline.market.live_outline import LiveOutline
 from kalshi_pipeline.market.live_steps import (
     concat,
     empty_like,
@@ -78,9 +73,6 @@ from kalshi_pipeline.sources.trades import empty_trades
 
 _HISTORY_STEPS = 31  # momentum_long reads 30 steps back
 _HISTORY_MS = 300_000  # activity_5min reads 5 minutes back
-# Outliers are told from the median of the first rows' numbers (the batch path: the
-# session's), once three are read: a median of one or two rows is any one of them.
-_CENTER_ROWS, _JUDGED_FROM, _UNJUDGED = 4_096, 3, float(2**62)  # (a reach int64 can hold)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -112,14 +104,8 @@ class SessionStream:
         self._trade_ids: set[str] = set()
         self._unseen: list[pa.Table] = []  # trades of markets with no book row yet
         self._early = EarlyDeltas()
-        self._numbers = np.zeros(0, np.int64)  # the first rows' numbers
-        self._center = 0.0
-        self._rows = 0
+        self._outline = LiveOutline(info, self.live_only)
         self.tape: bool | None = None  # whether the session records a trade tape
-        self._tickers: list[str] = []  # the outline's: every market with a book row, sorted
-        self._ticker_set: set[str] = set()
-        self._codes: dict[str, int] = {}  # the outline's markets' positions
-        self._names = np.array([], dtype=object)  # and names, for cleaning's reports
 
     def add(
         self, snapshots: pa.Table, deltas: pa.Table, trades: pa.Table | None = None
@@ -130,7 +116,8 @@ class SessionStream:
         deltas = usable_rows(deltas, "delta", report)
         opening = set(snapshots.column("market_ticker").to_pylist())
         rows_of = opening | set(deltas.column("market_ticker").to_pylist())
-        outline, grown = self._outline(snapshots, deltas, rows_of)
+        grown = self._outline.add(snapshots, deltas, rows_of)
+        outline = self._outline.now()
         snapshots, deltas, restarting = self._in_order(snapshots, deltas, outline, report)
         waiting = {
             t for t in rows_of - opening if t not in self._markets and t not in self.rejected
@@ -149,10 +136,10 @@ class SessionStream:
         trades of markets that never had a book row, as the batch cleaning counts them."""
         report = IngestReport(self.info.session_id)
         if self._unseen:
-            usable_trades(pa.concat_tables(self._unseen), self._outline_now(), report)
+            usable_trades(pa.concat_tables(self._unseen), self._outline.now(), report)
             self._unseen = []
         if (left := self._early.left()) is not None:  # markets that never had a snapshot
-            outline = self._outline_now()
+            outline = self._outline.now()
             empty = SNAPSHOT_SCHEMA.empty_table()
             clean_markets(empty, left[1], left[0], outline, report, NoTally())
             for ticker, issue in report.rejected.items():
@@ -168,46 +155,11 @@ class SessionStream:
             market.pending_trades = []
 
     # -- cleaning ----------------------------------------------------------------------
-    def _outline(self, snapshots, deltas, rows_of: set[str]) -> tuple[SessionOutline, bool]:
-        """The outline so far (its markets: those with a book row, these rows' too, as
-        the batch outline's), and whether these rows brought a market to it."""
-        numbers = np.concatenate(
-            [table.column("sequence_number").to_numpy() for table in (snapshots, deltas)]
-        ).astype(np.int64)
-        self._rows += len(numbers)
-        if len(self._numbers) < _CENTER_ROWS and len(numbers):
-            before = self._numbers
-            self._numbers = np.concatenate([before, numbers[: _CENTER_ROWS - len(before)]])
-            self._center = float(np.median(self._numbers))
-            if len(before) < _JUDGED_FROM <= len(self._numbers):  # rows taken unjudged
-                far = np.abs(before.astype(np.float64) - self._center) > self._reach()
-                self.live_only["outlier_taken_before_judged"] += int(far.sum())
-        grown = not rows_of <= self._ticker_set
-        if grown:
-            self._ticker_set |= rows_of
-            self._tickers = sorted(self._ticker_set)
-            self._codes = {ticker: i for i, ticker in enumerate(self._tickers)}
-            self._names = np.array(self._tickers, dtype=object)
-        return self._outline_now(), grown
-
-    def _outline_now(self) -> SessionOutline:
-        tickers = self._tickers
-        return SessionOutline(
-            session_id=self.info.session_id,
-            window=recorded_window(self.info),
-            tickers=tickers,
-            rows=np.zeros(len(tickers), np.int64),
-            center=self._center,
-            reach=self._reach() if len(self._numbers) >= _JUDGED_FROM else _UNJUDGED,
-        )
-
-    def _reach(self) -> float:
-        return float(max(OUTLIER_DISTANCE_PER_ROW * self._rows, MIN_OUTLIER_DISTANCE))
-
     def _in_order(self, snapshots, deltas, outline, report) -> tuple[pa.Table, pa.Table, dict]:
         """The rows the live path can place, and the markets a restart may renumber
         (:func:`~.live_order.placeable`)."""
-        center, reach, codes, names = outline.center, outline.reach, self._codes, self._names
+        center, reach = outline.center, outline.reach
+        codes, names = self._outline.codes, self._outline.names
         snapshots = drop_outliers(snapshots, center, reach, codes, names, report)
         deltas = drop_outliers(deltas, center, reach, codes, names, report)
         return placeable(snapshots, deltas, self._markets, self.live_only)
@@ -217,24 +169,28 @@ class SessionStream:
         their market's book changes; a trade id seen before is a repeat. A trade of a
         market with no book row yet waits for its first (the batch outline knows every
         market of the session), and is checked with it."""
-        trades = pa.concat_tables([*self._unseen, *([trades] if trades is not None else [])])
+        parts = [*self._unseen, *([trades] if trades is not None else [])]
+        trades = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         ticker = trades.column("market_ticker")
         seen = among(ticker, outline.tickers) | ~ticker.is_valid().to_numpy(zero_copy_only=False)
-        unseen = trades.filter(pa.array(~seen))
-        self._unseen = [unseen] if unseen.num_rows else []
-        checked = usable_trades(trades.filter(pa.array(seen)), outline, report)
-        kept = checked.kept
-        if self.rejected:  # a rejected market's trades go with it, as in the batch path
-            rejected = pa.array(sorted(self.rejected), pa.string())
-            kept = kept.filter(pc.invert(pc.is_in(kept.column("market_ticker"), rejected)))
+        self._unseen = [] if seen.all() else [trades.filter(pa.array(~seen))]
+        trades = trades if seen.all() else trades.filter(pa.array(seen))
+        kept = usable_trades(trades, outline, report).kept
+        tickers = kept.column("market_ticker").to_pylist()
         ids = kept.column("trade_id").to_pylist()
-        fresh = np.array([i not in self._trade_ids for i in ids], dtype=bool)
-        if not fresh.all():
-            report.repairs[RepairKind.DUPLICATE_TRADE_ID] += int((~fresh).sum())
-            kept = kept.filter(pa.array(fresh))
-        self._trade_ids.update(kept.column("trade_id").to_pylist())
-        for ticker in set(kept.column("market_ticker").to_pylist()):
-            rows = kept.filter(pc.equal(kept.column("market_ticker"), ticker))
+        # A rejected market's trades go with it, as in the batch path; a repeat is counted.
+        ours = [t not in self.rejected for t in tickers]
+        keep = [mine and i not in self._trade_ids for mine, i in zip(ours, ids, strict=True)]
+        if repeats := ours.count(True) - keep.count(True):
+            report.repairs[RepairKind.DUPLICATE_TRADE_ID] += repeats
+        if not all(keep):
+            kept = kept.filter(pa.array(keep))
+            tickers, ids = list(compress(tickers, keep)), list(compress(ids, keep))
+        self._trade_ids.update(ids)
+        markets = dict.fromkeys(tickers)
+        for ticker in markets:
+            one = len(markets) == 1
+            rows = kept if one else kept.filter(pc.equal(kept["market_ticker"], ticker))
             target = self._markets[ticker].pending_trades if ticker in self._markets else None
             (target if target is not None else self._waiting.setdefault(ticker, [])).append(rows)
 

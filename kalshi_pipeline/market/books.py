@@ -89,11 +89,7 @@ class SessionBooks:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The per-event arrays by name (2-D depth arrays included)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("session_id", "tickers", "market_offsets", "report", "trades")
-        }
+        return {name: getattr(self, name) for name in ROW_COLUMNS}
 
     def take(self, rows: np.ndarray) -> SessionBooks:
         """The books at ``rows`` only (sorted row indices; every market keeps its place,
@@ -104,7 +100,7 @@ class SessionBooks:
             market_offsets=np.searchsorted(rows, self.market_offsets).astype(np.int64),
             report=self.report,
             trades=self.trades,
-            **{name: values[rows] for name, values in self.columns().items()},
+            **{name: getattr(self, name)[rows] for name in ROW_COLUMNS},
         )
 
     def to_arrow(self) -> pa.Table:
@@ -118,6 +114,13 @@ class SessionBooks:
             else:
                 data[name] = values
         return pa.table(data)
+
+
+ROW_COLUMNS = tuple(
+    f.name
+    for f in fields(SessionBooks)
+    if f.name not in ("session_id", "tickers", "market_offsets", "report", "trades")
+)  # the per-event arrays, in field order
 
 
 def reconstruct_books(raw: RawSession, *, top_levels: int = TOP_LEVELS) -> SessionBooks:
@@ -192,7 +195,7 @@ def _replayed(
     out = empty_replay_columns(len(events), top_levels)
     read = np.zeros(0, np.int64) if placement is None else placement.read_after
     resting = np.zeros(len(read), np.int64)
-    known = np.flatnonzero(read >= 0)
+    known = (read >= 0).nonzero()[0]
     order = known[np.argsort(read[known], kind="stable")]
     found = np.zeros(len(order), np.int64)
     if len(events):
@@ -223,14 +226,15 @@ def _count_crossed(events: CleanEvents, out: dict, report: IngestReport) -> np.n
     quoted), each counted as a ``crossed_book`` repair."""
     crossed = (out["best_yes_bid"] > 0) & (out["best_no_bid"] > 0)
     crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
-    rows = np.flatnonzero(crossed)
-    names = np.array(events.tickers, dtype=object)
-    report.repair(
-        RepairKind.CROSSED_BOOK,
-        names[events.market[rows]],
-        events.sequence_number[rows],
-        "book crossed after this event (YES bid >= YES ask); step kept and flagged",
-    )
+    rows = crossed.nonzero()[0]
+    if len(rows):
+        names = np.array(events.tickers, dtype=object)
+        report.repair(
+            RepairKind.CROSSED_BOOK,
+            names[events.market[rows]],
+            events.sequence_number[rows],
+            "book crossed after this event (YES bid >= YES ask); step kept and flagged",
+        )
     return crossed
 
 
@@ -335,7 +339,7 @@ def final_books(events: CleanEvents) -> np.ndarray:
     if not len(events):
         return out
     market = events.market.astype(np.int64)
-    snapshot_rows = np.flatnonzero(events.is_snapshot)
+    snapshot_rows = events.is_snapshot.nonzero()[0]
     # Each market's last snapshot (events are sorted by market): its book, then the
     # deltas after it, in order (a later delta of a level overwrites an earlier one).
     last = np.full(len(events.tickers), -1, np.int64)
@@ -343,7 +347,7 @@ def final_books(events: CleanEvents) -> np.ndarray:
     known = last >= 0
     out[known] = events.snapshot_books[events.snapshot_index[last[known]]]
     after = ~events.is_snapshot & (np.arange(len(events)) > last[market])
-    rows = np.flatnonzero(after)[::-1]
+    rows = after.nonzero()[0][::-1]
     level = events.level[rows].astype(np.int64)
     _, latest = np.unique(market[rows] * BOOK_WIDTH + level, return_index=True)
     rows = rows[latest]  # the last delta of each (market, level)

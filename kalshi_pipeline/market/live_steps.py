@@ -7,21 +7,12 @@ the books (:func:`~.views.building.views_from_books`) is cut here from the same 
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-
 import numpy as np
 
-from kalshi_pipeline.market.books import SessionBooks
+from kalshi_pipeline.market.books import ROW_COLUMNS, SessionBooks
 from kalshi_pipeline.market.features import compute_features
 from kalshi_pipeline.market.steps import step_rows
 from kalshi_pipeline.market.views.building import step_columns, trade_columns
-
-_PER_STEP = (
-    "sequence_number", "timestamp_ms", "is_snapshot", "best_yes_bid", "best_yes_bid_size",
-    "best_no_bid", "best_no_bid_size", "best_yes_ask", "best_yes_ask_size", "best_no_ask",
-    "best_no_ask_size", "yes_bid_depth", "no_bid_depth", "yes_bid_prices", "no_bid_prices",
-    "yes_bid_volume", "no_bid_volume", "crossed", "time_repaired",
-)  # fmt: skip
 
 
 def step_ends(books: SessionBooks, rows: slice) -> np.ndarray:
@@ -33,7 +24,7 @@ def step_ends(books: SessionBooks, rows: slice) -> np.ndarray:
 def fresh_features(books: SessionBooks, fresh: np.ndarray) -> dict[int, np.ndarray]:
     """The features of the steps of the markets seen for the first time (``fresh``), by
     market index, computed together (as the batch path does: they start here)."""
-    markets = np.flatnonzero(fresh)
+    markets = fresh.nonzero()[0]
     if len(markets) < 2:  # one market: its own window is as quick
         return {}
     ends = [step_ends(books, slice(*books.market_offsets[i : i + 2].tolist())) for i in markets]
@@ -44,14 +35,26 @@ def fresh_features(books: SessionBooks, fresh: np.ndarray) -> dict[int, np.ndarr
 
 
 def concat(a: SessionBooks, b: SessionBooks) -> SessionBooks:
-    columns = {name: np.concatenate([getattr(a, name), getattr(b, name)]) for name in _PER_STEP}
-    n = len(columns["timestamp_ms"])
-    return replace(b, market_offsets=np.array([0, n], np.int64), trades=None, **columns)
+    columns = {name: np.concatenate((getattr(a, name), getattr(b, name))) for name in ROW_COLUMNS}
+    return _one_market(b, columns, trades=None)
 
 
 def take_rows(books: SessionBooks, rows: np.ndarray) -> SessionBooks:
-    columns = {name: getattr(books, name)[rows] for name in _PER_STEP}
-    return replace(books, market_offsets=np.array([0, len(rows)], np.int64), **columns)
+    columns = {name: getattr(books, name)[rows] for name in ROW_COLUMNS}
+    return _one_market(books, columns, trades=books.trades)
+
+
+def _one_market(like: SessionBooks, columns: dict[str, np.ndarray], trades) -> SessionBooks:
+    """Books of ``like``'s one market holding ``columns`` (its session, tickers and
+    report)."""
+    return SessionBooks(
+        session_id=like.session_id,
+        tickers=like.tickers,
+        market_offsets=np.array([0, len(columns["timestamp_ms"])], np.int64),
+        report=like.report,
+        trades=trades,
+        **columns,
+    )
 
 
 def empty_like(books: SessionBooks) -> SessionBooks:
@@ -71,6 +74,3 @@ def trade_arrays(trades: dict | None) -> dict[str, np.ndarray]:
     columns = trade_columns(trades)
     columns["trade_steps"] = columns["trade_steps"].astype(np.int64)
     return columns
-
-
-assert set(_PER_STEP) <= {f.name for f in fields(SessionBooks)}

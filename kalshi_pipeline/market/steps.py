@@ -19,7 +19,7 @@ def step_rows(ts: np.ndarray, repaired: np.ndarray, market_offsets: np.ndarray) 
     last = np.ones(len(ts), dtype=bool)
     last[:-1] = (ts[1:] != ts[:-1]) | repaired[1:] | repaired[:-1]
     last[market_offsets[1:] - 1] = True  # a market's last event ends its step
-    return np.flatnonzero(last)
+    return last.nonzero()[0]
 
 
 def non_decreasing_times(ts: np.ndarray, market: np.ndarray) -> np.ndarray:

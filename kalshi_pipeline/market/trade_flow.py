@@ -115,17 +115,19 @@ def trade_flow(
     their level before their step was zero (each counted as ``trade_off_book``)."""
     trades = events.trades
     off_book = resting <= 0
-    rows = np.flatnonzero(off_book)
-    names = np.array(events.tickers, dtype=object)
-    report.repair(
-        RepairKind.TRADE_OFF_BOOK,
-        names[trades.market[rows]],
-        trades.named_sequences(rows),
-        "trade at a level with no resting size just before its step (a NO taker hits the "
-        "YES bid at yes_price, a YES taker the NO bid at 100 - yes_price): kept and flagged",
-        row_ids=trades.row_id[rows],
-        trade_ids=trades.trade_id[rows],
-    )
+    rows = off_book.nonzero()[0]
+    if len(rows):
+        names = np.array(events.tickers, dtype=object)
+        report.repair(
+            RepairKind.TRADE_OFF_BOOK,
+            names[trades.market[rows]],
+            trades.named_sequences(rows),
+            "trade at a level with no resting size just before its step (a NO taker hits "
+            "the YES bid at yes_price, a YES taker the NO bid at 100 - yes_price): kept and "
+            "flagged",
+            row_ids=trades.row_id[rows],
+            trade_ids=trades.trade_id[rows],
+        )
     return TradeFlow(
         market_offsets=np.searchsorted(trades.market, np.arange(len(events.tickers) + 1)).astype(
             np.int64

@@ -9,7 +9,7 @@ them.
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -41,24 +41,31 @@ class EventColumns:
 
     def take(self, rows: np.ndarray) -> EventColumns:
         """The events at ``rows``, every column alike."""
-        taken = {
-            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
-            for f in fields(self)
-        }
+        taken = {name: column[rows] for name, column in self._columns().items()}
         return EventColumns(**taken)
 
     @classmethod
     def concatenate(cls, first: EventColumns, second: EventColumns) -> EventColumns:
         """``first``'s events, then ``second``'s (neither has a segment yet)."""
+        second_columns = second._columns()
         joined = {
-            f.name: np.concatenate([getattr(first, f.name), getattr(second, f.name)])
-            for f in fields(cls)
-            if f.name != "segment"
+            name: np.concatenate([column, second_columns[name]])
+            for name, column in first._columns().items()
         }
         return cls(**joined)
 
     def with_segment(self, segment: np.ndarray) -> EventColumns:
-        return replace(self, segment=segment)
+        return EventColumns(**(self._columns() | {"segment": segment}))
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Every column this has (``segment`` once known), by name."""
+        columns = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        return columns if self.segment is None else columns | {"segment": self.segment}
+
+
+# The columns every EventColumns has (``segment`` comes later), read without
+# ``dataclasses.fields`` on every call.
+_EVENT_FIELDS = tuple(f.name for f in fields(EventColumns) if f.name != "segment")
 
 
 def int_column(table: pa.Table, column: str) -> np.ndarray:
@@ -81,7 +88,10 @@ def nulls(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def row_ids(table: pa.Table) -> np.ndarray:
     """The collector's row ids (storage order); a row without one counts as stored last."""
-    return filled(table.column("id"), np.iinfo(np.int64).max).to_numpy().astype(np.int64)
+    return filled(table.column("id"), _STORED_LAST).to_numpy().astype(np.int64)
+
+
+_STORED_LAST = np.iinfo(np.int64).max  # the row id of a row without one
 
 
 # Up to this many rows, tickers are looked up one by one: cheaper than encoding them.
@@ -108,6 +118,16 @@ def among(column: pa.Array | pa.ChunkedArray, tickers: list[str]) -> np.ndarray:
         found = pc.is_in(column, value_set=pa.array(tickers, pa.string()))
         return filled(found, False).to_numpy(zero_copy_only=False)
     return np.array([_holds(tickers, t) for t in column.to_pylist()], dtype=bool)
+
+
+def positions(column: pa.Array | pa.ChunkedArray, values: tuple[str, ...]) -> np.ndarray:
+    """Each row's position in ``values`` (exact spelling), -1 for any other or none (a few
+    rows: each looked up, cheaper than a call into Arrow)."""
+    if len(column) > _FEW_ROWS:
+        found = pc.index_in(column, value_set=pa.array(values, pa.string()))
+        return filled(found, -1).to_numpy().astype(np.int64)
+    at = {value: i for i, value in enumerate(values)}
+    return np.array([at.get(value, -1) for value in column.to_pylist()], np.int64)
 
 
 def _holds(tickers: list[str], ticker: str | None) -> bool:

@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import (
     EventColumns,
     filled,
     int_column,
     market_codes,
+    positions,
     row_ids,
 )
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE, NO, YES
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.sources.raw import DELTA_ACTIONS, LEVELS
 
-_ACTIONS = pa.array(DELTA_ACTIONS, pa.string())
 _REMOVE = DELTA_ACTIONS.index("remove")
-_SIDES = pa.array(["yes", "no"], pa.string())
-
-
-def _position_in(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
-    """Each row's position in ``values`` (exact spelling), -1 for any other or none."""
-    return filled(pc.index_in(column, value_set=values), -1).to_numpy().astype(np.int64)
+_SIDES = ("yes", "no")
 
 
 def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventColumns:
@@ -47,10 +41,10 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
     price = filled(table.column("price"), 0).to_numpy().astype(np.int64)  # NULL: out of range
     size = filled(table.column("new_size"), -1).to_numpy().astype(np.int64)
     # `remove` clears the level whatever new_size says (docs/data-model.md).
-    action = _position_in(table.column("action"), _ACTIONS)
+    action = positions(table.column("action"), DELTA_ACTIONS)
     known_action = action >= 0
     size = np.where(action == _REMOVE, 0, size)
-    side = _position_in(table.column("side"), _SIDES)  # NULL or another word: unknown
+    side = positions(table.column("side"), _SIDES)  # NULL or another word: unknown
     is_yes, is_no = side == 0, side == 1
 
     ids = row_ids(table)
@@ -78,8 +72,8 @@ def delta_events(table: pa.Table, code, names, report: IngestReport) -> EventCol
             f"delta with a size above {MAX_SIZE} dropped",
         ),
     ):
-        rows = np.flatnonzero(valid & bad)
-        if len(rows):  # (else no delta left valid is bad)
+        if bad.any():  # (most deltas break no rule: nothing to count or drop)
+            rows = np.flatnonzero(valid & bad)
             report.repair(kind, names[market[rows]], seq[rows], message, row_ids=ids[rows])
             valid &= ~bad
     level = np.where(valid, np.where(is_yes, YES, NO) * LEVELS + price - 1, 0).astype(np.int16)

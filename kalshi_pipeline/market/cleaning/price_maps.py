@@ -96,25 +96,26 @@ def _valid_levels(row, price, size, market, seq, ids, names, report) -> np.ndarr
             f"snapshot level with a size above {MAX_SIZE} dropped",
         ),
     ):
-        out = np.flatnonzero(keep & bad)
-        if len(out):
+        if bad.any():  # (most maps hold no bad level: nothing to count or drop)
+            out = np.flatnonzero(keep & bad)
             report.repair(kind, names[market[row[out]]], seq[row[out]], message, ids[row[out]])
             keep &= ~bad
     return keep
 
 
 def _check_stored_asks(table, books, market, seq, names, report) -> None:
-    """Count snapshots whose stored ask maps are not the ones derived from the bids."""
+    """Count snapshots whose stored ask maps are not the ones derived from the bids.
+
+    A stored ask at price ``p`` is the opposite side's bid at ``100 - p``: both ask maps
+    are placed where those bids are in a book, and compared with the bids' book at once."""
+    stored = np.zeros_like(books)
     disagree = np.zeros(len(seq), dtype=bool)
     for column, opposite in (("yes_asks", NO), ("no_asks", YES)):
-        derived = np.zeros((len(seq), LEVELS + 1), dtype=np.int64)
-        derived[:, 1:] = books[:, opposite * LEVELS : (opposite + 1) * LEVELS][:, ::-1]
-        stored = np.zeros((len(seq), LEVELS + 1), dtype=np.int64)
         row, price, size = _explode_map(table.column(column))
         ok = (price >= 1) & (price <= LEVELS)
-        stored[row[ok], price[ok]] = size[ok]
-        disagree |= (stored != derived).any(axis=1)
-        disagree[np.unique(row[~ok])] = True
+        stored[row[ok], (opposite + 1) * LEVELS - price[ok]] = size[ok]
+        disagree[row[~ok]] = True
+    disagree |= (stored != books).any(axis=1)
     disagree &= nulls(table.column("map_error"))  # a bad map is counted as such
     if len(rows := np.flatnonzero(disagree)):
         report.repair(
@@ -136,5 +137,5 @@ def _explode_map(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.nd
         return empty, empty, empty
     keys = array.keys.to_numpy(zero_copy_only=False)[start:end]
     items = filled(array.items, -1).to_numpy(zero_copy_only=False)[start:end]
-    row = np.repeat(np.arange(len(array)), offsets[1:] - offsets[:-1])
+    row = np.arange(len(array)).repeat(offsets[1:] - offsets[:-1])
     return row, keys.astype(np.int64), items.astype(np.int64)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from kalshi_pipeline.market.cleaning.columns import among, market_codes
+from kalshi_pipeline.market.cleaning.columns import among, market_codes, positions
 
 TICKERS = sorted(["KX-A", "KX-B", "KX-D", "KX-É"])
 
@@ -33,3 +33,17 @@ def test_market_codes_of_few_rows_and_many_agree(rows):
     codes = market_codes(pa.chunked_array([pa.array(tickers, pa.string())]), code)
     assert codes.dtype == np.int32
     assert codes.tolist() == [code[t] for t in tickers]
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 32, 33, 200])
+def test_positions_is_arrows_index_in_with_others_and_nulls_as_minus_one(rows):
+    rng = np.random.default_rng(rows)
+    values = [None, "add", "remove", "update", "REMOVE", "explode", " add", ""]
+    column = pa.chunked_array(
+        [pa.array([values[i] for i in rng.integers(len(values), size=rows)], pa.string())]
+    )
+    wanted = ("add", "remove", "update")
+    expected = pc.index_in(column, value_set=pa.array(wanted)).fill_null(-1)
+    found = positions(column, wanted)
+    assert found.dtype == np.int64
+    assert found.tolist() == expected.to_pylist()

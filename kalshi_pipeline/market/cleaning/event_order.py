@@ -20,6 +20,8 @@ def count_stored_out_of_order(ev: EventColumns, names, report: IngestReport) -> 
     """Rows stored (by id, in their own table) after a higher number of their market and
     segment: the sort repairs them; counted so storage problems are visible."""
     for table_rows in (np.flatnonzero(ev.is_snapshot), np.flatnonzero(~ev.is_snapshot)):
+        if len(table_rows) < 2:  # one row is never stored after another
+            continue
         market, segment = ev.market[table_rows], ev.segment[table_rows]
         ids = ev.row_id[table_rows]
         # ``ev`` is in (market, segment, number) order: if ids rise within every group
@@ -99,8 +101,9 @@ def after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.nd
     if not len(market):
         return np.ones(0, dtype=bool)
     starts = np.flatnonzero(group_starts(market))
-    before_start = np.r_[0, snap_count][starts]
-    seen = snap_count - np.repeat(before_start, np.diff(np.r_[starts, len(market)]))
+    before_start = np.concatenate(([0], snap_count))[starts]
+    sizes = np.diff(np.append(starts, len(market)))
+    seen = snap_count - before_start.repeat(sizes)
     early = keep & (seen == 0)
     rows = np.flatnonzero(early)
     report.repair(

@@ -13,8 +13,6 @@ whole session (:func:`~.trades.usable_trades`) before any group.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pyarrow as pa
 
@@ -82,8 +80,7 @@ def clean_markets(
         tally.add(tickers, *trade_numbers(trades.numbered, tickers, ev, outline))
     ev = _without_bad_events(ev, books, code, names, report)
     ts, time_repaired = repair_times(ev.market, ev.seq, ev.ts, outline.window, names, report)
-    events = _accepted_events(ev, ts, time_repaired, books, tickers, outline, report)
-    return replace(events, trades=_accepted_trades(group_trades, tickers, events.tickers))
+    return _accepted_events(ev, ts, time_repaired, books, tickers, outline, report, group_trades)
 
 
 def _event_columns(
@@ -119,7 +116,8 @@ def _without_bad_events(ev: EventColumns, books: np.ndarray, code, names, report
     if not ev.valid.all():
         ev = ev.take(np.flatnonzero(ev.valid))
     keep = resolve_duplicates(ev, books, names, report)
-    keep &= ~np.isin(ev.market, [code[t] for t in report.rejected if t in code])
+    if rejected := [code[t] for t in report.rejected if t in code]:
+        keep &= ~np.isin(ev.market, rejected)
     keep &= after_first_snapshot(ev.market, ev.seq, ev.is_snapshot, keep, names, report)
     if not keep.all():
         ev = ev.take(np.flatnonzero(keep))
@@ -134,9 +132,10 @@ def _accepted_events(
     tickers: list[str],
     outline: SessionOutline,
     report: IngestReport,
+    trades: CleanTrades | None,
 ) -> CleanEvents:
     """The remaining events as :class:`CleanEvents`: markets renumbered to the accepted
-    ones, and only the books of the snapshots kept."""
+    ones, only the books of the snapshots kept, and the accepted markets' ``trades``."""
     market = ev.market
     accepted = np.flatnonzero(np.bincount(market, minlength=len(tickers)))
     accepted_tickers = [tickers[i] for i in accepted]
@@ -158,6 +157,7 @@ def _accepted_events(
         snapshot_books=books,
         time_repaired=time_repaired,
         report=report,
+        trades=_accepted_trades(trades, tickers, accepted_tickers),
     )
 
 

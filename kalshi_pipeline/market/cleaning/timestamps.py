@@ -73,10 +73,10 @@ def repair_times(
         return ts, repaired
     ts = ts.copy()
     group_start = group_starts(market)
-    starts = np.flatnonzero(group_start)
-    first_row = np.repeat(starts, np.diff(np.r_[starts, n]))
     outside = (ts < window[0]) | (ts > window[1])
     if outside.any():
+        starts = np.flatnonzero(group_start)
+        first_row = starts.repeat(np.diff(np.append(starts, n)))
         previous = np.maximum.accumulate(np.where(outside, -1, np.arange(n)))
         session_start = window[0] + WINDOW_TOLERANCE_MS
         replacement = np.where(previous >= first_row, ts[np.maximum(previous, 0)], session_start)

@@ -43,7 +43,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kalshi_pipeline.market.cleaning.columns import (
     EventColumns,
@@ -52,6 +51,7 @@ from kalshi_pipeline.market.cleaning.columns import (
     group_starts,
     market_codes,
     nulls,
+    positions,
 )
 from kalshi_pipeline.market.cleaning.events import MAX_SIZE
 from kalshi_pipeline.market.cleaning.outline import SessionOutline
@@ -83,13 +83,19 @@ def usable_trades(
     valid = np.ones(table.num_rows, dtype=bool)
     placed = valid.copy()  # a known market and a receive time in the window
     for kind, bad, message in _row_checks(table, outline):
-        rows = np.flatnonzero(valid & bad)
-        _count(report, kind, table, rows, message)
+        if not bad.any():  # (most trades break no rule: nothing to count or drop)
+            continue
+        _count(report, kind, table, np.flatnonzero(valid & bad), message)
         valid &= ~bad
         if kind in _PLACING:
             placed &= ~bad
-    numbered = table.filter(pa.array(placed & ~nulls(table.column("sequence_number"))))
-    return SessionTrades(_first_of_each_id(table.filter(pa.array(valid)), report), numbered)
+    numbered = _rows(table, placed & ~nulls(table.column("sequence_number")))
+    return SessionTrades(_first_of_each_id(_rows(table, valid), report), numbered)
+
+
+def _rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows of ``table`` where ``keep`` (the table itself when that is every row)."""
+    return table if keep.all() else table.filter(pa.array(keep))
 
 
 # The checks a trade must pass for its sequence number to be placed in its market's.
@@ -103,6 +109,8 @@ _PLACING = (
 def _first_of_each_id(table: pa.Table, report: IngestReport) -> pa.Table:
     """``table`` in receive order with each trade id's first received kept, the repeats
     counted as ``duplicate_trade_id``."""
+    if table.num_rows < 2:  # one trade is in order and repeats none
+        return table
     order = np.lexsort(
         (
             filled(table.column("id"), NO_SEQUENCE).to_numpy(),
@@ -113,8 +121,7 @@ def _first_of_each_id(table: pa.Table, report: IngestReport) -> pa.Table:
     table = table.take(pa.array(order))
     ids = table.column("trade_id").to_numpy(zero_copy_only=False).astype(str)
     repeated = np.ones(len(ids), dtype=bool)
-    if len(ids):
-        repeated[np.unique(ids, return_index=True)[1]] = False
+    repeated[np.unique(ids, return_index=True)[1]] = False
     _count(
         report,
         RepairKind.DUPLICATE_TRADE_ID,
@@ -122,7 +129,7 @@ def _first_of_each_id(table: pa.Table, report: IngestReport) -> pa.Table:
         np.flatnonzero(repeated),
         "trade id seen before (a trade sent or stored twice): the first received kept",
     )
-    return table.filter(pa.array(~repeated))
+    return _rows(table, ~repeated)
 
 
 def trade_numbers(
@@ -137,8 +144,10 @@ def trade_numbers(
     for everything its market receives from then on (:mod:`.restarts`). A number further
     from the session's median than the outlier rule allows says nothing and is left out.
     """
-    if numbered.num_rows:  # (most commits of the live path bring no trade)
-        numbered = numbered.filter(pc.is_in(numbered.column("market_ticker"), pa.array(tickers)))
+    if numbered.num_rows:
+        numbered = numbered.filter(pa.array(among(numbered.column("market_ticker"), tickers)))
+    if not numbered.num_rows:  # (most commits of the live path bring no trade)
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
     code = {ticker: i for i, ticker in enumerate(tickers)}
     seq = numbered.column("sequence_number").to_numpy()
     near = np.abs(seq.astype(np.float64) - outline.center) <= outline.reach
@@ -170,7 +179,7 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
     ts = column("timestamp_ms", 0)
     yes, no = column("yes_price", 0).astype(np.int64), column("no_price", 0).astype(np.int64)
     count = column("count", 0)
-    side = filled(pc.is_in(table.column("taker_side"), pa.array(TAKER_SIDES)), False)
+    side = positions(table.column("taker_side"), TAKER_SIDES) >= 0
     start, end = outline.window
     return (
         (
@@ -210,7 +219,7 @@ def _row_checks(table: pa.Table, outline: SessionOutline):
         ),
         (
             RepairKind.TRADE_UNKNOWN_TAKER_SIDE,
-            ~side.to_numpy(zero_copy_only=False),
+            ~side,
             "trade with a taker side other than yes/no dropped",
         ),
     )

@@ -39,17 +39,19 @@ def concat(a: SessionBooks, b: SessionBooks) -> SessionBooks:
     return _one_market(b, columns, trades=None)
 
 
-def take_rows(books: SessionBooks, rows: np.ndarray) -> SessionBooks:
+def take_rows(books: SessionBooks, rows: np.ndarray | slice, tickers=None) -> SessionBooks:
+    """``books``' ``rows`` (indices, or a slice: views) as one market's books, named
+    ``tickers`` (else as ``books``' are)."""
     columns = {name: getattr(books, name)[rows] for name in ROW_COLUMNS}
-    return _one_market(books, columns, trades=books.trades)
+    return _one_market(books, columns, trades=books.trades, tickers=tickers)
 
 
-def _one_market(like: SessionBooks, columns: dict[str, np.ndarray], trades) -> SessionBooks:
-    """Books of ``like``'s one market holding ``columns`` (its session, tickers and
-    report)."""
+def _one_market(like: SessionBooks, columns: dict, trades, tickers=None) -> SessionBooks:
+    """Books of ``like``'s one market holding ``columns`` (its session and report, and
+    its tickers unless given)."""
     return SessionBooks(
         session_id=like.session_id,
-        tickers=like.tickers,
+        tickers=like.tickers if tickers is None else tickers,
         market_offsets=np.array([0, len(columns["timestamp_ms"])], np.int64),
         report=like.report,
         trades=trades,

@@ -288,8 +288,7 @@ class SessionStream:
         market = self._markets.get(ticker)
         if carried:
             ends = ends[1:]
-        new = books.take(ends)
-        new = replace(new, tickers=[ticker], market_offsets=np.array([0, len(ends)], np.int64))
+        new = take_rows(books, ends, tickers=[ticker])
         trades = self._placed_trades(books, index, carried, market)
         if market is None:
             first = int(new.timestamp_ms[0])
@@ -341,7 +340,7 @@ class SessionStream:
         keep = max(0, len(window) - _HISTORY_STEPS)
         keep = min(keep, int(np.searchsorted(times, times[-1] - _HISTORY_MS, side="right")) - 1)
         keep = max(keep, 0)
-        market.history = take_rows(window, np.arange(keep, len(window)))
+        market.history = take_rows(window, slice(keep, None))  # a fresh window: views
         market.top_ms = int(times[-1])
         market.origin = replace(
             market.origin, latest_ms=int(times[keep - 1]) if keep else market.origin.latest_ms

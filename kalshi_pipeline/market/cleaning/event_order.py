@@ -105,6 +105,8 @@ def after_first_snapshot(market, seq, is_snapshot, keep, names, report) -> np.nd
     sizes = np.diff(np.append(starts, len(market)))
     seen = snap_count - before_start.repeat(sizes)
     early = keep & (seen == 0)
+    if not early.any():  # every market's first kept event is a snapshot: none lacks one
+        return ~early
     rows = np.flatnonzero(early)
     report.repair(
         RepairKind.DELTA_BEFORE_SNAPSHOT,

@@ -165,9 +165,9 @@ def drop_outliers(table, center: float, reach: float, code, names, report) -> pa
     seq = int_column(table, "sequence_number")
     # In float: the distance of an int64 extreme from the median would overflow int64.
     outlier = np.abs(seq.astype(np.float64) - center) > reach
-    rows = np.flatnonzero(outlier)
-    if not len(rows):
+    if not outlier.any():
         return table
+    rows = np.flatnonzero(outlier)
     market = market_codes(table.column("market_ticker").take(rows), code)
     report.repair(
         RepairKind.SEQUENCE_OUTLIER,

@@ -102,12 +102,18 @@ def _ordered(
     """The events in (market, segment, sequence number) order, with their ``segment``;
     rows that were stored out of that order are counted."""
     # Stable sorts keep storage order among equals: the first stored copy wins.
-    ev = ev.take(np.lexsort((ev.seq, ev.market)))
+    ev = _taken(ev, np.lexsort((ev.seq, ev.market)))
     ev = ev.with_segment(segments(ev, window, names, report))
     if ev.segment.any():
-        ev = ev.take(np.lexsort((ev.seq, ev.segment, ev.market)))
+        ev = _taken(ev, np.lexsort((ev.seq, ev.segment, ev.market)))
     count_stored_out_of_order(ev, names, report)
     return ev
+
+
+def _taken(ev: EventColumns, order: np.ndarray) -> EventColumns:
+    """``ev`` in ``order`` (``ev`` itself when it is in that order already, as a commit's
+    few rows mostly are)."""
+    return ev.take(order) if (order[1:] < order[:-1]).any() else ev
 
 
 def _without_bad_events(ev: EventColumns, books: np.ndarray, code, names, report) -> EventColumns:

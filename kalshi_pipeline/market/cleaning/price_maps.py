@@ -37,31 +37,17 @@ def snapshot_events(
     market = market_codes(table.column("market_ticker"), code)
     seq = int_column(table, "sequence_number")
     ts = int_column(table, "timestamp_ms")
-
-    # A map that could not be decoded is null. Without its bids the book is unknown;
-    # a stored ask map is never used, so a bad one is only counted.
-    failed = ~nulls(table.column("map_error"))
-    bad_bids = np.zeros(len(seq), dtype=bool)
-    if failed.any():
-        bad_bids = failed & (nulls(table.column("yes_bids")) | nulls(table.column("no_bids")))
     ids = row_ids(table)
-    for row in np.flatnonzero(bad_bids):
-        message = f"malformed price map: {table.column('map_error')[row].as_py()}"
-        report.reject(names[market[row]], seq[row], message, row_id=ids[row])
-    if len(bad_asks := np.flatnonzero(failed & ~bad_bids)):
-        report.repair(
-            RepairKind.MALFORMED_ASK_MAP,
-            names[market[bad_asks]],
-            seq[bad_asks],
-            "malformed stored ask map ignored (asks are derived from the bids)",
-        )
+    failed = ~nulls(table.column("map_error"))  # a map that could not be decoded is null
+    if failed.any():
+        _count_failed_maps(table, failed, market, seq, ids, names, report)
 
     books = np.zeros((len(seq), BOOK_WIDTH), dtype=np.int64)
     for side, column in ((YES, "yes_bids"), (NO, "no_bids")):
         row, price, size = _explode_map(table.column(column))
         valid = _valid_levels(row, price, size, market, seq, ids, names, report)
         books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
-    _check_stored_asks(table, books, market, seq, names, report)
+    _check_stored_asks(table, books, failed, market, seq, names, report)
     n = len(seq)
     events = EventColumns(
         market=market,
@@ -75,6 +61,23 @@ def snapshot_events(
         valid=np.ones(n, bool),
     )
     return events, books
+
+
+def _count_failed_maps(table, failed, market, seq, ids, names, report) -> None:
+    """The snapshots with a map that could not be decoded (``failed``): without its bids
+    the book is unknown, and the market is rejected; a stored ask map is never used, so a
+    bad one is only counted."""
+    bad_bids = failed & (nulls(table.column("yes_bids")) | nulls(table.column("no_bids")))
+    for row in np.flatnonzero(bad_bids):
+        message = f"malformed price map: {table.column('map_error')[row].as_py()}"
+        report.reject(names[market[row]], seq[row], message, row_id=ids[row])
+    if len(bad_asks := np.flatnonzero(failed & ~bad_bids)):
+        report.repair(
+            RepairKind.MALFORMED_ASK_MAP,
+            names[market[bad_asks]],
+            seq[bad_asks],
+            "malformed stored ask map ignored (asks are derived from the bids)",
+        )
 
 
 def _valid_levels(row, price, size, market, seq, ids, names, report) -> np.ndarray:
@@ -103,8 +106,9 @@ def _valid_levels(row, price, size, market, seq, ids, names, report) -> np.ndarr
     return keep
 
 
-def _check_stored_asks(table, books, market, seq, names, report) -> None:
-    """Count snapshots whose stored ask maps are not the ones derived from the bids.
+def _check_stored_asks(table, books, failed, market, seq, names, report) -> None:
+    """Count snapshots whose stored ask maps are not the ones derived from the bids (but
+    not those with a map that ``failed`` to decode: counted as such).
 
     A stored ask at price ``p`` is the opposite side's bid at ``100 - p``: both ask maps
     are placed where those bids are in a book, and compared with the bids' book at once."""
@@ -116,7 +120,7 @@ def _check_stored_asks(table, books, market, seq, names, report) -> None:
         stored[row[ok], (opposite + 1) * LEVELS - price[ok]] = size[ok]
         disagree[row[~ok]] = True
     disagree |= (stored != books).any(axis=1)
-    disagree &= nulls(table.column("map_error"))  # a bad map is counted as such
+    disagree &= ~failed
     if len(rows := np.flatnonzero(disagree)):
         report.repair(
             RepairKind.STORED_ASKS_DISAGREE,

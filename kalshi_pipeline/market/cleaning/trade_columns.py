@@ -12,9 +12,8 @@ from functools import cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from kalshi_pipeline.market.cleaning.columns import filled, market_codes
+from kalshi_pipeline.market.cleaning.columns import among, filled, market_codes
 from kalshi_pipeline.sources.trades import empty_trades
 
 # A trade without a sequence number sorts after those with one (and is named without).
@@ -66,8 +65,7 @@ def trade_columns(table: pa.Table, tickers: list[str]) -> CleanTrades:
     """The usable trades (from :func:`~.trades.usable_trades`) of the markets ``tickers``
     (sorted), as columns sorted by (market, receive time, sequence number, row id)."""
     if table.num_rows:
-        tickers_in = pa.array(tickers, pa.string())
-        table = table.filter(pc.is_in(table.column("market_ticker"), tickers_in))
+        table = table.filter(pa.array(among(table.column("market_ticker"), tickers)))
     return _sorted_columns(table, tickers) if table.num_rows else no_trades()
 
 

@@ -54,6 +54,7 @@ from kalshi_pipeline.market.live_order import (
     LiveMarket,
     NoTally,
     carried_snapshots,
+    of_markets,
     placeable,
     refused_restarts,
     without_low_numbers,
@@ -118,6 +119,8 @@ class SessionStream:
         rows_of = opening | set(deltas.column("market_ticker").to_pylist())
         grown = self._outline.add(snapshots, deltas, rows_of)
         outline = self._outline.now()
+        if gone := rows_of & self.rejected.keys():  # a rejected market's rows go with it
+            snapshots, deltas = (t.filter(~of_markets(t, gone)) for t in (snapshots, deltas))
         snapshots, deltas, restarting = self._in_order(snapshots, deltas, outline, report)
         waiting = {
             t for t in rows_of - opening if t not in self._markets and t not in self.rejected

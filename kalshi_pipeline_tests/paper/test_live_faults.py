@@ -328,3 +328,24 @@ def test_a_far_number_on_the_sessions_first_row_costs_no_other_market():
     for ticker, view in batch.items():
         assert live[ticker]["features"] == view.features.tolist(), ticker
     assert stream.live_only["outlier_taken_before_judged"] == 1
+
+
+def test_rows_of_a_market_rejected_earlier_go_with_it_in_a_commit_shared_with_another():
+    """MKT-A is rejected (two different deltas share a number) after its first step; a
+    later commit holds rows of MKT-A and of MKT-B: MKT-A's go with the market, as in the
+    batch path (which has no view of it), and MKT-B's view goes on, equal to its batch
+    view."""
+    raw = make_session(
+        snapshot("MKT-A", seq=1, yes_bids={40: 10}, no_bids={55: 7}),
+        snapshot("MKT-B", seq=2, yes_bids={30: 5}, no_bids={60: 4}),
+        delta("MKT-A", seq=3, side="yes", price=41, new_size=3, ts=T0_MS + 5),
+        delta("MKT-A", seq=3, side="no", price=50, new_size=1, ts=T0_MS + 5),
+        delta("MKT-A", seq=4, side="yes", price=42, new_size=2, ts=T0_MS + 9),
+        delta("MKT-B", seq=5, side="yes", price=31, new_size=2, ts=T0_MS + 9),
+    )
+    [batch] = build_market_views(raw)
+    live, stream = live_views(raw)
+    assert list(stream.rejected) == ["MKT-A"] and len(live["MKT-A"]["timestamps_ms"]) == 1
+    assert batch.market_ticker == "MKT-B" and len(batch) == 2
+    for name, values in live["MKT-B"].items():
+        assert values == getattr(batch, name).tolist(), name

@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 
 from kalshi_pipeline.market.books import SessionBooks
 from kalshi_pipeline.market.cleaning.events import CleanEvents
+from kalshi_pipeline.market.cleaning.price_maps import KnownBooks
 from kalshi_pipeline.market.cleaning.restarts import RESTART_MIN_DROP
 from kalshi_pipeline.market.features import MarketOrigin
-from kalshi_pipeline.sources.raw import LEVELS, PRICE_MAP_TYPE, SNAPSHOT_SCHEMA
+from kalshi_pipeline.sources.raw import LEVELS
 
-_NO_SNAPSHOT_ID = -1  # the row id of the snapshot that carries a market's book
 _NO_ROWS = np.zeros(0, bool)  # a mask of no rows (read only)
 _NO_ROWS.flags.writeable = False
 
@@ -98,35 +98,16 @@ def _after_segment_start(table: pa.Table, markets, live_only: Counter) -> tuple:
     return table, below, split
 
 
-def carried_snapshots(
-    session_id: int, tickers: list[str], markets: Mapping[str, LiveMarket]
-) -> pa.Table:
-    """Each market's book as a snapshot numbered and timed as its last event (its ask
-    maps the ones derived from its bids, as a collector stores them)."""
-    n = len(tickers)
-    carried = [markets[t] for t in tickers]
-    books = np.stack([m.book for m in carried]) if n else np.zeros((0, 2 * LEVELS), np.int64)
-    maps: dict[str, pa.Array] = {}
-    for side, bids, asks in ((0, "yes_bids", "no_asks"), (1, "no_bids", "yes_asks")):
-        sizes = books[:, side * LEVELS : (side + 1) * LEVELS]
-        rows, levels = np.nonzero(sizes)  # each book's levels held, in price order
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-        held = pa.array(sizes[rows, levels], pa.int64())
-        for name, prices in ((bids, levels + 1), (asks, LEVELS - levels)):
-            keys = pa.array(prices.astype(np.int32), pa.int32())
-            maps[name] = pa.MapArray.from_arrays(offsets, keys, held, type=PRICE_MAP_TYPE)
-    columns = {
-        "id": pa.array([_NO_SNAPSHOT_ID] * n, pa.int64()),
-        "session_id": pa.array([session_id] * n, pa.int64()),
-        "market_ticker": pa.array(tickers, pa.string()),
-        "timestamp_ms": pa.array([m.last_ms for m in carried], pa.int64()),
-        "sequence_number": pa.array([m.last_seq for m in carried], pa.int64()),
-        **maps,
-        "map_error": pa.nulls(n, pa.string()),
-    }
-    return pa.Table.from_arrays(
-        [columns[name] for name in SNAPSHOT_SCHEMA.names], schema=SNAPSHOT_SCHEMA
+def carried_books(tickers: list[str], markets: Mapping[str, LiveMarket]) -> KnownBooks:
+    """Each market's book as a snapshot numbered and timed as its last event."""
+    carried = [markets[ticker] for ticker in tickers]
+    return KnownBooks(
+        tickers=tickers,
+        sequence_number=np.array([market.last_seq for market in carried], np.int64),
+        timestamp_ms=np.array([market.last_ms for market in carried], np.int64),
+        books=np.stack([market.book for market in carried])
+        if carried
+        else np.zeros((0, 2 * LEVELS), np.int64),
     )
 
 

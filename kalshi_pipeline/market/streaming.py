@@ -53,7 +53,7 @@ from kalshi_pipeline.market.live_order import (
     EarlyDeltas,
     LiveMarket,
     NoTally,
-    carried_snapshots,
+    carried_books,
     of_markets,
     placeable,
     refused_restarts,
@@ -233,10 +233,10 @@ class SessionStream:
         """The cleaned events of the rows, each carried market's led by its snapshot,
         and the report of their cleaning."""
         report = IngestReport(self.info.session_id)
-        carried = carried_snapshots(self.info.session_id, carried, self._markets)
-        snapshots = pa.concat_tables([carried, snapshots]) if snapshots.num_rows else carried
+        known = carried_books(carried, self._markets)
         tally = NoTally()
-        return clean_markets(snapshots, deltas, touched, outline, report, tally, trades), report
+        events = clean_markets(snapshots, deltas, touched, outline, report, tally, trades, known)
+        return events, report
 
     def _not_of_steps_taken(self, ticker: str, trades: pa.Table) -> pa.Table:
         """``trades`` of ``ticker`` without those received at or before its latest step

@@ -30,7 +30,11 @@ from kalshi_pipeline.market.cleaning.outline import (
     outline_session,
     usable_rows,
 )
-from kalshi_pipeline.market.cleaning.price_maps import snapshot_events
+from kalshi_pipeline.market.cleaning.price_maps import (
+    KnownBooks,
+    known_book_events,
+    snapshot_events,
+)
 from kalshi_pipeline.market.cleaning.report import IngestReport
 from kalshi_pipeline.market.cleaning.restarts import segments
 from kalshi_pipeline.market.cleaning.sequence import SequenceTally
@@ -61,19 +65,24 @@ def clean_markets(
     report: IngestReport,
     tally: SequenceTally,
     trades: SessionTrades | None = None,
+    known: KnownBooks | None = None,
 ) -> CleanEvents:
     """Clean the usable rows (see :func:`~.outline.usable_rows`) of the markets
     ``tickers`` (sorted; those of the outline whose rows the tables hold): every check
     that reads one market only. The session-wide sequence checks read ``outline`` or are
     left to ``tally``, which counts them once it has every market. ``trades``: the
     session's trades (:func:`~.trades.usable_trades`; None without a tape): the kept ones
-    of the accepted markets go with their events, and every number received is counted."""
+    of the accepted markets go with their events, and every number received is counted.
+    ``known``: snapshots with known books (the live path's), events before the tables'."""
     group_trades = None if trades is None else trade_columns(trades.kept, tickers)
     if not tickers:
         return empty_events(outline.session_id, report, group_trades)
     code = {ticker: i for i, ticker in enumerate(tickers)}
     names = np.array(tickers, dtype=object)
     ev, books = _event_columns(snapshot_table, delta_table, outline, code, names, report)
+    if known is not None and len(known.tickers):
+        carried, known_books = known_book_events(known, code, first=len(books))
+        ev, books = EventColumns.concatenate(carried, ev), np.concatenate([books, known_books])
     ev = _ordered(ev, outline.window, names, report)
     tally.add(tickers, ev.market, ev.segment, ev.seq)
     if trades is not None:  # numbers the book's counter gave trades were received

@@ -13,6 +13,8 @@ bids (``100 - p``), and are only checked against them (``stored_asks_disagree``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -48,19 +50,45 @@ def snapshot_events(
         valid = _valid_levels(row, price, size, market, seq, ids, names, report)
         books[row[valid], side * LEVELS + price[valid] - 1] = size[valid]
     _check_stored_asks(table, books, failed, market, seq, names, report)
+    return _snapshot_columns(market, seq, ts, ids, first=0), books
+
+
+@dataclass(frozen=True)
+class KnownBooks:
+    """Snapshots whose books are known, not stored as maps: the live path's markets as its
+    last commit left them (:mod:`~kalshi_pipeline.market.streaming`), each numbered and
+    timed as its last event, with no row id (-1). They are events of cleaning like any
+    snapshot, but have nothing to decode or check: their books were made by cleaning."""
+
+    tickers: list[str]
+    sequence_number: np.ndarray  # int64
+    timestamp_ms: np.ndarray  # int64
+    books: np.ndarray  # int64[n, 198]
+
+
+def known_book_events(known: KnownBooks, code, first: int) -> tuple[EventColumns, np.ndarray]:
+    """``known`` as snapshot events, their books numbered from ``first`` on (placed
+    after the ``first`` books of the stored snapshots), and those books."""
+    market = np.array([code[ticker] for ticker in known.tickers], np.int32)
+    ids = np.full(len(market), -1, np.int64)
+    ts, seq = known.timestamp_ms, known.sequence_number
+    return _snapshot_columns(market, seq, ts, ids, first=first), known.books
+
+
+def _snapshot_columns(market, seq, ts, ids, first: int) -> EventColumns:
+    """Event columns of snapshots whose books are rows ``first`` on of their books."""
     n = len(seq)
-    events = EventColumns(
+    return EventColumns(
         market=market,
         seq=seq,
         ts=ts,
         is_snapshot=np.ones(n, bool),
         level=np.full(n, -1, np.int16),
         size=np.zeros(n, np.int64),
-        snapshot_index=np.arange(n, dtype=np.int64),
+        snapshot_index=np.arange(first, first + n, dtype=np.int64),
         row_id=ids,
         valid=np.ones(n, bool),
     )
-    return events, books
 
 
 def _count_failed_maps(table, failed, market, seq, ids, names, report) -> None:

@@ -101,13 +101,12 @@ def _after_segment_start(table: pa.Table, markets, live_only: Counter) -> tuple:
 def carried_books(tickers: list[str], markets: Mapping[str, LiveMarket]) -> KnownBooks:
     """Each market's book as a snapshot numbered and timed as its last event."""
     carried = [markets[ticker] for ticker in tickers]
+    books = [market.book for market in carried]
     return KnownBooks(
         tickers=tickers,
         sequence_number=np.array([market.last_seq for market in carried], np.int64),
         timestamp_ms=np.array([market.last_ms for market in carried], np.int64),
-        books=np.stack([market.book for market in carried])
-        if carried
-        else np.zeros((0, 2 * LEVELS), np.int64),
+        books=np.stack(books) if books else np.zeros((0, 2 * LEVELS), np.int64),
     )
 
 

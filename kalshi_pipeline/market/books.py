@@ -36,6 +36,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from kalshi_pipeline.market.cleaning.columns import market_names
 from kalshi_pipeline.market.cleaning.events import BOOK_WIDTH, CleanEvents
 from kalshi_pipeline.market.cleaning.pipeline import clean_session
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
@@ -227,14 +228,12 @@ def _count_crossed(events: CleanEvents, out: dict, report: IngestReport) -> np.n
     crossed = (out["best_yes_bid"] > 0) & (out["best_no_bid"] > 0)
     crossed &= out["best_yes_bid"].astype(np.int32) + out["best_no_bid"] >= 100
     rows = crossed.nonzero()[0]
-    if len(rows):
-        names = np.array(events.tickers, dtype=object)
-        report.repair(
-            RepairKind.CROSSED_BOOK,
-            names[events.market[rows]],
-            events.sequence_number[rows],
-            "book crossed after this event (YES bid >= YES ask); step kept and flagged",
-        )
+    report.repair(
+        RepairKind.CROSSED_BOOK,
+        market_names(events.tickers, events.market[rows]),
+        events.sequence_number[rows],
+        "book crossed after this event (YES bid >= YES ask); step kept and flagged",
+    )
     return crossed
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kalshi_pipeline.market.cleaning.columns import market_names
 from kalshi_pipeline.market.cleaning.events import NO, YES, CleanEvents
 from kalshi_pipeline.market.cleaning.report import IngestReport, RepairKind
 from kalshi_pipeline.market.steps import non_decreasing_times, step_rows
@@ -116,18 +117,15 @@ def trade_flow(
     trades = events.trades
     off_book = resting <= 0
     rows = off_book.nonzero()[0]
-    if len(rows):
-        names = np.array(events.tickers, dtype=object)
-        report.repair(
-            RepairKind.TRADE_OFF_BOOK,
-            names[trades.market[rows]],
-            trades.named_sequences(rows),
-            "trade at a level with no resting size just before its step (a NO taker hits "
-            "the YES bid at yes_price, a YES taker the NO bid at 100 - yes_price): kept and "
-            "flagged",
-            row_ids=trades.row_id[rows],
-            trade_ids=trades.trade_id[rows],
-        )
+    report.repair(
+        RepairKind.TRADE_OFF_BOOK,
+        market_names(events.tickers, trades.market[rows]),
+        trades.named_sequences(rows),
+        "trade at a level with no resting size just before its step (a NO taker hits the "
+        "YES bid at yes_price, a YES taker the NO bid at 100 - yes_price): kept and flagged",
+        row_ids=trades.row_id[rows],
+        trade_ids=trades.trade_id[rows],
+    )
     return TradeFlow(
         market_offsets=np.searchsorted(trades.market, np.arange(len(events.tickers) + 1)).astype(
             np.int64

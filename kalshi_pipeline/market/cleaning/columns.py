@@ -130,6 +130,12 @@ def positions(column: pa.Array | pa.ChunkedArray, values: tuple[str, ...]) -> np
     return np.array([at.get(value, -1) for value in column.to_pylist()], np.int64)
 
 
+def market_names(tickers: list[str], codes: np.ndarray) -> np.ndarray:
+    """The tickers of the market ``codes`` (positions in ``tickers``), for a report: the
+    session's tickers are not copied into an array when there is no code to name."""
+    return np.array(tickers, dtype=object)[codes] if len(codes) else np.zeros(0, object)
+
+
 def _holds(tickers: list[str], ticker: str | None) -> bool:
     at = bisect_left(tickers, ticker) if ticker is not None else len(tickers)
     return at < len(tickers) and tickers[at] == ticker
